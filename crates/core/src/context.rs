@@ -1,0 +1,53 @@
+//! The emotional context an environment exposes with every step.
+//!
+//! It is typed, not an untyped info map: each field is something an emotion
+//! channel can appraise. Fields an environment does not model stay at their
+//! defaults (`None` / `false` / 0).
+
+use serde::{Deserialize, Serialize};
+
+/// What was obtained and what would have been obtained otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counterfactual {
+    pub obtained: f64,
+    pub foregone: f64,
+    /// The action whose outcome was foregone, when there is a single one.
+    pub foregone_action: Option<usize>,
+}
+
+/// Social signals of a conversation (text environments).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SocialContext {
+    pub last_reward: f64,
+    pub safety_flag: bool,
+    pub user_satisfaction: f64,
+    pub repeated_query: bool,
+    pub topic_novelty: f64,
+    pub contradiction_detected: bool,
+    pub cumulative_negative: f64,
+    pub cumulative_positive: f64,
+    pub failed_attempts: u32,
+}
+
+/// Emotional context of the state an environment just moved to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmotionalContext {
+    /// Distance to the nearest threat (metric is the environment's), `None` if no threat.
+    pub threat_distance: Option<f64>,
+    /// Distance to the (nearest) goal.
+    pub goal_distance: Option<f64>,
+    /// Whether the last move was blocked (wall or boundary).
+    pub was_blocked: bool,
+    /// Consecutive blocked moves, the current one included (0 if not counted).
+    pub consecutive_blocks: u32,
+    /// Whether the agent is next to the threat.
+    pub near_threat: bool,
+    /// Whether the agent was just harmed (e.g. fell off a cliff).
+    pub harmed: bool,
+    /// Reward of the transition that produced this context.
+    pub reward: f64,
+    /// Counterfactual feedback, when the environment shows it.
+    pub counterfactual: Option<Counterfactual>,
+    /// Conversation signals, for text environments.
+    pub social: Option<SocialContext>,
+}

@@ -1,0 +1,117 @@
+//! Emotion channels: small modules with phasic and tonic state that plug into a
+//! value learner at three places — action selection (a bias on the Q-values),
+//! learning-rate modulation, and TD-target/TD-error shaping.
+//!
+//! A learner holds an ordered list of channels and calls each hook in that
+//! order; an agent variant is a list of channels, not a copy of the learner.
+
+mod anger;
+mod curiosity;
+mod fear;
+mod joy;
+mod regret;
+
+pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
+pub use curiosity::{CuriosityChannel, CuriosityConfig};
+pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource};
+pub use joy::{JoyChannel, JoyConfig};
+pub use regret::{RegretChannel, RegretConfig};
+
+use crate::context::EmotionalContext;
+use crate::rng::RngHandle;
+use serde::{Deserialize, Serialize};
+
+/// A transition as the channels appraise it.
+#[derive(Clone, Copy, Debug)]
+pub struct Appraisal<'a> {
+    pub state: usize,
+    pub action: usize,
+    pub reward: f64,
+    pub next_state: usize,
+    pub done: bool,
+    pub context: &'a EmotionalContext,
+}
+
+/// What a channel does to one update. `None` leaves the quantity untouched.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Modulation {
+    /// Factor on the learning rate.
+    pub lr_factor: Option<f64>,
+    /// Factor on the TD error.
+    pub td_factor: Option<f64>,
+}
+
+/// One emotion channel.
+pub trait EmotionChannel: std::fmt::Debug {
+    /// Short name used in logs (`emotion/<name>`).
+    fn name(&self) -> &'static str;
+
+    /// Appraises a transition: updates phasic and tonic state. Called first in an update.
+    fn appraise(&mut self, t: &Appraisal);
+
+    /// Additive shaping of the reward inside the TD target (e.g. a curiosity bonus).
+    fn target_bonus(&self, _t: &Appraisal) -> f64 {
+        0.0
+    }
+
+    /// Learning-rate and TD-error modulation, given the raw TD error `td`.
+    fn modulate(&self, _t: &Appraisal, _td: f64) -> Modulation {
+        Modulation::default()
+    }
+
+    /// Biases a copy of the greedy Q-values of `state`. Returning `Some(a)`
+    /// overrides the choice (an emotion-driven exploratory action).
+    fn bias(&mut self, _state: usize, _q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
+        None
+    }
+
+    /// Told which action was finally taken (exploratory or greedy).
+    fn on_action(&mut self, _action: usize) {}
+
+    /// After the Q update: may adjust other entries of the updated state's row.
+    fn after_update(&mut self, _t: &Appraisal, _q_row: &mut [f64]) {}
+
+    /// Current (phasic) intensity, for logging.
+    fn phasic(&self) -> f64;
+
+    /// Slow (tonic) level, for logging.
+    fn tonic(&self) -> f64;
+
+    /// Clears per-episode state (tonic memories that should persist are kept).
+    fn reset_episode(&mut self);
+}
+
+/// Serializable description of a channel, as written in experiment TOML files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ChannelConfig {
+    Fear(FearConfig),
+    Anger(AngerConfig),
+    Regret(RegretConfig),
+    Curiosity(CuriosityConfig),
+    Joy(JoyConfig),
+}
+
+impl ChannelConfig {
+    /// Builds the channel for a task with `n_states` states.
+    pub fn build(&self, n_states: usize) -> Box<dyn EmotionChannel> {
+        match self {
+            ChannelConfig::Fear(c) => Box::new(FearChannel::new(c.clone(), n_states)),
+            ChannelConfig::Anger(c) => Box::new(AngerChannel::new(c.clone())),
+            ChannelConfig::Regret(c) => Box::new(RegretChannel::new(c.clone(), n_states)),
+            ChannelConfig::Curiosity(c) => Box::new(CuriosityChannel::new(c.clone(), n_states)),
+            ChannelConfig::Joy(c) => Box::new(JoyChannel::new(c.clone())),
+        }
+    }
+}
+
+/// `(q - min) / (max - min)` for every entry, or `None` when all are equal.
+pub(crate) fn normalised(q: &[f64]) -> Option<(f64, f64)> {
+    let lo = crate::numeric::min(q);
+    let hi = crate::numeric::max(q);
+    if hi > lo {
+        Some((lo, hi - lo))
+    } else {
+        None
+    }
+}

@@ -1,0 +1,17 @@
+//! Core types of emorl: the [`Env`] trait and its typed [`EmotionalContext`],
+//! composable emotion channels, numpy-compatible and fast random numbers,
+//! numpy-compatible means, string-ID registries and the determinism check.
+
+pub mod context;
+pub mod determinism;
+pub mod emotion;
+pub mod env;
+pub mod error;
+pub mod numeric;
+pub mod registry;
+pub mod rng;
+
+pub use context::{Counterfactual, EmotionalContext, SocialContext};
+pub use env::{DiscreteEnv, Env, Info, Step};
+pub use error::CoreError;
+pub use rng::{EmoRng, RngHandle, RngKind};

@@ -1,0 +1,1 @@
+//! TensorBoard event files and run directories (in progress).

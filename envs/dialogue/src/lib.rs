@@ -1,0 +1,1 @@
+//! Text environments (in progress).

@@ -1,0 +1,1 @@
+//! Gridworlds (in progress).
