@@ -1,1 +1,13 @@
-//! Tabular agents (in progress).
+//! Tabular Q-learning with composable emotion channels.
+//!
+//! One learner ([`QLearner`]); every Emotional-ED agent is this learner plus an
+//! ordered list of channels (see `emorl_core::emotion`). The registry maps the
+//! upstream agent names to channel lists.
+
+mod episode;
+mod learner;
+mod registry;
+
+pub use episode::{run_episode, EpisodeStep, EpisodeSummary};
+pub use learner::{QLearner, QLearnerConfig, UpdateStats};
+pub use registry::{registry, MakeAgentConfig};

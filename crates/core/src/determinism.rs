@@ -6,6 +6,13 @@ use crate::error::CoreError;
 /// One recorded trajectory: the reset observation, then every step.
 pub type Trajectory<O> = (O, Vec<Step<O>>);
 
+/// A policy for recordings: `(observation, step index) -> action`.
+pub type BoxedPolicy<O, A> = Box<dyn FnMut(&O, usize) -> A>;
+
+/// Makes a fresh policy for each recording.
+pub type PolicyFactory<'a, E> =
+    dyn Fn() -> BoxedPolicy<<E as Env>::Obs, <E as Env>::Action> + 'a;
+
 /// Runs `episodes` episodes of at most `max_steps` steps, choosing actions with
 /// `policy(obs, step_index)`; resets with `seed` first.
 pub fn record<E: Env>(
@@ -40,7 +47,7 @@ pub fn record<E: Env>(
 pub fn check_determinism<E: Env>(
     name: &str,
     make: &dyn Fn() -> E,
-    make_policy: &dyn Fn() -> Box<dyn FnMut(&E::Obs, usize) -> E::Action>,
+    make_policy: &PolicyFactory<'_, E>,
     seed: u64,
     episodes: usize,
     max_steps: usize,

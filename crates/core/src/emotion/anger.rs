@@ -113,7 +113,7 @@ impl EmotionChannel for AngerChannel {
             AngerLearningRate::None => None,
             AngerLearningRate::Scale { weight } => Some(1.0 + weight * f),
             AngerLearningRate::DampOnPenalty { threshold, damping } => {
-                (f > threshold && t.reward < 0.0).then(|| 1.0 - f * damping)
+                (f > threshold && t.reward < 0.0).then_some(1.0 - f * damping)
             }
         };
         let td_factor = match self.cfg.blocked_td_damping {

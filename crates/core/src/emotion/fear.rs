@@ -165,7 +165,7 @@ impl EmotionChannel for FearChannel {
                 Some(1.0 + weight * fear * if td < 0.0 { 1.0 } else { 0.5 })
             }
             FearLearningRate::OnPenalty { threshold, weight } => {
-                (fear > threshold && t.reward < 0.0).then(|| 1.0 + fear * weight)
+                (fear > threshold && t.reward < 0.0).then_some(1.0 + fear * weight)
             }
         };
         Modulation {

@@ -41,7 +41,7 @@ impl EmotionChannel for JoyChannel {
 
     fn modulate(&self, _t: &Appraisal, td: f64) -> Modulation {
         Modulation {
-            lr_factor: (td > 0.0 && self.joy > 0.0).then(|| 1.0 + self.cfg.weight * self.joy),
+            lr_factor: (td > 0.0 && self.joy > 0.0).then_some(1.0 + self.cfg.weight * self.joy),
             td_factor: None,
         }
     }

@@ -59,7 +59,7 @@ impl EmotionChannel for RegretChannel {
 
     fn modulate(&self, _t: &Appraisal, _td: f64) -> Modulation {
         Modulation {
-            lr_factor: (self.current < 0.0).then(|| 1.0 + self.cfg.weight * self.current.abs()),
+            lr_factor: (self.current < 0.0).then_some(1.0 + self.cfg.weight * self.current.abs()),
             td_factor: None,
         }
     }

@@ -1,0 +1,257 @@
+//! The Q-learner. Order of operations follows upstream Emotional-ED exactly,
+//! because bit-exact reproduction depends on it:
+//! select: ε draw → (greedy) channel biases in order → argmax;
+//! update: channels appraise → TD target → channel modulation in order → Q update → after-update hooks.
+
+use emorl_core::emotion::{Appraisal, ChannelConfig, EmotionChannel};
+use emorl_core::numeric::{argmax, max};
+use emorl_core::{CoreError, EmotionalContext, RngHandle};
+use serde::{Deserialize, Serialize};
+
+fn default_lr() -> f64 {
+    0.1
+}
+fn default_gamma() -> f64 {
+    0.99
+}
+fn default_epsilon() -> f64 {
+    0.1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Hyperparameters of the learner and its channels (one TOML table).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QLearnerConfig {
+    /// Step size α.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Discount γ.
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+    /// ε of ε-greedy exploration.
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+    /// Bootstrap from the next state (false: a bandit learner, target = reward).
+    #[serde(default = "default_true")]
+    pub bootstrap: bool,
+    /// Emotion channels, applied in this order at every hook.
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+}
+
+impl Default for QLearnerConfig {
+    fn default() -> Self {
+        QLearnerConfig {
+            lr: default_lr(),
+            gamma: default_gamma(),
+            epsilon: default_epsilon(),
+            bootstrap: true,
+            channels: Vec::new(),
+        }
+    }
+}
+
+impl QLearnerConfig {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let bad = |what: &str, v: f64| {
+            Err(CoreError::InvalidConfig(format!(
+                "{what} = {v} is out of range"
+            )))
+        };
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", self.lr);
+        }
+        if !(0.0..=1.0).contains(&self.gamma) {
+            return bad("gamma", self.gamma);
+        }
+        if !(0.0..=1.0).contains(&self.epsilon) {
+            return bad("epsilon", self.epsilon);
+        }
+        Ok(())
+    }
+}
+
+/// What one update did (for logging).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    pub td_error: f64,
+    pub effective_lr: f64,
+}
+
+#[derive(Debug)]
+pub struct QLearner {
+    cfg: QLearnerConfig,
+    n_actions: usize,
+    q: Vec<f64>,
+    channels: Vec<Box<dyn EmotionChannel>>,
+    epsilon: f64,
+    scratch: Vec<f64>,
+}
+
+impl QLearner {
+    pub fn new(n_states: usize, n_actions: usize, cfg: QLearnerConfig) -> Result<Self, CoreError> {
+        cfg.validate()?;
+        if n_states == 0 || n_actions == 0 {
+            return Err(CoreError::InvalidConfig(
+                "a tabular learner needs at least one state and one action".into(),
+            ));
+        }
+        let channels = cfg.channels.iter().map(|c| c.build(n_states)).collect();
+        Ok(QLearner {
+            epsilon: cfg.epsilon,
+            cfg,
+            n_actions,
+            q: vec![0.0; n_states * n_actions],
+            channels,
+            scratch: vec![0.0; n_actions],
+        })
+    }
+
+    pub fn q_row(&self, state: usize) -> &[f64] {
+        &self.q[state * self.n_actions..(state + 1) * self.n_actions]
+    }
+
+    pub fn q_table(&self) -> &[f64] {
+        &self.q
+    }
+
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    pub fn set_epsilon(&mut self, epsilon: f64) {
+        self.epsilon = epsilon;
+    }
+
+    pub fn channels(&self) -> &[Box<dyn EmotionChannel>] {
+        &self.channels
+    }
+
+    /// ε-greedy action with emotional biases on the greedy branch.
+    pub fn act(&mut self, state: usize, rng: &RngHandle) -> usize {
+        let action = if rng.random() < self.epsilon {
+            rng.randint(self.n_actions)
+        } else {
+            let n = self.n_actions;
+            self.scratch
+                .copy_from_slice(&self.q[state * n..(state + 1) * n]);
+            let mut forced = None;
+            for ch in self.channels.iter_mut() {
+                if let Some(a) = ch.bias(state, &mut self.scratch, rng) {
+                    forced = Some(a);
+                    break;
+                }
+            }
+            forced.unwrap_or_else(|| argmax(&self.scratch))
+        };
+        for ch in self.channels.iter_mut() {
+            ch.on_action(action);
+        }
+        action
+    }
+
+    /// One learning step on the transition `(s, a, r, s', done)` with the
+    /// emotional context of `s'`.
+    pub fn update(
+        &mut self,
+        state: usize,
+        action: usize,
+        reward: f64,
+        next_state: usize,
+        done: bool,
+        context: &EmotionalContext,
+    ) -> UpdateStats {
+        let t = Appraisal {
+            state,
+            action,
+            reward,
+            next_state,
+            done,
+            context,
+        };
+        for ch in self.channels.iter_mut() {
+            ch.appraise(&t);
+        }
+        let n = self.n_actions;
+        let mut r = reward;
+        for ch in &self.channels {
+            let bonus = ch.target_bonus(&t);
+            if bonus != 0.0 {
+                r += bonus;
+            }
+        }
+        let target = if done || !self.cfg.bootstrap {
+            r
+        } else {
+            r + self.cfg.gamma * max(&self.q[next_state * n..(next_state + 1) * n])
+        };
+        let idx = state * n + action;
+        let td = target - self.q[idx];
+        let mut lr = self.cfg.lr;
+        let mut td_eff = td;
+        for ch in &self.channels {
+            let m = ch.modulate(&t, td);
+            if let Some(f) = m.lr_factor {
+                lr *= f;
+            }
+            if let Some(f) = m.td_factor {
+                td_eff *= f;
+            }
+        }
+        self.q[idx] += lr * td_eff;
+        let row = &mut self.q[state * n..(state + 1) * n];
+        for ch in self.channels.iter_mut() {
+            ch.after_update(&t, row);
+        }
+        UpdateStats {
+            td_error: td,
+            effective_lr: lr,
+        }
+    }
+
+    /// Clears per-episode emotional state (upstream's `reset_episode`).
+    pub fn reset_episode(&mut self) {
+        for ch in self.channels.iter_mut() {
+            ch.reset_episode();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emorl_core::RngKind;
+
+    #[test]
+    fn plain_q_update_matches_formula() {
+        let mut l = QLearner::new(2, 2, QLearnerConfig::default()).expect("learner");
+        let ctx = EmotionalContext::default();
+        l.update(0, 1, -0.01, 1, false, &ctx);
+        assert_eq!(l.q_row(0), &[0.0, 0.1 * -0.01]);
+        l.update(1, 0, 1.0, 0, true, &ctx);
+        assert_eq!(l.q_row(1)[0], 0.1);
+        let s = l.update(0, 0, 0.0, 1, false, &ctx);
+        assert_eq!(s.td_error, 0.99 * 0.1);
+    }
+
+    #[test]
+    fn greedy_ties_go_to_first_action() {
+        let mut l = QLearner::new(1, 4, QLearnerConfig::default()).expect("learner");
+        l.set_epsilon(0.0);
+        let rng = RngHandle::new(RngKind::Numpy, 0);
+        assert_eq!(l.act(0, &rng), 0);
+    }
+
+    #[test]
+    fn bad_hyperparameters_are_rejected() {
+        let cfg = QLearnerConfig {
+            gamma: 1.5,
+            ..Default::default()
+        };
+        assert!(QLearner::new(1, 2, cfg).is_err());
+        assert!(QLearner::new(0, 2, QLearnerConfig::default()).is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! Tabular agents by ID: upstream Emotional-ED agent classes expressed as
+//! channel lists on the one Q-learner.
+
+use crate::learner::QLearnerConfig;
+use emorl_core::emotion::{
+    AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, FearConfig,
+    FearLearningRate, FearSelection, FearSource, RegretConfig,
+};
+use emorl_core::registry::Registry;
+
+/// Default hyperparameters of a registered agent.
+pub type MakeAgentConfig = fn() -> QLearnerConfig;
+
+fn with(channels: Vec<ChannelConfig>) -> QLearnerConfig {
+    QLearnerConfig {
+        channels,
+        ..Default::default()
+    }
+}
+
+fn distance_fear(selection: FearSelection, learning_rate: FearLearningRate) -> ChannelConfig {
+    ChannelConfig::Fear(FearConfig {
+        source: FearSource::Distance {
+            safe_distance: 3.0,
+            max_fear: 1.0,
+        },
+        selection,
+        learning_rate,
+    })
+}
+
+/// Upstream `IntegratedEmotionalAgent(w_f, w_a, w_r)`.
+fn integrated(w_f: f64, w_a: f64, w_r: f64) -> QLearnerConfig {
+    with(vec![
+        distance_fear(
+            FearSelection::Subtract { weight: w_f },
+            FearLearningRate::OnPenalty {
+                threshold: 0.0,
+                weight: w_f,
+            },
+        ),
+        ChannelConfig::Anger(AngerConfig {
+            dynamics: AngerDynamics::Stepwise {
+                per_block: 0.2,
+                decay: 0.1,
+            },
+            selection: AngerSelection::BoostBest {
+                threshold: 0.3,
+                weight: w_a,
+            },
+            learning_rate: AngerLearningRate::DampOnPenalty {
+                threshold: 0.3,
+                damping: 0.5,
+            },
+            blocked_td_damping: None,
+        }),
+        ChannelConfig::Regret(RegretConfig {
+            sensitivity: 1.0,
+            weight: w_r,
+            counterfactual_lr: None,
+            memory_exploration: Some(0.3),
+        }),
+    ])
+}
+
+pub fn registry() -> Registry<MakeAgentConfig> {
+    let mut r: Registry<MakeAgentConfig> = Registry::new("agent");
+    r.register(
+        "q-learning",
+        "standard tabular Q-learning, epsilon-greedy (no emotion)",
+        QLearnerConfig::default,
+    );
+    r.register(
+        "bandit",
+        "standard bandit learner: Q(a) <- Q(a) + lr (r - Q(a)) (no emotion)",
+        || QLearnerConfig {
+            bootstrap: false,
+            ..Default::default()
+        },
+    );
+    r.register(
+        "emotional-ed",
+        "Q-learning + fear (threat proximity speeds learning from bad news) + anger (blocked moves)",
+        || {
+            with(vec![
+                distance_fear(
+                    FearSelection::OrderPreserving,
+                    FearLearningRate::NegativeBias { weight: 0.5 },
+                ),
+                ChannelConfig::Anger(AngerConfig {
+                    dynamics: AngerDynamics::Simple {
+                        buildup: 0.3,
+                        decay: 0.9,
+                    },
+                    selection: AngerSelection::None,
+                    learning_rate: AngerLearningRate::Scale { weight: 0.3 },
+                    blocked_td_damping: None,
+                }),
+            ])
+        },
+    );
+    r.register(
+        "frustration-ed",
+        "Q-learning + frustration: persists with the last action and discounts evidence of blockage",
+        || {
+            with(vec![ChannelConfig::Anger(AngerConfig {
+                dynamics: AngerDynamics::GoalScaled {
+                    buildup: 0.3,
+                    decay: 0.8,
+                },
+                selection: AngerSelection::RepeatLast {
+                    threshold: 0.3,
+                    bonus: 0.5,
+                },
+                learning_rate: AngerLearningRate::Scale { weight: 0.5 },
+                blocked_td_damping: Some(0.5),
+            })])
+        },
+    );
+    r.register(
+        "regret-ed",
+        "bandit learner + regret: learns faster after regret and from the foregone door",
+        || QLearnerConfig {
+            bootstrap: false,
+            channels: vec![ChannelConfig::Regret(RegretConfig {
+                sensitivity: 1.0,
+                weight: 0.5,
+                counterfactual_lr: Some(0.05),
+                memory_exploration: None,
+            })],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "fear-dominant",
+        "fear, anger and regret together, fear weighted highest (w_f 1.0, w_a 0.2, w_r 0.2)",
+        || integrated(1.0, 0.2, 0.2),
+    );
+    r.register(
+        "anger-dominant",
+        "fear, anger and regret together, anger weighted highest (w_f 0.2, w_a 1.0, w_r 0.2)",
+        || integrated(0.2, 1.0, 0.2),
+    );
+    r.register(
+        "no-transfer",
+        "Q-learning + fear remembered per cell (does not generalise to new threat places)",
+        || {
+            with(vec![ChannelConfig::Fear(FearConfig {
+                source: FearSource::StateMemory {
+                    increment: 0.2,
+                    decay: 0.95,
+                    penalty: -0.2,
+                },
+                selection: FearSelection::BoostBest {
+                    threshold: 0.3,
+                    weight: 1.0,
+                },
+                learning_rate: FearLearningRate::None,
+            })])
+        },
+    );
+    r.register(
+        "emotional-transfer",
+        "Q-learning + fear of threat proximity with an adaptive distance threshold (transfers)",
+        || {
+            with(vec![ChannelConfig::Fear(FearConfig {
+                source: FearSource::AdaptiveDistance {
+                    initial: 2.0,
+                    min: 1.0,
+                    max: 3.0,
+                    raise: 0.1,
+                    lower: 0.05,
+                    near: 2.0,
+                    penalty: -0.2,
+                },
+                selection: FearSelection::BoostBest {
+                    threshold: 0.3,
+                    weight: 0.8,
+                },
+                learning_rate: FearLearningRate::OnPenalty {
+                    threshold: 0.3,
+                    weight: 0.8,
+                },
+            })])
+        },
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_agent_config_validates_and_roundtrips_through_toml() {
+        for e in registry().entries() {
+            let cfg = (e.make)();
+            cfg.validate().expect("valid");
+            let text = toml::to_string(&cfg).expect("serialise");
+            let back: QLearnerConfig = toml::from_str(&text).expect("parse");
+            assert_eq!(back, cfg, "{}", e.id);
+        }
+    }
+}

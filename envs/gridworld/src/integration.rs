@@ -1,0 +1,195 @@
+//! Emotional-ED V2 "integration" grid (spec §3.4): a safe goal, a risky goal
+//! behind a harmful threat cell, and a blocked goal behind a breakable wall —
+//! fear, anger and regret pull in different directions.
+
+use crate::grid::{self, Pos};
+use emorl_core::{Counterfactual, DiscreteEnv, EmotionalContext, Env, Info, Step};
+
+const SIZE: i32 = 7;
+const START: Pos = (3, 0);
+const THREAT: Pos = (3, 4);
+const SAFE: Pos = (0, 6);
+const RISKY: Pos = (3, 6);
+const BLOCKED: Pos = (6, 6);
+const WALL: [Pos; 5] = [(4, 1), (4, 2), (4, 3), (4, 4), (4, 5)];
+const MAX_STEPS: u32 = 100;
+const HITS_TO_BREAK: u32 = 4;
+
+/// (name, position, value, foregone value reported when collected).
+const GOALS: [(&str, Pos, f64, f64); 3] = [
+    ("safe", SAFE, 0.3, 1.0),
+    ("risky", RISKY, 1.0, 0.3),
+    ("blocked", BLOCKED, 0.6, 1.0),
+];
+
+#[derive(Clone, Debug)]
+pub struct IntegrationGrid {
+    pos: Pos,
+    collected: [bool; 3],
+    step_count: u32,
+    wall_hits: u32,
+    consecutive_wall_hits: u32,
+    wall_broken: bool,
+    last: EmotionalContext,
+}
+
+impl Default for IntegrationGrid {
+    fn default() -> Self {
+        IntegrationGrid {
+            pos: START,
+            collected: [false; 3],
+            step_count: 0,
+            wall_hits: 0,
+            consecutive_wall_hits: 0,
+            wall_broken: false,
+            last: EmotionalContext::default(),
+        }
+    }
+}
+
+impl IntegrationGrid {
+    fn min_goal_distance(&self) -> f64 {
+        GOALS
+            .iter()
+            .map(|g| grid::euclid(self.pos, g.1))
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Names of the goals collected this episode, in collection order.
+    pub fn collected_names(&self) -> Vec<&'static str> {
+        GOALS
+            .iter()
+            .zip(self.collected)
+            .filter(|(_, c)| *c)
+            .map(|(g, _)| g.0)
+            .collect()
+    }
+}
+
+impl Env for IntegrationGrid {
+    type Obs = usize;
+    type Action = usize;
+
+    fn reset(&mut self, _seed: Option<u64>) -> (usize, Info) {
+        *self = IntegrationGrid::default();
+        self.last = self.context_at(false, 0, None, 0.0);
+        (grid::index(self.pos, SIZE), Info::new())
+    }
+
+    fn step(&mut self, action: &usize) -> Step<usize> {
+        self.step_count += 1;
+        let d = grid::delta(*action);
+        let mut new = (self.pos.0 + d.0, self.pos.1 + d.1);
+        let mut was_blocked = false;
+        let mut cb = 0;
+        if !grid::inside(new, SIZE, SIZE) {
+            was_blocked = true;
+            new = self.pos;
+        }
+        if !self.wall_broken && WALL.contains(&new) {
+            was_blocked = true;
+            self.wall_hits += 1;
+            self.consecutive_wall_hits += 1;
+            cb = self.consecutive_wall_hits;
+            if self.wall_hits >= HITS_TO_BREAK {
+                // The fourth hit breaks the whole wall and the agent moves in.
+                self.wall_broken = true;
+                was_blocked = false;
+            } else {
+                new = self.pos;
+            }
+        } else {
+            self.consecutive_wall_hits = 0;
+        }
+        self.pos = new;
+
+        let threat_distance = grid::euclid(self.pos, THREAT);
+        let mut reward = -0.01;
+        if threat_distance < 0.5 {
+            reward -= 0.2;
+        }
+        let mut counterfactual = None;
+        let mut info = Info::new();
+        for (i, (name, at, value, foregone)) in GOALS.iter().enumerate() {
+            if self.pos == *at && !self.collected[i] {
+                reward += value;
+                self.collected[i] = true;
+                counterfactual = Some(Counterfactual {
+                    obtained: *value,
+                    foregone: *foregone,
+                    foregone_action: None,
+                });
+                info.insert(format!("goal_{name}"), 1.0);
+            }
+        }
+        let done = self.collected.iter().any(|&c| c) || self.step_count >= MAX_STEPS;
+        for (i, (name, ..)) in GOALS.iter().enumerate() {
+            if self.collected[i] {
+                info.insert(format!("collected_{name}"), 1.0);
+            }
+        }
+        self.last = self.context_at(was_blocked, cb, counterfactual, reward);
+        Step {
+            obs: grid::index(self.pos, SIZE),
+            reward,
+            terminated: done,
+            truncated: false,
+            context: self.last.clone(),
+            info,
+        }
+    }
+
+    fn context(&self) -> EmotionalContext {
+        self.last.clone()
+    }
+
+    fn render(&self) -> String {
+        let broken = self.wall_broken;
+        grid::draw(SIZE, SIZE, self.pos, |p| match p {
+            START => 'S',
+            THREAT => 'X',
+            SAFE => 's',
+            RISKY => 'r',
+            BLOCKED => 'b',
+            p if !broken && WALL.contains(&p) => '#',
+            _ => '.',
+        })
+    }
+}
+
+impl IntegrationGrid {
+    fn context_at(
+        &self,
+        was_blocked: bool,
+        consecutive_blocks: u32,
+        counterfactual: Option<Counterfactual>,
+        reward: f64,
+    ) -> EmotionalContext {
+        let threat_distance = grid::euclid(self.pos, THREAT);
+        EmotionalContext {
+            threat_distance: Some(threat_distance),
+            goal_distance: Some(self.min_goal_distance()),
+            was_blocked,
+            consecutive_blocks,
+            near_threat: threat_distance < 1.5,
+            reward,
+            counterfactual,
+            ..Default::default()
+        }
+    }
+}
+
+impl DiscreteEnv for IntegrationGrid {
+    fn n_states(&self) -> usize {
+        (SIZE * SIZE) as usize
+    }
+    fn n_actions(&self) -> usize {
+        4
+    }
+    fn features(&self, state: usize) -> Vec<f32> {
+        let p = (state as i32 / SIZE, state as i32 % SIZE);
+        let mut f = grid::position_features(p, SIZE, SIZE);
+        f.push(grid::euclid(p, THREAT) as f32 / 10.0);
+        f
+    }
+}
