@@ -23,14 +23,14 @@ pub struct EpisodeSummary {
 
 /// Runs one episode of at most `max_steps` steps: reset, then act / step /
 /// (learn) until the environment is done. The step cap does not make the last
-/// transition terminal.
+/// transition terminal. `on_step` sees each step and the agent after its update.
 pub fn run_episode(
     env: &mut dyn DiscreteEnv,
     agent: &mut QLearner,
     rng: &RngHandle,
     max_steps: usize,
     learn: bool,
-    mut on_step: impl FnMut(&EpisodeStep),
+    mut on_step: impl FnMut(&EpisodeStep, &QLearner),
 ) -> EpisodeSummary {
     let (mut state, _) = env.reset(None);
     let mut summary = EpisodeSummary::default();
@@ -41,12 +41,15 @@ pub fn run_episode(
         let update = learn.then(|| agent.update(state, action, step.reward, step.obs, done, &step.context));
         summary.episode_return += step.reward;
         summary.steps += 1;
-        on_step(&EpisodeStep {
-            state,
-            action,
-            step: &step,
-            update,
-        });
+        on_step(
+            &EpisodeStep {
+                state,
+                action,
+                step: &step,
+                update,
+            },
+            agent,
+        );
         if done {
             summary.done = true;
             break;

@@ -166,7 +166,7 @@ impl Experiment {
         let mut train_steps = 0usize;
         let mut train_count = 0usize;
         for _ in 0..p.train_episodes {
-            let s = run_episode(env.as_mut(), &mut agent, rng, p.max_steps, true, |st| {
+            let s = run_episode(env.as_mut(), &mut agent, rng, p.max_steps, true, |st, _| {
                 train_steps += 1;
                 train_count += usize::from(match &self.metric {
                     Metric::BlockedSteps => st.step.context.was_blocked,
@@ -195,7 +195,7 @@ impl Experiment {
             let mut min_threat = f64::INFINITY;
             let mut penalties = 0usize;
             let mut goal_hit = false;
-            run_episode(env.as_mut(), &mut agent, rng, p.max_steps, false, |st| {
+            run_episode(env.as_mut(), &mut agent, rng, p.max_steps, false, |st, _| {
                 let ctx = &st.step.context;
                 match &self.metric {
                     Metric::MinThreatDistance => {

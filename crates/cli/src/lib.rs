@@ -1,4 +1,10 @@
-//! The `emorl` library behind the CLI: experiment protocols, configuration,
-//! training loops with logging, and table reproduction.
+//! The `emorl` library behind the CLI: registries of environments and agents,
+//! configuration, experiment protocols, training loops with logging, and
+//! table reproduction.
 
+pub mod catalog;
+pub mod config;
 pub mod experiment;
+pub mod train;
+pub mod figure;
+pub mod reproduce;

@@ -1,1 +1,193 @@
-fn main() {}
+//! `emorl`: emotion-inspired reinforcement learning from the command line.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use emorl::train::{self, TrainArgs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "emorl",
+    version,
+    about = "Emotion-inspired reinforcement learning: reproduce Emotional-ED, train emotional agents",
+    long_about = "Emotion-inspired reinforcement learning.\n\n\
+        Emotion channels (fear, anger, regret, curiosity, joy) modulate a learner's action \
+        selection, learning rate and TD target. `emorl train` runs one agent in one environment \
+        and writes TensorBoard files under runs/; `emorl reproduce` regenerates a results table.",
+    after_help = "Examples:\n  emorl envs\n  emorl train --env v2-threat-grid --agent emotional-ed\n  emorl reproduce v2-tabular --seeds 50\n  tensorboard --logdir runs"
+)]
+struct Cli {
+    /// Log verbosity (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train one agent in one environment; writes runs/<name>-<time>/.
+    #[command(after_help = "Examples:\n  \
+        emorl train --env v2-threat-grid --agent emotional-ed\n  \
+        emorl train --env v2-blocked-path --agent frustration-ed --episodes 50 --seed 3\n  \
+        emorl train --config configs/train/threat-grid.toml agent_config.lr=0.2 rng=numpy\n\n\
+        The run directory holds config.toml (the resolved configuration), metrics.jsonl,\n\
+        TensorBoard event files and checkpoints/. View with: tensorboard --logdir runs")]
+    Train(TrainCli),
+    /// Regenerate a results table: table.md, table.json and a figure in a run directory.
+    #[command(after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n\n\
+        Examples:\n  \
+        emorl reproduce v2-tabular                       # upstream's table, bit for bit\n  \
+        emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
+        emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
+        Finished seeds are stored under seeds/ as they end; rerunning with the same --out\n\
+        resumes an interrupted run without redoing them.")]
+    Reproduce(ReproduceCli),
+    /// List the registered environments.
+    Envs,
+    /// List the registered agents.
+    Agents,
+    /// Show build information: version, libtorch, threads, CUDA.
+    Info,
+}
+
+#[derive(Args)]
+struct TrainCli {
+    /// Environment ID (see `emorl envs`).
+    #[arg(long)]
+    env: Option<String>,
+    /// Agent ID (see `emorl agents`).
+    #[arg(long)]
+    agent: Option<String>,
+    /// Experiment TOML file; flags and overrides take precedence over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of training episodes.
+    #[arg(long)]
+    episodes: Option<usize>,
+    /// Write the run exactly into this directory (default: runs/<name>-<time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Directory under which run directories are created.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Config overrides as key=value (e.g. agent_config.lr=0.2 max_steps=50).
+    #[arg(value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+#[derive(Args)]
+struct ReproduceCli {
+    /// Table ID (v2-tabular).
+    table: String,
+    /// Seeds per block.
+    #[arg(long, default_value_t = 50)]
+    seeds: usize,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    seed_offset: u64,
+    /// Number of consecutive seed blocks (each gets its own row; a pooled row is added).
+    #[arg(long, default_value_t = 1)]
+    blocks: usize,
+    /// Random-number generator: numpy (bit-exact with upstream) or fast.
+    #[arg(long, default_value = "numpy")]
+    rng: emorl_core::RngKind,
+    /// Permutations of the permutation test.
+    #[arg(long, default_value_t = 1000)]
+    permutations: usize,
+    /// Worker threads (0 = all cores).
+    #[arg(long, short = 'j', default_value_t = 0)]
+    jobs: usize,
+    /// Write the run exactly into this directory (resumes if it holds an interrupted run).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Directory under which run directories are created.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(t) => {
+            let dir = train::train(&TrainArgs {
+                env: t.env,
+                agent: t.agent,
+                config: t.config,
+                seed: t.seed,
+                episodes: t.episodes,
+                out: t.out,
+                out_root: t.runs_dir,
+                overrides: t.overrides,
+            })?;
+            println!("{}", dir.display());
+        }
+        Command::Reproduce(r) => {
+            let dir = emorl::reproduce::reproduce(&emorl::reproduce::ReproduceArgs {
+                options: emorl::reproduce::ReproduceOptions {
+                    table: r.table,
+                    seeds: r.seeds,
+                    seed_offset: r.seed_offset,
+                    blocks: r.blocks,
+                    rng: r.rng,
+                    permutations: r.permutations,
+                },
+                jobs: r.jobs,
+                out: r.out,
+                out_root: r.runs_dir,
+            })?;
+            eprintln!("written to {}", dir.display());
+        }
+        Command::Envs => {
+            for e in emorl::catalog::envs().entries() {
+                let family = match e.make {
+                    emorl::catalog::EnvFamily::Discrete(_) => "discrete",
+                    emorl::catalog::EnvFamily::Text => "text",
+                };
+                println!("{:<20} {:<9} {}", e.id, family, e.description);
+            }
+        }
+        Command::Agents => {
+            for e in emorl::catalog::agents().entries() {
+                let family = match e.make {
+                    emorl::catalog::AgentFamily::Tabular(_) => "tabular",
+                };
+                println!("{:<20} {:<8} {}", e.id, family, e.description);
+            }
+        }
+        Command::Info => {
+            println!("emorl {}", env!("CARGO_PKG_VERSION"));
+            println!("libtorch threads: {}", tch::get_num_threads());
+            println!("cuda available: {}", tch::Cuda::is_available());
+            let t = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+            println!("libtorch check: sum([1,2,3]) = {}", t.sum(tch::Kind::Float).double_value(&[]));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes joined by ": ".
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -3,6 +3,8 @@
 //! emotional context the protocol lists, plus a registry of string IDs.
 
 pub mod blocked;
+pub mod cliff;
+pub mod dqn_grid;
 pub mod grid;
 pub mod integration;
 pub mod threat;
@@ -10,6 +12,8 @@ pub mod transfer;
 pub mod two_door;
 
 pub use blocked::BlockedPathGrid;
+pub use cliff::SlipperyCliffEnv;
+pub use dqn_grid::GridWorldGpu;
 pub use integration::IntegrationGrid;
 pub use threat::ThreatGrid;
 pub use transfer::TransferGrid;
@@ -53,6 +57,16 @@ pub fn registry() -> Registry<MakeEnv> {
         "v2-transfer-novel",
         "5x5 grid, costly zone around a threat at a new place (V2 transfer, test)",
         |_| Box::new(TransferGrid::novel()),
+    );
+    r.register(
+        "gridworld",
+        "5x5 DQN grid: terminal threat (-1) in the centre, goal (+1) in the far corner, 4 features (Exp 16b)",
+        |_| Box::new(GridWorldGpu::new()),
+    );
+    r.register(
+        "slippery-cliff",
+        "4x12 cliff walk, 20% slip, fall -100 ends the episode, goal +10 top right, one-hot states (Exp 18)",
+        |rng| Box::new(SlipperyCliffEnv::new(rng)),
     );
     r
 }
@@ -172,5 +186,108 @@ mod tests {
         g.step(&3);
         let s = g.step(&3); // (0,2): distance to (1,3) is sqrt(2) < 1.5
         assert_eq!(s.reward, -0.51);
+    }
+
+    #[test]
+    fn dqn_grid_clamps_and_ends_on_threat_and_goal() {
+        let mut g = GridWorldGpu::new();
+        let (s0, _) = g.reset(None);
+        assert_eq!(s0, 0);
+        assert_eq!(g.features(s0), vec![0.0, 0.0, 0.4, 0.8]);
+        let c0 = g.context();
+        assert_eq!((c0.threat_distance, c0.goal_distance), (Some(4.0), Some(8.0)));
+        let bump = g.step(&2);
+        assert!(bump.context.was_blocked && !bump.terminated);
+        assert_eq!((bump.obs, bump.reward), (0, -0.01));
+        // Down, down, right, right reaches the centre threat: terminal, -1, harmed.
+        for a in [1, 1, 3] {
+            let s = g.step(&a);
+            assert!(!s.terminated);
+        }
+        let hit = g.step(&3);
+        assert!(hit.terminated && hit.context.harmed);
+        assert_eq!((hit.obs, hit.reward), (12, -1.0));
+        assert_eq!(hit.context.threat_distance, Some(0.0));
+        // The border route is 8 moves and never comes within 1 of the threat.
+        g.reset(None);
+        let mut total = 0.0;
+        for a in [3, 3, 3, 3, 1, 1, 1, 1] {
+            let s = g.step(&a);
+            total += s.reward;
+            assert!(s.context.threat_distance.unwrap_or(0.0) >= 2.0);
+            if s.terminated {
+                assert_eq!(s.reward, 1.0);
+                assert!(!s.context.harmed);
+            }
+        }
+        assert!((total - 0.93).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cliff_distances_match_the_spec() {
+        use cliff::cliff_distance;
+        assert_eq!(cliff_distance((3, 0)), 1.0);
+        assert_eq!(cliff_distance((3, 11)), 1.0);
+        assert_eq!(cliff_distance((2, 5)), 1.0);
+        assert_eq!(cliff_distance((2, 0)), 2.0);
+        assert_eq!(cliff_distance((1, 10)), 2.0);
+        assert_eq!(cliff_distance((0, 4)), 3.0);
+        assert_eq!(cliff_distance((0, 0)), 4.0);
+        assert_eq!(cliff_distance((0, 11)), 4.0);
+    }
+
+    #[test]
+    fn cliff_without_slip_falls_back_to_start_or_reaches_goal() {
+        let rng = RngHandle::new(RngKind::Fast, 1);
+        let mut env = SlipperyCliffEnv::with_params(rng, 0.0, -1.0);
+        env.reset(None);
+        assert_eq!(env.features(36).iter().filter(|&&x| x == 1.0).count(), 1);
+        // Action 1 is "right" here: from the start it steps into the cliff.
+        let fall = env.step(&1);
+        assert!(fall.terminated && fall.context.harmed && fall.context.near_threat);
+        assert_eq!((fall.obs, fall.reward), (36, -100.0));
+        assert_eq!(fall.context.threat_distance, Some(1.0));
+        // Up three rows, right eleven columns: the safe 14-step path.
+        env.reset(None);
+        let mut total = 0.0;
+        let mut last = None;
+        for a in std::iter::repeat(0).take(3).chain(std::iter::repeat(1).take(11)) {
+            let s = env.step(&a);
+            total += s.reward;
+            last = Some(s);
+        }
+        let last = last.expect("steps taken");
+        assert!(last.terminated && !last.context.harmed);
+        assert_eq!(last.obs, 11);
+        assert_eq!(total, 10.0 - 13.0);
+    }
+
+    #[test]
+    fn cliff_slips_follow_the_shared_stream() {
+        // With slip 1.0 every step draws u then a replacement action from the stream.
+        let rng = RngHandle::new(RngKind::Fast, 5);
+        let mut env = SlipperyCliffEnv::with_params(rng.clone(), 1.0, -1.0);
+        env.reset(None);
+        let mut reference = emorl_core::EmoRng::new(RngKind::Fast, 5);
+        for _ in 0..20 {
+            let s = env.step(&0);
+            reference.random();
+            let expected = reference.randint(4) as f64;
+            assert_eq!(s.info.get("effective_action"), Some(&expected));
+            if s.terminated {
+                env.reset(None);
+            }
+        }
+        // Slip frequency at the default 0.2 is about 1 in 5, same-action slips included.
+        let mut env = SlipperyCliffEnv::new(RngHandle::new(RngKind::Fast, 9));
+        let mut changed = 0usize;
+        let n = 20_000;
+        for _ in 0..n {
+            env.reset(None);
+            let s = env.step(&0);
+            changed += usize::from(s.info.get("effective_action") != Some(&0.0));
+        }
+        let rate = changed as f64 / n as f64;
+        assert!((rate - 0.15).abs() < 0.01, "rate {rate}");
     }
 }

@@ -1,0 +1,190 @@
+//! Decoupled fear (the remedies of spec §5.9): a small network of its own
+//! predicts, per action, the probability that the next step is dangerous
+//! (it harms, or ends within `danger_radius` of the threat), trained with BCE
+//! on facts stored with each transition. Its output reaches the Q-learner in
+//! exactly one place — a bounded selection bias scaled to the current Q range,
+//! or a detached input recomputed for every sampled state — so no gradient
+//! crosses between the two networks, nothing stale is replayed, and no state
+//! mutates during a batch.
+
+use super::{fear_tensors, BatchFear, FearModule, StateFear};
+use crate::config::{DecoupledFearConfig, FearUse};
+use crate::error::DqnError;
+use crate::network::Mlp;
+use crate::replay::{Batch, StoredContext};
+use emorl_core::{EmotionalContext, RngHandle};
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
+
+/// The fear network's target for one transition.
+pub fn danger_label(c: &StoredContext, danger_radius: f64) -> f32 {
+    f32::from(u8::from(c.harmed || c.threat_distance <= danger_radius))
+}
+
+pub struct DecoupledFear {
+    cfg: DecoupledFearConfig,
+    n_features: usize,
+    device: Device,
+    vs: nn::VarStore,
+    net: Mlp,
+    opt: nn::Optimizer,
+    /// Per-action danger of the state last appraised.
+    danger: Vec<f32>,
+    input_buf: Vec<f32>,
+}
+
+impl std::fmt::Debug for DecoupledFear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecoupledFear")
+            .field("cfg", &self.cfg)
+            .field("danger", &self.danger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecoupledFear {
+    pub fn new(
+        cfg: DecoupledFearConfig,
+        n_features: usize,
+        n_actions: usize,
+        device: Device,
+        rng: &RngHandle,
+    ) -> Result<Self, DqnError> {
+        let vs = nn::VarStore::new(device);
+        let net = Mlp::new(&(vs.root() / "fear"), n_features, &cfg.hidden, n_actions, rng)?;
+        let opt = nn::Adam::default().build(&vs, cfg.learning_rate)?;
+        Ok(DecoupledFear {
+            cfg,
+            n_features,
+            device,
+            vs,
+            net,
+            opt,
+            danger: vec![0.0; n_actions],
+            input_buf: Vec::with_capacity(n_features),
+        })
+    }
+
+    /// Per-action danger probabilities `[B, n_actions]`, outside autograd.
+    pub fn danger(&self, states: &Tensor) -> Result<Tensor, DqnError> {
+        tch::no_grad(|| Ok(self.net.forward(states)?.f_sigmoid()?))
+    }
+
+    /// State fear `max_a danger(s, a)` as a `[B, 1]` column, outside autograd.
+    fn state_fear(&self, states: &Tensor) -> Result<Tensor, DqnError> {
+        Ok(self.danger(states)?.f_amax([1i64].as_slice(), true)?)
+    }
+
+    /// Danger of the last appraised state, per action.
+    pub fn last_danger(&self) -> &[f32] {
+        &self.danger
+    }
+}
+
+impl FearModule for DecoupledFear {
+    fn name(&self) -> &'static str {
+        "fear-decoupled"
+    }
+
+    fn q_inputs(&self) -> usize {
+        usize::from(self.cfg.fear_use == FearUse::Input)
+    }
+
+    fn appraise(&mut self, features: &[f32], _ctx: &EmotionalContext) -> Result<StateFear, DqnError> {
+        if features.len() != self.n_features {
+            return Err(DqnError::FeatureLength {
+                expected: self.n_features,
+                got: features.len(),
+            });
+        }
+        self.input_buf.clear();
+        self.input_buf.extend_from_slice(features);
+        let x = Tensor::f_from_slice(&self.input_buf)?
+            .f_to_device(self.device)?
+            .f_view([1, self.n_features as i64])?;
+        let d = self.danger(&x)?.f_to_device(Device::Cpu)?.f_view([-1])?;
+        self.danger = Vec::<f32>::try_from(&d)?;
+        let level = self.danger.iter().fold(0.0f32, |m, &x| m.max(x));
+        Ok(StateFear {
+            level: level as f64,
+            q_input: (self.cfg.fear_use == FearUse::Input).then_some(level),
+        })
+    }
+
+    fn select(&mut self, _fear: &StateFear, q: &mut [f32], _rng: &RngHandle) -> Option<usize> {
+        if let FearUse::SelectionBias { scale, range_floor } = self.cfg.fear_use {
+            let hi = q.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let lo = q.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+            // Bounded by the Q range: a certainly dangerous action drops to about the worst one.
+            let span = (hi - lo).max(range_floor as f32) * scale as f32;
+            for (qa, d) in q.iter_mut().zip(&self.danger) {
+                *qa -= span * d;
+            }
+        }
+        None
+    }
+
+    fn prepare_batch(&mut self, batch: &Batch) -> Result<BatchFear, DqnError> {
+        let labels: Vec<f32> = batch
+            .contexts
+            .iter()
+            .map(|c| danger_label(c, self.cfg.danger_radius))
+            .collect();
+        let mean = labels.iter().map(|&x| x as f64).sum::<f64>() / labels.len().max(1) as f64;
+        if self.cfg.fear_use != FearUse::Input {
+            return Ok(BatchFear {
+                mean,
+                ..Default::default()
+            });
+        }
+        // Fresh fear for each sampled state and next state, from the current network.
+        let fs = self.state_fear(&batch.states)?;
+        let fs2 = self.state_fear(&batch.next_states)?;
+        let mean = fs.f_mean(Kind::Double)?.f_double_value(&[])?;
+        Ok(BatchFear {
+            state_input: Some(fs),
+            next_state_input: Some(fs2),
+            loss_weighting: None,
+            lr_factor: None,
+            mean,
+        })
+    }
+
+    fn fear_loss(&self, batch: &Batch) -> Result<Option<Tensor>, DqnError> {
+        let labels: Vec<f32> = batch
+            .contexts
+            .iter()
+            .map(|c| danger_label(c, self.cfg.danger_radius))
+            .collect();
+        let (_, target) = fear_tensors(&labels, self.device)?;
+        let logits = self
+            .net
+            .forward(&batch.states)?
+            .f_gather(1, &batch.actions, false)?
+            .f_view([-1])?;
+        let loss = logits.f_binary_cross_entropy_with_logits::<Tensor>(
+            &target,
+            None,
+            None,
+            Reduction::Mean,
+        )?;
+        Ok(Some(loss))
+    }
+
+    fn train(&mut self, batch: &Batch) -> Result<Option<f64>, DqnError> {
+        let Some(loss) = self.fear_loss(batch)? else {
+            return Ok(None);
+        };
+        self.opt.zero_grad();
+        loss.f_backward()?;
+        self.opt.step();
+        Ok(Some(loss.f_double_value(&[])?))
+    }
+
+    fn var_store(&self) -> Option<&nn::VarStore> {
+        Some(&self.vs)
+    }
+
+    fn var_store_mut(&mut self) -> Option<&mut nn::VarStore> {
+        Some(&mut self.vs)
+    }
+}

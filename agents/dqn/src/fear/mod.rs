@@ -1,0 +1,137 @@
+//! Fear modules: the one optional component a [`DqnAgent`](crate::DqnAgent)
+//! composes with. A module plugs into named places of the learner —
+//! appraisal of the state acted in, exploration, greedy selection, extra
+//! Q-network inputs for a sampled batch, loss weighting, learning-rate
+//! modulation, and training of its own network — and leaves the rest alone.
+//!
+//! - [`Coupled16b`]: upstream Exp 16b's fear, quirks included.
+//! - [`CoupledCliff`]: upstream Exp 18's fear, quirks included.
+//! - [`DecoupledFear`]: a fear network on its own target, one mechanism, no shared gradients.
+
+mod cliff;
+mod coupled;
+mod decoupled;
+
+pub use cliff::CoupledCliff;
+pub use coupled::Coupled16b;
+pub use decoupled::{danger_label, DecoupledFear};
+
+use crate::config::FearConfig;
+use crate::error::DqnError;
+use crate::replay::Batch;
+use emorl_core::{EmotionalContext, RngHandle};
+use tch::{nn, Device, Tensor};
+
+/// What a module makes of the state about to be acted in.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateFear {
+    /// Fear intensity (logged as `emotion/fear`).
+    pub level: f64,
+    /// Extra Q-network input for this state, when the module augments states.
+    pub q_input: Option<f32>,
+}
+
+/// How samples of a batch are weighted in the TD loss: `1 + weight · fear_i`,
+/// on every sample or only where the target is below the prediction.
+#[derive(Debug)]
+pub struct LossWeighting {
+    /// `[B]`
+    pub fear: Tensor,
+    pub weight: f64,
+    pub only_overestimates: bool,
+}
+
+/// A module's contribution to one DQN update.
+#[derive(Debug, Default)]
+pub struct BatchFear {
+    /// Extra input column `[B, 1]` for the sampled states.
+    pub state_input: Option<Tensor>,
+    /// Extra input column `[B, 1]` for the sampled next states.
+    pub next_state_input: Option<Tensor>,
+    pub loss_weighting: Option<LossWeighting>,
+    /// Factor on the base learning rate for this (and, upstream, later) steps.
+    pub lr_factor: Option<f64>,
+    /// Mean fear over the batch, for logging.
+    pub mean: f64,
+}
+
+/// One fear module.
+pub trait FearModule: std::fmt::Debug {
+    fn name(&self) -> &'static str;
+
+    /// Extra Q-network inputs the module supplies (0 or 1).
+    fn q_inputs(&self) -> usize;
+
+    /// Start of an episode.
+    fn reset_episode(&mut self) {}
+
+    /// Appraises the state about to be acted in; `context` is the one the
+    /// environment returned with that state.
+    fn appraise(&mut self, features: &[f32], context: &EmotionalContext)
+        -> Result<StateFear, DqnError>;
+
+    /// ε actually used in this state.
+    fn exploration_rate(&self, epsilon: f64, _fear: &StateFear) -> f64 {
+        epsilon
+    }
+
+    /// Once exploring was decided: `Some(a)` overrides the uniform random action.
+    fn explore(&mut self, _fear: &StateFear, _rng: &RngHandle) -> Option<usize> {
+        None
+    }
+
+    /// Greedy branch: may bias `q` in place, or choose outright.
+    fn select(&mut self, _fear: &StateFear, _q: &mut [f32], _rng: &RngHandle) -> Option<usize> {
+        None
+    }
+
+    /// Inputs, weights and LR factor for one sampled batch.
+    fn prepare_batch(&mut self, batch: &Batch) -> Result<BatchFear, DqnError>;
+
+    /// The module's own training loss on `batch`, `None` when it has no network.
+    fn fear_loss(&self, _batch: &Batch) -> Result<Option<Tensor>, DqnError> {
+        Ok(None)
+    }
+
+    /// One optimisation step of the module's own network; returns its loss.
+    fn train(&mut self, _batch: &Batch) -> Result<Option<f64>, DqnError> {
+        Ok(None)
+    }
+
+    /// The module's network parameters, for checkpoints and tests.
+    fn var_store(&self) -> Option<&nn::VarStore> {
+        None
+    }
+
+    fn var_store_mut(&mut self) -> Option<&mut nn::VarStore> {
+        None
+    }
+}
+
+/// Builds the module described by `cfg`.
+pub fn build(
+    cfg: &FearConfig,
+    n_features: usize,
+    n_actions: usize,
+    device: Device,
+    rng: &RngHandle,
+) -> Result<Box<dyn FearModule>, DqnError> {
+    Ok(match cfg {
+        FearConfig::Coupled16b(c) => Box::new(Coupled16b::new(c.clone(), device)),
+        FearConfig::CoupledCliff(c) => Box::new(CoupledCliff::new(c.clone(), n_actions, device)),
+        FearConfig::Decoupled(c) => Box::new(DecoupledFear::new(
+            c.clone(),
+            n_features,
+            n_actions,
+            device,
+            rng,
+        )?),
+    })
+}
+
+/// `[B]` fear values as a `[B, 1]` input column and a `[B]` tensor on `device`.
+pub(crate) fn fear_tensors(values: &[f32], device: Device) -> Result<(Tensor, Tensor), DqnError> {
+    let t = Tensor::f_from_slice(values)?.f_to_device(device)?;
+    let col = t.f_view([values.len() as i64, 1])?;
+    Ok((col, t))
+}

@@ -1,0 +1,464 @@
+//! Deep Q-learning (Mnih et al. 2015) as upstream Emotional-ED runs it:
+//! ε-greedy acting on an online Q-network, experience replay, a target network
+//! refreshed by hard copy every N gradient steps, Adam on the TD loss
+//! `L = mean_i w_i · ℓ(Q(s_i, a_i) − y_i)` with `y_i = r_i + γ (1 − d_i) max_a' Q_target(s'_i, a')`.
+//!
+//! An optional [fear module](crate::fear) joins at named places; everything
+//! else is the plain algorithm.
+
+use crate::config::{DqnConfig, Loss};
+use crate::error::DqnError;
+use crate::fear::{self, BatchFear, FearModule};
+use crate::network::Mlp;
+use crate::replay::{Batch, ReplayBuffer, StoredContext};
+use emorl_core::{EmotionalContext, RngHandle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
+
+/// What one gradient step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    pub td_loss: f64,
+    /// Mean `Q(s, a)` over the batch.
+    pub q_mean: f64,
+    /// Learning rate used for this step.
+    pub learning_rate: f64,
+    /// Mean fear over the batch, when a fear module is present.
+    pub batch_fear: Option<f64>,
+    /// Loss of the fear module's own network, when it has one.
+    pub fear_loss: Option<f64>,
+}
+
+/// Counters that a checkpoint restores along with the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    pub env_steps: u64,
+    pub updates: u64,
+    pub episodes: u64,
+    pub epsilon: f64,
+    pub learning_rate: f64,
+}
+
+/// What `agent.json` in a checkpoint holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CheckpointMeta {
+    config: DqnConfig,
+    n_features: usize,
+    n_actions: usize,
+    state: TrainingState,
+}
+
+const META_FILE: &str = "agent.json";
+const ONLINE_FILE: &str = "q_network.safetensors";
+const TARGET_FILE: &str = "target_network.safetensors";
+const FEAR_FILE: &str = "fear_network.safetensors";
+
+/// A DQN learner plus an optional fear module.
+pub struct DqnAgent {
+    cfg: DqnConfig,
+    device: Device,
+    n_features: usize,
+    n_actions: usize,
+    pub(crate) online_vs: nn::VarStore,
+    pub(crate) online: Mlp,
+    target_vs: nn::VarStore,
+    pub(crate) target: Mlp,
+    optimizer: nn::Optimizer,
+    pub(crate) replay: ReplayBuffer,
+    pub(crate) fear: Option<Box<dyn FearModule>>,
+    state: TrainingState,
+    last_fear: Option<f64>,
+    input_buf: Vec<f32>,
+    q_buf: Vec<f32>,
+}
+
+impl std::fmt::Debug for DqnAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DqnAgent")
+            .field("cfg", &self.cfg)
+            .field("n_features", &self.n_features)
+            .field("n_actions", &self.n_actions)
+            .field("state", &self.state)
+            .field("fear", &self.fear)
+            .finish_non_exhaustive()
+    }
+}
+
+fn argmax(q: &[f32]) -> usize {
+    let mut best = 0;
+    for i in 1..q.len() {
+        if q[i] > q[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl DqnAgent {
+    /// Builds the networks (online first, then target, as upstream; the target
+    /// then takes the online weights), drawing initial weights from `rng`.
+    pub fn new(
+        n_features: usize,
+        n_actions: usize,
+        cfg: DqnConfig,
+        rng: &RngHandle,
+    ) -> Result<Self, DqnError> {
+        cfg.validate()?;
+        if n_features == 0 || n_actions == 0 {
+            return Err(DqnError::InvalidConfig(
+                "a DQN needs at least one feature and one action".into(),
+            ));
+        }
+        let device = cfg.device.resolve()?;
+        let fear = match &cfg.fear {
+            Some(fc) => Some(fear::build(fc, n_features, n_actions, device, rng)?),
+            None => None,
+        };
+        let n_in = n_features + fear.as_ref().map_or(0, |f| f.q_inputs());
+        let online_vs = nn::VarStore::new(device);
+        let online = Mlp::new(&(online_vs.root() / "q"), n_in, &cfg.hidden, n_actions, rng)?;
+        let mut target_vs = nn::VarStore::new(device);
+        let target = Mlp::new(&(target_vs.root() / "q"), n_in, &cfg.hidden, n_actions, rng)?;
+        target_vs.copy(&online_vs)?;
+        let optimizer = nn::Adam {
+            beta1: cfg.adam_beta1,
+            beta2: cfg.adam_beta2,
+            wd: 0.0,
+            eps: cfg.adam_eps,
+            amsgrad: false,
+        }
+        .build(&online_vs, cfg.learning_rate)?;
+        let state = TrainingState {
+            env_steps: 0,
+            updates: 0,
+            episodes: 0,
+            epsilon: cfg.epsilon.initial(),
+            learning_rate: cfg.learning_rate,
+        };
+        tracing::debug!(n_features, n_actions, ?device, fear = fear.as_ref().map(|f| f.name()), "built DQN agent");
+        Ok(DqnAgent {
+            replay: ReplayBuffer::new(cfg.buffer_size, n_features),
+            cfg,
+            device,
+            n_features,
+            n_actions,
+            online_vs,
+            online,
+            target_vs,
+            target,
+            optimizer,
+            fear,
+            state,
+            last_fear: None,
+            input_buf: Vec::with_capacity(n_in),
+            q_buf: Vec::with_capacity(n_actions),
+        })
+    }
+
+    pub fn config(&self) -> &DqnConfig {
+        &self.cfg
+    }
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+    pub fn n_actions(&self) -> usize {
+        self.n_actions
+    }
+    pub fn device(&self) -> Device {
+        self.device
+    }
+    pub fn epsilon(&self) -> f64 {
+        self.state.epsilon
+    }
+    pub fn set_epsilon(&mut self, epsilon: f64) {
+        self.state.epsilon = epsilon;
+    }
+    pub fn training_state(&self) -> &TrainingState {
+        &self.state
+    }
+    pub fn replay_len(&self) -> usize {
+        self.replay.len()
+    }
+    pub fn fear_module(&self) -> Option<&dyn FearModule> {
+        self.fear.as_deref()
+    }
+    /// Fear of the state last acted in (`None` without a fear module).
+    pub fn last_fear(&self) -> Option<f64> {
+        self.last_fear
+    }
+    /// Parameters of the online Q-network.
+    pub fn q_var_store(&self) -> &nn::VarStore {
+        &self.online_vs
+    }
+
+    fn check_features(&self, features: &[f32]) -> Result<(), DqnError> {
+        if features.len() == self.n_features {
+            Ok(())
+        } else {
+            Err(DqnError::FeatureLength {
+                expected: self.n_features,
+                got: features.len(),
+            })
+        }
+    }
+
+    /// Start of an episode: clears per-episode fear state.
+    pub fn begin_episode(&mut self) {
+        if let Some(f) = self.fear.as_mut() {
+            f.reset_episode();
+        }
+    }
+
+    /// End of a training episode: advances the ε schedule.
+    pub fn end_episode(&mut self) {
+        self.state.episodes += 1;
+        self.state.epsilon = self.cfg.epsilon.next(self.state.epsilon);
+    }
+
+    /// Q-values of one state (with the fear input, when the module adds one).
+    pub fn q_values(&mut self, features: &[f32], fear_input: Option<f32>) -> Result<Vec<f32>, DqnError> {
+        self.check_features(features)?;
+        self.input_buf.clear();
+        self.input_buf.extend_from_slice(features);
+        if let Some(x) = fear_input {
+            self.input_buf.push(x);
+        }
+        let n_in = self.online.n_inputs();
+        if self.input_buf.len() != n_in {
+            return Err(DqnError::FeatureLength {
+                expected: n_in,
+                got: self.input_buf.len(),
+            });
+        }
+        let x = Tensor::f_from_slice(&self.input_buf)?.f_view([1, n_in as i64])?;
+        let x = if self.device == Device::Cpu { x } else { x.f_to_device(self.device)? };
+        let q = tch::no_grad(|| self.online.forward(&x))?;
+        let q = q.f_to_device(Device::Cpu)?.f_view([-1])?;
+        self.q_buf.resize(self.n_actions, 0.0);
+        q.f_copy_data(&mut self.q_buf, self.n_actions)?;
+        Ok(self.q_buf.clone())
+    }
+
+    /// Chooses an action in the state with `features`, whose context is
+    /// `context`. With `explore` false the choice is greedy (no ε draw).
+    pub fn act(
+        &mut self,
+        features: &[f32],
+        context: &EmotionalContext,
+        rng: &RngHandle,
+        explore: bool,
+    ) -> Result<usize, DqnError> {
+        self.check_features(features)?;
+        let fear = match self.fear.as_mut() {
+            Some(f) => Some(f.appraise(features, context)?),
+            None => None,
+        };
+        self.last_fear = fear.as_ref().map(|f| f.level);
+        if explore {
+            let eps = match (&self.fear, &fear) {
+                (Some(m), Some(sf)) => m.exploration_rate(self.state.epsilon, sf),
+                _ => self.state.epsilon,
+            };
+            if rng.random() < eps {
+                if let (Some(m), Some(sf)) = (self.fear.as_mut(), &fear) {
+                    if let Some(a) = m.explore(sf, rng) {
+                        return Ok(a);
+                    }
+                }
+                return Ok(rng.randint(self.n_actions));
+            }
+        }
+        let sf = fear.unwrap_or_default();
+        let mut q = self.q_values(features, sf.q_input)?;
+        if let Some(m) = self.fear.as_mut() {
+            if let Some(a) = m.select(&sf, &mut q, rng) {
+                return Ok(a);
+            }
+        }
+        Ok(argmax(&q))
+    }
+
+    /// Stores the transition `(s, a, r, s', terminated)` with the context of
+    /// `s'`, then takes a gradient step when one is due.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &mut self,
+        state: &[f32],
+        action: usize,
+        reward: f64,
+        next_state: &[f32],
+        terminated: bool,
+        context: &EmotionalContext,
+        rng: &RngHandle,
+    ) -> Result<Option<UpdateStats>, DqnError> {
+        self.check_features(state)?;
+        self.check_features(next_state)?;
+        if action >= self.n_actions {
+            return Err(DqnError::ActionOutOfRange {
+                action,
+                n_actions: self.n_actions,
+            });
+        }
+        self.replay.push(
+            state,
+            action,
+            reward,
+            next_state,
+            terminated,
+            StoredContext::from(context),
+        );
+        self.state.env_steps += 1;
+        let ready = self.replay.len() >= self.cfg.learning_starts.max(self.cfg.batch_size);
+        if ready && self.state.env_steps % self.cfg.train_frequency as u64 == 0 {
+            self.update(rng).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Appends the fear column to a batch of states, when the module gives one.
+    fn with_fear_input(states: &Tensor, extra: Option<&Tensor>) -> Result<Tensor, DqnError> {
+        Ok(match extra {
+            Some(col) => Tensor::f_cat(&[states, col], 1)?,
+            None => states.shallow_clone(),
+        })
+    }
+
+    /// The TD loss of a batch and the mean `Q(s, a)`. Fear inputs arrive
+    /// already computed; if they came from a network, they carry no graph.
+    pub(crate) fn q_loss(&self, batch: &Batch, bf: &BatchFear) -> Result<(Tensor, f64), DqnError> {
+        let s = Self::with_fear_input(&batch.states, bf.state_input.as_ref())?;
+        let s2 = Self::with_fear_input(&batch.next_states, bf.next_state_input.as_ref())?;
+        let q = self
+            .online
+            .forward(&s)?
+            .f_gather(1, &batch.actions, false)?
+            .f_squeeze_dim(1)?;
+        let y = tch::no_grad(|| -> Result<Tensor, DqnError> {
+            let (q_next, _) = self.target.forward(&s2)?.f_max_dim(1, false)?;
+            let not_done = batch.dones.f_rsub_scalar(1.0)?;
+            Ok(batch
+                .rewards
+                .f_add(&q_next.f_mul(&not_done)?.f_mul_scalar(self.cfg.gamma)?)?)
+        })?;
+        let per_sample = match self.cfg.loss {
+            Loss::Mse => q.f_sub(&y)?.f_square()?,
+            Loss::Huber { delta } => q.f_huber_loss(&y, Reduction::None, delta)?,
+        };
+        let per_sample = match &bf.loss_weighting {
+            None => per_sample,
+            Some(lw) => {
+                let mut extra = lw.fear.f_mul_scalar(lw.weight)?;
+                if lw.only_overestimates {
+                    // Negative TD error: the target lies below the prediction.
+                    let over = y.f_lt_tensor(&q.detach())?.f_to_kind(Kind::Float)?;
+                    extra = extra.f_mul(&over)?;
+                }
+                per_sample.f_mul(&extra.f_add_scalar(1.0)?)?
+            }
+        };
+        let q_mean = tch::no_grad(|| q.f_mean(Kind::Double)?.f_double_value(&[]))?;
+        Ok((per_sample.f_mean(Kind::Float)?, q_mean))
+    }
+
+    /// One gradient step on a sampled batch; then the target copy when due,
+    /// then the fear module's own step.
+    pub fn update(&mut self, rng: &RngHandle) -> Result<UpdateStats, DqnError> {
+        let batch = self.replay.sample(self.cfg.batch_size, rng, self.device)?;
+        let bf = match self.fear.as_mut() {
+            Some(f) => f.prepare_batch(&batch)?,
+            None => BatchFear::default(),
+        };
+        let (loss, q_mean) = self.q_loss(&batch, &bf)?;
+        if let Some(factor) = bf.lr_factor {
+            // Persists until overwritten (Q-16b-LRPERSIST).
+            self.state.learning_rate = self.cfg.learning_rate * factor;
+            self.optimizer.set_lr(self.state.learning_rate);
+        }
+        self.optimizer.zero_grad();
+        loss.f_backward()?;
+        if let Some(max_norm) = self.cfg.max_grad_norm {
+            self.optimizer.clip_grad_norm(max_norm);
+        }
+        self.optimizer.step();
+        self.state.updates += 1;
+        if self.state.updates % self.cfg.target_network_frequency as u64 == 0 {
+            self.target_vs.copy(&self.online_vs)?;
+        }
+        let fear_loss = match self.fear.as_mut() {
+            Some(f) => f.train(&batch)?,
+            None => None,
+        };
+        Ok(UpdateStats {
+            td_loss: loss.f_double_value(&[])?,
+            q_mean,
+            learning_rate: self.state.learning_rate,
+            batch_fear: self.fear.as_ref().map(|_| bf.mean),
+            fear_loss,
+        })
+    }
+
+    /// Samples a batch without learning from it.
+    #[cfg(test)]
+    pub(crate) fn sample_batch(&mut self, rng: &RngHandle) -> Result<Batch, DqnError> {
+        self.replay.sample(self.cfg.batch_size, rng, self.device)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fear_mut(&mut self) -> Option<&mut Box<dyn FearModule>> {
+        self.fear.as_mut()
+    }
+
+    /// Writes a checkpoint directory: the networks as safetensors plus
+    /// `agent.json` (config and counters). The replay buffer and Adam's
+    /// moments are not saved; a resumed run refills and re-warms them.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), DqnError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| DqnError::Io {
+            op: "create checkpoint directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        self.online_vs.save(dir.join(ONLINE_FILE))?;
+        self.target_vs.save(dir.join(TARGET_FILE))?;
+        if let Some(vs) = self.fear.as_ref().and_then(|f| f.var_store()) {
+            vs.save(dir.join(FEAR_FILE))?;
+        }
+        let meta = CheckpointMeta {
+            config: self.cfg.clone(),
+            n_features: self.n_features,
+            n_actions: self.n_actions,
+            state: self.state.clone(),
+        };
+        let path = dir.join(META_FILE);
+        std::fs::write(&path, serde_json::to_vec_pretty(&meta)?).map_err(|source| {
+            DqnError::Io {
+                op: "write",
+                path,
+                source,
+            }
+        })
+    }
+
+    /// Rebuilds an agent from a checkpoint directory written by [`save`](Self::save).
+    pub fn load(dir: impl AsRef<Path>, rng: &RngHandle) -> Result<Self, DqnError> {
+        let dir = dir.as_ref();
+        let path: PathBuf = dir.join(META_FILE);
+        let text = std::fs::read(&path).map_err(|source| DqnError::Io {
+            op: "read",
+            path: path.clone(),
+            source,
+        })?;
+        let meta: CheckpointMeta = serde_json::from_slice(&text)?;
+        let mut agent = DqnAgent::new(meta.n_features, meta.n_actions, meta.config, rng)?;
+        agent.online_vs.load(dir.join(ONLINE_FILE))?;
+        agent.target_vs.load(dir.join(TARGET_FILE))?;
+        if let Some(vs) = agent.fear.as_mut().and_then(|f| f.var_store_mut()) {
+            vs.load(dir.join(FEAR_FILE))?;
+        }
+        agent.optimizer.set_lr(meta.state.learning_rate);
+        agent.state = meta.state;
+        Ok(agent)
+    }
+}

@@ -1,0 +1,180 @@
+//! Behaviour through the public API: learning, determinism, checkpoints, protocols.
+
+use emorl_agents_dqn::protocol::{
+    exp16b_run_seed, exp18_run_seed, exp18_run_seed_unpaired, run_seeds, seed_everything,
+    Exp16bSettings, Exp18Settings,
+};
+use emorl_agents_dqn::{registry, run_episode, DqnAgent, DqnConfig};
+use emorl_core::{DiscreteEnv, RngHandle, RngKind};
+use emorl_envs_gridworld::GridWorldGpu;
+
+fn agent(id: &str, rng: &RngHandle) -> DqnAgent {
+    let cfg = (registry().get(id).expect("registered").make)();
+    DqnAgent::new(4, 4, cfg, rng).expect("agent")
+}
+
+fn returns(id: &str, seed: u64, episodes: usize) -> Vec<f64> {
+    seed_everything(seed);
+    let rng = RngHandle::new(RngKind::Fast, seed);
+    let mut env = GridWorldGpu::new();
+    let mut a = agent(id, &rng);
+    (0..episodes)
+        .map(|_| {
+            run_episode(&mut env, &mut a, &rng, 100, true)
+                .expect("episode")
+                .episode_return
+        })
+        .collect()
+}
+
+/// Mean return of the uniformly random policy on the 16b grid (about -0.97:
+/// most random walks end on the threat).
+fn random_policy_return(episodes: usize) -> f64 {
+    let rng = RngHandle::new(RngKind::Fast, 77);
+    let mut env = GridWorldGpu::new();
+    let mut total = 0.0;
+    for _ in 0..episodes {
+        env.reset(None);
+        for _ in 0..100 {
+            let s = env.step(&rng.randint(4));
+            total += s.reward;
+            if s.terminated {
+                break;
+            }
+        }
+    }
+    total / episodes as f64
+}
+
+#[test]
+fn baseline_dqn_learns_the_16b_grid() {
+    let random = random_policy_return(2000);
+    assert!(random < -0.8, "random policy {random:.3}");
+    // 120 learning episodes (about 2-3k gradient steps) with ε = 0.1 throughout.
+    seed_everything(0);
+    let rng = RngHandle::new(RngKind::Fast, 0);
+    let mut env = GridWorldGpu::new();
+    let mut a = agent("dqn", &rng);
+    let r: Vec<f64> = (0..120)
+        .map(|_| run_episode(&mut env, &mut a, &rng, 100, true).expect("ep").episode_return)
+        .collect();
+    let last = r[90..].iter().sum::<f64>() / 30.0;
+    // The optimum is 0.93; ε-exploration costs a little. Random is below -0.8.
+    assert!(last > 0.5, "mean return of the last 30 episodes {last:.3}");
+    assert!(last > random + 1.3, "learned {last:.3} vs random {random:.3}");
+    // The greedy policy walks to the goal without touching the threat.
+    let greedy = run_episode(&mut env, &mut a, &rng, 100, false).expect("greedy");
+    assert!(greedy.reached_goal && greedy.survived, "{greedy:?}");
+    assert!(greedy.steps <= 12, "{greedy:?}");
+}
+
+#[test]
+fn same_seed_gives_bit_identical_learning_curves() {
+    for id in ["dqn", "fear-dqn", "fear-dqn-coupled"] {
+        let a = returns(id, 11, 12);
+        let b = returns(id, 11, 12);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&b), "{id}");
+        let c = returns(id, 12, 12);
+        assert_ne!(bits(&a), bits(&c), "{id}: other seeds should differ");
+    }
+}
+
+#[test]
+fn parallel_workers_reproduce_serial_runs() {
+    let settings = Exp16bSettings {
+        episodes: 6,
+        ..Default::default()
+    };
+    let cfg = (registry().get("fear-dqn").expect("id").make)();
+    let serial: Vec<_> = [3u64, 4]
+        .iter()
+        .map(|&s| exp16b_run_seed(s, &cfg, &settings).expect("run"))
+        .collect();
+    let parallel = run_seeds(&[3, 4], 2, |s| exp16b_run_seed(s, &cfg, &settings).expect("run"));
+    assert_eq!(serial, parallel);
+}
+
+#[test]
+fn checkpoint_roundtrip_restores_weights_and_counters() {
+    let rng = RngHandle::new(RngKind::Fast, 5);
+    let mut env = GridWorldGpu::new();
+    let mut a = agent("fear-dqn", &rng);
+    for _ in 0..5 {
+        run_episode(&mut env, &mut a, &rng, 100, true).expect("episode");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    a.save(dir.path()).expect("save");
+    assert!(dir.path().join("q_network.safetensors").exists());
+    assert!(dir.path().join("fear_network.safetensors").exists());
+    let other = RngHandle::new(RngKind::Fast, 99);
+    let mut b = DqnAgent::load(dir.path(), &other).expect("load");
+    assert_eq!(a.training_state(), b.training_state());
+    assert_eq!(a.config(), b.config());
+    let f = env.features(7);
+    assert_eq!(a.q_values(&f, None).expect("q"), b.q_values(&f, None).expect("q"));
+    // Resuming trains on.
+    run_episode(&mut env, &mut b, &rng, 100, true).expect("resume");
+    assert_eq!(b.training_state().episodes, a.training_state().episodes + 1);
+    assert!(DqnAgent::load(dir.path().join("missing"), &other).is_err());
+}
+
+#[test]
+fn decoupled_fear_learns_which_moves_are_dangerous() {
+    let rng = RngHandle::new(RngKind::Fast, 2);
+    let mut env = GridWorldGpu::new();
+    let mut a = agent("fear-dqn", &rng);
+    // High exploration, so the threat's surroundings are visited often.
+    a.set_epsilon(0.5);
+    for _ in 0..60 {
+        run_episode(&mut env, &mut a, &rng, 100, true).expect("episode");
+        a.set_epsilon(0.5);
+    }
+    assert_eq!(a.fear_module().map(|m| m.name()), Some("fear-decoupled"));
+    let ctx = emorl_core::EmotionalContext::default();
+    // At (1,2), directly above the threat: "down" enters it, "left"/"right" end next to it.
+    a.act(&env.features(7), &ctx, &rng, false).expect("act");
+    let fear = a.last_fear().expect("fear level");
+    assert!(fear > 0.8, "max danger next to the threat: {fear}");
+    // From the start every move ends at distance >= 3: low fear.
+    a.act(&env.features(0), &ctx, &rng, false).expect("act");
+    assert!(a.last_fear().expect("fear") < 0.3, "start cell fear {:?}", a.last_fear());
+}
+
+#[test]
+fn exp16b_protocol_reports_curves_and_criteria() {
+    let settings = Exp16bSettings {
+        episodes: 40,
+        ..Default::default()
+    };
+    let cfg = DqnConfig::default();
+    let r = exp16b_run_seed(0, &cfg, &settings).expect("run");
+    assert_eq!(r.rewards.len(), 40);
+    assert_eq!(r.min_threat_distance.len(), 40);
+    assert!(r.min_threat_distance.iter().all(|&d| (0.0..=8.0).contains(&d)));
+    assert!(r.episodes_to_reward_criterion >= 20 && r.episodes_to_reward_criterion <= 40);
+    assert!(r.threat_hits <= 40);
+    // Threat hits are exactly the episodes whose minimum threat distance is 0.
+    let zeros = r.min_threat_distance.iter().filter(|&&d| d == 0.0).count();
+    assert_eq!(zeros, r.threat_hits);
+}
+
+#[test]
+fn exp18_protocol_trains_and_evaluates_on_the_cliff() {
+    let settings = Exp18Settings {
+        train_episodes: 8,
+        eval_episodes: 5,
+        max_steps: 50,
+        ..Default::default()
+    };
+    let cfg = DqnConfig::default();
+    let r = exp18_run_seed(1, &cfg, &settings).expect("run");
+    assert_eq!(r.training_survival.len(), 8);
+    assert!((0.0..=1.0).contains(&r.survival_rate));
+    assert!(r.goal_rate <= r.survival_rate);
+    assert_eq!(r.episodes_to_survival_criterion, 8, "window 50 cannot fit in 8 episodes");
+    let coupled = (registry().get("fear-dqn-coupled-cliff").expect("id").make)();
+    let (c, t) = exp18_run_seed_unpaired(1, &cfg, &coupled, &settings).expect("pair");
+    assert_eq!(c, r, "control arm of the unpaired run is the paired run");
+    assert_eq!(t.training_rewards.len(), 8);
+}

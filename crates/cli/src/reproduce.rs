@@ -1,0 +1,260 @@
+//! `emorl reproduce TABLE`: regenerate a results table (markdown + JSON + figure).
+
+use crate::experiment::{Experiment, SeedOutcome};
+use crate::figure;
+use crate::train::progress;
+use anyhow::{bail, Context, Result};
+use emorl_core::{EmoRng, RngKind};
+use emorl_log::RunDir;
+use emorl_stats::{compare, Comparison, Table};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The tables `emorl reproduce` knows.
+pub const TABLES: [(&str, &str); 1] = [(
+    "v2-tabular",
+    "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
+)];
+
+/// The V2 experiments, embedded so the binary runs anywhere.
+pub const V2_TABULAR: [(&str, &str); 5] = [
+    ("fear", include_str!("../../../configs/v2/fear.toml")),
+    ("anger", include_str!("../../../configs/v2/anger.toml")),
+    ("regret", include_str!("../../../configs/v2/regret.toml")),
+    ("integration", include_str!("../../../configs/v2/integration.toml")),
+    ("transfer", include_str!("../../../configs/v2/transfer.toml")),
+];
+
+/// Options of one reproduction; stored in the run directory so that a resumed
+/// run cannot mix results made with different options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReproduceOptions {
+    pub table: String,
+    /// Seeds per block.
+    pub seeds: usize,
+    pub seed_offset: u64,
+    pub blocks: usize,
+    pub rng: RngKind,
+    pub permutations: usize,
+}
+
+pub struct ReproduceArgs {
+    pub options: ReproduceOptions,
+    pub jobs: usize,
+    pub out: Option<PathBuf>,
+    pub out_root: PathBuf,
+}
+
+/// Runs the reproduction; returns the run directory.
+pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
+    let o = &args.options;
+    if !TABLES.iter().any(|(id, _)| *id == o.table) {
+        let known: Vec<&str> = TABLES.iter().map(|(id, _)| *id).collect();
+        bail!("unknown table '{}' (known: {})", o.table, known.join(", "));
+    }
+    if o.seeds < 2 {
+        bail!("--seeds must be at least 2 (statistics need two values per arm)");
+    }
+    if o.blocks == 0 {
+        bail!("--blocks must be at least 1");
+    }
+    let experiments = V2_TABULAR
+        .iter()
+        .map(|(name, text)| {
+            let e = Experiment::from_toml(text)
+                .with_context(|| format!("embedded experiment '{name}'"))?;
+            e.validate()?;
+            Ok(e)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let run = open_run(args)?;
+    let start = Instant::now();
+    let total_seeds = o.seeds * o.blocks;
+    let seeds: Vec<u64> = (0..total_seeds as u64).map(|i| o.seed_offset + i).collect();
+    let pb = progress((experiments.len() * total_seeds) as u64, "seeds");
+    let mut outcomes = Vec::new();
+    for exp in &experiments {
+        pb.set_message(exp.name.clone());
+        let store = run.path().join("seeds").join(&exp.name);
+        let offset = o.seed_offset;
+        let per_block = o.seeds as u64;
+        let last_of_block = |seed: u64| (seed - offset + 1) % per_block == 0;
+        let tick = |_: usize, _: usize| pb.inc(1);
+        let results: Vec<SeedOutcome> =
+            emorl_stats::run_seeds(&seeds, args.jobs, Some(&store), &tick, |seed| {
+                exp.run_seed(seed, o.rng, last_of_block(seed))
+            })
+            .with_context(|| format!("experiment '{}'", exp.name))?;
+        outcomes.push(results);
+    }
+    pb.finish_and_clear();
+    let (table, blocks) = build_table(o, &experiments, &outcomes)?;
+    let markdown = table.to_markdown();
+    run.write_atomic(Path::new("table.json"), table.to_json()?.as_bytes())?;
+    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    let svg = figure::distributions(&experiments, &blocks, o)?;
+    run.write_atomic(Path::new("distributions.svg"), svg.as_bytes())?;
+    let timing = serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
+    run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
+    println!("{markdown}");
+    eprintln!(
+        "reproduced {} ({} seeds x {} experiments) in {:.2}s",
+        o.table,
+        total_seeds,
+        experiments.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(run.path().to_path_buf())
+}
+
+fn open_run(args: &ReproduceArgs) -> Result<RunDir> {
+    let run = match &args.out {
+        Some(p) => RunDir::at(p),
+        None => RunDir::create(&args.out_root, &format!("reproduce-{}", args.options.table)),
+    }
+    .context("cannot create the run directory")?;
+    let path = run.path().join("options.toml");
+    let text = toml::to_string(&args.options).context("options")?;
+    if path.exists() {
+        let old = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let old: ReproduceOptions = toml::from_str(&old)
+            .with_context(|| format!("{} is not a reproduce options file", path.display()))?;
+        if old != args.options {
+            bail!(
+                "{} holds a run made with other options ({}); choose another --out",
+                run.path().display(),
+                toml::to_string(&old).unwrap_or_default().replace('\n', " ")
+            );
+        }
+    } else {
+        run.write_atomic(Path::new("options.toml"), text.as_bytes())?;
+    }
+    Ok(run)
+}
+
+/// Per-seed values of one experiment and block.
+pub struct Block {
+    pub label: String,
+    pub control: Vec<f64>,
+    pub treatment: Vec<f64>,
+}
+
+/// The seed range `first–last` as text.
+fn seed_range(seeds: &[SeedOutcome]) -> String {
+    match (seeds.first(), seeds.last()) {
+        (Some(a), Some(b)) => format!("{}–{}", a.seed, b.seed),
+        _ => String::new(),
+    }
+}
+
+fn build_table(
+    o: &ReproduceOptions,
+    experiments: &[Experiment],
+    outcomes: &[Vec<SeedOutcome>],
+) -> Result<(Table, Vec<Vec<Block>>)> {
+    let mut table = Table::comparisons(format!(
+        "Emotional-ED V2 tabular experiments — {} seeds per block, {} block(s), rng {}, {} permutations",
+        o.seeds, o.blocks, o.rng, o.permutations
+    ));
+    let mut all_blocks = Vec::new();
+    let mut block_verdicts = vec![(0usize, 0usize); o.blocks];
+    for (exp, results) in experiments.iter().zip(outcomes) {
+        let mut blocks = Vec::new();
+        let mut comps: Vec<Comparison> = Vec::new();
+        for (b, chunk) in results.chunks(o.seeds).enumerate() {
+            let control: Vec<f64> = chunk.iter().map(|s| s.control).collect();
+            let treatment: Vec<f64> = chunk.iter().map(|s| s.treatment).collect();
+            // The permutation test continues the stream after the block's last
+            // treatment run (upstream's global numpy state).
+            let mut rng = chunk
+                .last()
+                .and_then(|s| s.rng_after.clone())
+                .context("the last seed of a block lacks its generator state")?;
+            let c = compare(&control, &treatment, &mut rng, o.permutations)
+                .with_context(|| format!("statistics of '{}'", exp.name))?;
+            let label = seed_range(chunk);
+            table.push_comparison(&exp.title, &label, &c)?;
+            if c.significant {
+                block_verdicts[b].0 += 1;
+            }
+            if c.cohens_d.abs() >= 0.8 {
+                block_verdicts[b].1 += 1;
+            }
+            comps.push(c);
+            blocks.push(Block {
+                label,
+                control,
+                treatment,
+            });
+        }
+        if o.blocks > 1 {
+            let control: Vec<f64> = results.iter().map(|s| s.control).collect();
+            let treatment: Vec<f64> = results.iter().map(|s| s.treatment).collect();
+            // Pooled rows have no upstream counterpart: a fresh stream seeded
+            // with the seed offset keeps them deterministic.
+            let mut rng = EmoRng::new(o.rng, o.seed_offset);
+            let c = compare(&control, &treatment, &mut rng, o.permutations)?;
+            table.push_comparison(&exp.title, &format!("pooled {}", seed_range(results)), &c)?;
+        }
+        table.note(verdict(exp, &comps));
+        all_blocks.push(blocks);
+    }
+    for (b, (sig, large)) in block_verdicts.iter().enumerate() {
+        let strength = if *sig >= 4 && *large >= 3 {
+            "STRONG"
+        } else if *sig >= 3 {
+            "MODERATE"
+        } else {
+            "WEAK"
+        };
+        let label = all_blocks
+            .first()
+            .and_then(|bl: &Vec<Block>| bl.get(b))
+            .map_or(String::new(), |bl| bl.label.clone());
+        table.note(format!(
+            "Seeds {label}: significant {sig}/{n}, large effects {large}/{n} → {strength} statistical support (upstream's criteria).",
+            n = experiments.len()
+        ));
+    }
+    Ok((table, all_blocks))
+}
+
+/// A plain-words verdict for one experiment across its blocks.
+fn verdict(exp: &Experiment, comps: &[Comparison]) -> String {
+    let favours = |c: &Comparison| (c.cohens_d > 0.0) == exp.higher_is_better;
+    let sig: Vec<&Comparison> = comps.iter().filter(|c| c.significant).collect();
+    let n = comps.len();
+    let direction = |c: &Comparison| {
+        if favours(c) {
+            format!("{} better", exp.treatment.label)
+        } else {
+            format!("{} better", exp.control.label)
+        }
+    };
+    let ds: Vec<String> = comps.iter().map(|c| format!("{:.2}", c.cohens_d)).collect();
+    let detail = format!("d per block: {}", ds.join(", "));
+    let text = if n == 1 {
+        let c = &comps[0];
+        if c.significant {
+            format!("significant (p = {:.3}), {}", c.p_value(), direction(c))
+        } else {
+            format!("not significant (p = {:.3})", c.p_value())
+        }
+    } else if sig.len() == n && comps.iter().all(|c| favours(c) == favours(&comps[0])) {
+        format!("stable: significant in all {n} blocks, {}", direction(&comps[0]))
+    } else if sig.is_empty() {
+        format!("no effect: significant in none of {n} blocks")
+    } else {
+        format!(
+            "NOT stable: significant in {}/{n} blocks",
+            sig.len()
+        )
+    };
+    format!(
+        "**{}** ({}): {text}; {detail}.",
+        exp.title, exp.metric_description
+    )
+}

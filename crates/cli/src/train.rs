@@ -1,0 +1,320 @@
+//! `emorl train`: one agent in one environment, logged to TensorBoard.
+
+use crate::catalog::{self, AgentFamily, EnvFamily};
+use crate::config;
+use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_tabular::{run_episode, QLearner, QLearnerConfig};
+use emorl_core::{RngHandle, RngKind};
+use emorl_log::{EventWriter, HParamValue, RunDir};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use toml::{Table, Value};
+
+/// What the user can set; `[agent]` holds the agent's hyperparameters, merged
+/// onto the registered agent's defaults.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Run name (the run directory is `<out_root>/<name>-<time>`).
+    pub name: String,
+    pub env: String,
+    pub agent: String,
+    pub seed: u64,
+    pub episodes: usize,
+    /// Step cap per episode.
+    pub max_steps: usize,
+    /// Random-number generator: `fast` or `numpy` (bit-compatible with upstream).
+    pub rng: RngKind,
+    /// Log a Q-value histogram every this many episodes (and after the last).
+    pub histogram_every: usize,
+    #[serde(default)]
+    pub agent_config: Table,
+}
+
+/// Command-line inputs of `emorl train`.
+pub struct TrainArgs {
+    pub env: Option<String>,
+    pub agent: Option<String>,
+    pub config: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub episodes: Option<usize>,
+    pub out: Option<PathBuf>,
+    pub out_root: PathBuf,
+    pub overrides: Vec<String>,
+}
+
+fn defaults() -> Table {
+    let mut t = Table::new();
+    t.insert("seed".into(), Value::Integer(0));
+    t.insert("episodes".into(), Value::Integer(200));
+    t.insert("max_steps".into(), Value::Integer(100));
+    t.insert("rng".into(), Value::String("fast".into()));
+    t.insert("histogram_every".into(), Value::Integer(50));
+    t
+}
+
+/// Merges defaults, the config file, flags and overrides into one config.
+pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut t = defaults();
+    if let Some(path) = &args.config {
+        let mut file = config::read_table(path)?;
+        // In files the agent's hyperparameters live under [agent] next to `agent = "id"`
+        // is impossible in TOML, so files use [agent_config].
+        if let Some(v) = file.remove("agent_config") {
+            t.insert("agent_config".into(), v);
+        }
+        config::merge(&mut t, file);
+    }
+    if let Some(v) = &args.env {
+        t.insert("env".into(), Value::String(v.clone()));
+    }
+    if let Some(v) = &args.agent {
+        t.insert("agent".into(), Value::String(v.clone()));
+    }
+    if let Some(v) = args.seed {
+        t.insert(
+            "seed".into(),
+            Value::Integer(i64::try_from(v).context("seed too large")?),
+        );
+    }
+    if let Some(v) = args.episodes {
+        t.insert(
+            "episodes".into(),
+            Value::Integer(i64::try_from(v).context("episodes too large")?),
+        );
+    }
+    config::apply_overrides(&mut t, &args.overrides)?;
+    for key in ["env", "agent"] {
+        if !t.contains_key(key) {
+            bail!("no {key} given: pass --{key} ID or set `{key}` in the config file");
+        }
+    }
+    if !t.contains_key("name") {
+        let name = format!(
+            "{}-{}",
+            t["env"].as_str().unwrap_or("env"),
+            t["agent"].as_str().unwrap_or("agent")
+        );
+        t.insert("name".into(), Value::String(name));
+    }
+    let origin = args
+        .config
+        .as_ref()
+        .map_or("config".to_string(), |p| p.display().to_string());
+    let mut cfg: TrainConfig = config::from_table(&origin, t)?;
+    if cfg.episodes == 0 {
+        bail!("episodes must be at least 1");
+    }
+    if cfg.max_steps == 0 {
+        bail!("max_steps must be at least 1");
+    }
+    // Resolve the agent's hyperparameters now, so unknown keys fail before any work.
+    let agents = catalog::agents();
+    let family = agents.get(&cfg.agent)?.make;
+    catalog::envs().get(&cfg.env)?;
+    match family {
+        AgentFamily::Tabular(make) => {
+            let mut full = Table::try_from(make()).context("agent defaults")?;
+            config::merge(&mut full, std::mem::take(&mut cfg.agent_config));
+            let typed: QLearnerConfig =
+                config::from_table(&format!("{origin} [agent_config]"), full)?;
+            typed.validate()?;
+            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+        }
+    }
+    Ok(cfg)
+}
+
+/// Runs `emorl train`; returns the run directory.
+pub fn train(args: &TrainArgs) -> Result<PathBuf> {
+    let cfg = resolve(args)?;
+    let envs = catalog::envs();
+    let env_family = envs.get(&cfg.env)?.make;
+    let agent_family = catalog::agents().get(&cfg.agent)?.make;
+    match (env_family, agent_family) {
+        (EnvFamily::Discrete(make_env), AgentFamily::Tabular(_)) => {
+            train_tabular(&cfg, make_env, args)
+        }
+        (EnvFamily::Text, AgentFamily::Tabular(_)) => bail!(
+            "agent '{}' is tabular and cannot act in the text environment '{}' (try env 'v2-threat-grid')",
+            cfg.agent,
+            cfg.env
+        ),
+    }
+}
+
+fn open_run(cfg: &TrainConfig, args: &TrainArgs) -> Result<RunDir> {
+    let run = match &args.out {
+        Some(p) => RunDir::at(p),
+        None => RunDir::create(&args.out_root, &cfg.name),
+    }
+    .context("cannot create the run directory")?;
+    let text = toml::to_string(cfg).context("cannot serialise the resolved config")?;
+    run.write_config(&text)?;
+    Ok(run)
+}
+
+/// Flattens a config into `key -> value` rows (nested keys joined by '.').
+pub fn flatten(prefix: &str, t: &Table, out: &mut Vec<(String, Value)>) {
+    for (k, v) in t {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Table(inner) => flatten(&key, inner, out),
+            Value::Array(items) if items.iter().any(Value::is_table) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Table(inner) = item {
+                        flatten(&format!("{key}.{i}"), inner, out);
+                    }
+                }
+            }
+            other => out.push((key, other.clone())),
+        }
+    }
+}
+
+fn log_config(writer: &mut EventWriter, cfg: &TrainConfig) -> Result<()> {
+    let table = Table::try_from(cfg).context("config")?;
+    let mut rows = Vec::new();
+    flatten("", &table, &mut rows);
+    let text_rows: Vec<(String, String)> = rows
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
+        .collect();
+    writer.add_config_table("hyperparameters", &text_rows)?;
+    let hparams: Vec<(String, HParamValue)> = rows
+        .into_iter()
+        .map(|(k, v)| {
+            let hv = match v {
+                Value::Float(f) => HParamValue::Number(f),
+                Value::Integer(i) => HParamValue::Number(i as f64),
+                Value::Boolean(b) => HParamValue::Bool(b),
+                Value::String(s) => HParamValue::String(s),
+                other => HParamValue::String(other.to_string()),
+            };
+            (k, hv)
+        })
+        .collect();
+    writer.add_hparams(&hparams, &["charts/episodic_return".to_string()])?;
+    Ok(())
+}
+
+/// A progress bar on stderr (drawn only when stderr is a terminal).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{eta}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}
+
+fn train_tabular(
+    cfg: &TrainConfig,
+    make_env: fn(RngHandle) -> Box<dyn emorl_core::DiscreteEnv>,
+    args: &TrainArgs,
+) -> Result<PathBuf> {
+    let agent_cfg: QLearnerConfig = config::from_table("agent_config", cfg.agent_config.clone())?;
+    let rng = RngHandle::new(cfg.rng, cfg.seed);
+    let mut env = make_env(rng.clone());
+    let mut agent = QLearner::new(env.n_states(), env.n_actions(), agent_cfg)
+        .map_err(|e| anyhow!("agent '{}': {e}", cfg.agent))?;
+    let run = open_run(cfg, args)?;
+    let mut tb = run.event_writer()?;
+    let mut metrics = run.metrics_writer()?;
+    log_config(&mut tb, cfg)?;
+    tb.add_text("env/start", &format!("```\n{}```", env.render()), 0)?;
+    tracing::info!(run = %run.path().display(), env = %cfg.env, agent = %cfg.agent, "training");
+
+    let pb = progress(cfg.episodes as u64, "train");
+    let start = Instant::now();
+    let mut global_step: i64 = 0;
+    let n_actions = env.n_actions();
+    let mut returns = Vec::with_capacity(cfg.episodes);
+    for ep in 0..cfg.episodes {
+        let mut td_abs = 0.0;
+        let mut lr_sum = 0.0;
+        let mut min_threat = f64::INFINITY;
+        let mut blocked = 0usize;
+        let mut action_counts = vec![0usize; n_actions];
+        let n_channels = agent.channels().len();
+        let mut emotion_steps: Vec<Vec<f64>> = vec![Vec::new(); n_channels];
+        let summary = run_episode(env.as_mut(), &mut agent, &rng, cfg.max_steps, true, |st, a| {
+            if let Some(u) = st.update {
+                td_abs += u.td_error.abs();
+                lr_sum += u.effective_lr;
+            }
+            if let Some(d) = st.step.context.threat_distance {
+                min_threat = min_threat.min(d);
+            }
+            blocked += usize::from(st.step.context.was_blocked);
+            if let Some(c) = action_counts.get_mut(st.action) {
+                *c += 1;
+            }
+            for (trace, ch) in emotion_steps.iter_mut().zip(a.channels()) {
+                trace.push(ch.phasic());
+            }
+        });
+        global_step += summary.steps as i64;
+        let steps = summary.steps.max(1) as f64;
+        let step = ep as i64;
+        let sps = global_step as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let mut record: Vec<(String, f64)> = vec![
+            ("charts/episodic_return".into(), summary.episode_return),
+            ("charts/episodic_length".into(), summary.steps as f64),
+            ("charts/SPS".into(), sps),
+            ("charts/epsilon".into(), agent.epsilon()),
+            ("charts/blocked_steps".into(), blocked as f64),
+            ("losses/td_error".into(), td_abs / steps),
+            ("charts/learning_rate".into(), lr_sum / steps),
+        ];
+        if min_threat.is_finite() {
+            record.push(("charts/min_threat_distance".into(), min_threat));
+        }
+        for (a, c) in action_counts.iter().enumerate() {
+            record.push((format!("charts/action_rate/{a}"), *c as f64 / steps));
+        }
+        for (ch, trace) in agent.channels().iter().zip(&emotion_steps) {
+            record.push((format!("emotion/{}", ch.name()), emorl_core::numeric::mean(trace)));
+            record.push((format!("emotion/{}_tonic", ch.name()), ch.tonic()));
+        }
+        for (tag, v) in &record {
+            tb.add_scalar(tag, *v, step)?;
+        }
+        let fields: Vec<(&str, f64)> = record.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        metrics.record(step, &fields)?;
+        let last = ep + 1 == cfg.episodes;
+        if cfg.histogram_every > 0 && (ep % cfg.histogram_every == 0 || last) {
+            tb.add_histogram("q_values", agent.q_table(), step)?;
+            for (ch, trace) in agent.channels().iter().zip(&emotion_steps) {
+                tb.add_histogram(&format!("emotion/{}", ch.name()), trace, step)?;
+            }
+        }
+        returns.push(summary.episode_return);
+        pb.set_message(format!("return {:.3}", summary.episode_return));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    tb.add_text("env/end", &format!("```\n{}```", env.render()), cfg.episodes as i64)?;
+    let q = serde_json::to_vec(&serde_json::json!({
+        "n_actions": n_actions,
+        "q": agent.q_table(),
+    }))?;
+    run.write_atomic(Path::new("checkpoints/q_table.json"), &q)?;
+    let tail = (returns.len() / 10).max(1);
+    let recent = emorl_core::numeric::mean(&returns[returns.len() - tail..]);
+    eprintln!(
+        "trained {} on {} for {} episodes ({global_step} steps, {:.2}s); mean return of the last {tail}: {recent:.4}",
+        cfg.agent,
+        cfg.env,
+        cfg.episodes,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(run.path().to_path_buf())
+}

@@ -1,0 +1,377 @@
+//! Options, results and sampling for text generation.
+//!
+//! Generation runs a batched prefill over left-padded prompts, then decodes
+//! one token per step from the KV cache. Sampling uses a seeded generator
+//! per prompt (seeded from `seed` and the prompt's index), so a prompt's
+//! samples do not depend on the other prompts of the batch.
+
+use tch::{Kind, Tensor};
+
+use crate::error::{LmError, Result};
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// The most likely token.
+    Greedy,
+    /// Sampling from the softmax of `logits / temperature`, restricted to the
+    /// `top_k` most likely tokens (`0`: no limit) and then to the smallest
+    /// set whose probability reaches `top_p` (`1.0`: no limit).
+    Sample {
+        temperature: f64,
+        top_k: usize,
+        top_p: f64,
+    },
+}
+
+/// Options of [`crate::Model::generate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Maximum number of new tokens per prompt.
+    pub max_new_tokens: usize,
+    /// Greedy or sampled decoding.
+    pub sampling: Sampling,
+    /// Seed of the sampling generators.
+    pub seed: u64,
+    /// Stop a sequence when it produces EOS (or another stop token of the
+    /// tokenizer, such as `<|im_end|>` for ChatML models).
+    pub stop_on_eos: bool,
+    /// Further token ids that stop a sequence.
+    pub stop_tokens: Vec<u32>,
+    /// Add BOS to prompts when the model wants it.
+    pub add_special_tokens: bool,
+    /// Wrap each prompt as a user message in the model's chat template (with
+    /// the assistant turn opened).
+    pub chat: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_new_tokens: 128,
+            sampling: Sampling::Greedy,
+            seed: 0,
+            stop_on_eos: true,
+            stop_tokens: Vec::new(),
+            add_special_tokens: true,
+            chat: false,
+        }
+    }
+}
+
+impl GenerateOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Sampling::Sample {
+            temperature, top_p, ..
+        } = self.sampling
+        {
+            if !(temperature >= 0.0 && temperature.is_finite()) {
+                return Err(LmError::InvalidArgument(format!(
+                    "temperature must be finite and >= 0, got {temperature}"
+                )));
+            }
+            if !(top_p > 0.0 && top_p <= 1.0) {
+                return Err(LmError::InvalidArgument(format!(
+                    "top_p must be in (0, 1], got {top_p}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// It produced a stop token (included in `tokens`).
+    Stop,
+    /// It reached `max_new_tokens`.
+    Length,
+}
+
+/// The result of generating from one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The prompt's token ids (BOS and chat template included).
+    pub prompt_tokens: Vec<u32>,
+    /// The generated token ids, the stop token included.
+    pub tokens: Vec<u32>,
+    /// The generated text (special tokens removed).
+    pub text: String,
+    /// For each generated token, its log-probability under the model's
+    /// next-token distribution (after the hooks' logits processors, before
+    /// the sampling temperature and top-k/top-p).
+    pub logprobs: Vec<f32>,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+}
+
+/// One generated token, passed to a streaming callback as it is produced.
+#[derive(Debug)]
+pub struct TokenEvent<'a> {
+    /// Which prompt (index into the prompts) the token belongs to.
+    pub index: usize,
+    /// The token id.
+    pub token: u32,
+    /// The text this token adds to the output (may be empty while a
+    /// multi-byte character is incomplete).
+    pub text: &'a str,
+    /// Its log-probability (see [`Generation::logprobs`]).
+    pub logprob: f32,
+}
+
+/// A small seeded generator (SplitMix64), one per prompt.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64, stream: u64) -> Rng {
+        let mut r = Rng(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        r.next_u64();
+        r
+    }
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub(crate) fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Picks a token from one row of logits.
+pub(crate) fn sample_row(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> usize {
+    let argmax = || {
+        let mut best = 0;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > logits[best] || logits[best].is_nan() {
+                best = i;
+            }
+        }
+        best
+    };
+    let (temperature, top_k, top_p) = match sampling {
+        Sampling::Greedy => return argmax(),
+        Sampling::Sample {
+            temperature,
+            top_k,
+            top_p,
+        } => (temperature, top_k, top_p),
+    };
+    if temperature == 0.0 || top_k == 1 {
+        return argmax();
+    }
+    let inv_t = 1.0 / temperature;
+    let mut cand: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, &v)| (i, v as f64 * inv_t))
+        .collect();
+    if cand.is_empty() {
+        return argmax();
+    }
+    let by_logit_desc = |a: &(usize, f64), b: &(usize, f64)| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.cmp(&b.0))
+    };
+    if top_k > 0 && top_k < cand.len() {
+        cand.select_nth_unstable_by(top_k - 1, by_logit_desc);
+        cand.truncate(top_k);
+    }
+    if top_p < 1.0 || top_k > 0 {
+        cand.sort_by(by_logit_desc);
+    }
+    let max = cand.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max);
+    let mut probs: Vec<f64> = cand.iter().map(|c| (c.1 - max).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    let mut keep = probs.len();
+    if top_p < 1.0 {
+        let mut acc = 0.0;
+        for (i, p) in probs.iter().enumerate() {
+            acc += p;
+            if acc >= top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    let mass: f64 = probs[..keep].iter().sum();
+    let u = rng.uniform() * mass;
+    let mut acc = 0.0;
+    for i in 0..keep {
+        acc += probs[i];
+        if u < acc {
+            return cand[i].0;
+        }
+    }
+    cand[keep - 1].0
+}
+
+/// `[batch, vocab]` f32 logits to rows of `f32`.
+pub(crate) fn logits_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let l = logits.f_to_kind(Kind::Float)?.f_contiguous()?;
+    let s = l.size();
+    if s.len() != 2 {
+        return Err(LmError::InvalidArgument(format!(
+            "expected [batch, vocab] logits, got {s:?}"
+        )));
+    }
+    let flat = Vec::<f32>::try_from(&l.f_view([-1])?)?;
+    let v = s[1].max(1) as usize;
+    Ok(flat.chunks(v).map(|c| c.to_vec()).collect())
+}
+
+/// Incremental detokenisation for streaming: the text a new token adds.
+pub(crate) struct StreamText {
+    anchor_ids: Vec<u32>,
+    anchor_text: String,
+    emitted: usize,
+}
+
+impl StreamText {
+    pub(crate) fn new(tok: &crate::tokenizer::Tokenizer, prompt: &[u32]) -> Result<StreamText> {
+        let anchor_ids: Vec<u32> = prompt.last().copied().into_iter().collect();
+        let anchor_text = tok.decode(&anchor_ids, true)?;
+        Ok(StreamText {
+            anchor_ids,
+            anchor_text,
+            emitted: 0,
+        })
+    }
+
+    /// Full text of `generated` (decoded after the last prompt token, so
+    /// that a leading space of the first generated token is kept).
+    pub(crate) fn text(
+        &self,
+        tok: &crate::tokenizer::Tokenizer,
+        generated: &[u32],
+    ) -> Result<String> {
+        let mut ids = self.anchor_ids.clone();
+        ids.extend_from_slice(generated);
+        let full = tok.decode(&ids, true)?;
+        Ok(match full.strip_prefix(&self.anchor_text) {
+            Some(rest) => rest.to_string(),
+            None => tok.decode(generated, true)?,
+        })
+    }
+
+    /// The new text since the last call, holding back an incomplete
+    /// character at the end.
+    pub(crate) fn delta(
+        &mut self,
+        tok: &crate::tokenizer::Tokenizer,
+        generated: &[u32],
+    ) -> Result<String> {
+        let text = self.text(tok, generated)?;
+        if text.ends_with('\u{FFFD}')
+            || text.len() < self.emitted
+            || !text.is_char_boundary(self.emitted)
+        {
+            return Ok(String::new());
+        }
+        let d = text[self.emitted..].to_string();
+        self.emitted = text.len();
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_is_argmax() {
+        let mut r = Rng::new(1, 0);
+        assert_eq!(
+            sample_row(&[0.1, 3.0, -1.0, 2.9], Sampling::Greedy, &mut r),
+            1
+        );
+    }
+
+    #[test]
+    fn top_k_one_and_zero_temperature_are_greedy() {
+        let mut r = Rng::new(1, 0);
+        let l = [0.1, 3.0, -1.0, 2.9];
+        let s = Sampling::Sample {
+            temperature: 1.0,
+            top_k: 1,
+            top_p: 1.0,
+        };
+        assert_eq!(sample_row(&l, s, &mut r), 1);
+        let s = Sampling::Sample {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+        };
+        assert_eq!(sample_row(&l, s, &mut r), 1);
+    }
+
+    #[test]
+    fn sampling_frequencies_follow_softmax() {
+        let l = [0.0f32, (2.0f32).ln(), (3.0f32).ln(), f32::NEG_INFINITY];
+        let s = Sampling::Sample {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        };
+        let mut r = Rng::new(42, 0);
+        let mut counts = [0usize; 4];
+        let n = 60_000;
+        for _ in 0..n {
+            counts[sample_row(&l, s, &mut r)] += 1;
+        }
+        assert_eq!(counts[3], 0);
+        for (i, p) in [1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0].iter().enumerate() {
+            let f = counts[i] as f64 / n as f64;
+            assert!((f - p).abs() < 0.01, "token {i}: {f} vs {p}");
+        }
+    }
+
+    #[test]
+    fn top_k_and_top_p_restrict_support() {
+        let l = [1.0f32, 5.0, 4.9, 0.0, 4.8];
+        let mut r = Rng::new(7, 0);
+        let k2 = Sampling::Sample {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+        };
+        for _ in 0..2000 {
+            let t = sample_row(&l, k2, &mut r);
+            assert!(t == 1 || t == 2);
+        }
+        // Probabilities ~ [.006, .35, .32, .002, .29]: top_p 0.5 keeps tokens 1 and 2.
+        let p = Sampling::Sample {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.5,
+        };
+        let mut seen = [false; 5];
+        for _ in 0..2000 {
+            seen[sample_row(&l, p, &mut r)] = true;
+        }
+        assert_eq!(seen, [false, true, true, false, false]);
+    }
+
+    #[test]
+    fn seeded_rng_is_reproducible_and_streams_differ() {
+        let a: Vec<u64> = (0..4)
+            .scan(Rng::new(5, 0), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .scan(Rng::new(5, 0), |r, _| Some(r.next_u64()))
+            .collect();
+        let c: Vec<u64> = (0..4)
+            .scan(Rng::new(5, 1), |r, _| Some(r.next_u64()))
+            .collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

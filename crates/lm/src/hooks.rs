@@ -1,0 +1,327 @@
+//! Hook points for modules attached to a frozen model: prefix keys/values,
+//! residual adapters and gates, steering vectors, hidden-state read-out and
+//! logits processors.
+//!
+//! Hooks are explicit arguments (`Option<&Hooks>`) of every forward and
+//! generation call; nothing is global. With `None`, or with a `Hooks` that
+//! has nothing registered at a layer, that layer runs exactly as without
+//! hooks. Hook tensors may require gradients: the model's parameters are
+//! frozen, but gradients flow through its activations into whatever is
+//! attached here.
+//!
+//! Layer indices are 0-based block indices. Read-out indices follow the
+//! Hugging Face `hidden_states` convention: `0` is the embedding output (the
+//! input of block 0) and `i` (1..=n_layers) is the residual stream after
+//! block `i - 1`, with that block's hooks applied and before the final norm.
+
+use std::collections::BTreeSet;
+
+use tch::Tensor;
+
+use crate::error::{LmError, Result};
+
+/// Where in a block a residual hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookSite {
+    /// After the attention output is added to the residual stream.
+    AfterAttention,
+    /// After the MLP output is added to the residual stream (the block output).
+    AfterMlp,
+}
+
+/// A residual adapter or gate: receives the residual stream
+/// `[batch, seq, hidden]` and returns the stream to continue with (for an
+/// additive adapter, `hidden + f(hidden)`; for a gate, `g * hidden` ...).
+///
+/// Closures `Fn(usize, HookSite, &Tensor) -> Result<Tensor>` implement it.
+pub trait ResidualAdapter {
+    /// Transforms the residual stream at `layer`/`site`.
+    fn forward(&self, layer: usize, site: HookSite, hidden: &Tensor) -> Result<Tensor>;
+}
+
+impl<F> ResidualAdapter for F
+where
+    F: Fn(usize, HookSite, &Tensor) -> Result<Tensor>,
+{
+    fn forward(&self, layer: usize, site: HookSite, hidden: &Tensor) -> Result<Tensor> {
+        self(layer, site, hidden)
+    }
+}
+
+/// Transforms logits `[batch, seq, vocab]` (forward) or `[batch, vocab]`
+/// (one generation step) before they are returned or sampled from.
+///
+/// Closures `Fn(&Tensor) -> Result<Tensor>` implement it.
+pub trait LogitsProcessor {
+    /// Returns the processed logits.
+    fn process(&self, logits: &Tensor) -> Result<Tensor>;
+}
+
+impl<F> LogitsProcessor for F
+where
+    F: Fn(&Tensor) -> Result<Tensor>,
+{
+    fn process(&self, logits: &Tensor) -> Result<Tensor> {
+        self(logits)
+    }
+}
+
+/// The common logits processor: an additive bias (broadcast over the last
+/// dimension, `[vocab]` or `[batch, vocab]`-shaped) then division by a
+/// temperature.
+#[derive(Debug)]
+pub struct LogitBias {
+    /// Added to the logits when present.
+    pub bias: Option<Tensor>,
+    /// Logits are divided by this (1.0: unchanged). Must be positive.
+    pub temperature: f64,
+}
+
+impl LogitsProcessor for LogitBias {
+    fn process(&self, logits: &Tensor) -> Result<Tensor> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(LmError::InvalidArgument(format!(
+                "LogitBias temperature must be positive, got {}",
+                self.temperature
+            )));
+        }
+        let mut out = match &self.bias {
+            Some(b) => {
+                let b = if b.dim() == 2 && logits.dim() == 3 {
+                    b.f_unsqueeze(1)?
+                } else {
+                    b.shallow_clone()
+                };
+                logits.f_add(&b.f_to_kind(logits.kind())?)?
+            }
+            None => logits.shallow_clone(),
+        };
+        if self.temperature != 1.0 {
+            out = out.f_div_scalar(self.temperature)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Prefix keys and values for one layer, `[batch or 1, n_kv_heads,
+/// prefix_len, head_dim]` each. They are prepended to that layer's KV cache
+/// (after rotary embedding, i.e. used as given) and every query may attend
+/// to them.
+#[derive(Debug)]
+pub struct PrefixKv {
+    pub key: Tensor,
+    pub value: Tensor,
+}
+
+/// A vector added to the residual stream, `scale * vector`; the vector
+/// broadcasts against `[batch, seq, hidden]` (`[hidden]`, `[batch, 1,
+/// hidden]`, ...).
+#[derive(Debug)]
+pub struct Steering {
+    pub vector: Tensor,
+    pub scale: f64,
+}
+
+#[derive(Default)]
+pub(crate) struct SiteHooks<'a> {
+    pub(crate) steering: Vec<Steering>,
+    pub(crate) adapters: Vec<Box<dyn ResidualAdapter + 'a>>,
+}
+
+impl SiteHooks<'_> {
+    fn is_empty(&self) -> bool {
+        self.steering.is_empty() && self.adapters.is_empty()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct LayerHooks<'a> {
+    pub(crate) prefix: Option<PrefixKv>,
+    pub(crate) after_attention: SiteHooks<'a>,
+    pub(crate) after_mlp: SiteHooks<'a>,
+}
+
+/// All hooks of one forward or generation call.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub(crate) layers: Vec<LayerHooks<'a>>,
+    pub(crate) readout: BTreeSet<usize>,
+    pub(crate) logits: Vec<Box<dyn LogitsProcessor + 'a>>,
+}
+
+impl std::fmt::Debug for Hooks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("layers_with_hooks", &self.layers.len())
+            .field("readout", &self.readout)
+            .field("logits_processors", &self.logits.len())
+            .finish()
+    }
+}
+
+impl<'a> Hooks<'a> {
+    /// No hooks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn layer_mut(&mut self, layer: usize) -> &mut LayerHooks<'a> {
+        if self.layers.len() <= layer {
+            self.layers.resize_with(layer + 1, LayerHooks::default);
+        }
+        &mut self.layers[layer]
+    }
+
+    /// Prepends `key`/`value` (`[batch or 1, n_kv_heads, prefix_len,
+    /// head_dim]`) to the KV cache of `layer`. Replaces an earlier prefix of
+    /// that layer.
+    pub fn with_prefix_kv(mut self, layer: usize, key: Tensor, value: Tensor) -> Self {
+        self.layer_mut(layer).prefix = Some(PrefixKv { key, value });
+        self
+    }
+
+    /// Adds `scale * vector` to the residual stream of `layer` at `site`.
+    pub fn with_steering(
+        mut self,
+        layer: usize,
+        site: HookSite,
+        vector: Tensor,
+        scale: f64,
+    ) -> Self {
+        let s = Steering { vector, scale };
+        match site {
+            HookSite::AfterAttention => self.layer_mut(layer).after_attention.steering.push(s),
+            HookSite::AfterMlp => self.layer_mut(layer).after_mlp.steering.push(s),
+        }
+        self
+    }
+
+    /// Runs `adapter` on the residual stream of `layer` at `site` (after any
+    /// steering vectors of that site).
+    pub fn with_adapter(
+        mut self,
+        layer: usize,
+        site: HookSite,
+        adapter: impl ResidualAdapter + 'a,
+    ) -> Self {
+        let b: Box<dyn ResidualAdapter + 'a> = Box::new(adapter);
+        match site {
+            HookSite::AfterAttention => self.layer_mut(layer).after_attention.adapters.push(b),
+            HookSite::AfterMlp => self.layer_mut(layer).after_mlp.adapters.push(b),
+        }
+        self
+    }
+
+    /// Like [`Hooks::with_adapter`], for a closure (its argument types are
+    /// inferred from this signature).
+    pub fn with_adapter_fn<F>(self, layer: usize, site: HookSite, f: F) -> Self
+    where
+        F: Fn(usize, HookSite, &Tensor) -> Result<Tensor> + 'a,
+    {
+        self.with_adapter(layer, site, f)
+    }
+
+    /// Requests the hidden state at read-out index `index` (see the module
+    /// documentation for the convention).
+    pub fn with_readout(mut self, index: usize) -> Self {
+        self.readout.insert(index);
+        self
+    }
+
+    /// Appends a logits processor (processors run in the order added).
+    pub fn with_logits_processor(mut self, p: impl LogitsProcessor + 'a) -> Self {
+        self.logits.push(Box::new(p));
+        self
+    }
+
+    /// Like [`Hooks::with_logits_processor`], for a closure.
+    pub fn with_logits_fn<F>(self, f: F) -> Self
+    where
+        F: Fn(&Tensor) -> Result<Tensor> + 'a,
+    {
+        self.with_logits_processor(f)
+    }
+
+    /// Checks layer indices against a model with `n_layers` blocks.
+    pub(crate) fn validate(&self, n_layers: usize) -> Result<()> {
+        if self.layers.len() > n_layers {
+            let has_any = self.layers[n_layers..].iter().any(|l| {
+                l.prefix.is_some() || !l.after_attention.is_empty() || !l.after_mlp.is_empty()
+            });
+            if has_any {
+                return Err(LmError::InvalidArgument(format!(
+                    "a hook is registered at a layer >= the model's {n_layers} layers"
+                )));
+            }
+        }
+        if let Some(&r) = self.readout.iter().next_back() {
+            if r > n_layers {
+                return Err(LmError::InvalidArgument(format!(
+                    "read-out index {r} is past the model's {n_layers} layers (0..={n_layers})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn layer(&self, layer: usize) -> Option<&LayerHooks<'a>> {
+        self.layers.get(layer)
+    }
+
+    pub(crate) fn prefix(&self, layer: usize) -> Option<&PrefixKv> {
+        self.layers.get(layer).and_then(|l| l.prefix.as_ref())
+    }
+
+    pub(crate) fn wants_readout(&self, index: usize) -> bool {
+        self.readout.contains(&index)
+    }
+
+    /// Runs the logits processors.
+    pub(crate) fn process_logits(&self, logits: Tensor) -> Result<Tensor> {
+        let mut l = logits;
+        for p in &self.logits {
+            l = p.process(&l)?;
+        }
+        Ok(l)
+    }
+}
+
+/// Applies the hooks of `layer`/`site` to the residual stream `x`.
+pub(crate) fn apply_site(
+    hooks: Option<&Hooks<'_>>,
+    layer: usize,
+    site: HookSite,
+    x: Tensor,
+) -> Result<Tensor> {
+    let Some(lh) = hooks.and_then(|h| h.layer(layer)) else {
+        return Ok(x);
+    };
+    let sh = match site {
+        HookSite::AfterAttention => &lh.after_attention,
+        HookSite::AfterMlp => &lh.after_mlp,
+    };
+    if sh.is_empty() {
+        return Ok(x);
+    }
+    let mut x = x;
+    for s in &sh.steering {
+        let v = s.vector.f_to_kind(x.kind())?;
+        x = if s.scale == 1.0 {
+            x.f_add(&v)?
+        } else {
+            x.f_add(&v.f_mul_scalar(s.scale)?)?
+        };
+    }
+    for a in &sh.adapters {
+        let y = a.forward(layer, site, &x)?;
+        if y.size() != x.size() {
+            return Err(LmError::InvalidArgument(format!(
+                "adapter at layer {layer} {site:?} returned shape {:?}, expected {:?}",
+                y.size(),
+                x.size()
+            )));
+        }
+        x = y;
+    }
+    Ok(x)
+}

@@ -1,0 +1,36 @@
+//! emorl-lm: the frozen language-model engine of emorl, on libtorch (`tch`).
+//!
+//! * [`gguf`]: GGUF v1–v3 parsing and dequantisation ([`quant`]).
+//! * [`tokenizer`]: tokenizers built from GGUF metadata or `tokenizer.json`,
+//!   and the ChatML chat template.
+//! * [`llama`] and [`gpt2`]: the architectures, with KV caches and hook points.
+//! * [`Model`]: loading, forward passes and batched generation.
+//! * [`hooks`]: prefix keys/values, residual adapters, steering vectors,
+//!   hidden-state read-out and logits processors for attached modules.
+//!
+//! ```no_run
+//! use emorl_lm::{DType, GenerateOptions, Model};
+//! let mut model = Model::load_default(DType::F32)?;
+//! let opts = GenerateOptions { chat: true, max_new_tokens: 32, ..Default::default() };
+//! let out = model.generate(&["What is the capital of France?"], &opts, None)?;
+//! println!("{}", out[0].text);
+//! # Ok::<(), emorl_lm::LmError>(())
+//! ```
+
+pub mod common;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod gpt2;
+pub mod hooks;
+pub mod llama;
+pub mod model;
+pub mod quant;
+pub mod tokenizer;
+
+pub use common::ForwardOutput;
+pub use error::{LmError, Result};
+pub use generate::{FinishReason, GenerateOptions, Generation, Sampling, TokenEvent};
+pub use hooks::{HookSite, Hooks, LogitBias, LogitsProcessor, ResidualAdapter};
+pub use model::{cache_dir, default_model_path, Architecture, DType, Model};
+pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

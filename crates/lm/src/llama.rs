@@ -1,0 +1,559 @@
+//! The Llama architecture: RMSNorm, rotary position embeddings, SwiGLU MLP,
+//! grouped-query attention, optionally tied embeddings.
+//!
+//! Weights are looked up by their GGUF names (`token_embd.weight`,
+//! `blk.N.attn_q.weight`, ...). GGUF stores the query and key projections of
+//! Llama models in the interleaved ("Meta") rotary layout: llama.cpp's
+//! converter permutes Hugging Face weights so that rotary embedding rotates
+//! adjacent pairs `(x[2i], x[2i+1])`. This module undoes that permutation on
+//! load (rows `(head, i, pair)` become `(head, pair, i)`), so the model runs
+//! the Hugging Face "rotate half" convention and matches `transformers`.
+//!
+//! Parameters are frozen (`requires_grad = false`); activations are ordinary
+//! tensors, so gradients flow through the model into attached hooks.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::common::{step_mask, with_prefix_columns, ForwardOutput, WeightSource};
+use crate::error::{LmError, Result};
+use crate::gguf::GgufFile;
+use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
+
+/// Hyper-parameters of a Llama model, read from the model's own metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rope_theta: f64,
+    /// Linear RoPE scaling factor (positions are divided by it), if any.
+    pub rope_linear_factor: Option<f64>,
+    pub rms_norm_eps: f64,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+}
+
+const MAX_DIM: u64 = 1 << 20;
+
+impl LlamaConfig {
+    /// Reads the configuration from GGUF metadata (`{arch}.*` keys) and the
+    /// tensor directory.
+    pub fn from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
+        let arch = g.get_str("general.architecture")?;
+        let k = |s: &str| format!("{arch}.{s}");
+        let hidden = g.get_usize(&k("embedding_length"), MAX_DIM)?;
+        let n_layers = g.get_usize(&k("block_count"), 4096)?;
+        let ffn = g.get_usize(&k("feed_forward_length"), MAX_DIM)?;
+        let n_heads = g.get_usize(&k("attention.head_count"), 4096)?;
+        let n_kv = match g.get(&k("attention.head_count_kv")) {
+            Some(_) => g.get_usize(&k("attention.head_count_kv"), 4096)?,
+            None => n_heads,
+        };
+        let meta_err = |key: String, msg: String| LmError::Metadata {
+            path: g.path().into(),
+            key,
+            msg,
+        };
+        if hidden == 0 || n_layers == 0 || n_heads == 0 || n_kv == 0 || ffn == 0 {
+            return Err(meta_err(
+                k("*"),
+                "embedding_length, block_count, feed_forward_length and head counts must be positive"
+                    .into(),
+            ));
+        }
+        let head_dim = match g.get(&k("attention.key_length")) {
+            Some(_) => g.get_usize(&k("attention.key_length"), MAX_DIM)?,
+            None => {
+                if hidden % n_heads != 0 {
+                    return Err(meta_err(
+                        k("attention.head_count"),
+                        format!("{n_heads} heads do not divide embedding_length {hidden}"),
+                    ));
+                }
+                hidden / n_heads
+            }
+        };
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(meta_err(
+                k("attention.key_length"),
+                format!("head dimension {head_dim} must be even and positive"),
+            ));
+        }
+        if n_heads % n_kv != 0 {
+            return Err(meta_err(
+                k("attention.head_count_kv"),
+                format!("{n_kv} key/value heads do not divide {n_heads} query heads"),
+            ));
+        }
+        if let Some(rd) = g.get(&k("rope.dimension_count")) {
+            let rd = rd.as_u64();
+            if rd != Some(head_dim as u64) {
+                return Err(LmError::Unsupported(format!(
+                    "partial rotary embedding ({} = {rd:?}, head dimension {head_dim}) in {}",
+                    k("rope.dimension_count"),
+                    g.path()
+                )));
+            }
+        }
+        let rope_linear_factor = match g.get_str_opt(&k("rope.scaling.type"))? {
+            None | Some("none") => None,
+            Some("linear") => {
+                let f = g.get_f64_opt(&k("rope.scaling.factor"))?.unwrap_or(1.0);
+                if !(f > 0.0 && f.is_finite()) {
+                    return Err(meta_err(
+                        k("rope.scaling.factor"),
+                        format!("invalid factor {f}"),
+                    ));
+                }
+                (f != 1.0).then_some(f)
+            }
+            Some(other) => {
+                return Err(LmError::Unsupported(format!(
+                    "RoPE scaling `{other}` in {}",
+                    g.path()
+                )))
+            }
+        };
+        let rope_theta = g.get_f64_opt(&k("rope.freq_base"))?.unwrap_or(10_000.0);
+        let rms_norm_eps = g
+            .get_f64_opt(&k("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5);
+        if !(rope_theta > 0.0 && rope_theta.is_finite()) || !(rms_norm_eps >= 0.0) {
+            return Err(meta_err(
+                k("rope.freq_base"),
+                format!("invalid rope theta {rope_theta} or epsilon {rms_norm_eps}"),
+            ));
+        }
+        let max_pos = match g.get(&k("context_length")) {
+            Some(_) => g.get_usize(&k("context_length"), u32::MAX as u64)?,
+            None => 2048,
+        };
+        let embd = g
+            .tensor_info("token_embd.weight")
+            .ok_or_else(|| LmError::MissingTensor {
+                path: g.path().into(),
+                tensor: "token_embd.weight".into(),
+            })?;
+        if embd.dims.len() != 2 || embd.dims[0] != hidden as u64 {
+            return Err(LmError::Tensor {
+                path: g.path().into(),
+                tensor: "token_embd.weight".into(),
+                msg: format!(
+                    "dims {:?} (ggml order) do not match embedding_length {hidden}",
+                    embd.dims
+                ),
+            });
+        }
+        let vocab_size = usize::try_from(embd.dims[1])
+            .ok()
+            .filter(|&v| v > 0 && v as u64 <= u32::MAX as u64)
+            .ok_or_else(|| LmError::Tensor {
+                path: g.path().into(),
+                tensor: "token_embd.weight".into(),
+                msg: format!("vocabulary size {}", embd.dims[1]),
+            })?;
+        Ok(LlamaConfig {
+            vocab_size,
+            hidden_size: hidden,
+            intermediate_size: ffn,
+            num_hidden_layers: n_layers,
+            num_attention_heads: n_heads,
+            num_key_value_heads: n_kv,
+            head_dim,
+            rope_theta,
+            rope_linear_factor,
+            rms_norm_eps,
+            max_position_embeddings: max_pos,
+            tie_word_embeddings: g.tensor_info("output.weight").is_none(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // In f32 whatever the model dtype, as Hugging Face does.
+        let xf = x.f_to_kind(Kind::Float)?;
+        let var = xf
+            .f_square()?
+            .f_mean_dim(Some(&[-1i64][..]), true, Kind::Float)?;
+        let y = xf.f_mul(&var.f_add_scalar(self.eps)?.f_rsqrt()?)?;
+        Ok(y.f_to_kind(x.kind())?.f_mul(&self.weight)?)
+    }
+}
+
+/// Undoes llama.cpp's rotary permutation of a `[heads * head_dim, in]` weight.
+fn unpermute_rope(w: &Tensor, heads: i64, head_dim: i64) -> Result<Tensor> {
+    let s = w.size();
+    Ok(w.f_reshape([heads, head_dim / 2, 2, s[1]])?
+        .f_transpose(1, 2)?
+        .f_reshape([s[0], s[1]])?
+        .f_contiguous()?
+        .set_requires_grad(false))
+}
+
+/// `x * cos + rotate_half(x) * sin` on `[batch, heads, seq, head_dim]`.
+fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let d = *x.size().last().unwrap_or(&0);
+    let x1 = x.f_narrow(-1, 0, d / 2)?;
+    let x2 = x.f_narrow(-1, d / 2, d / 2)?;
+    let rot = Tensor::f_cat(&[&x2.f_neg()?, &x1], -1)?;
+    Ok(x.f_mul(cos)?.f_add(&rot.f_mul(sin)?)?)
+}
+
+struct KvCache {
+    k: Tensor,
+    v: Tensor,
+    prefix_len: i64,
+}
+
+struct Attention {
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    wo: Tensor,
+    n_heads: i64,
+    n_kv: i64,
+    head_dim: i64,
+    kv_cache: Option<KvCache>,
+}
+
+impl Attention {
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        prefix: Option<&PrefixKv>,
+    ) -> Result<Tensor> {
+        let s = x.size();
+        let (b, t) = (s[0], s[1]);
+        let q = x
+            .f_linear::<&Tensor>(&self.wq, None)?
+            .f_view([b, t, self.n_heads, self.head_dim])?
+            .f_transpose(1, 2)?;
+        let k = x
+            .f_linear::<&Tensor>(&self.wk, None)?
+            .f_view([b, t, self.n_kv, self.head_dim])?
+            .f_transpose(1, 2)?;
+        let v = x
+            .f_linear::<&Tensor>(&self.wv, None)?
+            .f_view([b, t, self.n_kv, self.head_dim])?
+            .f_transpose(1, 2)?;
+        let q = apply_rope(&q, cos, sin)?;
+        let k = apply_rope(&k, cos, sin)?;
+        let (k, v, prefix_len) = match self.kv_cache.take() {
+            Some(c) => (
+                Tensor::f_cat(&[&c.k, &k], 2)?,
+                Tensor::f_cat(&[&c.v, &v], 2)?,
+                c.prefix_len,
+            ),
+            None => match prefix {
+                Some(p) => {
+                    let (pk, pv) = self.check_prefix(p, b, x.kind())?;
+                    let plen = pk.size()[2];
+                    (
+                        Tensor::f_cat(&[&pk, &k], 2)?,
+                        Tensor::f_cat(&[&pv, &v], 2)?,
+                        plen,
+                    )
+                }
+                None => (k, v, 0),
+            },
+        };
+        self.kv_cache = Some(KvCache {
+            k: k.shallow_clone(),
+            v: v.shallow_clone(),
+            prefix_len,
+        });
+        let mask = match (mask, prefix_len) {
+            (Some(m), 0) => Some(m.shallow_clone()),
+            (Some(m), p) => Some(with_prefix_columns(m, p)?),
+            (None, _) => None,
+        };
+        let y = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            mask.as_ref(),
+            0.0,
+            false,
+            None,
+            self.n_heads != self.n_kv,
+        )?;
+        let y = y
+            .f_transpose(1, 2)?
+            .f_reshape([b, t, self.n_heads * self.head_dim])?;
+        Ok(y.f_linear::<&Tensor>(&self.wo, None)?)
+    }
+
+    fn check_prefix(&self, p: &PrefixKv, b: i64, kind: Kind) -> Result<(Tensor, Tensor)> {
+        let ks = p.key.size();
+        let vs = p.value.size();
+        let ok = |s: &[i64]| {
+            s.len() == 4 && (s[0] == b || s[0] == 1) && s[1] == self.n_kv && s[3] == self.head_dim
+        };
+        if !ok(&ks) || ks != vs {
+            return Err(LmError::InvalidArgument(format!(
+                "prefix key {ks:?} / value {vs:?} must both be [batch or 1, {}, prefix_len, {}]",
+                self.n_kv, self.head_dim
+            )));
+        }
+        let e = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.f_to_kind(kind)?
+                .f_expand([b, ks[1], ks[2], ks[3]], false)?)
+        };
+        Ok((e(&p.key)?, e(&p.value)?))
+    }
+}
+
+struct Mlp {
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = x.f_linear::<&Tensor>(&self.gate, None)?.f_silu()?;
+        let u = x.f_linear::<&Tensor>(&self.up, None)?;
+        Ok(g.f_mul(&u)?.f_linear::<&Tensor>(&self.down, None)?)
+    }
+}
+
+struct Block {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    ffn_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// A Llama model with its KV cache.
+pub struct Llama {
+    config: LlamaConfig,
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Tensor,
+    inv_freq: Tensor,
+    kind: Kind,
+    device: Device,
+    past: i64,
+}
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llama")
+            .field("config", &self.config)
+            .field("kind", &self.kind)
+            .field("cached_tokens", &self.past)
+            .finish()
+    }
+}
+
+impl Llama {
+    /// Loads a Llama model from a GGUF file.
+    pub fn from_gguf(g: &GgufFile, kind: Kind, device: Device) -> Result<Llama> {
+        let config = LlamaConfig::from_gguf(g)?;
+        let w = crate::common::GgufWeights {
+            file: g,
+            kind,
+            device,
+        };
+        Self::load(config, &w, kind, device)
+    }
+
+    pub(crate) fn load(
+        config: LlamaConfig,
+        w: &dyn WeightSource,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Llama> {
+        let c = &config;
+        let h = c.hidden_size as i64;
+        let hd = c.head_dim as i64;
+        let nh = c.num_attention_heads as i64;
+        let nkv = c.num_key_value_heads as i64;
+        let ffn = c.intermediate_size as i64;
+        let vocab = c.vocab_size as i64;
+        let embed = w.get("token_embd.weight", &[vocab, h])?;
+        let mut blocks = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let wq = unpermute_rope(&w.get(&n("attn_q"), &[nh * hd, h])?, nh, hd)?;
+            let wk = unpermute_rope(&w.get(&n("attn_k"), &[nkv * hd, h])?, nkv, hd)?;
+            blocks.push(Block {
+                attn_norm: RmsNorm {
+                    weight: w.get(&n("attn_norm"), &[h])?,
+                    eps: c.rms_norm_eps,
+                },
+                attn: Attention {
+                    wq,
+                    wk,
+                    wv: w.get(&n("attn_v"), &[nkv * hd, h])?,
+                    wo: w.get(&n("attn_output"), &[h, nh * hd])?,
+                    n_heads: nh,
+                    n_kv: nkv,
+                    head_dim: hd,
+                    kv_cache: None,
+                },
+                ffn_norm: RmsNorm {
+                    weight: w.get(&n("ffn_norm"), &[h])?,
+                    eps: c.rms_norm_eps,
+                },
+                mlp: Mlp {
+                    gate: w.get(&n("ffn_gate"), &[ffn, h])?,
+                    up: w.get(&n("ffn_up"), &[ffn, h])?,
+                    down: w.get(&n("ffn_down"), &[h, ffn])?,
+                },
+            });
+        }
+        let norm = RmsNorm {
+            weight: w.get("output_norm.weight", &[h])?,
+            eps: c.rms_norm_eps,
+        };
+        let lm_head = if w.has("output.weight") {
+            w.get("output.weight", &[vocab, h])?
+        } else {
+            embed.shallow_clone()
+        };
+        let inv_freq: Vec<f32> = (0..hd / 2)
+            .map(|i| (1.0 / c.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32)
+            .collect();
+        let inv_freq = Tensor::f_from_slice(&inv_freq)?.f_to_device(device)?;
+        Ok(Llama {
+            config,
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            inv_freq,
+            kind,
+            device,
+            past: 0,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Number of tokens in the KV cache (prefix tokens not counted).
+    pub fn cache_len(&self) -> usize {
+        self.past as usize
+    }
+
+    /// Empties the KV cache.
+    pub fn clear_cache(&mut self) {
+        for b in &mut self.blocks {
+            b.attn.kv_cache = None;
+        }
+        self.past = 0;
+    }
+
+    /// Keeps only the batch rows `rows` in the KV cache (drops finished
+    /// sequences during generation).
+    pub fn select_cache_rows(&mut self, rows: &Tensor) -> Result<()> {
+        for b in &mut self.blocks {
+            if let Some(c) = &mut b.attn.kv_cache {
+                c.k = c.k.f_index_select(0, rows)?;
+                c.v = c.v.f_index_select(0, rows)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every parameter tensor, by name (for inspection and tests).
+    pub fn parameters(&self) -> Vec<(String, &Tensor)> {
+        let mut out = vec![("token_embd.weight".to_string(), &self.embed)];
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            out.push((p("attn_norm"), &b.attn_norm.weight));
+            out.push((p("attn_q"), &b.attn.wq));
+            out.push((p("attn_k"), &b.attn.wk));
+            out.push((p("attn_v"), &b.attn.wv));
+            out.push((p("attn_output"), &b.attn.wo));
+            out.push((p("ffn_norm"), &b.ffn_norm.weight));
+            out.push((p("ffn_gate"), &b.mlp.gate));
+            out.push((p("ffn_up"), &b.mlp.up));
+            out.push((p("ffn_down"), &b.mlp.down));
+        }
+        out.push(("output_norm.weight".to_string(), &self.norm.weight));
+        if !self.config.tie_word_embeddings {
+            out.push(("output.weight".to_string(), &self.lm_head));
+        }
+        out
+    }
+
+    /// Runs `tokens` (`[batch, seq]`, i64) after the cached ones and appends
+    /// them to the cache. `padding_mask` (`[batch, cached + seq]`, nonzero for
+    /// real tokens) supports left padding.
+    pub fn forward(
+        &mut self,
+        tokens: &Tensor,
+        padding_mask: Option<&Tensor>,
+        hooks: Option<&Hooks<'_>>,
+    ) -> Result<ForwardOutput> {
+        let s = tokens.size();
+        if s.len() != 2 || s[1] == 0 {
+            return Err(LmError::InvalidArgument(format!(
+                "tokens must be [batch, seq] with seq > 0, got {s:?}"
+            )));
+        }
+        if let Some(h) = hooks {
+            h.validate(self.blocks.len())?;
+        }
+        let (b, t) = (s[0], s[1]);
+        let tokens = tokens.f_to_device(self.device)?;
+        let sm = step_mask(padding_mask, b, t, self.past, self.device)?;
+        let mut x = Tensor::f_embedding(&self.embed, &tokens, -1, false, false)?;
+        let mut hidden = Vec::new();
+        let want = |i: usize| hooks.is_some_and(|h| h.wants_readout(i));
+        if want(0) {
+            hidden.push((0, x.shallow_clone()));
+        }
+        let mut pos = sm.positions.f_to_kind(Kind::Float)?;
+        if let Some(f) = self.config.rope_linear_factor {
+            pos = pos.f_div_scalar(f)?;
+        }
+        let freqs = pos.f_unsqueeze(-1)?.f_mul(&self.inv_freq)?; // [b, t, hd/2]
+        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_unsqueeze(1)?; // [b, 1, t, hd]
+        let cos = emb.f_cos()?.f_to_kind(self.kind)?;
+        let sin = emb.f_sin()?.f_to_kind(self.kind)?;
+        let mask = sm.mask.as_ref();
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            let prefix = hooks.and_then(|h| h.prefix(i));
+            let a = blk
+                .attn
+                .forward(&blk.attn_norm.forward(&x)?, &cos, &sin, mask, prefix)?;
+            x = x.f_add(&a)?;
+            x = apply_site(hooks, i, HookSite::AfterAttention, x)?;
+            let m = blk.mlp.forward(&blk.ffn_norm.forward(&x)?)?;
+            x = x.f_add(&m)?;
+            x = apply_site(hooks, i, HookSite::AfterMlp, x)?;
+            if want(i + 1) {
+                hidden.push((i + 1, x.shallow_clone()));
+            }
+        }
+        self.past += t;
+        let x = self.norm.forward(&x)?;
+        let mut logits = x
+            .f_linear::<&Tensor>(&self.lm_head, None)?
+            .f_to_kind(Kind::Float)?;
+        if let Some(h) = hooks {
+            logits = h.process_logits(logits)?;
+        }
+        Ok(ForwardOutput { logits, hidden })
+    }
+}

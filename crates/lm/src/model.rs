@@ -1,0 +1,471 @@
+//! The model facade the rest of emorl uses: loading, forward passes and
+//! generation for every supported architecture.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::common::ForwardOutput;
+use crate::error::{LmError, Result};
+use crate::generate::{
+    logits_rows, sample_row, FinishReason, GenerateOptions, Generation, Rng, StreamText, TokenEvent,
+};
+use crate::gguf::GgufFile;
+use crate::gpt2::Gpt2;
+use crate::hooks::Hooks;
+use crate::llama::Llama;
+use crate::tokenizer::{ChatMessage, Tokenizer};
+
+/// File name of the default model (SmolLM2-135M-Instruct, Q4_1).
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Environment variable that overrides the default model's path.
+pub const DEFAULT_MODEL_ENV: &str = "EMORL_SMOLLM2";
+
+/// The dtype weights and activations use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DType {
+    /// 32-bit floats (default).
+    #[default]
+    F32,
+    /// bfloat16 weights and activations (norms and logits in f32).
+    BF16,
+}
+
+impl DType {
+    /// The torch kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            DType::F32 => Kind::Float,
+            DType::BF16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// The network of a model.
+#[derive(Debug)]
+pub enum Architecture {
+    Llama(Llama),
+    Gpt2(Gpt2),
+}
+
+/// A frozen language model with its tokenizer.
+#[derive(Debug)]
+pub struct Model {
+    arch: Architecture,
+    tokenizer: Tokenizer,
+    dtype: DType,
+    device: Device,
+    source: PathBuf,
+}
+
+/// The emorl cache directory: `$EMORL_CACHE`, else `$XDG_CACHE_HOME/emorl`,
+/// else `$HOME/.cache/emorl`.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(c) = std::env::var_os("EMORL_CACHE").filter(|c| !c.is_empty()) {
+        return Some(PathBuf::from(c));
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|c| !c.is_empty()) {
+        return Some(PathBuf::from(x).join("emorl"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("emorl"))
+}
+
+/// The path of the default model: `$EMORL_SMOLLM2`, else
+/// `<cache>/models/SmolLM2-135M-Instruct.Q4_1.gguf`. Fails with a message
+/// that says how to fetch it when the file is not there.
+pub fn default_model_path() -> Result<PathBuf> {
+    let p = match std::env::var_os(DEFAULT_MODEL_ENV).filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => cache_dir()
+            .map(|c| c.join("models").join(DEFAULT_MODEL_FILE))
+            .ok_or_else(|| {
+                LmError::ModelNotFound(format!(
+                    "cannot locate the default model: set {DEFAULT_MODEL_ENV} or HOME, and run scripts/setup.sh"
+                ))
+            })?,
+    };
+    if !p.is_file() {
+        return Err(LmError::ModelNotFound(format!(
+            "default model not found at {} — run scripts/setup.sh to fetch SmolLM2-135M-Instruct (or set {DEFAULT_MODEL_ENV} to its .gguf)",
+            p.display()
+        )));
+    }
+    Ok(p)
+}
+
+impl Model {
+    /// Loads a model on the CPU: a `.gguf` file (Llama architecture), or a
+    /// Hugging Face directory with `config.json`, `model.safetensors` (or
+    /// shards) and `tokenizer.json` (GPT-2 architecture).
+    pub fn load(path: impl AsRef<Path>, dtype: DType) -> Result<Model> {
+        Self::load_on(path, dtype, Device::Cpu)
+    }
+
+    /// Loads the default model (see [`default_model_path`]).
+    pub fn load_default(dtype: DType) -> Result<Model> {
+        Self::load(default_model_path()?, dtype)
+    }
+
+    /// Loads `path`, or the default model when `path` is `None`.
+    pub fn load_or_default(path: Option<&Path>, dtype: DType) -> Result<Model> {
+        match path {
+            Some(p) => Self::load(p, dtype),
+            None => Self::load_default(dtype),
+        }
+    }
+
+    /// Loads a model onto `device`.
+    pub fn load_on(path: impl AsRef<Path>, dtype: DType, device: Device) -> Result<Model> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| LmError::io(path, e))?;
+        if meta.is_dir() {
+            let gpt2 = Gpt2::from_hf_dir(path, dtype.kind(), device)?;
+            let tokenizer = Tokenizer::from_hf_file(path.join("tokenizer.json"))?;
+            return Ok(Model {
+                arch: Architecture::Gpt2(gpt2),
+                tokenizer,
+                dtype,
+                device,
+                source: path.to_path_buf(),
+            });
+        }
+        let g = GgufFile::open(path)?;
+        let arch = g.get_str("general.architecture")?;
+        let net = match arch {
+            "llama" | "mistral" => Architecture::Llama(Llama::from_gguf(&g, dtype.kind(), device)?),
+            other => {
+                return Err(LmError::Unsupported(format!(
+                    "GGUF architecture `{other}` in {} (supported: llama)",
+                    path.display()
+                )))
+            }
+        };
+        let tokenizer = Tokenizer::from_gguf(&g)?;
+        Ok(Model {
+            arch: net,
+            tokenizer,
+            dtype,
+            device,
+            source: path.to_path_buf(),
+        })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Mutable access to the tokenizer (e.g. to set a chat template).
+    pub fn tokenizer_mut(&mut self) -> &mut Tokenizer {
+        &mut self.tokenizer
+    }
+
+    /// The network.
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    /// The dtype it was loaded with.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The file or directory it was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Number of transformer blocks.
+    pub fn n_layers(&self) -> usize {
+        match &self.arch {
+            Architecture::Llama(m) => m.config().num_hidden_layers,
+            Architecture::Gpt2(m) => m.config().n_layer,
+        }
+    }
+
+    /// Width of the residual stream.
+    pub fn hidden_size(&self) -> usize {
+        match &self.arch {
+            Architecture::Llama(m) => m.config().hidden_size,
+            Architecture::Gpt2(m) => m.config().n_embd,
+        }
+    }
+
+    /// Number of logits per position.
+    pub fn vocab_size(&self) -> usize {
+        match &self.arch {
+            Architecture::Llama(m) => m.config().vocab_size,
+            Architecture::Gpt2(m) => m.config().vocab_size,
+        }
+    }
+
+    /// `(n_kv_heads, head_dim)` of the attention layers (the shape prefix
+    /// keys/values need).
+    pub fn kv_shape(&self) -> (usize, usize) {
+        match &self.arch {
+            Architecture::Llama(m) => (m.config().num_key_value_heads, m.config().head_dim),
+            Architecture::Gpt2(m) => (m.config().n_head, m.config().n_embd / m.config().n_head),
+        }
+    }
+
+    /// Largest number of positions the model supports (hard limit for
+    /// learned position embeddings).
+    pub fn max_positions(&self) -> usize {
+        match &self.arch {
+            Architecture::Llama(m) => m.config().max_position_embeddings,
+            Architecture::Gpt2(m) => m.config().n_positions,
+        }
+    }
+
+    /// Every parameter tensor by name (all frozen).
+    pub fn parameters(&self) -> Vec<(String, &Tensor)> {
+        match &self.arch {
+            Architecture::Llama(m) => m.parameters(),
+            Architecture::Gpt2(m) => m.parameters(),
+        }
+    }
+
+    /// Number of tokens in the KV cache.
+    pub fn cache_len(&self) -> usize {
+        match &self.arch {
+            Architecture::Llama(m) => m.cache_len(),
+            Architecture::Gpt2(m) => m.cache_len(),
+        }
+    }
+
+    /// Empties the KV cache.
+    pub fn clear_cache(&mut self) {
+        match &mut self.arch {
+            Architecture::Llama(m) => m.clear_cache(),
+            Architecture::Gpt2(m) => m.clear_cache(),
+        }
+    }
+
+    /// A stateless forward pass over `tokens` (`[batch, seq]`, i64): the KV
+    /// cache is cleared before and after. `padding_mask` (`[batch, seq]`,
+    /// nonzero for real tokens) supports left padding. Returns `[batch, seq,
+    /// vocab]` f32 logits and the read-outs the hooks ask for.
+    pub fn forward(
+        &mut self,
+        tokens: &Tensor,
+        padding_mask: Option<&Tensor>,
+        hooks: Option<&Hooks<'_>>,
+    ) -> Result<ForwardOutput> {
+        self.clear_cache();
+        let out = self.forward_cached(tokens, padding_mask, hooks);
+        self.clear_cache();
+        out
+    }
+
+    /// A forward pass that continues from the KV cache and appends `tokens`
+    /// to it. `padding_mask` covers cached and new tokens (`[batch, cached +
+    /// seq]`). Prefix keys/values of the hooks are used when the cache is
+    /// empty (and stay in it).
+    pub fn forward_cached(
+        &mut self,
+        tokens: &Tensor,
+        padding_mask: Option<&Tensor>,
+        hooks: Option<&Hooks<'_>>,
+    ) -> Result<ForwardOutput> {
+        let tokens = if tokens.kind() == Kind::Int64 {
+            tokens.shallow_clone()
+        } else {
+            tokens.f_to_kind(Kind::Int64)?
+        };
+        let vocab = self.vocab_size() as i64;
+        if tokens.numel() > 0 {
+            let min = tokens.f_min()?.f_int64_value(&[])?;
+            let max = tokens.f_max()?.f_int64_value(&[])?;
+            if min < 0 || max >= vocab {
+                return Err(LmError::InvalidArgument(format!(
+                    "token ids must be in 0..{vocab}, got range {min}..={max}"
+                )));
+            }
+        }
+        match &mut self.arch {
+            Architecture::Llama(m) => m.forward(&tokens, padding_mask, hooks),
+            Architecture::Gpt2(m) => m.forward(&tokens, padding_mask, hooks),
+        }
+    }
+
+    /// Token ids of a prompt as `generate` builds them.
+    pub fn encode_prompt(&self, prompt: &str, opts: &GenerateOptions) -> Result<Vec<u32>> {
+        if opts.chat {
+            let text = self
+                .tokenizer
+                .apply_chat_template(&[ChatMessage::user(prompt)], true)?;
+            // The template carries its own special tokens.
+            self.tokenizer.encode(&text, false)
+        } else {
+            self.tokenizer.encode(prompt, opts.add_special_tokens)
+        }
+    }
+
+    /// Generates continuations of `prompts` as one left-padded batch.
+    pub fn generate(
+        &mut self,
+        prompts: &[&str],
+        opts: &GenerateOptions,
+        hooks: Option<&Hooks<'_>>,
+    ) -> Result<Vec<Generation>> {
+        self.generate_stream(prompts, opts, hooks, None)
+    }
+
+    /// Like [`Model::generate`], calling `on_token` for every token as it is
+    /// produced (for printing).
+    pub fn generate_stream(
+        &mut self,
+        prompts: &[&str],
+        opts: &GenerateOptions,
+        hooks: Option<&Hooks<'_>>,
+        on_token: Option<&mut dyn FnMut(&TokenEvent<'_>)>,
+    ) -> Result<Vec<Generation>> {
+        let ids = prompts
+            .iter()
+            .map(|p| self.encode_prompt(p, opts))
+            .collect::<Result<Vec<_>>>()?;
+        self.generate_from_tokens(&ids, opts, hooks, on_token)
+    }
+
+    /// Generates from already tokenised prompts.
+    pub fn generate_from_tokens(
+        &mut self,
+        prompts: &[Vec<u32>],
+        opts: &GenerateOptions,
+        hooks: Option<&Hooks<'_>>,
+        mut on_token: Option<&mut dyn FnMut(&TokenEvent<'_>)>,
+    ) -> Result<Vec<Generation>> {
+        opts.validate()?;
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+            return Err(LmError::InvalidArgument(format!(
+                "prompt {i} has no tokens (an empty prompt needs BOS, or a model that adds it)"
+            )));
+        }
+        let b = prompts.len();
+        let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        if len + opts.max_new_tokens > self.max_positions() {
+            if let Architecture::Gpt2(_) = self.arch {
+                return Err(LmError::InvalidArgument(format!(
+                    "prompt ({len} tokens) plus max_new_tokens ({}) exceed the model's {} positions",
+                    opts.max_new_tokens,
+                    self.max_positions()
+                )));
+            }
+        }
+        let pad = self.tokenizer.pad_id() as i64;
+        let mut stop: Vec<u32> = opts.stop_tokens.clone();
+        if opts.stop_on_eos {
+            stop.extend_from_slice(self.tokenizer.stop_ids());
+        }
+
+        let mut flat = Vec::with_capacity(b * len);
+        let mut mask = Vec::with_capacity(b * len);
+        for p in prompts {
+            let n = len - p.len();
+            flat.extend(std::iter::repeat(pad).take(n));
+            flat.extend(p.iter().map(|&t| t as i64));
+            mask.extend(std::iter::repeat(0i64).take(n));
+            mask.extend(std::iter::repeat(1i64).take(p.len()));
+        }
+        let tokens = Tensor::f_from_slice(&flat)?.f_view([b as i64, len as i64])?;
+        let mut padding = Tensor::f_from_slice(&mask)?
+            .f_view([b as i64, len as i64])?
+            .f_to_device(self.device)?;
+        let any_padding = prompts.iter().any(|p| p.len() != len);
+
+        let mut rngs: Vec<Rng> = (0..b).map(|i| Rng::new(opts.seed, i as u64)).collect();
+        let mut gens: Vec<Generation> = prompts
+            .iter()
+            .map(|p| Generation {
+                prompt_tokens: p.clone(),
+                tokens: Vec::new(),
+                text: String::new(),
+                logprobs: Vec::new(),
+                finish_reason: FinishReason::Length,
+            })
+            .collect();
+        let mut streams = match on_token {
+            Some(_) => Some(
+                prompts
+                    .iter()
+                    .map(|p| StreamText::new(&self.tokenizer, p))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let mut done = vec![false; b];
+
+        let _guard = tch::no_grad_guard();
+        self.clear_cache();
+        let result = (|| -> Result<()> {
+            if opts.max_new_tokens == 0 {
+                return Ok(());
+            }
+            let out = self.forward_cached(&tokens, any_padding.then_some(&padding), hooks)?;
+            let mut last = out.logits.f_select(1, len as i64 - 1)?;
+            for step in 0..opts.max_new_tokens {
+                let logp = last.f_log_softmax(-1, Kind::Float)?;
+                let rows = logits_rows(&last)?;
+                let lp_rows = logits_rows(&logp)?;
+                let mut next = Vec::with_capacity(b);
+                for i in 0..b {
+                    if done[i] {
+                        next.push(pad);
+                        continue;
+                    }
+                    let tok = sample_row(&rows[i], opts.sampling, &mut rngs[i]);
+                    let lp = lp_rows[i][tok];
+                    let tok = tok as u32;
+                    gens[i].tokens.push(tok);
+                    gens[i].logprobs.push(lp);
+                    if let (Some(cb), Some(st)) = (on_token.as_mut(), streams.as_mut()) {
+                        let delta = st[i].delta(&self.tokenizer, &gens[i].tokens)?;
+                        cb(&TokenEvent {
+                            index: i,
+                            token: tok,
+                            text: &delta,
+                            logprob: lp,
+                        });
+                    }
+                    if stop.contains(&tok) {
+                        done[i] = true;
+                        gens[i].finish_reason = FinishReason::Stop;
+                    }
+                    next.push(tok as i64);
+                }
+                if done.iter().all(|&d| d) || step + 1 == opts.max_new_tokens {
+                    break;
+                }
+                let step_tokens = Tensor::f_from_slice(&next)?.f_view([b as i64, 1])?;
+                let step_mask = if any_padding {
+                    let ones = Tensor::f_ones([b as i64, 1], (Kind::Int64, self.device))?;
+                    padding = Tensor::f_cat(&[&padding, &ones], 1)?;
+                    Some(&padding)
+                } else {
+                    None
+                };
+                let out = self.forward_cached(&step_tokens, step_mask, hooks)?;
+                last = out.logits.f_select(1, 0)?;
+            }
+            Ok(())
+        })();
+        self.clear_cache();
+        result?;
+        for (i, g) in gens.iter_mut().enumerate() {
+            g.text = match &streams {
+                Some(st) => st[i].text(&self.tokenizer, &g.tokens)?,
+                None => StreamText::new(&self.tokenizer, &g.prompt_tokens)?
+                    .text(&self.tokenizer, &g.tokens)?,
+            };
+        }
+        Ok(gens)
+    }
+}

@@ -1,0 +1,291 @@
+//! Hook points: freezing and gradient flow, prefix keys/values, adapters,
+//! steering, read-out and logits processors.
+
+mod common;
+
+use emorl_lm::{DType, GenerateOptions, HookSite, Hooks, LogitBias, Model};
+use tch::{Kind, Tensor};
+
+fn stories() -> Model {
+    Model::load(common::stories260k(), DType::F32).expect("load stories260K")
+}
+
+fn prompt(m: &Model) -> Tensor {
+    let ids = m
+        .tokenizer()
+        .encode("Once upon a time, there was a girl", true)
+        .unwrap();
+    Tensor::from_slice(&ids.iter().map(|&x| x as i64).collect::<Vec<_>>()).view([1, -1])
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn freeze_parameters_get_no_grad_and_stay_bit_identical() {
+    let mut m = stories();
+    let before: Vec<(String, Tensor)> = m
+        .parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.copy()))
+        .collect();
+    for (n, t) in m.parameters() {
+        assert!(!t.requires_grad(), "{n} requires grad");
+    }
+    let h = m.hidden_size() as i64;
+    let steer = Tensor::zeros([h], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+    let gate = Tensor::ones([1], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+    let (nkv, hd) = m.kv_shape();
+    let pk = (Tensor::randn(
+        [1, nkv as i64, 2, hd as i64],
+        (Kind::Float, tch::Device::Cpu),
+    ) * 0.1)
+        .set_requires_grad(true);
+    let pv = (Tensor::randn(
+        [1, nkv as i64, 2, hd as i64],
+        (Kind::Float, tch::Device::Cpu),
+    ) * 0.1)
+        .set_requires_grad(true);
+    let g2 = gate.shallow_clone();
+    let hooks = Hooks::new()
+        .with_steering(1, HookSite::AfterMlp, steer.shallow_clone(), 1.0)
+        .with_adapter_fn(2, HookSite::AfterAttention, move |_l, _s, x: &Tensor| {
+            Ok(x * &g2)
+        })
+        .with_prefix_kv(0, pk.shallow_clone(), pv.shallow_clone());
+    let tokens = prompt(&m);
+    let out = m.forward(&tokens, None, Some(&hooks)).unwrap();
+    let t = tokens.size()[1];
+    let targets = tokens.narrow(1, 1, t - 1).reshape([-1]);
+    let loss = out
+        .logits
+        .narrow(1, 0, t - 1)
+        .reshape([-1, m.vocab_size() as i64])
+        .cross_entropy_for_logits(&targets);
+    loss.backward();
+    for (name, g) in [
+        ("steer", &steer),
+        ("gate", &gate),
+        ("prefix key", &pk),
+        ("prefix value", &pv),
+    ] {
+        let grad = g.grad();
+        assert!(grad.defined(), "{name} got no gradient");
+        assert!(
+            grad.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+            "{name} gradient is zero"
+        );
+    }
+    for ((n, t), (n0, t0)) in m.parameters().into_iter().zip(&before) {
+        assert_eq!(&n, n0);
+        assert!(!t.grad().defined(), "{n} has a gradient");
+        assert!(!t.requires_grad());
+        assert!(t.equal(t0), "{n} changed");
+    }
+}
+
+#[test]
+fn absent_and_empty_hooks_change_nothing() {
+    let mut m = stories();
+    let tokens = prompt(&m);
+    let a = m.forward(&tokens, None, None).unwrap().logits;
+    let b = m
+        .forward(&tokens, None, Some(&Hooks::new()))
+        .unwrap()
+        .logits;
+    assert!(a.equal(&b));
+    // identity adapter and zero steering leave logits unchanged
+    let h = m.hidden_size() as i64;
+    let hooks = Hooks::new()
+        .with_adapter_fn(0, HookSite::AfterMlp, |_l, _s, x: &Tensor| {
+            Ok(x.shallow_clone())
+        })
+        .with_steering(
+            3,
+            HookSite::AfterAttention,
+            Tensor::zeros([h], (Kind::Float, tch::Device::Cpu)),
+            5.0,
+        );
+    let c = m.forward(&tokens, None, Some(&hooks)).unwrap().logits;
+    assert!(max_diff(&a, &c) == 0.0);
+}
+
+#[test]
+fn steering_and_adapters_change_the_output() {
+    let mut m = stories();
+    let tokens = prompt(&m);
+    let base = m.forward(&tokens, None, None).unwrap().logits;
+    let h = m.hidden_size() as i64;
+    let v = Tensor::ones([h], (Kind::Float, tch::Device::Cpu));
+    let steered = m
+        .forward(
+            &tokens,
+            None,
+            Some(&Hooks::new().with_steering(2, HookSite::AfterMlp, v, 3.0)),
+        )
+        .unwrap()
+        .logits;
+    assert!(max_diff(&base, &steered) > 1e-2);
+    let seen = std::cell::Cell::new(0);
+    let hooks = Hooks::new().with_adapter_fn(4, HookSite::AfterMlp, |l, s, x: &Tensor| {
+        assert_eq!((l, s), (4, HookSite::AfterMlp));
+        seen.set(seen.get() + 1);
+        Ok(x * 0.0)
+    });
+    let zeroed = m.forward(&tokens, None, Some(&hooks)).unwrap().logits;
+    assert_eq!(seen.get(), 1);
+    // with a zero residual stream the final norm outputs zeros: all logits equal
+    let spread = (zeroed.max() - zeroed.min()).double_value(&[]);
+    assert!(spread < 1e-5, "spread {spread}");
+}
+
+#[test]
+fn readout_returns_requested_hidden_states() {
+    let mut m = stories();
+    let tokens = prompt(&m);
+    let n = m.n_layers();
+    let hooks = Hooks::new().with_readout(0).with_readout(2).with_readout(n);
+    let out = m.forward(&tokens, None, Some(&hooks)).unwrap();
+    let idx: Vec<usize> = out.hidden.iter().map(|(i, _)| *i).collect();
+    assert_eq!(idx, vec![0, 2, n]);
+    let t = tokens.size()[1];
+    for (_, h) in &out.hidden {
+        assert_eq!(h.size(), vec![1, t, m.hidden_size() as i64]);
+    }
+    // read-out 0 is the token embedding
+    let embed = m
+        .parameters()
+        .into_iter()
+        .find(|(name, _)| name == "token_embd.weight")
+        .unwrap()
+        .1
+        .shallow_clone();
+    let expected = embed.index_select(0, &tokens.view([-1])).unsqueeze(0);
+    assert!(out.hidden[0].1.equal(&expected));
+    // steering at block 1's output shows up in read-out 2
+    let h = m.hidden_size() as i64;
+    let v = Tensor::ones([h], (Kind::Float, tch::Device::Cpu));
+    let hooks2 = Hooks::new()
+        .with_readout(2)
+        .with_steering(1, HookSite::AfterMlp, v, 1.0);
+    let out2 = m.forward(&tokens, None, Some(&hooks2)).unwrap();
+    assert!(max_diff(&out.hidden[1].1, &out2.hidden[0].1) > 0.5);
+    assert!(m
+        .forward(&tokens, None, Some(&Hooks::new().with_readout(n + 1)))
+        .is_err());
+    assert!(m
+        .forward(
+            &tokens,
+            None,
+            Some(&Hooks::new().with_steering(
+                n,
+                HookSite::AfterMlp,
+                Tensor::zeros([h], (Kind::Float, tch::Device::Cpu)),
+                1.0
+            ))
+        )
+        .is_err());
+}
+
+#[test]
+fn logits_processor_bias_and_temperature() {
+    let mut m = stories();
+    let tokens = prompt(&m);
+    let base = m.forward(&tokens, None, None).unwrap().logits;
+    let hooks = Hooks::new().with_logits_processor(LogitBias {
+        bias: None,
+        temperature: 2.0,
+    });
+    let half = m.forward(&tokens, None, Some(&hooks)).unwrap().logits;
+    assert!(max_diff(&(&base / 2.0), &half) < 1e-6);
+    // a large bias on one token makes greedy decoding produce only it
+    let target = m.tokenizer().encode("cat", false).unwrap()[0] as i64;
+    let bias = Tensor::zeros([m.vocab_size() as i64], (Kind::Float, tch::Device::Cpu));
+    let _ = bias.get(target).fill_(100.0);
+    let hooks = Hooks::new().with_logits_processor(LogitBias {
+        bias: Some(bias),
+        temperature: 1.0,
+    });
+    let opts = GenerateOptions {
+        max_new_tokens: 4,
+        ..Default::default()
+    };
+    let g = m
+        .generate(&["Once upon a time"], &opts, Some(&hooks))
+        .unwrap();
+    assert!(
+        g[0].tokens.iter().all(|&t| t as i64 == target),
+        "{:?}",
+        g[0].tokens
+    );
+    // closures work as processors too
+    let hooks = Hooks::new().with_logits_fn(|l: &Tensor| Ok(l * 0.0));
+    let flat = m.forward(&tokens, None, Some(&hooks)).unwrap().logits;
+    assert_eq!(flat.abs().max().double_value(&[]), 0.0);
+}
+
+#[test]
+fn prefix_kv_is_prepended_and_consistent_with_the_cache() {
+    let mut m = stories();
+    let tokens = prompt(&m);
+    let (nkv, hd) = m.kv_shape();
+    let opts = (Kind::Float, tch::Device::Cpu);
+    let mut hooks = Hooks::new();
+    for l in 0..m.n_layers() {
+        hooks = hooks.with_prefix_kv(
+            l,
+            Tensor::randn([1, nkv as i64, 3, hd as i64], opts),
+            Tensor::randn([1, nkv as i64, 3, hd as i64], opts),
+        );
+    }
+    let base = m.forward(&tokens, None, None).unwrap().logits;
+    let full = m.forward(&tokens, None, Some(&hooks)).unwrap().logits;
+    assert!(max_diff(&base, &full) > 1e-3, "prefix had no effect");
+    // prefill + one-token steps with the prefix in the cache give the same logits
+    m.clear_cache();
+    let t = tokens.size()[1];
+    let mut parts = vec![
+        m.forward_cached(&tokens.narrow(1, 0, 4), None, Some(&hooks))
+            .unwrap()
+            .logits,
+    ];
+    for i in 4..t {
+        parts.push(
+            m.forward_cached(&tokens.narrow(1, i, 1), None, Some(&hooks))
+                .unwrap()
+                .logits,
+        );
+    }
+    m.clear_cache();
+    let stepped = Tensor::cat(&parts, 1);
+    assert!(max_diff(&stepped, &full) < 1e-4);
+    // zero-length prefixes change nothing
+    let mut empty = Hooks::new();
+    for l in 0..m.n_layers() {
+        empty = empty.with_prefix_kv(
+            l,
+            Tensor::zeros([1, nkv as i64, 0, hd as i64], opts),
+            Tensor::zeros([1, nkv as i64, 0, hd as i64], opts),
+        );
+    }
+    let same = m.forward(&tokens, None, Some(&empty)).unwrap().logits;
+    assert!(max_diff(&same, &base) < 1e-5);
+    // wrong shapes are errors
+    let bad = Hooks::new().with_prefix_kv(
+        0,
+        Tensor::zeros([1, 1, 2, hd as i64], opts),
+        Tensor::zeros([1, 1, 2, hd as i64], opts),
+    );
+    assert!(m.forward(&tokens, None, Some(&bad)).is_err());
+    // generation with a prefix: batched equals single
+    let g_opts = GenerateOptions {
+        max_new_tokens: 8,
+        ..Default::default()
+    };
+    let batch = m
+        .generate(&["Once upon a time", "Tom"], &g_opts, Some(&hooks))
+        .unwrap();
+    let single = m.generate(&["Tom"], &g_opts, Some(&hooks)).unwrap();
+    assert_eq!(batch[1].tokens, single[0].tokens);
+}

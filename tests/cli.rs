@@ -1,0 +1,152 @@
+//! The command line as a user meets it: listings, training runs that real
+//! TensorBoard reads, and clear one-line errors on bad input.
+
+mod common;
+use common::*;
+
+#[test]
+fn binary_finds_libtorch_without_ld_library_path() {
+    let o = run(&["info"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("sum([1,2,3]) = 6"), "{}", stdout(&o));
+}
+
+#[test]
+fn listings_show_registered_ids() {
+    let envs = stdout(&run(&["envs"]));
+    for id in ["v2-threat-grid", "v2-blocked-path", "v2-two-door", "v2-integration", "v2-transfer-novel"] {
+        assert!(envs.contains(id), "{id} missing from:\n{envs}");
+    }
+    let agents = stdout(&run(&["agents"]));
+    for id in ["q-learning", "emotional-ed", "frustration-ed", "regret-ed", "anger-dominant"] {
+        assert!(agents.contains(id), "{id} missing from:\n{agents}");
+    }
+}
+
+#[test]
+fn help_has_examples() {
+    let o = run(&["train", "--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Examples:"));
+}
+
+#[test]
+fn train_writes_a_run_that_tensorboard_reads() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("run");
+    let o = run(&[
+        "train",
+        "--env",
+        "v2-threat-grid",
+        "--agent",
+        "emotional-ed",
+        "--episodes",
+        "60",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["config.toml", "metrics.jsonl", "checkpoints/q_table.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let config = std::fs::read_to_string(out.join("config.toml")).expect("config");
+    assert!(config.contains("agent = \"emotional-ed\""), "{config}");
+    assert!(config.contains("safe_distance = 3.0"), "resolved agent config:\n{config}");
+
+    let tb = tensorboard_read(&out);
+    let returns = tb["scalars"]["charts/episodic_return"].as_array().expect("returns");
+    assert_eq!(returns.len(), 60);
+    assert_eq!(returns[0][0], 0);
+    // Fear and anger channel values are logged as scalars and histograms.
+    assert_eq!(tb["scalars"]["emotion/fear"].as_array().map(Vec::len), Some(60));
+    assert!(tb["scalars"]["emotion/anger"].is_array());
+    assert!(tb["histograms"]["q_values"].as_array().map_or(0, Vec::len) >= 2);
+    assert!(tb["histograms"]["emotion/fear"].is_array());
+    let text = tb["texts"].to_string();
+    assert!(text.contains("safe_distance"), "config table missing: {text}");
+    assert!(tb["hparams"]["session_start"]["agent"] == "emotional-ed");
+    // The agent learns: late episodes reach the goal (+1) in few steps.
+    let last: f64 = returns[50..].iter().map(|r| r[1].as_f64().unwrap_or(-9.0)).sum::<f64>() / 10.0;
+    assert!(last > 0.5, "mean return of the last 10 episodes {last}");
+}
+
+#[test]
+fn same_seed_same_learning_curve() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let curve = |name: &str, seed: &str| -> Vec<f64> {
+        let out = tmp.path().join(name);
+        let o = run(&[
+            "train", "--env", "v2-integration", "--agent", "anger-dominant", "--episodes", "40",
+            "--seed", seed, "--out", out.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .expect("metrics")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                v["charts/episodic_return"].as_f64().expect("return")
+            })
+            .collect()
+    };
+    let a = curve("a", "5");
+    let b = curve("b", "5");
+    let c = curve("c", "6");
+    assert_eq!(a.len(), 40);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn config_file_and_overrides() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("exp.toml");
+    std::fs::write(
+        &cfg,
+        "env = \"v2-blocked-path\"\nagent = \"frustration-ed\"\nepisodes = 5\n[agent_config]\nlr = 0.3\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("run");
+    let o = run(&[
+        "train", "--config", cfg.to_str().expect("utf8"), "--out", out.to_str().expect("utf8"),
+        "agent_config.gamma=0.9", "max_steps=20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resolved = std::fs::read_to_string(out.join("config.toml")).expect("config");
+    for want in ["lr = 0.3", "gamma = 0.9", "max_steps = 20", "episodes = 5"] {
+        assert!(resolved.contains(want), "{want} not in\n{resolved}");
+    }
+}
+
+/// Runs a failing command and checks: exit code != 0, one line naming the
+/// problem, no panic, and nothing written.
+fn assert_clean_failure(args: &[&str], needle: &str, out_dir: &std::path::Path) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert_ne!(o.status.code(), Some(101), "panicked: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+    assert!(!out_dir.exists(), "{} was created", out_dir.display());
+}
+
+#[test]
+fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("never");
+    let o = out.to_str().expect("utf8");
+    assert_clean_failure(&["train", "--env", "nope", "--agent", "q-learning", "--out", o], "unknown environment 'nope'", &out);
+    assert_clean_failure(&["train", "--env", "v2-threat-grid", "--agent", "nope", "--out", o], "unknown agent 'nope'", &out);
+    assert_clean_failure(&["train", "--env", "v2-threat-grid", "--agent", "q-learning", "--out", o, "agent_config.lrr=1"], "unknown field `lrr`", &out);
+    assert_clean_failure(&["train", "--env", "v2-threat-grid", "--agent", "q-learning", "--out", o, "agent_config.gamma=2.0"], "gamma", &out);
+    assert_clean_failure(&["train", "--env", "dialogue", "--agent", "q-learning", "--out", o], "cannot act in the text environment", &out);
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "env = \"v2-threat-grid\"\nagent = = 1\n").expect("write");
+    assert_clean_failure(&["train", "--config", bad.to_str().expect("utf8"), "--out", o], "bad.toml:2:", &out);
+    let missing = tmp.path().join("missing.toml");
+    assert_clean_failure(&["train", "--config", missing.to_str().expect("utf8"), "--out", o], "missing.toml", &out);
+    assert_clean_failure(&["reproduce", "v9-nothing", "--out", o], "unknown table 'v9-nothing'", &out);
+}

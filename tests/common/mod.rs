@@ -1,0 +1,63 @@
+//! Helpers shared by the CLI integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The built `emorl` binary, with LD_LIBRARY_PATH removed so that the run
+/// path baked into the binary is what finds libtorch.
+pub fn emorl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_emorl"));
+    c.env_remove("LD_LIBRARY_PATH");
+    c.env_remove("RUST_LOG");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    emorl()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run emorl {args:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The Python with the reference packages (scripts/setup.sh + scripts/test.sh).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("EMORL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    Path::new(&home).join(".cache/emorl/venv/bin/python")
+}
+
+/// What real TensorBoard's EventAccumulator reads from a run directory.
+pub fn tensorboard_read(dir: &Path) -> serde_json::Value {
+    let script = root().join("crates/log/tests/read_events.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run scripts/test.sh, which installs tensorboard",
+                python().display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "reading events failed (is tensorboard installed? `pip install tensorboard`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("reader output is JSON")
+}
