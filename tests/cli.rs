@@ -14,11 +14,23 @@ fn binary_finds_libtorch_without_ld_library_path() {
 #[test]
 fn listings_show_registered_ids() {
     let envs = stdout(&run(&["envs"]));
-    for id in ["v2-threat-grid", "v2-blocked-path", "v2-two-door", "v2-integration", "v2-transfer-novel"] {
+    for id in [
+        "v2-threat-grid",
+        "v2-blocked-path",
+        "v2-two-door",
+        "v2-integration",
+        "v2-transfer-novel",
+    ] {
         assert!(envs.contains(id), "{id} missing from:\n{envs}");
     }
     let agents = stdout(&run(&["agents"]));
-    for id in ["q-learning", "emotional-ed", "frustration-ed", "regret-ed", "anger-dominant"] {
+    for id in [
+        "q-learning",
+        "emotional-ed",
+        "frustration-ed",
+        "regret-ed",
+        "anger-dominant",
+    ] {
         assert!(agents.contains(id), "{id} missing from:\n{agents}");
     }
 }
@@ -53,22 +65,37 @@ fn train_writes_a_run_that_tensorboard_reads() {
     }
     let config = std::fs::read_to_string(out.join("config.toml")).expect("config");
     assert!(config.contains("agent = \"emotional-ed\""), "{config}");
-    assert!(config.contains("safe_distance = 3.0"), "resolved agent config:\n{config}");
+    assert!(
+        config.contains("safe_distance = 3.0"),
+        "resolved agent config:\n{config}"
+    );
 
     let tb = tensorboard_read(&out);
-    let returns = tb["scalars"]["charts/episodic_return"].as_array().expect("returns");
+    let returns = tb["scalars"]["charts/episodic_return"]
+        .as_array()
+        .expect("returns");
     assert_eq!(returns.len(), 60);
     assert_eq!(returns[0][0], 0);
     // Fear and anger channel values are logged as scalars and histograms.
-    assert_eq!(tb["scalars"]["emotion/fear"].as_array().map(Vec::len), Some(60));
+    assert_eq!(
+        tb["scalars"]["emotion/fear"].as_array().map(Vec::len),
+        Some(60)
+    );
     assert!(tb["scalars"]["emotion/anger"].is_array());
     assert!(tb["histograms"]["q_values"].as_array().map_or(0, Vec::len) >= 2);
     assert!(tb["histograms"]["emotion/fear"].is_array());
     let text = tb["texts"].to_string();
-    assert!(text.contains("safe_distance"), "config table missing: {text}");
+    assert!(
+        text.contains("safe_distance"),
+        "config table missing: {text}"
+    );
     assert!(tb["hparams"]["session_start"]["agent"] == "emotional-ed");
     // The agent learns: late episodes reach the goal (+1) in few steps.
-    let last: f64 = returns[50..].iter().map(|r| r[1].as_f64().unwrap_or(-9.0)).sum::<f64>() / 10.0;
+    let last: f64 = returns[50..]
+        .iter()
+        .map(|r| r[1].as_f64().unwrap_or(-9.0))
+        .sum::<f64>()
+        / 10.0;
     assert!(last > 0.5, "mean return of the last 10 episodes {last}");
 }
 
@@ -78,8 +105,17 @@ fn same_seed_same_learning_curve() {
     let curve = |name: &str, seed: &str| -> Vec<f64> {
         let out = tmp.path().join(name);
         let o = run(&[
-            "train", "--env", "v2-integration", "--agent", "anger-dominant", "--episodes", "40",
-            "--seed", seed, "--out", out.to_str().expect("utf8"),
+            "train",
+            "--env",
+            "v2-integration",
+            "--agent",
+            "anger-dominant",
+            "--episodes",
+            "40",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().expect("utf8"),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         std::fs::read_to_string(out.join("metrics.jsonl"))
@@ -110,8 +146,13 @@ fn config_file_and_overrides() {
     .expect("write");
     let out = tmp.path().join("run");
     let o = run(&[
-        "train", "--config", cfg.to_str().expect("utf8"), "--out", out.to_str().expect("utf8"),
-        "agent_config.gamma=0.9", "max_steps=20",
+        "train",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "agent_config.gamma=0.9",
+        "max_steps=20",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let resolved = std::fs::read_to_string(out.join("config.toml")).expect("config");
@@ -138,15 +179,95 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("never");
     let o = out.to_str().expect("utf8");
-    assert_clean_failure(&["train", "--env", "nope", "--agent", "q-learning", "--out", o], "unknown environment 'nope'", &out);
-    assert_clean_failure(&["train", "--env", "v2-threat-grid", "--agent", "nope", "--out", o], "unknown agent 'nope'", &out);
-    assert_clean_failure(&["train", "--env", "v2-threat-grid", "--agent", "q-learning", "--out", o, "agent_config.lrr=1"], "unknown field `lrr`", &out);
-    assert_clean_failure(&["train", "--env", "v2-threat-grid", "--agent", "q-learning", "--out", o, "agent_config.gamma=2.0"], "gamma", &out);
-    assert_clean_failure(&["train", "--env", "dialogue", "--agent", "q-learning", "--out", o], "cannot act in the text environment", &out);
+    assert_clean_failure(
+        &[
+            "train",
+            "--env",
+            "nope",
+            "--agent",
+            "q-learning",
+            "--out",
+            o,
+        ],
+        "unknown environment 'nope'",
+        &out,
+    );
+    assert_clean_failure(
+        &[
+            "train",
+            "--env",
+            "v2-threat-grid",
+            "--agent",
+            "nope",
+            "--out",
+            o,
+        ],
+        "unknown agent 'nope'",
+        &out,
+    );
+    assert_clean_failure(
+        &[
+            "train",
+            "--env",
+            "v2-threat-grid",
+            "--agent",
+            "q-learning",
+            "--out",
+            o,
+            "agent_config.lrr=1",
+        ],
+        "unknown field `lrr`",
+        &out,
+    );
+    assert_clean_failure(
+        &[
+            "train",
+            "--env",
+            "v2-threat-grid",
+            "--agent",
+            "q-learning",
+            "--out",
+            o,
+            "agent_config.gamma=2.0",
+        ],
+        "gamma",
+        &out,
+    );
+    assert_clean_failure(
+        &[
+            "train",
+            "--env",
+            "dialogue",
+            "--agent",
+            "q-learning",
+            "--out",
+            o,
+        ],
+        "cannot act in the text environment",
+        &out,
+    );
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, "env = \"v2-threat-grid\"\nagent = = 1\n").expect("write");
-    assert_clean_failure(&["train", "--config", bad.to_str().expect("utf8"), "--out", o], "bad.toml:2:", &out);
+    assert_clean_failure(
+        &["train", "--config", bad.to_str().expect("utf8"), "--out", o],
+        "bad.toml:2:",
+        &out,
+    );
     let missing = tmp.path().join("missing.toml");
-    assert_clean_failure(&["train", "--config", missing.to_str().expect("utf8"), "--out", o], "missing.toml", &out);
-    assert_clean_failure(&["reproduce", "v9-nothing", "--out", o], "unknown table 'v9-nothing'", &out);
+    assert_clean_failure(
+        &[
+            "train",
+            "--config",
+            missing.to_str().expect("utf8"),
+            "--out",
+            o,
+        ],
+        "missing.toml",
+        &out,
+    );
+    assert_clean_failure(
+        &["reproduce", "v9-nothing", "--out", o],
+        "unknown table 'v9-nothing'",
+        &out,
+    );
 }

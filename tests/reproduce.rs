@@ -7,7 +7,12 @@ use serde_json::Value;
 use std::path::Path;
 
 fn reproduce(out: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["reproduce", "v2-tabular", "--out", out.to_str().expect("utf8")];
+    let mut args = vec![
+        "reproduce",
+        "v2-tabular",
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
     args.extend_from_slice(extra);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -23,17 +28,46 @@ fn round(x: f64, dp: i32) -> f64 {
 /// Upstream's printed numbers (spec §3.7.1): control mean, SD, CI low, CI high,
 /// treatment mean, SD, CI low, CI high, t, d, permutation p.
 const REFERENCE: [(&str, [f64; 11]); 5] = [
-    ("Fear avoidance", [0.3273, 0.4572, 0.2006, 0.4540, 0.5730, 0.4785, 0.4403, 0.7056, -2.6249, 0.5250, 0.013]),
-    ("Anger persistence", [118.2200, 6.4785, 116.4243, 120.0157, 246.3800, 77.5478, 224.8848, 267.8752, -11.6455, 2.3291, 0.001]),
-    ("Regret learning", [0.4126, 0.3480, 0.3161, 0.5091, 0.4880, 0.1521, 0.4458, 0.5302, -1.4037, 0.2807, 0.171]),
-    ("Multi-channel integration", [0.0200, 0.0523, 0.0055, 0.0345, 0.2442, 0.2309, 0.1802, 0.3082, -6.6961, 1.3392, 0.001]),
-    ("Transfer to a novel threat", [2.9384, 2.6104, 2.2148, 3.6620, 2.2200, 2.5940, 1.5010, 2.9390, 1.3803, -0.2761, 0.192]),
+    (
+        "Fear avoidance",
+        [
+            0.3273, 0.4572, 0.2006, 0.4540, 0.5730, 0.4785, 0.4403, 0.7056, -2.6249, 0.5250, 0.013,
+        ],
+    ),
+    (
+        "Anger persistence",
+        [
+            118.2200, 6.4785, 116.4243, 120.0157, 246.3800, 77.5478, 224.8848, 267.8752, -11.6455,
+            2.3291, 0.001,
+        ],
+    ),
+    (
+        "Regret learning",
+        [
+            0.4126, 0.3480, 0.3161, 0.5091, 0.4880, 0.1521, 0.4458, 0.5302, -1.4037, 0.2807, 0.171,
+        ],
+    ),
+    (
+        "Multi-channel integration",
+        [
+            0.0200, 0.0523, 0.0055, 0.0345, 0.2442, 0.2309, 0.1802, 0.3082, -6.6961, 1.3392, 0.001,
+        ],
+    ),
+    (
+        "Transfer to a novel threat",
+        [
+            2.9384, 2.6104, 2.2148, 3.6620, 2.2200, 2.5940, 1.5010, 2.9390, 1.3803, -0.2761, 0.192,
+        ],
+    ),
 ];
 
 #[test]
 fn numpy_mode_reproduces_upstreams_table() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let table = reproduce(&tmp.path().join("a"), &["--rng", "numpy", "--seeds", "50", "--seed-offset", "0"]);
+    let table = reproduce(
+        &tmp.path().join("a"),
+        &["--rng", "numpy", "--seeds", "50", "--seed-offset", "0"],
+    );
     let rows = table["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 5);
     for (row, (title, want)) in rows.iter().zip(REFERENCE) {
@@ -59,14 +93,26 @@ fn numpy_mode_reproduces_upstreams_table() {
         assert_eq!(num(&c["permutation_p"]), want[10], "{title}: permutation p");
     }
     let md = std::fs::read_to_string(tmp.path().join("a/table.md")).expect("table.md");
-    assert!(md.contains("significant 3/5, large effects 2/5 → MODERATE"), "{md}");
+    assert!(
+        md.contains("significant 3/5, large effects 2/5 → MODERATE"),
+        "{md}"
+    );
     assert!(tmp.path().join("a/distributions.svg").is_file());
 }
 
 #[test]
 fn rerun_gives_identical_table_json() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let args = ["--seeds", "12", "--seed-offset", "100", "--rng", "fast", "--blocks", "2"];
+    let args = [
+        "--seeds",
+        "12",
+        "--seed-offset",
+        "100",
+        "--rng",
+        "fast",
+        "--blocks",
+        "2",
+    ];
     reproduce(&tmp.path().join("a"), &args);
     reproduce(&tmp.path().join("b"), &args);
     let a = std::fs::read(tmp.path().join("a/table.json")).expect("a");
@@ -75,7 +121,10 @@ fn rerun_gives_identical_table_json() {
     let table: Value = serde_json::from_slice(&a).expect("json");
     // 5 experiments x (2 blocks + pooled)
     assert_eq!(table["rows"].as_array().map(Vec::len), Some(15));
-    assert!(table["rows"][2]["cells"][1]["text"].as_str().unwrap_or("").starts_with("pooled 100–123"));
+    assert!(table["rows"][2]["cells"][1]["text"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("pooled 100–123"));
 }
 
 #[test]
@@ -90,19 +139,27 @@ fn interrupted_run_resumes_to_the_same_table() {
     for f in ["table.json", "table.md", "distributions.svg"] {
         std::fs::remove_file(resumed.join(f)).expect("remove");
     }
-    for (exp, seeds) in [("fear", 7..40u64), ("integration", 0..40), ("transfer", 19..21)] {
+    for (exp, seeds) in [
+        ("fear", 7..40u64),
+        ("integration", 0..40),
+        ("transfer", 19..21),
+    ] {
         for s in seeds {
-            std::fs::remove_file(resumed.join(format!("seeds/{exp}/{s}.json"))).expect("remove seed");
+            std::fs::remove_file(resumed.join(format!("seeds/{exp}/{s}.json")))
+                .expect("remove seed");
         }
     }
     // A stored result is used as it is, not recomputed: mark one and check it shows.
     let marked = resumed.join("seeds/anger/3.json");
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&marked).expect("seed")).expect("json");
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&marked).expect("seed")).expect("json");
     let original = v["control"].clone();
     v["control"] = Value::from(-1.0);
     std::fs::write(&marked, v.to_string()).expect("write");
     reproduce(&resumed, &args);
-    let t: Value = serde_json::from_str(&std::fs::read_to_string(resumed.join("table.json")).expect("t")).expect("json");
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(resumed.join("table.json")).expect("t"))
+            .expect("json");
     assert_eq!(t["rows"][3]["comparison"]["control"]["n"], 20);
     assert_ne!(
         std::fs::read(full.join("table.json")).expect("full"),
@@ -123,7 +180,45 @@ fn resuming_with_other_options_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("r");
     reproduce(&out, &["--seeds", "5"]);
-    let o = run(&["reproduce", "v2-tabular", "--seeds", "6", "--out", out.to_str().expect("utf8")]);
+    let o = run(&[
+        "reproduce",
+        "v2-tabular",
+        "--seeds",
+        "6",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("other options"), "{}", stderr(&o));
+}
+
+/// `--rng fast` changes every per-seed value but not the distributions: per
+/// experiment and arm, a Mann–Whitney test between 100 numpy-mode and 100
+/// fast-mode seeds does not reject.
+#[test]
+fn fast_generator_agrees_with_numpy_in_distribution() {
+    use emorl::experiment::Experiment;
+    use emorl::reproduce::V2_TABULAR;
+    use emorl_core::RngKind;
+    for (name, text) in V2_TABULAR {
+        let exp = Experiment::from_toml(text).expect("config");
+        let run = |kind| -> (Vec<f64>, Vec<f64>) {
+            (0..100u64)
+                .map(|s| {
+                    let o = exp.run_seed(s, kind, false).expect("run");
+                    (o.control, o.treatment)
+                })
+                .unzip()
+        };
+        let (nc, nt) = run(RngKind::Numpy);
+        let (fc, ft) = run(RngKind::Fast);
+        assert_ne!(nc, fc, "{name}: the generators should differ per seed");
+        for (arm, a, b) in [("control", &nc, &fc), ("treatment", &nt, &ft)] {
+            let p = emorl_stats::stats::mann_whitney_u(a, b).p;
+            assert!(
+                p > 0.01,
+                "{name} {arm}: numpy vs fast differ (Mann-Whitney p = {p})"
+            );
+        }
+    }
 }

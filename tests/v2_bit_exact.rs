@@ -10,8 +10,12 @@ fn root() -> PathBuf {
 
 fn upstream() -> serde_json::Value {
     let p = root().join("../shared/docs/v2-protocol-data/upstream_v2_per_seed.json");
-    let text = std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("reading {}: {e} (../shared must sit beside the repo)", p.display()));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "reading {}: {e} (../shared must sit beside the repo)",
+            p.display()
+        )
+    });
     serde_json::from_str(&text).expect("upstream json")
 }
 
@@ -20,14 +24,19 @@ fn every_per_seed_value_matches_upstream() {
     let data = upstream();
     let mut mismatches = Vec::new();
     for name in ["fear", "anger", "regret", "integration", "transfer"] {
-        let text = std::fs::read_to_string(root().join(format!("configs/v2/{name}.toml"))).expect("config");
+        let text = std::fs::read_to_string(root().join(format!("configs/v2/{name}.toml")))
+            .expect("config");
         let exp = Experiment::from_toml(&text).expect("parse");
         exp.validate().expect("valid");
         let reference = &data["experiments"][name];
         for seed in 0..50u64 {
             let out = exp.run_seed(seed, RngKind::Numpy, false).expect("run");
-            let c = reference["control"][seed as usize].as_f64().expect("control");
-            let t = reference["treatment"][seed as usize].as_f64().expect("treatment");
+            let c = reference["control"][seed as usize]
+                .as_f64()
+                .expect("control");
+            let t = reference["treatment"][seed as usize]
+                .as_f64()
+                .expect("treatment");
             if out.control.to_bits() != c.to_bits() || out.treatment.to_bits() != t.to_bits() {
                 mismatches.push(format!(
                     "{name} seed {seed}: ours ({}, {}) upstream ({c}, {t})",
@@ -36,5 +45,10 @@ fn every_per_seed_value_matches_upstream() {
             }
         }
     }
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }

@@ -11,7 +11,11 @@ use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let total: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20_000);
+    let total: usize = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(20_000);
     let agent_id = args.next().unwrap_or_else(|| "dqn".to_string());
     let seed: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(0);
     seed_everything(seed);

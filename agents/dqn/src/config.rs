@@ -240,7 +240,9 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), DqnError> {
 }
 
 fn probability(name: &str, v: f64) -> Result<(), DqnError> {
-    check((0.0..=1.0).contains(&v), || format!("{name} = {v} must lie in [0, 1]"))
+    check((0.0..=1.0).contains(&v), || {
+        format!("{name} = {v} must lie in [0, 1]")
+    })
 }
 
 fn positive(name: &str, v: f64) -> Result<(), DqnError> {
@@ -274,7 +276,9 @@ impl DqnConfig {
                 self.buffer_size, self.batch_size
             )
         })?;
-        check(self.train_frequency > 0, || "train_frequency must be > 0".into())?;
+        check(self.train_frequency > 0, || {
+            "train_frequency must be > 0".into()
+        })?;
         check(self.target_network_frequency > 0, || {
             "target_network_frequency must be > 0".into()
         })?;
@@ -304,9 +308,10 @@ impl DqnConfig {
             }
             Some(FearConfig::CoupledCliff(c)) => {
                 probability("fear.tonic_decay", c.tonic_decay)?;
-                check(c.fear_weight.is_finite() && c.bonus_scale.is_finite(), || {
-                    "fear weights must be finite".into()
-                })?;
+                check(
+                    c.fear_weight.is_finite() && c.bonus_scale.is_finite(),
+                    || "fear weights must be finite".into(),
+                )?;
             }
             Some(FearConfig::Decoupled(c)) => {
                 widths("fear.hidden", &c.hidden)?;

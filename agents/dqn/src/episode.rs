@@ -41,7 +41,10 @@ impl EpisodeStats {
             ("charts/episodic_length", self.steps as f64),
             ("charts/epsilon", self.epsilon),
             ("charts/survived", f64::from(u8::from(self.survived))),
-            ("charts/reached_goal", f64::from(u8::from(self.reached_goal))),
+            (
+                "charts/reached_goal",
+                f64::from(u8::from(self.reached_goal)),
+            ),
             ("charts/learning_rate", self.learning_rate),
         ];
         let optional = [

@@ -136,7 +136,13 @@ impl DqnAgent {
             epsilon: cfg.epsilon.initial(),
             learning_rate: cfg.learning_rate,
         };
-        tracing::debug!(n_features, n_actions, ?device, fear = fear.as_ref().map(|f| f.name()), "built DQN agent");
+        tracing::debug!(
+            n_features,
+            n_actions,
+            ?device,
+            fear = fear.as_ref().map(|f| f.name()),
+            "built DQN agent"
+        );
         Ok(DqnAgent {
             replay: ReplayBuffer::new(cfg.buffer_size, n_features),
             cfg,
@@ -217,7 +223,11 @@ impl DqnAgent {
     }
 
     /// Q-values of one state (with the fear input, when the module adds one).
-    pub fn q_values(&mut self, features: &[f32], fear_input: Option<f32>) -> Result<Vec<f32>, DqnError> {
+    pub fn q_values(
+        &mut self,
+        features: &[f32],
+        fear_input: Option<f32>,
+    ) -> Result<Vec<f32>, DqnError> {
         self.check_features(features)?;
         self.input_buf.clear();
         self.input_buf.extend_from_slice(features);
@@ -232,7 +242,11 @@ impl DqnAgent {
             });
         }
         let x = Tensor::f_from_slice(&self.input_buf)?.f_view([1, n_in as i64])?;
-        let x = if self.device == Device::Cpu { x } else { x.f_to_device(self.device)? };
+        let x = if self.device == Device::Cpu {
+            x
+        } else {
+            x.f_to_device(self.device)?
+        };
         let q = tch::no_grad(|| self.online.forward(&x))?;
         let q = q.f_to_device(Device::Cpu)?.f_view([-1])?;
         self.q_buf.resize(self.n_actions, 0.0);
@@ -432,12 +446,10 @@ impl DqnAgent {
             state: self.state.clone(),
         };
         let path = dir.join(META_FILE);
-        std::fs::write(&path, serde_json::to_vec_pretty(&meta)?).map_err(|source| {
-            DqnError::Io {
-                op: "write",
-                path,
-                source,
-            }
+        std::fs::write(&path, serde_json::to_vec_pretty(&meta)?).map_err(|source| DqnError::Io {
+            op: "write",
+            path,
+            source,
         })
     }
 

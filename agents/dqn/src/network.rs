@@ -99,11 +99,16 @@ mod tests {
         let max0 = w0.abs().max().double_value(&[]);
         assert!(max0 <= 0.5 && max0 > 0.45, "fan-in 4 bound 0.5, got {max0}");
         let max1 = vars["layers.1.weight"].abs().max().double_value(&[]);
-        assert!(max1 <= 0.125 && max1 > 0.12, "fan-in 64 bound 0.125, got {max1}");
+        assert!(
+            max1 <= 0.125 && max1 > 0.12,
+            "fan-in 64 bound 0.125, got {max1}"
+        );
         let (vs2, _) = make();
         let same = vs2.variables()["layers.2.bias"].equal(&vars["layers.2.bias"]);
         assert!(same);
-        let out = mlp.forward(&Tensor::zeros([3, 4], tch::kind::FLOAT_CPU)).expect("fwd");
+        let out = mlp
+            .forward(&Tensor::zeros([3, 4], tch::kind::FLOAT_CPU))
+            .expect("fwd");
         assert_eq!(out.size(), vec![3, 4]);
     }
 }

@@ -98,8 +98,11 @@ pub fn exp16b_run_seed(
     let mut env = GridWorldGpu::new();
     let mut agent = DqnAgent::new(4, env.n_actions(), agent_cfg.clone(), &rng)?;
     let n = settings.episodes;
-    let (mut rewards, mut min_threat, mut steps) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut rewards, mut min_threat, mut steps) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let mut threat_hits = 0;
     for _ in 0..n {
         let s = run_episode(&mut env, &mut agent, &rng, settings.max_steps, true)?;
@@ -192,7 +195,8 @@ pub fn exp18_run_arm(
     settings: &Exp18Settings,
 ) -> Result<Exp18Seed, DqnError> {
     check_settings(settings.train_episodes, settings.max_steps)?;
-    let mut env = SlipperyCliffEnv::with_params(rng.clone(), settings.slip_prob, settings.time_penalty);
+    let mut env =
+        SlipperyCliffEnv::with_params(rng.clone(), settings.slip_prob, settings.time_penalty);
     let cfg = DqnConfig {
         epsilon: settings.epsilon.clone(),
         ..agent_cfg.clone()

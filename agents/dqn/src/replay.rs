@@ -172,7 +172,8 @@ impl ReplayBuffer {
         self.d_buf.clear();
         let mut contexts = Vec::with_capacity(b);
         for &i in idx {
-            self.s_buf.extend_from_slice(&self.states[i * n..(i + 1) * n]);
+            self.s_buf
+                .extend_from_slice(&self.states[i * n..(i + 1) * n]);
             self.s2_buf
                 .extend_from_slice(&self.next_states[i * n..(i + 1) * n]);
             self.a_buf.push(self.actions[i]);

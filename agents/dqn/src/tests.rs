@@ -37,7 +37,11 @@ fn fill_replay(agent: &mut DqnAgent, rng: &RngHandle, n: usize) {
             st.terminated,
             (&st.context).into(),
         );
-        s = if st.terminated { env.reset(None).0 } else { st.obs };
+        s = if st.terminated {
+            env.reset(None).0
+        } else {
+            st.obs
+        };
     }
 }
 
@@ -84,14 +88,22 @@ fn decoupled_fear_and_q_network_share_no_gradients() {
             let col = bf.state_input.as_ref().expect("fear input column");
             assert!(!col.requires_grad(), "fear input must be detached");
         }
-        let fear_vs = agent.fear.as_ref().and_then(|f| f.var_store()).expect("fear vs");
+        let fear_vs = agent
+            .fear
+            .as_ref()
+            .and_then(|f| f.var_store())
+            .expect("fear vs");
         zero_grads(fear_vs);
         zero_grads(&agent.online_vs);
 
         // Q loss backward: the Q-network gets gradients, the fear network none.
         let (q_loss, _) = agent.q_loss(&batch, &bf).expect("q loss");
         q_loss.backward();
-        let fear_vs = agent.fear.as_ref().and_then(|f| f.var_store()).expect("fear vs");
+        let fear_vs = agent
+            .fear
+            .as_ref()
+            .and_then(|f| f.var_store())
+            .expect("fear vs");
         assert!(grad_mass(&agent.online_vs).unwrap_or(0.0) > 0.0);
         assert_eq!(grad_mass(fear_vs).unwrap_or(0.0), 0.0, "{fear_use:?}");
 
@@ -106,7 +118,11 @@ fn decoupled_fear_and_q_network_share_no_gradients() {
             .expect("a fear network has a loss");
         f_loss.backward();
         assert!(grad_mass(fear_vs).unwrap_or(0.0) > 0.0);
-        assert_eq!(grad_mass(&agent.online_vs).unwrap_or(0.0), 0.0, "{fear_use:?}");
+        assert_eq!(
+            grad_mass(&agent.online_vs).unwrap_or(0.0),
+            0.0,
+            "{fear_use:?}"
+        );
     }
 }
 
@@ -168,7 +184,10 @@ fn coupled_16b_augments_with_next_state_fear_and_persists_lr() {
     // Q-16b-AUGMISMATCH: both columns carry the fear of s'.
     assert_eq!(s_in, expected);
     assert_eq!(s2_in, expected);
-    assert!(expected.iter().any(|&f| f > 0.0), "batch should contain near-threat samples");
+    assert!(
+        expected.iter().any(|&f| f > 0.0),
+        "batch should contain near-threat samples"
+    );
     let mean = expected.iter().map(|&x| x as f64).sum::<f64>() / expected.len() as f64;
     assert!((bf.lr_factor.expect("lr") - (1.0 + 0.5 * mean)).abs() < 1e-6);
 
@@ -187,7 +206,13 @@ fn coupled_16b_augments_with_next_state_fear_and_persists_lr() {
         .expect("fear")
         .appraise(&[0.2, 0.4, 0.1, 0.5], &ctx)
         .expect("appraise");
-    assert_eq!(sf, StateFear { level: 0.5, q_input: Some(0.5) });
+    assert_eq!(
+        sf,
+        StateFear {
+            level: 0.5,
+            q_input: Some(0.5)
+        }
+    );
     let m = agent.fear_module().expect("fear");
     assert!((m.exploration_rate(0.1, &sf) - 0.075).abs() < 1e-12);
 }
@@ -211,9 +236,20 @@ fn coupled_16b_weights_only_overestimated_samples() {
     let (unweighted, _) = agent.q_loss(&batch, &plain).expect("loss");
     // Recompute by hand: weight 1 + 0.5·F only where y < q.
     let s = Tensor::cat(&[&batch.states, bf.state_input.as_ref().expect("s")], 1);
-    let s2 = Tensor::cat(&[&batch.next_states, bf.next_state_input.as_ref().expect("s2")], 1);
+    let s2 = Tensor::cat(
+        &[
+            &batch.next_states,
+            bf.next_state_input.as_ref().expect("s2"),
+        ],
+        1,
+    );
     let (manual, _) = tch::no_grad(|| {
-        let q = agent.online.forward(&s).expect("q").gather(1, &batch.actions, false).squeeze_dim(1);
+        let q = agent
+            .online
+            .forward(&s)
+            .expect("q")
+            .gather(1, &batch.actions, false)
+            .squeeze_dim(1);
         let (qn, _) = agent.target.forward(&s2).expect("qt").max_dim(1, false);
         let not_done: Tensor = 1.0 - &batch.dones;
         let y: Tensor = &batch.rewards + qn * not_done * 0.99;
@@ -265,7 +301,10 @@ fn coupled_cliff_tonic_fear_mutates_per_sample_and_forces_up() {
         level: 1.0,
         q_input: Some(1.0),
     };
-    assert_eq!(m.select(&sf, &mut q, &RngHandle::new(RngKind::Fast, 0)), None);
+    assert_eq!(
+        m.select(&sf, &mut q, &RngHandle::new(RngKind::Fast, 0)),
+        None
+    );
     assert_eq!(q, [5.0, 1.0, 0.0, 0.0]);
     // Q-18-FORCEDUP: at fear 1.0 exploration always returns "up".
     let rng = RngHandle::new(RngKind::Fast, 0);
@@ -297,7 +336,9 @@ fn coupled_cliff_batch_decays_tonic_once_per_sample() {
         ..Default::default()
     };
     for _ in 0..64 {
-        agent.replay.push(&one_hot(0), 1, -1.0, &one_hot(1), false, (&ctx).into());
+        agent
+            .replay
+            .push(&one_hot(0), 1, -1.0, &one_hot(1), false, (&ctx).into());
     }
     let fall = EmotionalContext {
         threat_distance: Some(1.0),
@@ -309,13 +350,20 @@ fn coupled_cliff_batch_decays_tonic_once_per_sample() {
     agent.act(&one_hot(36), &fall, &rng, false).expect("act");
     agent.act(&one_hot(36), &fall, &rng, false).expect("act");
     let batch = agent.sample_batch(&rng).expect("batch");
-    let bf = agent.fear_mut().expect("fear").prepare_batch(&batch).expect("p");
+    let bf = agent
+        .fear_mut()
+        .expect("fear")
+        .prepare_batch(&batch)
+        .expect("p");
     let f: Vec<f32> = Vec::try_from(bf.state_input.expect("s").view(-1)).expect("v");
     // The first appraisal is the initial context; the second is a fall (tonic 0.5, decayed to 0.45);
     // then, sample i sees 0.45·0.9^i.
     for (i, &x) in f.iter().enumerate() {
         let expected = 0.45 * 0.9f64.powi(i as i32);
-        assert!((x as f64 - expected).abs() < 1e-6, "sample {i}: {x} vs {expected}");
+        assert!(
+            (x as f64 - expected).abs() < 1e-6,
+            "sample {i}: {x} vs {expected}"
+        );
     }
 }
 

@@ -38,7 +38,8 @@ pub fn run_episode(
         let action = agent.act(state, rng);
         let step = env.step(&action);
         let done = step.done();
-        let update = learn.then(|| agent.update(state, action, step.reward, step.obs, done, &step.context));
+        let update =
+            learn.then(|| agent.update(state, action, step.reward, step.obs, done, &step.context));
         summary.episode_return += step.reward;
         summary.steps += 1;
         on_step(

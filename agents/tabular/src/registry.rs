@@ -3,8 +3,8 @@
 
 use crate::learner::QLearnerConfig;
 use emorl_core::emotion::{
-    AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, FearConfig,
-    FearLearningRate, FearSelection, FearSource, RegretConfig,
+    AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, CuriosityConfig,
+    FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig, RegretConfig,
 };
 use emorl_core::registry::Registry;
 
@@ -181,6 +181,25 @@ pub fn registry() -> Registry<MakeAgentConfig> {
                     threshold: 0.3,
                     weight: 0.8,
                 },
+            })])
+        },
+    );
+    r.register(
+        "curious-q",
+        "Q-learning + curiosity: a novelty bonus 0.05/(1 + visits) inside the TD target",
+        || {
+            with(vec![ChannelConfig::Curiosity(CuriosityConfig {
+                scale: 0.05,
+            })])
+        },
+    );
+    r.register(
+        "joyful-q",
+        "Q-learning + joy: learns faster from good news; tonic mood follows rewards",
+        || {
+            with(vec![ChannelConfig::Joy(JoyConfig {
+                mood_rate: 0.05,
+                weight: 0.5,
             })])
         },
     );

@@ -109,7 +109,11 @@ mod tests {
         let mut t = Table::new();
         apply_overrides(
             &mut t,
-            &["agent.lr=0.2".into(), "name=fear run".into(), "x.flag=true".into()],
+            &[
+                "agent.lr=0.2".into(),
+                "name=fear run".into(),
+                "x.flag=true".into(),
+            ],
         )
         .expect("overrides");
         assert_eq!(t["agent"]["lr"].as_float(), Some(0.2));

@@ -180,9 +180,7 @@ impl Experiment {
         }
         match self.metric {
             Metric::BlockedSteps => return Ok(train_count as f64),
-            Metric::ActionRate { .. } => {
-                return Ok(train_count as f64 / train_steps.max(1) as f64)
-            }
+            Metric::ActionRate { .. } => return Ok(train_count as f64 / train_steps.max(1) as f64),
             _ => {}
         }
 
@@ -195,23 +193,29 @@ impl Experiment {
             let mut min_threat = f64::INFINITY;
             let mut penalties = 0usize;
             let mut goal_hit = false;
-            run_episode(env.as_mut(), &mut agent, rng, p.max_steps, false, |st, _| {
-                let ctx = &st.step.context;
-                match &self.metric {
-                    Metric::MinThreatDistance => {
-                        min_threat = min_threat.min(ctx.threat_distance.unwrap_or(f64::INFINITY))
-                    }
-                    Metric::PenaltySteps { below } => {
-                        penalties += usize::from(st.step.reward < *below)
-                    }
-                    Metric::GoalRate { goal } => {
-                        if st.step.done() {
-                            goal_hit = st.step.info.contains_key(&format!("collected_{goal}"));
+            run_episode(
+                env.as_mut(),
+                &mut agent,
+                rng,
+                p.max_steps,
+                false,
+                |st, _| {
+                    let ctx = &st.step.context;
+                    match &self.metric {
+                        Metric::MinThreatDistance => {
+                            min_threat =
+                                min_threat.min(ctx.threat_distance.unwrap_or(f64::INFINITY))
                         }
+                        Metric::PenaltySteps { below } => {
+                            penalties += usize::from(st.step.reward < *below)
+                        }
+                        Metric::GoalRate { goal } if st.step.done() => {
+                        goal_hit = st.step.info.contains_key(&format!("collected_{goal}"));
                     }
                     _ => {}
-                }
-            });
+                    }
+                },
+            );
             per_episode.push(match self.metric {
                 Metric::MinThreatDistance => min_threat,
                 Metric::PenaltySteps { .. } => penalties as f64,

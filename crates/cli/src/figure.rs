@@ -86,10 +86,9 @@ pub fn distributions(
                 .draw()
                 .map_err(draw_err)?;
             for (b, block) in exp_blocks.iter().enumerate() {
-                for (arm, vals, color) in [
-                    (0usize, &block.control, BLUE),
-                    (1, &block.treatment, RED),
-                ] {
+                for (arm, vals, color) in
+                    [(0usize, &block.control, BLUE), (1, &block.treatment, RED)]
+                {
                     let x0 = (2 * b + arm) as f64;
                     chart
                         .draw_series(vals.iter().enumerate().map(|(i, v)| {

@@ -5,6 +5,6 @@
 pub mod catalog;
 pub mod config;
 pub mod experiment;
-pub mod train;
 pub mod figure;
 pub mod reproduce;
+pub mod train;

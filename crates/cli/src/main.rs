@@ -36,13 +36,15 @@ enum Command {
         TensorBoard event files and checkpoints/. View with: tensorboard --logdir runs")]
     Train(TrainCli),
     /// Regenerate a results table: table.md, table.json and a figure in a run directory.
-    #[command(after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n\n\
+    #[command(
+        after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n\n\
         Examples:\n  \
         emorl reproduce v2-tabular                       # upstream's table, bit for bit\n  \
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
         emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
         Finished seeds are stored under seeds/ as they end; rerunning with the same --out\n\
-        resumes an interrupted run without redoing them.")]
+        resumes an interrupted run without redoing them."
+    )]
     Reproduce(ReproduceCli),
     /// List the registered environments.
     Envs,
@@ -173,7 +175,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("libtorch threads: {}", tch::get_num_threads());
             println!("cuda available: {}", tch::Cuda::is_available());
             let t = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
-            println!("libtorch check: sum([1,2,3]) = {}", t.sum(tch::Kind::Float).double_value(&[]));
+            println!(
+                "libtorch check: sum([1,2,3]) = {}",
+                t.sum(tch::Kind::Float).double_value(&[])
+            );
         }
     }
     Ok(())

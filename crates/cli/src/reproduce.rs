@@ -22,8 +22,14 @@ pub const V2_TABULAR: [(&str, &str); 5] = [
     ("fear", include_str!("../../../configs/v2/fear.toml")),
     ("anger", include_str!("../../../configs/v2/anger.toml")),
     ("regret", include_str!("../../../configs/v2/regret.toml")),
-    ("integration", include_str!("../../../configs/v2/integration.toml")),
-    ("transfer", include_str!("../../../configs/v2/transfer.toml")),
+    (
+        "integration",
+        include_str!("../../../configs/v2/integration.toml"),
+    ),
+    (
+        "transfer",
+        include_str!("../../../configs/v2/transfer.toml"),
+    ),
 ];
 
 /// Options of one reproduction; stored in the run directory so that a resumed
@@ -80,7 +86,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
         let store = run.path().join("seeds").join(&exp.name);
         let offset = o.seed_offset;
         let per_block = o.seeds as u64;
-        let last_of_block = |seed: u64| (seed - offset + 1) % per_block == 0;
+        let last_of_block = |seed: u64| (seed - offset + 1).is_multiple_of(per_block);
         let tick = |_: usize, _: usize| pb.inc(1);
         let results: Vec<SeedOutcome> =
             emorl_stats::run_seeds(&seeds, args.jobs, Some(&store), &tick, |seed| {
@@ -96,7 +102,8 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
     let svg = figure::distributions(&experiments, &blocks, o)?;
     run.write_atomic(Path::new("distributions.svg"), svg.as_bytes())?;
-    let timing = serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
+    let timing =
+        serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
     run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
     println!("{markdown}");
     eprintln!(
@@ -228,11 +235,13 @@ fn verdict(exp: &Experiment, comps: &[Comparison]) -> String {
     let sig: Vec<&Comparison> = comps.iter().filter(|c| c.significant).collect();
     let n = comps.len();
     let direction = |c: &Comparison| {
-        if favours(c) {
-            format!("{} better", exp.treatment.label)
+        let side = if c.cohens_d > 0.0 { "higher" } else { "lower" };
+        let claim = if favours(c) {
+            "the direction upstream claims"
         } else {
-            format!("{} better", exp.control.label)
-        }
+            "against upstream's claim"
+        };
+        format!("{} {side} ({claim})", exp.treatment.label)
     };
     let ds: Vec<String> = comps.iter().map(|c| format!("{:.2}", c.cohens_d)).collect();
     let detail = format!("d per block: {}", ds.join(", "));
@@ -244,14 +253,14 @@ fn verdict(exp: &Experiment, comps: &[Comparison]) -> String {
             format!("not significant (p = {:.3})", c.p_value())
         }
     } else if sig.len() == n && comps.iter().all(|c| favours(c) == favours(&comps[0])) {
-        format!("stable: significant in all {n} blocks, {}", direction(&comps[0]))
+        format!(
+            "stable: significant in all {n} blocks, {}",
+            direction(&comps[0])
+        )
     } else if sig.is_empty() {
         format!("no effect: significant in none of {n} blocks")
     } else {
-        format!(
-            "NOT stable: significant in {}/{n} blocks",
-            sig.len()
-        )
+        format!("NOT stable: significant in {}/{n} blocks", sig.len())
     };
     format!(
         "**{}** ({}): {text}; {detail}.",

@@ -245,22 +245,29 @@ fn train_tabular(
         let mut action_counts = vec![0usize; n_actions];
         let n_channels = agent.channels().len();
         let mut emotion_steps: Vec<Vec<f64>> = vec![Vec::new(); n_channels];
-        let summary = run_episode(env.as_mut(), &mut agent, &rng, cfg.max_steps, true, |st, a| {
-            if let Some(u) = st.update {
-                td_abs += u.td_error.abs();
-                lr_sum += u.effective_lr;
-            }
-            if let Some(d) = st.step.context.threat_distance {
-                min_threat = min_threat.min(d);
-            }
-            blocked += usize::from(st.step.context.was_blocked);
-            if let Some(c) = action_counts.get_mut(st.action) {
-                *c += 1;
-            }
-            for (trace, ch) in emotion_steps.iter_mut().zip(a.channels()) {
-                trace.push(ch.phasic());
-            }
-        });
+        let summary = run_episode(
+            env.as_mut(),
+            &mut agent,
+            &rng,
+            cfg.max_steps,
+            true,
+            |st, a| {
+                if let Some(u) = st.update {
+                    td_abs += u.td_error.abs();
+                    lr_sum += u.effective_lr;
+                }
+                if let Some(d) = st.step.context.threat_distance {
+                    min_threat = min_threat.min(d);
+                }
+                blocked += usize::from(st.step.context.was_blocked);
+                if let Some(c) = action_counts.get_mut(st.action) {
+                    *c += 1;
+                }
+                for (trace, ch) in emotion_steps.iter_mut().zip(a.channels()) {
+                    trace.push(ch.phasic());
+                }
+            },
+        );
         global_step += summary.steps as i64;
         let steps = summary.steps.max(1) as f64;
         let step = ep as i64;
@@ -281,7 +288,10 @@ fn train_tabular(
             record.push((format!("charts/action_rate/{a}"), *c as f64 / steps));
         }
         for (ch, trace) in agent.channels().iter().zip(&emotion_steps) {
-            record.push((format!("emotion/{}", ch.name()), emorl_core::numeric::mean(trace)));
+            record.push((
+                format!("emotion/{}", ch.name()),
+                emorl_core::numeric::mean(trace),
+            ));
             record.push((format!("emotion/{}_tonic", ch.name()), ch.tonic()));
         }
         for (tag, v) in &record {
@@ -301,7 +311,11 @@ fn train_tabular(
         pb.inc(1);
     }
     pb.finish_and_clear();
-    tb.add_text("env/end", &format!("```\n{}```", env.render()), cfg.episodes as i64)?;
+    tb.add_text(
+        "env/end",
+        &format!("```\n{}```", env.render()),
+        cfg.episodes as i64,
+    )?;
     let q = serde_json::to_vec(&serde_json::json!({
         "n_actions": n_actions,
         "q": agent.q_table(),

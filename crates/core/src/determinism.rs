@@ -10,8 +10,7 @@ pub type Trajectory<O> = (O, Vec<Step<O>>);
 pub type BoxedPolicy<O, A> = Box<dyn FnMut(&O, usize) -> A>;
 
 /// Makes a fresh policy for each recording.
-pub type PolicyFactory<'a, E> =
-    dyn Fn() -> BoxedPolicy<<E as Env>::Obs, <E as Env>::Action> + 'a;
+pub type PolicyFactory<'a, E> = dyn Fn() -> BoxedPolicy<<E as Env>::Obs, <E as Env>::Action> + 'a;
 
 /// Runs `episodes` episodes of at most `max_steps` steps, choosing actions with
 /// `policy(obs, step_index)`; resets with `seed` first.

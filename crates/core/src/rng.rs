@@ -31,7 +31,9 @@ impl FromStr for RngKind {
         match s {
             "numpy" => Ok(RngKind::Numpy),
             "fast" => Ok(RngKind::Fast),
-            other => Err(format!("unknown rng '{other}' (expected 'numpy' or 'fast')")),
+            other => Err(format!(
+                "unknown rng '{other}' (expected 'numpy' or 'fast')"
+            )),
         }
     }
 }

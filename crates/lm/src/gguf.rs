@@ -325,7 +325,7 @@ impl<'a> Cursor<'a> {
                 // remaining bytes cannot hold is rejected before allocating.
                 let min = ity.min_size(self.version);
                 if n.checked_mul(min)
-                    .map_or(true, |b| b > self.remaining() as u64)
+                    .is_none_or(|b| b > self.remaining() as u64)
                 {
                     return Err(format!(
                         "truncated: metadata `{key}` claims {n} array items, more than the {} remaining bytes can hold",
@@ -378,7 +378,7 @@ impl GgufHeader {
         let min_kv = len_size(version) + 4 + 1;
         if n_kv
             .checked_mul(min_kv)
-            .map_or(true, |b| b > c.remaining() as u64)
+            .is_none_or(|b| b > c.remaining() as u64)
         {
             return Err(format!(
                 "truncated: header claims {n_kv} metadata entries, more than the file can hold"
@@ -414,7 +414,7 @@ impl GgufHeader {
         let min_ti = len_size(version) + 4 + len_size(version) + 4 + 8;
         if n_tensors
             .checked_mul(min_ti)
-            .map_or(true, |b| b > c.remaining() as u64)
+            .is_none_or(|b| b > c.remaining() as u64)
         {
             return Err(format!(
                 "truncated: header claims {n_tensors} tensors, more than the file can hold"

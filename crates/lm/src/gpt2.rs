@@ -102,7 +102,7 @@ impl Gpt2Config {
                 return Err(bad(format!("{name} = {v} is out of range")));
             }
         }
-        if raw.n_embd % raw.n_head != 0 {
+        if !raw.n_embd.is_multiple_of(raw.n_head) {
             return Err(bad(format!(
                 "n_head {} does not divide n_embd {}",
                 raw.n_head, raw.n_embd

@@ -122,7 +122,7 @@ impl LlamaConfig {
         let rms_norm_eps = g
             .get_f64_opt(&k("attention.layer_norm_rms_epsilon"))?
             .unwrap_or(1e-5);
-        if !(rope_theta > 0.0 && rope_theta.is_finite()) || !(rms_norm_eps >= 0.0) {
+        if !(rope_theta > 0.0 && rope_theta.is_finite() && rms_norm_eps >= 0.0) {
             return Err(meta_err(
                 k("rope.freq_base"),
                 format!("invalid rope theta {rope_theta} or epsilon {rms_norm_eps}"),

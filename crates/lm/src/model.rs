@@ -370,10 +370,10 @@ impl Model {
         let mut mask = Vec::with_capacity(b * len);
         for p in prompts {
             let n = len - p.len();
-            flat.extend(std::iter::repeat(pad).take(n));
+            flat.extend(std::iter::repeat_n(pad, n));
             flat.extend(p.iter().map(|&t| t as i64));
-            mask.extend(std::iter::repeat(0i64).take(n));
-            mask.extend(std::iter::repeat(1i64).take(p.len()));
+            mask.extend(std::iter::repeat_n(0i64, n));
+            mask.extend(std::iter::repeat_n(1i64, p.len()));
         }
         let tokens = Tensor::f_from_slice(&flat)?.f_view([b as i64, len as i64])?;
         let mut padding = Tensor::f_from_slice(&mask)?

@@ -187,7 +187,7 @@ impl GgmlType {
             )
         })?;
         let block = block as u64;
-        if n % block != 0 {
+        if !n.is_multiple_of(block) {
             return Err(format!(
                 "{n} values is not a whole number of {}-value {} blocks",
                 block,
@@ -485,6 +485,7 @@ fn q6_k(b: &[u8], out: &mut Vec<f32>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)]
 mod tests {
     //! Each dequantiser is checked against blocks built by an independent
     //! encoder written from the block layout, with scales that are exact in

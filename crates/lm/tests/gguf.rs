@@ -270,7 +270,7 @@ fn version_1_and_2_layouts() {
         b.extend(len(2));
         b.extend(0u32.to_le_bytes());
         b.extend(0u64.to_le_bytes());
-        while b.len() % 32 != 0 {
+        while !b.len().is_multiple_of(32) {
             b.push(0);
         }
         b.extend(f32_bytes(&[0.5, -1.0]));

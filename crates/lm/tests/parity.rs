@@ -89,10 +89,10 @@ fn check_model(model: &mut Model, refs: &std::collections::HashMap<String, Tenso
     let mut mask = Vec::new();
     for r in &rows {
         let pad = len - r.len();
-        flat.extend(std::iter::repeat(0i64).take(pad));
+        flat.extend(std::iter::repeat_n(0i64, pad));
         flat.extend(r.iter().map(|&x| x as i64));
-        mask.extend(std::iter::repeat(0i64).take(pad));
-        mask.extend(std::iter::repeat(1i64).take(r.len()));
+        mask.extend(std::iter::repeat_n(0i64, pad));
+        mask.extend(std::iter::repeat_n(1i64, r.len()));
     }
     let b = rows.len() as i64;
     let tokens = Tensor::from_slice(&flat).view([b, len as i64]);

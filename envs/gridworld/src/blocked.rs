@@ -60,7 +60,8 @@ impl Env for BlockedPathGrid {
         }
         let d = grid::delta(*action);
         let new = (self.pos.0 + d.0, self.pos.1 + d.1);
-        self.blocked = !grid::inside(new, SIZE, SIZE) || (self.walls_active && WALLS.contains(&new));
+        self.blocked =
+            !grid::inside(new, SIZE, SIZE) || (self.walls_active && WALLS.contains(&new));
         if !self.blocked {
             self.pos = new;
         }

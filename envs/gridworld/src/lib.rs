@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(s0, 0);
         assert_eq!(g.features(s0), vec![0.0, 0.0, 0.4, 0.8]);
         let c0 = g.context();
-        assert_eq!((c0.threat_distance, c0.goal_distance), (Some(4.0), Some(8.0)));
+        assert_eq!(
+            (c0.threat_distance, c0.goal_distance),
+            (Some(4.0), Some(8.0))
+        );
         let bump = g.step(&2);
         assert!(bump.context.was_blocked && !bump.terminated);
         assert_eq!((bump.obs, bump.reward), (0, -0.01));
@@ -251,7 +254,10 @@ mod tests {
         env.reset(None);
         let mut total = 0.0;
         let mut last = None;
-        for a in std::iter::repeat(0).take(3).chain(std::iter::repeat(1).take(11)) {
+        for a in std::iter::repeat(0)
+            .take(3)
+            .chain(std::iter::repeat(1).take(11))
+        {
             let s = env.step(&a);
             total += s.reward;
             last = Some(s);

@@ -74,7 +74,11 @@ impl FearModule for CoupledCliff {
         self.first_appraisal = true;
     }
 
-    fn appraise(&mut self, _features: &[f32], ctx: &EmotionalContext) -> Result<StateFear, DqnError> {
+    fn appraise(
+        &mut self,
+        _features: &[f32],
+        ctx: &EmotionalContext,
+    ) -> Result<StateFear, DqnError> {
         let mut c = StoredContext::from(ctx);
         if std::mem::take(&mut self.first_appraisal) {
             // Upstream's initial context: near_cliff False, reward 0.

@@ -46,7 +46,11 @@ impl FearModule for Coupled16b {
         1
     }
 
-    fn appraise(&mut self, _features: &[f32], ctx: &EmotionalContext) -> Result<StateFear, DqnError> {
+    fn appraise(
+        &mut self,
+        _features: &[f32],
+        ctx: &EmotionalContext,
+    ) -> Result<StateFear, DqnError> {
         let level = self.fear_at(ctx.threat_distance.unwrap_or(f64::INFINITY));
         Ok(StateFear {
             level,

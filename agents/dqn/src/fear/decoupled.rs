@@ -50,7 +50,13 @@ impl DecoupledFear {
         rng: &RngHandle,
     ) -> Result<Self, DqnError> {
         let vs = nn::VarStore::new(device);
-        let net = Mlp::new(&(vs.root() / "fear"), n_features, &cfg.hidden, n_actions, rng)?;
+        let net = Mlp::new(
+            &(vs.root() / "fear"),
+            n_features,
+            &cfg.hidden,
+            n_actions,
+            rng,
+        )?;
         let opt = nn::Adam::default().build(&vs, cfg.learning_rate)?;
         Ok(DecoupledFear {
             cfg,
@@ -89,7 +95,11 @@ impl FearModule for DecoupledFear {
         usize::from(self.cfg.fear_use == FearUse::Input)
     }
 
-    fn appraise(&mut self, features: &[f32], _ctx: &EmotionalContext) -> Result<StateFear, DqnError> {
+    fn appraise(
+        &mut self,
+        features: &[f32],
+        _ctx: &EmotionalContext,
+    ) -> Result<StateFear, DqnError> {
         if features.len() != self.n_features {
             return Err(DqnError::FeatureLength {
                 expected: self.n_features,

@@ -67,8 +67,11 @@ pub trait FearModule: std::fmt::Debug {
 
     /// Appraises the state about to be acted in; `context` is the one the
     /// environment returned with that state.
-    fn appraise(&mut self, features: &[f32], context: &EmotionalContext)
-        -> Result<StateFear, DqnError>;
+    fn appraise(
+        &mut self,
+        features: &[f32],
+        context: &EmotionalContext,
+    ) -> Result<StateFear, DqnError>;
 
     /// ε actually used in this state.
     fn exploration_rate(&self, epsilon: f64, _fear: &StateFear) -> f64 {

@@ -26,9 +26,15 @@ pub enum AngerDynamics {
 pub enum AngerSelection {
     None,
     /// Above `threshold`, add `bonus · F` to the previous action's Q (persist).
-    RepeatLast { threshold: f64, bonus: f64 },
+    RepeatLast {
+        threshold: f64,
+        bonus: f64,
+    },
     /// Above `threshold`, multiply the best Q by `1 + F · weight`.
-    BoostBest { threshold: f64, weight: f64 },
+    BoostBest {
+        threshold: f64,
+        weight: f64,
+    },
 }
 
 /// How anger modulates learning.
@@ -37,9 +43,14 @@ pub enum AngerSelection {
 pub enum AngerLearningRate {
     None,
     /// `1 + weight · F`.
-    Scale { weight: f64 },
+    Scale {
+        weight: f64,
+    },
     /// `1 − F · damping` when `F > threshold` and the reward is negative.
-    DampOnPenalty { threshold: f64, damping: f64 },
+    DampOnPenalty {
+        threshold: f64,
+        damping: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -42,9 +42,14 @@ pub enum FearSelection {
     OrderPreserving,
     /// `q_i − fear · weight · norm(q_i)`: can reverse preferences when
     /// `fear · weight` exceeds the Q range (upstream integration agents).
-    Subtract { weight: f64 },
+    Subtract {
+        weight: f64,
+    },
     /// Above `threshold`, multiply the best Q by `1 + fear · weight`.
-    BoostBest { threshold: f64, weight: f64 },
+    BoostBest {
+        threshold: f64,
+        weight: f64,
+    },
 }
 
 /// How fear modulates the learning rate.
@@ -53,9 +58,14 @@ pub enum FearSelection {
 pub enum FearLearningRate {
     None,
     /// `1 + weight · fear · (1 if td < 0 else 0.5)`: learn faster from bad news.
-    NegativeBias { weight: f64 },
+    NegativeBias {
+        weight: f64,
+    },
     /// `1 + fear · weight` when `fear > threshold` and the reward is negative.
-    OnPenalty { threshold: f64, weight: f64 },
+    OnPenalty {
+        threshold: f64,
+        weight: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -257,7 +267,12 @@ mod tests {
     #[test]
     fn distance_fear_values_match_protocol() {
         let mut ch = distance_channel(FearSelection::None);
-        for (d, want) in [(0.0, 1.0), (1.0, 0.666_666_666_666_666_7), (3.0, 0.0), (5.0, 0.0)] {
+        for (d, want) in [
+            (0.0, 1.0),
+            (1.0, 0.666_666_666_666_666_7),
+            (3.0, 0.0),
+            (5.0, 0.0),
+        ] {
             let ctx = EmotionalContext {
                 threat_distance: Some(d),
                 ..Default::default()
