@@ -271,3 +271,67 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
         &out,
     );
 }
+
+#[test]
+fn scripted_dialogue_run_logs_metrics_and_conversations() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("dlg");
+    let o = run(&[
+        "train",
+        "--env",
+        "dialogue",
+        "--agent",
+        "oracle",
+        "--episodes",
+        "25",
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().expect("utf8"),
+        "agent_config.feelings=true",
+        "env_config.max_turns=3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tb = tensorboard_read(&out);
+    for tag in [
+        "charts/episodic_return",
+        "dialogue/safety_rate",
+        "dialogue/helpfulness",
+        "dialogue/emotional_coherence",
+    ] {
+        assert_eq!(
+            tb["scalars"][tag].as_array().map(Vec::len),
+            Some(25),
+            "{tag}"
+        );
+    }
+    let samples = tb["texts"]["samples/conversation"]
+        .as_array()
+        .expect("samples");
+    assert_eq!(samples.len(), 2); // episodes 0 and 20
+    assert!(samples[0].to_string().contains("User"), "{samples:?}");
+}
+
+#[test]
+fn play_reads_replies_from_stdin() {
+    use std::io::Write;
+    let mut child = emorl()
+        .args(["play", "--env", "dialogue", "--seed", "4"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Could you tell me a bit more about what you need?\n/quit\n")
+        .expect("write");
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("User:"), "{text}");
+    assert!(text.contains("hidden safety"), "{text}");
+    assert!(stderr(&o).contains("1 turns"), "{}", stderr(&o));
+}

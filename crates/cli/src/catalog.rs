@@ -9,6 +9,16 @@ use emorl_core::{DiscreteEnv, RngHandle};
 pub enum AgentFamily {
     /// A Q-learner with emotion channels (`emorl_agents_tabular`).
     Tabular(emorl_agents_tabular::MakeAgentConfig),
+    /// A scripted, non-learning dialogue policy (baselines for `dialogue`).
+    Scripted(emorl_envs_dialogue::PolicyKind),
+}
+
+/// Which text environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextEnv {
+    Dialogue,
+    Igt,
+    GridworldText,
 }
 
 /// How an environment is built.
@@ -16,14 +26,30 @@ pub enum AgentFamily {
 pub enum EnvFamily {
     /// Finite states and actions.
     Discrete(fn(RngHandle) -> Box<dyn DiscreteEnv>),
-    /// Text observations and responses (played by people or LLM agents).
-    Text,
+    /// Text observations and responses (played by people, scripts or LLM agents).
+    Text(TextEnv),
 }
 
 pub fn agents() -> Registry<AgentFamily> {
     let mut r = Registry::new("agent");
     for e in emorl_agents_tabular::registry().entries() {
         r.register(e.id, e.description, AgentFamily::Tabular(e.make));
+    }
+    for (kind, description) in [
+        (
+            emorl_envs_dialogue::PolicyKind::RandomTemplate,
+            "dialogue baseline: a random canned reply each turn (no learning)",
+        ),
+        (
+            emorl_envs_dialogue::PolicyKind::Generic,
+            "dialogue baseline: always the same polite answer (no learning)",
+        ),
+        (
+            emorl_envs_dialogue::PolicyKind::Oracle,
+            "dialogue upper bound: sees the scenario label and answers in the right style",
+        ),
+    ] {
+        r.register(kind.id(), description, AgentFamily::Scripted(kind));
     }
     r
 }
@@ -36,17 +62,17 @@ pub fn envs() -> Registry<EnvFamily> {
     r.register(
         emorl_envs_dialogue::DIALOGUE_ID,
         emorl_envs_dialogue::DIALOGUE_DESCRIPTION,
-        EnvFamily::Text,
+        EnvFamily::Text(TextEnv::Dialogue),
     );
     r.register(
         emorl_envs_dialogue::IGT_ID,
         emorl_envs_dialogue::IGT_DESCRIPTION,
-        EnvFamily::Text,
+        EnvFamily::Text(TextEnv::Igt),
     );
     r.register(
         emorl_envs_dialogue::GRIDWORLD_TEXT_ID,
         emorl_envs_dialogue::GRIDWORLD_TEXT_DESCRIPTION,
-        EnvFamily::Text,
+        EnvFamily::Text(TextEnv::GridworldText),
     );
     r
 }

@@ -210,9 +210,9 @@ impl Experiment {
                             penalties += usize::from(st.step.reward < *below)
                         }
                         Metric::GoalRate { goal } if st.step.done() => {
-                        goal_hit = st.step.info.contains_key(&format!("collected_{goal}"));
-                    }
-                    _ => {}
+                            goal_hit = st.step.info.contains_key(&format!("collected_{goal}"));
+                        }
+                        _ => {}
                     }
                 },
             );

@@ -7,4 +7,5 @@ pub mod config;
 pub mod experiment;
 pub mod figure;
 pub mod reproduce;
+pub mod text;
 pub mod train;

@@ -46,6 +46,23 @@ enum Command {
         resumes an interrupted run without redoing them."
     )]
     Reproduce(ReproduceCli),
+    /// Play a text environment yourself: type the assistant's replies at the terminal.
+    #[command(
+        after_help = "Examples:\n  emorl play --env dialogue\n  emorl play --env dialogue --seed 7 --data ../shared/data/dailydialog/dialogues_test.txt\n\n\
+        Each turn shows the user's reply, the reward, the hidden safety score and the\n\
+        emotional context. /quit stops; /feeling WORD reports how you feel."
+    )]
+    Play {
+        /// Text environment (dialogue).
+        #[arg(long, default_value = "dialogue")]
+        env: String,
+        /// Random seed of the conversation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// DailyDialog-format file with extra user turns.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// List the registered environments.
     Envs,
     /// List the registered agents.
@@ -153,11 +170,12 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             eprintln!("written to {}", dir.display());
         }
+        Command::Play { env, seed, data } => emorl::text::play(&env, seed, data)?,
         Command::Envs => {
             for e in emorl::catalog::envs().entries() {
                 let family = match e.make {
                     emorl::catalog::EnvFamily::Discrete(_) => "discrete",
-                    emorl::catalog::EnvFamily::Text => "text",
+                    emorl::catalog::EnvFamily::Text(_) => "text",
                 };
                 println!("{:<20} {:<9} {}", e.id, family, e.description);
             }
@@ -166,6 +184,7 @@ fn run(cli: Cli) -> Result<()> {
             for e in emorl::catalog::agents().entries() {
                 let family = match e.make {
                     emorl::catalog::AgentFamily::Tabular(_) => "tabular",
+                    emorl::catalog::AgentFamily::Scripted(_) => "scripted",
                 };
                 println!("{:<20} {:<8} {}", e.id, family, e.description);
             }

@@ -1,6 +1,6 @@
 //! `emorl train`: one agent in one environment, logged to TensorBoard.
 
-use crate::catalog::{self, AgentFamily, EnvFamily};
+use crate::catalog::{self, AgentFamily, EnvFamily, TextEnv};
 use crate::config;
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_tabular::{run_episode, QLearner, QLearnerConfig};
@@ -31,6 +31,9 @@ pub struct TrainConfig {
     pub histogram_every: usize,
     #[serde(default)]
     pub agent_config: Table,
+    /// Environment options (dialogue: `max_turns`, `data`, …); grids take none.
+    #[serde(default)]
+    pub env_config: Table,
 }
 
 /// Command-line inputs of `emorl train`.
@@ -62,8 +65,10 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
         let mut file = config::read_table(path)?;
         // In files the agent's hyperparameters live under [agent] next to `agent = "id"`
         // is impossible in TOML, so files use [agent_config].
-        if let Some(v) = file.remove("agent_config") {
-            t.insert("agent_config".into(), v);
+        for section in ["agent_config", "env_config"] {
+            if let Some(v) = file.remove(section) {
+                t.insert(section.into(), v);
+            }
         }
         config::merge(&mut t, file);
     }
@@ -113,7 +118,21 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
     // Resolve the agent's hyperparameters now, so unknown keys fail before any work.
     let agents = catalog::agents();
     let family = agents.get(&cfg.agent)?.make;
-    catalog::envs().get(&cfg.env)?;
+    let env_family = catalog::envs().get(&cfg.env)?.make;
+    match env_family {
+        EnvFamily::Text(TextEnv::Dialogue) => {
+            let typed: emorl_envs_dialogue::DialogueConfig = config::from_table(
+                &format!("{origin} [env_config]"),
+                std::mem::take(&mut cfg.env_config),
+            )?;
+            typed.validate()?;
+            cfg.env_config = Table::try_from(typed).context("env config")?;
+        }
+        _ if !cfg.env_config.is_empty() => {
+            bail!("environment '{}' takes no env_config options", cfg.env)
+        }
+        _ => {}
+    }
     match family {
         AgentFamily::Tabular(make) => {
             let mut full = Table::try_from(make()).context("agent defaults")?;
@@ -121,6 +140,13 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
             let typed: QLearnerConfig =
                 config::from_table(&format!("{origin} [agent_config]"), full)?;
             typed.validate()?;
+            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+        }
+        AgentFamily::Scripted(_) => {
+            let typed: crate::text::ScriptedConfig = config::from_table(
+                &format!("{origin} [agent_config]"),
+                std::mem::take(&mut cfg.agent_config),
+            )?;
             cfg.agent_config = Table::try_from(typed).context("agent config")?;
         }
     }
@@ -137,15 +163,24 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
         (EnvFamily::Discrete(make_env), AgentFamily::Tabular(_)) => {
             train_tabular(&cfg, make_env, args)
         }
-        (EnvFamily::Text, AgentFamily::Tabular(_)) => bail!(
+        (EnvFamily::Text(TextEnv::Dialogue), AgentFamily::Scripted(kind)) => {
+            let run = open_run(&cfg, args)?;
+            crate::text::train_scripted_dialogue(&cfg, kind, &run)?;
+            Ok(run.path().to_path_buf())
+        }
+        (EnvFamily::Text(_), AgentFamily::Tabular(_)) => bail!(
             "agent '{}' is tabular and cannot act in the text environment '{}' (try env 'v2-threat-grid')",
             cfg.agent,
             cfg.env
         ),
+        (EnvFamily::Discrete(_), AgentFamily::Scripted(_)) | (EnvFamily::Text(_), AgentFamily::Scripted(_)) => bail!(
+            "agent '{}' is a scripted dialogue policy; it only acts in env 'dialogue'",
+            cfg.agent
+        ),
     }
 }
 
-fn open_run(cfg: &TrainConfig, args: &TrainArgs) -> Result<RunDir> {
+pub(crate) fn open_run(cfg: &TrainConfig, args: &TrainArgs) -> Result<RunDir> {
     let run = match &args.out {
         Some(p) => RunDir::at(p),
         None => RunDir::create(&args.out_root, &cfg.name),
@@ -178,7 +213,7 @@ pub fn flatten(prefix: &str, t: &Table, out: &mut Vec<(String, Value)>) {
     }
 }
 
-fn log_config(writer: &mut EventWriter, cfg: &TrainConfig) -> Result<()> {
+pub(crate) fn log_config(writer: &mut EventWriter, cfg: &TrainConfig) -> Result<()> {
     let table = Table::try_from(cfg).context("config")?;
     let mut rows = Vec::new();
     flatten("", &table, &mut rows);

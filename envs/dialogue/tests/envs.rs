@@ -42,16 +42,21 @@ fn dialogue_is_deterministic() {
     .expect("deterministic");
 }
 
+/// The DailyDialog splits from `../shared` beside the repository (or
+/// `EMORL_DAILYDIALOG_DIR`). They are part of the test set-up: a missing copy
+/// fails the test rather than skipping it.
 fn dailydialog_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("EMORL_DAILYDIALOG_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/dailydialog"));
-    if dir.join("dialogues_test.txt").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: no DailyDialog files in {}", dir.display());
-        None
-    }
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/dailydialog")
+        });
+    assert!(
+        dir.join("dialogues_test.txt").is_file(),
+        "no DailyDialog files in {} (set EMORL_DAILYDIALOG_DIR or place ../shared beside the repo)",
+        dir.display()
+    );
+    Some(dir)
 }
 
 #[test]
