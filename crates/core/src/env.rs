@@ -22,6 +22,18 @@ pub struct Step<O> {
 }
 
 impl<O> Step<O> {
+    /// A step that is not cut off by a time limit and carries no extra info.
+    pub fn new(obs: O, reward: f64, terminated: bool, context: EmotionalContext) -> Self {
+        Step {
+            obs,
+            reward,
+            terminated,
+            truncated: false,
+            context,
+            info: Info::new(),
+        }
+    }
+
     pub fn done(&self) -> bool {
         self.terminated || self.truncated
     }

@@ -74,14 +74,7 @@ impl Env for BlockedPathGrid {
         let reward = if done { 1.0 } else { -0.01 };
         let mut context = self.make_context();
         context.reward = reward;
-        Step {
-            obs: grid::index(self.pos, SIZE),
-            reward,
-            terminated: done,
-            truncated: false,
-            context,
-            info: Info::new(),
-        }
+        Step::new(grid::index(self.pos, SIZE), reward, done, context)
     }
 
     fn context(&self) -> EmotionalContext {

@@ -66,14 +66,7 @@ impl Env for ThreatGrid {
             reward -= 0.5;
         }
         context.reward = reward;
-        Step {
-            obs: grid::index(self.pos, SIZE),
-            reward,
-            terminated: done,
-            truncated: false,
-            context,
-            info: Info::new(),
-        }
+        Step::new(grid::index(self.pos, SIZE), reward, done, context)
     }
 
     fn context(&self) -> EmotionalContext {

@@ -73,14 +73,7 @@ impl Env for TransferGrid {
         if at_goal {
             reward += 1.0;
         }
-        Step {
-            obs: grid::index(self.pos, SIZE),
-            reward,
-            terminated: done,
-            truncated: false,
-            context: self.make_context(reward),
-            info: Info::new(),
-        }
+        Step::new(grid::index(self.pos, SIZE), reward, done, self.make_context(reward))
     }
 
     fn context(&self) -> EmotionalContext {

@@ -61,14 +61,7 @@ impl Env for TwoDoor {
             }),
             ..Default::default()
         };
-        Step {
-            obs: 0,
-            reward: obtained,
-            terminated: done,
-            truncated: false,
-            context: self.last.clone(),
-            info: Info::new(),
-        }
+        Step::new(0, obtained, done, self.last.clone())
     }
 
     fn context(&self) -> EmotionalContext {
