@@ -335,3 +335,34 @@ fn play_reads_replies_from_stdin() {
     assert!(text.contains("hidden safety"), "{text}");
     assert!(stderr(&o).contains("1 turns"), "{}", stderr(&o));
 }
+
+#[test]
+fn play_gridworld_text_and_igt() {
+    use std::io::Write;
+    for (env, script, want) in [
+        (
+            "gridworld-text",
+            "down\nright\nsideways\n/quit\n",
+            "3 moves",
+        ),
+        ("igt", "A\ndeck c\n/quit\n", "2 trials"),
+    ] {
+        let mut child = emorl()
+            .args(["play", "--env", env])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(script.as_bytes())
+            .expect("write");
+        let o = child.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{env}: {}", stderr(&o));
+        assert!(stdout(&o).contains("reward"), "{env}: {}", stdout(&o));
+        assert!(stderr(&o).contains(want), "{env}: {}", stderr(&o));
+    }
+}

@@ -324,7 +324,12 @@ impl DqnAgent {
         );
         self.state.env_steps += 1;
         let ready = self.replay.len() >= self.cfg.learning_starts.max(self.cfg.batch_size);
-        if ready && self.state.env_steps % self.cfg.train_frequency as u64 == 0 {
+        if ready
+            && self
+                .state
+                .env_steps
+                .is_multiple_of(self.cfg.train_frequency as u64)
+        {
             self.update(rng).map(Some)
         } else {
             Ok(None)
@@ -397,7 +402,11 @@ impl DqnAgent {
         }
         self.optimizer.step();
         self.state.updates += 1;
-        if self.state.updates % self.cfg.target_network_frequency as u64 == 0 {
+        if self
+            .state
+            .updates
+            .is_multiple_of(self.cfg.target_network_frequency as u64)
+        {
             self.target_vs.copy(&self.online_vs)?;
         }
         let fear_loss = match self.fear.as_mut() {

@@ -173,8 +173,8 @@ fn coupled_16b_augments_with_next_state_fear_and_persists_lr() {
         .contexts
         .iter()
         .map(|c| match c.threat_distance {
-            d if d == 0.0 => 1.0,
-            d if d == 1.0 => 0.5,
+            0.0 => 1.0,
+            1.0 => 0.5,
             _ => 0.0,
         })
         .collect();

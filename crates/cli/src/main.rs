@@ -48,12 +48,12 @@ enum Command {
     Reproduce(ReproduceCli),
     /// Play a text environment yourself: type the assistant's replies at the terminal.
     #[command(
-        after_help = "Examples:\n  emorl play --env dialogue\n  emorl play --env dialogue --seed 7 --data ../shared/data/dailydialog/dialogues_test.txt\n\n\
+        after_help = "Examples:\n  emorl play --env dialogue\n  emorl play --env dialogue --seed 7 --data ../shared/data/dailydialog/dialogues_test.txt\n  emorl play --env igt\n  emorl play --env gridworld-text\n\n\
         Each turn shows the user's reply, the reward, the hidden safety score and the\n\
         emotional context. /quit stops; /feeling WORD reports how you feel."
     )]
     Play {
-        /// Text environment (dialogue).
+        /// Text environment: dialogue, igt or gridworld-text (the V2 threat grid as text).
         #[arg(long, default_value = "dialogue")]
         env: String,
         /// Random seed of the conversation.

@@ -95,14 +95,12 @@ impl Env for GridWorldGpu {
             (STEP_REWARD, false)
         };
         self.last_reward = reward;
-        Step {
-            obs: grid::index(self.pos, SIZE),
+        Step::new(
+            grid::index(self.pos, SIZE),
             reward,
-            terminated: done,
-            truncated: false,
-            context: self.make_context(),
-            info: Info::new(),
-        }
+            done,
+            self.make_context(),
+        )
     }
 
     fn context(&self) -> EmotionalContext {

@@ -254,10 +254,7 @@ mod tests {
         env.reset(None);
         let mut total = 0.0;
         let mut last = None;
-        for a in std::iter::repeat(0)
-            .take(3)
-            .chain(std::iter::repeat(1).take(11))
-        {
+        for a in std::iter::repeat_n(0, 3).chain(std::iter::repeat_n(1, 11)) {
             let s = env.step(&a);
             total += s.reward;
             last = Some(s);
