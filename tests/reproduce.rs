@@ -98,6 +98,12 @@ fn numpy_mode_reproduces_upstreams_table() {
         "{md}"
     );
     assert!(tmp.path().join("a/distributions.svg").is_file());
+    let tb = tensorboard_read(&tmp.path().join("a"));
+    let fear = tb["scalars"]["fear/treatment"]
+        .as_array()
+        .expect("per-seed scalars");
+    assert_eq!(fear.len(), 50);
+    assert!(tb["texts"]["table"].to_string().contains("Fear avoidance"));
 }
 
 #[test]

@@ -100,6 +100,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     let markdown = table.to_markdown();
     run.write_atomic(Path::new("table.json"), table.to_json()?.as_bytes())?;
     run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    log_tensorboard(&run, &experiments, &outcomes, &markdown)?;
     let svg = figure::distributions(&experiments, &blocks, o)?;
     run.write_atomic(Path::new("distributions.svg"), svg.as_bytes())?;
     let timing =
@@ -114,6 +115,30 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
         start.elapsed().as_secs_f64()
     );
     Ok(run.path().to_path_buf())
+}
+
+/// TensorBoard view of a reproduction: per-seed metrics as scalars (step =
+/// seed), their histograms, and the table as text.
+fn log_tensorboard(
+    run: &RunDir,
+    experiments: &[Experiment],
+    outcomes: &[Vec<SeedOutcome>],
+    markdown: &str,
+) -> Result<()> {
+    let mut tb = run.event_writer()?;
+    for (exp, results) in experiments.iter().zip(outcomes) {
+        for s in results {
+            let step = i64::try_from(s.seed).unwrap_or(i64::MAX);
+            tb.add_scalar(&format!("{}/control", exp.name), s.control, step)?;
+            tb.add_scalar(&format!("{}/treatment", exp.name), s.treatment, step)?;
+        }
+        let control: Vec<f64> = results.iter().map(|s| s.control).collect();
+        let treatment: Vec<f64> = results.iter().map(|s| s.treatment).collect();
+        tb.add_histogram(&format!("{}/control", exp.name), &control, 0)?;
+        tb.add_histogram(&format!("{}/treatment", exp.name), &treatment, 0)?;
+    }
+    tb.add_text("table", markdown, 0)?;
+    Ok(())
 }
 
 fn open_run(args: &ReproduceArgs) -> Result<RunDir> {

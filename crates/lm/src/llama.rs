@@ -462,18 +462,6 @@ impl Llama {
         self.past = 0;
     }
 
-    /// Keeps only the batch rows `rows` in the KV cache (drops finished
-    /// sequences during generation).
-    pub fn select_cache_rows(&mut self, rows: &Tensor) -> Result<()> {
-        for b in &mut self.blocks {
-            if let Some(c) = &mut b.attn.kv_cache {
-                c.k = c.k.f_index_select(0, rows)?;
-                c.v = c.v.f_index_select(0, rows)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Every parameter tensor, by name (for inspection and tests).
     pub fn parameters(&self) -> Vec<(String, &Tensor)> {
         let mut out = vec![("token_embd.weight".to_string(), &self.embed)];
