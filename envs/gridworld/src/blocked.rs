@@ -100,9 +100,6 @@ impl DiscreteEnv for BlockedPathGrid {
         4
     }
     fn features(&self, state: usize) -> Vec<f32> {
-        let p = (state as i32 / SIZE, state as i32 % SIZE);
-        let mut f = grid::position_features(p, SIZE, SIZE);
-        f.push(grid::euclid(p, GOAL) as f32 / 10.0);
-        f
+        grid::cell_features(state, SIZE, &[GOAL])
     }
 }

@@ -52,3 +52,12 @@ pub fn draw(rows: i32, cols: i32, agent: Pos, cell: impl Fn(Pos) -> char) -> Str
 pub fn position_features(p: Pos, rows: i32, cols: i32) -> Vec<f32> {
     vec![p.0 as f32 / rows as f32, p.1 as f32 / cols as f32]
 }
+
+/// Features of state `state` of a square grid: normalised row and column,
+/// then the Euclidean distance to each landmark divided by 10.
+pub fn cell_features(state: usize, size: i32, landmarks: &[Pos]) -> Vec<f32> {
+    let p = (state as i32 / size, state as i32 % size);
+    let mut f = position_features(p, size, size);
+    f.extend(landmarks.iter().map(|&l| euclid(p, l) as f32 / 10.0));
+    f
+}
