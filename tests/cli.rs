@@ -366,3 +366,38 @@ fn play_gridworld_text_and_igt() {
         assert!(stderr(&o).contains(want), "{env}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn dqn_run_logs_and_checkpoints() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("dqn");
+    let o = run(&[
+        "train",
+        "--env",
+        "gridworld",
+        "--agent",
+        "fear-dqn",
+        "--episodes",
+        "8",
+        "--seed",
+        "2",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("checkpoints/dqn").is_dir());
+    let tb = tensorboard_read(&out);
+    for tag in [
+        "charts/episodic_return",
+        "charts/SPS",
+        "charts/survived",
+        "emotion/fear",
+    ] {
+        assert_eq!(
+            tb["scalars"][tag].as_array().map(Vec::len),
+            Some(8),
+            "{tag}"
+        );
+    }
+    assert!(tb["histograms"]["q_values"].is_array());
+}

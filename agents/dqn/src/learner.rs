@@ -361,23 +361,26 @@ impl DqnAgent {
                 .rewards
                 .f_add(&q_next.f_mul(&not_done)?.f_mul_scalar(self.cfg.gamma)?)?)
         })?;
+        let q_mean = tch::no_grad(|| q.f_mean(Kind::Double)?.f_double_value(&[]))?;
+        let Some(lw) = &bf.loss_weighting else {
+            // Unweighted: the fused loss ops are fewer autograd nodes.
+            let loss = match self.cfg.loss {
+                Loss::Mse => q.f_mse_loss(&y, Reduction::Mean)?,
+                Loss::Huber { delta } => q.f_huber_loss(&y, Reduction::Mean, delta)?,
+            };
+            return Ok((loss, q_mean));
+        };
         let per_sample = match self.cfg.loss {
             Loss::Mse => q.f_sub(&y)?.f_square()?,
             Loss::Huber { delta } => q.f_huber_loss(&y, Reduction::None, delta)?,
         };
-        let per_sample = match &bf.loss_weighting {
-            None => per_sample,
-            Some(lw) => {
-                let mut extra = lw.fear.f_mul_scalar(lw.weight)?;
-                if lw.only_overestimates {
-                    // Negative TD error: the target lies below the prediction.
-                    let over = y.f_lt_tensor(&q.detach())?.f_to_kind(Kind::Float)?;
-                    extra = extra.f_mul(&over)?;
-                }
-                per_sample.f_mul(&extra.f_add_scalar(1.0)?)?
-            }
-        };
-        let q_mean = tch::no_grad(|| q.f_mean(Kind::Double)?.f_double_value(&[]))?;
+        // Fear weights 1 + w·F, on every sample or only on negative TD errors.
+        let mut extra = lw.fear.f_mul_scalar(lw.weight)?;
+        if lw.only_overestimates {
+            let over = y.f_lt_tensor(&q.detach())?.f_to_kind(Kind::Float)?;
+            extra = extra.f_mul(&over)?;
+        }
+        let per_sample = per_sample.f_mul(&extra.f_add_scalar(1.0)?)?;
         Ok((per_sample.f_mean(Kind::Float)?, q_mean))
     }
 

@@ -112,6 +112,12 @@ pub fn exp16b_run_seed(
         threat_hits += usize::from(!s.survived);
     }
     let tail = n.saturating_sub(settings.final_window);
+    tracing::debug!(
+        seed,
+        threat_hits,
+        updates = agent.training_state().updates,
+        "exp16b seed done"
+    );
     Ok(Exp16bSeed {
         seed,
         episodes_to_threat_criterion: episodes_to_criterion(
@@ -220,6 +226,7 @@ pub fn exp18_run_arm(
         goals += usize::from(s.reached_goal);
     }
     let n_eval = settings.eval_episodes.max(1) as f64;
+    tracing::debug!(seed, survived, goals, "exp18 arm done");
     Ok(Exp18Seed {
         seed,
         survival_rate: survived as f64 / n_eval,

@@ -9,6 +9,8 @@ use emorl_core::{DiscreteEnv, RngHandle};
 pub enum AgentFamily {
     /// A Q-learner with emotion channels (`emorl_agents_tabular`).
     Tabular(emorl_agents_tabular::MakeAgentConfig),
+    /// A deep Q-network with an optional fear module (`emorl_agents_dqn`).
+    Dqn(emorl_agents_dqn::MakeDqnConfig),
     /// A scripted, non-learning dialogue policy (baselines for `dialogue`).
     Scripted(emorl_envs_dialogue::PolicyKind),
 }
@@ -34,6 +36,9 @@ pub fn agents() -> Registry<AgentFamily> {
     let mut r = Registry::new("agent");
     for e in emorl_agents_tabular::registry().entries() {
         r.register(e.id, e.description, AgentFamily::Tabular(e.make));
+    }
+    for e in emorl_agents_dqn::registry().entries() {
+        r.register(e.id, e.description, AgentFamily::Dqn(e.make));
     }
     for (kind, description) in [
         (

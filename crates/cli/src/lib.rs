@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod deep;
 pub mod experiment;
 pub mod figure;
 pub mod reproduce;

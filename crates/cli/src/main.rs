@@ -184,6 +184,7 @@ fn run(cli: Cli) -> Result<()> {
             for e in emorl::catalog::agents().entries() {
                 let family = match e.make {
                     emorl::catalog::AgentFamily::Tabular(_) => "tabular",
+                    emorl::catalog::AgentFamily::Dqn(_) => "dqn",
                     emorl::catalog::AgentFamily::Scripted(_) => "scripted",
                 };
                 println!("{:<20} {:<8} {}", e.id, family, e.description);

@@ -142,6 +142,14 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
             typed.validate()?;
             cfg.agent_config = Table::try_from(typed).context("agent config")?;
         }
+        AgentFamily::Dqn(make) => {
+            let mut full = Table::try_from(make()).context("agent defaults")?;
+            config::merge(&mut full, std::mem::take(&mut cfg.agent_config));
+            let typed: emorl_agents_dqn::DqnConfig =
+                config::from_table(&format!("{origin} [agent_config]"), full)?;
+            typed.validate()?;
+            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+        }
         AgentFamily::Scripted(_) => {
             let typed: crate::text::ScriptedConfig = config::from_table(
                 &format!("{origin} [agent_config]"),
@@ -163,6 +171,16 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
         (EnvFamily::Discrete(make_env), AgentFamily::Tabular(_)) => {
             train_tabular(&cfg, make_env, args)
         }
+        (EnvFamily::Discrete(make_env), AgentFamily::Dqn(_)) => {
+            let run = open_run(&cfg, args)?;
+            crate::deep::train_dqn(&cfg, make_env, &run)?;
+            Ok(run.path().to_path_buf())
+        }
+        (EnvFamily::Text(_), AgentFamily::Dqn(_)) => bail!(
+            "agent '{}' is a DQN and cannot act in the text environment '{}' (try env 'gridworld')",
+            cfg.agent,
+            cfg.env
+        ),
         (EnvFamily::Text(TextEnv::Dialogue), AgentFamily::Scripted(kind)) => {
             let run = open_run(&cfg, args)?;
             crate::text::train_scripted_dialogue(&cfg, kind, &run)?;
