@@ -8,10 +8,11 @@ bash scripts/setup.sh
 source scripts/env.sh
 export PIP_CACHE_DIR="$EMORL_CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Reference implementations used by tests: real TensorBoard reads our event
-# files; scipy checks our statistics.
-"$VIRTUAL_ENV/bin/python" -c "import tensorboard, scipy" 2>/dev/null \
-  || "$VIRTUAL_ENV/bin/pip" install -q tensorboard scipy
+# Independent references the tests compare against: real TensorBoard reads our
+# event files, scipy checks our statistics, transformers + gguf compute
+# reference logits and tokenisations for the language-model engine.
+"$VIRTUAL_ENV/bin/python" -c "import tensorboard, scipy, transformers, gguf, safetensors, accelerate" 2>/dev/null \
+  || "$VIRTUAL_ENV/bin/pip" install -q tensorboard scipy transformers gguf safetensors accelerate
 
 cargo fmt --all --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings

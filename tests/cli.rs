@@ -401,3 +401,70 @@ fn dqn_run_logs_and_checkpoints() {
     }
     assert!(tb["histograms"]["q_values"].is_array());
 }
+
+#[test]
+fn generate_streams_a_known_continuation() {
+    let model = root().join("../shared/models/stories260k-f32.gguf");
+    let o = run(&[
+        "generate",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--prompt",
+        "Once upon a time",
+        "--max-new-tokens",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("there was a little girl named Lily"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("tokens/s"), "{}", stderr(&o));
+}
+
+#[test]
+fn generate_default_model_answers_in_chat() {
+    let o = run(&[
+        "generate",
+        "--prompt",
+        "What is the capital of France?",
+        "--chat",
+        "--max-new-tokens",
+        "16",
+    ]);
+    assert!(
+        o.status.success(),
+        "{} (run scripts/setup.sh to fetch the default model)",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
+}
+
+#[test]
+fn corrupt_or_missing_model_is_one_clear_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bytes = std::fs::read(root().join("../shared/models/stories260k-f32.gguf")).expect("model");
+    let truncated = tmp.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..1000]).expect("write");
+    let garbage = tmp.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"this is not a model at all").expect("write");
+    for (path, needle) in [
+        (truncated, "truncated"),
+        (garbage, "garbage.gguf"),
+        (tmp.path().join("missing.gguf"), "missing.gguf"),
+    ] {
+        let o = run(&[
+            "generate",
+            "--model",
+            path.to_str().expect("utf8"),
+            "--prompt",
+            "x",
+        ]);
+        let err = stderr(&o);
+        assert!(!o.status.success());
+        assert_ne!(o.status.code(), Some(101), "panicked: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{needle} not in {err}");
+    }
+}

@@ -43,7 +43,7 @@ def run_hf(model, threads):
     torch.set_num_threads(threads)
     d, name = os.path.split(os.path.abspath(model))
     t0 = time.perf_counter()
-    m = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
+    m = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32, attn_implementation="sdpa")
     m.eval()
     load_s = time.perf_counter() - t0
     vocab = m.config.vocab_size
@@ -54,6 +54,7 @@ def run_hf(model, threads):
 
     res = {"engine": "transformers", "threads": threads, "load_s": round(load_s, 2)}
     with torch.no_grad():
+        m(toks(1, 128))  # warm-up
         rates = []
         for _ in range(4):
             t = toks(1, 128)
@@ -88,7 +89,7 @@ def main():
     ours = run_ours(model, profile)
     hf = run_hf(model, ours["threads"])
     keys = ["load_s", "prefill_tok_s", "decode_b1_tok_s", "decode_b8_tok_s"]
-    print(f"model: {model}")
+    print(f"model: {model}, torch threads: {ours['threads']}")
     print(f"{'':18}" + "".join(f"{k:>18}" for k in keys))
     for r in (ours, hf):
         print(f"{r['engine']:18}" + "".join(f"{r[k]:>18}" for k in keys))

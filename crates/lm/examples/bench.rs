@@ -15,7 +15,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let dtype = if args.iter().any(|a| a == "--bf16") { DType::BF16 } else { DType::F32 };
+    let dtype = if args.iter().any(|a| a == "--bf16") {
+        DType::BF16
+    } else {
+        DType::F32
+    };
     let path = args.iter().find(|a| !a.starts_with("--"));
     let t0 = Instant::now();
     let mut model = match path {
@@ -27,10 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vocab = model.vocab_size() as i64;
     let prefill_len = 128i64;
     let decode_steps = 32usize;
-    let tokens = |b: i64, n: i64| Tensor::randint_low(10, vocab.min(1000), [b, n], (Kind::Int64, tch::Device::Cpu));
+    let tokens = |b: i64, n: i64| {
+        Tensor::randint_low(10, vocab.min(1000), [b, n], (Kind::Int64, tch::Device::Cpu))
+    };
     tch::manual_seed(0);
 
-    // Prefill: one forward over 128 tokens.
+    // Prefill: one forward over 128 tokens (after a warm-up).
+    model.forward(&tokens(1, prefill_len), None, None)?;
     let mut prefill = Vec::new();
     for _ in 0..4 {
         let t = tokens(1, prefill_len);

@@ -181,6 +181,10 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.kind() == Kind::Float {
+            let n = self.weight.size();
+            return Ok(x.f_rms_norm(&n[..], Some(&self.weight), self.eps)?);
+        }
         // In f32 whatever the model dtype, as Hugging Face does.
         let xf = x.f_to_kind(Kind::Float)?;
         let var = xf
@@ -217,9 +221,8 @@ struct KvCache {
 }
 
 struct Attention {
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
+    /// Query, key and value projections stacked row-wise (one matmul).
+    wqkv: Tensor,
     wo: Tensor,
     n_heads: i64,
     n_kv: i64,
@@ -238,16 +241,18 @@ impl Attention {
     ) -> Result<Tensor> {
         let s = x.size();
         let (b, t) = (s[0], s[1]);
-        let q = x
-            .f_linear::<&Tensor>(&self.wq, None)?
+        let qd = self.n_heads * self.head_dim;
+        let kd = self.n_kv * self.head_dim;
+        let qkv = x
+            .f_linear::<&Tensor>(&self.wqkv, None)?
+            .f_split_with_sizes([qd, kd, kd], -1)?;
+        let q = qkv[0]
             .f_view([b, t, self.n_heads, self.head_dim])?
             .f_transpose(1, 2)?;
-        let k = x
-            .f_linear::<&Tensor>(&self.wk, None)?
+        let k = qkv[1]
             .f_view([b, t, self.n_kv, self.head_dim])?
             .f_transpose(1, 2)?;
-        let v = x
-            .f_linear::<&Tensor>(&self.wv, None)?
+        let v = qkv[2]
             .f_view([b, t, self.n_kv, self.head_dim])?
             .f_transpose(1, 2)?;
         let q = apply_rope(&q, cos, sin)?;
@@ -318,16 +323,16 @@ impl Attention {
 }
 
 struct Mlp {
-    gate: Tensor,
-    up: Tensor,
+    /// Gate and up projections stacked row-wise (one matmul).
+    gate_up: Tensor,
     down: Tensor,
 }
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = x.f_linear::<&Tensor>(&self.gate, None)?.f_silu()?;
-        let u = x.f_linear::<&Tensor>(&self.up, None)?;
-        Ok(g.f_mul(&u)?.f_linear::<&Tensor>(&self.down, None)?)
+        let gu = x.f_linear::<&Tensor>(&self.gate_up, None)?.f_chunk(2, -1)?;
+        let g = gu[0].f_silu()?;
+        Ok(g.f_mul(&gu[1])?.f_linear::<&Tensor>(&self.down, None)?)
     }
 }
 
@@ -398,9 +403,8 @@ impl Llama {
                     eps: c.rms_norm_eps,
                 },
                 attn: Attention {
-                    wq,
-                    wk,
-                    wv: w.get(&n("attn_v"), &[nkv * hd, h])?,
+                    wqkv: Tensor::f_cat(&[&wq, &wk, &w.get(&n("attn_v"), &[nkv * hd, h])?], 0)?
+                        .set_requires_grad(false),
                     wo: w.get(&n("attn_output"), &[h, nh * hd])?,
                     n_heads: nh,
                     n_kv: nkv,
@@ -412,8 +416,14 @@ impl Llama {
                     eps: c.rms_norm_eps,
                 },
                 mlp: Mlp {
-                    gate: w.get(&n("ffn_gate"), &[ffn, h])?,
-                    up: w.get(&n("ffn_up"), &[ffn, h])?,
+                    gate_up: Tensor::f_cat(
+                        &[
+                            &w.get(&n("ffn_gate"), &[ffn, h])?,
+                            &w.get(&n("ffn_up"), &[ffn, h])?,
+                        ],
+                        0,
+                    )?
+                    .set_requires_grad(false),
                     down: w.get(&n("ffn_down"), &[h, ffn])?,
                 },
             });
@@ -468,13 +478,12 @@ impl Llama {
         for (i, b) in self.blocks.iter().enumerate() {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
             out.push((p("attn_norm"), &b.attn_norm.weight));
-            out.push((p("attn_q"), &b.attn.wq));
-            out.push((p("attn_k"), &b.attn.wk));
-            out.push((p("attn_v"), &b.attn.wv));
+            // attn_q, attn_k (Hugging Face rotary layout) and attn_v, stacked
+            out.push((p("attn_qkv"), &b.attn.wqkv));
             out.push((p("attn_output"), &b.attn.wo));
             out.push((p("ffn_norm"), &b.ffn_norm.weight));
-            out.push((p("ffn_gate"), &b.mlp.gate));
-            out.push((p("ffn_up"), &b.mlp.up));
+            // ffn_gate and ffn_up, stacked
+            out.push((p("ffn_gate_up"), &b.mlp.gate_up));
             out.push((p("ffn_down"), &b.mlp.down));
         }
         out.push(("output_norm.weight".to_string(), &self.norm.weight));

@@ -73,7 +73,12 @@ impl Env for TransferGrid {
         if at_goal {
             reward += 1.0;
         }
-        Step::new(grid::index(self.pos, SIZE), reward, done, self.make_context(reward))
+        Step::new(
+            grid::index(self.pos, SIZE),
+            reward,
+            done,
+            self.make_context(reward),
+        )
     }
 
     fn context(&self) -> EmotionalContext {
