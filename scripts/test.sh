@@ -16,4 +16,13 @@ export PIP_CACHE_DIR="$EMORL_CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
 
 cargo fmt --all --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
-cargo test --release --locked --workspace
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --locked --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over all test binaries (cargo prints one per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "emorl: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

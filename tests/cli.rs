@@ -468,3 +468,23 @@ fn corrupt_or_missing_model_is_one_clear_line() {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
 }
+
+#[test]
+fn shipped_train_configs_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for name in ["threat-grid", "fear-dqn", "dialogue-oracle"] {
+        let cfg = root().join(format!("configs/train/{name}.toml"));
+        let out = tmp.path().join(name);
+        let o = run(&[
+            "train",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--episodes",
+            "3",
+            "--out",
+            out.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(out.join("config.toml").is_file());
+    }
+}
