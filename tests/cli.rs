@@ -314,21 +314,10 @@ fn scripted_dialogue_run_logs_metrics_and_conversations() {
 
 #[test]
 fn play_reads_replies_from_stdin() {
-    use std::io::Write;
-    let mut child = emorl()
-        .args(["play", "--env", "dialogue", "--seed", "4"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"Could you tell me a bit more about what you need?\n/quit\n")
-        .expect("write");
-    let o = child.wait_with_output().expect("wait");
+    let o = run_with_stdin(
+        &["play", "--env", "dialogue", "--seed", "4"],
+        "Could you tell me a bit more about what you need?\n/quit\n",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.contains("User:"), "{text}");
@@ -338,7 +327,6 @@ fn play_reads_replies_from_stdin() {
 
 #[test]
 fn play_gridworld_text_and_igt() {
-    use std::io::Write;
     for (env, script, want) in [
         (
             "gridworld-text",
@@ -347,20 +335,7 @@ fn play_gridworld_text_and_igt() {
         ),
         ("igt", "A\ndeck c\n/quit\n", "2 trials"),
     ] {
-        let mut child = emorl()
-            .args(["play", "--env", env])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(script.as_bytes())
-            .expect("write");
-        let o = child.wait_with_output().expect("wait");
+        let o = run_with_stdin(&["play", "--env", env], script);
         assert!(o.status.success(), "{env}: {}", stderr(&o));
         assert!(stdout(&o).contains("reward"), "{env}: {}", stdout(&o));
         assert!(stderr(&o).contains(want), "{env}: {}", stderr(&o));

@@ -9,7 +9,7 @@ use emorl_lm::{DType, Model};
 use tch::{Kind, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
