@@ -3,6 +3,8 @@
 //! benches/lm/bench.py, which runs the same measurements with transformers.
 //!
 //! `cargo run --release -p emorl-lm --example bench -- [MODEL] [--bf16]`
+//! `cargo run --release -p emorl-lm --example bench -- [MODEL] --logit-diff`
+//! prints the relative L2 difference of bf16 logits from f32 logits instead.
 use std::time::Instant;
 
 use emorl_lm::{DType, Model};
@@ -13,6 +15,43 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+fn load(path: Option<&str>, dtype: DType) -> Result<Model, emorl_lm::LmError> {
+    match path {
+        Some(p) => Model::load(p, dtype),
+        None => Model::load_default(dtype),
+    }
+}
+
+/// Relative L2 distance of bf16 logits from f32 logits on a fixed prompt.
+fn logit_diff(path: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    let _g = tch::no_grad_guard();
+    let prompt = "The old lighthouse keeper climbed the stairs every evening to light the lamp.";
+    let logits = |dtype: DType| -> Result<Tensor, Box<dyn std::error::Error>> {
+        let mut m = load(path, dtype)?;
+        let ids: Vec<i64> = m
+            .tokenizer()
+            .encode(prompt, true)?
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        let t = Tensor::from_slice(&ids).unsqueeze(0);
+        Ok(m.forward(&t, None, None)?.logits.to_kind(Kind::Float))
+    };
+    let a = logits(DType::F32)?;
+    let b = logits(DType::BF16)?;
+    let rel = (&b - &a).norm().double_value(&[]) / a.norm().double_value(&[]);
+    let same_argmax = a.argmax(-1, false).eq_tensor(&b.argmax(-1, false));
+    let agree = same_argmax
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[]);
+    println!(
+        "{{\"bf16_vs_f32_rel_l2\": {rel:.6}, \"argmax_agreement\": {agree:.4}, \"positions\": {}}}",
+        a.size()[1]
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dtype = if args.iter().any(|a| a == "--bf16") {
@@ -21,11 +60,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         DType::F32
     };
     let path = args.iter().find(|a| !a.starts_with("--"));
+    if args.iter().any(|a| a == "--logit-diff") {
+        return logit_diff(path.map(String::as_str));
+    }
     let t0 = Instant::now();
-    let mut model = match path {
-        Some(p) => Model::load(p, dtype)?,
-        None => Model::load_default(dtype)?,
-    };
+    let mut model = load(path.map(String::as_str), dtype)?;
     let load_s = t0.elapsed().as_secs_f64();
     let _g = tch::no_grad_guard();
     let vocab = model.vocab_size() as i64;
