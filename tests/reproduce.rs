@@ -228,3 +228,91 @@ fn fast_generator_agrees_with_numpy_in_distribution() {
         }
     }
 }
+
+/// `emorl reproduce v2-dqn` on a tiny budget: every comparison row is there,
+/// per-seed values come from the runs, the figure and TensorBoard curves are
+/// written, a rerun with the same --out reuses the stored seeds exactly.
+#[test]
+fn v2_dqn_writes_both_tables_curves_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("dqn");
+    let args = [
+        "reproduce",
+        "v2-dqn",
+        "--seeds",
+        "2",
+        "--episodes",
+        "6",
+        "--permutations",
+        "20",
+        "--jobs",
+        "2",
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("table.json")).expect("json"))
+            .expect("parse");
+    let rows = table["rows"].as_array().expect("rows");
+    // 5 Exp 16b metrics and 4 Exp 18 metrics, 3 comparisons each.
+    assert_eq!(rows.len(), 27);
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} | {}", r["cells"][0]["text"], r["cells"][1]["text"]))
+        .collect();
+    assert!(labels
+        .iter()
+        .any(|l| l.contains("Exp 16b episodes to threat criterion")
+            && l.contains("fear-dqn-coupled vs dqn")));
+    assert!(labels
+        .iter()
+        .any(|l| l.contains("Exp 18 survival rate")
+            && l.contains("fear-dqn vs fear-dqn-coupled-cliff")));
+    // The per-seed store holds what the table summarises.
+    let seed0: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("seeds/exp16b/dqn/0.json")).expect("seed file"),
+    )
+    .expect("parse");
+    assert_eq!(seed0["rewards"].as_array().map(Vec::len), Some(6));
+    let seed1: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("seeds/exp16b/dqn/1.json")).expect("seed file"),
+    )
+    .expect("parse");
+    let c = &rows[2]["comparison"]; // Exp 16b final reward, fear-dqn-coupled vs dqn
+    let mean_dqn = (seed0["final_reward"].as_f64().expect("f")
+        + seed1["final_reward"].as_f64().expect("f"))
+        / 2.0;
+    assert!((c["control"]["mean"].as_f64().expect("mean") - mean_dqn).abs() < 1e-12);
+    let svg = std::fs::read_to_string(out.join("learning_curves.svg")).expect("svg");
+    assert!(svg.contains("<svg") && svg.contains("fear-dqn-coupled-cliff"));
+    let tb = tensorboard_read(&out);
+    assert_eq!(
+        tb["scalars"]["exp16b/return/fear-dqn"]
+            .as_array()
+            .map(Vec::len),
+        Some(6)
+    );
+    assert!(tb["scalars"]["exp18/training_survival/dqn"].is_array());
+    // Resume: same options, same --out → the same table, from the stored seeds.
+    let before = std::fs::read_to_string(out.join("table.md")).expect("md");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("table.md")).expect("md"),
+        before
+    );
+    // Blocks do not apply to the DQN table.
+    let o = run(&[
+        "reproduce",
+        "v2-dqn",
+        "--blocks",
+        "2",
+        "--out",
+        tmp.path().join("x").to_str().expect("utf8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--blocks"), "{}", stderr(&o));
+    assert!(!tmp.path().join("x").exists());
+}

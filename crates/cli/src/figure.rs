@@ -109,3 +109,94 @@ pub fn distributions(
     }
     Ok(svg)
 }
+
+/// One line of a learning-curve panel: mean and a band per episode.
+pub struct Curve {
+    pub label: String,
+    pub mean: Vec<f64>,
+    pub low: Vec<f64>,
+    pub high: Vec<f64>,
+}
+
+/// A titled panel of curves sharing the episode axis.
+pub struct CurvePanel {
+    pub title: String,
+    pub curves: Vec<Curve>,
+}
+
+/// Stacked learning-curve panels (mean line, shaded band) as an SVG string.
+pub fn learning_curves(panels: &[CurvePanel]) -> Result<String> {
+    const COLORS: [RGBColor; 4] = [BLUE, RED, RGBColor(0, 140, 70), RGBColor(150, 90, 0)];
+    let mut svg = String::new();
+    {
+        let height = (PANEL_H + 40) * panels.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (PANEL_W, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        for (panel, area) in panels
+            .iter()
+            .zip(root.split_evenly((panels.len().max(1), 1)).iter())
+        {
+            let len = panel.curves.iter().map(|c| c.mean.len()).max().unwrap_or(0);
+            let (lo, hi) = panel
+                .curves
+                .iter()
+                .flat_map(|c| c.low.iter().chain(&c.high))
+                .filter(|v| v.is_finite())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                    (l.min(*v), h.max(*v))
+                });
+            let (lo, hi) = if lo.is_finite() && hi > lo {
+                (lo, hi)
+            } else {
+                (0.0, 1.0)
+            };
+            let pad = (hi - lo) * 0.05;
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.title, ("sans-serif", 15))
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0f64..len.max(1) as f64, (lo - pad)..(hi + pad))
+                .map_err(draw_err)?;
+            chart
+                .configure_mesh()
+                .x_desc("episode")
+                .draw()
+                .map_err(draw_err)?;
+            for (i, c) in panel.curves.iter().enumerate() {
+                let color = COLORS[i % COLORS.len()];
+                let band: Vec<(f64, f64)> = c
+                    .high
+                    .iter()
+                    .enumerate()
+                    .map(|(e, v)| (e as f64, *v))
+                    .chain(c.low.iter().enumerate().rev().map(|(e, v)| (e as f64, *v)))
+                    .collect();
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        band,
+                        color.mix(0.15).filled(),
+                    )))
+                    .map_err(draw_err)?;
+                chart
+                    .draw_series(LineSeries::new(
+                        c.mean.iter().enumerate().map(|(e, v)| (e as f64, *v)),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(draw_err)?
+                    .label(c.label.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(draw_err)?;
+        }
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}

@@ -8,5 +8,6 @@ pub mod deep;
 pub mod experiment;
 pub mod figure;
 pub mod reproduce;
+pub mod reproduce_dqn;
 pub mod text;
 pub mod train;

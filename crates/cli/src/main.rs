@@ -37,9 +37,12 @@ enum Command {
     Train(TrainCli),
     /// Regenerate a results table: table.md, table.json and a figure in a run directory.
     #[command(
-        after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n\n\
+        after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n  \
+        v2-dqn       Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn, coupled fear-DQN, decoupled fear-dqn\n\n\
         Examples:\n  \
         emorl reproduce v2-tabular                       # upstream's table, bit for bit\n  \
+        emorl reproduce v2-dqn                           # 30 seeds x 500 episodes, all cores\n  \
+        emorl reproduce v2-dqn --seeds 5 --episodes 100  # a quick look\n  \
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
         emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
         Finished seeds are stored under seeds/ as they end; rerunning with the same --out\n\
@@ -140,23 +143,27 @@ struct GenerateCli {
 
 #[derive(Args)]
 struct ReproduceCli {
-    /// Table ID (v2-tabular).
+    /// Table ID: v2-tabular or v2-dqn.
     table: String,
-    /// Seeds per block.
-    #[arg(long, default_value_t = 50)]
-    seeds: usize,
+    /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn].
+    #[arg(long)]
+    seeds: Option<usize>,
     /// First seed.
     #[arg(long, default_value_t = 0)]
     seed_offset: u64,
     /// Number of consecutive seed blocks (each gets its own row; a pooled row is added).
     #[arg(long, default_value_t = 1)]
     blocks: usize,
-    /// Random-number generator: numpy (bit-exact with upstream) or fast.
-    #[arg(long, default_value = "numpy")]
-    rng: emorl_core::RngKind,
+    /// Random-number generator: numpy (bit-exact with upstream) or fast
+    /// [default: numpy for v2-tabular, fast for v2-dqn].
+    #[arg(long)]
+    rng: Option<emorl_core::RngKind>,
     /// Permutations of the permutation test.
     #[arg(long, default_value_t = 1000)]
     permutations: usize,
+    /// Training episodes per run (v2-dqn only; default: the protocol's 500).
+    #[arg(long)]
+    episodes: Option<usize>,
     /// Worker threads (0 = all cores).
     #[arg(long, short = 'j', default_value_t = 0)]
     jobs: usize,
@@ -243,14 +250,20 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", dir.display());
         }
         Command::Reproduce(r) => {
+            let dqn = r.table == "v2-dqn";
             let dir = emorl::reproduce::reproduce(&emorl::reproduce::ReproduceArgs {
                 options: emorl::reproduce::ReproduceOptions {
                     table: r.table,
-                    seeds: r.seeds,
+                    seeds: r.seeds.unwrap_or(if dqn { 30 } else { 50 }),
                     seed_offset: r.seed_offset,
                     blocks: r.blocks,
-                    rng: r.rng,
+                    rng: r.rng.unwrap_or(if dqn {
+                        emorl_core::RngKind::Fast
+                    } else {
+                        emorl_core::RngKind::Numpy
+                    }),
                     permutations: r.permutations,
+                    episodes: r.episodes,
                 },
                 jobs: r.jobs,
                 out: r.out,

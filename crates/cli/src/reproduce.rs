@@ -12,10 +12,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The tables `emorl reproduce` knows.
-pub const TABLES: [(&str, &str); 1] = [(
-    "v2-tabular",
-    "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
-)];
+pub const TABLES: [(&str, &str); 2] = [
+    (
+        "v2-tabular",
+        "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
+    ),
+    (
+        "v2-dqn",
+        "Emotional-ED V2 Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn vs coupled fear-DQN vs decoupled fear-dqn",
+    ),
+];
 
 /// The V2 experiments, embedded so the binary runs anywhere.
 pub const V2_TABULAR: [(&str, &str); 5] = [
@@ -44,6 +50,9 @@ pub struct ReproduceOptions {
     pub blocks: usize,
     pub rng: RngKind,
     pub permutations: usize,
+    /// Training episodes per run (v2-dqn only; default: the protocol's 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episodes: Option<usize>,
 }
 
 pub struct ReproduceArgs {
@@ -62,6 +71,12 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     }
     if o.seeds < 2 {
         bail!("--seeds must be at least 2 (statistics need two values per arm)");
+    }
+    if o.table == "v2-dqn" {
+        return crate::reproduce_dqn::reproduce_dqn(args);
+    }
+    if o.episodes.is_some() {
+        bail!("--episodes applies to v2-dqn only");
     }
     if o.blocks == 0 {
         bail!("--blocks must be at least 1");
@@ -141,7 +156,7 @@ fn log_tensorboard(
     Ok(())
 }
 
-fn open_run(args: &ReproduceArgs) -> Result<RunDir> {
+pub(crate) fn open_run(args: &ReproduceArgs) -> Result<RunDir> {
     let run = match &args.out {
         Some(p) => RunDir::at(p),
         None => RunDir::create(&args.out_root, &format!("reproduce-{}", args.options.table)),
