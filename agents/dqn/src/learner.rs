@@ -9,12 +9,13 @@
 use crate::config::{DqnConfig, Loss};
 use crate::error::DqnError;
 use crate::fear::{self, BatchFear, FearModule};
+use crate::flat_adam::{AdamSettings, FlatAdam};
 use crate::network::Mlp;
 use crate::replay::{Batch, ReplayBuffer, StoredContext};
 use emorl_core::{EmotionalContext, RngHandle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
+use tch::{nn, Device, Kind, Reduction, Tensor};
 
 /// What one gradient step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -64,7 +65,7 @@ pub struct DqnAgent {
     pub(crate) online: Mlp,
     target_vs: nn::VarStore,
     pub(crate) target: Mlp,
-    optimizer: nn::Optimizer,
+    optimizer: FlatAdam,
     pub(crate) replay: ReplayBuffer,
     pub(crate) fear: Option<Box<dyn FearModule>>,
     state: TrainingState,
@@ -121,14 +122,15 @@ impl DqnAgent {
         let mut target_vs = nn::VarStore::new(device);
         let target = Mlp::new(&(target_vs.root() / "q"), n_in, &cfg.hidden, n_actions, rng)?;
         target_vs.copy(&online_vs)?;
-        let optimizer = nn::Adam {
-            beta1: cfg.adam_beta1,
-            beta2: cfg.adam_beta2,
-            wd: 0.0,
-            eps: cfg.adam_eps,
-            amsgrad: false,
-        }
-        .build(&online_vs, cfg.learning_rate)?;
+        let optimizer = FlatAdam::new(
+            &online_vs,
+            AdamSettings {
+                lr: cfg.learning_rate,
+                beta1: cfg.adam_beta1,
+                beta2: cfg.adam_beta2,
+                eps: cfg.adam_eps,
+            },
+        )?;
         let state = TrainingState {
             env_steps: 0,
             updates: 0,
@@ -240,6 +242,15 @@ impl DqnAgent {
                 expected: n_in,
                 got: self.input_buf.len(),
             });
+        }
+        // On CPU the online weights are read in place and the forward pass
+        // runs on the host (the same function, without ~8 libtorch calls).
+        let mut host = Vec::new();
+        let done = self
+            .optimizer
+            .with_host_params(|p| self.online.forward_host(p, &self.input_buf, &mut host));
+        if done == Some(true) {
+            return Ok(host);
         }
         let x = Tensor::f_from_slice(&self.input_buf)?.f_view([1, n_in as i64])?;
         let x = if self.device == Device::Cpu {
@@ -396,14 +407,10 @@ impl DqnAgent {
         if let Some(factor) = bf.lr_factor {
             // Persists until overwritten (Q-16b-LRPERSIST).
             self.state.learning_rate = self.cfg.learning_rate * factor;
-            self.optimizer.set_lr(self.state.learning_rate);
+            self.optimizer.settings.lr = self.state.learning_rate;
         }
-        self.optimizer.zero_grad();
-        loss.f_backward()?;
-        if let Some(max_norm) = self.cfg.max_grad_norm {
-            self.optimizer.clip_grad_norm(max_norm);
-        }
-        self.optimizer.step();
+        let grad = self.optimizer.gradient(&loss)?;
+        self.optimizer.step(&grad, self.cfg.max_grad_norm)?;
         self.state.updates += 1;
         if self
             .state
@@ -481,7 +488,7 @@ impl DqnAgent {
         if let Some(vs) = agent.fear.as_mut().and_then(|f| f.var_store_mut()) {
             vs.load(dir.join(FEAR_FILE))?;
         }
-        agent.optimizer.set_lr(meta.state.learning_rate);
+        agent.optimizer.settings.lr = meta.state.learning_rate;
         agent.state = meta.state;
         Ok(agent)
     }

@@ -16,6 +16,7 @@ pub mod config;
 mod episode;
 mod error;
 pub mod fear;
+pub mod flat_adam;
 mod learner;
 pub mod network;
 pub mod protocol;

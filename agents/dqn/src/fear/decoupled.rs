@@ -10,10 +10,11 @@
 use super::{fear_tensors, BatchFear, FearModule, StateFear};
 use crate::config::{DecoupledFearConfig, FearUse};
 use crate::error::DqnError;
+use crate::flat_adam::{AdamSettings, FlatAdam};
 use crate::network::Mlp;
 use crate::replay::{Batch, StoredContext};
 use emorl_core::{EmotionalContext, RngHandle};
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
+use tch::{nn, Device, Kind, Reduction, Tensor};
 
 /// The fear network's target for one transition.
 pub fn danger_label(c: &StoredContext, danger_radius: f64) -> f32 {
@@ -26,7 +27,7 @@ pub struct DecoupledFear {
     device: Device,
     vs: nn::VarStore,
     net: Mlp,
-    opt: nn::Optimizer,
+    opt: FlatAdam,
     /// Per-action danger of the state last appraised.
     danger: Vec<f32>,
     input_buf: Vec<f32>,
@@ -57,7 +58,7 @@ impl DecoupledFear {
             n_actions,
             rng,
         )?;
-        let opt = nn::Adam::default().build(&vs, cfg.learning_rate)?;
+        let opt = FlatAdam::new(&vs, AdamSettings::with_lr(cfg.learning_rate))?;
         Ok(DecoupledFear {
             cfg,
             n_features,
@@ -184,9 +185,8 @@ impl FearModule for DecoupledFear {
         let Some(loss) = self.fear_loss(batch)? else {
             return Ok(None);
         };
-        self.opt.zero_grad();
-        loss.f_backward()?;
-        self.opt.step();
+        let grad = self.opt.gradient(&loss)?;
+        self.opt.step(&grad, None)?;
         Ok(Some(loss.f_double_value(&[])?))
     }
 
