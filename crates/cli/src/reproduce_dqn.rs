@@ -114,8 +114,10 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let total = (arms16.len() + arms18.len()) * seeds.len();
     let pb = progress(total as u64, "seed runs");
     let tick = |_: usize, _: usize| pb.inc(1);
+    let mut arm_seconds = serde_json::Map::new();
     let mut r16: Vec<Vec<Exp16bSeed>> = Vec::new();
     for arm in &arms16 {
+        let t0 = Instant::now();
         pb.set_message(format!("16b {}", arm.id));
         let store = run.path().join("seeds").join("exp16b").join(&arm.id);
         r16.push(
@@ -124,9 +126,14 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
             })
             .with_context(|| format!("Exp 16b, agent '{}'", arm.id))?,
         );
+        arm_seconds.insert(
+            format!("exp16b/{}", arm.id),
+            t0.elapsed().as_secs_f64().into(),
+        );
     }
     let mut r18: Vec<Vec<Exp18Seed>> = Vec::new();
     for arm in &arms18 {
+        let t0 = Instant::now();
         pb.set_message(format!("18 {}", arm.id));
         let store = run.path().join("seeds").join("exp18").join(&arm.id);
         r18.push(
@@ -134,6 +141,10 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
                 exp18_run_seed(seed, &arm.config, &s18)
             })
             .with_context(|| format!("Exp 18, agent '{}'", arm.id))?,
+        );
+        arm_seconds.insert(
+            format!("exp18/{}", arm.id),
+            t0.elapsed().as_secs_f64().into(),
         );
     }
     pb.finish_and_clear();
@@ -295,7 +306,12 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     )?;
     log_tensorboard(&run, &panels, &markdown)?;
     let wall = start.elapsed().as_secs_f64();
-    let timing = serde_json::json!({ "wall_seconds": wall, "jobs": args.jobs });
+    // Per-arm times cover only seeds run now (a resumed run loads the rest).
+    let timing = serde_json::json!({
+        "wall_seconds": wall,
+        "jobs": args.jobs,
+        "arm_seconds": arm_seconds,
+    });
     run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
     println!("{markdown}");
     eprintln!(
