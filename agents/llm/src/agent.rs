@@ -404,6 +404,11 @@ impl LlmAgent {
     pub fn modules(&self) -> &Modules {
         &self.modules
     }
+    /// The modules and the model at once (computing an emotion needs both).
+    pub fn parts_mut(&mut self) -> (&Modules, &mut Model) {
+        (&self.modules, &mut self.model)
+    }
+
     /// The model back, dropping the modules.
     pub fn into_model(self) -> Model {
         self.model

@@ -62,13 +62,13 @@ impl ParamStore {
         let n: i64 = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| (self.rng.normal() * std) as f32).collect();
         let t = Tensor::f_from_slice(&data)?.f_view(shape)?;
-        Ok(self.vs.root().f_var_copy(name, &t)?)
+        Ok(self.vs.root().f_var_copy(&key(name), &t)?)
     }
 
     /// A trainable variable filled with `value`.
     pub fn constant(&mut self, name: &str, shape: &[i64], value: f64) -> Result<Tensor> {
         let t = Tensor::f_full(shape, value, (Kind::Float, Device::Cpu))?;
-        Ok(self.vs.root().f_var_copy(name, &t)?)
+        Ok(self.vs.root().f_var_copy(&key(name), &t)?)
     }
 
     /// A linear layer `x W + b` with `W ~ N(0, 1/in)`, `b = 0`.
@@ -85,7 +85,7 @@ impl ParamStore {
         let t = self
             .vs
             .root()
-            .f_zeros_no_train(name, &value.size())?;
+            .f_zeros_no_train(&key(name), &value.size())?;
         let _g = tch::no_grad_guard();
         let mut t2 = t.shallow_clone();
         t2.f_copy_(value)?;
@@ -106,6 +106,11 @@ impl ParamStore {
         let m: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
         m.into_iter().collect()
     }
+}
+
+/// VarStore names cannot hold dots: `a.b` is stored as `a_b`.
+fn key(name: &str) -> String {
+    name.replace('.', "_")
 }
 
 /// `x W + b`.

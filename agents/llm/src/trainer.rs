@@ -324,6 +324,7 @@ impl Trainer {
             .collect::<Result<Vec<_>>>()?;
         let pad = self.agent.model.tokenizer().pad_id();
 
+        let t_prompts = start.elapsed().as_secs_f64();
         // 2. Sample k responses per prompt, gradients off.
         let (gens, emotion_means) = {
             let _g = tch::no_grad_guard();
@@ -353,6 +354,7 @@ impl Trainer {
             (gens, emotion_means)
         };
 
+        let t_gen = start.elapsed().as_secs_f64();
         // 3. Rewards and leave-one-out advantages.
         let mut rewards = Vec::with_capacity(gens.len());
         for (j, g) in gens.iter().enumerate() {
@@ -372,6 +374,8 @@ impl Trainer {
             (rewards.iter().map(|r| (r - reward_mean).powi(2)).sum::<f64>() / n).sqrt();
         let response_tokens = gens.iter().map(|g| g.tokens.len() as f64).sum::<f64>() / n;
 
+        let t_rew = start.elapsed().as_secs_f64();
+        tracing::debug!(t_prompts, t_gen, t_rew, "update phases (s since start)");
         // 4–6. Recompute log-probs with gradients, loss, step.
         let params: Vec<Tensor> = self.opt.params().iter().map(Tensor::shallow_clone).collect();
         let mut old_logp: Vec<Option<Tensor>> = Vec::new();
