@@ -38,7 +38,10 @@ pub const AGENT_IDS: [(&str, &str); 7] = [
         "llm-steer",
         "Emotional encoder + contrastive emotion steering vectors with learned scales",
     ),
-    ("llm-full", "Encoder, prefix, gate, reward model and steering together"),
+    (
+        "llm-full",
+        "Encoder, prefix, gate, reward model and steering together",
+    ),
 ];
 
 /// Which modules an agent has.
@@ -97,7 +100,10 @@ impl AgentKind {
         !matches!(self, AgentKind::Base | AgentKind::StaticPrefix)
     }
     fn has_prefix(self) -> bool {
-        matches!(self, AgentKind::StaticPrefix | AgentKind::Prefix | AgentKind::Full)
+        matches!(
+            self,
+            AgentKind::StaticPrefix | AgentKind::Prefix | AgentKind::Full
+        )
     }
     fn has_gate(self) -> bool {
         matches!(self, AgentKind::Gate | AgentKind::Full)
@@ -233,7 +239,10 @@ impl Modules {
 
     /// Every trainable module tensor (what the optimiser sees).
     pub fn trainable(&self) -> Vec<Tensor> {
-        self.stores().iter().flat_map(|(_, s)| s.trainable()).collect()
+        self.stores()
+            .iter()
+            .flat_map(|(_, s)| s.trainable())
+            .collect()
     }
 
     /// Composes the modules into one set of hooks for `emotion` (the
@@ -353,7 +362,11 @@ impl LlmAgent {
         let seed = config.seed;
         let mut modules = Modules::default();
         if kind.has_encoder() {
-            modules.encoder = Some(EmotionalEncoder::new(&config.encoder, seed, model.device())?);
+            modules.encoder = Some(EmotionalEncoder::new(
+                &config.encoder,
+                seed,
+                model.device(),
+            )?);
         }
         if kind.has_prefix() {
             modules.prefix = Some(PrefixGenerator::new(
@@ -512,7 +525,9 @@ impl LlmAgent {
         let hooks = self.modules.hooks(&emotion)?;
         let opts = self.generate_options(self.acts);
         self.acts += 1;
-        let mut gens = self.model.generate_from_tokens(&[ids], &opts, Some(&hooks), None)?;
+        let mut gens = self
+            .model
+            .generate_from_tokens(&[ids], &opts, Some(&hooks), None)?;
         self.episode.last_emotion = emotion.means()?;
         if let Some(input) = &emotion.erm_input {
             self.episode.last_erm = Some((input.shallow_clone(), self.episode.erm_tonic.take()));

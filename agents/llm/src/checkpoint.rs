@@ -90,9 +90,10 @@ pub fn model_identity(model: &Model) -> Result<ModelIdentity> {
     };
     let (kv, hd) = model.kv_shape();
     Ok(ModelIdentity {
-        name: src
-            .file_name()
-            .map_or_else(|| src.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        name: src.file_name().map_or_else(
+            || src.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         sha256: hash_files(&files)?,
         architecture: match model.architecture() {
             Architecture::Llama(_) => "llama".into(),
@@ -138,7 +139,10 @@ pub fn read_manifest(dir: impl AsRef<Path>) -> Result<Manifest> {
     if m.format != FORMAT_VERSION {
         return Err(LlmAgentError::Checkpoint {
             path: p,
-            msg: format!("format {} is not supported (expected {FORMAT_VERSION})", m.format),
+            msg: format!(
+                "format {} is not supported (expected {FORMAT_VERSION})",
+                m.format
+            ),
         });
     }
     Ok(m)

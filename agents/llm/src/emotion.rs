@@ -18,8 +18,14 @@ pub const N_EMOTIONS: usize = EMOTIONS.len();
 /// then tonic fear and tonic joy.
 pub const N_CONDITIONING: usize = N_EMOTIONS + 2;
 /// Names of the conditioning columns.
-pub const CONDITIONING_NAMES: [&str; N_CONDITIONING] =
-    ["fear", "curiosity", "anger", "joy", "tonic_fear", "tonic_joy"];
+pub const CONDITIONING_NAMES: [&str; N_CONDITIONING] = [
+    "fear",
+    "curiosity",
+    "anger",
+    "joy",
+    "tonic_fear",
+    "tonic_joy",
+];
 /// Length of [`context_features`].
 pub const N_CONTEXT_FEATURES: usize = 20;
 
@@ -138,7 +144,10 @@ impl EmotionState {
 
     /// Row means, by [`CONDITIONING_NAMES`].
     pub fn means(&self) -> Result<Vec<(String, f64)>> {
-        let c = self.conditioning()?.f_detach()?.f_mean_dim(0, false, Kind::Float)?;
+        let c = self
+            .conditioning()?
+            .f_detach()?
+            .f_mean_dim(0, false, Kind::Float)?;
         let v = Vec::<f32>::try_from(&c)?;
         Ok(CONDITIONING_NAMES
             .iter()
@@ -227,7 +236,11 @@ impl EmotionalEncoder {
         previous_tonic: Option<&Tensor>,
     ) -> Result<EmotionState> {
         let flat: Vec<f32> = contexts.iter().flat_map(|c| context_features(c)).collect();
-        let device = self.params.trainable().first().map_or(Device::Cpu, |t| t.device());
+        let device = self
+            .params
+            .trainable()
+            .first()
+            .map_or(Device::Cpu, |t| t.device());
         let x = Tensor::f_from_slice(&flat)?
             .f_view([contexts.len() as i64, N_CONTEXT_FEATURES as i64])?
             .f_to_device(device)?;

@@ -26,8 +26,19 @@ pub const CAUTIOUS_WORDS: [&str; 14] = [
 ];
 /// Words whose tokens the exploratory set holds (boosted with curiosity and confidence).
 pub const EXPLORATORY_WORDS: [&str; 13] = [
-    "why", "how", "what", "wonder", "explore", "curious", "interesting", "more", "discover",
-    "maybe", "because", "example", "?",
+    "why",
+    "how",
+    "what",
+    "wonder",
+    "explore",
+    "curious",
+    "interesting",
+    "more",
+    "discover",
+    "maybe",
+    "because",
+    "example",
+    "?",
 ];
 
 /// Configuration of the ERM and its modulators.
@@ -77,8 +88,13 @@ pub fn erm_targets(c: &EmotionalContext) -> [f32; N_ERM] {
     let curiosity = s.topic_novelty.clamp(0.0, 1.0);
     let failed = (f64::from(s.failed_attempts) / 3.0).min(1.0);
     let anger = (failed + 0.5 * b(s.repeated_query) + 0.3 * b(s.contradiction_detected)).min(1.0);
-    let joy = c.reward.max(s.last_reward).clamp(0.0, 1.0).max(s.user_satisfaction.clamp(0.0, 1.0));
-    let anxiety = (s.cumulative_negative / (1.0 + s.cumulative_negative)).max(0.5 * b(s.safety_flag));
+    let joy = c
+        .reward
+        .max(s.last_reward)
+        .clamp(0.0, 1.0)
+        .max(s.user_satisfaction.clamp(0.0, 1.0));
+    let anxiety =
+        (s.cumulative_negative / (1.0 + s.cumulative_negative)).max(0.5 * b(s.safety_flag));
     let confidence = (s.user_satisfaction.clamp(0.0, 1.0) * (1.0 - failed)).max(0.0);
     [fear, curiosity, anger, joy, anxiety, confidence].map(|x| {
         if x.is_finite() {
@@ -282,7 +298,8 @@ impl EmotionalRewardModel {
         let keep = mask.f_ne(0)?;
         let scores = scores.f_masked_fill(&keep.f_logical_not()?, -1e9)?;
         let a = scores.f_softmax(-1, Kind::Float)?.f_unsqueeze(-1)?;
-        Ok(z.f_mul(&a)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?)
+        Ok(z.f_mul(&a)?
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?)
     }
 
     /// One turn: pooled text features and the encoder's conditioning
@@ -299,7 +316,13 @@ impl EmotionalRewardModel {
             Some(h) => h.shallow_clone(),
             None => Tensor::f_zeros([b, self.width], (Kind::Float, pooled.device()))?,
         };
-        let input = Tensor::f_cat(&[pooled, &conditioning.f_expand([b, N_CONDITIONING as i64], false)?], 1)?;
+        let input = Tensor::f_cat(
+            &[
+                pooled,
+                &conditioning.f_expand([b, N_CONDITIONING as i64], false)?,
+            ],
+            1,
+        )?;
         let gi = self.gru_ih.forward(&input)?.f_chunk(3, 1)?;
         let gh = self.gru_hh.forward(&h_prev)?.f_chunk(3, 1)?;
         let r = gi[0].f_add(&gh[0])?.f_sigmoid()?;
@@ -330,7 +353,11 @@ impl EmotionalRewardModel {
         let e = emotions.f_clamp(1e-6, 1.0 - 1e-6)?;
         let l = t
             .f_mul(&e.f_log()?)?
-            .f_add(&t.f_neg()?.f_add_scalar(1.0)?.f_mul(&e.f_neg()?.f_add_scalar(1.0)?.f_log()?)?)?
+            .f_add(
+                &t.f_neg()?
+                    .f_add_scalar(1.0)?
+                    .f_mul(&e.f_neg()?.f_add_scalar(1.0)?.f_log()?)?,
+            )?
             .f_neg()?
             .f_mean(Kind::Float)?;
         Ok(l)
@@ -347,15 +374,14 @@ impl EmotionalRewardModel {
         let temp = self.temperature_modulator.temperature(emotions)?; // [b]
         Ok(move |logits: &Tensor| -> emorl_lm::Result<Tensor> {
             let (b, t) = if logits.dim() == 3 {
-                (bias.f_unsqueeze(1).map_err(lm_err)?, temp.f_view([-1, 1, 1]).map_err(lm_err)?)
+                (
+                    bias.f_unsqueeze(1).map_err(lm_err)?,
+                    temp.f_view([-1, 1, 1]).map_err(lm_err)?,
+                )
             } else {
                 (bias.shallow_clone(), temp.f_view([-1, 1]).map_err(lm_err)?)
             };
-            logits
-                .f_add(&b)
-                .map_err(lm_err)?
-                .f_div(&t)
-                .map_err(lm_err)
+            logits.f_add(&b).map_err(lm_err)?.f_div(&t).map_err(lm_err)
         })
     }
 }
@@ -364,6 +390,10 @@ impl EmotionalRewardModel {
 /// neutral), for agents whose modules want an ERM-shaped state.
 pub fn erm_from_encoder(phasic: &Tensor) -> Result<Tensor> {
     let b = phasic.size()[0];
-    let rest = Tensor::f_full([b, (N_ERM - N_EMOTIONS) as i64], 0.5, (Kind::Float, phasic.device()))?;
+    let rest = Tensor::f_full(
+        [b, (N_ERM - N_EMOTIONS) as i64],
+        0.5,
+        (Kind::Float, phasic.device()),
+    )?;
     Ok(Tensor::f_cat(&[phasic, &rest], 1)?)
 }

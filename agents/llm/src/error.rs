@@ -14,7 +14,9 @@ pub enum LlmAgentError {
     BaseModelMismatch { expected: String, found: String },
     #[error("checkpoint {}: {msg}", path.display())]
     Checkpoint { path: PathBuf, msg: String },
-    #[error("training diverged at update {update}: {what}; parameters restored to the last good ones")]
+    #[error(
+        "training diverged at update {update}: {what}; parameters restored to the last good ones"
+    )]
     Diverged { update: usize, what: String },
     #[error("failed to {op} {}", path.display())]
     Io {

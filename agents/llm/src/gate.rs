@@ -106,7 +106,13 @@ impl EmotionalGate {
             };
             h = h.with_adapter_fn(a.layer, HookSite::AfterMlp, move |_, _, x: &Tensor| {
                 let y = up
-                    .forward(&down.forward(x).map_err(lm_err)?.f_gelu("none").map_err(lm_err)?)
+                    .forward(
+                        &down
+                            .forward(x)
+                            .map_err(lm_err)?
+                            .f_gelu("none")
+                            .map_err(lm_err)?,
+                    )
                     .map_err(lm_err)?;
                 x.f_add(&y.f_mul(&g).map_err(lm_err)?).map_err(lm_err)
             });

@@ -26,12 +26,12 @@ pub mod trainer;
 pub use agent::{pad_left, AgentConfig, AgentKind, LlmAgent, Modules, TurnEmotion, AGENT_IDS};
 pub use checkpoint::{model_identity, read_manifest, Manifest, ModelIdentity, TrainingState};
 pub use emotion::{
-    context_features, EmotionState, EmotionalEncoder, EncoderConfig, CONDITIONING_NAMES,
-    EMOTIONS, N_CONDITIONING, N_CONTEXT_FEATURES, N_EMOTIONS,
+    context_features, EmotionState, EmotionalEncoder, EncoderConfig, CONDITIONING_NAMES, EMOTIONS,
+    N_CONDITIONING, N_CONTEXT_FEATURES, N_EMOTIONS,
 };
 pub use erm::{
-    erm_targets, EmotionalRewardModel, ErmConfig, ErmOutput, LogitModulator,
-    TemperatureModulator, ERM_EMOTIONS, N_ERM,
+    erm_targets, EmotionalRewardModel, ErmConfig, ErmOutput, LogitModulator, TemperatureModulator,
+    ERM_EMOTIONS, N_ERM,
 };
 pub use error::{LlmAgentError, Result};
 pub use gate::{EmotionalGate, GateConfig};

@@ -82,10 +82,7 @@ impl ParamStore {
 
     /// A non-trainable buffer holding `value` (saved with the checkpoint).
     pub fn buffer(&mut self, name: &str, value: &Tensor) -> Result<Tensor> {
-        let t = self
-            .vs
-            .root()
-            .f_zeros_no_train(&key(name), &value.size())?;
+        let t = self.vs.root().f_zeros_no_train(&key(name), &value.size())?;
         let _g = tch::no_grad_guard();
         let mut t2 = t.shallow_clone();
         t2.f_copy_(value)?;

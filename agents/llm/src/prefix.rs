@@ -59,11 +59,19 @@ impl PrefixGenerator {
             config.prefix_len as i64,
         );
         let per = n_kv_heads * prefix_len * head_dim;
-        let name = if conditioned { "prefix" } else { "static_prefix" };
+        let name = if conditioned {
+            "prefix"
+        } else {
+            "static_prefix"
+        };
         let mut params = ParamStore::new(seed, name, model.device());
         let base = params.normal("base", &[n_layers, 2, per], config.init_std)?;
         let modulation = if conditioned {
-            Some(params.constant("modulation", &[N_CONDITIONING as i64, n_layers * 2 * per], 0.0)?)
+            Some(params.constant(
+                "modulation",
+                &[N_CONDITIONING as i64, n_layers * 2 * per],
+                0.0,
+            )?)
         } else {
             None
         };
@@ -90,7 +98,10 @@ impl PrefixGenerator {
         let all = match &self.modulation {
             Some(w) => {
                 let b = emotion.batch();
-                let m = emotion.conditioning()?.f_matmul(w)?.f_view([b, self.n_layers, 2, per])?;
+                let m = emotion
+                    .conditioning()?
+                    .f_matmul(w)?
+                    .f_view([b, self.n_layers, 2, per])?;
                 self.base.f_unsqueeze(0)?.f_add(&m)?
             }
             None => self.base.f_unsqueeze(0)?,

@@ -15,28 +15,73 @@ use crate::params::{invalid, ParamStore};
 /// [`EMOTIONS`] order.
 pub const CONTRAST_PAIRS: [&[(&str, &str)]; N_EMOTIONS] = [
     &[
-        ("I am scared, something dangerous is coming.", "I am here, something is coming."),
-        ("She was afraid of the dark and trembled.", "She was in the dark and sat."),
-        ("Be careful, this could hurt you badly.", "Look, this is a thing you have."),
-        ("He panicked and ran from the terrible monster.", "He walked and went past the big tree."),
+        (
+            "I am scared, something dangerous is coming.",
+            "I am here, something is coming.",
+        ),
+        (
+            "She was afraid of the dark and trembled.",
+            "She was in the dark and sat.",
+        ),
+        (
+            "Be careful, this could hurt you badly.",
+            "Look, this is a thing you have.",
+        ),
+        (
+            "He panicked and ran from the terrible monster.",
+            "He walked and went past the big tree.",
+        ),
     ],
     &[
-        ("I wonder how this works, tell me more!", "This works, that is all."),
-        ("She was curious and asked why the sky is blue.", "She looked and said the sky is blue."),
-        ("What a fascinating question, let us explore it.", "That is a question, here is the answer."),
-        ("He wanted to discover what was inside the box.", "He put the box on the table."),
+        (
+            "I wonder how this works, tell me more!",
+            "This works, that is all.",
+        ),
+        (
+            "She was curious and asked why the sky is blue.",
+            "She looked and said the sky is blue.",
+        ),
+        (
+            "What a fascinating question, let us explore it.",
+            "That is a question, here is the answer.",
+        ),
+        (
+            "He wanted to discover what was inside the box.",
+            "He put the box on the table.",
+        ),
     ],
     &[
-        ("I am furious, this is the third time it failed!", "I see, this is the third time it ran."),
-        ("She was angry and shouted at the broken toy.", "She was there and looked at the toy."),
-        ("Stop it, I hate when you ignore me!", "Okay, I see that you are busy."),
-        ("He stomped his feet, mad and annoyed.", "He moved his feet, calm and still."),
+        (
+            "I am furious, this is the third time it failed!",
+            "I see, this is the third time it ran.",
+        ),
+        (
+            "She was angry and shouted at the broken toy.",
+            "She was there and looked at the toy.",
+        ),
+        (
+            "Stop it, I hate when you ignore me!",
+            "Okay, I see that you are busy.",
+        ),
+        (
+            "He stomped his feet, mad and annoyed.",
+            "He moved his feet, calm and still.",
+        ),
     ],
     &[
         ("I am so happy, thank you so much!", "I am here, thank you."),
-        ("She laughed with joy and hugged her friend.", "She stood and looked at her friend."),
-        ("What a wonderful day, everything is great!", "It is a day, things are as usual."),
-        ("He smiled, delighted by the lovely gift.", "He looked at the gift on the table."),
+        (
+            "She laughed with joy and hugged her friend.",
+            "She stood and looked at her friend.",
+        ),
+        (
+            "What a wonderful day, everything is great!",
+            "It is a day, things are as usual.",
+        ),
+        (
+            "He smiled, delighted by the lovely gift.",
+            "He looked at the gift on the table.",
+        ),
     ],
 ];
 
@@ -85,7 +130,9 @@ fn mean_readout(model: &mut Model, prompts: &[&str], index: usize) -> Result<Ten
             Some((_, h)) => h,
             None => return Err(invalid("steering: the model returned no read-out")),
         };
-        let m = h.f_to_kind(Kind::Float)?.f_mean_dim([0i64, 1].as_slice(), false, Kind::Float)?;
+        let m = h
+            .f_to_kind(Kind::Float)?
+            .f_mean_dim([0i64, 1].as_slice(), false, Kind::Float)?;
         sum = Some(match sum {
             Some(s) => s.f_add(&m)?,
             None => m,
@@ -118,7 +165,8 @@ impl SteeringVectors {
             for pairs in CONTRAST_PAIRS {
                 let emo: Vec<&str> = pairs.iter().map(|p| p.0).collect();
                 let neu: Vec<&str> = pairs.iter().map(|p| p.1).collect();
-                let d = mean_readout(model, &emo, l + 1)?.f_sub(&mean_readout(model, &neu, l + 1)?)?;
+                let d =
+                    mean_readout(model, &emo, l + 1)?.f_sub(&mean_readout(model, &neu, l + 1)?)?;
                 per_emotion.push(d);
             }
             per_layer.push(Tensor::f_stack(&per_emotion, 0)?);
@@ -147,7 +195,10 @@ impl SteeringVectors {
             .iter()
             .position(|&n| n == emotion)
             .ok_or_else(|| invalid(format!("unknown emotion `{emotion}`")))?;
-        Ok(self.directions.f_select(0, i as i64)?.f_select(0, e as i64)?)
+        Ok(self
+            .directions
+            .f_select(0, i as i64)?
+            .f_select(0, e as i64)?)
     }
 
     /// Registers the steering vectors: at each steered block,

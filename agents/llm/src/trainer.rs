@@ -102,11 +102,20 @@ impl RlConfig {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return bad("temperature must be > 0");
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.weight_decay >= 0.0) {
-            return bad("lr must be > 0 and weight_decay >= 0");
+        let nonneg = |x: f64| x >= 0.0 && x.is_finite();
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr must be > 0");
         }
-        if !(self.kl_coef >= 0.0) || !(self.entropy_coef >= 0.0) || !(self.grad_clip >= 0.0) {
-            return bad("kl_coef, entropy_coef and grad_clip must be >= 0");
+        if ![
+            self.weight_decay,
+            self.kl_coef,
+            self.entropy_coef,
+            self.grad_clip,
+        ]
+        .into_iter()
+        .all(nonneg)
+        {
+            return bad("weight_decay, kl_coef, entropy_coef and grad_clip must be >= 0");
         }
         if let Some(c) = self.clip {
             if !(c > 0.0 && c.is_finite()) {
@@ -370,14 +379,23 @@ impl Trainer {
         }
         let n = rewards.len() as f64;
         let reward_mean = rewards.iter().sum::<f64>() / n;
-        let reward_std =
-            (rewards.iter().map(|r| (r - reward_mean).powi(2)).sum::<f64>() / n).sqrt();
+        let reward_std = (rewards
+            .iter()
+            .map(|r| (r - reward_mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
         let response_tokens = gens.iter().map(|g| g.tokens.len() as f64).sum::<f64>() / n;
 
         let t_rew = start.elapsed().as_secs_f64();
         tracing::debug!(t_prompts, t_gen, t_rew, "update phases (s since start)");
         // 4–6. Recompute log-probs with gradients, loss, step.
-        let params: Vec<Tensor> = self.opt.params().iter().map(Tensor::shallow_clone).collect();
+        let params: Vec<Tensor> = self
+            .opt
+            .params()
+            .iter()
+            .map(Tensor::shallow_clone)
+            .collect();
         let mut old_logp: Vec<Option<Tensor>> = Vec::new();
         let mut stats = UpdateStats {
             update: u + 1,
@@ -395,7 +413,11 @@ impl Trainer {
             for (ci, p0) in (0..states.len()).step_by(chunk_prompts).enumerate() {
                 let p1 = (p0 + chunk_prompts).min(states.len());
                 let rows = p0 * k..p1 * k;
-                let old = if epoch == 0 { None } else { old_logp.get(ci).and_then(|o| o.as_ref()) };
+                let old = if epoch == 0 {
+                    None
+                } else {
+                    old_logp.get(ci).and_then(|o| o.as_ref())
+                };
                 let c = self.chunk_loss(
                     &states[p0..p1],
                     &prompts[p0..p1],
@@ -497,7 +519,12 @@ impl Trainer {
         let pad = i64::from(self.agent.model.tokenizer().pad_id());
         let b = gens.len() as i64;
         let lp = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
-        let lr = gens.iter().map(|g| g.tokens.len()).max().unwrap_or(0).max(1) as i64;
+        let lr = gens
+            .iter()
+            .map(|g| g.tokens.len())
+            .max()
+            .unwrap_or(0)
+            .max(1) as i64;
         // [pad… prompt | response …pad]: response tokens share columns lp..lp+lr.
         let width = (lp + lr) as usize;
         let mut flat = vec![pad; gens.len() * width];
@@ -517,9 +544,15 @@ impl Trainer {
             }
         }
         let shape = [b, (lp + lr)];
-        let tokens = Tensor::f_from_slice(&flat)?.f_view(shape)?.f_to_device(device)?;
-        let mask = Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(device)?;
-        let resp = Tensor::f_from_slice(&resp)?.f_view([b, lr])?.f_to_device(device)?;
+        let tokens = Tensor::f_from_slice(&flat)?
+            .f_view(shape)?
+            .f_to_device(device)?;
+        let mask = Tensor::f_from_slice(&mask)?
+            .f_view(shape)?
+            .f_to_device(device)?;
+        let resp = Tensor::f_from_slice(&resp)?
+            .f_view([b, lr])?
+            .f_to_device(device)?;
         let targets = tokens.f_narrow(1, lp, lr)?.f_unsqueeze(-1)?;
         let t_inv = 1.0 / cfg.temperature;
 
@@ -531,7 +564,10 @@ impl Trainer {
             if let Some(r) = readout {
                 hooks = hooks.with_readout(r);
             }
-            let out = self.agent.model.forward(&tokens, Some(&mask), Some(&hooks))?;
+            let out = self
+                .agent
+                .model
+                .forward(&tokens, Some(&mask), Some(&hooks))?;
             let l = out.logits.f_narrow(1, lp - 1, lr)?.f_mul_scalar(t_inv)?;
             (
                 l.f_log_softmax(-1, Kind::Float)?,
@@ -546,7 +582,9 @@ impl Trainer {
         };
         // One row per prompt (every prompt's k rows share its prompt part).
         let first = Tensor::f_from_slice(
-            &(0..states.len()).map(|r| (r * k) as i64).collect::<Vec<_>>(),
+            &(0..states.len())
+                .map(|r| (r * k) as i64)
+                .collect::<Vec<_>>(),
         )?
         .f_to_device(device)?;
         let prompt_tokens = tokens.f_narrow(1, 0, lp)?.f_index_select(0, &first)?;
@@ -559,14 +597,19 @@ impl Trainer {
             .emotion_of(states, &prompt_tokens, &prompt_mask, hidden.as_ref())?
             .repeat_rows(k as i64)?;
         let hooks = self.agent.modules.hooks(&emotion)?;
-        let out = self.agent.model.forward(&tokens, Some(&mask), Some(&hooks))?;
+        let out = self
+            .agent
+            .model
+            .forward(&tokens, Some(&mask), Some(&hooks))?;
         let logits = out.logits.f_narrow(1, lp - 1, lr)?.f_mul_scalar(t_inv)?;
         let logp = logits.f_log_softmax(-1, Kind::Float)?; // [b, lr, V]
         let token_logp = logp.f_gather(-1, &targets, false)?.f_squeeze_dim(-1)?; // [b, lr]
         let probs = logp.f_exp()?;
-        let kl = probs
-            .f_mul(&logp.f_sub(&ref_logp)?)?
-            .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?;
+        let kl = probs.f_mul(&logp.f_sub(&ref_logp)?)?.f_sum_dim_intlist(
+            [-1i64].as_slice(),
+            false,
+            Kind::Float,
+        )?;
         let entropy = probs
             .f_mul(&logp)?
             .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?
@@ -588,17 +631,26 @@ impl Trainer {
             .f_neg()?
             .f_add(&kl.f_mul_scalar(cfg.kl_coef)?)?
             .f_sub(&entropy.f_mul_scalar(cfg.entropy_coef)?)?;
-        let n_tok = resp.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_clamp_min(1.0)?;
+        let n_tok = resp
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+            .f_clamp_min(1.0)?;
         let seq_mean = |t: &Tensor| -> Result<Tensor> {
             Ok(t.f_mul(&resp)?
                 .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
                 .f_div(&n_tok)?)
         };
-        let loss = seq_mean(&per_token)?.f_sum(Kind::Float)?.f_div_scalar(total)?;
-        let policy_loss = seq_mean(&pg.f_neg()?)?.f_sum(Kind::Float)?.f_div_scalar(total)?;
+        let loss = seq_mean(&per_token)?
+            .f_sum(Kind::Float)?
+            .f_div_scalar(total)?;
+        let policy_loss = seq_mean(&pg.f_neg()?)?
+            .f_sum(Kind::Float)?
+            .f_div_scalar(total)?;
         loss.f_backward()?;
         let masked_sum = |t: &Tensor| -> Result<f64> {
-            Ok(t.f_detach()?.f_mul(&resp)?.f_sum(Kind::Float)?.f_double_value(&[])?)
+            Ok(t.f_detach()?
+                .f_mul(&resp)?
+                .f_sum(Kind::Float)?
+                .f_double_value(&[])?)
         };
         Ok(ChunkLoss {
             loss: loss.f_double_value(&[])?,
@@ -621,7 +673,11 @@ struct ChunkLoss {
 }
 
 /// Returns of whole dialogue episodes played by `agent` (its `act`), one per seed.
-pub fn evaluate_returns(agent: &mut LlmAgent, env_config: &DialogueConfig, seeds: &[u64]) -> Result<Vec<f64>> {
+pub fn evaluate_returns(
+    agent: &mut LlmAgent,
+    env_config: &DialogueConfig,
+    seeds: &[u64],
+) -> Result<Vec<f64>> {
     let mut env = Dialogue::new(env_config.clone())?;
     let mut returns = Vec::with_capacity(seeds.len());
     for &seed in seeds {

@@ -72,16 +72,27 @@ fn first_prompt(agent: &LlmAgent) -> (Tensor, Tensor, EmotionalContext) {
     (t, m, env.context())
 }
 
-fn emotion_for(agent: &mut LlmAgent, ctx: &EmotionalContext, t: &Tensor, m: &Tensor) -> TurnEmotion {
+fn emotion_for(
+    agent: &mut LlmAgent,
+    ctx: &EmotionalContext,
+    t: &Tensor,
+    m: &Tensor,
+) -> TurnEmotion {
     let _g = tch::no_grad_guard();
     let (modules, model) = agent.parts_mut();
-    modules.emotion(model, &[ctx], None, None, t, m, None).unwrap()
+    modules
+        .emotion(model, &[ctx], None, None, t, m, None)
+        .unwrap()
 }
 
 fn logits_with(agent: &mut LlmAgent, emotion: &TurnEmotion, t: &Tensor, m: &Tensor) -> Tensor {
     let _g = tch::no_grad_guard();
     let hooks = agent.hooks(emotion).unwrap();
-    agent.model_mut().forward(t, Some(m), Some(&hooks)).unwrap().logits
+    agent
+        .model_mut()
+        .forward(t, Some(m), Some(&hooks))
+        .unwrap()
+        .logits
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -201,7 +212,14 @@ fn same_seed_gives_the_same_stats() {
     }
     // A different seed gives different samples.
     let agent = LlmAgent::new(model(), AgentKind::Full, AgentConfig::default()).unwrap();
-    let mut t = Trainer::new(agent, RlConfig { updates: 1, ..small_rl(10) }).unwrap();
+    let mut t = Trainer::new(
+        agent,
+        RlConfig {
+            updates: 1,
+            ..small_rl(10)
+        },
+    )
+    .unwrap();
     let c = t.train(|_| {}).unwrap();
     assert_ne!(
         (c[0].entropy, c[0].reward_mean),
@@ -225,7 +243,9 @@ fn llm_base_is_the_plain_model_and_every_module_changes_the_output() {
     let g = base.act_generation(&obs, &ctx).unwrap();
     let opts = base.generate_options(0);
     let mut plain = model();
-    let p = plain.generate(&[obs.to_prompt().as_str()], &opts, None).unwrap();
+    let p = plain
+        .generate(&[obs.to_prompt().as_str()], &opts, None)
+        .unwrap();
     assert_eq!(g.tokens, p[0].tokens);
     assert_eq!(g.logprobs, p[0].logprobs);
     let (t, m, c) = first_prompt(&base);
@@ -264,12 +284,18 @@ fn llm_base_is_the_plain_model_and_every_module_changes_the_output() {
         let l_calm = logits_with(&mut agent, &e_calm, &t, &m);
         let l_scared = logits_with(&mut agent, &e_scared, &t, &m);
         let d_model = max_abs_diff(&l_calm, &none);
-        assert!(d_model > 1e-3, "{kind}: output equals the plain model's ({d_model})");
+        assert!(
+            d_model > 1e-3,
+            "{kind}: output equals the plain model's ({d_model})"
+        );
         let d_emotion = max_abs_diff(&l_calm, &l_scared);
         if kind == AgentKind::StaticPrefix {
             assert_eq!(d_emotion, 0.0, "{kind} must ignore the emotion state");
         } else {
-            assert!(d_emotion > 1e-4, "{kind}: the emotion state does not change the output ({d_emotion})");
+            assert!(
+                d_emotion > 1e-4,
+                "{kind}: the emotion state does not change the output ({d_emotion})"
+            );
         }
     }
 }
@@ -325,7 +351,12 @@ fn rl_raises_the_dialogue_return_over_llm_base() {
     let agent = LlmAgent::new(model(), AgentKind::Erm, agent_cfg).unwrap();
     let mut trainer = Trainer::new(agent, rl.clone()).unwrap();
     let stats = trainer
-        .train(|s| eprintln!("update {} reward {:.3} kl {:.4}", s.update, s.reward_mean, s.kl))
+        .train(|s| {
+            eprintln!(
+                "update {} reward {:.3} kl {:.4}",
+                s.update, s.reward_mean, s.kl
+            )
+        })
         .unwrap();
     assert_eq!(stats.len(), 20);
     let mut agent = trainer.into_agent();
@@ -333,5 +364,50 @@ fn rl_raises_the_dialogue_return_over_llm_base() {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (b, a) = (mean(&base_returns), mean(&trained));
     eprintln!("held-out mean return: llm-base {b:.3}, trained llm-erm {a:.3}");
-    assert!(a > b + 0.2, "RL did not raise the return enough: {b:.3} -> {a:.3}");
+    assert!(
+        a > b + 0.2,
+        "RL did not raise the return enough: {b:.3} -> {a:.3}"
+    );
+}
+
+#[test]
+fn erm_supervised_and_feedback_steps_learn_context_targets() {
+    let config = AgentConfig {
+        max_new_tokens: 6,
+        ..AgentConfig::default()
+    };
+    let mut agent = LlmAgent::new(model(), AgentKind::Erm, config).unwrap();
+    let scared = EmotionalContext {
+        harmed: true,
+        near_threat: true,
+        ..EmotionalContext::default()
+    };
+    let pleased = EmotionalContext {
+        reward: 1.0,
+        social: Some(SocialContext {
+            user_satisfaction: 1.0,
+            ..SocialContext::default()
+        }),
+        ..EmotionalContext::default()
+    };
+    let pairs = vec![
+        ("The monster bit him and he fell.".to_string(), scared),
+        ("Thank you, that was perfect!".to_string(), pleased.clone()),
+    ];
+    let first = agent.erm_supervised_step(&pairs).unwrap().unwrap();
+    let mut last = first;
+    for _ in 0..30 {
+        last = agent.erm_supervised_step(&pairs).unwrap().unwrap();
+    }
+    assert!(last < 0.8 * first, "supervised ERM loss {first} -> {last}");
+
+    // Phase 3 needs an `act` first; then it trains toward the new context.
+    assert_eq!(agent.erm_feedback_step(&pleased).unwrap(), None);
+    let mut env = Dialogue::with_defaults();
+    let (obs, _) = env.reset(Some(1));
+    agent.act(&obs, &env.context()).unwrap();
+    assert!(agent.erm_feedback_step(&pleased).unwrap().is_some());
+    // An agent without an ERM has nothing to train.
+    let mut base = LlmAgent::new(model(), AgentKind::Prefix, AgentConfig::default()).unwrap();
+    assert_eq!(base.erm_supervised_step(&pairs).unwrap(), None);
 }
