@@ -1,0 +1,622 @@
+//! The LLM-policy agent: a frozen [`Model`] plus the emotional modules its
+//! kind selects, composed into one [`Hooks`] per turn.
+
+use emorl_core::EmotionalContext;
+use emorl_envs_dialogue::DialogueObs;
+use emorl_lm::{GenerateOptions, Generation, Hooks, Model, Sampling};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::emotion::{EmotionState, EmotionalEncoder, EncoderConfig, N_CONDITIONING};
+use crate::erm::{erm_from_encoder, EmotionalRewardModel, ErmConfig, ERM_EMOTIONS};
+use crate::error::{LlmAgentError, Result};
+use crate::gate::{EmotionalGate, GateConfig};
+use crate::params::{invalid, AdamW, ParamStore};
+use crate::prefix::{PrefixConfig, PrefixGenerator};
+use crate::steering::{SteeringConfig, SteeringVectors};
+
+/// Registry IDs of the LLM agents with one-line descriptions.
+pub const AGENT_IDS: [(&str, &str); 7] = [
+    ("llm-base", "The frozen language model alone (no modules)"),
+    (
+        "llm-static-prefix",
+        "Learned prefix keys/values that ignore the emotion state (prefix-tuning baseline)",
+    ),
+    (
+        "llm-prefix",
+        "Emotional encoder + emotion-conditioned prefix keys/values at every layer",
+    ),
+    (
+        "llm-gate",
+        "Emotional encoder + bottleneck adapters mixed in by an emotion-computed gate",
+    ),
+    (
+        "llm-erm",
+        "Emotional encoder + emotional reward model driving vocabulary biases and temperature",
+    ),
+    (
+        "llm-steer",
+        "Emotional encoder + contrastive emotion steering vectors with learned scales",
+    ),
+    (
+        "llm-full",
+        "Encoder, prefix, gate, reward model and steering together",
+    ),
+];
+
+/// Which modules an agent has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    #[serde(rename = "llm-base")]
+    Base,
+    #[serde(rename = "llm-static-prefix")]
+    StaticPrefix,
+    #[serde(rename = "llm-prefix")]
+    Prefix,
+    #[serde(rename = "llm-gate")]
+    Gate,
+    #[serde(rename = "llm-erm")]
+    Erm,
+    #[serde(rename = "llm-steer")]
+    Steer,
+    #[serde(rename = "llm-full")]
+    Full,
+}
+
+impl AgentKind {
+    pub const ALL: [AgentKind; 7] = [
+        AgentKind::Base,
+        AgentKind::StaticPrefix,
+        AgentKind::Prefix,
+        AgentKind::Gate,
+        AgentKind::Erm,
+        AgentKind::Steer,
+        AgentKind::Full,
+    ];
+
+    /// The registry ID.
+    pub fn id(self) -> &'static str {
+        match self {
+            AgentKind::Base => "llm-base",
+            AgentKind::StaticPrefix => "llm-static-prefix",
+            AgentKind::Prefix => "llm-prefix",
+            AgentKind::Gate => "llm-gate",
+            AgentKind::Erm => "llm-erm",
+            AgentKind::Steer => "llm-steer",
+            AgentKind::Full => "llm-full",
+        }
+    }
+
+    /// The kind of a registry ID.
+    pub fn from_id(id: &str) -> Result<AgentKind> {
+        AgentKind::ALL
+            .into_iter()
+            .find(|k| k.id() == id)
+            .ok_or_else(|| LlmAgentError::UnknownAgent(id.to_string()))
+    }
+
+    fn has_encoder(self) -> bool {
+        !matches!(self, AgentKind::Base | AgentKind::StaticPrefix)
+    }
+    fn has_prefix(self) -> bool {
+        matches!(
+            self,
+            AgentKind::StaticPrefix | AgentKind::Prefix | AgentKind::Full
+        )
+    }
+    fn has_gate(self) -> bool {
+        matches!(self, AgentKind::Gate | AgentKind::Full)
+    }
+    fn has_erm(self) -> bool {
+        matches!(self, AgentKind::Erm | AgentKind::Full)
+    }
+    fn has_steering(self) -> bool {
+        matches!(self, AgentKind::Steer | AgentKind::Full)
+    }
+}
+
+impl std::fmt::Display for AgentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Configuration of an [`LlmAgent`]: generation settings and every module's
+/// settings (modules the kind does not use ignore theirs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Most tokens per response.
+    pub max_new_tokens: usize,
+    /// Sampling temperature of `act` (0: greedy).
+    pub temperature: f64,
+    /// Seed of module initialisation and of `act`'s sampling.
+    pub seed: u64,
+    /// Wrap prompts in the model's chat template; `None`: when it has one.
+    pub chat: Option<bool>,
+    pub encoder: EncoderConfig,
+    pub prefix: PrefixConfig,
+    pub gate: GateConfig,
+    pub erm: ErmConfig,
+    pub steering: SteeringConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            max_new_tokens: 64,
+            temperature: 0.7,
+            seed: 0,
+            chat: None,
+            encoder: EncoderConfig::default(),
+            prefix: PrefixConfig::default(),
+            gate: GateConfig::default(),
+            erm: ErmConfig::default(),
+            steering: SteeringConfig::default(),
+        }
+    }
+}
+
+/// The emotional modules of an agent (each `None` when its kind lacks it).
+#[derive(Debug, Default)]
+pub struct Modules {
+    pub encoder: Option<EmotionalEncoder>,
+    pub prefix: Option<PrefixGenerator>,
+    pub gate: Option<EmotionalGate>,
+    pub erm: Option<EmotionalRewardModel>,
+    pub steering: Option<SteeringVectors>,
+}
+
+/// The emotion of one turn for a batch: the encoder's state and, with an
+/// ERM, its six-head appraisal and tonic GRU state.
+#[derive(Debug)]
+pub struct TurnEmotion {
+    pub state: EmotionState,
+    /// `[batch, N_ERM]`.
+    pub erm: Option<Tensor>,
+    /// `[batch, width]`.
+    pub erm_tonic: Option<Tensor>,
+    /// `[batch, width + N_CONDITIONING]`: the ERM's input (for the feedback step).
+    pub erm_input: Option<Tensor>,
+}
+
+impl TurnEmotion {
+    /// Repeats every row `k` times.
+    pub fn repeat_rows(&self, k: i64) -> Result<TurnEmotion> {
+        let rep = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match t {
+                Some(t) => Some(t.f_repeat_interleave_self_int(k, 0, None)?),
+                None => None,
+            })
+        };
+        Ok(TurnEmotion {
+            state: self.state.repeat_rows(k)?,
+            erm: rep(&self.erm)?,
+            erm_tonic: rep(&self.erm_tonic)?,
+            erm_input: rep(&self.erm_input)?,
+        })
+    }
+
+    /// Batch means by name: the encoder's six conditioning columns, then
+    /// the ERM heads as `erm_<name>`.
+    pub fn means(&self) -> Result<Vec<(String, f64)>> {
+        let mut out = self.state.means()?;
+        if let Some(e) = &self.erm {
+            let m = Vec::<f32>::try_from(&e.f_detach()?.f_mean_dim(0, false, Kind::Float)?)?;
+            out.extend(
+                ERM_EMOTIONS
+                    .iter()
+                    .zip(m)
+                    .map(|(n, v)| (format!("erm_{n}"), f64::from(v))),
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Modules {
+    /// `(module name, parameters)`, in checkpoint order.
+    pub fn stores(&self) -> Vec<(&'static str, &ParamStore)> {
+        let mut v: Vec<(&'static str, &ParamStore)> = Vec::new();
+        if let Some(m) = &self.encoder {
+            v.push(("encoder", &m.params));
+        }
+        if let Some(m) = &self.prefix {
+            v.push(("prefix", &m.params));
+        }
+        if let Some(m) = &self.gate {
+            v.push(("gate", &m.params));
+        }
+        if let Some(m) = &self.erm {
+            v.push(("erm", &m.params));
+        }
+        if let Some(m) = &self.steering {
+            v.push(("steering", &m.params));
+        }
+        v
+    }
+
+    /// Every trainable module tensor (what the optimiser sees).
+    pub fn trainable(&self) -> Vec<Tensor> {
+        self.stores()
+            .iter()
+            .flat_map(|(_, s)| s.trainable())
+            .collect()
+    }
+
+    /// Composes the modules into one set of hooks for `emotion` (the
+    /// tensors keep their autograd graph, so gradients reach the modules).
+    pub fn hooks(&self, emotion: &TurnEmotion) -> Result<Hooks<'static>> {
+        let mut h = Hooks::new();
+        if let Some(p) = &self.prefix {
+            h = p.attach(h, &emotion.state)?;
+        }
+        if let Some(s) = &self.steering {
+            h = s.attach(h, &emotion.state)?;
+        }
+        if let Some(g) = &self.gate {
+            h = g.attach(h, &emotion.state)?;
+        }
+        if let Some(erm) = &self.erm {
+            let e = match &emotion.erm {
+                Some(e) => e.shallow_clone(),
+                None => erm_from_encoder(&emotion.state.phasic)?,
+            };
+            h = h.with_logits_fn(erm.logits_fn(&e)?);
+        }
+        Ok(h)
+    }
+
+    /// The emotion of a batch of prompts: the encoder over `contexts` (with
+    /// `tonic` from the previous turn), and the ERM over the prompts'
+    /// read-out (`tokens`/`mask`, left-padded; `hidden`: a read-out already
+    /// computed, `[batch, seq, hidden]`, whose positions `mask` selects).
+    #[allow(clippy::too_many_arguments)]
+    pub fn emotion(
+        &self,
+        model: &mut Model,
+        contexts: &[&EmotionalContext],
+        tonic: Option<&Tensor>,
+        erm_tonic: Option<&Tensor>,
+        tokens: &Tensor,
+        mask: &Tensor,
+        hidden: Option<&Tensor>,
+    ) -> Result<TurnEmotion> {
+        let b = contexts.len() as i64;
+        let state = match &self.encoder {
+            Some(enc) => enc.encode(contexts, tonic)?,
+            None => EmotionState::neutral(b, model.device())?,
+        };
+        let (erm, erm_tonic, erm_input) = match &self.erm {
+            Some(erm) => {
+                let h = match hidden {
+                    Some(h) => h.shallow_clone(),
+                    None => erm.read_hidden(model, tokens, mask)?,
+                };
+                let pooled = erm.pool(&h, mask)?;
+                let out = erm.appraise(&pooled, &state.conditioning()?, erm_tonic)?;
+                (Some(out.emotions), Some(out.tonic), Some(out.input))
+            }
+            None => (None, None, None),
+        };
+        Ok(TurnEmotion {
+            state,
+            erm,
+            erm_tonic,
+            erm_input,
+        })
+    }
+}
+
+/// Left-pads token sequences: `([batch, len] tokens, [batch, len] 0/1 mask)`.
+pub fn pad_left(seqs: &[Vec<u32>], pad: u32) -> Result<(Tensor, Tensor)> {
+    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    let mut flat = Vec::with_capacity(seqs.len() * len);
+    let mut mask = Vec::with_capacity(seqs.len() * len);
+    for s in seqs {
+        let n = len - s.len();
+        flat.extend(std::iter::repeat_n(i64::from(pad), n));
+        flat.extend(s.iter().map(|&t| i64::from(t)));
+        mask.extend(std::iter::repeat_n(0i64, n));
+        mask.extend(std::iter::repeat_n(1i64, s.len()));
+    }
+    let shape = [seqs.len() as i64, len as i64];
+    Ok((
+        Tensor::f_from_slice(&flat)?.f_view(shape)?,
+        Tensor::f_from_slice(&mask)?.f_view(shape)?,
+    ))
+}
+
+/// What the agent carries across the turns of one conversation.
+#[derive(Debug, Default)]
+struct EpisodeState {
+    tonic: Option<Tensor>,
+    erm_tonic: Option<Tensor>,
+    /// The last turn's ERM input and previous tonic state (phase-3 feedback).
+    last_erm: Option<(Tensor, Option<Tensor>)>,
+    last_emotion: Vec<(String, f64)>,
+}
+
+/// A frozen language model with emotional modules.
+#[derive(Debug)]
+pub struct LlmAgent {
+    pub(crate) model: Model,
+    kind: AgentKind,
+    config: AgentConfig,
+    pub(crate) modules: Modules,
+    episode: EpisodeState,
+    acts: u64,
+    erm_opt: Option<AdamW>,
+}
+
+impl LlmAgent {
+    /// Builds the modules of `kind` for `model` (deterministically from `config.seed`).
+    pub fn new(mut model: Model, kind: AgentKind, config: AgentConfig) -> Result<Self> {
+        if !(config.temperature >= 0.0 && config.temperature.is_finite()) {
+            return Err(invalid("temperature must be finite and >= 0"));
+        }
+        if config.max_new_tokens == 0 {
+            return Err(invalid("max_new_tokens must be > 0"));
+        }
+        let seed = config.seed;
+        let mut modules = Modules::default();
+        if kind.has_encoder() {
+            modules.encoder = Some(EmotionalEncoder::new(
+                &config.encoder,
+                seed,
+                model.device(),
+            )?);
+        }
+        if kind.has_prefix() {
+            modules.prefix = Some(PrefixGenerator::new(
+                &model,
+                &config.prefix,
+                kind != AgentKind::StaticPrefix,
+                seed,
+            )?);
+        }
+        if kind.has_gate() {
+            modules.gate = Some(EmotionalGate::new(&model, &config.gate, seed)?);
+        }
+        if kind.has_erm() {
+            modules.erm = Some(EmotionalRewardModel::new(&model, &config.erm, seed)?);
+        }
+        if kind.has_steering() {
+            modules.steering = Some(SteeringVectors::new(&mut model, &config.steering, seed)?);
+        }
+        Ok(LlmAgent {
+            model,
+            kind,
+            config,
+            modules,
+            episode: EpisodeState::default(),
+            acts: 0,
+            erm_opt: None,
+        })
+    }
+
+    /// Like [`LlmAgent::new`] with a registry ID.
+    pub fn from_id(model: Model, id: &str, config: AgentConfig) -> Result<Self> {
+        Self::new(model, AgentKind::from_id(id)?, config)
+    }
+
+    pub fn kind(&self) -> AgentKind {
+        self.kind
+    }
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    /// Mutable access to the frozen model (forward passes need it).
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+    pub fn modules(&self) -> &Modules {
+        &self.modules
+    }
+    /// The modules and the model at once (computing an emotion needs both).
+    pub fn parts_mut(&mut self) -> (&Modules, &mut Model) {
+        (&self.modules, &mut self.model)
+    }
+
+    /// The model back, dropping the modules.
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+
+    /// Every trainable module tensor.
+    pub fn trainable_parameters(&self) -> Vec<Tensor> {
+        self.modules.trainable()
+    }
+
+    /// Every module tensor by checkpoint name (`<module>.<variable>`), buffers included.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.modules
+            .stores()
+            .into_iter()
+            .flat_map(|(m, s)| {
+                s.named()
+                    .into_iter()
+                    .map(move |(n, t)| (format!("{m}.{n}"), t))
+            })
+            .collect()
+    }
+
+    /// The hooks of the agent's modules for `emotion`.
+    pub fn hooks(&self, emotion: &TurnEmotion) -> Result<Hooks<'static>> {
+        self.modules.hooks(emotion)
+    }
+
+    /// Whether prompts are wrapped in the chat template.
+    pub fn uses_chat(&self) -> bool {
+        self.config
+            .chat
+            .unwrap_or_else(|| self.model.tokenizer().chat_template().is_some())
+    }
+
+    /// Token ids of the prompt for an observation.
+    pub fn encode_prompt(&self, obs: &DialogueObs) -> Result<Vec<u32>> {
+        let opts = GenerateOptions {
+            chat: self.uses_chat(),
+            ..GenerateOptions::default()
+        };
+        Ok(self.model.encode_prompt(&obs.to_prompt(), &opts)?)
+    }
+
+    /// Forgets the emotion state of the conversation (call at episode start).
+    pub fn reset_episode(&mut self) {
+        self.episode = EpisodeState::default();
+    }
+
+    /// Batch-mean emotions of the last `act`, by name.
+    pub fn last_emotion(&self) -> &[(String, f64)] {
+        &self.episode.last_emotion
+    }
+
+    /// The generation options `act` uses for its `n`-th call.
+    pub fn generate_options(&self, n: u64) -> GenerateOptions {
+        GenerateOptions {
+            max_new_tokens: self.config.max_new_tokens,
+            sampling: if self.config.temperature == 0.0 {
+                Sampling::Greedy
+            } else {
+                Sampling::Sample {
+                    temperature: self.config.temperature,
+                    top_k: 0,
+                    top_p: 1.0,
+                }
+            },
+            seed: self.config.seed.wrapping_add(n),
+            stop_on_eos: true,
+            stop_tokens: Vec::new(),
+            add_special_tokens: true,
+            chat: self.uses_chat(),
+        }
+    }
+
+    /// Responds to `obs`; `context` is the emotional context the agent
+    /// sees before acting (the environment's `context()` at the start, then
+    /// each step's context). Carries the emotion state to the next turn.
+    pub fn act(&mut self, obs: &DialogueObs, context: &EmotionalContext) -> Result<String> {
+        Ok(self.act_generation(obs, context)?.text)
+    }
+
+    /// Like [`LlmAgent::act`], returning the whole generation (tokens, log-probs).
+    pub fn act_generation(
+        &mut self,
+        obs: &DialogueObs,
+        context: &EmotionalContext,
+    ) -> Result<Generation> {
+        let _g = tch::no_grad_guard();
+        let ids = self.encode_prompt(obs)?;
+        let (tokens, mask) = pad_left(std::slice::from_ref(&ids), self.model.tokenizer().pad_id())?;
+        let emotion = self.modules.emotion(
+            &mut self.model,
+            &[context],
+            self.episode.tonic.as_ref(),
+            self.episode.erm_tonic.as_ref(),
+            &tokens,
+            &mask,
+            None,
+        )?;
+        let hooks = self.modules.hooks(&emotion)?;
+        let opts = self.generate_options(self.acts);
+        self.acts += 1;
+        let mut gens = self
+            .model
+            .generate_from_tokens(&[ids], &opts, Some(&hooks), None)?;
+        self.episode.last_emotion = emotion.means()?;
+        if let Some(input) = &emotion.erm_input {
+            self.episode.last_erm = Some((input.shallow_clone(), self.episode.erm_tonic.take()));
+        }
+        self.episode.tonic = Some(emotion.state.tonic.shallow_clone());
+        self.episode.erm_tonic = emotion.erm_tonic;
+        gens.pop()
+            .ok_or_else(|| invalid("generation returned no sequence"))
+    }
+
+    fn erm_optimizer(&mut self) -> Result<Option<&mut AdamW>> {
+        let Some(erm) = &self.modules.erm else {
+            return Ok(None);
+        };
+        if self.erm_opt.is_none() {
+            self.erm_opt = Some(AdamW::new(erm.params.trainable(), self.config.erm.lr, 0.0)?);
+        }
+        Ok(self.erm_opt.as_mut())
+    }
+
+    /// Phase 1: one supervised step of the ERM on `(text, context)` pairs
+    /// (targets from [`crate::erm::erm_targets`]; the encoder state is the
+    /// neutral one, the tonic state zero). Returns the loss before the step,
+    /// or `None` for an agent without an ERM.
+    pub fn erm_supervised_step(
+        &mut self,
+        pairs: &[(String, EmotionalContext)],
+    ) -> Result<Option<f64>> {
+        if self.modules.erm.is_none() || pairs.is_empty() {
+            return Ok(None);
+        }
+        let seqs = pairs
+            .iter()
+            .map(|(t, _)| Ok(self.model.tokenizer().encode(t, true)?))
+            .collect::<Result<Vec<_>>>()?;
+        if seqs.iter().any(Vec::is_empty) {
+            return Err(invalid("erm: a supervision text has no tokens"));
+        }
+        let (tokens, mask) = pad_left(&seqs, self.model.tokenizer().pad_id())?;
+        let contexts: Vec<&EmotionalContext> = pairs.iter().map(|(_, c)| c).collect();
+        let device = self.model.device();
+        let loss = {
+            let Some(erm) = &self.modules.erm else {
+                return Ok(None);
+            };
+            let hidden = erm.read_hidden(&mut self.model, &tokens, &mask)?;
+            let pooled = erm.pool(&hidden, &mask.f_to_device(device)?)?;
+            let cond = EmotionState::neutral(1, device)?.conditioning()?;
+            let out = erm.appraise(&pooled, &cond, None)?;
+            erm.loss(&out.emotions, &contexts)?
+        };
+        self.erm_apply(loss)
+    }
+
+    /// Phase 3: one online step of the ERM toward the targets of the
+    /// context the last response led to (the input and tonic state of the
+    /// last `act` are reused). `None` when there is no ERM or no `act` yet.
+    pub fn erm_feedback_step(&mut self, context: &EmotionalContext) -> Result<Option<f64>> {
+        let Some((input, prev)) = self.episode.last_erm.take() else {
+            return Ok(None);
+        };
+        let loss = {
+            let Some(erm) = &self.modules.erm else {
+                return Ok(None);
+            };
+            let w = erm.width();
+            let pooled = input.f_narrow(1, 0, w)?;
+            let cond = input.f_narrow(1, w, N_CONDITIONING as i64)?;
+            let out = erm.appraise(&pooled, &cond, prev.as_ref())?;
+            erm.loss(&out.emotions, &[context])?
+        };
+        self.erm_apply(loss)
+    }
+
+    fn erm_apply(&mut self, loss: Tensor) -> Result<Option<f64>> {
+        let value = loss.f_double_value(&[])?;
+        if !value.is_finite() {
+            return Err(LlmAgentError::Diverged {
+                update: 0,
+                what: format!("ERM loss is {value}"),
+            });
+        }
+        let Some(opt) = self.erm_optimizer()? else {
+            return Ok(None);
+        };
+        opt.zero_grad();
+        loss.f_backward()?;
+        opt.step()?;
+        opt.zero_grad();
+        Ok(Some(value))
+    }
+}

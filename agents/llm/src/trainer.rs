@@ -1,0 +1,701 @@
+//! RL fine-tuning of the modules on the dialogue environment: RLOO
+//! (REINFORCE with a leave-one-out baseline over `k` samples per prompt), a
+//! per-token KL penalty against the frozen model, optional PPO ratio
+//! clipping and an entropy bonus, AdamW on module parameters only.
+//!
+//! One update, in the order it runs:
+//! 1. `prompts_per_update` dialogue states from seeded resets (turn `t` is
+//!    reached by replaying a scripted policy's responses);
+//! 2. `k` responses per prompt, sampled with gradients off;
+//! 3. each response's reward: the environment is reset with the prompt's
+//!    seed, the same history is replayed and the response is stepped —
+//!    the dialogue is deterministic given seed and actions;
+//! 4. log-probabilities of the sampled tokens recomputed with gradients
+//!    through the frozen model into the modules, in micro-batches;
+//! 5. loss = −RLOO advantage × ratio (clipped when `clip` is set)
+//!    + `kl_coef` × KL(π ‖ π_frozen) − `entropy_coef` × entropy, per token;
+//! 6. gradient-norm clipping, a NaN/Inf guard, an AdamW step.
+
+use std::path::Path;
+use std::time::Instant;
+
+use emorl_core::{EmotionalContext, Env};
+use emorl_envs_dialogue::{Dialogue, DialogueConfig, DialogueObs, PolicyKind, ScriptedPolicy};
+use emorl_lm::{GenerateOptions, Model, Sampling};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::agent::{pad_left, LlmAgent, TurnEmotion};
+use crate::checkpoint::{read_manifest, TrainingState};
+use crate::error::{LlmAgentError, Result};
+use crate::params::{all_finite, invalid, restore, snapshot, AdamW};
+
+/// Hyperparameters of RL training (every field defaulted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlConfig {
+    /// Dialogue states per update.
+    pub prompts_per_update: usize,
+    /// Responses sampled per state (k ≥ 2 for the leave-one-out baseline).
+    pub samples_per_prompt: usize,
+    pub max_new_tokens: usize,
+    /// Sampling temperature (> 0); log-probabilities are of `logits / temperature`.
+    pub temperature: f64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Weight of the per-token KL(π ‖ π_frozen) penalty.
+    pub kl_coef: f64,
+    /// PPO ratio clip ε (`None`: plain REINFORCE ratio).
+    pub clip: Option<f64>,
+    /// Gradient steps per batch of samples (> 1 only makes sense with `clip`).
+    pub epochs: usize,
+    /// Weight of the entropy bonus.
+    pub entropy_coef: f64,
+    /// Global gradient-norm clip (0: off).
+    pub grad_clip: f64,
+    /// Number of updates `train` runs.
+    pub updates: usize,
+    pub seed: u64,
+    /// Prompts are at turns 0..=max_turn (earlier turns by a scripted policy).
+    pub max_turn: usize,
+    /// Sequences per backward pass (bounds memory).
+    pub microbatch: usize,
+    /// The dialogue environment.
+    pub env: DialogueConfig,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        RlConfig {
+            prompts_per_update: 8,
+            samples_per_prompt: 4,
+            max_new_tokens: 32,
+            temperature: 1.0,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            kl_coef: 0.05,
+            clip: None,
+            epochs: 1,
+            entropy_coef: 0.0,
+            grad_clip: 1.0,
+            updates: 100,
+            seed: 0,
+            max_turn: 0,
+            microbatch: 8,
+            env: DialogueConfig::default(),
+        }
+    }
+}
+
+impl RlConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(invalid(format!("rl: {m}")));
+        if self.prompts_per_update == 0 {
+            return bad("prompts_per_update must be > 0");
+        }
+        if self.samples_per_prompt < 2 {
+            return bad("samples_per_prompt must be >= 2 (leave-one-out baseline)");
+        }
+        if self.max_new_tokens == 0 {
+            return bad("max_new_tokens must be > 0");
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return bad("temperature must be > 0");
+        }
+        let nonneg = |x: f64| x >= 0.0 && x.is_finite();
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr must be > 0");
+        }
+        if ![
+            self.weight_decay,
+            self.kl_coef,
+            self.entropy_coef,
+            self.grad_clip,
+        ]
+        .into_iter()
+        .all(nonneg)
+        {
+            return bad("weight_decay, kl_coef, entropy_coef and grad_clip must be >= 0");
+        }
+        if let Some(c) = self.clip {
+            if !(c > 0.0 && c.is_finite()) {
+                return bad("clip must be > 0");
+            }
+        }
+        if self.epochs == 0 || self.microbatch == 0 {
+            return bad("epochs and microbatch must be > 0");
+        }
+        self.env.validate()?;
+        Ok(())
+    }
+}
+
+/// What one update measured (what a logger writes to TensorBoard).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStats {
+    /// 1-based update number.
+    pub update: usize,
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    /// Mean per-token KL(π ‖ π_frozen).
+    pub kl: f64,
+    /// Mean per-token entropy of π.
+    pub entropy: f64,
+    pub loss: f64,
+    pub policy_loss: f64,
+    /// Gradient norm before clipping (last epoch).
+    pub grad_norm: f64,
+    /// Mean generated tokens per response.
+    pub response_tokens: f64,
+    /// Batch-mean emotions by name (encoder columns, then `erm_*`).
+    pub emotion_means: Vec<(String, f64)>,
+    pub seconds: f64,
+}
+
+/// A dialogue state to respond to, reproducible from its seed and history.
+#[derive(Debug)]
+struct PromptState {
+    seed: u64,
+    history: Vec<String>,
+    obs: DialogueObs,
+    context: EmotionalContext,
+    tonic: Option<Tensor>,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The RL trainer: owns the agent, the environment and the optimiser.
+#[derive(Debug)]
+pub struct Trainer {
+    agent: LlmAgent,
+    config: RlConfig,
+    env: Dialogue,
+    opt: AdamW,
+    updates_done: usize,
+    stopped: Option<String>,
+}
+
+impl Trainer {
+    pub fn new(agent: LlmAgent, config: RlConfig) -> Result<Self> {
+        config.validate()?;
+        let params = agent.trainable_parameters();
+        if params.is_empty() {
+            return Err(LlmAgentError::NothingToTrain(agent.kind().id().into()));
+        }
+        let env = Dialogue::new(config.env.clone())?;
+        let opt = AdamW::new(params, config.lr, config.weight_decay)?;
+        Ok(Trainer {
+            agent,
+            config,
+            env,
+            opt,
+            updates_done: 0,
+            stopped: None,
+        })
+    }
+
+    /// Resumes from a checkpoint written by [`Trainer::save`] (or an agent
+    /// checkpoint): module parameters and update count are restored, AdamW
+    /// moments restart from zero. `config` replaces the saved RL config
+    /// (`None`: the saved one).
+    pub fn resume(dir: impl AsRef<Path>, model: Model, config: Option<RlConfig>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let manifest = read_manifest(dir)?;
+        let agent = LlmAgent::load(dir, model)?;
+        let (done, saved) = match manifest.training {
+            Some(t) => (t.updates_done, Some(t.rl)),
+            None => (0, None),
+        };
+        let cfg = config.or(saved).unwrap_or_default();
+        let mut t = Trainer::new(agent, cfg)?;
+        t.updates_done = done;
+        Ok(t)
+    }
+
+    /// Writes the agent checkpoint with the training progress.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        self.agent.save_with(
+            dir.as_ref(),
+            Some(TrainingState {
+                updates_done: self.updates_done,
+                rl: self.config.clone(),
+            }),
+        )
+    }
+
+    pub fn agent(&self) -> &LlmAgent {
+        &self.agent
+    }
+    pub fn agent_mut(&mut self) -> &mut LlmAgent {
+        &mut self.agent
+    }
+    pub fn into_agent(self) -> LlmAgent {
+        self.agent
+    }
+    pub fn config(&self) -> &RlConfig {
+        &self.config
+    }
+    pub fn updates_done(&self) -> usize {
+        self.updates_done
+    }
+    /// Why training stopped early (a non-finite loss, gradient or parameter).
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    /// Runs the remaining updates of `config.updates`, calling `on_update`
+    /// after each. Stops early (keeping the last good parameters) when an
+    /// update diverges; [`Trainer::stopped`] then says why.
+    pub fn train(&mut self, mut on_update: impl FnMut(&UpdateStats)) -> Result<Vec<UpdateStats>> {
+        let mut all = Vec::new();
+        while self.updates_done < self.config.updates && self.stopped.is_none() {
+            match self.update() {
+                Ok(s) => {
+                    on_update(&s);
+                    all.push(s);
+                }
+                Err(LlmAgentError::Diverged { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
+    /// The dialogue state for prompt `i` of update `u`.
+    fn prompt_state(&mut self, u: usize, i: usize) -> Result<PromptState> {
+        let seed = mix(mix(self.config.seed, u as u64), i as u64 + 1);
+        let target_turn = (mix(seed, 7) % (self.config.max_turn as u64 + 1)) as usize;
+        let (mut obs, _) = self.env.reset(Some(seed));
+        let mut context = self.env.context();
+        let mut history = Vec::new();
+        let mut tonic: Option<Tensor> = None;
+        let mut policy = ScriptedPolicy::new(PolicyKind::Generic, seed);
+        let _g = tch::no_grad_guard();
+        while history.len() < target_turn {
+            let action = policy.respond(&self.env, &obs);
+            let step = self.env.step(&action);
+            if step.done() {
+                break;
+            }
+            if let Some(enc) = &self.agent.modules.encoder {
+                tonic = Some(enc.encode(&[&context], tonic.as_ref())?.tonic);
+            }
+            history.push(action);
+            obs = step.obs;
+            context = step.context;
+        }
+        Ok(PromptState {
+            seed,
+            history,
+            obs,
+            context,
+            tonic,
+        })
+    }
+
+    /// The environment's reward for `response` in `state`.
+    fn reward(&mut self, state: &PromptState, response: &str) -> Result<f64> {
+        let (mut obs, _) = self.env.reset(Some(state.seed));
+        for a in &state.history {
+            obs = self.env.step(a).obs;
+        }
+        if obs != state.obs {
+            return Err(invalid(
+                "dialogue replay diverged from the recorded state (non-deterministic environment)",
+            ));
+        }
+        Ok(self.env.step(&response.to_string()).reward)
+    }
+
+    /// One RL update.
+    pub fn update(&mut self) -> Result<UpdateStats> {
+        if let Some(why) = &self.stopped {
+            return Err(LlmAgentError::Diverged {
+                update: self.updates_done,
+                what: why.clone(),
+            });
+        }
+        let start = Instant::now();
+        let u = self.updates_done;
+        let cfg = self.config.clone();
+        let k = cfg.samples_per_prompt;
+        let states = (0..cfg.prompts_per_update)
+            .map(|i| self.prompt_state(u, i))
+            .collect::<Result<Vec<_>>>()?;
+        let prompts = states
+            .iter()
+            .map(|s| self.agent.encode_prompt(&s.obs))
+            .collect::<Result<Vec<_>>>()?;
+        let pad = self.agent.model.tokenizer().pad_id();
+
+        let t_prompts = start.elapsed().as_secs_f64();
+        // 2. Sample k responses per prompt, gradients off.
+        let (gens, emotion_means) = {
+            let _g = tch::no_grad_guard();
+            let (tokens, mask) = pad_left(&prompts, pad)?;
+            let emotion = self.emotion_of(&states, &tokens, &mask, None)?;
+            let emotion_means = emotion.means()?;
+            let rep = emotion.repeat_rows(k as i64)?;
+            let hooks = self.agent.modules.hooks(&rep)?;
+            let batch: Vec<Vec<u32>> = prompts
+                .iter()
+                .flat_map(|p| std::iter::repeat_n(p.clone(), k))
+                .collect();
+            let opts = GenerateOptions {
+                max_new_tokens: cfg.max_new_tokens,
+                sampling: Sampling::Sample {
+                    temperature: cfg.temperature,
+                    top_k: 0,
+                    top_p: 1.0,
+                },
+                seed: mix(cfg.seed ^ 0xA5A5, u as u64),
+                ..GenerateOptions::default()
+            };
+            let gens = self
+                .agent
+                .model
+                .generate_from_tokens(&batch, &opts, Some(&hooks), None)?;
+            (gens, emotion_means)
+        };
+
+        let t_gen = start.elapsed().as_secs_f64();
+        // 3. Rewards and leave-one-out advantages.
+        let mut rewards = Vec::with_capacity(gens.len());
+        for (j, g) in gens.iter().enumerate() {
+            rewards.push(self.reward(&states[j / k], &g.text)?);
+        }
+        let mut adv = vec![0f64; rewards.len()];
+        for p in 0..states.len() {
+            let group = &rewards[p * k..(p + 1) * k];
+            let sum: f64 = group.iter().sum();
+            for (i, r) in group.iter().enumerate() {
+                adv[p * k + i] = r - (sum - r) / (k - 1) as f64;
+            }
+        }
+        let n = rewards.len() as f64;
+        let reward_mean = rewards.iter().sum::<f64>() / n;
+        let reward_std = (rewards
+            .iter()
+            .map(|r| (r - reward_mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        let response_tokens = gens.iter().map(|g| g.tokens.len() as f64).sum::<f64>() / n;
+
+        let t_rew = start.elapsed().as_secs_f64();
+        tracing::debug!(t_prompts, t_gen, t_rew, "update phases (s since start)");
+        // 4–6. Recompute log-probs with gradients, loss, step.
+        let params: Vec<Tensor> = self
+            .opt
+            .params()
+            .iter()
+            .map(Tensor::shallow_clone)
+            .collect();
+        let mut old_logp: Vec<Option<Tensor>> = Vec::new();
+        let mut stats = UpdateStats {
+            update: u + 1,
+            reward_mean,
+            reward_std,
+            response_tokens,
+            emotion_means,
+            ..UpdateStats::default()
+        };
+        for epoch in 0..cfg.epochs {
+            self.opt.zero_grad();
+            let (mut loss_sum, mut pl_sum, mut kl_sum, mut ent_sum, mut tok_sum) =
+                (0.0, 0.0, 0.0, 0.0, 0.0);
+            let chunk_prompts = cfg.microbatch.div_ceil(k).max(1);
+            for (ci, p0) in (0..states.len()).step_by(chunk_prompts).enumerate() {
+                let p1 = (p0 + chunk_prompts).min(states.len());
+                let rows = p0 * k..p1 * k;
+                let old = if epoch == 0 {
+                    None
+                } else {
+                    old_logp.get(ci).and_then(|o| o.as_ref())
+                };
+                let c = self.chunk_loss(
+                    &states[p0..p1],
+                    &prompts[p0..p1],
+                    &gens[rows.clone()],
+                    &adv[rows],
+                    old,
+                    n,
+                )?;
+                if epoch == 0 {
+                    old_logp.push(Some(c.token_logp));
+                }
+                loss_sum += c.loss;
+                pl_sum += c.policy_loss;
+                kl_sum += c.kl_sum;
+                ent_sum += c.entropy_sum;
+                tok_sum += c.tokens;
+            }
+            let grad_norm = self.opt.clip_grad_norm(cfg.grad_clip)?;
+            stats.loss = loss_sum;
+            stats.policy_loss = pl_sum;
+            stats.kl = kl_sum / tok_sum.max(1.0);
+            stats.entropy = ent_sum / tok_sum.max(1.0);
+            stats.grad_norm = grad_norm;
+            if !loss_sum.is_finite() || !grad_norm.is_finite() {
+                return Err(self.diverge(format!("loss {loss_sum}, gradient norm {grad_norm}")));
+            }
+            let good = snapshot(&params)?;
+            self.opt.step()?;
+            if !all_finite(&params)? {
+                restore(&params, &good)?;
+                return Err(self.diverge("a parameter became non-finite after the step".into()));
+            }
+        }
+        self.opt.zero_grad();
+        self.updates_done += 1;
+        stats.seconds = start.elapsed().as_secs_f64();
+        Ok(stats)
+    }
+
+    fn diverge(&mut self, what: String) -> LlmAgentError {
+        self.opt.zero_grad();
+        tracing::warn!(update = self.updates_done + 1, %what, "training stopped");
+        self.stopped = Some(what.clone());
+        LlmAgentError::Diverged {
+            update: self.updates_done + 1,
+            what,
+        }
+    }
+
+    /// The emotion of `states` (their contexts and tonic states; the ERM
+    /// over `tokens`/`mask` or over a given read-out).
+    fn emotion_of(
+        &mut self,
+        states: &[PromptState],
+        tokens: &Tensor,
+        mask: &Tensor,
+        hidden: Option<&Tensor>,
+    ) -> Result<TurnEmotion> {
+        let contexts: Vec<&EmotionalContext> = states.iter().map(|s| &s.context).collect();
+        // States at turn 0 have no tonic state yet: zeros for those.
+        let tonic = if states.iter().any(|s| s.tonic.is_some()) {
+            let device = self.agent.model.device();
+            let rows = states
+                .iter()
+                .map(|s| match &s.tonic {
+                    Some(t) => Ok(t.shallow_clone()),
+                    None => Ok(Tensor::f_zeros([1, 2], (Kind::Float, device))?),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(Tensor::f_cat(&rows, 0)?)
+        } else {
+            None
+        };
+        self.agent.modules.emotion(
+            &mut self.agent.model,
+            &contexts,
+            tonic.as_ref(),
+            None,
+            tokens,
+            mask,
+            hidden,
+        )
+    }
+
+    /// Loss of one micro-batch (its gradients are accumulated); the loss is
+    /// scaled by the micro-batch's share of the `total` sequences.
+    fn chunk_loss(
+        &mut self,
+        states: &[PromptState],
+        prompts: &[Vec<u32>],
+        gens: &[emorl_lm::Generation],
+        adv: &[f64],
+        old_logp: Option<&Tensor>,
+        total: f64,
+    ) -> Result<ChunkLoss> {
+        let cfg = self.config.clone();
+        let k = cfg.samples_per_prompt;
+        let device = self.agent.model.device();
+        let pad = i64::from(self.agent.model.tokenizer().pad_id());
+        let b = gens.len() as i64;
+        let lp = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
+        let lr = gens
+            .iter()
+            .map(|g| g.tokens.len())
+            .max()
+            .unwrap_or(0)
+            .max(1) as i64;
+        // [pad… prompt | response …pad]: response tokens share columns lp..lp+lr.
+        let width = (lp + lr) as usize;
+        let mut flat = vec![pad; gens.len() * width];
+        let mut mask = vec![0i64; gens.len() * width];
+        let mut resp = vec![0f32; gens.len() * lr as usize];
+        for (j, g) in gens.iter().enumerate() {
+            let p = &prompts[j / k];
+            let off = j * width + (lp as usize - p.len());
+            for (i, &t) in p.iter().enumerate() {
+                flat[off + i] = i64::from(t);
+                mask[off + i] = 1;
+            }
+            for (i, &t) in g.tokens.iter().enumerate() {
+                flat[j * width + lp as usize + i] = i64::from(t);
+                mask[j * width + lp as usize + i] = 1;
+                resp[j * lr as usize + i] = 1.0;
+            }
+        }
+        let shape = [b, (lp + lr)];
+        let tokens = Tensor::f_from_slice(&flat)?
+            .f_view(shape)?
+            .f_to_device(device)?;
+        let mask = Tensor::f_from_slice(&mask)?
+            .f_view(shape)?
+            .f_to_device(device)?;
+        let resp = Tensor::f_from_slice(&resp)?
+            .f_view([b, lr])?
+            .f_to_device(device)?;
+        let targets = tokens.f_narrow(1, lp, lr)?.f_unsqueeze(-1)?;
+        let t_inv = 1.0 / cfg.temperature;
+
+        // The frozen model's distribution (and the ERM's read-out), no grad.
+        let (ref_logp, hidden) = {
+            let _g = tch::no_grad_guard();
+            let mut hooks = emorl_lm::Hooks::new();
+            let readout = self.agent.modules.erm.as_ref().map(|e| e.readout());
+            if let Some(r) = readout {
+                hooks = hooks.with_readout(r);
+            }
+            let out = self
+                .agent
+                .model
+                .forward(&tokens, Some(&mask), Some(&hooks))?;
+            let l = out.logits.f_narrow(1, lp - 1, lr)?.f_mul_scalar(t_inv)?;
+            (
+                l.f_log_softmax(-1, Kind::Float)?,
+                out.hidden.into_iter().next().map(|(_, h)| h),
+            )
+        };
+        // The ERM reads the prompt positions only.
+        let prompt_mask = mask.f_narrow(1, 0, lp)?;
+        let hidden = match hidden {
+            Some(h) => Some(h.f_narrow(1, 0, lp)?.f_to_kind(Kind::Float)?),
+            None => None,
+        };
+        // One row per prompt (every prompt's k rows share its prompt part).
+        let first = Tensor::f_from_slice(
+            &(0..states.len())
+                .map(|r| (r * k) as i64)
+                .collect::<Vec<_>>(),
+        )?
+        .f_to_device(device)?;
+        let prompt_tokens = tokens.f_narrow(1, 0, lp)?.f_index_select(0, &first)?;
+        let prompt_mask = prompt_mask.f_index_select(0, &first)?;
+        let hidden = match hidden {
+            Some(h) => Some(h.f_index_select(0, &first)?),
+            None => None,
+        };
+        let emotion = self
+            .emotion_of(states, &prompt_tokens, &prompt_mask, hidden.as_ref())?
+            .repeat_rows(k as i64)?;
+        let hooks = self.agent.modules.hooks(&emotion)?;
+        let out = self
+            .agent
+            .model
+            .forward(&tokens, Some(&mask), Some(&hooks))?;
+        let logits = out.logits.f_narrow(1, lp - 1, lr)?.f_mul_scalar(t_inv)?;
+        let logp = logits.f_log_softmax(-1, Kind::Float)?; // [b, lr, V]
+        let token_logp = logp.f_gather(-1, &targets, false)?.f_squeeze_dim(-1)?; // [b, lr]
+        let probs = logp.f_exp()?;
+        let kl = probs.f_mul(&logp.f_sub(&ref_logp)?)?.f_sum_dim_intlist(
+            [-1i64].as_slice(),
+            false,
+            Kind::Float,
+        )?;
+        let entropy = probs
+            .f_mul(&logp)?
+            .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?
+            .f_neg()?;
+        let adv_t = Tensor::f_from_slice(&adv.iter().map(|&a| a as f32).collect::<Vec<_>>())?
+            .f_to_device(device)?
+            .f_unsqueeze(1)?;
+        let old = match old_logp {
+            Some(o) => o.shallow_clone(),
+            None => token_logp.f_detach()?,
+        };
+        let ratio = token_logp.f_sub(&old)?.f_exp()?;
+        let mut pg = ratio.f_mul(&adv_t)?;
+        if let Some(eps) = cfg.clip {
+            let clipped = ratio.f_clamp(1.0 - eps, 1.0 + eps)?.f_mul(&adv_t)?;
+            pg = pg.f_minimum(&clipped)?;
+        }
+        let per_token = pg
+            .f_neg()?
+            .f_add(&kl.f_mul_scalar(cfg.kl_coef)?)?
+            .f_sub(&entropy.f_mul_scalar(cfg.entropy_coef)?)?;
+        let n_tok = resp
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+            .f_clamp_min(1.0)?;
+        let seq_mean = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.f_mul(&resp)?
+                .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+                .f_div(&n_tok)?)
+        };
+        let loss = seq_mean(&per_token)?
+            .f_sum(Kind::Float)?
+            .f_div_scalar(total)?;
+        let policy_loss = seq_mean(&pg.f_neg()?)?
+            .f_sum(Kind::Float)?
+            .f_div_scalar(total)?;
+        loss.f_backward()?;
+        let masked_sum = |t: &Tensor| -> Result<f64> {
+            Ok(t.f_detach()?
+                .f_mul(&resp)?
+                .f_sum(Kind::Float)?
+                .f_double_value(&[])?)
+        };
+        Ok(ChunkLoss {
+            loss: loss.f_double_value(&[])?,
+            policy_loss: policy_loss.f_double_value(&[])?,
+            kl_sum: masked_sum(&kl)?,
+            entropy_sum: masked_sum(&entropy)?,
+            tokens: resp.f_sum(Kind::Float)?.f_double_value(&[])?,
+            token_logp: token_logp.f_detach()?,
+        })
+    }
+}
+
+struct ChunkLoss {
+    loss: f64,
+    policy_loss: f64,
+    kl_sum: f64,
+    entropy_sum: f64,
+    tokens: f64,
+    token_logp: Tensor,
+}
+
+/// Returns of whole dialogue episodes played by `agent` (its `act`), one per seed.
+pub fn evaluate_returns(
+    agent: &mut LlmAgent,
+    env_config: &DialogueConfig,
+    seeds: &[u64],
+) -> Result<Vec<f64>> {
+    let mut env = Dialogue::new(env_config.clone())?;
+    let mut returns = Vec::with_capacity(seeds.len());
+    for &seed in seeds {
+        let (mut obs, _) = env.reset(Some(seed));
+        let mut context = env.context();
+        agent.reset_episode();
+        let mut total = 0.0;
+        loop {
+            let response = agent.act(&obs, &context)?;
+            let step = env.step(&response);
+            total += step.reward;
+            if step.done() {
+                break;
+            }
+            obs = step.obs;
+            context = step.context;
+        }
+        returns.push(total);
+    }
+    Ok(returns)
+}

@@ -1,0 +1,413 @@
+//! Tests of the LLM agents on stories260K (tiny and fast).
+
+use std::path::{Path, PathBuf};
+
+use emorl_agents_llm::{
+    evaluate_returns, AgentConfig, AgentKind, LlmAgent, LlmAgentError, RlConfig, Trainer,
+    TurnEmotion,
+};
+use emorl_core::{EmotionalContext, Env, SocialContext};
+use emorl_envs_dialogue::Dialogue;
+use emorl_lm::{DType, Model};
+use tch::{Kind, Tensor};
+
+fn stories260k() -> PathBuf {
+    if let Some(p) = std::env::var_os("EMORL_STORIES260K") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for c in [
+        root.join("shared/models/stories260k-f32.gguf"),
+        root.join("../shared/models/stories260k-f32.gguf"),
+    ] {
+        if c.is_file() {
+            return c;
+        }
+    }
+    panic!("stories260k-f32.gguf not found beside {}", root.display());
+}
+
+fn model() -> Model {
+    // One thread: the machine is shared, and OpenMP spin-waits badly when oversubscribed.
+    tch::set_num_threads(1);
+    Model::load(stories260k(), DType::F32).unwrap()
+}
+
+fn small_rl(seed: u64) -> RlConfig {
+    RlConfig {
+        prompts_per_update: 2,
+        samples_per_prompt: 2,
+        max_new_tokens: 8,
+        updates: 3,
+        seed,
+        max_turn: 1,
+        ..RlConfig::default()
+    }
+}
+
+fn copies(ts: &[Tensor]) -> Vec<Tensor> {
+    let _g = tch::no_grad_guard();
+    ts.iter().map(|t| t.detach_copy()).collect()
+}
+
+fn bit_equal(a: &Tensor, b: &Tensor) -> bool {
+    a.size() == b.size() && a.eq_tensor(b).all().int64_value(&[]) == 1
+}
+
+/// Sets every trainable module tensor to N(0, std²) values.
+fn randomise(agent: &LlmAgent, std: f64) {
+    let _g = tch::no_grad_guard();
+    tch::manual_seed(11);
+    for p in agent.trainable_parameters() {
+        let mut p = p.shallow_clone();
+        p.copy_(&(Tensor::randn(p.size(), (Kind::Float, p.device())) * std));
+    }
+}
+
+fn first_prompt(agent: &LlmAgent) -> (Tensor, Tensor, EmotionalContext) {
+    let mut env = Dialogue::with_defaults();
+    let (obs, _) = env.reset(Some(3));
+    let ids = agent.encode_prompt(&obs).unwrap();
+    let (t, m) = emorl_agents_llm::pad_left(&[ids], agent.model().tokenizer().pad_id()).unwrap();
+    (t, m, env.context())
+}
+
+fn emotion_for(
+    agent: &mut LlmAgent,
+    ctx: &EmotionalContext,
+    t: &Tensor,
+    m: &Tensor,
+) -> TurnEmotion {
+    let _g = tch::no_grad_guard();
+    let (modules, model) = agent.parts_mut();
+    modules
+        .emotion(model, &[ctx], None, None, t, m, None)
+        .unwrap()
+}
+
+fn logits_with(agent: &mut LlmAgent, emotion: &TurnEmotion, t: &Tensor, m: &Tensor) -> Tensor {
+    let _g = tch::no_grad_guard();
+    let hooks = agent.hooks(emotion).unwrap();
+    agent
+        .model_mut()
+        .forward(t, Some(m), Some(&hooks))
+        .unwrap()
+        .logits
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn training_leaves_the_frozen_model_bit_identical_and_moves_every_module() {
+    let agent = LlmAgent::new(model(), AgentKind::Full, AgentConfig::default()).unwrap();
+    let frozen: Vec<(String, Tensor)> = agent
+        .model()
+        .parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach_copy()))
+        .collect();
+    let before: Vec<(String, Tensor)> = agent
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach_copy()))
+        .collect();
+    let mut trainer = Trainer::new(agent, small_rl(1)).unwrap();
+    let stats = trainer.train(|_| {}).unwrap();
+    assert_eq!(stats.len(), 3);
+    let agent = trainer.agent();
+    let now = agent.model().parameters();
+    assert_eq!(now.len(), frozen.len());
+    for ((n0, t0), (n1, t1)) in frozen.iter().zip(&now) {
+        assert_eq!(n0, n1);
+        assert!(bit_equal(t0, t1), "frozen tensor {n0} changed");
+        assert!(!t1.requires_grad(), "frozen tensor {n0} requires grad");
+        assert!(!t1.grad().defined(), "frozen tensor {n0} has a gradient");
+    }
+    let after = agent.named_tensors();
+    for module in ["encoder", "prefix", "gate", "erm", "steering"] {
+        let changed = before
+            .iter()
+            .zip(&after)
+            .filter(|((n, _), _)| n.starts_with(&format!("{module}.")))
+            .filter(|((_, a), (_, b))| !bit_equal(a, b))
+            .count();
+        assert!(changed > 0, "no parameter of {module} changed");
+    }
+    // Buffers (steering directions, token sets) are not trained.
+    for ((n, a), (_, b)) in before.iter().zip(&after) {
+        if n.contains("directions") || n.contains("cautious") || n.contains("exploratory") {
+            assert!(bit_equal(a, b), "buffer {n} changed");
+        }
+    }
+}
+
+#[test]
+fn checkpoint_round_trip_reproduces_generation_and_refuses_another_base_model() {
+    let config = AgentConfig {
+        temperature: 0.0,
+        max_new_tokens: 12,
+        ..AgentConfig::default()
+    };
+    let mut agent = LlmAgent::new(model(), AgentKind::Full, config).unwrap();
+    randomise(&agent, 0.05);
+    let dir = tempfile::tempdir().unwrap();
+    agent.save(dir.path()).unwrap();
+    let mut env = Dialogue::with_defaults();
+    let (obs, _) = env.reset(Some(5));
+    let ctx = env.context();
+    let g0 = agent.act_generation(&obs, &ctx).unwrap();
+
+    let mut loaded = LlmAgent::load(dir.path(), model()).unwrap();
+    for ((n0, a), (n1, b)) in agent.named_tensors().iter().zip(&loaded.named_tensors()) {
+        assert_eq!(n0, n1);
+        assert!(bit_equal(a, b), "{n0} differs after loading");
+    }
+    let g1 = loaded.act_generation(&obs, &ctx).unwrap();
+    assert_eq!(g0.tokens, g1.tokens);
+    assert_eq!(g0.logprobs, g1.logprobs);
+    // The modules matter for this prompt: the frozen model alone differs.
+    let mut base = LlmAgent::new(model(), AgentKind::Base, agent.config().clone()).unwrap();
+    let gb = base.act_generation(&obs, &ctx).unwrap();
+    assert_ne!(gb.logprobs, g0.logprobs);
+
+    // A different base model: the same file with one weight byte changed.
+    let mut bytes = std::fs::read(stories260k()).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    let other = dir.path().join("stories260k-modified.gguf");
+    std::fs::write(&other, &bytes).unwrap();
+    let other_model = Model::load(&other, DType::F32).unwrap();
+    match LlmAgent::load(dir.path(), other_model) {
+        Err(LlmAgentError::BaseModelMismatch { expected, found }) => {
+            assert!(expected.contains("stories260k-f32.gguf"), "{expected}");
+            assert!(found.contains("stories260k-modified.gguf"), "{found}");
+        }
+        other => panic!("expected a base-model mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn same_seed_gives_the_same_stats() {
+    let run = || {
+        let agent = LlmAgent::new(model(), AgentKind::Full, AgentConfig::default()).unwrap();
+        let cfg = RlConfig {
+            updates: 2,
+            ..small_rl(9)
+        };
+        let mut t = Trainer::new(agent, cfg).unwrap();
+        let mut s = t.train(|_| {}).unwrap();
+        for x in &mut s {
+            x.seconds = 0.0;
+        }
+        (s, t.agent().named_tensors())
+    };
+    let (a, pa) = run();
+    let (b, pb) = run();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b);
+    for ((n, x), (_, y)) in pa.iter().zip(&pb) {
+        assert!(bit_equal(x, y), "{n} differs between identical runs");
+    }
+    // A different seed gives different samples.
+    let agent = LlmAgent::new(model(), AgentKind::Full, AgentConfig::default()).unwrap();
+    let mut t = Trainer::new(
+        agent,
+        RlConfig {
+            updates: 1,
+            ..small_rl(10)
+        },
+    )
+    .unwrap();
+    let c = t.train(|_| {}).unwrap();
+    assert_ne!(
+        (c[0].entropy, c[0].reward_mean),
+        (a[0].entropy, a[0].reward_mean)
+    );
+}
+
+#[test]
+fn llm_base_is_the_plain_model_and_every_module_changes_the_output() {
+    let config = AgentConfig {
+        temperature: 0.0,
+        max_new_tokens: 10,
+        ..AgentConfig::default()
+    };
+    // llm-base: exactly the frozen model.
+    let mut base = LlmAgent::new(model(), AgentKind::Base, config.clone()).unwrap();
+    assert!(base.trainable_parameters().is_empty());
+    let mut env = Dialogue::with_defaults();
+    let (obs, _) = env.reset(Some(2));
+    let ctx = env.context();
+    let g = base.act_generation(&obs, &ctx).unwrap();
+    let opts = base.generate_options(0);
+    let mut plain = model();
+    let p = plain
+        .generate(&[obs.to_prompt().as_str()], &opts, None)
+        .unwrap();
+    assert_eq!(g.tokens, p[0].tokens);
+    assert_eq!(g.logprobs, p[0].logprobs);
+    let (t, m, c) = first_prompt(&base);
+    let e = emotion_for(&mut base, &c, &t, &m);
+    let with_hooks = logits_with(&mut base, &e, &t, &m);
+    let none = plain.forward(&t, Some(&m), None).unwrap().logits;
+    assert!(bit_equal(&with_hooks, &none));
+
+    // Contexts that move the encoder: calm vs threatened.
+    let calm = EmotionalContext::default();
+    let scared = EmotionalContext {
+        threat_distance: Some(0.0),
+        near_threat: true,
+        harmed: true,
+        reward: -1.0,
+        social: Some(SocialContext {
+            safety_flag: true,
+            failed_attempts: 3,
+            cumulative_negative: 2.0,
+            ..SocialContext::default()
+        }),
+        ..EmotionalContext::default()
+    };
+    for kind in [
+        AgentKind::StaticPrefix,
+        AgentKind::Prefix,
+        AgentKind::Gate,
+        AgentKind::Erm,
+        AgentKind::Steer,
+    ] {
+        let mut agent = LlmAgent::new(model(), kind, config.clone()).unwrap();
+        randomise(&agent, 0.5);
+        let (t, m, _) = first_prompt(&agent);
+        let e_calm = emotion_for(&mut agent, &calm, &t, &m);
+        let e_scared = emotion_for(&mut agent, &scared, &t, &m);
+        let l_calm = logits_with(&mut agent, &e_calm, &t, &m);
+        let l_scared = logits_with(&mut agent, &e_scared, &t, &m);
+        let d_model = max_abs_diff(&l_calm, &none);
+        assert!(
+            d_model > 1e-3,
+            "{kind}: output equals the plain model's ({d_model})"
+        );
+        let d_emotion = max_abs_diff(&l_calm, &l_scared);
+        if kind == AgentKind::StaticPrefix {
+            assert_eq!(d_emotion, 0.0, "{kind} must ignore the emotion state");
+        } else {
+            assert!(
+                d_emotion > 1e-4,
+                "{kind}: the emotion state does not change the output ({d_emotion})"
+            );
+        }
+    }
+}
+
+#[test]
+fn trainer_refuses_llm_base_and_stops_on_divergence_keeping_good_parameters() {
+    let base = LlmAgent::new(model(), AgentKind::Base, AgentConfig::default()).unwrap();
+    assert!(matches!(
+        Trainer::new(base, small_rl(0)),
+        Err(LlmAgentError::NothingToTrain(_))
+    ));
+    let agent = LlmAgent::new(model(), AgentKind::Prefix, AgentConfig::default()).unwrap();
+    let before = copies(&agent.trainable_parameters());
+    // A step this large overflows f32: the guard must restore the parameters.
+    let cfg = RlConfig {
+        lr: 1e39,
+        grad_clip: 0.0,
+        ..small_rl(4)
+    };
+    let mut t = Trainer::new(agent, cfg).unwrap();
+    let stats = t.train(|_| {}).unwrap();
+    assert!(stats.is_empty());
+    assert!(t.stopped().is_some());
+    assert!(matches!(t.update(), Err(LlmAgentError::Diverged { .. })));
+    let after = t.agent().trainable_parameters();
+    for (a, b) in before.iter().zip(&after) {
+        assert!(bit_equal(a, b));
+    }
+}
+
+#[test]
+fn rl_raises_the_dialogue_return_over_llm_base() {
+    let agent_cfg = AgentConfig {
+        temperature: 1.0,
+        max_new_tokens: 24,
+        ..AgentConfig::default()
+    };
+    let rl = RlConfig {
+        prompts_per_update: 8,
+        samples_per_prompt: 4,
+        max_new_tokens: 24,
+        lr: 0.05,
+        kl_coef: 0.0,
+        updates: 20,
+        seed: 0,
+        max_turn: 3,
+        microbatch: 32,
+        ..RlConfig::default()
+    };
+    let held_out: Vec<u64> = (1000..1024).collect();
+    let mut base = LlmAgent::new(model(), AgentKind::Base, agent_cfg.clone()).unwrap();
+    let base_returns = evaluate_returns(&mut base, &rl.env, &held_out).unwrap();
+    let agent = LlmAgent::new(model(), AgentKind::Erm, agent_cfg).unwrap();
+    let mut trainer = Trainer::new(agent, rl.clone()).unwrap();
+    let stats = trainer
+        .train(|s| {
+            eprintln!(
+                "update {} reward {:.3} kl {:.4}",
+                s.update, s.reward_mean, s.kl
+            )
+        })
+        .unwrap();
+    assert_eq!(stats.len(), 20);
+    let mut agent = trainer.into_agent();
+    let trained = evaluate_returns(&mut agent, &rl.env, &held_out).unwrap();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (b, a) = (mean(&base_returns), mean(&trained));
+    eprintln!("held-out mean return: llm-base {b:.3}, trained llm-erm {a:.3}");
+    assert!(
+        a > b + 0.2,
+        "RL did not raise the return enough: {b:.3} -> {a:.3}"
+    );
+}
+
+#[test]
+fn erm_supervised_and_feedback_steps_learn_context_targets() {
+    let config = AgentConfig {
+        max_new_tokens: 6,
+        ..AgentConfig::default()
+    };
+    let mut agent = LlmAgent::new(model(), AgentKind::Erm, config).unwrap();
+    let scared = EmotionalContext {
+        harmed: true,
+        near_threat: true,
+        ..EmotionalContext::default()
+    };
+    let pleased = EmotionalContext {
+        reward: 1.0,
+        social: Some(SocialContext {
+            user_satisfaction: 1.0,
+            ..SocialContext::default()
+        }),
+        ..EmotionalContext::default()
+    };
+    let pairs = vec![
+        ("The monster bit him and he fell.".to_string(), scared),
+        ("Thank you, that was perfect!".to_string(), pleased.clone()),
+    ];
+    let first = agent.erm_supervised_step(&pairs).unwrap().unwrap();
+    let mut last = first;
+    for _ in 0..30 {
+        last = agent.erm_supervised_step(&pairs).unwrap().unwrap();
+    }
+    assert!(last < 0.8 * first, "supervised ERM loss {first} -> {last}");
+
+    // Phase 3 needs an `act` first; then it trains toward the new context.
+    assert_eq!(agent.erm_feedback_step(&pleased).unwrap(), None);
+    let mut env = Dialogue::with_defaults();
+    let (obs, _) = env.reset(Some(1));
+    agent.act(&obs, &env.context()).unwrap();
+    assert!(agent.erm_feedback_step(&pleased).unwrap().is_some());
+    // An agent without an ERM has nothing to train.
+    let mut base = LlmAgent::new(model(), AgentKind::Prefix, AgentConfig::default()).unwrap();
+    assert_eq!(base.erm_supervised_step(&pairs).unwrap(), None);
+}
