@@ -13,6 +13,8 @@ pub enum AgentFamily {
     Dqn(emorl_agents_dqn::MakeDqnConfig),
     /// A scripted, non-learning dialogue policy (baselines for `dialogue`).
     Scripted(emorl_envs_dialogue::PolicyKind),
+    /// A frozen language model with emotional modules (`emorl_agents_llm`).
+    Llm(emorl_agents_llm::AgentKind),
 }
 
 /// Which text environment.
@@ -55,6 +57,13 @@ pub fn agents() -> Registry<AgentFamily> {
         ),
     ] {
         r.register(kind.id(), description, AgentFamily::Scripted(kind));
+    }
+    for kind in emorl_agents_llm::AgentKind::ALL {
+        let description = emorl_agents_llm::AGENT_IDS
+            .iter()
+            .find(|(id, _)| *id == kind.id())
+            .map_or("", |(_, d)| *d);
+        r.register(kind.id(), description, AgentFamily::Llm(kind));
     }
     r
 }

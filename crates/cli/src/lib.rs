@@ -7,6 +7,7 @@ pub mod config;
 pub mod deep;
 pub mod experiment;
 pub mod figure;
+pub mod llm;
 pub mod reproduce;
 pub mod reproduce_dqn;
 pub mod text;

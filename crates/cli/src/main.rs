@@ -74,6 +74,26 @@ enum Command {
         --model default is SmolLM2-135M-Instruct (Q4_1 GGUF) installed by scripts/setup.sh;\n\
         any GGUF file (Llama family) or Hugging Face GPT-2 directory also works.")]
     Generate(GenerateCli),
+    /// Talk with a trained LLM agent; its emotion state is shown after each reply.
+    #[command(after_help = "Examples:\n  \
+        emorl chat --checkpoint runs/dialogue-llm-erm-<time>/checkpoints/agent\n  \
+        emorl chat --checkpoint DIR --model ../shared/models/stories260k-f32.gguf\n\n\
+        The checkpoint names the base model it was trained on (by hash); --model must be\n\
+        that model (default: SmolLM2-135M-Instruct). An empty line or /quit ends.")]
+    Chat {
+        /// Checkpoint directory (run/checkpoints/agent of `emorl train --agent llm-*`).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The base model: default, a GGUF file or a Hugging Face directory.
+        #[arg(long)]
+        model: Option<String>,
+        /// Hold the frozen weights in bf16.
+        #[arg(long)]
+        bf16: bool,
+        /// Most replies before the chat ends.
+        #[arg(long, default_value_t = 20)]
+        max_turns: usize,
+    },
     /// List the registered environments.
     Envs,
     /// List the registered agents.
@@ -96,9 +116,13 @@ struct TrainCli {
     /// Random seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Number of training episodes.
+    /// Number of training episodes (RL updates for llm-* agents).
     #[arg(long)]
     episodes: Option<usize>,
+    /// Frozen language model of an llm-* agent: default (SmolLM2-135M-Instruct),
+    /// a GGUF file or a Hugging Face directory (same as agent_config.model=PATH).
+    #[arg(long)]
+    model: Option<String>,
     /// Write the run exactly into this directory (default: runs/<name>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -245,10 +269,22 @@ fn run(cli: Cli) -> Result<()> {
                 episodes: t.episodes,
                 out: t.out,
                 out_root: t.runs_dir,
-                overrides: t.overrides,
+                overrides: {
+                    let mut o = t.overrides;
+                    if let Some(m) = t.model {
+                        o.insert(0, format!("agent_config.model={}", toml_string(&m)));
+                    }
+                    o
+                },
             })?;
             println!("{}", dir.display());
         }
+        Command::Chat {
+            checkpoint,
+            model,
+            bf16,
+            max_turns,
+        } => emorl::llm::chat(&checkpoint, model.as_deref(), bf16, max_turns)?,
         Command::Reproduce(r) => {
             let dqn = r.table == "v2-dqn";
             let dir = emorl::reproduce::reproduce(&emorl::reproduce::ReproduceArgs {
@@ -288,6 +324,7 @@ fn run(cli: Cli) -> Result<()> {
                     emorl::catalog::AgentFamily::Tabular(_) => "tabular",
                     emorl::catalog::AgentFamily::Dqn(_) => "dqn",
                     emorl::catalog::AgentFamily::Scripted(_) => "scripted",
+                    emorl::catalog::AgentFamily::Llm(_) => "llm",
                 };
                 println!("{:<20} {:<8} {}", e.id, family, e.description);
             }
@@ -332,4 +369,9 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A TOML string literal (for turning a flag into a key=value override).
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }

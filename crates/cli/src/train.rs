@@ -51,7 +51,6 @@ pub struct TrainArgs {
 fn defaults() -> Table {
     let mut t = Table::new();
     t.insert("seed".into(), Value::Integer(0));
-    t.insert("episodes".into(), Value::Integer(200));
     t.insert("max_steps".into(), Value::Integer(100));
     t.insert("rng".into(), Value::String("fast".into()));
     t.insert("histogram_every".into(), Value::Integer(50));
@@ -108,6 +107,19 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
         .config
         .as_ref()
         .map_or("config".to_string(), |p| p.display().to_string());
+    // Episodes (RL updates for LLM agents) default by agent family.
+    if !t.contains_key("episodes") {
+        let is_llm = t["agent"]
+            .as_str()
+            .and_then(|id| catalog::agents().get(id).ok().map(|e| e.make))
+            .is_some_and(|f| matches!(f, AgentFamily::Llm(_)));
+        let n = if is_llm {
+            crate::llm::DEFAULT_UPDATES
+        } else {
+            200
+        };
+        t.insert("episodes".into(), Value::Integer(n as i64));
+    }
     let mut cfg: TrainConfig = config::from_table(&origin, t)?;
     if cfg.episodes == 0 {
         bail!("episodes must be at least 1");
@@ -150,6 +162,13 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
             typed.validate()?;
             cfg.agent_config = Table::try_from(typed).context("agent config")?;
         }
+        AgentFamily::Llm(_) => {
+            let typed = crate::llm::resolve_config(
+                &format!("{origin} [agent_config]"),
+                std::mem::take(&mut cfg.agent_config),
+            )?;
+            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+        }
         AgentFamily::Scripted(_) => {
             let typed: crate::text::ScriptedConfig = config::from_table(
                 &format!("{origin} [agent_config]"),
@@ -186,6 +205,17 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
             crate::text::train_scripted_dialogue(&cfg, kind, &run)?;
             Ok(run.path().to_path_buf())
         }
+        (EnvFamily::Text(TextEnv::Dialogue), AgentFamily::Llm(kind)) => {
+            // Model and agent first: a bad model file leaves no run directory.
+            let prepared = crate::llm::prepare(&cfg, kind)?;
+            let run = open_run(&cfg, args)?;
+            crate::llm::train_llm(&cfg, prepared, &run)?;
+            Ok(run.path().to_path_buf())
+        }
+        (_, AgentFamily::Llm(_)) => bail!(
+            "agent '{}' is a language-model agent; it trains in env 'dialogue'",
+            cfg.agent
+        ),
         (EnvFamily::Text(_), AgentFamily::Tabular(_)) => bail!(
             "agent '{}' is tabular and cannot act in the text environment '{}' (try env 'v2-threat-grid')",
             cfg.agent,

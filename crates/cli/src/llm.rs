@@ -1,0 +1,397 @@
+//! LLM-policy agents from the command line: `emorl train --env dialogue
+//! --agent llm-*` (RL on the frozen model, TensorBoard logging, checkpoints)
+//! and `emorl chat` (talk with a trained agent).
+
+use crate::config;
+use crate::train::{log_config, progress, TrainConfig};
+use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_llm::{
+    evaluate_returns, read_manifest, AgentConfig, AgentKind, LlmAgent, LlmAgentError, RlConfig,
+    Trainer, UpdateStats,
+};
+use emorl_core::{EmotionalContext, Env};
+use emorl_envs_dialogue::{Dialogue, DialogueConfig, DialogueObs, Speaker, Turn};
+use emorl_lm::{DType, Model};
+use emorl_log::{EventWriter, MetricsWriter, RunDir};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything an LLM agent run takes (`[agent_config]` of `emorl train`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmTrainConfig {
+    /// `default` (SmolLM2-135M-Instruct, installed by scripts/setup.sh), a
+    /// GGUF file or a Hugging Face model directory.
+    pub model: String,
+    /// Hold the frozen weights in bf16 (faster on CPUs with bf16 support).
+    pub bf16: bool,
+    /// libtorch threads (0: all cores).
+    pub threads: usize,
+    /// Phase 1: supervised steps of the emotional reward model on the
+    /// environment's contexts before RL (agents with an ERM only).
+    pub erm_pretrain_steps: usize,
+    /// Log a whole sample conversation (with its emotion states) every this
+    /// many updates, and after the last (0: only after the last).
+    pub sample_every: usize,
+    /// Held-out conversations played before and after training (0: none).
+    pub eval_episodes: usize,
+    pub agent: AgentConfig,
+    pub rl: RlConfig,
+}
+
+impl Default for LlmTrainConfig {
+    fn default() -> Self {
+        LlmTrainConfig {
+            model: "default".into(),
+            bf16: false,
+            threads: 0,
+            erm_pretrain_steps: 20,
+            sample_every: 5,
+            eval_episodes: 8,
+            agent: AgentConfig::default(),
+            rl: RlConfig {
+                prompts_per_update: 4,
+                samples_per_prompt: 4,
+                max_new_tokens: 24,
+                ..RlConfig::default()
+            },
+        }
+    }
+}
+
+/// Updates `emorl train` runs for an LLM agent unless told otherwise.
+pub const DEFAULT_UPDATES: usize = 12;
+
+/// Seeds of the held-out evaluation conversations (training prompts use
+/// seeds mixed from the run seed; these are a disjoint, fixed block).
+fn eval_seeds(n: usize) -> Vec<u64> {
+    (0..n as u64).map(|i| 1_000_000 + i).collect()
+}
+
+/// Loads the frozen model named by `spec` ("default", a file or a directory).
+pub fn load_model(spec: &str, bf16: bool) -> Result<Model> {
+    let dtype = if bf16 { DType::BF16 } else { DType::F32 };
+    let path = (spec != "default").then(|| PathBuf::from(spec));
+    Ok(Model::load_or_default(path.as_deref(), dtype)?)
+}
+
+fn set_threads(threads: usize) {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    tch::set_num_threads(n as i32);
+}
+
+/// Validates an LLM agent config table, filling defaults.
+pub fn resolve_config(origin: &str, table: toml::Table) -> Result<LlmTrainConfig> {
+    let cfg: LlmTrainConfig = config::from_table(origin, table)?;
+    cfg.rl.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+    if cfg.agent.max_new_tokens == 0 {
+        bail!("{origin}: agent.max_new_tokens must be > 0");
+    }
+    Ok(cfg)
+}
+
+/// The model and agent of a run, built before the run directory exists so
+/// that a bad model file leaves nothing behind.
+pub struct Prepared {
+    pub llm: LlmTrainConfig,
+    pub agent: LlmAgent,
+}
+
+pub fn prepare(cfg: &TrainConfig, kind: AgentKind) -> Result<Prepared> {
+    if kind == AgentKind::Base {
+        bail!("agent 'llm-base' has no modules to train; use it through `emorl reproduce llm-modules` or `emorl generate`");
+    }
+    let mut llm = resolve_config("agent_config", cfg.agent_config.clone())?;
+    set_threads(llm.threads);
+    llm.agent.seed = cfg.seed;
+    llm.rl.seed = cfg.seed;
+    llm.rl.updates = cfg.episodes;
+    llm.rl.env = config::from_table("env_config", cfg.env_config.clone())?;
+    let model = load_model(&llm.model, llm.bf16)?;
+    let agent = LlmAgent::new(model, kind, llm.agent.clone())
+        .map_err(|e| anyhow!("agent '{}': {e}", kind.id()))?;
+    Ok(Prepared { llm, agent })
+}
+
+/// Phase 1 of the ERM: `(user message, context)` pairs from seeded resets
+/// of the environment (their first turns), for supervised steps.
+fn erm_pairs(
+    env_cfg: &DialogueConfig,
+    n: usize,
+    seed: u64,
+) -> Result<Vec<(String, EmotionalContext)>> {
+    let mut env = Dialogue::new(env_cfg.clone())?;
+    Ok((0..n as u64)
+        .map(|i| {
+            let (obs, _) = env.reset(Some(seed.wrapping_mul(31).wrapping_add(500_000 + i)));
+            (obs.user_message, env.context())
+        })
+        .collect())
+}
+
+/// One whole conversation with the agent, as markdown with its emotion
+/// state per turn, plus the episode's metrics.
+fn sample_conversation(
+    agent: &mut LlmAgent,
+    env_cfg: &DialogueConfig,
+    seed: u64,
+) -> Result<(String, Vec<(&'static str, f64)>, Vec<Vec<(String, f64)>>)> {
+    let mut env = Dialogue::new(env_cfg.clone())?;
+    let (mut obs, _) = env.reset(Some(seed));
+    let mut context = env.context();
+    agent.reset_episode();
+    let mut emotions = Vec::new();
+    loop {
+        let response = agent.act(&obs, &context)?;
+        emotions.push(agent.last_emotion().to_vec());
+        let step = env.step(&response);
+        if step.done() {
+            break;
+        }
+        obs = step.obs;
+        context = step.context;
+    }
+    let mut text = env.transcript_markdown();
+    text.push_str("\n\n**Emotion state per response**\n\n");
+    for (i, e) in emotions.iter().enumerate() {
+        let parts: Vec<String> = e.iter().map(|(n, v)| format!("{n} {v:.2}")).collect();
+        text.push_str(&format!("- response {}: {}\n", i + 1, parts.join(", ")));
+    }
+    Ok((text, env.metrics().scalars(), emotions))
+}
+
+fn log_update(tb: &mut EventWriter, m: &mut MetricsWriter, s: &UpdateStats) -> Result<()> {
+    let step = s.update as i64;
+    let mut rec: Vec<(String, f64)> = vec![
+        ("charts/reward".into(), s.reward_mean),
+        ("charts/reward_std".into(), s.reward_std),
+        ("losses/kl".into(), s.kl),
+        ("losses/entropy".into(), s.entropy),
+        ("losses/loss".into(), s.loss),
+        ("losses/policy_loss".into(), s.policy_loss),
+        ("losses/grad_norm".into(), s.grad_norm),
+        ("charts/response_tokens".into(), s.response_tokens),
+        ("charts/seconds_per_update".into(), s.seconds),
+    ];
+    rec.extend(
+        s.emotion_means
+            .iter()
+            .map(|(n, v)| (format!("emotion/{n}"), *v)),
+    );
+    for (tag, v) in &rec {
+        tb.add_scalar(tag, *v, step)?;
+    }
+    let fields: Vec<(&str, f64)> = rec.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    m.record(step, &fields)?;
+    Ok(())
+}
+
+/// Plays the sample conversation and logs it: text, dialogue metrics and
+/// per-emotion histograms over its turns.
+fn log_sample(
+    tb: &mut EventWriter,
+    agent: &mut LlmAgent,
+    env_cfg: &DialogueConfig,
+    seed: u64,
+    step: i64,
+) -> Result<()> {
+    let (text, metrics, emotions) = sample_conversation(agent, env_cfg, seed)?;
+    tb.add_text("samples/conversation", &text, step)?;
+    for (name, v) in metrics {
+        tb.add_scalar(&format!("dialogue/{name}"), v, step)?;
+    }
+    if let Some(first) = emotions.first() {
+        for (j, (name, _)) in first.iter().enumerate() {
+            let values: Vec<f64> = emotions
+                .iter()
+                .filter_map(|e| e.get(j).map(|x| x.1))
+                .collect();
+            tb.add_histogram(&format!("emotion/{name}"), &values, step)?;
+        }
+    }
+    Ok(())
+}
+
+/// RL training of an LLM agent on the dialogue environment.
+pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<()> {
+    let Prepared { llm, mut agent } = prepared;
+    let mut tb = run.event_writer()?;
+    let mut metrics = run.metrics_writer()?;
+    log_config(&mut tb, cfg)?;
+    let env_cfg = llm.rl.env.clone();
+    let eval = eval_seeds(llm.eval_episodes);
+    let start = Instant::now();
+    let mut before = Vec::new();
+    if !eval.is_empty() {
+        eprintln!(
+            "evaluating {} held-out conversations before training…",
+            eval.len()
+        );
+        before = evaluate_returns(&mut agent, &env_cfg, &eval)?;
+        tb.add_scalar("eval/return", emorl_core::numeric::mean(&before), 0)?;
+    }
+    if agent.modules().erm.is_some() && llm.erm_pretrain_steps > 0 {
+        let pairs = erm_pairs(&env_cfg, 16, cfg.seed)?;
+        let pb = progress(llm.erm_pretrain_steps as u64, "ERM phase 1");
+        for i in 0..llm.erm_pretrain_steps {
+            if let Some(loss) = agent.erm_supervised_step(&pairs)? {
+                tb.add_scalar("losses/erm_supervised", loss, i as i64)?;
+                pb.set_message(format!("loss {loss:.3}"));
+            }
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+    }
+    let mut trainer = Trainer::new(agent, llm.rl.clone())?;
+    let pb = progress(llm.rl.updates as u64, "RL updates");
+    let sample_seed = 2_000_000 + cfg.seed;
+    let mut stats: Vec<UpdateStats> = Vec::new();
+    while trainer.updates_done() < llm.rl.updates && trainer.stopped().is_none() {
+        let s = match trainer.update() {
+            Ok(s) => s,
+            // The trainer restored the last good parameters and says why.
+            Err(LlmAgentError::Diverged { .. }) => break,
+            Err(e) => return Err(e.into()),
+        };
+        log_update(&mut tb, &mut metrics, &s)?;
+        pb.set_message(format!("reward {:+.3} kl {:.4}", s.reward_mean, s.kl));
+        pb.inc(1);
+        let last = trainer.updates_done() >= llm.rl.updates;
+        if last || (llm.sample_every > 0 && s.update % llm.sample_every == 0) {
+            log_sample(
+                &mut tb,
+                trainer.agent_mut(),
+                &env_cfg,
+                sample_seed,
+                s.update as i64,
+            )?;
+        }
+        stats.push(s);
+    }
+    pb.finish_and_clear();
+    let last = stats.last().map_or(0, |s| s.update) as i64;
+    let ckpt = run.checkpoints_dir()?.join("agent");
+    trainer.save(&ckpt).context("saving the checkpoint")?;
+    if let Some(why) = trainer.stopped() {
+        eprintln!("training stopped early: {why} (the last good parameters were kept)");
+    }
+    let mut after = Vec::new();
+    if !eval.is_empty() {
+        after = evaluate_returns(trainer.agent_mut(), &env_cfg, &eval)?;
+        tb.add_scalar(
+            "eval/return",
+            emorl_core::numeric::mean(&after),
+            last.max(1),
+        )?;
+    }
+    let summary = serde_json::json!({
+        "updates": stats.len(),
+        "seconds": start.elapsed().as_secs_f64(),
+        "eval_seeds": eval,
+        "eval_return_before": before,
+        "eval_return_after": after,
+        "stopped": trainer.stopped(),
+        "checkpoint": ckpt,
+    });
+    run.write_atomic(
+        Path::new("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            emorl_core::numeric::mean(v)
+        }
+    };
+    eprintln!(
+        "trained {} on dialogue: {} updates in {:.1}s; held-out return {:+.3} → {:+.3} ({} conversations); checkpoint {}",
+        cfg.agent,
+        stats.len(),
+        start.elapsed().as_secs_f64(),
+        mean(&before),
+        mean(&after),
+        eval.len(),
+        ckpt.display()
+    );
+    Ok(())
+}
+
+/// `emorl chat`: the user types, a trained agent answers and shows its emotion.
+pub fn chat(checkpoint: &Path, model: Option<&str>, bf16: bool, max_turns: usize) -> Result<()> {
+    let manifest =
+        read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
+    let spec = model.unwrap_or("default");
+    let model = load_model(spec, bf16)?;
+    let mut agent = LlmAgent::load(checkpoint, model).map_err(|e| anyhow!("{e}"))?;
+    eprintln!(
+        "agent {} on {} — type a message, an empty line or /quit ends",
+        manifest.agent.id(),
+        manifest.base_model.name
+    );
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    let mut history: Vec<Turn> = Vec::new();
+    let (mut cum_pos, mut cum_neg, mut failed) = (0.0, 0.0, 0u32);
+    agent.reset_episode();
+    for turn in 0..max_turns {
+        write!(out, "you> ")?;
+        out.flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let message = line.trim().to_string();
+        if message.is_empty() || message == "/quit" {
+            break;
+        }
+        let hist: Vec<(Speaker, &str)> = history
+            .iter()
+            .map(|t| (t.speaker, t.text.as_str()))
+            .collect();
+        let social = emorl_envs_dialogue::signals::social_context(
+            &hist, &message, 0.0, cum_pos, cum_neg, failed,
+        );
+        failed = social.failed_attempts;
+        let s = social.user_satisfaction;
+        if s >= 0.6 {
+            cum_pos += s;
+        } else if s < 0.4 {
+            cum_neg += 1.0 - s;
+        }
+        let context = EmotionalContext {
+            social: Some(social),
+            ..EmotionalContext::default()
+        };
+        let obs = DialogueObs {
+            history: history.clone(),
+            user_message: message.clone(),
+            turn,
+            max_turns,
+            ended: false,
+        };
+        let reply = agent.act(&obs, &context)?;
+        let emotion: Vec<String> = agent
+            .last_emotion()
+            .iter()
+            .map(|(n, v)| format!("{n} {v:.2}"))
+            .collect();
+        writeln!(out, "agent> {}", reply.trim())?;
+        writeln!(out, "       [{}]", emotion.join(", "))?;
+        history.push(Turn {
+            speaker: Speaker::User,
+            text: message,
+        });
+        history.push(Turn {
+            speaker: Speaker::Assistant,
+            text: reply,
+        });
+    }
+    Ok(())
+}

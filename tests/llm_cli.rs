@@ -1,0 +1,134 @@
+//! `emorl train --env dialogue --agent llm-*` and `emorl chat` on the small
+//! stories260K model: TensorBoard curves, histograms and sample texts, a
+//! checkpoint that chat loads, and clean failures on bad input.
+
+mod common;
+use common::*;
+
+fn stories() -> String {
+    root()
+        .join("../shared/models/stories260k-f32.gguf")
+        .to_str()
+        .expect("utf8")
+        .to_string()
+}
+
+#[test]
+fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("run");
+    let model = stories();
+    let o = run(&[
+        "train",
+        "--env",
+        "dialogue",
+        "--agent",
+        "llm-full",
+        "--model",
+        &model,
+        "--episodes",
+        "2",
+        "--seed",
+        "4",
+        "--out",
+        out.to_str().expect("utf8"),
+        "agent_config.threads=1",
+        "agent_config.eval_episodes=1",
+        "agent_config.sample_every=1",
+        "agent_config.erm_pretrain_steps=2",
+        "agent_config.rl.prompts_per_update=2",
+        "agent_config.rl.samples_per_prompt=2",
+        "agent_config.rl.max_new_tokens=6",
+        "agent_config.agent.max_new_tokens=6",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tb = tensorboard_read(&out);
+    for tag in [
+        "charts/reward",
+        "losses/kl",
+        "losses/entropy",
+        "emotion/fear",
+        "emotion/erm_anxiety",
+    ] {
+        assert_eq!(
+            tb["scalars"][tag].as_array().map(Vec::len),
+            Some(2),
+            "{tag}: {}",
+            tb["scalars"]
+        );
+    }
+    assert!(tb["scalars"]["dialogue/safety_rate"].is_array());
+    assert!(
+        tb["histograms"]["emotion/fear"]
+            .as_array()
+            .map_or(0, Vec::len)
+            >= 2
+    );
+    let texts = tb["texts"]["samples/conversation"]
+        .as_array()
+        .expect("samples");
+    assert_eq!(texts.len(), 2);
+    assert!(texts[0][1][0]
+        .as_str()
+        .unwrap_or("")
+        .contains("Emotion state per response"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["updates"], 2);
+    // Chat with the checkpoint: two messages, two replies with emotions.
+    let ckpt = out.join("checkpoints/agent");
+    let o = run_with_stdin(
+        &[
+            "chat",
+            "--checkpoint",
+            ckpt.to_str().expect("utf8"),
+            "--model",
+            &model,
+        ],
+        "Hello there!\nCan you help me with my garden?\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert_eq!(text.matches("agent> ").count(), 2, "{text}");
+    assert!(text.contains("fear "), "{text}");
+    // The checkpoint refuses another base model, in one line.
+    let o = run(&["chat", "--checkpoint", ckpt.to_str().expect("utf8")]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("stories260k-f32.gguf") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn llm_training_refuses_bad_input_without_writing_a_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad = tmp.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00truncated").expect("write");
+    let out = tmp.path().join("run");
+    for args in [
+        vec!["--model", bad.to_str().expect("utf8")],
+        vec!["agent_config.rl.samples_per_prompt=1"],
+        vec!["agent_config.no_such_key=1"],
+    ] {
+        let mut all = vec![
+            "train",
+            "--env",
+            "dialogue",
+            "--agent",
+            "llm-erm",
+            "--out",
+            out.to_str().expect("utf8"),
+        ];
+        all.extend(args.iter().copied());
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+        assert!(!out.exists(), "{args:?} left a run directory");
+    }
+    let o = run(&["train", "--env", "gridworld", "--agent", "llm-prefix"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("dialogue"));
+}
