@@ -135,13 +135,21 @@ fn erm_pairs(
         .collect())
 }
 
+/// One played conversation: markdown transcript, the episode's metrics and
+/// the agent's emotion state (named values) per response.
+struct Sample {
+    text: String,
+    metrics: Vec<(&'static str, f64)>,
+    emotions: Vec<Vec<(String, f64)>>,
+}
+
 /// One whole conversation with the agent, as markdown with its emotion
 /// state per turn, plus the episode's metrics.
 fn sample_conversation(
     agent: &mut LlmAgent,
     env_cfg: &DialogueConfig,
     seed: u64,
-) -> Result<(String, Vec<(&'static str, f64)>, Vec<Vec<(String, f64)>>)> {
+) -> Result<Sample> {
     let mut env = Dialogue::new(env_cfg.clone())?;
     let (mut obs, _) = env.reset(Some(seed));
     let mut context = env.context();
@@ -163,7 +171,11 @@ fn sample_conversation(
         let parts: Vec<String> = e.iter().map(|(n, v)| format!("{n} {v:.2}")).collect();
         text.push_str(&format!("- response {}: {}\n", i + 1, parts.join(", ")));
     }
-    Ok((text, env.metrics().scalars(), emotions))
+    Ok(Sample {
+        text,
+        metrics: env.metrics().scalars(),
+        emotions,
+    })
 }
 
 fn log_update(tb: &mut EventWriter, m: &mut MetricsWriter, s: &UpdateStats) -> Result<()> {
@@ -201,7 +213,11 @@ fn log_sample(
     seed: u64,
     step: i64,
 ) -> Result<()> {
-    let (text, metrics, emotions) = sample_conversation(agent, env_cfg, seed)?;
+    let Sample {
+        text,
+        metrics,
+        emotions,
+    } = sample_conversation(agent, env_cfg, seed)?;
     tb.add_text("samples/conversation", &text, step)?;
     for (name, v) in metrics {
         tb.add_scalar(&format!("dialogue/{name}"), v, step)?;
