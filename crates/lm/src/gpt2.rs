@@ -244,7 +244,10 @@ impl GgufGpt2Names<'_> {
             "mlp.c_proj" => ("ffn_down", true),
             _ => return (name.to_string(), false),
         };
-        (format!("blk.{layer}.{g}.{suffix}"), conv && suffix == "weight")
+        (
+            format!("blk.{layer}.{g}.{suffix}"),
+            conv && suffix == "weight",
+        )
     }
 }
 

@@ -286,7 +286,11 @@ impl LlamaConfig {
             ("num_hidden_layers", raw.num_hidden_layers, 4096),
             ("num_attention_heads", n_heads, 4096),
             ("num_key_value_heads", n_kv, 4096),
-            ("max_position_embeddings", raw.max_position_embeddings, u32::MAX as u64),
+            (
+                "max_position_embeddings",
+                raw.max_position_embeddings,
+                u32::MAX as u64,
+            ),
         ] {
             if v == 0 || v as u64 > max {
                 return Err(bad(format!("{name} = {v} is out of range")));
@@ -340,10 +344,9 @@ impl LlamaConfig {
             match ty {
                 "default" => {}
                 "linear" => {
-                    let f = obj
-                        .get("factor")
-                        .and_then(|f| f.as_f64())
-                        .ok_or_else(|| bad("linear RoPE scaling needs a numeric `factor`".into()))?;
+                    let f = obj.get("factor").and_then(|f| f.as_f64()).ok_or_else(|| {
+                        bad("linear RoPE scaling needs a numeric `factor`".into())
+                    })?;
                     if !(f > 0.0 && f.is_finite()) {
                         return Err(bad(format!("invalid RoPE scaling factor {f}")));
                     }

@@ -915,8 +915,10 @@ mod tests {
 
     #[test]
     fn zephyr_rendering() {
-        let t = ChatTemplate::detect("{{ '<|user|>\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}")
-            .expect("zephyr");
+        let t = ChatTemplate::detect(
+            "{{ '<|user|>\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}",
+        )
+        .expect("zephyr");
         assert_eq!(t.end_of_turn(), None);
         assert_eq!(
             t.render(&conv(), true),
@@ -928,7 +930,12 @@ mod tests {
     fn gemma_rendering() {
         let t = ChatTemplate::detect("{{ bos_token }}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}")
             .expect("gemma");
-        assert_eq!(t, ChatTemplate::Gemma { bos: "<bos>".into() });
+        assert_eq!(
+            t,
+            ChatTemplate::Gemma {
+                bos: "<bos>".into()
+            }
+        );
         assert_eq!(
             t.render(&conv(), true),
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n"

@@ -86,14 +86,21 @@ fn missing_config_key_names_file_and_key() {
     let e = load_err(dir.path());
     let s = e.to_string();
     assert!(matches!(e, LmError::Json { .. }), "{s}");
-    assert!(s.contains("config.json") && s.contains("hidden_size"), "{s}");
+    assert!(
+        s.contains("config.json") && s.contains("hidden_size"),
+        "{s}"
+    );
 }
 
 #[test]
 fn bad_json_and_bad_values_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     write_dir(dir.path(), &llama_config(), &llama_tensors());
-    std::fs::write(dir.path().join("config.json"), b"{\"model_type\": \"llama\", ").unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        b"{\"model_type\": \"llama\", ",
+    )
+    .unwrap();
     let s = load_err(dir.path()).to_string();
     assert!(s.contains("config.json"), "{s}");
 
@@ -151,21 +158,23 @@ fn missing_and_misshapen_tensors_are_named() {
         matches!(&e, LmError::Tensor { tensor, .. } if tensor == "model.layers.0.self_attn.k_proj.weight"),
         "{s}"
     );
-    assert!(s.contains("model.safetensors") && s.contains("[4, 8]"), "{s}");
+    assert!(
+        s.contains("model.safetensors") && s.contains("[4, 8]"),
+        "{s}"
+    );
 }
 
 #[test]
 fn broken_shard_index_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.json"),
-        llama_config().to_string(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("config.json"), llama_config().to_string()).unwrap();
     let index = dir.path().join("model.safetensors.index.json");
     std::fs::write(&index, b"{\"weight_map\": [1, 2]}").unwrap();
     let s = load_err(dir.path()).to_string();
-    assert!(s.contains("model.safetensors.index.json") && s.contains("weight_map"), "{s}");
+    assert!(
+        s.contains("model.safetensors.index.json") && s.contains("weight_map"),
+        "{s}"
+    );
     std::fs::write(
         &index,
         b"{\"weight_map\": {\"model.norm.weight\": \"model-00001-of-00002.safetensors\"}}",
@@ -179,7 +188,9 @@ fn broken_shard_index_is_an_error() {
 }
 
 fn f32_bytes(n: usize) -> Vec<u8> {
-    (0..n).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect()
+    (0..n)
+        .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
+        .collect()
 }
 
 /// A tiny gpt2-architecture GGUF with a gpt2 BPE vocabulary, minus the
