@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{step_mask, with_prefix_columns, ForwardOutput, GgufWeights, WeightSource};
+use crate::common::{
+    step_mask, with_prefix_columns, ForwardOutput, GgufWeights, KvCache, WeightSource,
+};
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
 use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
@@ -426,12 +428,6 @@ impl Linear {
     }
 }
 
-struct KvCache {
-    k: Tensor,
-    v: Tensor,
-    prefix_len: i64,
-}
-
 struct Attention {
     c_attn: Linear,
     c_proj: Linear,
@@ -458,46 +454,48 @@ impl Attention {
         let q = heads(&parts[0])?;
         let k = heads(&parts[1])?;
         let v = heads(&parts[2])?;
-        let (k, v, prefix_len) = match self.kv_cache.take() {
-            Some(c) => (
-                Tensor::f_cat(&[&c.k, &k], 2)?,
-                Tensor::f_cat(&[&c.v, &v], 2)?,
-                c.prefix_len,
-            ),
-            None => match prefix {
-                Some(p) => {
-                    let ks = p.key.size();
-                    let ok = ks.len() == 4
-                        && (ks[0] == b || ks[0] == 1)
-                        && ks[1] == self.n_head
-                        && ks[3] == self.head_dim
-                        && p.value.size() == ks;
-                    if !ok {
-                        return Err(LmError::InvalidArgument(format!(
+        let (k, v, prefix_len) = match self.kv_cache.as_mut() {
+            Some(c) => {
+                let (k, v) = c.append(&k, &v)?;
+                (k, v, c.prefix_len)
+            }
+            None => {
+                let (k, v, prefix_len) = match prefix {
+                    Some(p) => {
+                        let ks = p.key.size();
+                        let ok = ks.len() == 4
+                            && (ks[0] == b || ks[0] == 1)
+                            && ks[1] == self.n_head
+                            && ks[3] == self.head_dim
+                            && p.value.size() == ks;
+                        if !ok {
+                            return Err(LmError::InvalidArgument(format!(
                             "prefix key {ks:?} / value {:?} must both be [batch or 1, {}, prefix_len, {}]",
                             p.value.size(),
                             self.n_head,
                             self.head_dim
                         )));
+                        }
+                        let e = |z: &Tensor| -> Result<Tensor> {
+                            Ok(z.f_to_kind(x.kind())?
+                                .f_expand([b, ks[1], ks[2], ks[3]], false)?)
+                        };
+                        (
+                            Tensor::f_cat(&[&e(&p.key)?, &k], 2)?,
+                            Tensor::f_cat(&[&e(&p.value)?, &v], 2)?,
+                            ks[2],
+                        )
                     }
-                    let e = |z: &Tensor| -> Result<Tensor> {
-                        Ok(z.f_to_kind(x.kind())?
-                            .f_expand([b, ks[1], ks[2], ks[3]], false)?)
-                    };
-                    (
-                        Tensor::f_cat(&[&e(&p.key)?, &k], 2)?,
-                        Tensor::f_cat(&[&e(&p.value)?, &v], 2)?,
-                        ks[2],
-                    )
-                }
-                None => (k, v, 0),
-            },
+                    None => (k, v, 0),
+                };
+                self.kv_cache = Some(KvCache::new(
+                    k.shallow_clone(),
+                    v.shallow_clone(),
+                    prefix_len,
+                ));
+                (k, v, prefix_len)
+            }
         };
-        self.kv_cache = Some(KvCache {
-            k: k.shallow_clone(),
-            v: v.shallow_clone(),
-            prefix_len,
-        });
         let mask = match (mask, prefix_len) {
             (Some(m), 0) => Some(m.shallow_clone()),
             (Some(m), p) => Some(with_prefix_columns(m, p)?),

@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{step_mask, with_prefix_columns, ForwardOutput, WeightSource};
+use crate::common::{step_mask, with_prefix_columns, ForwardOutput, KvCache, WeightSource};
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
 use crate::gpt2::SafetensorsWeights;
@@ -466,12 +466,6 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(x.f_mul(cos)?.f_add(&rot.f_mul(sin)?)?)
 }
 
-struct KvCache {
-    k: Tensor,
-    v: Tensor,
-    prefix_len: i64,
-}
-
 struct Attention {
     /// Query, key and value projections stacked row-wise (one matmul).
     wqkv: Tensor,
@@ -509,30 +503,32 @@ impl Attention {
             .f_transpose(1, 2)?;
         let q = apply_rope(&q, cos, sin)?;
         let k = apply_rope(&k, cos, sin)?;
-        let (k, v, prefix_len) = match self.kv_cache.take() {
-            Some(c) => (
-                Tensor::f_cat(&[&c.k, &k], 2)?,
-                Tensor::f_cat(&[&c.v, &v], 2)?,
-                c.prefix_len,
-            ),
-            None => match prefix {
-                Some(p) => {
-                    let (pk, pv) = self.check_prefix(p, b, x.kind())?;
-                    let plen = pk.size()[2];
-                    (
-                        Tensor::f_cat(&[&pk, &k], 2)?,
-                        Tensor::f_cat(&[&pv, &v], 2)?,
-                        plen,
-                    )
-                }
-                None => (k, v, 0),
-            },
+        let (k, v, prefix_len) = match self.kv_cache.as_mut() {
+            Some(c) => {
+                let (k, v) = c.append(&k, &v)?;
+                (k, v, c.prefix_len)
+            }
+            None => {
+                let (k, v, prefix_len) = match prefix {
+                    Some(p) => {
+                        let (pk, pv) = self.check_prefix(p, b, x.kind())?;
+                        let plen = pk.size()[2];
+                        (
+                            Tensor::f_cat(&[&pk, &k], 2)?,
+                            Tensor::f_cat(&[&pv, &v], 2)?,
+                            plen,
+                        )
+                    }
+                    None => (k, v, 0),
+                };
+                self.kv_cache = Some(KvCache::new(
+                    k.shallow_clone(),
+                    v.shallow_clone(),
+                    prefix_len,
+                ));
+                (k, v, prefix_len)
+            }
         };
-        self.kv_cache = Some(KvCache {
-            k: k.shallow_clone(),
-            v: v.shallow_clone(),
-            prefix_len,
-        });
         let mask = match (mask, prefix_len) {
             (Some(m), 0) => Some(m.shallow_clone()),
             (Some(m), p) => Some(with_prefix_columns(m, p)?),
