@@ -216,7 +216,7 @@ mod tests {
     fn kv_cache_keeps_gradients() {
         let p = r(2).set_requires_grad(true);
         let mut c = KvCache::new(p.shallow_clone(), p.shallow_clone(), 2);
-        let (k, _) = c.append(&r(1), &r(1)).unwrap();
+        let _first = c.append(&r(1), &r(1)).unwrap();
         let (k, _) = c.append(&r(1), &r(1)).unwrap();
         k.sum(Kind::Float).backward();
         let g = p.grad();
