@@ -2,7 +2,7 @@
 //! (batch 1 and 8, KV cache, greedy), printed as one JSON line. Used by
 //! benches/lm/bench.py, which runs the same measurements with transformers.
 //!
-//! `cargo run --release -p emorl-lm --example bench -- [MODEL] [--bf16]`
+//! `cargo run --release -p emorl-lm --example bench -- [MODEL] [--bf16] [--decode-steps=N]`
 //! `cargo run --release -p emorl-lm --example bench -- [MODEL] --logit-diff`
 //! prints the relative L2 difference of bf16 logits from f32 logits instead.
 use std::time::Instant;
@@ -69,7 +69,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _g = tch::no_grad_guard();
     let vocab = model.vocab_size() as i64;
     let prefill_len = 128i64;
-    let decode_steps = 32usize;
+    // `--decode-steps=N` (default 32) measures longer decodes.
+    let decode_steps = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--decode-steps="))
+        .map(|n| n.parse::<usize>())
+        .transpose()?
+        .unwrap_or(32)
+        .max(1);
     let tokens = |b: i64, n: i64| {
         Tensor::randint_low(10, vocab.min(1000), [b, n], (Kind::Int64, tch::Device::Cpu))
     };

@@ -117,3 +117,110 @@ pub struct ForwardOutput {
     /// Requested read-outs, `(index, [batch, seq, hidden])`, ascending.
     pub hidden: Vec<(usize, Tensor)>,
 }
+
+/// Keys and values of one attention layer, `[batch, kv_heads, len, head_dim]`.
+///
+/// Appends after the first write into a preallocated buffer that grows
+/// geometrically, instead of concatenating (copying the whole cache) at
+/// every decode step. Where autograd is involved (any of the tensors
+/// requires grad, e.g. trainable prefix keys/values) it concatenates, as
+/// in-place writes would break the graph.
+pub(crate) struct KvCache {
+    /// Buffers; the first `len` positions are valid.
+    k: Tensor,
+    v: Tensor,
+    len: i64,
+    /// Leading positions that hold prefix keys/values (not tokens).
+    pub(crate) prefix_len: i64,
+}
+
+impl KvCache {
+    /// A cache holding exactly `k` and `v` (no copy).
+    pub(crate) fn new(k: Tensor, v: Tensor, prefix_len: i64) -> KvCache {
+        let len = k.size().get(2).copied().unwrap_or(0);
+        KvCache {
+            k,
+            v,
+            len,
+            prefix_len,
+        }
+    }
+
+    /// Appends `k` and `v` (`[batch, kv_heads, t, head_dim]`) and returns
+    /// the whole cached keys and values.
+    pub(crate) fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let ks = k.size();
+        let cs = self.k.size();
+        if ks.len() != 4 || cs.len() != 4 || ks[0] != cs[0] || ks[1] != cs[1] || ks[3] != cs[3] {
+            return Err(LmError::InvalidArgument(format!(
+                "new keys {ks:?} do not fit the KV cache {cs:?} (batch, heads and head size must match; clear the cache first)"
+            )));
+        }
+        let t = ks[2];
+        let need = self.len + t;
+        let grad = k.requires_grad()
+            || v.requires_grad()
+            || self.k.requires_grad()
+            || self.v.requires_grad();
+        if grad {
+            let kk = Tensor::f_cat(&[&self.k.f_narrow(2, 0, self.len)?, k], 2)?;
+            let vv = Tensor::f_cat(&[&self.v.f_narrow(2, 0, self.len)?, v], 2)?;
+            *self = KvCache::new(kk.shallow_clone(), vv.shallow_clone(), self.prefix_len);
+            return Ok((kk, vv));
+        }
+        if need > cs[2] {
+            let cap = (2 * need).max(need + 64);
+            let grow = |old: &Tensor, new: &Tensor| -> Result<Tensor> {
+                let buf = Tensor::f_empty([cs[0], cs[1], cap, cs[3]], (new.kind(), new.device()))?;
+                buf.f_narrow(2, 0, self.len)?
+                    .f_copy_(&old.f_narrow(2, 0, self.len)?)?;
+                Ok(buf)
+            };
+            self.k = grow(&self.k, k)?;
+            self.v = grow(&self.v, v)?;
+        }
+        self.k.f_narrow(2, self.len, t)?.f_copy_(k)?;
+        self.v.f_narrow(2, self.len, t)?.f_copy_(v)?;
+        self.len = need;
+        Ok((self.k.f_narrow(2, 0, need)?, self.v.f_narrow(2, 0, need)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(t: i64) -> Tensor {
+        Tensor::randn([2, 3, t, 4], (Kind::Float, Device::Cpu))
+    }
+
+    #[test]
+    fn kv_cache_appends_like_concatenation() {
+        let (k0, v0) = (r(5), r(5));
+        let mut c = KvCache::new(k0.shallow_clone(), v0.shallow_clone(), 0);
+        let (mut kk, mut vv) = (k0, v0);
+        for t in [1, 1, 3, 70, 1, 200] {
+            let (k, v) = (r(t), r(t));
+            let (gk, gv) = c.append(&k, &v).unwrap();
+            kk = Tensor::cat(&[&kk, &k], 2);
+            vv = Tensor::cat(&[&vv, &v], 2);
+            assert_eq!(gk.size(), kk.size());
+            assert!(gk.equal(&kk) && gv.equal(&vv));
+        }
+        // A batch that does not fit is an error, not a silent broadcast.
+        let bad = Tensor::randn([1, 3, 1, 4], (Kind::Float, Device::Cpu));
+        assert!(c.append(&bad, &bad).is_err());
+    }
+
+    #[test]
+    fn kv_cache_keeps_gradients() {
+        let p = r(2).set_requires_grad(true);
+        let mut c = KvCache::new(p.shallow_clone(), p.shallow_clone(), 2);
+        let _first = c.append(&r(1), &r(1)).unwrap();
+        let (k, _) = c.append(&r(1), &r(1)).unwrap();
+        k.sum(Kind::Float).backward();
+        let g = p.grad();
+        assert!(g.defined());
+        assert_eq!(g.sum(Kind::Float).double_value(&[]), (2 * 3 * 2 * 4) as f64);
+    }
+}

@@ -41,7 +41,8 @@ pub struct GenerateOptions {
     /// Add BOS to prompts when the model wants it.
     pub add_special_tokens: bool,
     /// Wrap each prompt as a user message in the model's chat template (with
-    /// the assistant turn opened).
+    /// the assistant turn opened). A model without a template this crate can
+    /// render gets the plain prompt (and a warning, once).
     pub chat: bool,
 }
 

@@ -1,7 +1,8 @@
 //! The GPT-2 architecture: learned position embeddings, LayerNorm, GELU MLP
 //! and fused query/key/value projection, loaded from a Hugging Face
 //! directory (`config.json`, `model.safetensors` or sharded
-//! `model.safetensors.index.json`, `tokenizer.json`).
+//! `model.safetensors.index.json`, `tokenizer.json`) or from a llama.cpp
+//! `gpt2` GGUF file.
 //!
 //! Hugging Face stores GPT-2's projections as `Conv1D` weights `[in, out]`;
 //! they are transposed on load to the `[out, in]` layout of `linear`.
@@ -12,8 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{step_mask, with_prefix_columns, ForwardOutput, WeightSource};
+use crate::common::{
+    step_mask, with_prefix_columns, ForwardOutput, GgufWeights, KvCache, WeightSource,
+};
 use crate::error::{LmError, Result};
+use crate::gguf::GgufFile;
 use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
 
 /// Hyper-parameters from `config.json`.
@@ -128,6 +132,137 @@ impl Gpt2Config {
             activation: raw.activation_function,
             layer_norm_epsilon: raw.layer_norm_epsilon,
         })
+    }
+}
+
+impl Gpt2Config {
+    /// Reads the configuration of a llama.cpp `gpt2` GGUF file (`gpt2.*`
+    /// keys; the vocabulary size comes from `token_embd.weight`).
+    pub fn from_gguf(g: &GgufFile) -> Result<Gpt2Config> {
+        let arch = g.get_str("general.architecture")?;
+        let k = |s: &str| format!("{arch}.{s}");
+        const MAX: u64 = 1 << 20;
+        let n_embd = g.get_usize(&k("embedding_length"), MAX)?;
+        let n_layer = g.get_usize(&k("block_count"), 4096)?;
+        let n_head = g.get_usize(&k("attention.head_count"), 4096)?;
+        let n_positions = g.get_usize(&k("context_length"), MAX)?;
+        let n_inner = match g.get(&k("feed_forward_length")) {
+            Some(_) => g.get_usize(&k("feed_forward_length"), 4 * MAX)?,
+            None => 4 * n_embd,
+        };
+        let eps = g
+            .get_f64_opt(&k("attention.layer_norm_epsilon"))?
+            .unwrap_or(1e-5);
+        let meta_err = |key: String, msg: String| LmError::Metadata {
+            path: g.path().into(),
+            key,
+            msg,
+        };
+        if n_embd == 0 || n_layer == 0 || n_head == 0 || n_positions == 0 || n_inner == 0 {
+            return Err(meta_err(
+                k("*"),
+                "embedding_length, block_count, head_count, context_length and feed_forward_length must be positive".into(),
+            ));
+        }
+        if !n_embd.is_multiple_of(n_head) {
+            return Err(meta_err(
+                k("attention.head_count"),
+                format!("{n_head} heads do not divide embedding_length {n_embd}"),
+            ));
+        }
+        if !(eps >= 0.0 && eps.is_finite()) {
+            return Err(meta_err(
+                k("attention.layer_norm_epsilon"),
+                format!("invalid epsilon {eps}"),
+            ));
+        }
+        let embd = g
+            .tensor_info("token_embd.weight")
+            .ok_or_else(|| LmError::MissingTensor {
+                path: g.path().into(),
+                tensor: "token_embd.weight".into(),
+            })?;
+        let vocab_size = match embd.dims.as_slice() {
+            [d, v] if *d == n_embd as u64 && *v > 0 && *v <= u32::MAX as u64 => *v as usize,
+            dims => {
+                return Err(LmError::Tensor {
+                    path: g.path().into(),
+                    tensor: "token_embd.weight".into(),
+                    msg: format!(
+                        "dims {dims:?} (ggml order) do not match embedding_length {n_embd}"
+                    ),
+                })
+            }
+        };
+        Ok(Gpt2Config {
+            vocab_size,
+            n_positions,
+            n_embd,
+            n_layer,
+            n_head,
+            n_inner,
+            // llama.cpp's gpt2 graph uses the tanh approximation.
+            activation: "gelu_new".into(),
+            layer_norm_epsilon: eps,
+        })
+    }
+}
+
+/// Serves the Hugging Face GPT-2 names the loader asks for from a llama.cpp
+/// `gpt2` GGUF file. llama.cpp's converter transposes the `Conv1D` weights
+/// to `[out, in]`; they are handed out transposed back to the `[in, out]`
+/// the loader expects (a view, no copy).
+struct GgufGpt2Names<'a> {
+    inner: GgufWeights<'a>,
+}
+
+impl GgufGpt2Names<'_> {
+    /// The GGUF name of a Hugging Face name, and whether it is a `Conv1D`
+    /// weight.
+    fn gguf_name(name: &str) -> (String, bool) {
+        let (stem, suffix) = match name.rsplit_once('.') {
+            Some((s, x)) => (s, x),
+            None => return (name.to_string(), false),
+        };
+        let fixed = match stem {
+            "wte" => Some("token_embd"),
+            "wpe" => Some("position_embd"),
+            "ln_f" => Some("output_norm"),
+            "lm_head" => Some("output"),
+            _ => None,
+        };
+        if let Some(f) = fixed {
+            return (format!("{f}.{suffix}"), false);
+        }
+        let Some((layer, part)) = stem.strip_prefix("h.").and_then(|r| r.split_once('.')) else {
+            return (name.to_string(), false);
+        };
+        let (g, conv) = match part {
+            "ln_1" => ("attn_norm", false),
+            "attn.c_attn" => ("attn_qkv", true),
+            "attn.c_proj" => ("attn_output", true),
+            "ln_2" => ("ffn_norm", false),
+            "mlp.c_fc" => ("ffn_up", true),
+            "mlp.c_proj" => ("ffn_down", true),
+            _ => return (name.to_string(), false),
+        };
+        (
+            format!("blk.{layer}.{g}.{suffix}"),
+            conv && suffix == "weight",
+        )
+    }
+}
+
+impl WeightSource for GgufGpt2Names<'_> {
+    fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        let (g, conv) = Self::gguf_name(name);
+        match (conv, shape) {
+            (true, [n_in, n_out]) => Ok(self.inner.get(&g, &[*n_out, *n_in])?.f_transpose(0, 1)?),
+            _ => self.inner.get(&g, shape),
+        }
+    }
+    fn has(&self, name: &str) -> bool {
+        self.inner.has(&Self::gguf_name(name).0)
     }
 }
 
@@ -293,12 +428,6 @@ impl Linear {
     }
 }
 
-struct KvCache {
-    k: Tensor,
-    v: Tensor,
-    prefix_len: i64,
-}
-
 struct Attention {
     c_attn: Linear,
     c_proj: Linear,
@@ -325,46 +454,48 @@ impl Attention {
         let q = heads(&parts[0])?;
         let k = heads(&parts[1])?;
         let v = heads(&parts[2])?;
-        let (k, v, prefix_len) = match self.kv_cache.take() {
-            Some(c) => (
-                Tensor::f_cat(&[&c.k, &k], 2)?,
-                Tensor::f_cat(&[&c.v, &v], 2)?,
-                c.prefix_len,
-            ),
-            None => match prefix {
-                Some(p) => {
-                    let ks = p.key.size();
-                    let ok = ks.len() == 4
-                        && (ks[0] == b || ks[0] == 1)
-                        && ks[1] == self.n_head
-                        && ks[3] == self.head_dim
-                        && p.value.size() == ks;
-                    if !ok {
-                        return Err(LmError::InvalidArgument(format!(
+        let (k, v, prefix_len) = match self.kv_cache.as_mut() {
+            Some(c) => {
+                let (k, v) = c.append(&k, &v)?;
+                (k, v, c.prefix_len)
+            }
+            None => {
+                let (k, v, prefix_len) = match prefix {
+                    Some(p) => {
+                        let ks = p.key.size();
+                        let ok = ks.len() == 4
+                            && (ks[0] == b || ks[0] == 1)
+                            && ks[1] == self.n_head
+                            && ks[3] == self.head_dim
+                            && p.value.size() == ks;
+                        if !ok {
+                            return Err(LmError::InvalidArgument(format!(
                             "prefix key {ks:?} / value {:?} must both be [batch or 1, {}, prefix_len, {}]",
                             p.value.size(),
                             self.n_head,
                             self.head_dim
                         )));
+                        }
+                        let e = |z: &Tensor| -> Result<Tensor> {
+                            Ok(z.f_to_kind(x.kind())?
+                                .f_expand([b, ks[1], ks[2], ks[3]], false)?)
+                        };
+                        (
+                            Tensor::f_cat(&[&e(&p.key)?, &k], 2)?,
+                            Tensor::f_cat(&[&e(&p.value)?, &v], 2)?,
+                            ks[2],
+                        )
                     }
-                    let e = |z: &Tensor| -> Result<Tensor> {
-                        Ok(z.f_to_kind(x.kind())?
-                            .f_expand([b, ks[1], ks[2], ks[3]], false)?)
-                    };
-                    (
-                        Tensor::f_cat(&[&e(&p.key)?, &k], 2)?,
-                        Tensor::f_cat(&[&e(&p.value)?, &v], 2)?,
-                        ks[2],
-                    )
-                }
-                None => (k, v, 0),
-            },
+                    None => (k, v, 0),
+                };
+                self.kv_cache = Some(KvCache::new(
+                    k.shallow_clone(),
+                    v.shallow_clone(),
+                    prefix_len,
+                ));
+                (k, v, prefix_len)
+            }
         };
-        self.kv_cache = Some(KvCache {
-            k: k.shallow_clone(),
-            v: v.shallow_clone(),
-            prefix_len,
-        });
         let mask = match (mask, prefix_len) {
             (Some(m), 0) => Some(m.shallow_clone()),
             (Some(m), p) => Some(with_prefix_columns(m, p)?),
@@ -420,6 +551,22 @@ impl Gpt2 {
     pub fn from_hf_dir(dir: &Path, kind: Kind, device: Device) -> Result<Gpt2> {
         let config = Gpt2Config::from_file(&dir.join("config.json"))?;
         let w = SafetensorsWeights::open(dir, kind, device)?;
+        Self::load(config, &w, device)
+    }
+
+    /// Loads a GPT-2 model from a llama.cpp `gpt2` GGUF file (tensors
+    /// `token_embd`, `position_embd`, `blk.N.attn_norm`, `attn_qkv`,
+    /// `attn_output`, `ffn_norm`, `ffn_up`, `ffn_down`, `output_norm`, and
+    /// `output` unless tied to the token embeddings).
+    pub fn from_gguf(g: &GgufFile, kind: Kind, device: Device) -> Result<Gpt2> {
+        let config = Gpt2Config::from_gguf(g)?;
+        let w = GgufGpt2Names {
+            inner: GgufWeights {
+                file: g,
+                kind,
+                device,
+            },
+        };
         Self::load(config, &w, device)
     }
 

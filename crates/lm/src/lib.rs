@@ -2,8 +2,9 @@
 //!
 //! * [`gguf`]: GGUF v1–v3 parsing and dequantisation ([`quant`]).
 //! * [`tokenizer`]: tokenizers built from GGUF metadata or `tokenizer.json`,
-//!   and the ChatML chat template.
-//! * [`llama`] and [`gpt2`]: the architectures, with KV caches and hook points.
+//!   and chat templates (ChatML, Llama 2, Llama 3, Zephyr, Gemma).
+//! * [`llama`] and [`gpt2`]: the architectures (from GGUF or Hugging Face
+//!   directories), with KV caches and hook points.
 //! * [`Model`]: loading, forward passes and batched generation.
 //! * [`hooks`]: prefix keys/values, residual adapters, steering vectors,
 //!   hidden-state read-out and logits processors for attached modules.

@@ -1,22 +1,29 @@
 //! The Llama architecture: RMSNorm, rotary position embeddings, SwiGLU MLP,
 //! grouped-query attention, optionally tied embeddings.
 //!
-//! Weights are looked up by their GGUF names (`token_embd.weight`,
-//! `blk.N.attn_q.weight`, ...). GGUF stores the query and key projections of
+//! Models load from GGUF files ([`Llama::from_gguf`]) or Hugging Face
+//! directories ([`Llama::from_hf_dir`]). Weights are looked up by their GGUF
+//! names (`token_embd.weight`, `blk.N.attn_q.weight`, ...), which are mapped
+//! to Hugging Face names for directories. GGUF stores the query and key projections of
 //! Llama models in the interleaved ("Meta") rotary layout: llama.cpp's
 //! converter permutes Hugging Face weights so that rotary embedding rotates
 //! adjacent pairs `(x[2i], x[2i+1])`. This module undoes that permutation on
 //! load (rows `(head, i, pair)` become `(head, pair, i)`), so the model runs
 //! the Hugging Face "rotate half" convention and matches `transformers`.
+//! Hugging Face checkpoints already use that layout and are not permuted.
 //!
 //! Parameters are frozen (`requires_grad = false`); activations are ordinary
 //! tensors, so gradients flow through the model into attached hooks.
 
+use std::path::Path;
+
+use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{step_mask, with_prefix_columns, ForwardOutput, WeightSource};
+use crate::common::{step_mask, with_prefix_columns, ForwardOutput, KvCache, WeightSource};
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
+use crate::gpt2::SafetensorsWeights;
 use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
 
 /// Hyper-parameters of a Llama model, read from the model's own metadata.
@@ -173,6 +180,251 @@ impl LlamaConfig {
     }
 }
 
+/// How the rows of the query and key projections are laid out for rotary
+/// embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RopeLayout {
+    /// llama.cpp's GGUF layout: pairs `(x[2i], x[2i+1])` rotate together;
+    /// undone on load.
+    Interleaved,
+    /// Hugging Face's layout ("rotate half"), which the model runs.
+    RotateHalf,
+}
+
+/// `config.json` of a Hugging Face Llama model. Missing optional keys take
+/// transformers' `LlamaConfig` defaults.
+#[derive(Deserialize)]
+struct RawHfConfig {
+    #[serde(default)]
+    model_type: Option<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default)]
+    num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    head_dim: Option<usize>,
+    #[serde(default)]
+    rope_theta: Option<f64>,
+    /// transformers < 5: `{"type" | "rope_type": ..., "factor": ...}`.
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    /// transformers >= 5: `{"rope_type": ..., "rope_theta": ..., "factor": ...}`.
+    #[serde(default)]
+    rope_parameters: Option<serde_json::Value>,
+    #[serde(default = "default_rms_eps")]
+    rms_norm_eps: f64,
+    #[serde(default = "default_max_pos")]
+    max_position_embeddings: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
+    #[serde(default)]
+    hidden_act: Option<String>,
+    #[serde(default)]
+    sliding_window: Option<serde_json::Value>,
+}
+
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+fn default_max_pos() -> usize {
+    2048
+}
+
+impl LlamaConfig {
+    /// Reads a Hugging Face `config.json` (`model_type` `llama` or
+    /// `mistral`): rope theta and linear RoPE scaling (old `rope_theta` /
+    /// `rope_scaling` keys or transformers 5's `rope_parameters`),
+    /// `rms_norm_eps`, grouped-query heads, `head_dim` and tied embeddings.
+    pub fn from_hf_config(path: &Path) -> Result<LlamaConfig> {
+        let bytes = std::fs::read(path).map_err(|e| LmError::io(path, e))?;
+        let raw: RawHfConfig = serde_json::from_slice(&bytes).map_err(|e| LmError::Json {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        Self::from_raw_hf(raw, path)
+    }
+
+    fn from_raw_hf(raw: RawHfConfig, path: &Path) -> Result<LlamaConfig> {
+        let bad = |msg: String| LmError::Json {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let unsupported =
+            |what: String| LmError::Unsupported(format!("{what} in {}", path.display()));
+        match raw.model_type.as_deref() {
+            Some("llama") | Some("mistral") | None => {}
+            Some(other) => {
+                return Err(unsupported(format!(
+                    "model_type `{other}` (expected llama or mistral)"
+                )))
+            }
+        }
+        if raw.attention_bias || raw.mlp_bias {
+            return Err(unsupported("attention_bias / mlp_bias".into()));
+        }
+        if let Some(act) = raw.hidden_act.as_deref() {
+            if act != "silu" && act != "swish" {
+                return Err(unsupported(format!("hidden_act `{act}`")));
+            }
+        }
+        if raw.sliding_window.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(unsupported("sliding-window attention".into()));
+        }
+        let n_heads = raw.num_attention_heads;
+        let n_kv = raw.num_key_value_heads.unwrap_or(n_heads);
+        for (name, v, max) in [
+            ("vocab_size", raw.vocab_size, u32::MAX as u64),
+            ("hidden_size", raw.hidden_size, MAX_DIM),
+            ("intermediate_size", raw.intermediate_size, MAX_DIM),
+            ("num_hidden_layers", raw.num_hidden_layers, 4096),
+            ("num_attention_heads", n_heads, 4096),
+            ("num_key_value_heads", n_kv, 4096),
+            (
+                "max_position_embeddings",
+                raw.max_position_embeddings,
+                u32::MAX as u64,
+            ),
+        ] {
+            if v == 0 || v as u64 > max {
+                return Err(bad(format!("{name} = {v} is out of range")));
+            }
+        }
+        let head_dim = match raw.head_dim {
+            Some(d) => d,
+            None => {
+                if !raw.hidden_size.is_multiple_of(n_heads) {
+                    return Err(bad(format!(
+                        "num_attention_heads {n_heads} does not divide hidden_size {}",
+                        raw.hidden_size
+                    )));
+                }
+                raw.hidden_size / n_heads
+            }
+        };
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim as u64 > MAX_DIM {
+            return Err(bad(format!(
+                "head dimension {head_dim} must be even and positive"
+            )));
+        }
+        if !n_heads.is_multiple_of(n_kv) {
+            return Err(bad(format!(
+                "num_key_value_heads {n_kv} does not divide num_attention_heads {n_heads}"
+            )));
+        }
+        // Rope parameters: transformers 5 keeps theta and scaling together.
+        let params = raw
+            .rope_parameters
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .or(raw.rope_scaling.as_ref().filter(|v| !v.is_null()));
+        let mut rope_theta = raw.rope_theta;
+        let mut rope_linear_factor = None;
+        if let Some(p) = params {
+            let obj = p
+                .as_object()
+                .ok_or_else(|| bad("rope_parameters / rope_scaling must be an object".into()))?;
+            if let Some(t) = obj.get("rope_theta") {
+                rope_theta = Some(
+                    t.as_f64()
+                        .ok_or_else(|| bad("rope_theta must be a number".into()))?,
+                );
+            }
+            let ty = obj
+                .get("rope_type")
+                .or_else(|| obj.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("default");
+            match ty {
+                "default" => {}
+                "linear" => {
+                    let f = obj.get("factor").and_then(|f| f.as_f64()).ok_or_else(|| {
+                        bad("linear RoPE scaling needs a numeric `factor`".into())
+                    })?;
+                    if !(f > 0.0 && f.is_finite()) {
+                        return Err(bad(format!("invalid RoPE scaling factor {f}")));
+                    }
+                    rope_linear_factor = (f != 1.0).then_some(f);
+                }
+                other => return Err(unsupported(format!("RoPE scaling `{other}`"))),
+            }
+        }
+        let rope_theta = rope_theta.unwrap_or(10_000.0);
+        if !(rope_theta > 0.0 && rope_theta.is_finite()) {
+            return Err(bad(format!("invalid rope_theta {rope_theta}")));
+        }
+        if !(raw.rms_norm_eps >= 0.0 && raw.rms_norm_eps.is_finite()) {
+            return Err(bad(format!("invalid rms_norm_eps {}", raw.rms_norm_eps)));
+        }
+        Ok(LlamaConfig {
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            num_hidden_layers: raw.num_hidden_layers,
+            num_attention_heads: n_heads,
+            num_key_value_heads: n_kv,
+            head_dim,
+            rope_theta,
+            rope_linear_factor,
+            rms_norm_eps: raw.rms_norm_eps,
+            max_position_embeddings: raw.max_position_embeddings,
+            tie_word_embeddings: raw.tie_word_embeddings,
+        })
+    }
+}
+
+/// Maps the GGUF tensor names the loader asks for to Hugging Face Llama
+/// names (`model.layers.N.self_attn.q_proj.weight`, ...).
+struct HfLlamaNames<'a> {
+    inner: &'a dyn WeightSource,
+}
+
+impl HfLlamaNames<'_> {
+    fn hf_name(name: &str) -> String {
+        match name {
+            "token_embd.weight" => return "model.embed_tokens.weight".into(),
+            "output_norm.weight" => return "model.norm.weight".into(),
+            "output.weight" => return "lm_head.weight".into(),
+            _ => {}
+        }
+        let Some(rest) = name.strip_prefix("blk.") else {
+            return name.to_string();
+        };
+        let Some((layer, part)) = rest.split_once('.') else {
+            return name.to_string();
+        };
+        let part = part.strip_suffix(".weight").unwrap_or(part);
+        let hf = match part {
+            "attn_norm" => "input_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_norm" => "post_attention_layernorm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            _ => return name.to_string(),
+        };
+        format!("model.layers.{layer}.{hf}.weight")
+    }
+}
+
+impl WeightSource for HfLlamaNames<'_> {
+    fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        self.inner.get(&Self::hf_name(name), shape)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.inner.has(&Self::hf_name(name))
+    }
+}
+
 #[derive(Debug)]
 struct RmsNorm {
     weight: Tensor,
@@ -214,12 +466,6 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(x.f_mul(cos)?.f_add(&rot.f_mul(sin)?)?)
 }
 
-struct KvCache {
-    k: Tensor,
-    v: Tensor,
-    prefix_len: i64,
-}
-
 struct Attention {
     /// Query, key and value projections stacked row-wise (one matmul).
     wqkv: Tensor,
@@ -257,30 +503,32 @@ impl Attention {
             .f_transpose(1, 2)?;
         let q = apply_rope(&q, cos, sin)?;
         let k = apply_rope(&k, cos, sin)?;
-        let (k, v, prefix_len) = match self.kv_cache.take() {
-            Some(c) => (
-                Tensor::f_cat(&[&c.k, &k], 2)?,
-                Tensor::f_cat(&[&c.v, &v], 2)?,
-                c.prefix_len,
-            ),
-            None => match prefix {
-                Some(p) => {
-                    let (pk, pv) = self.check_prefix(p, b, x.kind())?;
-                    let plen = pk.size()[2];
-                    (
-                        Tensor::f_cat(&[&pk, &k], 2)?,
-                        Tensor::f_cat(&[&pv, &v], 2)?,
-                        plen,
-                    )
-                }
-                None => (k, v, 0),
-            },
+        let (k, v, prefix_len) = match self.kv_cache.as_mut() {
+            Some(c) => {
+                let (k, v) = c.append(&k, &v)?;
+                (k, v, c.prefix_len)
+            }
+            None => {
+                let (k, v, prefix_len) = match prefix {
+                    Some(p) => {
+                        let (pk, pv) = self.check_prefix(p, b, x.kind())?;
+                        let plen = pk.size()[2];
+                        (
+                            Tensor::f_cat(&[&pk, &k], 2)?,
+                            Tensor::f_cat(&[&pv, &v], 2)?,
+                            plen,
+                        )
+                    }
+                    None => (k, v, 0),
+                };
+                self.kv_cache = Some(KvCache::new(
+                    k.shallow_clone(),
+                    v.shallow_clone(),
+                    prefix_len,
+                ));
+                (k, v, prefix_len)
+            }
         };
-        self.kv_cache = Some(KvCache {
-            k: k.shallow_clone(),
-            v: v.shallow_clone(),
-            prefix_len,
-        });
         let mask = match (mask, prefix_len) {
             (Some(m), 0) => Some(m.shallow_clone()),
             (Some(m), p) => Some(with_prefix_columns(m, p)?),
@@ -375,12 +623,25 @@ impl Llama {
             kind,
             device,
         };
-        Self::load(config, &w, kind, device)
+        Self::load(config, &w, RopeLayout::Interleaved, kind, device)
+    }
+
+    /// Loads a Llama model from a Hugging Face directory: `config.json`
+    /// (`model_type` `llama` or `mistral`) and `model.safetensors` or the
+    /// shards listed in `model.safetensors.index.json`. Hugging Face stores
+    /// the query/key projections in the "rotate half" layout the model runs,
+    /// so they are used as they are.
+    pub fn from_hf_dir(dir: &Path, kind: Kind, device: Device) -> Result<Llama> {
+        let config = LlamaConfig::from_hf_config(&dir.join("config.json"))?;
+        let st = SafetensorsWeights::open(dir, kind, device)?;
+        let w = HfLlamaNames { inner: &st };
+        Self::load(config, &w, RopeLayout::RotateHalf, kind, device)
     }
 
     pub(crate) fn load(
         config: LlamaConfig,
         w: &dyn WeightSource,
+        rope: RopeLayout,
         kind: Kind,
         device: Device,
     ) -> Result<Llama> {
@@ -395,8 +656,12 @@ impl Llama {
         let mut blocks = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
-            let wq = unpermute_rope(&w.get(&n("attn_q"), &[nh * hd, h])?, nh, hd)?;
-            let wk = unpermute_rope(&w.get(&n("attn_k"), &[nkv * hd, h])?, nkv, hd)?;
+            let mut wq = w.get(&n("attn_q"), &[nh * hd, h])?;
+            let mut wk = w.get(&n("attn_k"), &[nkv * hd, h])?;
+            if rope == RopeLayout::Interleaved {
+                wq = unpermute_rope(&wq, nh, hd)?;
+                wk = unpermute_rope(&wk, nkv, hd)?;
+            }
             blocks.push(Block {
                 attn_norm: RmsNorm {
                     weight: w.get(&n("attn_norm"), &[h])?,
@@ -432,10 +697,10 @@ impl Llama {
             weight: w.get("output_norm.weight", &[h])?,
             eps: c.rms_norm_eps,
         };
-        let lm_head = if w.has("output.weight") {
-            w.get("output.weight", &[vocab, h])?
-        } else {
+        let lm_head = if c.tie_word_embeddings {
             embed.shallow_clone()
+        } else {
+            w.get("output.weight", &[vocab, h])?
         };
         let inv_freq: Vec<f32> = (0..hd / 2)
             .map(|i| (1.0 / c.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32)

@@ -93,10 +93,31 @@ pub fn default_model_path() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The `model_type` of a Hugging Face directory's `config.json` (`None`
+/// when the key is absent).
+fn hf_model_type(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|e| LmError::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| LmError::Json {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
+    match v.get("model_type") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(LmError::Json {
+            path,
+            msg: "`model_type` must be a string".into(),
+        }),
+    }
+}
+
 impl Model {
-    /// Loads a model on the CPU: a `.gguf` file (Llama architecture), or a
-    /// Hugging Face directory with `config.json`, `model.safetensors` (or
-    /// shards) and `tokenizer.json` (GPT-2 architecture).
+    /// Loads a model on the CPU: a `.gguf` file (`llama`, `mistral` or
+    /// `gpt2` architecture), or a Hugging Face directory with `config.json`,
+    /// `model.safetensors` (or shards listed in
+    /// `model.safetensors.index.json`) and `tokenizer.json` (`model_type`
+    /// `llama`, `mistral` or `gpt2`).
     pub fn load(path: impl AsRef<Path>, dtype: DType) -> Result<Model> {
         Self::load_on(path, dtype, Device::Cpu)
     }
@@ -119,10 +140,23 @@ impl Model {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| LmError::io(path, e))?;
         if meta.is_dir() {
-            let gpt2 = Gpt2::from_hf_dir(path, dtype.kind(), device)?;
+            let net = match hf_model_type(path)?.as_deref() {
+                Some("llama") | Some("mistral") => {
+                    Architecture::Llama(Llama::from_hf_dir(path, dtype.kind(), device)?)
+                }
+                Some("gpt2") | None => {
+                    Architecture::Gpt2(Gpt2::from_hf_dir(path, dtype.kind(), device)?)
+                }
+                Some(other) => {
+                    return Err(LmError::Unsupported(format!(
+                        "model_type `{other}` in {} (supported: llama, mistral, gpt2)",
+                        path.join("config.json").display()
+                    )))
+                }
+            };
             let tokenizer = Tokenizer::from_hf_file(path.join("tokenizer.json"))?;
             return Ok(Model {
-                arch: Architecture::Gpt2(gpt2),
+                arch: net,
                 tokenizer,
                 dtype,
                 device,
@@ -133,9 +167,10 @@ impl Model {
         let arch = g.get_str("general.architecture")?;
         let net = match arch {
             "llama" | "mistral" => Architecture::Llama(Llama::from_gguf(&g, dtype.kind(), device)?),
+            "gpt2" => Architecture::Gpt2(Gpt2::from_gguf(&g, dtype.kind(), device)?),
             other => {
                 return Err(LmError::Unsupported(format!(
-                    "GGUF architecture `{other}` in {} (supported: llama)",
+                    "GGUF architecture `{other}` in {} (supported: llama, mistral, gpt2)",
                     path.display()
                 )))
             }
@@ -296,9 +331,17 @@ impl Model {
     /// Token ids of a prompt as `generate` builds them.
     pub fn encode_prompt(&self, prompt: &str, opts: &GenerateOptions) -> Result<Vec<u32>> {
         if opts.chat {
-            let text = self
-                .tokenizer
-                .apply_chat_template(&[ChatMessage::user(prompt)], true)?;
+            let Some(template) = self.tokenizer.chat_template() else {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "{} has no chat template this crate can render; using plain prompts",
+                        self.source.display()
+                    )
+                });
+                return self.tokenizer.encode(prompt, opts.add_special_tokens);
+            };
+            let text = template.render(&[ChatMessage::user(prompt)], true);
             // The template carries its own special tokens.
             self.tokenizer.encode(&text, false)
         } else {

@@ -1,7 +1,7 @@
 //! Tokenizers built with the `tokenizers` crate, from GGUF metadata
 //! (sentencepiece-style vocabularies with scores, GPT-2-style byte-level BPE
-//! with merges) or from a Hugging Face `tokenizer.json`, plus the ChatML chat
-//! template.
+//! with merges) or from a Hugging Face `tokenizer.json`, plus chat templates
+//! (ChatML, Llama 2, Llama 3, Zephyr, Gemma).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -65,7 +65,10 @@ impl ChatMessage {
     }
 }
 
-/// Chat templates this crate renders natively (no Jinja engine).
+/// Chat templates this crate renders natively (no Jinja engine). Each
+/// variant reproduces the output of the model family's Hugging Face Jinja
+/// template (rendered as transformers does, with `trim_blocks` and
+/// `lstrip_blocks`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatTemplate {
     /// `<|im_start|>role\ncontent<|im_end|>\n`, optionally with a default
@@ -74,15 +77,83 @@ pub enum ChatTemplate {
         /// The system message the model's template inserts by default.
         default_system: Option<String>,
     },
+    /// Llama 2 chat: `<s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST]
+    /// answer </s>`; a system message joins the first user turn. The prompt
+    /// already ends where the answer starts, so `add_generation_prompt`
+    /// adds nothing.
+    Llama2 {
+        /// The BOS token text (`<s>`).
+        bos: String,
+        /// The EOS token text (`</s>`).
+        eos: String,
+    },
+    /// Llama 3 instruct: `<|begin_of_text|>` then, per message,
+    /// `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`
+    /// (content trimmed). Stops on `<|eot_id|>`.
+    Llama3 {
+        /// The BOS token text (`<|begin_of_text|>`).
+        bos: String,
+    },
+    /// Zephyr / TinyLlama chat: `<|role|>\ncontent</s>\n` per message and
+    /// `<|assistant|>\n` to open the answer.
+    Zephyr {
+        /// The EOS token text (`</s>`).
+        eos: String,
+    },
+    /// Gemma instruct: `<bos>` then `<start_of_turn>role\ncontent<end_of_turn>\n`
+    /// with the assistant role named `model` (content trimmed); a system
+    /// message is prepended to the first user turn, as Gemma 3's template
+    /// does. Stops on `<end_of_turn>`.
+    Gemma {
+        /// The BOS token text (`<bos>`).
+        bos: String,
+    },
 }
 
 impl ChatTemplate {
     /// Recognises a Jinja chat template by its markers. Returns `None` for
-    /// templates this crate cannot render.
+    /// templates this crate cannot render. Special-token texts default to
+    /// the family's usual ones (see [`ChatTemplate::detect_with_tokens`]).
     pub fn detect(jinja: &str) -> Option<ChatTemplate> {
-        if !jinja.contains("<|im_start|>") || !jinja.contains("<|im_end|>") {
-            return None;
+        Self::detect_with_tokens(jinja, None, None)
+    }
+
+    /// Like [`ChatTemplate::detect`], with the texts of the model's BOS and
+    /// EOS tokens (what the template's `bos_token` / `eos_token` expand to).
+    pub fn detect_with_tokens(
+        jinja: &str,
+        bos: Option<&str>,
+        eos: Option<&str>,
+    ) -> Option<ChatTemplate> {
+        let or = |t: Option<&str>, d: &str| t.unwrap_or(d).to_string();
+        if jinja.contains("<|im_start|>") && jinja.contains("<|im_end|>") {
+            return Some(Self::detect_chatml(jinja));
         }
+        if jinja.contains("<|start_header_id|>") && jinja.contains("<|eot_id|>") {
+            return Some(ChatTemplate::Llama3 {
+                bos: or(bos, "<|begin_of_text|>"),
+            });
+        }
+        if jinja.contains("<start_of_turn>") && jinja.contains("<end_of_turn>") {
+            return Some(ChatTemplate::Gemma {
+                bos: or(bos, "<bos>"),
+            });
+        }
+        if jinja.contains("<|user|>") && jinja.contains("<|assistant|>") {
+            return Some(ChatTemplate::Zephyr {
+                eos: or(eos, "</s>"),
+            });
+        }
+        if jinja.contains("[INST]") && jinja.contains("[/INST]") && jinja.contains("<<SYS>>") {
+            return Some(ChatTemplate::Llama2 {
+                bos: or(bos, "<s>"),
+                eos: or(eos, "</s>"),
+            });
+        }
+        None
+    }
+
+    fn detect_chatml(jinja: &str) -> ChatTemplate {
         // A literal default system message, as in SmolLM2's and Qwen's templates:
         // '<|im_start|>system\nYou are ...<|im_end|>\n'
         let marker = "<|im_start|>system\n";
@@ -97,15 +168,26 @@ impl ChatTemplate {
                 && !text.contains('+');
             (literal && !text.is_empty()).then(|| text.to_string())
         });
-        Some(ChatTemplate::ChatMl { default_system })
+        ChatTemplate::ChatMl { default_system }
+    }
+
+    /// The token text (besides EOS) that ends an assistant turn, if the
+    /// template has one.
+    pub fn end_of_turn(&self) -> Option<&'static str> {
+        match self {
+            ChatTemplate::ChatMl { .. } => Some("<|im_end|>"),
+            ChatTemplate::Llama3 { .. } => Some("<|eot_id|>"),
+            ChatTemplate::Gemma { .. } => Some("<end_of_turn>"),
+            ChatTemplate::Llama2 { .. } | ChatTemplate::Zephyr { .. } => None,
+        }
     }
 
     /// Renders a conversation; with `add_generation_prompt` the text ends
     /// with the opening of an assistant turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> String {
+        let mut out = String::new();
         match self {
             ChatTemplate::ChatMl { default_system } => {
-                let mut out = String::new();
                 if let Some(sys) = default_system {
                     if messages.first().map(|m| m.role != "system").unwrap_or(true) {
                         out.push_str("<|im_start|>system\n");
@@ -123,9 +205,93 @@ impl ChatTemplate {
                 if add_generation_prompt {
                     out.push_str("<|im_start|>assistant\n");
                 }
-                out
+            }
+            ChatTemplate::Llama2 { bos, eos } => {
+                let (system, rest) = split_system(messages);
+                for (i, m) in rest.iter().enumerate() {
+                    let content = match (i, system) {
+                        (0, Some(sys)) => format!("<<SYS>>\n{sys}\n<</SYS>>\n\n{}", m.content),
+                        _ => m.content.clone(),
+                    };
+                    match m.role.as_str() {
+                        "user" => {
+                            out.push_str(bos);
+                            out.push_str("[INST] ");
+                            out.push_str(content.trim());
+                            out.push_str(" [/INST]");
+                        }
+                        "assistant" => {
+                            out.push(' ');
+                            out.push_str(content.trim());
+                            out.push(' ');
+                            out.push_str(eos);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ChatTemplate::Llama3 { bos } => {
+                out.push_str(bos);
+                for m in messages {
+                    out.push_str("<|start_header_id|>");
+                    out.push_str(&m.role);
+                    out.push_str("<|end_header_id|>\n\n");
+                    out.push_str(m.content.trim());
+                    out.push_str("<|eot_id|>");
+                }
+                if add_generation_prompt {
+                    out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+                }
+            }
+            ChatTemplate::Zephyr { eos } => {
+                for m in messages {
+                    if !matches!(m.role.as_str(), "user" | "system" | "assistant") {
+                        continue;
+                    }
+                    out.push_str("<|");
+                    out.push_str(&m.role);
+                    out.push_str("|>\n");
+                    out.push_str(&m.content);
+                    out.push_str(eos);
+                    out.push('\n');
+                }
+                if add_generation_prompt {
+                    out.push_str("<|assistant|>\n");
+                }
+            }
+            ChatTemplate::Gemma { bos } => {
+                out.push_str(bos);
+                let (system, rest) = split_system(messages);
+                for (i, m) in rest.iter().enumerate() {
+                    let role = if m.role == "assistant" {
+                        "model"
+                    } else {
+                        &m.role
+                    };
+                    out.push_str("<start_of_turn>");
+                    out.push_str(role);
+                    out.push('\n');
+                    if let (0, Some(sys)) = (i, system) {
+                        out.push_str(sys);
+                        out.push_str("\n\n");
+                    }
+                    out.push_str(m.content.trim());
+                    out.push_str("<end_of_turn>\n");
+                }
+                if add_generation_prompt {
+                    out.push_str("<start_of_turn>model\n");
+                }
             }
         }
+        out
+    }
+}
+
+/// The leading system message's text, and the other messages.
+fn split_system(messages: &[ChatMessage]) -> (Option<&str>, &[ChatMessage]) {
+    match messages.split_first() {
+        Some((first, rest)) if first.role == "system" => (Some(first.content.as_str()), rest),
+        _ => (None, messages),
     }
 }
 
@@ -371,9 +537,13 @@ impl Tokenizer {
             .collect();
         inner.add_tokens(&user);
 
-        let chat = g
-            .get_str_opt("tokenizer.chat_template")?
-            .and_then(ChatTemplate::detect);
+        let tok_text = |id: Option<u32>| id.map(|i| tokens[i as usize]);
+        let chat = detect_logged(
+            g.get_str_opt("tokenizer.chat_template")?,
+            tok_text(bos),
+            tok_text(eos),
+            g.path(),
+        );
         let mut t = Tokenizer {
             inner,
             bos,
@@ -454,11 +624,27 @@ impl Tokenizer {
         {
             stop.extend(a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32));
         }
-        let chat = tok_cfg
+        let jinja = tok_cfg
             .as_ref()
             .and_then(|c| c.get("chat_template"))
-            .and_then(|c| c.as_str())
-            .and_then(ChatTemplate::detect);
+            .and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s.as_str()),
+                // A list of named templates: use the default one.
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                    .and_then(|t| t.get("template"))
+                    .and_then(|t| t.as_str()),
+                _ => None,
+            });
+        let bos_text = bos.and_then(|b| inner.id_to_token(b));
+        let eos_text = eos.and_then(|e| inner.id_to_token(e));
+        let chat = detect_logged(
+            jinja,
+            bos_text.as_deref(),
+            eos_text.as_deref(),
+            &path.display().to_string(),
+        );
         let mut t = Tokenizer {
             inner,
             bos,
@@ -480,8 +666,8 @@ impl Tokenizer {
                 self.stop.push(e);
             }
         }
-        if matches!(self.chat, Some(ChatTemplate::ChatMl { .. })) {
-            if let Some(id) = self.inner.token_to_id("<|im_end|>") {
+        if let Some(end) = self.chat.as_ref().and_then(|c| c.end_of_turn()) {
+            if let Some(id) = self.inner.token_to_id(end) {
                 if !self.stop.contains(&id) {
                     self.stop.push(id);
                 }
@@ -548,7 +734,8 @@ impl Tokenizer {
         self.pad.or(self.eos).unwrap_or(0)
     }
 
-    /// Tokens that end generation: EOS, and `<|im_end|>` for ChatML models.
+    /// Tokens that end generation: EOS, and the chat template's end-of-turn
+    /// token (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`).
     pub fn stop_ids(&self) -> &[u32] {
         &self.stop
     }
@@ -593,6 +780,24 @@ impl Tokenizer {
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
+}
+
+/// Detects the chat template of a model, warning when it has one this crate
+/// cannot render (chat prompts then fall back to the plain prompt).
+fn detect_logged(
+    jinja: Option<&str>,
+    bos: Option<&str>,
+    eos: Option<&str>,
+    source: &str,
+) -> Option<ChatTemplate> {
+    let jinja = jinja?;
+    let t = ChatTemplate::detect_with_tokens(jinja, bos, eos);
+    if t.is_none() {
+        tracing::warn!(
+            "unrecognised chat template in {source}; chat prompts will be used as plain prompts"
+        );
+    }
+    t
 }
 
 fn parse_merges(g: &GgufFile) -> Result<Vec<(String, String)>> {
@@ -655,5 +860,95 @@ mod tests {
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
         );
         assert!(ChatTemplate::detect("{{ bos_token }}[INST]").is_none());
+    }
+
+    fn conv() -> Vec<ChatMessage> {
+        vec![
+            ChatMessage::system("Be brief."),
+            ChatMessage::user("Hi "),
+            ChatMessage::assistant("Hello!"),
+            ChatMessage::user("2+2?"),
+        ]
+    }
+
+    #[test]
+    fn llama2_rendering() {
+        let t = ChatTemplate::detect(
+            "{% if messages[0]['role'] == 'system' %}...'<<SYS>>\\n'...{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}",
+        )
+        .expect("llama2");
+        assert_eq!(
+            t,
+            ChatTemplate::Llama2 {
+                bos: "<s>".into(),
+                eos: "</s>".into()
+            }
+        );
+        assert_eq!(
+            t.render(&conv(), true),
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] 2+2? [/INST]"
+        );
+        assert_eq!(
+            t.render(&[ChatMessage::user("Hi")], true),
+            "<s>[INST] Hi [/INST]"
+        );
+    }
+
+    #[test]
+    fn llama3_rendering() {
+        let t = ChatTemplate::detect_with_tokens(
+            "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}",
+            Some("<|begin_of_text|>"),
+            Some("<|eot_id|>"),
+        )
+        .expect("llama3");
+        assert_eq!(t.end_of_turn(), Some("<|eot_id|>"));
+        assert_eq!(
+            t.render(&[ChatMessage::user(" Hi ")], true),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+        assert_eq!(
+            t.render(&conv()[..2], false),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        );
+    }
+
+    #[test]
+    fn zephyr_rendering() {
+        let t = ChatTemplate::detect(
+            "{{ '<|user|>\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}",
+        )
+        .expect("zephyr");
+        assert_eq!(t.end_of_turn(), None);
+        assert_eq!(
+            t.render(&conv(), true),
+            "<|system|>\nBe brief.</s>\n<|user|>\nHi </s>\n<|assistant|>\nHello!</s>\n<|user|>\n2+2?</s>\n<|assistant|>\n"
+        );
+    }
+
+    #[test]
+    fn gemma_rendering() {
+        let t = ChatTemplate::detect("{{ bos_token }}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}")
+            .expect("gemma");
+        assert_eq!(
+            t,
+            ChatTemplate::Gemma {
+                bos: "<bos>".into()
+            }
+        );
+        assert_eq!(
+            t.render(&conv(), true),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn unknown_templates_are_not_detected() {
+        assert_eq!(ChatTemplate::detect("{{ messages[0]['content'] }}"), None);
+        assert_eq!(
+            ChatTemplate::detect("{{ '[INST] ' + m + ' [/INST]' }}"),
+            None,
+            "Mistral-style [INST] without <<SYS>> is not Llama 2"
+        );
     }
 }

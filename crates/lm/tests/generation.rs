@@ -293,3 +293,63 @@ fn truncated_model_file_errors_name_the_file() {
     let e = Model::load(&p, DType::F32).unwrap_err().to_string();
     assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
 }
+
+/// In a batch, a sequence that produced a stop token stays as it was: no
+/// further tokens, log-probs or streamed events, while the others go on
+/// exactly as they would alone.
+#[test]
+fn finished_sequences_stop_changing_in_a_batch() {
+    let mut m = stories();
+    let period = *m.tokenizer().encode(".", false).unwrap().last().unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: 60,
+        stop_tokens: vec![period],
+        ..Default::default()
+    };
+    let prompts = ["Once upon a time", "One day,"];
+    let alone: Vec<_> = prompts
+        .iter()
+        .map(|p| m.generate(&[*p], &opts, None).unwrap().remove(0))
+        .collect();
+    let mut events = vec![0usize; prompts.len()];
+    let mut cb = |e: &emorl_lm::TokenEvent<'_>| events[e.index] += 1;
+    let batch = m
+        .generate_stream(&prompts, &opts, None, Some(&mut cb))
+        .unwrap();
+    // The first prompt stops early (see stops_on_stop_tokens_and_respects_length);
+    // the second goes on for longer, so the batch keeps stepping after the
+    // first has finished.
+    assert_eq!(batch[0].finish_reason, FinishReason::Stop);
+    assert!(batch[1].tokens.len() > batch[0].tokens.len() + 2);
+    for (i, (b, a)) in batch.iter().zip(&alone).enumerate() {
+        assert_eq!(b.tokens, a.tokens, "prompt {i}");
+        assert_eq!(b.text, a.text, "prompt {i}");
+        assert_eq!(b.finish_reason, a.finish_reason, "prompt {i}");
+        assert_eq!(b.logprobs.len(), b.tokens.len(), "prompt {i}");
+        assert_eq!(events[i], b.tokens.len(), "prompt {i}");
+        for (x, y) in b.logprobs.iter().zip(&a.logprobs) {
+            assert!((x - y).abs() < 1e-3, "prompt {i}: {x} vs {y}");
+        }
+        if b.finish_reason == FinishReason::Stop {
+            assert_eq!(b.tokens.iter().filter(|&&t| t == period).count(), 1);
+            assert_eq!(*b.tokens.last().unwrap(), period);
+        }
+    }
+}
+
+/// A model without a chat template it can render uses the plain prompt when
+/// asked for chat.
+#[test]
+fn chat_without_template_falls_back_to_plain_prompt() {
+    let mut m = stories();
+    assert!(m.tokenizer().chat_template().is_none());
+    let opts = GenerateOptions {
+        max_new_tokens: 3,
+        chat: true,
+        ..Default::default()
+    };
+    let plain = m.tokenizer().encode("Once upon a time", true).unwrap();
+    assert_eq!(m.encode_prompt("Once upon a time", &opts).unwrap(), plain);
+    let g = m.generate(&["Once upon a time"], &opts, None).unwrap();
+    assert_eq!(g[0].prompt_tokens, plain);
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use emorl_lm::gguf::GgufFile;
 use emorl_lm::quant::{dequantize, GgmlType};
-use emorl_lm::{DType, Model};
+use emorl_lm::{Architecture, DType, Model};
 use tch::{Kind, Tensor};
 
 const PROMPTS: &[&str] = &[
@@ -214,4 +214,150 @@ fn bf16_is_close_to_f32() {
     assert_eq!(lb.kind(), Kind::Float);
     let e = rel_l2(&lb, &lf);
     assert!(e < 0.05, "bf16 vs f32 relative L2 {e}");
+}
+
+#[test]
+fn gpt2_gguf_matches_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = run_helper(
+        &[
+            "gpt2_gguf",
+            dir.path().to_str().unwrap(),
+            &json(PROMPTS),
+            &json(TRICKY),
+        ],
+        dir.path(),
+    );
+    let mut model = Model::load(dir.path().join("model.gguf"), DType::F32).unwrap();
+    assert!(matches!(model.architecture(), Architecture::Gpt2(_)));
+    // Tied head: no separate output tensor.
+    assert!(!model
+        .parameters()
+        .iter()
+        .any(|(n, _)| n == "lm_head.weight"));
+    assert_eq!(model.tokenizer().eos_id(), Some(0));
+    check_model(&mut model, &refs);
+}
+
+/// The tiny random Llama of parity.py in `variant`, checked from its Hugging
+/// Face directory and from its llama.cpp-layout GGUF.
+fn check_llama_hf(variant: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = run_helper(
+        &[
+            "llama_hf",
+            dir.path().to_str().unwrap(),
+            &json(PROMPTS),
+            &json(TRICKY),
+            variant,
+        ],
+        dir.path(),
+    );
+    let tied = variant == "tied";
+    for path in [dir.path().join("model"), dir.path().join("model.gguf")] {
+        eprintln!("{}", path.display());
+        let mut model = Model::load(&path, DType::F32).unwrap();
+        let Architecture::Llama(l) = model.architecture() else {
+            panic!("{} did not load as Llama", path.display());
+        };
+        let c = l.config();
+        assert_eq!(
+            (c.num_attention_heads, c.num_key_value_heads, c.head_dim),
+            (8, 2, 8)
+        );
+        assert_eq!(c.rope_theta, 500.0);
+        assert!((c.rms_norm_eps - 1e-5).abs() < 1e-12);
+        assert_eq!(c.tie_word_embeddings, tied);
+        let has_head = model.parameters().iter().any(|(n, _)| n == "output.weight");
+        assert_eq!(has_head, !tied);
+        check_model(&mut model, &refs);
+    }
+}
+
+#[test]
+fn llama_hf_tied_matches_transformers() {
+    check_llama_hf("tied");
+}
+
+#[test]
+fn llama_hf_untied_matches_transformers() {
+    check_llama_hf("untied");
+}
+
+#[test]
+fn llama_hf_sharded_matches_transformers() {
+    check_llama_hf("sharded");
+}
+
+/// Chat templates as the model families publish them (Jinja, as in their
+/// tokenizer_config.json), rendered by Jinja with transformers' settings and
+/// by us.
+#[test]
+fn chat_templates_match_jinja() {
+    use emorl_lm::{ChatMessage, ChatTemplate};
+    let llama2 = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+    let llama3 = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    let zephyr = "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+    let gemma = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
+    let chatml = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    let convs: Vec<Vec<ChatMessage>> = vec![
+        vec![ChatMessage::user("Hi there ")],
+        vec![
+            ChatMessage::system("Be brief."),
+            ChatMessage::user("What is 2+2?"),
+        ],
+        vec![
+            ChatMessage::system("  Sys  "),
+            ChatMessage::user("Q1"),
+            ChatMessage::assistant(" A1 "),
+            ChatMessage::user("Q2\n"),
+        ],
+    ];
+    let families = [
+        ("llama2", llama2, "<s>", "</s>"),
+        ("llama3", llama3, "<|begin_of_text|>", "<|end_of_text|>"),
+        ("zephyr", zephyr, "<s>", "</s>"),
+        ("gemma", gemma, "<bos>", "<eos>"),
+        ("chatml", chatml, "<|im_start|>", "<|im_end|>"),
+    ];
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for (name, jinja, bos, eos) in families {
+        let t = ChatTemplate::detect_with_tokens(jinja, Some(bos), Some(eos))
+            .unwrap_or_else(|| panic!("{name} template not detected"));
+        for conv in &convs {
+            for gen in [true, false] {
+                let msgs: Vec<_> = conv
+                    .iter()
+                    .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+                    .collect();
+                cases.push(serde_json::json!({
+                    "template": jinja, "messages": msgs, "bos": bos, "eos": eos,
+                    "add_generation_prompt": gen,
+                }));
+                ours.push((name, t.render(conv, gen)));
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases_path = dir.path().join("cases.json");
+    std::fs::write(&cases_path, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity.py");
+    let out = Command::new(common::python())
+        .arg(&script)
+        .args(["chat", dir.path().to_str().unwrap()])
+        .arg(&cases_path)
+        .output()
+        .expect("run the parity helper");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jinja_out: Vec<String> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("chat.json")).unwrap()).unwrap();
+    assert_eq!(jinja_out.len(), ours.len());
+    for ((name, got), want) in ours.iter().zip(&jinja_out) {
+        assert_eq!(got, want, "{name}");
+    }
 }
