@@ -248,7 +248,13 @@ impl Modules {
     /// Composes the modules into one set of hooks for `emotion` (the
     /// tensors keep their autograd graph, so gradients reach the modules).
     pub fn hooks(&self, emotion: &TurnEmotion) -> Result<Hooks<'static>> {
-        let mut h = Hooks::new();
+        self.attach(Hooks::new(), emotion)
+    }
+
+    /// Appends the modules' hooks for `emotion` to `hooks` (after whatever
+    /// `hooks` already holds, e.g. a logits processor that must run first).
+    pub fn attach<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
+        let mut h = hooks;
         if let Some(p) = &self.prefix {
             h = p.attach(h, &emotion.state)?;
         }
@@ -266,6 +272,29 @@ impl Modules {
             h = h.with_logits_fn(erm.logits_fn(&e)?);
         }
         Ok(h)
+    }
+
+    /// Whether the modules change only the logits (no prefix, steering or
+    /// gate): the frozen model's hidden states and raw logits then do not
+    /// depend on any trainable parameter.
+    pub fn logits_only(&self) -> bool {
+        self.prefix.is_none() && self.steering.is_none() && self.gate.is_none()
+    }
+
+    /// The modules' logits processing for `emotion` applied to raw model
+    /// logits (`[batch, vocab]` or `[batch, seq, vocab]`): what the hooks of
+    /// [`Modules::hooks`] do to the logits.
+    pub fn process_logits(&self, emotion: &TurnEmotion, logits: &Tensor) -> Result<Tensor> {
+        match &self.erm {
+            Some(erm) => {
+                let e = match &emotion.erm {
+                    Some(e) => e.shallow_clone(),
+                    None => erm_from_encoder(&emotion.state.phasic)?,
+                };
+                Ok(erm.logits_fn(&e)?(logits)?)
+            }
+            None => Ok(logits.shallow_clone()),
+        }
     }
 
     /// The emotion of a batch of prompts: the encoder over `contexts` (with
