@@ -254,6 +254,17 @@ impl Modules {
     /// Appends the modules' hooks for `emotion` to `hooks` (after whatever
     /// `hooks` already holds, e.g. a logits processor that must run first).
     pub fn attach<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
+        let mut h = self.attach_hidden(hooks, emotion)?;
+        if let Some(f) = self.logits_processor(emotion)? {
+            h = h.with_logits_fn(f);
+        }
+        Ok(h)
+    }
+
+    /// Appends only the hooks that act on hidden states (prefix, steering,
+    /// gate), leaving the logits processing to the caller (see
+    /// [`Modules::logits_processor`]).
+    pub fn attach_hidden<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
         let mut h = hooks;
         if let Some(p) = &self.prefix {
             h = p.attach(h, &emotion.state)?;
@@ -264,14 +275,26 @@ impl Modules {
         if let Some(g) = &self.gate {
             h = g.attach(h, &emotion.state)?;
         }
-        if let Some(erm) = &self.erm {
-            let e = match &emotion.erm {
-                Some(e) => e.shallow_clone(),
-                None => erm_from_encoder(&emotion.state.phasic)?,
-            };
-            h = h.with_logits_fn(erm.logits_fn(&e)?);
-        }
         Ok(h)
+    }
+
+    /// The modules' logits processing for `emotion` (the ERM's bias and
+    /// temperature; `None` without an ERM), for `[batch, vocab]` or
+    /// `[batch, seq, vocab]` logits.
+    pub fn logits_processor(
+        &self,
+        emotion: &TurnEmotion,
+    ) -> Result<Option<impl Fn(&Tensor) -> emorl_lm::Result<Tensor> + 'static>> {
+        match &self.erm {
+            Some(erm) => {
+                let e = match &emotion.erm {
+                    Some(e) => e.shallow_clone(),
+                    None => erm_from_encoder(&emotion.state.phasic)?,
+                };
+                Ok(Some(erm.logits_fn(&e)?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Whether the modules change only the logits (no prefix, steering or
@@ -285,14 +308,8 @@ impl Modules {
     /// logits (`[batch, vocab]` or `[batch, seq, vocab]`): what the hooks of
     /// [`Modules::hooks`] do to the logits.
     pub fn process_logits(&self, emotion: &TurnEmotion, logits: &Tensor) -> Result<Tensor> {
-        match &self.erm {
-            Some(erm) => {
-                let e = match &emotion.erm {
-                    Some(e) => e.shallow_clone(),
-                    None => erm_from_encoder(&emotion.state.phasic)?,
-                };
-                Ok(erm.logits_fn(&e)?(logits)?)
-            }
+        match self.logits_processor(emotion)? {
+            Some(f) => Ok(f(logits)?),
             None => Ok(logits.shallow_clone()),
         }
     }

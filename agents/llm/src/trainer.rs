@@ -419,20 +419,35 @@ impl Trainer {
             )?;
             let emotion_means = emotion.means()?;
             let rep = emotion.repeat_rows(k as i64)?;
-            let mut hooks = emorl_lm::Hooks::new();
-            if logits_only {
-                hooks = hooks.with_logits_fn(|l: &Tensor| {
-                    // Prefill: [b, len, V] (keep the last position); a step: [b, 1, V].
-                    let last = if l.dim() == 3 {
-                        l.f_select(1, -1)?.f_contiguous()?
-                    } else {
-                        l.shallow_clone()
-                    };
-                    recorded.borrow_mut().push(last);
-                    Ok(l.shallow_clone())
-                });
-            }
-            let hooks = self.agent.modules.attach(hooks, &rep)?;
+            // Only the last position of the prefill is sampled from, so the
+            // logits processing runs on that position alone (the prefill's
+            // other positions are returned as a broadcast view, never read)
+            // instead of on all `[b, len, vocab]` prefill logits.
+            let process = self.agent.modules.logits_processor(&rep)?;
+            let sample_logits = |l: &Tensor| -> emorl_lm::Result<Tensor> {
+                let s = l.size();
+                let last = if s.len() == 3 {
+                    l.f_select(1, s[1] - 1)?
+                } else {
+                    l.shallow_clone()
+                };
+                if logits_only {
+                    recorded.borrow_mut().push(last.f_contiguous()?);
+                }
+                let out = match &process {
+                    Some(f) => f(&last)?,
+                    None => last,
+                };
+                Ok(if s.len() == 3 {
+                    out.f_unsqueeze(1)?.f_expand(&s, false)?
+                } else {
+                    out
+                })
+            };
+            let hooks = self
+                .agent
+                .modules
+                .attach_hidden(emorl_lm::Hooks::new().with_logits_fn(sample_logits), &rep)?;
             let batch: Vec<Vec<u32>> = prompts
                 .iter()
                 .flat_map(|p| std::iter::repeat_n(p.clone(), k))
