@@ -11,6 +11,7 @@
 //!   `benches/peers/rl_update_peer.py`;
 //! - `--dump-prompts FILE`: writes the prompt token ids of every update as
 //!   JSON (`{"updates": [[[ids…] × prompts] × updates], …}`) and exits;
+//! - `--groups N`: sampling in N batches of prompts of similar length;
 //! - `--json`: a last line of JSON with the median update time (the first,
 //!   warm-up update excluded when there are more than one).
 
@@ -31,12 +32,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = Vec::new();
     let (mut recompute, mut stand_in, mut json) = (false, false, false);
     let mut dump: Option<String> = None;
+    let mut groups: Option<usize> = None;
     let mut it = raw.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--recompute" => recompute = true,
             "--stand-in-reward" => stand_in = true,
             "--json" => json = true,
+            "--groups" => groups = Some(it.next().ok_or("--groups needs a number")?.parse()?),
             "--dump-prompts" => dump = Some(it.next().ok_or("--dump-prompts needs a file")?),
             _ => args.push(a),
         }
@@ -61,9 +64,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if stand_in { ", stand-in reward" } else { "" },
     );
     let agent = LlmAgent::from_id(model, &kind, AgentConfig::default())?;
+    let defaults = RlConfig::default();
     let cfg = RlConfig {
         updates,
-        ..RlConfig::default()
+        sampling_groups: groups.unwrap_or(defaults.sampling_groups),
+        ..defaults
     };
     let mut trainer = Trainer::new(agent, cfg.clone())?;
     if let Some(path) = dump {

@@ -198,6 +198,22 @@ impl TurnEmotion {
         })
     }
 
+    /// The rows `index` (`[n]` i64) selects.
+    pub fn select_rows(&self, index: &Tensor) -> Result<TurnEmotion> {
+        let sel = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match t {
+                Some(t) => Some(t.f_index_select(0, index)?),
+                None => None,
+            })
+        };
+        Ok(TurnEmotion {
+            state: self.state.select_rows(index)?,
+            erm: sel(&self.erm)?,
+            erm_tonic: sel(&self.erm_tonic)?,
+            erm_input: sel(&self.erm_input)?,
+        })
+    }
+
     /// Batch means by name: the encoder's six conditioning columns, then
     /// the ERM heads as `erm_<name>`.
     pub fn means(&self) -> Result<Vec<(String, f64)>> {

@@ -61,6 +61,11 @@ pub struct RlConfig {
     pub max_turn: usize,
     /// Sequences per backward pass (bounds memory).
     pub microbatch: usize,
+    /// Sampling runs as this many generation batches of prompts of similar
+    /// length (sorted by length, split into equal counts), so that short
+    /// prompts are not padded to the longest one (prefill and KV cache
+    /// scale with the padded length). 1: one batch of every prompt.
+    pub sampling_groups: usize,
     /// The dialogue environment.
     pub env: DialogueConfig,
 }
@@ -83,6 +88,7 @@ impl Default for RlConfig {
             seed: 0,
             max_turn: 0,
             microbatch: 8,
+            sampling_groups: 1,
             env: DialogueConfig::default(),
         }
     }
@@ -123,8 +129,8 @@ impl RlConfig {
                 return bad("clip must be > 0");
             }
         }
-        if self.epochs == 0 || self.microbatch == 0 {
-            return bad("epochs and microbatch must be > 0");
+        if self.epochs == 0 || self.microbatch == 0 || self.sampling_groups == 0 {
+            return bad("epochs, microbatch and sampling_groups must be > 0");
         }
         self.env.validate()?;
         Ok(())
@@ -399,7 +405,7 @@ impl Trainer {
         // sampling emotion and every micro-batch's emotion pool over it.
         let (prompt_tokens, prompt_mask) = pad_left(&prompts, pad)?;
         let prompt_hidden = match &self.agent.modules.erm {
-            Some(erm) => Some(erm.read_hidden(&mut self.agent.model, &prompt_tokens, &prompt_mask)?),
+            Some(erm) => Some(read_hidden_unpadded(erm, &mut self.agent.model, &prompts)?),
             None => None,
         };
         let t_prompts = start.elapsed().as_secs_f64();
@@ -408,8 +414,7 @@ impl Trainer {
         // only process logits, the frozen model's raw logits of every
         // sampled position are recorded on the way: they are exactly what a
         // recomputation would give, so the learning phase needs no forward.
-        let recorded: RefCell<Vec<Tensor>> = RefCell::new(Vec::new());
-        let (gens, emotion_means) = {
+        let (gens, emotion_means, raw_logits) = {
             let _g = tch::no_grad_guard();
             let emotion = self.emotion_of(
                 &states,
@@ -419,64 +424,66 @@ impl Trainer {
             )?;
             let emotion_means = emotion.means()?;
             let rep = emotion.repeat_rows(k as i64)?;
-            // Only the last position of the prefill is sampled from, so the
-            // logits processing runs on that position alone (the prefill's
-            // other positions are returned as a broadcast view, never read)
-            // instead of on all `[b, len, vocab]` prefill logits.
-            let process = self.agent.modules.logits_processor(&rep)?;
-            let sample_logits = |l: &Tensor| -> emorl_lm::Result<Tensor> {
-                let s = l.size();
-                let last = if s.len() == 3 {
-                    l.f_select(1, s[1] - 1)?
+            let seed = mix(cfg.seed ^ 0xA5A5, u as u64);
+            let groups = sampling_groups(&prompts, cfg.sampling_groups);
+            let mut gens: Vec<Option<emorl_lm::Generation>> = Vec::new();
+            gens.resize_with(prompts.len() * k, || None);
+            let mut raw: Vec<Option<Tensor>> = Vec::new();
+            raw.resize_with(prompts.len() * k, || None);
+            let device = self.agent.model.device();
+            for (gi, group) in groups.iter().enumerate() {
+                let rows: Vec<usize> = group
+                    .iter()
+                    .flat_map(|&p| (p * k..(p + 1) * k).collect::<Vec<_>>())
+                    .collect();
+                let index =
+                    Tensor::f_from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>())?
+                        .f_to_device(device)?;
+                let emo = if groups.len() == 1 {
+                    rep.repeat_rows(1)?
                 } else {
-                    l.shallow_clone()
+                    rep.select_rows(&index)?
                 };
-                if logits_only {
-                    recorded.borrow_mut().push(last.f_contiguous()?);
+                let batch: Vec<Vec<u32>> = rows.iter().map(|&r| prompts[r / k].clone()).collect();
+                // One group keeps the seeding of a single batch.
+                let group_seed = if groups.len() == 1 {
+                    seed
+                } else {
+                    mix(seed, gi as u64 + 1)
+                };
+                let (g, r) = self.sample(&batch, &emo, group_seed, logits_only)?;
+                for ((row, gen), i) in rows.iter().zip(g).zip(0i64..) {
+                    gens[*row] = Some(gen);
+                    if let Some(r) = &r {
+                        raw[*row] = Some(r.f_select(0, i)?);
+                    }
                 }
-                let out = match &process {
-                    Some(f) => f(&last)?,
-                    None => last,
-                };
-                Ok(if s.len() == 3 {
-                    out.f_unsqueeze(1)?.f_expand(&s, false)?
-                } else {
-                    out
-                })
-            };
-            let hooks = self
-                .agent
-                .modules
-                .attach_hidden(emorl_lm::Hooks::new().with_logits_fn(sample_logits), &rep)?;
-            let batch: Vec<Vec<u32>> = prompts
-                .iter()
-                .flat_map(|p| std::iter::repeat_n(p.clone(), k))
-                .collect();
-            let opts = GenerateOptions {
-                max_new_tokens: cfg.max_new_tokens,
-                sampling: Sampling::Sample {
-                    temperature: cfg.temperature,
-                    top_k: 0,
-                    top_p: 1.0,
-                },
-                seed: mix(cfg.seed ^ 0xA5A5, u as u64),
-                ..GenerateOptions::default()
-            };
-            let gens = self
-                .agent
-                .model
-                .generate_from_tokens(&batch, &opts, Some(&hooks), None)?;
-            (gens, emotion_means)
-        };
-        // [b·k, steps, V] raw logits, step i predicting response token i.
-        let raw_logits = {
-            let steps = recorded.into_inner();
-            let max_len = gens.iter().map(|g| g.tokens.len()).max().unwrap_or(0);
-            if logits_only && steps.len() >= max_len && !steps.is_empty() {
-                Some(Tensor::f_stack(&steps, 1)?)
+            }
+            let gens = gens
+                .into_iter()
+                .map(|g| g.ok_or_else(|| invalid("a prompt was not sampled")))
+                .collect::<Result<Vec<_>>>()?;
+            // [b·k, steps, V] raw logits, step i predicting response token i
+            // (groups that stopped earlier padded with zeros, never read).
+            let raw_logits = if raw.iter().all(Option::is_some) && logits_only {
+                let raw: Vec<Tensor> = raw.into_iter().flatten().collect();
+                let steps = raw.iter().map(|t| t.size()[0]).max().unwrap_or(0);
+                let padded = raw
+                    .iter()
+                    .map(|t| {
+                        let n = t.size()[0];
+                        if n == steps {
+                            Ok(t.shallow_clone())
+                        } else {
+                            Ok(t.f_constant_pad_nd([0, 0, 0, steps - n])?)
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Tensor::f_stack(&padded, 0)?)
             } else {
                 None
-            }
+            };
+            (gens, emotion_means, raw_logits)
         };
 
         let t_gen = start.elapsed().as_secs_f64();
@@ -604,6 +611,71 @@ impl Trainer {
             learning: stats.seconds - t_rew,
         };
         Ok(stats)
+    }
+
+    /// Samples one response per row of `batch` (with the rows' `emotion`);
+    /// with `record`, also returns the frozen model's raw logits of every
+    /// sampled position, `[rows, steps, V]`.
+    fn sample(
+        &mut self,
+        batch: &[Vec<u32>],
+        emotion: &TurnEmotion,
+        seed: u64,
+        record: bool,
+    ) -> Result<(Vec<emorl_lm::Generation>, Option<Tensor>)> {
+        let recorded: RefCell<Vec<Tensor>> = RefCell::new(Vec::new());
+        // Only the last position of the prefill is sampled from, so the
+        // logits processing runs on that position alone (the prefill's
+        // other positions are returned as a broadcast view, never read)
+        // instead of on all `[b, len, vocab]` prefill logits.
+        let process = self.agent.modules.logits_processor(emotion)?;
+        let sample_logits = |l: &Tensor| -> emorl_lm::Result<Tensor> {
+            let s = l.size();
+            let last = if s.len() == 3 {
+                l.f_select(1, s[1] - 1)?
+            } else {
+                l.shallow_clone()
+            };
+            if record {
+                recorded.borrow_mut().push(last.f_contiguous()?);
+            }
+            let out = match &process {
+                Some(f) => f(&last)?,
+                None => last,
+            };
+            Ok(if s.len() == 3 {
+                out.f_unsqueeze(1)?.f_expand(&s, false)?
+            } else {
+                out
+            })
+        };
+        let hooks = self.agent.modules.attach_hidden(
+            emorl_lm::Hooks::new().with_logits_fn(sample_logits),
+            emotion,
+        )?;
+        let opts = GenerateOptions {
+            max_new_tokens: self.config.max_new_tokens,
+            sampling: Sampling::Sample {
+                temperature: self.config.temperature,
+                top_k: 0,
+                top_p: 1.0,
+            },
+            seed,
+            ..GenerateOptions::default()
+        };
+        let gens = self
+            .agent
+            .model
+            .generate_from_tokens(batch, &opts, Some(&hooks), None)?;
+        drop(hooks);
+        let steps = recorded.into_inner();
+        let max_len = gens.iter().map(|g| g.tokens.len()).max().unwrap_or(0);
+        let raw = if record && !steps.is_empty() && steps.len() >= max_len {
+            Some(Tensor::f_stack(&steps, 1)?)
+        } else {
+            None
+        };
+        Ok((gens, raw))
     }
 
     fn diverge(&mut self, what: String) -> LlmAgentError {
@@ -752,7 +824,9 @@ impl Trainer {
             .forward(&tokens, Some(&mask), Some(&hooks))?;
         let logits = out.logits.f_narrow(1, lp - 1, lr)?.f_mul_scalar(t_inv)?;
         let logp = logits.f_log_softmax(-1, Kind::Float)?; // [b, lr, V]
-        Self::loss_terms(&cfg, &logp, &ref_logp, &targets, &resp, adv, old_logp, total)
+        Self::loss_terms(
+            &cfg, &logp, &ref_logp, &targets, &resp, adv, old_logp, total,
+        )
     }
 
     /// Loss of one micro-batch when the modules only process logits: the
@@ -814,7 +888,9 @@ impl Trainer {
             .process_logits(&emotion, &raw)?
             .f_mul_scalar(t_inv)?;
         let logp = logits.f_log_softmax(-1, Kind::Float)?; // [b, lr, V]
-        Self::loss_terms(&cfg, &logp, &ref_logp, &targets, &resp, adv, old_logp, total)
+        Self::loss_terms(
+            &cfg, &logp, &ref_logp, &targets, &resp, adv, old_logp, total,
+        )
     }
 
     /// The per-token loss from the policy's and the frozen model's
@@ -894,6 +970,44 @@ struct PromptView {
     tokens: Tensor,
     mask: Tensor,
     hidden: Option<Tensor>,
+}
+
+/// Prompt indices in `n` groups of similar length (sorted by length, equal
+/// counts; fewer groups when there are fewer prompts).
+fn sampling_groups(prompts: &[Vec<u32>], n: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    if n <= 1 {
+        return vec![order];
+    }
+    order.sort_by_key(|&i| prompts[i].len());
+    let size = prompts.len().div_ceil(n).max(1);
+    order.chunks(size).map(<[usize]>::to_vec).collect()
+}
+
+/// The ERM's read-out of every prompt, each run alone (no padding), left-
+/// padded with zeros into `[prompts, longest, hidden]` (the pooling masks
+/// the padding out).
+fn read_hidden_unpadded(
+    erm: &crate::erm::EmotionalRewardModel,
+    model: &mut Model,
+    prompts: &[Vec<u32>],
+) -> Result<Tensor> {
+    let device = model.device();
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
+    let rows = prompts
+        .iter()
+        .map(|p| {
+            let ids: Vec<i64> = p.iter().map(|&t| i64::from(t)).collect();
+            let n = ids.len() as i64;
+            let t = Tensor::f_from_slice(&ids)?
+                .f_view([1, n])?
+                .f_to_device(device)?;
+            let m = Tensor::f_ones([1, n], (Kind::Int64, device))?;
+            let h = erm.read_hidden(model, &t, &m)?;
+            Ok(h.f_constant_pad_nd([0, 0, longest - n, 0])?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::f_cat(&rows, 0)?)
 }
 
 struct ChunkLoss {
