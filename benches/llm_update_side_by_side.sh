@@ -8,7 +8,7 @@
 # model: a GGUF path, "stories" (stories260K), "smol" (SmolLM2-135M, the
 # default model) or "all" (both, the default). --recompute: both sides
 # recompute the log-probabilities with full forwards (the reference path).
-# GROUPS=N (env): our sampling in N length-sorted batches (RlConfig::sampling_groups).
+# SAMPLING_GROUPS=N (env): our sampling in N length-sorted batches (RlConfig::sampling_groups).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH="${1:-all}"
@@ -33,11 +33,11 @@ trap 'rm -rf "$TMP"' EXIT
 RECOMPUTE=()
 [ "$EXTRA" = "--recompute" ] && RECOMPUTE=(--recompute)
 
-echo "machine: $(nproc) cores, $(uptime | sed 's/.*load/load/')"
+echo "machine: $(getconf _NPROCESSORS_ONLN) cores, $(uptime | sed 's/.*load/load/')"
 for M in "${MODELS[@]}"; do
   echo "== $(basename "$M"): $UPDATES updates, torch threads $THREADS ${RECOMPUTE[*]:-}"
   "$BIN" "$M" llm-erm "$UPDATES" --dump-prompts "$TMP/prompts.json" >/dev/null
-  "$BIN" "$M" llm-erm "$UPDATES" --stand-in-reward --json --groups "${GROUPS:-1}" "${RECOMPUTE[@]}" | tee "$TMP/ours.txt" | grep -v '^{'
+  "$BIN" "$M" llm-erm "$UPDATES" --stand-in-reward --json --groups "${SAMPLING_GROUPS:-1}" "${RECOMPUTE[@]}" | tee "$TMP/ours.txt" | grep -v '^{'
   python benches/peers/rl_update_peer.py --prompts "$TMP/prompts.json" --model "$M" \
     --updates "$UPDATES" --threads "$THREADS" "${RECOMPUTE[@]}" 2>/dev/null | tee "$TMP/peer.txt" | grep -v '^{'
   python - "$TMP/ours.txt" "$TMP/peer.txt" <<'PY'

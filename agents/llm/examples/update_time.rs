@@ -11,6 +11,7 @@
 //!   `benches/peers/rl_update_peer.py`;
 //! - `--dump-prompts FILE`: writes the prompt token ids of every update as
 //!   JSON (`{"updates": [[[ids…] × prompts] × updates], …}`) and exits;
+//! - `--new-tokens N`: new tokens per sample (default 32);
 //! - `--groups N`: sampling in N batches of prompts of similar length;
 //! - `--json`: a last line of JSON with the median update time (the first,
 //!   warm-up update excluded when there are more than one).
@@ -33,12 +34,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut recompute, mut stand_in, mut json) = (false, false, false);
     let mut dump: Option<String> = None;
     let mut groups: Option<usize> = None;
+    let mut new_tokens: Option<usize> = None;
     let mut it = raw.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--recompute" => recompute = true,
             "--stand-in-reward" => stand_in = true,
             "--json" => json = true,
+            "--new-tokens" => {
+                new_tokens = Some(it.next().ok_or("--new-tokens needs a number")?.parse()?)
+            }
             "--groups" => groups = Some(it.next().ok_or("--groups needs a number")?.parse()?),
             "--dump-prompts" => dump = Some(it.next().ok_or("--dump-prompts needs a file")?),
             _ => args.push(a),
@@ -68,6 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = RlConfig {
         updates,
         sampling_groups: groups.unwrap_or(defaults.sampling_groups),
+        max_new_tokens: new_tokens.unwrap_or(defaults.max_new_tokens),
         ..defaults
     };
     let mut trainer = Trainer::new(agent, cfg.clone())?;
@@ -113,7 +119,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut sorted = timed.clone();
     sorted.sort_by(f64::total_cmp);
-    if let Some(m) = sorted.get(sorted.len() / 2) {
+    let n = sorted.len();
+    let median = match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some(0.5 * (sorted[n / 2 - 1] + sorted[n / 2])),
+    };
+    if let Some(m) = median.as_ref() {
         println!("median update time: {m:.2} s");
         if json {
             let out = serde_json::json!({
