@@ -198,6 +198,22 @@ impl TurnEmotion {
         })
     }
 
+    /// The rows `index` (`[n]` i64) selects.
+    pub fn select_rows(&self, index: &Tensor) -> Result<TurnEmotion> {
+        let sel = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match t {
+                Some(t) => Some(t.f_index_select(0, index)?),
+                None => None,
+            })
+        };
+        Ok(TurnEmotion {
+            state: self.state.select_rows(index)?,
+            erm: sel(&self.erm)?,
+            erm_tonic: sel(&self.erm_tonic)?,
+            erm_input: sel(&self.erm_input)?,
+        })
+    }
+
     /// Batch means by name: the encoder's six conditioning columns, then
     /// the ERM heads as `erm_<name>`.
     pub fn means(&self) -> Result<Vec<(String, f64)>> {
@@ -248,7 +264,24 @@ impl Modules {
     /// Composes the modules into one set of hooks for `emotion` (the
     /// tensors keep their autograd graph, so gradients reach the modules).
     pub fn hooks(&self, emotion: &TurnEmotion) -> Result<Hooks<'static>> {
-        let mut h = Hooks::new();
+        self.attach(Hooks::new(), emotion)
+    }
+
+    /// Appends the modules' hooks for `emotion` to `hooks` (after whatever
+    /// `hooks` already holds, e.g. a logits processor that must run first).
+    pub fn attach<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
+        let mut h = self.attach_hidden(hooks, emotion)?;
+        if let Some(f) = self.logits_processor(emotion)? {
+            h = h.with_logits_fn(f);
+        }
+        Ok(h)
+    }
+
+    /// Appends only the hooks that act on hidden states (prefix, steering,
+    /// gate), leaving the logits processing to the caller (see
+    /// [`Modules::logits_processor`]).
+    pub fn attach_hidden<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
+        let mut h = hooks;
         if let Some(p) = &self.prefix {
             h = p.attach(h, &emotion.state)?;
         }
@@ -258,14 +291,43 @@ impl Modules {
         if let Some(g) = &self.gate {
             h = g.attach(h, &emotion.state)?;
         }
-        if let Some(erm) = &self.erm {
-            let e = match &emotion.erm {
-                Some(e) => e.shallow_clone(),
-                None => erm_from_encoder(&emotion.state.phasic)?,
-            };
-            h = h.with_logits_fn(erm.logits_fn(&e)?);
-        }
         Ok(h)
+    }
+
+    /// The modules' logits processing for `emotion` (the ERM's bias and
+    /// temperature; `None` without an ERM), for `[batch, vocab]` or
+    /// `[batch, seq, vocab]` logits.
+    pub fn logits_processor(
+        &self,
+        emotion: &TurnEmotion,
+    ) -> Result<Option<impl Fn(&Tensor) -> emorl_lm::Result<Tensor> + 'static>> {
+        match &self.erm {
+            Some(erm) => {
+                let e = match &emotion.erm {
+                    Some(e) => e.shallow_clone(),
+                    None => erm_from_encoder(&emotion.state.phasic)?,
+                };
+                Ok(Some(erm.logits_fn(&e)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the modules change only the logits (no prefix, steering or
+    /// gate): the frozen model's hidden states and raw logits then do not
+    /// depend on any trainable parameter.
+    pub fn logits_only(&self) -> bool {
+        self.prefix.is_none() && self.steering.is_none() && self.gate.is_none()
+    }
+
+    /// The modules' logits processing for `emotion` applied to raw model
+    /// logits (`[batch, vocab]` or `[batch, seq, vocab]`): what the hooks of
+    /// [`Modules::hooks`] do to the logits.
+    pub fn process_logits(&self, emotion: &TurnEmotion, logits: &Tensor) -> Result<Tensor> {
+        match self.logits_processor(emotion)? {
+            Some(f) => Ok(f(logits)?),
+            None => Ok(logits.shallow_clone()),
+        }
     }
 
     /// The emotion of a batch of prompts: the encoder over `contexts` (with

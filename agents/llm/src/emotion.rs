@@ -142,6 +142,14 @@ impl EmotionState {
         })
     }
 
+    /// The rows `index` (`[n]` i64) selects.
+    pub fn select_rows(&self, index: &Tensor) -> Result<EmotionState> {
+        Ok(EmotionState {
+            phasic: self.phasic.f_index_select(0, index)?,
+            tonic: self.tonic.f_index_select(0, index)?,
+        })
+    }
+
     /// Row means, by [`CONDITIONING_NAMES`].
     pub fn means(&self) -> Result<Vec<(String, f64)>> {
         let c = self

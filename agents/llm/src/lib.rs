@@ -37,4 +37,4 @@ pub use error::{LlmAgentError, Result};
 pub use gate::{EmotionalGate, GateConfig};
 pub use prefix::{PrefixConfig, PrefixGenerator};
 pub use steering::{SteeringConfig, SteeringVectors, CONTRAST_PAIRS};
-pub use trainer::{evaluate_returns, RlConfig, Trainer, UpdateStats};
+pub use trainer::{evaluate_returns, PhaseSeconds, RewardFn, RlConfig, Trainer, UpdateStats};

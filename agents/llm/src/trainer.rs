@@ -16,6 +16,7 @@
 //!    + `kl_coef` × KL(π ‖ π_frozen) − `entropy_coef` × entropy, per token;
 //! 6. gradient-norm clipping, a NaN/Inf guard, an AdamW step.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::Instant;
 
@@ -60,6 +61,11 @@ pub struct RlConfig {
     pub max_turn: usize,
     /// Sequences per backward pass (bounds memory).
     pub microbatch: usize,
+    /// Sampling runs as this many generation batches of prompts of similar
+    /// length (sorted by length, split into equal counts), so that short
+    /// prompts are not padded to the longest one (prefill and KV cache
+    /// scale with the padded length). 1: one batch of every prompt.
+    pub sampling_groups: usize,
     /// The dialogue environment.
     pub env: DialogueConfig,
 }
@@ -82,6 +88,7 @@ impl Default for RlConfig {
             seed: 0,
             max_turn: 0,
             microbatch: 8,
+            sampling_groups: 1,
             env: DialogueConfig::default(),
         }
     }
@@ -122,8 +129,8 @@ impl RlConfig {
                 return bad("clip must be > 0");
             }
         }
-        if self.epochs == 0 || self.microbatch == 0 {
-            return bad("epochs and microbatch must be > 0");
+        if self.epochs == 0 || self.microbatch == 0 || self.sampling_groups == 0 {
+            return bad("epochs, microbatch and sampling_groups must be > 0");
         }
         self.env.validate()?;
         Ok(())
@@ -178,6 +185,33 @@ pub struct Trainer {
     opt: AdamW,
     updates_done: usize,
     stopped: Option<String>,
+    /// Recompute the log-probabilities with a model forward even when the
+    /// modules only process logits (the slow reference path).
+    recompute: bool,
+    phases: PhaseSeconds,
+    reward_fn: Option<RewardFn>,
+}
+
+/// A stand-in reward on a sampled response (replacing the environment's).
+pub struct RewardFn(pub Box<dyn FnMut(&emorl_lm::Generation) -> f64>);
+
+impl std::fmt::Debug for RewardFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RewardFn")
+    }
+}
+
+/// Wall time of the phases of the last update, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PhaseSeconds {
+    /// Dialogue states, prompt encoding and the ERM's prompt read-out.
+    pub prompts: f64,
+    /// Sampling the responses.
+    pub sampling: f64,
+    /// Environment rewards and advantages.
+    pub rewards: f64,
+    /// Log-probabilities, loss, backward pass and optimiser step.
+    pub learning: f64,
 }
 
 impl Trainer {
@@ -196,6 +230,9 @@ impl Trainer {
             opt,
             updates_done: 0,
             stopped: None,
+            recompute: false,
+            phases: PhaseSeconds::default(),
+            reward_fn: None,
         })
     }
 
@@ -243,6 +280,37 @@ impl Trainer {
     pub fn updates_done(&self) -> usize {
         self.updates_done
     }
+    /// Forces (`true`) the reference path that recomputes log-probabilities
+    /// with a full model forward (and the frozen reference with a second
+    /// one) even when the modules only process logits; by default those are
+    /// taken from the logits recorded while sampling, which is the same
+    /// computation. For tests and benchmarks.
+    pub fn set_recompute(&mut self, recompute: bool) {
+        self.recompute = recompute;
+    }
+
+    /// Replaces the environment's reward by `f` (`None`: the environment's
+    /// again). For benchmarks against implementations without the
+    /// dialogue environment.
+    pub fn set_reward_fn(&mut self, f: Option<RewardFn>) {
+        self.reward_fn = f;
+    }
+
+    /// The prompt token ids update `update` (0-based) responds to.
+    pub fn prompt_tokens(&mut self, update: usize) -> Result<Vec<Vec<u32>>> {
+        (0..self.config.prompts_per_update)
+            .map(|i| {
+                let s = self.prompt_state(update, i)?;
+                self.agent.encode_prompt(&s.obs)
+            })
+            .collect()
+    }
+
+    /// Phase timings of the last update.
+    pub fn last_phases(&self) -> PhaseSeconds {
+        self.phases
+    }
+
     /// Why training stopped early (a non-finite loss, gradient or parameter).
     pub fn stopped(&self) -> Option<&str> {
         self.stopped.as_deref()
@@ -333,41 +401,100 @@ impl Trainer {
             .collect::<Result<Vec<_>>>()?;
         let pad = self.agent.model.tokenizer().pad_id();
 
+        // The prompts' read-out for the ERM, once per update (no grad): the
+        // sampling emotion and every micro-batch's emotion pool over it.
+        let (prompt_tokens, prompt_mask) = pad_left(&prompts, pad)?;
+        let prompt_hidden = match &self.agent.modules.erm {
+            Some(erm) => Some(read_hidden_unpadded(erm, &mut self.agent.model, &prompts)?),
+            None => None,
+        };
         let t_prompts = start.elapsed().as_secs_f64();
-        // 2. Sample k responses per prompt, gradients off.
-        let (gens, emotion_means) = {
+        let logits_only = self.agent.modules.logits_only() && !self.recompute;
+        // 2. Sample k responses per prompt, gradients off. When the modules
+        // only process logits, the frozen model's raw logits of every
+        // sampled position are recorded on the way: they are exactly what a
+        // recomputation would give, so the learning phase needs no forward.
+        let (gens, emotion_means, raw_logits) = {
             let _g = tch::no_grad_guard();
-            let (tokens, mask) = pad_left(&prompts, pad)?;
-            let emotion = self.emotion_of(&states, &tokens, &mask, None)?;
+            let emotion = self.emotion_of(
+                &states,
+                &prompt_tokens,
+                &prompt_mask,
+                prompt_hidden.as_ref(),
+            )?;
             let emotion_means = emotion.means()?;
             let rep = emotion.repeat_rows(k as i64)?;
-            let hooks = self.agent.modules.hooks(&rep)?;
-            let batch: Vec<Vec<u32>> = prompts
-                .iter()
-                .flat_map(|p| std::iter::repeat_n(p.clone(), k))
-                .collect();
-            let opts = GenerateOptions {
-                max_new_tokens: cfg.max_new_tokens,
-                sampling: Sampling::Sample {
-                    temperature: cfg.temperature,
-                    top_k: 0,
-                    top_p: 1.0,
-                },
-                seed: mix(cfg.seed ^ 0xA5A5, u as u64),
-                ..GenerateOptions::default()
+            let seed = mix(cfg.seed ^ 0xA5A5, u as u64);
+            let groups = sampling_groups(&prompts, cfg.sampling_groups);
+            let mut gens: Vec<Option<emorl_lm::Generation>> = Vec::new();
+            gens.resize_with(prompts.len() * k, || None);
+            let mut raw: Vec<Option<Tensor>> = Vec::new();
+            raw.resize_with(prompts.len() * k, || None);
+            let device = self.agent.model.device();
+            for (gi, group) in groups.iter().enumerate() {
+                let rows: Vec<usize> = group
+                    .iter()
+                    .flat_map(|&p| (p * k..(p + 1) * k).collect::<Vec<_>>())
+                    .collect();
+                let index =
+                    Tensor::f_from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>())?
+                        .f_to_device(device)?;
+                let emo = if groups.len() == 1 {
+                    rep.repeat_rows(1)?
+                } else {
+                    rep.select_rows(&index)?
+                };
+                let batch: Vec<Vec<u32>> = rows.iter().map(|&r| prompts[r / k].clone()).collect();
+                // One group keeps the seeding of a single batch.
+                let group_seed = if groups.len() == 1 {
+                    seed
+                } else {
+                    mix(seed, gi as u64 + 1)
+                };
+                let (g, r) = self.sample(&batch, &emo, group_seed, logits_only)?;
+                for ((row, gen), i) in rows.iter().zip(g).zip(0i64..) {
+                    gens[*row] = Some(gen);
+                    if let Some(r) = &r {
+                        raw[*row] = Some(r.f_select(0, i)?);
+                    }
+                }
+            }
+            let gens = gens
+                .into_iter()
+                .map(|g| g.ok_or_else(|| invalid("a prompt was not sampled")))
+                .collect::<Result<Vec<_>>>()?;
+            // [b·k, steps, V] raw logits, step i predicting response token i
+            // (groups that stopped earlier padded with zeros, never read).
+            let raw_logits = if raw.iter().all(Option::is_some) && logits_only {
+                let raw: Vec<Tensor> = raw.into_iter().flatten().collect();
+                let steps = raw.iter().map(|t| t.size()[0]).max().unwrap_or(0);
+                let padded = raw
+                    .iter()
+                    .map(|t| {
+                        let n = t.size()[0];
+                        if n == steps {
+                            Ok(t.shallow_clone())
+                        } else {
+                            Ok(t.f_constant_pad_nd([0, 0, 0, steps - n])?)
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Tensor::f_stack(&padded, 0)?)
+            } else {
+                None
             };
-            let gens = self
-                .agent
-                .model
-                .generate_from_tokens(&batch, &opts, Some(&hooks), None)?;
-            (gens, emotion_means)
+            (gens, emotion_means, raw_logits)
         };
 
         let t_gen = start.elapsed().as_secs_f64();
         // 3. Rewards and leave-one-out advantages.
         let mut rewards = Vec::with_capacity(gens.len());
         for (j, g) in gens.iter().enumerate() {
-            rewards.push(self.reward(&states[j / k], &g.text)?);
+            let r = match &mut self.reward_fn {
+                Some(f) => (f.0)(g),
+                None => self.reward(&states[j / k], &g.text)?,
+            };
+            rewards.push(r);
         }
         let mut adv = vec![0f64; rewards.len()];
         for p in 0..states.len() {
@@ -418,14 +545,37 @@ impl Trainer {
                 } else {
                     old_logp.get(ci).and_then(|o| o.as_ref())
                 };
-                let c = self.chunk_loss(
-                    &states[p0..p1],
-                    &prompts[p0..p1],
-                    &gens[rows.clone()],
-                    &adv[rows],
-                    old,
-                    n,
-                )?;
+                let c = match (&raw_logits, &prompt_hidden) {
+                    (Some(raw), hidden) => {
+                        let (lo, hi) = (rows.start as i64, rows.end as i64);
+                        let (q0, q1) = (p0 as i64, p1 as i64);
+                        let prompt = PromptView {
+                            tokens: prompt_tokens.f_narrow(0, q0, q1 - q0)?,
+                            mask: prompt_mask.f_narrow(0, q0, q1 - q0)?,
+                            hidden: match hidden {
+                                Some(h) => Some(h.f_narrow(0, q0, q1 - q0)?),
+                                None => None,
+                            },
+                        };
+                        self.chunk_loss_logits_only(
+                            &states[p0..p1],
+                            &prompt,
+                            &raw.f_narrow(0, lo, hi - lo)?,
+                            &gens[rows.clone()],
+                            &adv[rows],
+                            old,
+                            n,
+                        )?
+                    }
+                    (None, _) => self.chunk_loss(
+                        &states[p0..p1],
+                        &prompts[p0..p1],
+                        &gens[rows.clone()],
+                        &adv[rows],
+                        old,
+                        n,
+                    )?,
+                };
                 if epoch == 0 {
                     old_logp.push(Some(c.token_logp));
                 }
@@ -454,7 +604,78 @@ impl Trainer {
         self.opt.zero_grad();
         self.updates_done += 1;
         stats.seconds = start.elapsed().as_secs_f64();
+        self.phases = PhaseSeconds {
+            prompts: t_prompts,
+            sampling: t_gen - t_prompts,
+            rewards: t_rew - t_gen,
+            learning: stats.seconds - t_rew,
+        };
         Ok(stats)
+    }
+
+    /// Samples one response per row of `batch` (with the rows' `emotion`);
+    /// with `record`, also returns the frozen model's raw logits of every
+    /// sampled position, `[rows, steps, V]`.
+    fn sample(
+        &mut self,
+        batch: &[Vec<u32>],
+        emotion: &TurnEmotion,
+        seed: u64,
+        record: bool,
+    ) -> Result<(Vec<emorl_lm::Generation>, Option<Tensor>)> {
+        let recorded: RefCell<Vec<Tensor>> = RefCell::new(Vec::new());
+        // Only the last position of the prefill is sampled from, so the
+        // logits processing runs on that position alone (the prefill's
+        // other positions are returned as a broadcast view, never read)
+        // instead of on all `[b, len, vocab]` prefill logits.
+        let process = self.agent.modules.logits_processor(emotion)?;
+        let sample_logits = |l: &Tensor| -> emorl_lm::Result<Tensor> {
+            let s = l.size();
+            let last = if s.len() == 3 {
+                l.f_select(1, s[1] - 1)?
+            } else {
+                l.shallow_clone()
+            };
+            if record {
+                recorded.borrow_mut().push(last.f_contiguous()?);
+            }
+            let out = match &process {
+                Some(f) => f(&last)?,
+                None => last,
+            };
+            Ok(if s.len() == 3 {
+                out.f_unsqueeze(1)?.f_expand(&s, false)?
+            } else {
+                out
+            })
+        };
+        let hooks = self.agent.modules.attach_hidden(
+            emorl_lm::Hooks::new().with_logits_fn(sample_logits),
+            emotion,
+        )?;
+        let opts = GenerateOptions {
+            max_new_tokens: self.config.max_new_tokens,
+            sampling: Sampling::Sample {
+                temperature: self.config.temperature,
+                top_k: 0,
+                top_p: 1.0,
+            },
+            seed,
+            ..GenerateOptions::default()
+        };
+        let gens = self
+            .agent
+            .model
+            .generate_from_tokens(batch, &opts, Some(&hooks), None)?;
+        drop(hooks);
+        let steps = recorded.into_inner();
+        let max_len = gens.iter().map(|g| g.tokens.len()).max().unwrap_or(0);
+        let raw = if record && !steps.is_empty() && steps.len() >= max_len {
+            Some(Tensor::f_stack(&steps, 1)?)
+        } else {
+            None
+        };
+        Ok((gens, raw))
     }
 
     fn diverge(&mut self, what: String) -> LlmAgentError {
@@ -603,17 +824,97 @@ impl Trainer {
             .forward(&tokens, Some(&mask), Some(&hooks))?;
         let logits = out.logits.f_narrow(1, lp - 1, lr)?.f_mul_scalar(t_inv)?;
         let logp = logits.f_log_softmax(-1, Kind::Float)?; // [b, lr, V]
-        let token_logp = logp.f_gather(-1, &targets, false)?.f_squeeze_dim(-1)?; // [b, lr]
+        Self::loss_terms(
+            &cfg, &logp, &ref_logp, &targets, &resp, adv, old_logp, total,
+        )
+    }
+
+    /// Loss of one micro-batch when the modules only process logits: the
+    /// frozen model's raw logits of the sampled positions were recorded
+    /// while sampling (`raw`, `[b, steps, V]`), so the policy's logits are
+    /// the modules' processing of them (with gradients) and the frozen
+    /// reference is `raw` itself — no model forward or backward here.
+    #[allow(clippy::too_many_arguments)]
+    fn chunk_loss_logits_only(
+        &mut self,
+        states: &[PromptState],
+        prompt: &PromptView,
+        raw: &Tensor,
+        gens: &[emorl_lm::Generation],
+        adv: &[f64],
+        old_logp: Option<&Tensor>,
+        total: f64,
+    ) -> Result<ChunkLoss> {
+        let cfg = self.config.clone();
+        let k = cfg.samples_per_prompt;
+        let device = self.agent.model.device();
+        let b = gens.len() as i64;
+        let lr = gens
+            .iter()
+            .map(|g| g.tokens.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut targets = vec![0i64; gens.len() * lr];
+        let mut resp = vec![0f32; gens.len() * lr];
+        for (j, g) in gens.iter().enumerate() {
+            for (i, &t) in g.tokens.iter().enumerate() {
+                targets[j * lr + i] = i64::from(t);
+                resp[j * lr + i] = 1.0;
+            }
+        }
+        let lr = lr as i64;
+        let targets = Tensor::f_from_slice(&targets)?
+            .f_view([b, lr, 1])?
+            .f_to_device(device)?;
+        let resp = Tensor::f_from_slice(&resp)?
+            .f_view([b, lr])?
+            .f_to_device(device)?;
+        let t_inv = 1.0 / cfg.temperature;
+        let raw = raw.f_narrow(1, 0, lr.min(raw.size()[1]))?;
+        if raw.size()[1] != lr {
+            return Err(invalid("recorded logits are shorter than the responses"));
+        }
+        let ref_logp = {
+            let _g = tch::no_grad_guard();
+            raw.f_mul_scalar(t_inv)?.f_log_softmax(-1, Kind::Float)?
+        };
+        let emotion = self
+            .emotion_of(states, &prompt.tokens, &prompt.mask, prompt.hidden.as_ref())?
+            .repeat_rows(k as i64)?;
+        let logits = self
+            .agent
+            .modules
+            .process_logits(&emotion, &raw)?
+            .f_mul_scalar(t_inv)?;
+        let logp = logits.f_log_softmax(-1, Kind::Float)?; // [b, lr, V]
+        Self::loss_terms(
+            &cfg, &logp, &ref_logp, &targets, &resp, adv, old_logp, total,
+        )
+    }
+
+    /// The per-token loss from the policy's and the frozen model's
+    /// log-probabilities (`[b, lr, V]`) at the response positions; runs the
+    /// backward pass.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_terms(
+        cfg: &RlConfig,
+        logp: &Tensor,
+        ref_logp: &Tensor,
+        targets: &Tensor,
+        resp: &Tensor,
+        adv: &[f64],
+        old_logp: Option<&Tensor>,
+        total: f64,
+    ) -> Result<ChunkLoss> {
+        let device = logp.device();
+        let token_logp = logp.f_gather(-1, targets, false)?.f_squeeze_dim(-1)?; // [b, lr]
         let probs = logp.f_exp()?;
-        let kl = probs.f_mul(&logp.f_sub(&ref_logp)?)?.f_sum_dim_intlist(
-            [-1i64].as_slice(),
-            false,
-            Kind::Float,
-        )?;
-        let entropy = probs
-            .f_mul(&logp)?
-            .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?
-            .f_neg()?;
+        // Σ p·log p once: KL = Σ p·log p − Σ p·log p_ref, entropy = −Σ p·log p.
+        let sum_v = |t: &Tensor| t.f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
+        let p_logp = sum_v(&probs.f_mul(logp)?)?;
+        let kl = p_logp.f_sub(&sum_v(&probs.f_mul(ref_logp)?)?)?;
+        let entropy = p_logp.f_neg()?;
         let adv_t = Tensor::f_from_slice(&adv.iter().map(|&a| a as f32).collect::<Vec<_>>())?
             .f_to_device(device)?
             .f_unsqueeze(1)?;
@@ -635,7 +936,7 @@ impl Trainer {
             .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
             .f_clamp_min(1.0)?;
         let seq_mean = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.f_mul(&resp)?
+            Ok(t.f_mul(resp)?
                 .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
                 .f_div(&n_tok)?)
         };
@@ -648,7 +949,7 @@ impl Trainer {
         loss.f_backward()?;
         let masked_sum = |t: &Tensor| -> Result<f64> {
             Ok(t.f_detach()?
-                .f_mul(&resp)?
+                .f_mul(resp)?
                 .f_sum(Kind::Float)?
                 .f_double_value(&[])?)
         };
@@ -661,6 +962,52 @@ impl Trainer {
             token_logp: token_logp.f_detach()?,
         })
     }
+}
+
+/// The prompts of one micro-batch (one row per prompt): left-padded tokens,
+/// their mask and the ERM's read-out of them.
+struct PromptView {
+    tokens: Tensor,
+    mask: Tensor,
+    hidden: Option<Tensor>,
+}
+
+/// Prompt indices in `n` groups of similar length (sorted by length, equal
+/// counts; fewer groups when there are fewer prompts).
+fn sampling_groups(prompts: &[Vec<u32>], n: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    if n <= 1 {
+        return vec![order];
+    }
+    order.sort_by_key(|&i| prompts[i].len());
+    let size = prompts.len().div_ceil(n).max(1);
+    order.chunks(size).map(<[usize]>::to_vec).collect()
+}
+
+/// The ERM's read-out of every prompt, each run alone (no padding), left-
+/// padded with zeros into `[prompts, longest, hidden]` (the pooling masks
+/// the padding out).
+fn read_hidden_unpadded(
+    erm: &crate::erm::EmotionalRewardModel,
+    model: &mut Model,
+    prompts: &[Vec<u32>],
+) -> Result<Tensor> {
+    let device = model.device();
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
+    let rows = prompts
+        .iter()
+        .map(|p| {
+            let ids: Vec<i64> = p.iter().map(|&t| i64::from(t)).collect();
+            let n = ids.len() as i64;
+            let t = Tensor::f_from_slice(&ids)?
+                .f_view([1, n])?
+                .f_to_device(device)?;
+            let m = Tensor::f_ones([1, n], (Kind::Int64, device))?;
+            let h = erm.read_hidden(model, &t, &m)?;
+            Ok(h.f_constant_pad_nd([0, 0, longest - n, 0])?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::f_cat(&rows, 0)?)
 }
 
 struct ChunkLoss {

@@ -411,3 +411,49 @@ fn erm_supervised_and_feedback_steps_learn_context_targets() {
     let mut base = LlmAgent::new(model(), AgentKind::Prefix, AgentConfig::default()).unwrap();
     assert_eq!(base.erm_supervised_step(&pairs).unwrap(), None);
 }
+
+#[test]
+fn erm_update_from_recorded_logits_matches_the_recomputed_update() {
+    // llm-erm only processes logits: the trainer's fast path takes the frozen
+    // model's logits recorded while sampling instead of recomputing them with
+    // two forwards. Both must give the same update.
+    let run = |recompute: bool| {
+        let agent = LlmAgent::new(model(), AgentKind::Erm, AgentConfig::default()).unwrap();
+        randomise(&agent, 0.05);
+        let cfg = RlConfig {
+            kl_coef: 0.1,
+            entropy_coef: 0.01,
+            clip: Some(0.2),
+            epochs: 2,
+            microbatch: 2,
+            updates: 2,
+            ..small_rl(5)
+        };
+        let mut t = Trainer::new(agent, cfg).unwrap();
+        t.set_recompute(recompute);
+        let s = t.train(|_| {}).unwrap();
+        (s, t.agent().named_tensors())
+    };
+    let (fast, pf) = run(false);
+    let (slow, ps) = run(true);
+    assert_eq!(fast.len(), 2);
+    for (a, b) in fast.iter().zip(&slow) {
+        assert_eq!(a.reward_mean, b.reward_mean);
+        assert_eq!(a.response_tokens, b.response_tokens);
+        assert!(a.kl > 0.0, "the KL term is exercised");
+        for (x, y, what) in [
+            (a.loss, b.loss, "loss"),
+            (a.kl, b.kl, "kl"),
+            (a.entropy, b.entropy, "entropy"),
+            (a.grad_norm, b.grad_norm, "grad_norm"),
+        ] {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}: {x} (recorded) vs {y} (recomputed)"
+            );
+        }
+    }
+    for ((n, x), (_, y)) in pf.iter().zip(&ps) {
+        assert!(max_abs_diff(x, y) < 1e-4, "{n} differs");
+    }
+}
