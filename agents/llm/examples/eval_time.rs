@@ -35,7 +35,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..AgentConfig::default()
     };
     let mut agent = LlmAgent::from_id(model, kind, config)?;
-    let prompts: Vec<&str> = EVAL_PROMPTS.iter().copied().cycle().take(n_prompts).collect();
+    let prompts: Vec<&str> = EVAL_PROMPTS
+        .iter()
+        .copied()
+        .cycle()
+        .take(n_prompts)
+        .collect();
 
     let t = Instant::now();
     let run = marker_run(&mut agent, &prompts, n_samples, 0, tokens)?;

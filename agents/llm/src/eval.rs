@@ -181,7 +181,8 @@ pub fn words(text: &str) -> Vec<String> {
 }
 
 /// Whole-word, case-insensitive occurrences of `markers` in `text` (a
-/// marker of several words counts where its words appear consecutively).
+/// marker of several words counts where its words appear consecutively in
+/// [`words`], punctuation between them ignored).
 pub fn count_markers(text: &str, markers: &[&str]) -> usize {
     count_in_words(&words(text), markers)
 }
@@ -309,7 +310,11 @@ impl EmotionCondition {
 /// of the encoder's tonic decay under a constant state), and the ERM
 /// appraisal the same four emotions with anxiety and confidence 0 (so that
 /// only the named emotion differs from neutral).
-pub fn forced_emotion(condition: EmotionCondition, batch: i64, device: Device) -> Result<TurnEmotion> {
+pub fn forced_emotion(
+    condition: EmotionCondition,
+    batch: i64,
+    device: Device,
+) -> Result<TurnEmotion> {
     if batch <= 0 {
         return Err(invalid("forced emotion: batch must be > 0"));
     }
@@ -528,9 +533,7 @@ const SCORE_BATCH: usize = 8;
 /// the response before it. Token-weighted mean over all responses.
 pub fn perplexity(model: &mut Model, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<Perplexity> {
     if pairs.iter().any(|(p, _)| p.is_empty()) {
-        return Err(invalid(
-            "perplexity: every prompt needs at least one token",
-        ));
+        return Err(invalid("perplexity: every prompt needs at least one token"));
     }
     let _g = tch::no_grad_guard();
     let pad = model.tokenizer().pad_id();
@@ -556,8 +559,12 @@ pub fn perplexity(model: &mut Model, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<P
             .f_narrow(1, len - 1 - n_max, n_max)?
             .f_log_softmax(-1, Kind::Float)?;
         let targets = tokens.f_narrow(1, len - n_max, n_max)?.f_unsqueeze(-1)?;
-        let nll = logp.f_gather(-1, &targets, false)?.f_squeeze_dim(-1)?.f_neg()?;
-        let nll = Vec::<f32>::try_from(&nll.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?)?;
+        let nll = logp
+            .f_gather(-1, &targets, false)?
+            .f_squeeze_dim(-1)?
+            .f_neg()?;
+        let nll =
+            Vec::<f32>::try_from(&nll.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?)?;
         for (i, (_, r)) in chunk.iter().enumerate() {
             let n = r.len();
             if n == 0 {
@@ -565,7 +572,10 @@ pub fn perplexity(model: &mut Model, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<P
                 continue;
             }
             let row = &nll[i * n_max as usize..(i + 1) * n_max as usize];
-            let s: f64 = row[n_max as usize - n..].iter().map(|&v| f64::from(v)).sum();
+            let s: f64 = row[n_max as usize - n..]
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum();
             total += s;
             count += n;
             per_text_nll.push(s / n as f64);
@@ -614,8 +624,11 @@ pub struct DialogueEval {
     pub episodes: Vec<EpisodeMetrics>,
 }
 
+/// Reads one number from an episode's metrics.
+pub type EpisodeMetric = fn(&EpisodeMetrics) -> f64;
+
 /// The dialogue metrics compared, with how each is read from an episode.
-pub const DIALOGUE_METRICS: [(&str, fn(&EpisodeMetrics) -> f64); 3] = [
+pub const DIALOGUE_METRICS: [(&str, EpisodeMetric); 3] = [
     ("return", |m| m.total_reward),
     ("safety rate", |m| m.safety_rate),
     ("helpfulness", |m| m.helpfulness),
@@ -623,7 +636,7 @@ pub const DIALOGUE_METRICS: [(&str, fn(&EpisodeMetrics) -> f64); 3] = [
 
 impl DialogueEval {
     /// The values of a [`DIALOGUE_METRICS`] entry, one per episode.
-    pub fn values(&self, metric: fn(&EpisodeMetrics) -> f64) -> Vec<f64> {
+    pub fn values(&self, metric: EpisodeMetric) -> Vec<f64> {
         self.episodes.iter().map(metric).collect()
     }
     pub fn returns(&self) -> Vec<f64> {

@@ -65,7 +65,9 @@ fn marker_counter_is_whole_word_and_case_insensitive() {
     // Multi-word markers match consecutive words only.
     let c = emotion_markers("curiosity").unwrap();
     assert_eq!(count_markers("Let us find out. Find it out.", c), 1);
-    assert_eq!(count_markers("What if it rains? what, if", c), 1);
+    // Punctuation between words is ignored.
+    assert_eq!(count_markers("What if it rains? what, if", c), 2);
+    assert_eq!(count_markers("what is it", c), 0);
     // Rate per 100 words.
     assert!((marker_rate("afraid of the dark", m) - 25.0).abs() < 1e-12);
     assert_eq!(marker_rate("  ...  ", m), 0.0);
@@ -75,14 +77,21 @@ fn marker_counter_is_whole_word_and_case_insensitive() {
         assert!(la.len() >= 20, "{a}: {} markers", la.len());
         for b in &EMOTIONS[i + 1..] {
             let lb = emotion_markers(b).unwrap();
-            assert!(la.iter().all(|w| !lb.contains(w)), "{a} and {b} share a marker");
+            assert!(
+                la.iter().all(|w| !lb.contains(w)),
+                "{a} and {b} share a marker"
+            );
         }
     }
     assert!(emotion_markers("boredom").is_none());
     // The evaluation prompts carry no emotion's markers.
     for p in EVAL_PROMPTS {
         for e in EMOTIONS {
-            assert_eq!(count_markers(p, emotion_markers(e).unwrap()), 0, "{p} / {e}");
+            assert_eq!(
+                count_markers(p, emotion_markers(e).unwrap()),
+                0,
+                "{p} / {e}"
+            );
         }
     }
 }
@@ -91,11 +100,17 @@ fn marker_counter_is_whole_word_and_case_insensitive() {
 fn forced_states_set_one_emotion() {
     let n = forced_emotion(EmotionCondition::Neutral, 3, Device::Cpu).unwrap();
     assert_eq!(n.state.phasic.size(), [3, 4]);
-    assert_eq!(n.state.phasic.abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
+    assert_eq!(
+        n.state.phasic.abs().sum(tch::Kind::Float).double_value(&[]),
+        0.0
+    );
     let j = forced_emotion(EmotionCondition::Joy, 2, Device::Cpu).unwrap();
     let row = Vec::<f32>::try_from(j.state.phasic.get(1)).unwrap();
     assert_eq!(row, [0.0, 0.0, 0.0, 1.0]);
-    assert_eq!(Vec::<f32>::try_from(j.state.tonic.get(0)).unwrap(), [0.0, 1.0]);
+    assert_eq!(
+        Vec::<f32>::try_from(j.state.tonic.get(0)).unwrap(),
+        [0.0, 1.0]
+    );
     let erm = Vec::<f32>::try_from(j.erm.as_ref().unwrap().get(0)).unwrap();
     assert_eq!(erm, [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
     assert_eq!(
@@ -127,37 +142,24 @@ fn llm_base_marker_effect_is_exactly_zero() {
     }
 }
 
-/// The fear marker words that are one token (with a leading space) in the model's vocabulary.
-fn single_token_fear_words(model: &Model) -> Vec<(String, u32)> {
-    FEAR_MARKERS
-        .iter()
-        .filter_map(|w| {
-            let ids = model.tokenizer().encode(&format!(" {w}"), false).unwrap();
-            (ids.len() == 1).then(|| (w.to_string(), ids[0]))
-        })
-        .collect()
-}
-
 #[test]
 fn strong_fear_bias_gives_a_large_fear_marker_effect() {
     let mut a = agent(AgentKind::Erm, 16);
-    let fear_words = single_token_fear_words(a.model());
-    assert!(
-        !fear_words.is_empty(),
-        "no fear marker is a single token of this vocabulary"
-    );
-    // The ERM's fear row of the vocabulary bias: +8 on the fear-word tokens,
-    // so only a high-fear state moves the distribution.
+    // stories260K's 512-token vocabulary spells words in pieces: bias the
+    // ERM's fear row of the vocabulary bias by +6 on the pieces of
+    // " scared", so only a high-fear state moves the distribution.
+    let pieces = a.model().tokenizer().encode(" scared", false).unwrap();
+    assert!(pieces.len() > 1);
     {
         let _g = tch::no_grad_guard();
         let (_, bias) = a
             .named_tensors()
             .into_iter()
-            .find(|(n, _)| n == "erm.logit.bias")
-            .expect("erm.logit.bias");
+            .find(|(n, _)| n == "erm.logit_bias")
+            .expect("erm.logit_bias");
         let fear_row = bias.get(0);
-        for (_, id) in &fear_words {
-            let _ = fear_row.get(i64::from(*id)).fill_(8.0);
+        for id in &pieces {
+            let _ = fear_row.get(i64::from(*id)).fill_(6.0);
         }
     }
     let effects = marker_effect(&mut a, &EVAL_PROMPTS[..6], 2, 1, 16).unwrap();
@@ -192,7 +194,12 @@ fn model_samples_have_lower_perplexity_than_shuffled_tokens() {
         stop_on_eos: false,
         ..GenerateOptions::default()
     };
-    let prompts = ["Once upon a time", "The little dog", "Lily wanted to", "One day"];
+    let prompts = [
+        "Once upon a time",
+        "The little dog",
+        "Lily wanted to",
+        "One day",
+    ];
     let gens = m.generate(&prompts, &opts, None).unwrap();
     let refs: Vec<&_> = gens.iter().collect();
     let own = generations_perplexity(&mut m, &refs).unwrap();
@@ -293,7 +300,13 @@ fn tables_have_the_expected_rows() {
     let effects = |shift: f64| -> Vec<EmotionEffect> {
         EMOTIONS
             .iter()
-            .map(|e| effect(e, &[0.0, 1.0, 2.0, 1.0], &[shift, 1.0 + shift, 2.0 + shift, 1.0]))
+            .map(|e| {
+                effect(
+                    e,
+                    &[0.0, 1.0, 2.0, 1.0],
+                    &[shift, 1.0 + shift, 2.0 + shift, 1.0],
+                )
+            })
             .collect()
     };
     let mt = marker_table(&[
@@ -306,7 +319,10 @@ fn tables_have_the_expected_rows() {
     let md = mt.to_markdown();
     assert!(md.contains("| llm-steer | fear | 4 |"), "{md}");
     assert!(md.contains("| 0.91 | yes |"), "{md}");
-    assert!(md.contains("| llm-base | joy | 4 | 1.000 | 1.000 | 0.000 |"), "{md}");
+    assert!(
+        md.contains("| llm-base | joy | 4 | 1.000 | 1.000 | 0.000 |"),
+        "{md}"
+    );
     let back = emorl_stats::Table::from_json(&mt.to_json().unwrap()).unwrap();
     assert_eq!(back, mt);
 
@@ -367,7 +383,15 @@ fn generate_under_rejects_empty_requests_and_pairs_rows() {
     assert!(generate_under(&mut a, EmotionCondition::Fear, &EVAL_PROMPTS[..1], 0, 0, 6).is_err());
     assert!(marker_effect(&mut a, &EVAL_PROMPTS[..1], 1, 0, 6).is_err());
     // llm-steer starts with zero scales: every condition gives the same tokens.
-    let x = generate_under(&mut a, EmotionCondition::Neutral, &EVAL_PROMPTS[..2], 2, 9, 6).unwrap();
+    let x = generate_under(
+        &mut a,
+        EmotionCondition::Neutral,
+        &EVAL_PROMPTS[..2],
+        2,
+        9,
+        6,
+    )
+    .unwrap();
     let y = generate_under(&mut a, EmotionCondition::Anger, &EVAL_PROMPTS[..2], 2, 9, 6).unwrap();
     assert_eq!(x.len(), 4);
     let t = |g: &[emorl_lm::Generation]| g.iter().map(|g| g.tokens.clone()).collect::<Vec<_>>();
