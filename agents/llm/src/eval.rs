@@ -895,3 +895,70 @@ pub fn perplexity_table(results: &[(String, Perplexity)]) -> Result<Table> {
     }
     Ok(t)
 }
+
+/// Whether each trained agent meets the targets: d ≥ 0.8 on every emotion's
+/// own markers, a higher dialogue return than `llm-base` with Welch p <
+/// 0.05, and a perplexity at most 10% above `llm-base`'s. An agent missing
+/// from one of the inputs gets empty cells there and is not counted as
+/// meeting the targets. The baselines themselves get no row.
+pub fn targets_table(
+    markers: &[(String, Vec<EmotionEffect>)],
+    dialogue: &[DialogueComparison],
+    perplexities: &[(String, Perplexity)],
+) -> Result<Table> {
+    let base_ppl = perplexities
+        .iter()
+        .find(|(a, _)| a == "llm-base")
+        .map(|(_, p)| p.ppl);
+    let mut agents: Vec<&str> = Vec::new();
+    let names = markers
+        .iter()
+        .map(|(a, _)| a.as_str())
+        .chain(dialogue.iter().map(|c| c.agent.as_str()))
+        .chain(perplexities.iter().map(|(a, _)| a.as_str()));
+    for a in names {
+        if !BASELINES.contains(&a) && !agents.contains(&a) {
+            agents.push(a);
+        }
+    }
+    let mut t = Table::new(
+        "Targets per module",
+        [
+            "Agent",
+            "Emotions with d ≥ 0.8",
+            "Return d vs llm-base",
+            "Return p vs llm-base",
+            "Perplexity ratio",
+            "All targets met",
+        ],
+    );
+    for a in agents {
+        let marker = markers.iter().find(|(m, _)| m == a).map(|(_, e)| {
+            let hit = e.iter().filter(|e| e.d >= MARKER_D_TARGET).count();
+            (hit, e.len(), hit == e.len() && !e.is_empty())
+        });
+        let ret = dialogue
+            .iter()
+            .find(|c| c.agent == a && c.baseline == "llm-base" && c.metric == "return");
+        let ratio = perplexities
+            .iter()
+            .find(|(p, _)| p == a)
+            .and_then(|(_, p)| base_ppl.map(|b| p.ppl / b));
+        let met = marker.is_some_and(|m| m.2)
+            && ret.is_some_and(DialogueComparison::better)
+            && ratio.is_some_and(|r| r <= PERPLEXITY_RATIO_TARGET);
+        t.push_row(Row::new([
+            Cell::text(a),
+            marker.map_or(Cell::Empty, |(h, n, _)| Cell::text(format!("{h}/{n}"))),
+            ret.map_or(Cell::Empty, |c| Cell::number(c.comparison.cohens_d, 3)),
+            ret.map_or(Cell::Empty, |c| Cell::number(c.comparison.welch_p, 6)),
+            ratio.map_or(Cell::Empty, |r| Cell::number(r, 3)),
+            yes_no(met),
+        ]))?;
+    }
+    t.note(format!(
+        "Targets: Cohen's d ≥ {MARKER_D_TARGET} on each emotion's own markers; dialogue return \
+         above llm-base with Welch p < 0.05; perplexity ≤ {PERPLEXITY_RATIO_TARGET} × llm-base's."
+    ));
+    Ok(t)
+}

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use emorl_agents_llm::eval::{
     compare_dialogue, count_markers, dialogue_comparison_table, dialogue_summary_table,
     emotion_markers, evaluate_dialogue, forced_emotion, generate_under, generations_perplexity,
-    marker_effect, marker_rate, marker_run, marker_table, perplexity, perplexity_table, words,
-    DialogueEval, EmotionCondition, EmotionEffect, Perplexity, EVAL_PROMPTS, FEAR_MARKERS,
+    marker_effect, marker_rate, marker_run, marker_table, perplexity, perplexity_table,
+    targets_table, words, DialogueEval, EmotionCondition, EmotionEffect, Perplexity, EVAL_PROMPTS,
+    FEAR_MARKERS,
 };
 use emorl_agents_llm::{AgentConfig, AgentKind, LlmAgent, EMOTIONS};
 use emorl_envs_dialogue::{DialogueConfig, EpisodeMetrics};
@@ -374,6 +375,24 @@ fn tables_have_the_expected_rows() {
         .to_markdown()
         .contains("| llm-full | llm-base | return | -0.2750 | 0.3750 | 0.6500 |"));
     assert_eq!(dialogue_summary_table(&evals).unwrap().rows.len(), 3);
+
+    // Targets: llm-full meets all three; llm-gate misses fluency and markers.
+    let markers = vec![
+        ("llm-base".to_string(), effects(0.0)),
+        ("llm-full".to_string(), effects(3.0)),
+        ("llm-gate".to_string(), effects(0.0)),
+    ];
+    let ppls = vec![
+        ("llm-base".to_string(), ppl(10.0)),
+        ("llm-full".to_string(), ppl(10.9)),
+        ("llm-gate".to_string(), ppl(12.0)),
+    ];
+    let tt = targets_table(&markers, &cmp, &ppls).unwrap();
+    assert_eq!(tt.rows.len(), 2, "{}", tt.to_markdown());
+    let md = tt.to_markdown();
+    assert!(md.contains("| llm-full | 4/4 |"), "{md}");
+    assert!(md.contains("| 1.090 | yes |"), "{md}");
+    assert!(md.contains("| llm-gate | 0/4 |  |  | 1.200 | no |"), "{md}");
 }
 
 #[test]
