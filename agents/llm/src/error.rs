@@ -33,6 +33,10 @@ pub enum LlmAgentError {
     Json(#[from] serde_json::Error),
     #[error("environment: {0}")]
     Env(#[from] emorl_envs_dialogue::TextEnvError),
+    #[error("statistics: {0}")]
+    Stats(#[from] emorl_stats::StatsError),
+    #[error("table: {0}")]
+    Table(#[from] emorl_stats::TableError),
 }
 
 /// Result with [`LlmAgentError`].

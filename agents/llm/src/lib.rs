@@ -10,13 +10,15 @@
 //! * [`steering`]: [`SteeringVectors`] from contrastive prompts;
 //! * [`agent`]: [`LlmAgent`] and the registry ([`AGENT_IDS`]);
 //! * [`trainer`]: the RLOO [`Trainer`] and [`RlConfig`];
-//! * [`checkpoint`]: safetensors + manifest, refused on a different base model.
+//! * [`checkpoint`]: safetensors + manifest, refused on a different base model;
+//! * [`eval`]: marker metric, dialogue evaluation, perplexity and their tables.
 
 pub mod agent;
 pub mod checkpoint;
 pub mod emotion;
 pub mod erm;
 mod error;
+pub mod eval;
 pub mod gate;
 pub mod params;
 pub mod prefix;
