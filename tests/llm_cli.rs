@@ -132,3 +132,62 @@ fn llm_training_refuses_bad_input_without_writing_a_run() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("dialogue"));
 }
+
+/// `emorl reproduce llm-modules` on stories260K with one RL update per
+/// agent: every agent is measured, the tables and figure are written, and a
+/// rerun resumes from the stored per-agent results.
+#[test]
+fn reproduce_llm_modules_writes_every_table_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("llm");
+    let model = stories();
+    let args = [
+        "reproduce",
+        "llm-modules",
+        "--model",
+        &model,
+        "--seeds",
+        "2",
+        "--episodes",
+        "1",
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for id in [
+        "llm-base",
+        "llm-static-prefix",
+        "llm-prefix",
+        "llm-gate",
+        "llm-erm",
+        "llm-steer",
+        "llm-full",
+    ] {
+        assert!(out.join(format!("agents/{id}.json")).exists(), "{id}");
+    }
+    let tables: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("table.json")).expect("json"))
+            .expect("parse");
+    let tables = tables.as_array().expect("tables");
+    assert_eq!(tables.len(), 5);
+    // Targets: one row per trained module (not the two baselines).
+    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(5));
+    // Markers: 7 agents x 4 emotions; llm-base ignores the state, so d = 0.
+    let marker_rows = tables[1]["rows"].as_array().expect("rows");
+    assert_eq!(marker_rows.len(), 28);
+    let md = std::fs::read_to_string(out.join("table.md")).expect("md");
+    assert!(
+        md.contains("Perplexity") && md.contains("llm-steer"),
+        "{md}"
+    );
+    assert!(std::fs::read_to_string(out.join("learning_curves.svg"))
+        .expect("svg")
+        .contains("llm-erm"));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("table.md")).expect("md"),
+        md
+    );
+}

@@ -10,5 +10,6 @@ pub mod figure;
 pub mod llm;
 pub mod reproduce;
 pub mod reproduce_dqn;
+pub mod reproduce_llm;
 pub mod text;
 pub mod train;

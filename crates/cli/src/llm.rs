@@ -77,7 +77,7 @@ pub fn load_model(spec: &str, bf16: bool) -> Result<Model> {
     Ok(Model::load_or_default(path.as_deref(), dtype)?)
 }
 
-fn set_threads(threads: usize) {
+pub(crate) fn set_threads(threads: usize) {
     let n = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -121,7 +121,7 @@ pub fn prepare(cfg: &TrainConfig, kind: AgentKind) -> Result<Prepared> {
 
 /// Phase 1 of the ERM: `(user message, context)` pairs from seeded resets
 /// of the environment (their first turns), for supervised steps.
-fn erm_pairs(
+pub(crate) fn erm_pairs(
     env_cfg: &DialogueConfig,
     n: usize,
     seed: u64,

@@ -38,11 +38,14 @@ enum Command {
     /// Regenerate a results table: table.md, table.json and a figure in a run directory.
     #[command(
         after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n  \
-        v2-dqn       Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn, coupled fear-DQN, decoupled fear-dqn\n\n\
+        v2-dqn       Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn, coupled fear-DQN, decoupled fear-dqn\n  \
+        llm-modules  LLM emotional modules: marker effect, dialogue return vs llm-base, perplexity\n\n\
         Examples:\n  \
         emorl reproduce v2-tabular                       # upstream's table, bit for bit\n  \
         emorl reproduce v2-dqn                           # 30 seeds x 500 episodes, all cores\n  \
         emorl reproduce v2-dqn --seeds 5 --episodes 100  # a quick look\n  \
+        emorl reproduce llm-modules                      # SmolLM2; 16 held-out conversations per agent\n  \
+        emorl reproduce llm-modules --model ../shared/models/stories260k-f32.gguf --episodes 20\n  \
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
         emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
         Finished seeds are stored under seeds/ as they end; rerunning with the same --out\n\
@@ -167,9 +170,10 @@ struct GenerateCli {
 
 #[derive(Args)]
 struct ReproduceCli {
-    /// Table ID: v2-tabular or v2-dqn.
+    /// Table ID: v2-tabular, v2-dqn or llm-modules.
     table: String,
-    /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn].
+    /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn, 16
+    /// held-out conversations for llm-modules].
     #[arg(long)]
     seeds: Option<usize>,
     /// First seed.
@@ -185,9 +189,14 @@ struct ReproduceCli {
     /// Permutations of the permutation test.
     #[arg(long, default_value_t = 1000)]
     permutations: usize,
-    /// Training episodes per run (v2-dqn only; default: the protocol's 500).
+    /// Training episodes per run (v2-dqn; default: the protocol's 500), or
+    /// RL updates per agent (llm-modules; default 12).
     #[arg(long)]
     episodes: Option<usize>,
+    /// Frozen model for llm-modules: default (SmolLM2-135M-Instruct), a GGUF
+    /// file or a Hugging Face directory.
+    #[arg(long)]
+    model: Option<String>,
     /// Worker threads (0 = all cores).
     #[arg(long, short = 'j', default_value_t = 0)]
     jobs: usize,
@@ -287,19 +296,27 @@ fn run(cli: Cli) -> Result<()> {
         } => emorl::llm::chat(&checkpoint, model.as_deref(), bf16, max_turns)?,
         Command::Reproduce(r) => {
             let dqn = r.table == "v2-dqn";
+            let llm = r.table == "llm-modules";
             let dir = emorl::reproduce::reproduce(&emorl::reproduce::ReproduceArgs {
                 options: emorl::reproduce::ReproduceOptions {
                     table: r.table,
-                    seeds: r.seeds.unwrap_or(if dqn { 30 } else { 50 }),
+                    seeds: r.seeds.unwrap_or(if dqn {
+                        30
+                    } else if llm {
+                        16
+                    } else {
+                        50
+                    }),
                     seed_offset: r.seed_offset,
                     blocks: r.blocks,
-                    rng: r.rng.unwrap_or(if dqn {
+                    rng: r.rng.unwrap_or(if dqn || llm {
                         emorl_core::RngKind::Fast
                     } else {
                         emorl_core::RngKind::Numpy
                     }),
                     permutations: r.permutations,
                     episodes: r.episodes,
+                    model: r.model,
                 },
                 jobs: r.jobs,
                 out: r.out,

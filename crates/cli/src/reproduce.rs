@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The tables `emorl reproduce` knows.
-pub const TABLES: [(&str, &str); 2] = [
+pub const TABLES: [(&str, &str); 3] = [
     (
         "v2-tabular",
         "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
@@ -20,6 +20,10 @@ pub const TABLES: [(&str, &str); 2] = [
     (
         "v2-dqn",
         "Emotional-ED V2 Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn vs coupled fear-DQN vs decoupled fear-dqn",
+    ),
+    (
+        "llm-modules",
+        "Emotional modules on a frozen LM (prefix, gate, ERM, steering, full vs base and static prefix): markers, dialogue return, perplexity",
     ),
 ];
 
@@ -53,6 +57,9 @@ pub struct ReproduceOptions {
     /// Training episodes per run (v2-dqn only; default: the protocol's 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episodes: Option<usize>,
+    /// Frozen model (llm-modules only; default: SmolLM2-135M-Instruct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 pub struct ReproduceArgs {
@@ -72,11 +79,18 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     if o.seeds < 2 {
         bail!("--seeds must be at least 2 (statistics need two values per arm)");
     }
+    if o.model.is_some() && o.table != "llm-modules" {
+        bail!("--model applies to llm-modules only");
+    }
     if o.table == "v2-dqn" {
         return crate::reproduce_dqn::reproduce_dqn(args);
     }
+    if o.table == "llm-modules" {
+        let model = o.model.clone().unwrap_or_else(|| "default".into());
+        return crate::reproduce_llm::reproduce_llm(args, &model);
+    }
     if o.episodes.is_some() {
-        bail!("--episodes applies to v2-dqn only");
+        bail!("--episodes applies to v2-dqn and llm-modules only");
     }
     if o.blocks == 0 {
         bail!("--blocks must be at least 1");
