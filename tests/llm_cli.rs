@@ -141,11 +141,21 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("llm");
     let model = stories();
+    let cfg = tmp.path().join("small.toml");
+    std::fs::write(
+        &cfg,
+        "[markers]\nprompts = 3\nmax_new_tokens = 6\n[agent_config]\nthreads = 1\nerm_pretrain_steps = 1\n\
+         [agent_config.agent]\nmax_new_tokens = 6\n\
+         [agent_config.rl]\nprompts_per_update = 2\nsamples_per_prompt = 2\nmax_new_tokens = 6\n",
+    )
+    .expect("config");
     let args = [
         "reproduce",
         "llm-modules",
         "--model",
         &model,
+        "--config",
+        cfg.to_str().expect("utf8"),
         "--seeds",
         "2",
         "--episodes",

@@ -197,6 +197,9 @@ struct ReproduceCli {
     /// file or a Hugging Face directory.
     #[arg(long)]
     model: Option<String>,
+    /// TOML merged over the embedded experiment (llm-modules: configs/llm/modules.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Worker threads (0 = all cores).
     #[arg(long, short = 'j', default_value_t = 0)]
     jobs: usize,
@@ -318,6 +321,7 @@ fn run(cli: Cli) -> Result<()> {
                     episodes: r.episodes,
                     model: r.model,
                 },
+                config: r.config,
                 jobs: r.jobs,
                 out: r.out,
                 out_root: r.runs_dir,

@@ -64,6 +64,8 @@ pub struct ReproduceOptions {
 
 pub struct ReproduceArgs {
     pub options: ReproduceOptions,
+    /// Experiment file merged over the embedded one (llm-modules only).
+    pub config: Option<PathBuf>,
     pub jobs: usize,
     pub out: Option<PathBuf>,
     pub out_root: PathBuf,
@@ -79,15 +81,15 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     if o.seeds < 2 {
         bail!("--seeds must be at least 2 (statistics need two values per arm)");
     }
-    if o.model.is_some() && o.table != "llm-modules" {
-        bail!("--model applies to llm-modules only");
+    if (o.model.is_some() || args.config.is_some()) && o.table != "llm-modules" {
+        bail!("--model and --config apply to llm-modules only");
     }
     if o.table == "v2-dqn" {
         return crate::reproduce_dqn::reproduce_dqn(args);
     }
     if o.table == "llm-modules" {
         let model = o.model.clone().unwrap_or_else(|| "default".into());
-        return crate::reproduce_llm::reproduce_llm(args, &model);
+        return crate::reproduce_llm::reproduce_llm(args, &model, args.config.as_deref());
     }
     if o.episodes.is_some() {
         bail!("--episodes applies to v2-dqn and llm-modules only");

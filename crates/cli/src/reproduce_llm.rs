@@ -33,12 +33,31 @@ struct AgentResult {
     seconds: f64,
 }
 
+/// The experiment file, embedded so the binary runs anywhere.
+pub const LLM_MODULES: &str = include_str!("../../../configs/llm/modules.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModulesFile {
+    markers: MarkerSettings,
+    agent_config: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkerSettings {
+    prompts: usize,
+    samples: usize,
+    max_new_tokens: usize,
+}
+
 /// Settings of the reproduction, from the reproduce options and the
 /// defaults of `emorl train --agent llm-*`.
 struct Plan {
     model: String,
     llm: LlmTrainConfig,
     eval_seeds: Vec<u64>,
+    marker_prompts: usize,
     marker_samples: usize,
     marker_tokens: usize,
 }
@@ -66,7 +85,7 @@ fn run_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<AgentResult> {
         }
         agent = trainer.into_agent();
     }
-    let prompts: Vec<&str> = EVAL_PROMPTS.to_vec();
+    let prompts: Vec<&str> = EVAL_PROMPTS[..plan.marker_prompts].to_vec();
     let run = marker_run(
         &mut agent,
         &prompts,
@@ -102,12 +121,36 @@ fn load_or_run(run: &RunDir, kind: AgentKind, plan: &Plan, seed: u64) -> Result<
 }
 
 /// Runs the reproduction; returns the run directory.
-pub fn reproduce_llm(args: &ReproduceArgs, model: &str) -> Result<std::path::PathBuf> {
+pub fn reproduce_llm(
+    args: &ReproduceArgs,
+    model: &str,
+    config: Option<&Path>,
+) -> Result<std::path::PathBuf> {
     let o = &args.options;
     if o.blocks != 1 {
         bail!("llm-modules has no seed blocks; leave out --blocks");
     }
-    let mut llm = LlmTrainConfig::default();
+    let mut table = crate::config::parse_table("configs/llm/modules.toml", LLM_MODULES)?;
+    if let Some(path) = config {
+        crate::config::merge(&mut table, crate::config::read_table(path)?);
+    }
+    let origin = config.map_or("configs/llm/modules.toml".to_string(), |p| {
+        p.display().to_string()
+    });
+    let resolved = toml::to_string(&table).context("experiment config")?;
+    let file: ModulesFile = crate::config::from_table(&origin, table)?;
+    let m = &file.markers;
+    if m.prompts == 0 || m.prompts > EVAL_PROMPTS.len() || m.samples == 0 || m.max_new_tokens == 0 {
+        bail!(
+            "{origin}: markers.prompts must be 1..={}, markers.samples and markers.max_new_tokens > 0",
+            EVAL_PROMPTS.len()
+        );
+    }
+    if m.prompts * m.samples < 2 {
+        bail!("{origin}: the marker metric needs markers.prompts x markers.samples >= 2");
+    }
+    let mut llm =
+        crate::llm::resolve_config(&format!("{origin} [agent_config]"), file.agent_config)?;
     llm.rl.updates = o.episodes.unwrap_or(crate::llm::DEFAULT_UPDATES);
     if llm.rl.updates == 0 {
         bail!("--episodes (RL updates per agent) must be at least 1");
@@ -120,13 +163,25 @@ pub fn reproduce_llm(args: &ReproduceArgs, model: &str) -> Result<std::path::Pat
         eval_seeds: (0..o.seeds as u64)
             .map(|i| 1_000_000 + o.seed_offset + i)
             .collect(),
-        marker_samples: 1,
-        marker_tokens: 24,
+        marker_prompts: m.prompts,
+        marker_samples: m.samples,
+        marker_tokens: m.max_new_tokens,
     };
     // Fail on a bad model before anything is written.
     drop(load_model(&plan.model, plan.llm.bf16)?);
     crate::llm::set_threads(plan.llm.threads);
     let run = open_run(args)?;
+    let exp_path = run.path().join("experiment.toml");
+    match std::fs::read_to_string(&exp_path) {
+        Ok(old) if old != resolved => bail!(
+            "{} holds a run made with another experiment config; choose another --out",
+            run.path().display()
+        ),
+        Ok(_) => {}
+        Err(_) => {
+            run.write_atomic(Path::new("experiment.toml"), resolved.as_bytes())?;
+        }
+    }
     let start = Instant::now();
     let pb = progress(AgentKind::ALL.len() as u64, "agents");
     let mut results = Vec::new();
