@@ -1,7 +1,8 @@
 //! Tests of the evaluation library (marker metric, perplexity, dialogue
 //! evaluation, tables) on stories260K.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::model;
 
 use emorl_agents_llm::eval::{
     compare_dialogue, count_markers, dialogue_comparison_table, dialogue_summary_table,
@@ -12,30 +13,8 @@ use emorl_agents_llm::eval::{
 };
 use emorl_agents_llm::{AgentConfig, AgentKind, LlmAgent, EMOTIONS};
 use emorl_envs_dialogue::{DialogueConfig, EpisodeMetrics};
-use emorl_lm::{DType, GenerateOptions, Model, Sampling};
+use emorl_lm::{GenerateOptions, Sampling};
 use tch::Device;
-
-fn stories260k() -> PathBuf {
-    if let Some(p) = std::env::var_os("EMORL_STORIES260K") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for c in [
-        root.join("shared/models/stories260k-f32.gguf"),
-        root.join("../shared/models/stories260k-f32.gguf"),
-    ] {
-        if c.is_file() {
-            return c;
-        }
-    }
-    panic!("stories260k-f32.gguf not found beside {}", root.display());
-}
-
-fn model() -> Model {
-    // One thread: the machine is shared, and OpenMP spin-waits badly when oversubscribed.
-    tch::set_num_threads(1);
-    Model::load(stories260k(), DType::F32).unwrap()
-}
 
 fn agent(kind: AgentKind, max_new_tokens: usize) -> LlmAgent {
     let config = AgentConfig {

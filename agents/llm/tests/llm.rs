@@ -1,6 +1,7 @@
 //! Tests of the LLM agents on stories260K (tiny and fast).
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{model, stories260k};
 
 use emorl_agents_llm::{
     evaluate_returns, AgentConfig, AgentKind, LlmAgent, LlmAgentError, RlConfig, Trainer,
@@ -10,28 +11,6 @@ use emorl_core::{EmotionalContext, Env, SocialContext};
 use emorl_envs_dialogue::Dialogue;
 use emorl_lm::{DType, Model};
 use tch::{Kind, Tensor};
-
-fn stories260k() -> PathBuf {
-    if let Some(p) = std::env::var_os("EMORL_STORIES260K") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for c in [
-        root.join("shared/models/stories260k-f32.gguf"),
-        root.join("../shared/models/stories260k-f32.gguf"),
-    ] {
-        if c.is_file() {
-            return c;
-        }
-    }
-    panic!("stories260k-f32.gguf not found beside {}", root.display());
-}
-
-fn model() -> Model {
-    // One thread: the machine is shared, and OpenMP spin-waits badly when oversubscribed.
-    tch::set_num_threads(1);
-    Model::load(stories260k(), DType::F32).unwrap()
-}
 
 fn small_rl(seed: u64) -> RlConfig {
     RlConfig {
