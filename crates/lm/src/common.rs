@@ -109,6 +109,19 @@ pub(crate) fn with_prefix_columns(mask: &Tensor, prefix: i64) -> Result<Tensor> 
     Ok(Tensor::f_cat(&[&ones, mask], 3)?)
 }
 
+/// Which positions a forward pass computes output-layer logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogitsScope {
+    /// Every position: `[batch, seq, vocab]` logits.
+    #[default]
+    All,
+    /// Only the last position of each row (with left padding, every row's
+    /// last real token): `[batch, 1, vocab]` logits. The final norm and the
+    /// output layer run on that position only; read-outs still cover every
+    /// position. Generation's prefill uses it.
+    Last,
+}
+
 /// Output of one forward pass.
 #[derive(Debug)]
 pub struct ForwardOutput {
@@ -144,6 +157,14 @@ impl KvCache {
             len,
             prefix_len,
         }
+    }
+
+    /// The cache of the batch rows `index` (`[new_batch]`, i64) of this one,
+    /// in that order (a row may repeat). The valid positions are copied.
+    pub(crate) fn select_rows(&self, index: &Tensor) -> Result<KvCache> {
+        let k = self.k.f_narrow(2, 0, self.len)?.f_index_select(0, index)?;
+        let v = self.v.f_narrow(2, 0, self.len)?.f_index_select(0, index)?;
+        Ok(KvCache::new(k, v, self.prefix_len))
     }
 
     /// Appends `k` and `v` (`[batch, kv_heads, t, head_dim]`) and returns

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::common::{
-    step_mask, with_prefix_columns, ForwardOutput, GgufWeights, KvCache, WeightSource,
+    step_mask, with_prefix_columns, ForwardOutput, GgufWeights, KvCache, LogitsScope, WeightSource,
 };
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
@@ -625,6 +625,18 @@ impl Gpt2 {
         self.past as usize
     }
 
+    /// Replaces the KV cache by its batch rows `index` (`[new_batch]`, i64;
+    /// rows may repeat), e.g. to continue one prefilled prompt as several
+    /// rows.
+    pub fn select_cache_rows(&mut self, index: &Tensor) -> Result<()> {
+        for b in &mut self.blocks {
+            if let Some(c) = b.attn.kv_cache.as_ref() {
+                b.attn.kv_cache = Some(c.select_rows(index)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Empties the KV cache.
     pub fn clear_cache(&mut self) {
         for b in &mut self.blocks {
@@ -679,6 +691,19 @@ impl Gpt2 {
         padding_mask: Option<&Tensor>,
         hooks: Option<&Hooks<'_>>,
     ) -> Result<ForwardOutput> {
+        self.forward_scoped(tokens, padding_mask, hooks, LogitsScope::All)
+    }
+
+    /// Like [`Self::forward`], computing logits only for the positions
+    /// `scope` names (`[batch, 1, vocab]` for [`LogitsScope::Last`]; the
+    /// logits processors see that tensor).
+    pub fn forward_scoped(
+        &mut self,
+        tokens: &Tensor,
+        padding_mask: Option<&Tensor>,
+        hooks: Option<&Hooks<'_>>,
+        scope: LogitsScope,
+    ) -> Result<ForwardOutput> {
         let s = tokens.size();
         if s.len() != 2 || s[1] == 0 {
             return Err(LmError::InvalidArgument(format!(
@@ -722,6 +747,10 @@ impl Gpt2 {
             }
         }
         self.past += t;
+        let x = match scope {
+            LogitsScope::Last if t > 1 => x.f_narrow(1, t - 1, 1)?,
+            _ => x,
+        };
         let x = self.ln_f.forward(&x)?;
         let mut logits = x
             .f_linear::<&Tensor>(&self.lm_head, None)?

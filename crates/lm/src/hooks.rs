@@ -48,8 +48,10 @@ where
     }
 }
 
-/// Transforms logits `[batch, seq, vocab]` (forward) or `[batch, vocab]`
-/// (one generation step) before they are returned or sampled from.
+/// Transforms logits `[batch, seq, vocab]` before they are returned or
+/// sampled from. Generation passes `[batch, 1, vocab]`, the sampled
+/// position only, at every step, the prefill included (whose output layer
+/// runs on the last position only, see [`crate::LogitsScope`]).
 ///
 /// Closures `Fn(&Tensor) -> Result<Tensor>` implement it.
 pub trait LogitsProcessor {
@@ -274,6 +276,17 @@ impl<'a> Hooks<'a> {
 
     pub(crate) fn wants_readout(&self, index: usize) -> bool {
         self.readout.contains(&index)
+    }
+
+    /// Whether the hooks treat every batch row alike and leave a
+    /// generation's tokens untouched: no prefix keys/values, steering
+    /// vectors, adapters or logits processors (read-outs only). Generation
+    /// prefills a prompt that repeats in the batch once only then.
+    pub(crate) fn rows_independent(&self) -> bool {
+        self.logits.is_empty()
+            && self.layers.iter().all(|l| {
+                l.prefix.is_none() && l.after_attention.is_empty() && l.after_mlp.is_empty()
+            })
     }
 
     /// Runs the logits processors.

@@ -29,7 +29,7 @@ pub mod model;
 pub mod quant;
 pub mod tokenizer;
 
-pub use common::ForwardOutput;
+pub use common::{ForwardOutput, LogitsScope};
 pub use error::{LmError, Result};
 pub use generate::{FinishReason, GenerateOptions, Generation, Sampling, TokenEvent};
 pub use hooks::{HookSite, Hooks, LogitBias, LogitsProcessor, ResidualAdapter};

@@ -20,7 +20,9 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{step_mask, with_prefix_columns, ForwardOutput, KvCache, WeightSource};
+use crate::common::{
+    step_mask, with_prefix_columns, ForwardOutput, KvCache, LogitsScope, WeightSource,
+};
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
 use crate::gpt2::SafetensorsWeights;
@@ -729,6 +731,18 @@ impl Llama {
         self.past as usize
     }
 
+    /// Replaces the KV cache by its batch rows `index` (`[new_batch]`, i64;
+    /// rows may repeat), e.g. to continue one prefilled prompt as several
+    /// rows.
+    pub fn select_cache_rows(&mut self, index: &Tensor) -> Result<()> {
+        for b in &mut self.blocks {
+            if let Some(c) = b.attn.kv_cache.as_ref() {
+                b.attn.kv_cache = Some(c.select_rows(index)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Empties the KV cache.
     pub fn clear_cache(&mut self) {
         for b in &mut self.blocks {
@@ -766,6 +780,19 @@ impl Llama {
         tokens: &Tensor,
         padding_mask: Option<&Tensor>,
         hooks: Option<&Hooks<'_>>,
+    ) -> Result<ForwardOutput> {
+        self.forward_scoped(tokens, padding_mask, hooks, LogitsScope::All)
+    }
+
+    /// Like [`Self::forward`], computing logits only for the positions
+    /// `scope` names (`[batch, 1, vocab]` for [`LogitsScope::Last`]; the
+    /// logits processors see that tensor).
+    pub fn forward_scoped(
+        &mut self,
+        tokens: &Tensor,
+        padding_mask: Option<&Tensor>,
+        hooks: Option<&Hooks<'_>>,
+        scope: LogitsScope,
     ) -> Result<ForwardOutput> {
         let s = tokens.size();
         if s.len() != 2 || s[1] == 0 {
@@ -809,6 +836,10 @@ impl Llama {
             }
         }
         self.past += t;
+        let x = match scope {
+            LogitsScope::Last if t > 1 => x.f_narrow(1, t - 1, 1)?,
+            _ => x,
+        };
         let x = self.norm.forward(&x)?;
         let mut logits = x
             .f_linear::<&Tensor>(&self.lm_head, None)?

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::common::ForwardOutput;
+use crate::common::{ForwardOutput, LogitsScope};
 use crate::error::{LmError, Result};
 use crate::generate::{
     logits_rows, sample_row, FinishReason, GenerateOptions, Generation, Rng, StreamText, TokenEvent,
@@ -56,6 +56,10 @@ pub struct Model {
     dtype: DType,
     device: Device,
     source: PathBuf,
+    /// Generation without its prefill shortcuts (for tests).
+    reference_generation: bool,
+    /// Prefill a prompt that repeats in a generation batch once.
+    share_repeated_prompts: bool,
 }
 
 /// The emorl cache directory: `$EMORL_CACHE`, else `$XDG_CACHE_HOME/emorl`,
@@ -161,6 +165,8 @@ impl Model {
                 dtype,
                 device,
                 source: path.to_path_buf(),
+                reference_generation: false,
+                share_repeated_prompts: false,
             });
         }
         let g = GgufFile::open(path)?;
@@ -182,6 +188,8 @@ impl Model {
             dtype,
             device,
             source: path.to_path_buf(),
+            reference_generation: false,
+            share_repeated_prompts: false,
         })
     }
 
@@ -273,6 +281,36 @@ impl Model {
         }
     }
 
+    /// Replaces the KV cache by its batch rows `index` (`[new_batch]`,
+    /// i64; rows may repeat).
+    pub fn select_cache_rows(&mut self, index: &Tensor) -> Result<()> {
+        match &mut self.arch {
+            Architecture::Llama(m) => m.select_cache_rows(index),
+            Architecture::Gpt2(m) => m.select_cache_rows(index),
+        }
+    }
+
+    /// Makes generation prefill each distinct prompt of a batch once and
+    /// copy its KV cache to the rows that repeat it (RL sampling passes
+    /// every prompt k times), when the hooks are `None` or treat every row
+    /// alike (read-outs only: no prefix keys/values, steering, adapters or
+    /// logits processors, any of which may hold per-row tensors). Off by
+    /// default: libtorch's CPU kernels are not batch-invariant, so a
+    /// smaller prefill batch can change log-probs in the last bits (about
+    /// 1e-6) and, rarely, a sampled token.
+    pub fn set_share_repeated_prompts(&mut self, on: bool) {
+        self.share_repeated_prompts = on;
+    }
+
+    /// Turns off (`true`) or on (`false`, the default) generation's prefill
+    /// shortcut: output-layer logits of the last position only. It does
+    /// not change any token or log-prob; tests compare both paths. `true`
+    /// also turns off [`Model::set_share_repeated_prompts`].
+    #[doc(hidden)]
+    pub fn set_reference_generation(&mut self, on: bool) {
+        self.reference_generation = on;
+    }
+
     /// Empties the KV cache.
     pub fn clear_cache(&mut self) {
         match &mut self.arch {
@@ -307,6 +345,18 @@ impl Model {
         padding_mask: Option<&Tensor>,
         hooks: Option<&Hooks<'_>>,
     ) -> Result<ForwardOutput> {
+        self.forward_cached_scoped(tokens, padding_mask, hooks, LogitsScope::All)
+    }
+
+    /// Like [`Model::forward_cached`], computing logits only for the
+    /// positions `scope` names (see [`LogitsScope`]).
+    pub fn forward_cached_scoped(
+        &mut self,
+        tokens: &Tensor,
+        padding_mask: Option<&Tensor>,
+        hooks: Option<&Hooks<'_>>,
+        scope: LogitsScope,
+    ) -> Result<ForwardOutput> {
         let tokens = if tokens.kind() == Kind::Int64 {
             tokens.shallow_clone()
         } else {
@@ -323,8 +373,8 @@ impl Model {
             }
         }
         match &mut self.arch {
-            Architecture::Llama(m) => m.forward(&tokens, padding_mask, hooks),
-            Architecture::Gpt2(m) => m.forward(&tokens, padding_mask, hooks),
+            Architecture::Llama(m) => m.forward_scoped(&tokens, padding_mask, hooks, scope),
+            Architecture::Gpt2(m) => m.forward_scoped(&tokens, padding_mask, hooks, scope),
         }
     }
 
@@ -409,16 +459,40 @@ impl Model {
             stop.extend_from_slice(self.tokenizer.stop_ids());
         }
 
-        let mut flat = Vec::with_capacity(b * len);
+        // Prefill shortcuts (see `set_reference_generation`): logits of the
+        // last position only, and, when asked for and the hooks treat all
+        // rows alike, one prefill row per distinct prompt whose KV cache is
+        // then repeated to the rows that share it.
+        let fast = !self.reference_generation;
+        let mut distinct: Vec<usize> = Vec::new();
+        let mut row_of: Vec<i64> = Vec::with_capacity(b);
+        if fast && self.share_repeated_prompts && hooks.is_none_or(|h| h.rows_independent()) {
+            let mut seen: std::collections::HashMap<&[u32], i64> = std::collections::HashMap::new();
+            for (i, p) in prompts.iter().enumerate() {
+                let r = *seen.entry(p.as_slice()).or_insert_with(|| {
+                    distinct.push(i);
+                    distinct.len() as i64 - 1
+                });
+                row_of.push(r);
+            }
+        }
+        let dedupe = !distinct.is_empty() && distinct.len() < b;
+        let prefill_rows: Vec<usize> = if dedupe { distinct } else { (0..b).collect() };
+        let pb = prefill_rows.len();
+
+        let mut flat = Vec::with_capacity(pb * len);
+        for &r in &prefill_rows {
+            let p = &prompts[r];
+            flat.extend(std::iter::repeat_n(pad, len - p.len()));
+            flat.extend(p.iter().map(|&t| t as i64));
+        }
+        let tokens = Tensor::f_from_slice(&flat)?.f_view([pb as i64, len as i64])?;
         let mut mask = Vec::with_capacity(b * len);
         for p in prompts {
             let n = len - p.len();
-            flat.extend(std::iter::repeat_n(pad, n));
-            flat.extend(p.iter().map(|&t| t as i64));
             mask.extend(std::iter::repeat_n(0i64, n));
             mask.extend(std::iter::repeat_n(1i64, p.len()));
         }
-        let tokens = Tensor::f_from_slice(&flat)?.f_view([b as i64, len as i64])?;
         let mut padding = Tensor::f_from_slice(&mask)?
             .f_view([b as i64, len as i64])?
             .f_to_device(self.device)?;
@@ -452,8 +526,28 @@ impl Model {
             if opts.max_new_tokens == 0 {
                 return Ok(());
             }
-            let out = self.forward_cached(&tokens, any_padding.then_some(&padding), hooks)?;
-            let mut last = out.logits.f_select(1, len as i64 - 1)?;
+            let (scope, row_index) = if fast {
+                let idx = Tensor::f_from_slice(&row_of)?.f_to_device(self.device)?;
+                (LogitsScope::Last, dedupe.then_some(idx))
+            } else {
+                (LogitsScope::All, None)
+            };
+            let prefill_mask = match (&row_index, any_padding) {
+                (_, false) => None,
+                (None, true) => Some(padding.shallow_clone()),
+                (Some(_), true) => {
+                    let rows: Vec<i64> = prefill_rows.iter().map(|&r| r as i64).collect();
+                    let rows = Tensor::f_from_slice(&rows)?.f_to_device(self.device)?;
+                    Some(padding.f_index_select(0, &rows)?)
+                }
+            };
+            let out = self.forward_cached_scoped(&tokens, prefill_mask.as_ref(), hooks, scope)?;
+            let positions = out.logits.size().get(1).copied().unwrap_or(0);
+            let mut last = out.logits.f_select(1, positions - 1)?;
+            if let Some(idx) = &row_index {
+                self.select_cache_rows(idx)?;
+                last = last.f_index_select(0, idx)?;
+            }
             for step in 0..opts.max_new_tokens {
                 let logp = last.f_log_softmax(-1, Kind::Float)?;
                 let rows = logits_rows(&last)?;
