@@ -17,7 +17,7 @@ THREADS="${3:-1}"
 EXTRA="${4:-}"
 source scripts/env.sh
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
-STORIES="${EMORL_STORIES:-/work/shared/models/stories260k-f32.gguf}"
+STORIES="${EMORL_STORIES:-$(pwd)/../shared/models/stories260k-f32.gguf}"
 SMOL="${EMORL_SMOLLM2:-$EMORL_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 case "$WHICH" in
   all) MODELS=("$STORIES" "$SMOL") ;;
