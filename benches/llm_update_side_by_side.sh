@@ -9,6 +9,8 @@
 # default model) or "all" (both, the default). --recompute: both sides
 # recompute the log-probabilities with full forwards (the reference path).
 # SAMPLING_GROUPS=N (env): our sampling in N length-sorted batches (RlConfig::sampling_groups).
+# SHARE_PREFILL=1 (env): our sampling prefills each prompt once for its 4 samples
+# (RlConfig::share_prompt_prefill).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH="${1:-all}"
@@ -32,12 +34,14 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 RECOMPUTE=()
 [ "$EXTRA" = "--recompute" ] && RECOMPUTE=(--recompute)
+SHARE=()
+[ "${SHARE_PREFILL:-0}" = "1" ] && SHARE=(--share-prefill)
 
 echo "machine: $(getconf _NPROCESSORS_ONLN) cores, $(uptime | sed 's/.*load/load/')"
 for M in "${MODELS[@]}"; do
   echo "== $(basename "$M"): $UPDATES updates, torch threads $THREADS ${RECOMPUTE[*]:-}"
   "$BIN" "$M" llm-erm "$UPDATES" --dump-prompts "$TMP/prompts.json" >/dev/null
-  "$BIN" "$M" llm-erm "$UPDATES" --stand-in-reward --json --groups "${SAMPLING_GROUPS:-1}" "${RECOMPUTE[@]}" | tee "$TMP/ours.txt" | grep -v '^{'
+  "$BIN" "$M" llm-erm "$UPDATES" --stand-in-reward --json --groups "${SAMPLING_GROUPS:-1}" "${RECOMPUTE[@]}" "${SHARE[@]}" | tee "$TMP/ours.txt" | grep -v '^{'
   python benches/peers/rl_update_peer.py --prompts "$TMP/prompts.json" --model "$M" \
     --updates "$UPDATES" --threads "$THREADS" "${RECOMPUTE[@]}" 2>/dev/null | tee "$TMP/peer.txt" | grep -v '^{'
   python - "$TMP/ours.txt" "$TMP/peer.txt" <<'PY'

@@ -10,7 +10,7 @@ use emorl_lm::{Hooks, Model};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::emotion::{N_CONDITIONING, N_EMOTIONS};
+use crate::emotion::{EMOTIONS, N_CONDITIONING, N_EMOTIONS};
 use crate::error::{lm_err, Result};
 use crate::params::{invalid, Linear, ParamStore};
 
@@ -126,6 +126,11 @@ pub struct LogitModulator {
     exploratory: Tensor,
     /// `[2]`: gains of the cautious and exploratory sets, zero-initialised.
     gains: Tensor,
+    /// `[N_EMOTIONS, vocab]` 0/1 buffer: the single-token marker words of
+    /// fear, curiosity, anger and joy (the marker metric's lexicons).
+    lexicons: Tensor,
+    /// `[N_EMOTIONS]`: gain of each emotion's lexicon, zero-initialised.
+    lexicon_gains: Tensor,
 }
 
 impl LogitModulator {
@@ -144,8 +149,18 @@ impl LogitModulator {
             .f_mul_scalar(0.5)?
             .f_mul(&self.gains.f_select(0, 1)?)?
             .f_unsqueeze(1)?;
+        let lexical = emotions
+            .f_narrow(1, 0, N_EMOTIONS as i64)?
+            .f_mul(&self.lexicon_gains.f_unsqueeze(0)?)?
+            .f_matmul(&self.lexicons)?;
         base.f_add(&fearish.f_mul(&self.cautious.f_unsqueeze(0)?)?)?
-            .f_add(&curious.f_mul(&self.exploratory.f_unsqueeze(0)?)?)
+            .f_add(&curious.f_mul(&self.exploratory.f_unsqueeze(0)?)?)?
+            .f_add(&lexical)
+    }
+
+    /// The per-token vocabulary bias `[N_ERM, vocab]` (a trainable tensor).
+    pub fn vocab_bias(&self) -> &Tensor {
+        &self.bias
     }
 
     /// Token ids in the cautious and exploratory sets.
@@ -168,6 +183,11 @@ pub struct TemperatureModulator {
 }
 
 impl TemperatureModulator {
+    /// The per-emotion weights `[N_ERM]` (a trainable tensor).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// `[batch]` temperatures.
     pub fn temperature(&self, emotions: &Tensor) -> Result<Tensor, tch::TchError> {
         emotions
@@ -210,6 +230,21 @@ fn word_token_set(model: &Model, words: &[&str]) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(&mask)?.f_to_device(model.device())?)
 }
 
+/// `[N_EMOTIONS, vocab]`: 1 at the single-token marker words of each emotion.
+fn lexicon_sets(model: &Model) -> Result<Tensor> {
+    let vocab = model.vocab_size();
+    let mut rows = vec![0f32; N_EMOTIONS * vocab];
+    for (e, name) in EMOTIONS.iter().enumerate() {
+        let words = crate::eval::emotion_markers(name).unwrap_or(&[]);
+        for id in crate::eval::marker_token_ids(model, words)? {
+            rows[e * vocab + id as usize] = 1.0;
+        }
+    }
+    Ok(Tensor::f_from_slice(&rows)?
+        .f_view([N_EMOTIONS as i64, vocab as i64])?
+        .f_to_device(model.device())?)
+}
+
 impl EmotionalRewardModel {
     pub fn new(model: &Model, config: &ErmConfig, seed: u64) -> Result<Self> {
         let n = model.n_layers();
@@ -247,6 +282,8 @@ impl EmotionalRewardModel {
                 &word_token_set(model, &EXPLORATORY_WORDS)?,
             )?,
             gains: params.constant("logit.gains", &[2], 0.0)?,
+            lexicons: params.buffer("logit.lexicons", &lexicon_sets(model)?)?,
+            lexicon_gains: params.constant("logit.lexicon_gains", &[N_EMOTIONS as i64], 0.0)?,
         };
         let temperature_modulator = TemperatureModulator {
             weight: params.constant("temperature.weight", &[N_ERM as i64], 0.0)?,

@@ -168,6 +168,39 @@ pub fn emotion_markers(emotion: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// Token ids that spell a whole marker word of `markers` on their own
+/// (`word`, ` word`, ` Word`, `Word`, each kept only when the tokenizer
+/// encodes it as exactly one token), sorted and deduplicated. Words that
+/// split into pieces are left out: their first piece is usually a common
+/// fragment, not the word.
+pub fn marker_token_ids(model: &Model, markers: &[&str]) -> Result<Vec<i64>> {
+    let vocab = model.vocab_size();
+    let mut ids = Vec::new();
+    for w in markers {
+        let mut cap = w.chars();
+        let capitalised: String = match cap.next() {
+            Some(c) => c.to_uppercase().chain(cap).collect(),
+            None => continue,
+        };
+        for text in [
+            w.to_string(),
+            format!(" {w}"),
+            capitalised.clone(),
+            format!(" {capitalised}"),
+        ] {
+            let enc = model.tokenizer().encode(&text, false)?;
+            if let [one] = enc.as_slice() {
+                if (*one as usize) < vocab {
+                    ids.push(i64::from(*one));
+                }
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Lowercase words of `text`: maximal runs of letters, digits and
 /// apostrophes (curly apostrophes read as `'`, edge apostrophes dropped).
 pub fn words(text: &str) -> Vec<String> {
@@ -229,6 +262,19 @@ pub const EVAL_PROMPTS: [&str; 16] = [
     "Describe the room you are sitting in.",
     "How do trains run on time?",
     "Tell me about a dog and a ball.",
+];
+
+/// Other neutral user messages, for choosing settings (module scales,
+/// learning rates) before a table is made; never used by the tables.
+pub const TUNING_PROMPTS: [&str; 8] = [
+    "How do I fold a paper plane?",
+    "What is a nice present for a neighbour?",
+    "Describe a small town in the morning.",
+    "How does a kettle boil water?",
+    "Tell me about a visit to the library.",
+    "What can I do with old bread?",
+    "Write a few lines about a river.",
+    "How do I pack a bag for a short trip?",
 ];
 
 /// A user message as the agent's prompt: the first turn of a conversation,
@@ -318,22 +364,31 @@ pub fn forced_emotion(
     if batch <= 0 {
         return Err(invalid("forced emotion: batch must be > 0"));
     }
-    let p = condition.phasic();
-    let row = |v: &[f32]| -> Result<Tensor> {
-        Ok(Tensor::f_from_slice(v)?
-            .f_view([1, v.len() as i64])?
-            .f_expand([batch, v.len() as i64], false)?
-            .f_contiguous()?
+    forced_emotions(&vec![condition; batch as usize], device)
+}
+
+/// [`forced_emotion`] with one condition per row.
+pub fn forced_emotions(conditions: &[EmotionCondition], device: Device) -> Result<TurnEmotion> {
+    if conditions.is_empty() {
+        return Err(invalid("forced emotion: batch must be > 0"));
+    }
+    let b = conditions.len() as i64;
+    let table = |width: usize, f: &dyn Fn(&[f32; N_EMOTIONS]) -> Vec<f32>| -> Result<Tensor> {
+        let flat: Vec<f32> = conditions.iter().flat_map(|c| f(&c.phasic())).collect();
+        Ok(Tensor::f_from_slice(&flat)?
+            .f_view([b, width as i64])?
             .f_to_device(device)?)
     };
-    let mut erm = [0.0f32; N_ERM];
-    erm[..N_EMOTIONS].copy_from_slice(&p);
     Ok(TurnEmotion {
         state: EmotionState {
-            phasic: row(&p)?,
-            tonic: row(&[p[0], p[3]])?,
+            phasic: table(N_EMOTIONS, &|p| p.to_vec())?,
+            tonic: table(2, &|p| vec![p[0], p[3]])?,
         },
-        erm: Some(row(&erm)?),
+        erm: Some(table(N_ERM, &|p| {
+            let mut erm = vec![0.0f32; N_ERM];
+            erm[..N_EMOTIONS].copy_from_slice(p);
+            erm
+        })?),
         erm_tonic: None,
         erm_input: None,
     })

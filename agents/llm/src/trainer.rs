@@ -29,6 +29,7 @@ use tch::{Kind, Tensor};
 use crate::agent::{pad_left, LlmAgent, TurnEmotion};
 use crate::checkpoint::{read_manifest, TrainingState};
 use crate::error::{LlmAgentError, Result};
+use crate::eval::{emotion_markers, forced_emotions, marker_token_ids, EmotionCondition};
 use crate::params::{all_finite, invalid, restore, snapshot, AdamW};
 
 /// Hyperparameters of RL training (every field defaulted).
@@ -66,6 +67,40 @@ pub struct RlConfig {
     /// prompts are not padded to the longest one (prefill and KV cache
     /// scale with the padded length). 1: one batch of every prompt.
     pub sampling_groups: usize,
+    /// Prefill each prompt once while sampling and copy its KV cache to its
+    /// `k` rows ([`emorl_lm::Model::set_share_repeated_prompts`]); only
+    /// when the modules act on logits alone (`llm-erm`). Faster (the prefill
+    /// is most of the sampling time), but the smaller prefill batch can
+    /// round log-probs differently in the last bits and, rarely, change a
+    /// sampled token, so it is off by default.
+    pub share_prompt_prefill: bool,
+    /// Weight of the expression objective (0: off). Each sampled sequence
+    /// of an update is also scored under a forced emotional state (fear,
+    /// curiosity, anger, joy in turn, as the marker metric forces them): at
+    /// every response position the policy's probability mass on that
+    /// emotion's single-token marker words is pushed up towards
+    /// `expression_target` (loss `max(0, log target − log mass)`), which
+    /// ties the modules' emotional input to emotional expression. The
+    /// environment's reward is untouched.
+    pub expression_coef: f64,
+    /// Marker-token probability mass per position at which the expression
+    /// objective stops pushing (in (0, 1)).
+    pub expression_target: f64,
+    /// Optimiser steps the expression objective gets per update, after the
+    /// RL step, each on one micro-batch of the update's samples (in turn),
+    /// with its own AdamW (learning rate `expression_lr`) over every module
+    /// parameter except the ERM's per-token vocabulary bias (Adam would move
+    /// all of its entries by about `lr` a step, whatever their gradient) and
+    /// its temperature weights (a hotter distribution also puts more mass
+    /// on rare words);
+    /// each step scores its rows under the next emotion in turn. Cheap for
+    /// logit-only modules (their raw logits are recorded), a forward and
+    /// backward pass of one micro-batch otherwise.
+    pub expression_steps: usize,
+    pub expression_lr: f64,
+    /// Weight of KL(π_forced ‖ π_frozen) per position in the expression
+    /// objective: expression without losing the frozen model's fluency.
+    pub expression_kl: f64,
     /// The dialogue environment.
     pub env: DialogueConfig,
 }
@@ -89,6 +124,12 @@ impl Default for RlConfig {
             max_turn: 0,
             microbatch: 8,
             sampling_groups: 1,
+            share_prompt_prefill: false,
+            expression_coef: 0.0,
+            expression_target: 0.03,
+            expression_steps: 8,
+            expression_lr: 0.05,
+            expression_kl: 1.0,
             env: DialogueConfig::default(),
         }
     }
@@ -129,6 +170,15 @@ impl RlConfig {
                 return bad("clip must be > 0");
             }
         }
+        if !nonneg(self.expression_coef) || !nonneg(self.expression_kl) {
+            return bad("expression_coef and expression_kl must be >= 0");
+        }
+        if !(self.expression_lr > 0.0 && self.expression_lr.is_finite()) {
+            return bad("expression_lr must be > 0");
+        }
+        if !(self.expression_target > 0.0 && self.expression_target < 1.0) {
+            return bad("expression_target must be in (0, 1)");
+        }
         if self.epochs == 0 || self.microbatch == 0 || self.sampling_groups == 0 {
             return bad("epochs, microbatch and sampling_groups must be > 0");
         }
@@ -156,6 +206,11 @@ pub struct UpdateStats {
     pub response_tokens: f64,
     /// Batch-mean emotions by name (encoder columns, then `erm_*`).
     pub emotion_means: Vec<(String, f64)>,
+    /// Mean probability mass on the forced emotion's marker tokens per
+    /// response position, before the step (0 when the expression objective
+    /// is off).
+    #[serde(default)]
+    pub expression_mass: f64,
     pub seconds: f64,
 }
 
@@ -190,6 +245,11 @@ pub struct Trainer {
     recompute: bool,
     phases: PhaseSeconds,
     reward_fn: Option<RewardFn>,
+    /// The expression objective's emotions and their marker token ids
+    /// (empty when it is off).
+    expression: Vec<(EmotionCondition, Tensor)>,
+    /// The expression objective's optimiser (`None` when it is off).
+    expression_opt: Option<AdamW>,
 }
 
 /// A stand-in reward on a sampled response (replacing the environment's).
@@ -223,6 +283,49 @@ impl Trainer {
         }
         let env = Dialogue::new(config.env.clone())?;
         let opt = AdamW::new(params, config.lr, config.weight_decay)?;
+        let mut expression = Vec::new();
+        if config.expression_coef > 0.0 {
+            for cond in EmotionCondition::EMOTIONAL {
+                let ids =
+                    marker_token_ids(&agent.model, emotion_markers(cond.name()).unwrap_or(&[]))?;
+                if ids.is_empty() {
+                    tracing::warn!(
+                        emotion = cond.name(),
+                        "no marker word is a single token of this model; the expression objective leaves it out"
+                    );
+                    continue;
+                }
+                let ids = Tensor::f_from_slice(&ids)?.f_to_device(agent.model.device())?;
+                expression.push((cond, ids));
+            }
+        }
+        let expression_opt = if expression.is_empty() || config.expression_steps == 0 {
+            None
+        } else {
+            // Neither the per-token bias nor the temperature: a hotter
+            // distribution puts more mass on rare marker words too.
+            let skip: Vec<_> = agent
+                .modules
+                .erm
+                .iter()
+                .flat_map(|e| {
+                    [
+                        e.logit_modulator.vocab_bias().data_ptr(),
+                        e.temperature_modulator.weight().data_ptr(),
+                    ]
+                })
+                .collect();
+            let params: Vec<Tensor> = agent
+                .trainable_parameters()
+                .into_iter()
+                .filter(|t| !skip.contains(&t.data_ptr()))
+                .collect();
+            Some(AdamW::new(
+                params,
+                config.expression_lr,
+                config.weight_decay,
+            )?)
+        };
         Ok(Trainer {
             agent,
             config,
@@ -233,6 +336,8 @@ impl Trainer {
             recompute: false,
             phases: PhaseSeconds::default(),
             reward_fn: None,
+            expression,
+            expression_opt,
         })
     }
 
@@ -585,21 +690,33 @@ impl Trainer {
                 ent_sum += c.entropy_sum;
                 tok_sum += c.tokens;
             }
-            let grad_norm = self.opt.clip_grad_norm(cfg.grad_clip)?;
             stats.loss = loss_sum;
             stats.policy_loss = pl_sum;
             stats.kl = kl_sum / tok_sum.max(1.0);
             stats.entropy = ent_sum / tok_sum.max(1.0);
-            stats.grad_norm = grad_norm;
-            if !loss_sum.is_finite() || !grad_norm.is_finite() {
-                return Err(self.diverge(format!("loss {loss_sum}, gradient norm {grad_norm}")));
+            if !loss_sum.is_finite() {
+                return Err(self.diverge(format!("loss {loss_sum}")));
             }
-            let good = snapshot(&params)?;
-            self.opt.step()?;
-            if !all_finite(&params)? {
-                restore(&params, &good)?;
-                return Err(self.diverge("a parameter became non-finite after the step".into()));
+            stats.grad_norm = self.guarded_step(false, &params, cfg.grad_clip, "RL step")?;
+        }
+        if let Some(expr_params) = self.expression_opt.as_ref().map(|o| {
+            o.params()
+                .iter()
+                .map(Tensor::shallow_clone)
+                .collect::<Vec<_>>()
+        }) {
+            let chunks = gens.len().div_ceil(cfg.microbatch.max(1));
+            let mut mass = 0.0;
+            for s in 0..cfg.expression_steps {
+                self.opt.zero_grad();
+                let turn = u * cfg.expression_steps + s;
+                let c = turn % chunks;
+                let r0 = c * cfg.microbatch;
+                let r1 = (r0 + cfg.microbatch).min(gens.len());
+                mass += self.expression_loss(&prompts, &gens, raw_logits.as_ref(), r0..r1, turn)?;
+                self.guarded_step(true, &expr_params, cfg.grad_clip, "expression step")?;
             }
+            stats.expression_mass = mass / cfg.expression_steps.max(1) as f64;
         }
         self.opt.zero_grad();
         self.updates_done += 1;
@@ -663,10 +780,15 @@ impl Trainer {
             seed,
             ..GenerateOptions::default()
         };
+        self.agent
+            .model
+            .set_share_repeated_prompts(self.config.share_prompt_prefill);
         let gens = self
             .agent
             .model
-            .generate_from_tokens(batch, &opts, Some(&hooks), None)?;
+            .generate_from_tokens(batch, &opts, Some(&hooks), None);
+        self.agent.model.set_share_repeated_prompts(false);
+        let gens = gens?;
         drop(hooks);
         let steps = recorded.into_inner();
         let max_len = gens.iter().map(|g| g.tokens.len()).max().unwrap_or(0);
@@ -676,6 +798,34 @@ impl Trainer {
             None
         };
         Ok((gens, raw))
+    }
+
+    /// Gradient clipping, a NaN/Inf check and an AdamW step that is undone
+    /// when it makes a parameter non-finite.
+    fn guarded_step(
+        &mut self,
+        expression: bool,
+        params: &[Tensor],
+        grad_clip: f64,
+        what: &str,
+    ) -> Result<f64> {
+        let opt = match (&mut self.expression_opt, expression) {
+            (Some(o), true) => o,
+            _ => &mut self.opt,
+        };
+        let grad_norm = opt.clip_grad_norm(grad_clip)?;
+        if !grad_norm.is_finite() {
+            return Err(self.diverge(format!("{what}: gradient norm {grad_norm}")));
+        }
+        let good = snapshot(params)?;
+        opt.step()?;
+        if !all_finite(params)? {
+            restore(params, &good)?;
+            return Err(self.diverge(format!(
+                "{what}: a parameter became non-finite after the step"
+            )));
+        }
+        Ok(grad_norm)
     }
 
     fn diverge(&mut self, what: String) -> LlmAgentError {
@@ -723,6 +873,133 @@ impl Trainer {
         )
     }
 
+    /// The expression objective over the sampled sequences `rows` (see
+    /// [`RlConfig::expression_coef`]); accumulates its gradients and
+    /// returns the mean marker mass per response position. Row `j` is
+    /// scored under emotion `(j + turn) mod n` of the objective's emotions.
+    /// With recorded raw logits the modules' processing of them is all
+    /// there is to compute; otherwise the model runs forward with the
+    /// forced emotion's hooks.
+    fn expression_loss(
+        &mut self,
+        prompts: &[Vec<u32>],
+        gens: &[emorl_lm::Generation],
+        raw: Option<&Tensor>,
+        rows: std::ops::Range<usize>,
+        turn: usize,
+    ) -> Result<f64> {
+        let cfg = self.config.clone();
+        let k = cfg.samples_per_prompt;
+        let device = self.agent.model.device();
+        let pad = i64::from(self.agent.model.tokenizer().pad_id());
+        let vocab = self.agent.model.vocab_size() as i64;
+        let n_emo = self.expression.len();
+        // [n_emo, V]: 0 on the emotion's marker tokens, −inf elsewhere.
+        let masks = self
+            .expression
+            .iter()
+            .map(|(_, ids)| -> Result<Tensor> {
+                let m = Tensor::f_full([vocab], f64::NEG_INFINITY, (Kind::Float, device))?;
+                Ok(m.f_index_fill(0, ids, 0.0)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let masks = Tensor::f_stack(&masks, 0)?;
+        let log_target = cfg.expression_target.ln();
+        let t_inv = 1.0 / cfg.temperature;
+        let (r0, r1) = (rows.start, rows.end);
+        let which: Vec<usize> = (r0..r1).map(|j| (j + turn) % n_emo).collect();
+        let conditions: Vec<EmotionCondition> =
+            which.iter().map(|&e| self.expression[e].0).collect();
+        let emotion = forced_emotions(&conditions, device)?;
+        let chunk = &gens[r0..r1];
+        // The policy's logits under the forced states and the frozen
+        // model's at the same positions.
+        let (logits, frozen, resp) = match raw {
+            Some(raw) => {
+                let lr = chunk
+                    .iter()
+                    .map(|g| g.tokens.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(1);
+                let mut resp = vec![0f32; chunk.len() * lr];
+                for (j, g) in chunk.iter().enumerate() {
+                    resp[j * lr..j * lr + g.tokens.len()].fill(1.0);
+                }
+                let lr = lr as i64;
+                let raw = raw.f_narrow(0, r0 as i64, (r1 - r0) as i64)?.f_narrow(
+                    1,
+                    0,
+                    lr.min(raw.size()[1]),
+                )?;
+                if raw.size()[1] != lr {
+                    return Err(invalid("recorded logits are shorter than the responses"));
+                }
+                let resp = Tensor::f_from_slice(&resp)?
+                    .f_view([chunk.len() as i64, lr])?
+                    .f_to_device(device)?;
+                let logits = self.agent.modules.process_logits(&emotion, &raw)?;
+                (logits, raw, resp)
+            }
+            None => {
+                let packed = pack(|j| &prompts[(r0 + j) / k], chunk, pad, device)?;
+                let (lp, lr) = (packed.lp, packed.lr);
+                let frozen = if cfg.expression_kl > 0.0 {
+                    let _g = tch::no_grad_guard();
+                    self.agent
+                        .model
+                        .forward(&packed.tokens, Some(&packed.mask), None)?
+                        .logits
+                        .f_narrow(1, lp - 1, lr)?
+                } else {
+                    Tensor::f_zeros([1], (Kind::Float, device))?
+                };
+                let hooks = self.agent.modules.hooks(&emotion)?;
+                let out =
+                    self.agent
+                        .model
+                        .forward(&packed.tokens, Some(&packed.mask), Some(&hooks))?;
+                (out.logits.f_narrow(1, lp - 1, lr)?, frozen, packed.resp)
+            }
+        };
+        let logp = logits.f_mul_scalar(t_inv)?.f_log_softmax(-1, Kind::Float)?;
+        let index = Tensor::f_from_slice(&which.iter().map(|&e| e as i64).collect::<Vec<_>>())?
+            .f_to_device(device)?;
+        let row_masks = masks.f_index_select(0, &index)?.f_unsqueeze(1)?; // [b, 1, V]
+        let log_mass = logp
+            .f_add(&row_masks)?
+            .f_logsumexp([-1i64].as_slice(), false)?; // [b, lr]
+        let mut per_token = log_mass
+            .f_neg()?
+            .f_add_scalar(log_target)?
+            .f_clamp_min(0.0)?
+            .f_mul_scalar(cfg.expression_coef)?;
+        if cfg.expression_kl > 0.0 {
+            let ref_logp = frozen.f_mul_scalar(t_inv)?.f_log_softmax(-1, Kind::Float)?;
+            let kl = logp
+                .f_exp()?
+                .f_mul(&logp.f_sub(&ref_logp)?)?
+                .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?;
+            per_token = per_token.f_add(&kl.f_mul_scalar(cfg.expression_kl)?)?;
+        }
+        let n_tok = resp
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+            .f_clamp_min(1.0)?;
+        let loss = per_token
+            .f_mul(&resp)?
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
+            .f_div(&n_tok)?
+            .f_mean(Kind::Float)?;
+        loss.f_backward()?;
+        let mass = log_mass
+            .f_detach()?
+            .f_exp()?
+            .f_mul(&resp)?
+            .f_sum(Kind::Float)?
+            .f_double_value(&[])?;
+        Ok(mass / resp.f_sum(Kind::Float)?.f_double_value(&[])?.max(1.0))
+    }
+
     /// Loss of one micro-batch (its gradients are accumulated); the loss is
     /// scaled by the micro-batch's share of the `total` sequences.
     fn chunk_loss(
@@ -738,42 +1015,13 @@ impl Trainer {
         let k = cfg.samples_per_prompt;
         let device = self.agent.model.device();
         let pad = i64::from(self.agent.model.tokenizer().pad_id());
-        let b = gens.len() as i64;
-        let lp = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
-        let lr = gens
-            .iter()
-            .map(|g| g.tokens.len())
-            .max()
-            .unwrap_or(0)
-            .max(1) as i64;
-        // [pad… prompt | response …pad]: response tokens share columns lp..lp+lr.
-        let width = (lp + lr) as usize;
-        let mut flat = vec![pad; gens.len() * width];
-        let mut mask = vec![0i64; gens.len() * width];
-        let mut resp = vec![0f32; gens.len() * lr as usize];
-        for (j, g) in gens.iter().enumerate() {
-            let p = &prompts[j / k];
-            let off = j * width + (lp as usize - p.len());
-            for (i, &t) in p.iter().enumerate() {
-                flat[off + i] = i64::from(t);
-                mask[off + i] = 1;
-            }
-            for (i, &t) in g.tokens.iter().enumerate() {
-                flat[j * width + lp as usize + i] = i64::from(t);
-                mask[j * width + lp as usize + i] = 1;
-                resp[j * lr as usize + i] = 1.0;
-            }
-        }
-        let shape = [b, (lp + lr)];
-        let tokens = Tensor::f_from_slice(&flat)?
-            .f_view(shape)?
-            .f_to_device(device)?;
-        let mask = Tensor::f_from_slice(&mask)?
-            .f_view(shape)?
-            .f_to_device(device)?;
-        let resp = Tensor::f_from_slice(&resp)?
-            .f_view([b, lr])?
-            .f_to_device(device)?;
+        let Packed {
+            tokens,
+            mask,
+            resp,
+            lp,
+            lr,
+        } = pack(|j| &prompts[j / k], gens, pad, device)?;
         let targets = tokens.f_narrow(1, lp, lr)?.f_unsqueeze(-1)?;
         let t_inv = 1.0 / cfg.temperature;
 
@@ -962,6 +1210,67 @@ impl Trainer {
             token_logp: token_logp.f_detach()?,
         })
     }
+}
+
+/// Prompt-plus-response sequences of a batch, `[pad… prompt | response
+/// …pad]`: the response tokens of every row share columns `lp..lp + lr`.
+struct Packed {
+    tokens: Tensor,
+    mask: Tensor,
+    /// `[b, lr]`, 1 at response tokens.
+    resp: Tensor,
+    lp: i64,
+    lr: i64,
+}
+
+fn pack<'a>(
+    prompt_of: impl Fn(usize) -> &'a Vec<u32>,
+    gens: &[emorl_lm::Generation],
+    pad: i64,
+    device: tch::Device,
+) -> Result<Packed> {
+    let b = gens.len() as i64;
+    let lp = (0..gens.len())
+        .map(|j| prompt_of(j).len())
+        .max()
+        .unwrap_or(0) as i64;
+    let lr = gens
+        .iter()
+        .map(|g| g.tokens.len())
+        .max()
+        .unwrap_or(0)
+        .max(1) as i64;
+    let width = (lp + lr) as usize;
+    let mut flat = vec![pad; gens.len() * width];
+    let mut mask = vec![0i64; gens.len() * width];
+    let mut resp = vec![0f32; gens.len() * lr as usize];
+    for (j, g) in gens.iter().enumerate() {
+        let p = prompt_of(j);
+        let off = j * width + (lp as usize - p.len());
+        for (i, &t) in p.iter().enumerate() {
+            flat[off + i] = i64::from(t);
+            mask[off + i] = 1;
+        }
+        for (i, &t) in g.tokens.iter().enumerate() {
+            flat[j * width + lp as usize + i] = i64::from(t);
+            mask[j * width + lp as usize + i] = 1;
+            resp[j * lr as usize + i] = 1.0;
+        }
+    }
+    let shape = [b, lp + lr];
+    Ok(Packed {
+        tokens: Tensor::f_from_slice(&flat)?
+            .f_view(shape)?
+            .f_to_device(device)?,
+        mask: Tensor::f_from_slice(&mask)?
+            .f_view(shape)?
+            .f_to_device(device)?,
+        resp: Tensor::f_from_slice(&resp)?
+            .f_view([b, lr])?
+            .f_to_device(device)?,
+        lp,
+        lr,
+    })
 }
 
 /// The prompts of one micro-batch (one row per prompt): left-padded tokens,

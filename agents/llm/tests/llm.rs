@@ -3,6 +3,7 @@
 mod common;
 use common::{model, stories260k};
 
+use emorl_agents_llm::eval::{emotion_markers, forced_emotion, marker_token_ids, EmotionCondition};
 use emorl_agents_llm::{
     evaluate_returns, AgentConfig, AgentKind, LlmAgent, LlmAgentError, RlConfig, Trainer,
     TurnEmotion,
@@ -116,7 +117,11 @@ fn training_leaves_the_frozen_model_bit_identical_and_moves_every_module() {
     }
     // Buffers (steering directions, token sets) are not trained.
     for ((n, a), (_, b)) in before.iter().zip(&after) {
-        if n.contains("directions") || n.contains("cautious") || n.contains("exploratory") {
+        if n.contains("directions")
+            || n.contains("cautious")
+            || n.contains("exploratory")
+            || n.ends_with("lexicons")
+        {
             assert!(bit_equal(a, b), "buffer {n} changed");
         }
     }
@@ -406,6 +411,10 @@ fn erm_update_from_recorded_logits_matches_the_recomputed_update() {
             epochs: 2,
             microbatch: 2,
             updates: 2,
+            // The expression objective too: its recorded-logits path must
+            // match its forward-pass path.
+            expression_coef: 1.0,
+            expression_steps: 2,
             ..small_rl(5)
         };
         let mut t = Trainer::new(agent, cfg).unwrap();
@@ -420,6 +429,16 @@ fn erm_update_from_recorded_logits_matches_the_recomputed_update() {
         assert_eq!(a.reward_mean, b.reward_mean);
         assert_eq!(a.response_tokens, b.response_tokens);
         assert!(a.kl > 0.0, "the KL term is exercised");
+        assert!(
+            a.expression_mass > 0.0,
+            "the expression objective is exercised"
+        );
+        assert!(
+            (a.expression_mass - b.expression_mass).abs() <= 1e-4 * b.expression_mass,
+            "expression mass: {} (recorded) vs {} (recomputed)",
+            a.expression_mass,
+            b.expression_mass
+        );
         for (x, y, what) in [
             (a.loss, b.loss, "loss"),
             (a.kl, b.kl, "kl"),
@@ -433,6 +452,114 @@ fn erm_update_from_recorded_logits_matches_the_recomputed_update() {
         }
     }
     for ((n, x), (_, y)) in pf.iter().zip(&ps) {
+        assert!(max_abs_diff(x, y) < 1e-4, "{n} differs");
+    }
+}
+
+/// Probability mass of `ids` in the next-token distribution of the first
+/// dialogue prompt, with the agent's modules under a forced `condition`.
+fn forced_mass(agent: &mut LlmAgent, condition: EmotionCondition, ids: &[i64]) -> f64 {
+    let (t, m, _) = first_prompt(agent);
+    let emotion = forced_emotion(condition, 1, agent.model().device()).unwrap();
+    let logits = logits_with(agent, &emotion, &t, &m);
+    let p = logits.select(1, -1).softmax(-1, Kind::Float);
+    p.index_select(1, &Tensor::from_slice(ids))
+        .sum(Kind::Float)
+        .double_value(&[])
+}
+
+#[test]
+fn expression_objective_ties_forced_emotions_to_their_marker_words() {
+    // The lexicon words that are single tokens of stories260K's small vocabulary.
+    let probe = model();
+    let lexicons: Vec<(EmotionCondition, Vec<i64>)> = EmotionCondition::EMOTIONAL
+        .iter()
+        .map(|&c| {
+            let ids = marker_token_ids(&probe, emotion_markers(c.name()).unwrap()).unwrap();
+            (c, ids)
+        })
+        .filter(|(_, ids)| !ids.is_empty())
+        .collect();
+    assert!(
+        !lexicons.is_empty(),
+        "no marker word is a single stories260K token"
+    );
+    for kind in [AgentKind::Erm, AgentKind::Steer, AgentKind::Prefix] {
+        let agent = LlmAgent::new(model(), kind, AgentConfig::default()).unwrap();
+        let frozen: Vec<Tensor> = agent
+            .model()
+            .parameters()
+            .into_iter()
+            .map(|(_, t)| t.detach_copy())
+            .collect();
+        let mut trainer = Trainer::new(
+            agent,
+            RlConfig {
+                expression_coef: 1.0,
+                expression_target: 0.5,
+                expression_lr: 0.1,
+                expression_kl: 0.0,
+                ..small_rl(2)
+            },
+        )
+        .unwrap();
+        let before: Vec<f64> = lexicons
+            .iter()
+            .map(|(c, ids)| forced_mass(trainer.agent_mut(), *c, ids))
+            .collect();
+        let neutral_before: Vec<f64> = lexicons
+            .iter()
+            .map(|(_, ids)| forced_mass(trainer.agent_mut(), EmotionCondition::Neutral, ids))
+            .collect();
+        let stats = trainer.train(|_| {}).unwrap();
+        assert!(stats.iter().all(|s| s.expression_mass > 0.0));
+        for (i, (c, ids)) in lexicons.iter().enumerate() {
+            let after = forced_mass(trainer.agent_mut(), *c, ids);
+            let neutral = forced_mass(trainer.agent_mut(), EmotionCondition::Neutral, ids);
+            assert!(
+                after > 1.5 * before[i] && after > neutral,
+                "{}: {} markers {:.4} -> {:.4} under the emotion (neutral {:.4} -> {:.4})",
+                kind.id(),
+                c.name(),
+                before[i],
+                after,
+                neutral_before[i],
+                neutral
+            );
+        }
+        let now = trainer.agent().model().parameters();
+        for (a, (n, b)) in frozen.iter().zip(&now) {
+            assert!(bit_equal(a, b), "frozen tensor {n} changed");
+        }
+    }
+}
+
+#[test]
+fn sharing_the_prompt_prefill_keeps_the_erm_update() {
+    // llm-erm only processes logits, so sampling may prefill each prompt once
+    // for its k rows; samples, rewards and the update stay the same.
+    let run = |share: bool| {
+        let agent = LlmAgent::new(model(), AgentKind::Erm, AgentConfig::default()).unwrap();
+        randomise(&agent, 0.05);
+        let cfg = RlConfig {
+            share_prompt_prefill: share,
+            samples_per_prompt: 3,
+            kl_coef: 0.1,
+            ..small_rl(8)
+        };
+        let mut t = Trainer::new(agent, cfg).unwrap();
+        let s = t.train(|_| {}).unwrap();
+        (s, t.agent().named_tensors())
+    };
+    let (shared, ps) = run(true);
+    let (plain, pp) = run(false);
+    for (a, b) in shared.iter().zip(&plain) {
+        assert_eq!(a.reward_mean, b.reward_mean);
+        assert_eq!(a.response_tokens, b.response_tokens);
+        assert!((a.loss - b.loss).abs() <= 1e-4 * (1.0 + b.loss.abs()));
+        assert!((a.kl - b.kl).abs() <= 1e-4 * (1.0 + b.kl.abs()));
+    }
+    for ((n, x), (_, y)) in ps.iter().zip(&pp) {
         assert!(max_abs_diff(x, y) < 1e-4, "{n} differs");
     }
 }

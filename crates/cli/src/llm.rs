@@ -55,6 +55,9 @@ impl Default for LlmTrainConfig {
                 prompts_per_update: 4,
                 samples_per_prompt: 4,
                 max_new_tokens: 24,
+                // Tie the modules' emotional input to emotional expression
+                // (settings chosen on the tuning prompts with SmolLM2).
+                expression_coef: 1.0,
                 ..RlConfig::default()
             },
         }

@@ -278,15 +278,13 @@ impl<'a> Hooks<'a> {
         self.readout.contains(&index)
     }
 
-    /// Whether the hooks treat every batch row alike and leave a
-    /// generation's tokens untouched: no prefix keys/values, steering
-    /// vectors, adapters or logits processors (read-outs only). Generation
-    /// prefills a prompt that repeats in the batch once only then.
-    pub(crate) fn rows_independent(&self) -> bool {
-        self.logits.is_empty()
-            && self.layers.iter().all(|l| {
-                l.prefix.is_none() && l.after_attention.is_empty() && l.after_mlp.is_empty()
-            })
+    /// Whether no hook acts on hidden states: no prefix keys/values,
+    /// steering vectors or adapters (read-outs and logits processors only).
+    /// Generation may then prefill a prompt that repeats in the batch once.
+    pub(crate) fn hidden_rows_independent(&self) -> bool {
+        self.layers
+            .iter()
+            .all(|l| l.prefix.is_none() && l.after_attention.is_empty() && l.after_mlp.is_empty())
     }
 
     /// Runs the logits processors.

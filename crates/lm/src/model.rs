@@ -292,9 +292,11 @@ impl Model {
 
     /// Makes generation prefill each distinct prompt of a batch once and
     /// copy its KV cache to the rows that repeat it (RL sampling passes
-    /// every prompt k times), when the hooks are `None` or treat every row
-    /// alike (read-outs only: no prefix keys/values, steering, adapters or
-    /// logits processors, any of which may hold per-row tensors). Off by
+    /// every prompt k times), when the hooks are `None` or act on no hidden
+    /// state (read-outs and logits processors only: prefix keys/values,
+    /// steering and adapters may hold per-row tensors). Logits processors
+    /// then run on the prefill's last logits after they are copied to every
+    /// row, so they see the whole batch as without sharing. Off by
     /// default: libtorch's CPU kernels are not batch-invariant, so a
     /// smaller prefill batch can change log-probs in the last bits (about
     /// 1e-6) and, rarely, a sampled token.
@@ -466,7 +468,8 @@ impl Model {
         let fast = !self.reference_generation;
         let mut distinct: Vec<usize> = Vec::new();
         let mut row_of: Vec<i64> = Vec::with_capacity(b);
-        if fast && self.share_repeated_prompts && hooks.is_none_or(|h| h.rows_independent()) {
+        if fast && self.share_repeated_prompts && hooks.is_none_or(|h| h.hidden_rows_independent())
+        {
             let mut seen: std::collections::HashMap<&[u32], i64> = std::collections::HashMap::new();
             for (i, p) in prompts.iter().enumerate() {
                 let r = *seen.entry(p.as_slice()).or_insert_with(|| {
@@ -541,12 +544,20 @@ impl Model {
                     Some(padding.f_index_select(0, &rows)?)
                 }
             };
-            let out = self.forward_cached_scoped(&tokens, prefill_mask.as_ref(), hooks, scope)?;
+            // A shared prefill runs without hooks (they hold nothing that acts
+            // on hidden states then) and its logits processors run once the
+            // rows are expanded, so that they see every row as usual.
+            let prefill_hooks = if row_index.is_some() { None } else { hooks };
+            let out =
+                self.forward_cached_scoped(&tokens, prefill_mask.as_ref(), prefill_hooks, scope)?;
             let positions = out.logits.size().get(1).copied().unwrap_or(0);
             let mut last = out.logits.f_select(1, positions - 1)?;
             if let Some(idx) = &row_index {
                 self.select_cache_rows(idx)?;
                 last = last.f_index_select(0, idx)?;
+                if let Some(h) = hooks {
+                    last = h.process_logits(last.f_unsqueeze(1)?)?.f_select(1, 0)?;
+                }
             }
             for step in 0..opts.max_new_tokens {
                 let logp = last.f_log_softmax(-1, Kind::Float)?;

@@ -168,8 +168,22 @@ fn prefill_shortcuts_keep_results_with_per_row_hooks() {
         let (r, f) = shared_paths(&mut m, &prompts, &opts, Some(&hooks));
         assert_same(&r, &f);
     }
+    // A per-row logits processor alone (no hidden-state hooks) lets the
+    // shared prefill run: it then processes the prefill's last logits after
+    // they are copied to every row, so every row still gets its own bias.
+    let processor_only = Hooks::new()
+        .with_logits_processor(LogitBias {
+            bias: Some(bias.shallow_clone()),
+            temperature: 1.3,
+        })
+        .with_readout(2);
+    for opts in [sampled(9), sampled(4), GenerateOptions::default()] {
+        let (r, f) = shared_paths(&mut m, &prompts, &opts, Some(&processor_only));
+        assert_same(&r, &f);
+    }
     // A logits processor sees the sampled position's logits unchanged:
-    // record what it is given at prefill on both paths.
+    // record what it is given at prefill on the reference, the fast and
+    // the shared path.
     let seen = std::cell::RefCell::new(Vec::<Tensor>::new());
     let hooks = Hooks::new().with_logits_fn(|l: &Tensor| {
         seen.borrow_mut().push(l.shallow_clone());
@@ -181,13 +195,17 @@ fn prefill_shortcuts_keep_results_with_per_row_hooks() {
     };
     let (r, f) = both_paths(&mut m, &prompts, &opts, Some(&hooks));
     assert_same(&r, &f);
+    let (_, shared) = shared_paths(&mut m, &prompts, &opts, Some(&hooks));
+    assert_same(&r, &shared);
     drop(hooks);
     let seen = seen.into_inner();
-    assert_eq!(seen.len(), 2);
-    let (all, last) = (&seen[0], &seen[1]);
+    assert_eq!(seen.len(), 4);
+    let (all, last, shared) = (&seen[0], &seen[1], &seen[3]);
     let len = all.size()[1];
     assert_eq!(last.size(), [b, 1, vocab]);
+    assert_eq!(shared.size(), [b, 1, vocab]);
     assert!(all.narrow(1, len - 1, 1).allclose(last, 1e-5, 1e-5, false));
+    assert!(last.allclose(shared, 1e-5, 1e-5, false));
 }
 
 #[test]
