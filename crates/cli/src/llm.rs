@@ -191,6 +191,7 @@ fn log_update(tb: &mut EventWriter, m: &mut MetricsWriter, s: &UpdateStats) -> R
         ("losses/loss".into(), s.loss),
         ("losses/policy_loss".into(), s.policy_loss),
         ("losses/grad_norm".into(), s.grad_norm),
+        ("charts/expression_mass".into(), s.expression_mass),
         ("charts/response_tokens".into(), s.response_tokens),
         ("charts/seconds_per_update".into(), s.seconds),
     ];

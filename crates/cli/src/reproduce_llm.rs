@@ -267,6 +267,11 @@ pub fn reproduce_llm(
                 s.update as i64,
             )?;
             tb.add_scalar(&format!("train/{}/kl", r.agent), s.kl, s.update as i64)?;
+            tb.add_scalar(
+                &format!("train/{}/expression_mass", r.agent),
+                s.expression_mass,
+                s.update as i64,
+            )?;
         }
     }
     tb.add_text("table", &markdown, 0)?;
