@@ -129,7 +129,8 @@ pub struct LogitModulator {
     /// `[N_EMOTIONS, vocab]` 0/1 buffer: the single-token marker words of
     /// fear, curiosity, anger and joy (the marker metric's lexicons).
     lexicons: Tensor,
-    /// `[N_EMOTIONS]`: gain of each emotion's lexicon, zero-initialised.
+    /// `[N_EMOTIONS]`: gain of each emotion's lexicon, zero-initialised;
+    /// trained by the expression objective, not by the RL step.
     lexicon_gains: Tensor,
 }
 
@@ -161,6 +162,12 @@ impl LogitModulator {
     /// The per-token vocabulary bias `[N_ERM, vocab]` (a trainable tensor).
     pub fn vocab_bias(&self) -> &Tensor {
         &self.bias
+    }
+
+    /// The per-emotion lexicon gains `[N_EMOTIONS]` (a trainable tensor,
+    /// trained by the expression objective only).
+    pub fn lexicon_gains(&self) -> &Tensor {
+        &self.lexicon_gains
     }
 
     /// Token ids in the cautious and exploratory sets.

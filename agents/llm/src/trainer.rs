@@ -281,8 +281,19 @@ impl Trainer {
         if params.is_empty() {
             return Err(LlmAgentError::NothingToTrain(agent.kind().id().into()));
         }
+        // The ERM's lexicon gains belong to the expression objective: the RL
+        // step has the per-token bias for the same job.
+        let gains = agent
+            .modules
+            .erm
+            .as_ref()
+            .map(|e| e.logit_modulator.lexicon_gains().data_ptr());
+        let rl_params: Vec<Tensor> = params
+            .into_iter()
+            .filter(|t| Some(t.data_ptr()) != gains)
+            .collect();
         let env = Dialogue::new(config.env.clone())?;
-        let opt = AdamW::new(params, config.lr, config.weight_decay)?;
+        let opt = AdamW::new(rl_params, config.lr, config.weight_decay)?;
         let mut expression = Vec::new();
         if config.expression_coef > 0.0 {
             for cond in EmotionCondition::EMOTIONAL {
