@@ -927,17 +927,7 @@ impl Trainer {
         // model's at the same positions.
         let (logits, frozen, resp) = match raw {
             Some(raw) => {
-                let lr = chunk
-                    .iter()
-                    .map(|g| g.tokens.len())
-                    .max()
-                    .unwrap_or(0)
-                    .max(1);
-                let mut resp = vec![0f32; chunk.len() * lr];
-                for (j, g) in chunk.iter().enumerate() {
-                    resp[j * lr..j * lr + g.tokens.len()].fill(1.0);
-                }
-                let lr = lr as i64;
+                let (_, resp, lr) = response_targets(chunk, device)?;
                 let raw = raw.f_narrow(0, r0 as i64, (r1 - r0) as i64)?.f_narrow(
                     1,
                     0,
@@ -946,9 +936,6 @@ impl Trainer {
                 if raw.size()[1] != lr {
                     return Err(invalid("recorded logits are shorter than the responses"));
                 }
-                let resp = Tensor::f_from_slice(&resp)?
-                    .f_view([chunk.len() as i64, lr])?
-                    .f_to_device(device)?;
                 let logits = self.agent.modules.process_logits(&emotion, &raw)?;
                 (logits, raw, resp)
             }
@@ -1107,28 +1094,7 @@ impl Trainer {
         let cfg = self.config.clone();
         let k = cfg.samples_per_prompt;
         let device = self.agent.model.device();
-        let b = gens.len() as i64;
-        let lr = gens
-            .iter()
-            .map(|g| g.tokens.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut targets = vec![0i64; gens.len() * lr];
-        let mut resp = vec![0f32; gens.len() * lr];
-        for (j, g) in gens.iter().enumerate() {
-            for (i, &t) in g.tokens.iter().enumerate() {
-                targets[j * lr + i] = i64::from(t);
-                resp[j * lr + i] = 1.0;
-            }
-        }
-        let lr = lr as i64;
-        let targets = Tensor::f_from_slice(&targets)?
-            .f_view([b, lr, 1])?
-            .f_to_device(device)?;
-        let resp = Tensor::f_from_slice(&resp)?
-            .f_view([b, lr])?
-            .f_to_device(device)?;
+        let (targets, resp, lr) = response_targets(gens, device)?;
         let t_inv = 1.0 / cfg.temperature;
         let raw = raw.f_narrow(1, 0, lr.min(raw.size()[1]))?;
         if raw.size()[1] != lr {
@@ -1221,6 +1187,40 @@ impl Trainer {
             token_logp: token_logp.f_detach()?,
         })
     }
+}
+
+/// The response tokens of `gens` as `[b, lr, 1]` targets (0 past a row's
+/// end), the `[b, lr]` mask of real tokens, and `lr` (the longest response,
+/// at least 1).
+fn response_targets(
+    gens: &[emorl_lm::Generation],
+    device: tch::Device,
+) -> Result<(Tensor, Tensor, i64)> {
+    let b = gens.len() as i64;
+    let lr = gens
+        .iter()
+        .map(|g| g.tokens.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut targets = vec![0i64; gens.len() * lr];
+    let mut resp = vec![0f32; gens.len() * lr];
+    for (j, g) in gens.iter().enumerate() {
+        for (i, &t) in g.tokens.iter().enumerate() {
+            targets[j * lr + i] = i64::from(t);
+            resp[j * lr + i] = 1.0;
+        }
+    }
+    let lr = lr as i64;
+    Ok((
+        Tensor::f_from_slice(&targets)?
+            .f_view([b, lr, 1])?
+            .f_to_device(device)?,
+        Tensor::f_from_slice(&resp)?
+            .f_view([b, lr])?
+            .f_to_device(device)?,
+        lr,
+    ))
 }
 
 /// Prompt-plus-response sequences of a batch, `[pad… prompt | response
