@@ -719,7 +719,12 @@ impl Trainer {
             let chunks = gens.len().div_ceil(cfg.microbatch.max(1));
             let mut mass = 0.0;
             for s in 0..cfg.expression_steps {
+                // Both: the lexicon gains are only the expression optimiser's,
+                // and the RL backward pass reaches them too.
                 self.opt.zero_grad();
+                if let Some(o) = &mut self.expression_opt {
+                    o.zero_grad();
+                }
                 let turn = u * cfg.expression_steps + s;
                 let c = turn % chunks;
                 let r0 = c * cfg.microbatch;
