@@ -324,7 +324,7 @@ impl Dialogue {
                 )
             }
             Source::Corpus { .. } => {
-                let words: Vec<String> = crate::text::tokens(&ep.user_message)
+                let words: Vec<String> = emorl_text::words(&ep.user_message)
                     .into_iter()
                     .filter(|t| t.len() >= 4 && !crate::text::is_stopword(t))
                     .collect();

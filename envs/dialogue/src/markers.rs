@@ -6,7 +6,8 @@
 //! reward looks for. Matching is whole-word on the normalised text (see
 //! [`crate::text::Normalized`]).
 
-use crate::text::{word_count, Normalized};
+use crate::text::Normalized;
+use emorl_text::word_count;
 use serde::{Deserialize, Serialize};
 
 /// Declining to help.

@@ -152,7 +152,7 @@ pub fn relevance(response: &str, keywords: &BTreeSet<String>) -> f64 {
 
 /// Degeneracy penalty in [0, 1] (see the module doc).
 pub fn degeneracy(response: &str, max_words: usize) -> f64 {
-    let words = crate::text::word_count(response);
+    let words = emorl_text::word_count(response);
     if words == 0 {
         return 1.0;
     }

@@ -20,8 +20,9 @@
 
 use crate::dialogue::Speaker;
 use crate::safety::classify_request;
-use crate::text::{containment, content_stems, jaccard, stem, tokens, Normalized};
+use crate::text::{containment, content_stems, jaccard, stem, Normalized};
 use emorl_core::SocialContext;
+use emorl_text::words;
 use std::collections::BTreeSet;
 
 const POSITIVE: &[&str] = &[
@@ -144,7 +145,7 @@ const NEGATIONS: &[&str] = &[
 pub fn perceived_satisfaction(message: &str) -> f64 {
     let mut p = 0usize;
     let mut n = 0usize;
-    for t in tokens(message) {
+    for t in words(message) {
         if POSITIVE.contains(&t.as_str()) {
             p += 1;
         } else if NEGATIVE.contains(&t.as_str()) {
@@ -189,7 +190,7 @@ pub fn contradicts(message: &str, last_answer: Option<&str>) -> bool {
     if n.count_phrases(CONTRADICTION_CUES) > 0 {
         return true;
     }
-    let negated = tokens(message)
+    let negated = words(message)
         .iter()
         .any(|t| NEGATIONS.contains(&t.as_str()));
     negated

@@ -3,9 +3,10 @@
 //! overlaps and phrase matching.
 //!
 //! Everything here is deliberately simple and transparent (no models): a
-//! token is a run of ASCII letters, digits and apostrophes, lower-cased, with
-//! typographic apostrophes folded to `'`.
+//! token is a word of [`emorl_text::words`] (lower-cased letters, digits and
+//! inner apostrophes, typographic apostrophes folded to `'`).
 
+use emorl_text::words;
 use std::collections::BTreeSet;
 
 /// Function words ignored when comparing content.
@@ -24,33 +25,6 @@ const STOPWORDS: &[&str] = &[
     "thing", "things", "make", "sure", "still", "even", "each", "every", "s", "t", "don't",
     "can't", "won't", "isn't", "didn't", "doesn't", "go", "going",
 ];
-
-/// Lower-cased word tokens (letters, digits, apostrophes).
-pub fn tokens(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for ch in text.chars() {
-        let c = match ch {
-            '\u{2019}' | '\u{2018}' | '`' => '\'',
-            other => other,
-        };
-        if c.is_ascii_alphanumeric() || (c == '\'' && !cur.is_empty()) {
-            cur.push(c.to_ascii_lowercase());
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur).trim_end_matches('\'').to_string());
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur.trim_end_matches('\'').to_string());
-    }
-    out.retain(|t| !t.is_empty());
-    out
-}
-
-/// Number of word tokens.
-pub fn word_count(text: &str) -> usize {
-    tokens(text).len()
-}
 
 /// Whether a token is a stop word.
 pub fn is_stopword(token: &str) -> bool {
@@ -74,7 +48,7 @@ pub fn stem(token: &str) -> String {
 
 /// Stems of the content words (no stop words, at least 3 characters).
 pub fn content_stems(text: &str) -> BTreeSet<String> {
-    tokens(text)
+    words(text)
         .into_iter()
         .filter(|t| t.len() >= 3 && !is_stopword(t))
         .map(|t| stem(&t))
@@ -105,12 +79,12 @@ pub struct Normalized(String);
 
 impl Normalized {
     pub fn new(text: &str) -> Self {
-        Normalized(format!(" {} ", tokens(text).join(" ")))
+        Normalized(format!(" {} ", words(text).join(" ")))
     }
 
     /// Whether the whole-word phrase occurs.
     pub fn contains(&self, phrase: &str) -> bool {
-        let p = tokens(phrase).join(" ");
+        let p = words(phrase).join(" ");
         !p.is_empty() && self.0.contains(&format!(" {p} "))
     }
 
@@ -150,7 +124,7 @@ pub fn capitalize(text: &str) -> String {
 /// Fraction of word trigrams that repeat an earlier trigram (0 for texts
 /// shorter than four words). "yes yes yes yes" scores high; prose scores ~0.
 pub fn repeated_trigram_fraction(text: &str) -> f64 {
-    let toks = tokens(text);
+    let toks = words(text);
     if toks.len() < 4 {
         return 0.0;
     }
@@ -172,11 +146,11 @@ mod tests {
     #[test]
     fn tokens_fold_case_and_apostrophes() {
         assert_eq!(
-            tokens("I can\u{2019}t DO it, ok?"),
+            words("I can\u{2019}t DO it, ok?"),
             vec!["i", "can't", "do", "it", "ok"]
         );
-        assert_eq!(tokens("  "), Vec::<String>::new());
-        assert_eq!(tokens("'quoted'"), vec!["quoted"]);
+        assert_eq!(words("  "), Vec::<String>::new());
+        assert_eq!(words("'quoted'"), vec!["quoted"]);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! emotional context are the inner environment's, passed through unchanged.
 
 use crate::error::TextEnvError;
-use crate::text::tokens;
 use emorl_core::{DiscreteEnv, EmotionalContext, Env, Info, Step};
+use emorl_text::words;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -105,7 +105,7 @@ impl std::fmt::Display for MoveParseError {
 /// "head" …, optionally followed by "to", "the", "towards") decide; if that
 /// is still not exactly one move, the response is ambiguous.
 pub fn parse_move(response: &str) -> Result<usize, MoveParseError> {
-    let toks = tokens(response);
+    let toks = words(response);
     if toks.len() == 1 {
         if let Some(&(_, m)) = SINGLE_LETTERS.iter().find(|(w, _)| *w == toks[0]) {
             return Ok(m);

@@ -1,0 +1,25 @@
+//! Text utilities shared by emorl's environments and language-model agents.
+//!
+//! * [`words`]: the one word splitter (lower-cased runs of letters, digits
+//!   and apostrophes).
+//! * [`goemotions`]: loading the GoEmotions corpus (28 labels, three splits).
+//! * [`labels`]: the emotion vocabulary of the LLM modules and its mappings
+//!   from GoEmotions and DailyDialog labels.
+//! * [`ngram`] + [`classifier`]: a hashed n-gram, one-vs-rest logistic
+//!   regression emotion classifier trained only on GoEmotions, so generated
+//!   text can be judged by a model that shares nothing with the generator.
+
+#![warn(missing_docs)]
+
+pub mod classifier;
+pub mod error;
+pub mod goemotions;
+pub mod labels;
+pub mod ngram;
+pub mod words;
+
+pub use classifier::{goemotions_judge, ClassifierConfig, Evaluation, LabelScore, TextClassifier};
+pub use error::{LineProblem, TextError};
+pub use goemotions::{load_labels, load_split, Example, GoEmotions};
+pub use labels::{dailydialog_to_judge, goemotions_to_judge, JUDGE_LABELS};
+pub use words::{word_count, words};
