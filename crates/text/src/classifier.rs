@@ -6,7 +6,7 @@
 //! independent of the generator: it is trained on GoEmotions only, in
 //! seconds, and the same data and config give bit-identical weights.
 //! Each label's regression shares no parameters with the others, so the
-//! labels are trained side by side (one thread each) over the same shuffled
+//! labels are trained side by side (in parallel) over the same shuffled
 //! order per epoch; this is the same computation as one joint pass over the
 //! examples that updates every label.
 
@@ -196,8 +196,14 @@ impl TextClassifier {
         &self.thresholds
     }
 
-    /// Weights of label `label` (one per feature bucket).
-    pub fn weights(&self, label: usize) -> &[f32] {
+    /// Weights of label `label` (one per feature bucket), if it exists.
+    pub fn weights(&self, label: usize) -> Option<&[f32]> {
+        let dim = self.config.dim();
+        self.weights.get(label * dim..(label + 1) * dim)
+    }
+
+    /// Label `label`'s weights; only called with indices below `labels.len()`.
+    fn label_weights(&self, label: usize) -> &[f32] {
         let dim = self.config.dim();
         &self.weights[label * dim..(label + 1) * dim]
     }
@@ -225,7 +231,7 @@ impl TextClassifier {
     pub fn probabilities(&self, text: &str) -> Vec<f64> {
         let x = features(text, self.config.hash_bits);
         (0..self.labels.len())
-            .map(|l| sigmoid(self.bias[l] + dot(self.weights(l), &x)) as f64)
+            .map(|l| sigmoid(self.bias[l] + dot(self.label_weights(l), &x)) as f64)
             .collect()
     }
 

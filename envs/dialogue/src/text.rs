@@ -1,6 +1,6 @@
 //! Small text utilities shared by the scorers, the safety classifier and the
-//! conversation signals: tokenising, stop words, a crude stemmer, set
-//! overlaps and phrase matching.
+//! conversation signals: stop words, a crude stemmer, set overlaps and
+//! phrase matching.
 //!
 //! Everything here is deliberately simple and transparent (no models): a
 //! token is a word of [`emorl_text::words`] (lower-cased letters, digits and
