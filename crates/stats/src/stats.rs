@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 use thiserror::Error;
 
-/// Inputs [`compare`] rejects.
+/// Inputs [`compare`] and [`crate::paired_compare`] reject.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum StatsError {
     #[error("the {arm} arm has {n} values; a comparison needs at least 2 per arm")]
@@ -27,6 +27,20 @@ pub enum StatsError {
         arm: &'static str,
         index: usize,
         value: f64,
+    },
+    /// Paired arms must have one value per pair.
+    #[error("paired arms differ in length: control has {control}, treatment has {treatment}")]
+    LengthMismatch {
+        /// Values in the control arm.
+        control: usize,
+        /// Values in the treatment arm.
+        treatment: usize,
+    },
+    /// A paired comparison needs a spread of differences.
+    #[error("{n} pairs; a paired comparison needs at least 2")]
+    TooFewPairs {
+        /// Pairs given.
+        n: usize,
     },
 }
 
