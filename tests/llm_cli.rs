@@ -38,11 +38,32 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
         "agent_config.erm_pretrain_steps=2",
         "agent_config.rl.prompts_per_update=2",
         "agent_config.rl.samples_per_prompt=2",
-        "agent_config.rl.max_new_tokens=6",
         "agent_config.agent.max_new_tokens=6",
+        "agent_config.encoder_pretrain.steps=30",
+        "agent_config.encoder_pretrain.train_conversations=20",
+        "agent_config.encoder_pretrain.test_conversations=10",
+        "agent_config.erm_text.epochs=1",
+        "agent_config.erm_text.per_class=10",
+        "agent_config.erm_text.test_per_class=5",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The supervised phases leave their held-out scores beside the run.
+    let encoder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("encoder.json")).expect("encoder"))
+            .expect("json");
+    assert!(encoder["test"]["accuracy"].as_f64().is_some(), "{encoder}");
+    let erm: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("erm_text.json")).expect("erm"))
+            .expect("json");
+    assert_eq!(erm["test"]["n"].as_u64(), Some(25), "{erm}");
     let tb = tensorboard_read(&out);
+    for tag in ["eval/encoder_accuracy", "eval/erm_text_accuracy"] {
+        assert_eq!(
+            tb["scalars"][tag].as_array().map(Vec::len),
+            Some(1),
+            "{tag}"
+        );
+    }
     for tag in [
         "charts/reward",
         "losses/kl",
@@ -112,6 +133,9 @@ fn llm_training_refuses_bad_input_without_writing_a_run() {
         vec!["--model", bad.to_str().expect("utf8")],
         vec!["agent_config.rl.samples_per_prompt=1"],
         vec!["agent_config.no_such_key=1"],
+        // RL samples with the agent's decoding settings, set in one place.
+        vec!["agent_config.rl.temperature=0.5"],
+        vec!["agent_config.encoder_pretrain.lr=-1"],
     ] {
         let mut all = vec![
             "train",
@@ -131,6 +155,14 @@ fn llm_training_refuses_bad_input_without_writing_a_run() {
     let o = run(&["train", "--env", "gridworld", "--agent", "llm-prefix"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("dialogue"));
+    // Nothing for RL to train in the prompted baseline.
+    let o = run(&["train", "--env", "dialogue", "--agent", "llm-prompted"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--agents llm-prompted"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `emorl reproduce llm-modules` on stories260K with one RL update per
@@ -144,9 +176,11 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     let cfg = tmp.path().join("small.toml");
     std::fs::write(
         &cfg,
-        "[markers]\nprompts = 3\nmax_new_tokens = 6\n[agent_config]\nthreads = 1\nerm_pretrain_steps = 1\n\
+        "[markers]\nprompts = 3\nsamples = 2\nmax_new_tokens = 6\n[agent_config]\nthreads = 1\nerm_pretrain_steps = 1\n\
          [agent_config.agent]\nmax_new_tokens = 6\n\
-         [agent_config.rl]\nprompts_per_update = 2\nsamples_per_prompt = 2\nmax_new_tokens = 6\n",
+         [agent_config.encoder_pretrain]\nsteps = 20\ntrain_conversations = 10\ntest_conversations = 5\n\
+         [agent_config.erm_text]\nepochs = 1\nper_class = 10\ntest_per_class = 5\n\
+         [agent_config.rl]\nprompts_per_update = 2\nsamples_per_prompt = 2\n",
     )
     .expect("config");
     let args = [
@@ -167,6 +201,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     assert!(o.status.success(), "{}", stderr(&o));
     for id in [
         "llm-base",
+        "llm-prompted",
         "llm-static-prefix",
         "llm-prefix",
         "llm-gate",
@@ -180,17 +215,38 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         serde_json::from_str(&std::fs::read_to_string(out.join("table.json")).expect("json"))
             .expect("parse");
     let tables = tables.as_array().expect("tables");
-    assert_eq!(tables.len(), 5);
-    // Targets: one row per trained module (not the two baselines).
+    // Targets, forced emotions, dialogue summary and comparisons, fluency,
+    // appropriateness, the encoder, the judge.
+    assert_eq!(tables.len(), 8);
+    // Targets: one row per trained module (not the three baselines).
     assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(5));
-    // Markers: 7 agents x 4 emotions; llm-base ignores the state, so d = 0.
+    // Forced emotions: 8 agents x 4 emotions x 3 measures (judge, held-out
+    // and full lexicon).
     let marker_rows = tables[1]["rows"].as_array().expect("rows");
-    assert_eq!(marker_rows.len(), 28);
+    assert_eq!(marker_rows.len(), 96);
     let md = std::fs::read_to_string(out.join("table.md")).expect("md");
-    assert!(
-        md.contains("Perplexity") && md.contains("llm-steer"),
-        "{md}"
-    );
+    for needle in [
+        "Perplexity",
+        "Distinct-2",
+        "llm-steer",
+        "judge",
+        "held-out lexicon",
+        "Holm",
+    ] {
+        assert!(md.contains(needle), "{needle}: {md}");
+    }
+    // Every generated text, readable and re-scorable.
+    let samples = std::fs::read_to_string(out.join("samples.jsonl")).expect("samples");
+    let lines: Vec<serde_json::Value> = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    // 3 prompts x 2 samples x 5 conditions per agent, plus dialogue turns.
+    let forced = lines.iter().filter(|l| l["task"] == "forced").count();
+    assert_eq!(forced, 8 * 3 * 2 * 5);
+    assert!(lines
+        .iter()
+        .any(|l| l["task"] == "dialogue" && l["agent"] == "llm-prompted"));
     assert!(std::fs::read_to_string(out.join("learning_curves.svg"))
         .expect("svg")
         .contains("llm-erm"));
@@ -199,5 +255,31 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     assert_eq!(
         std::fs::read_to_string(out.join("table.md")).expect("md"),
         md
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("samples.jsonl")).expect("samples"),
+        samples
+    );
+    // A subset of agents, and a clear error for an unknown one.
+    let sub = tmp.path().join("sub");
+    let mut some: Vec<&str> = args[..args.len() - 2].to_vec();
+    some.extend([
+        "--agents",
+        "llm-erm,llm-base",
+        "--out",
+        sub.to_str().expect("utf8"),
+    ]);
+    let o = run(&some);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(sub.join("agents/llm-erm.json").exists() && !sub.join("agents/llm-gate.json").exists());
+    let bad = tmp.path().join("bad");
+    let mut wrong: Vec<&str> = args[..args.len() - 2].to_vec();
+    wrong.extend(["--agents", "llm-nope", "--out", bad.to_str().expect("utf8")]);
+    let o = run(&wrong);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("llm-nope") && !bad.exists(),
+        "{}",
+        stderr(&o)
     );
 }

@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
 
     let t = Instant::now();
-    let run = marker_run(&mut agent, &prompts, n_samples, 0, tokens)?;
+    let run = marker_run(&mut agent, &prompts, n_samples, 0, tokens, None)?;
     let marker_s = t.elapsed().as_secs_f64();
     let gens = run.all_generations();
     let new_tokens: usize = gens.iter().map(|g| g.tokens.len()).sum();

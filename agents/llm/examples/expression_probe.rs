@@ -56,19 +56,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => return Err(format!("unknown key `{k}`").into()),
         }
     }
+    // The judge when the GoEmotions files can be found (tuning prompts only).
+    let judge = match emorl_agents_llm::data::goemotions_dir() {
+        Some(dir) => Some(emorl_agents_llm::eval::Judge::train(&dir)?),
+        None => None,
+    };
     let measure = |agent: &mut LlmAgent| -> Result<(f64, String), Box<dyn std::error::Error>> {
-        let run = marker_run(agent, &TUNING_PROMPTS, samples, 7, 24)?;
+        let run = marker_run(agent, &TUNING_PROMPTS, samples, 7, 24, judge.as_ref())?;
         let ppl = generations_perplexity(agent.model_mut(), &run.all_generations())?;
         let cells: Vec<String> = run
             .effects
             .iter()
             .map(|e| {
                 format!(
-                    "{} {:.2}→{:.2} d={:.2}",
+                    "{}/{} {:.2}→{:.2} d_z={:.2}",
                     e.emotion,
+                    e.measure.name(),
                     e.neutral_mean(),
                     e.emotional_mean(),
-                    e.d
+                    e.d()
                 )
             })
             .collect();

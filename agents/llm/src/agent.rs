@@ -3,7 +3,7 @@
 
 use emorl_core::EmotionalContext;
 use emorl_envs_dialogue::DialogueObs;
-use emorl_lm::{GenerateOptions, Generation, Hooks, Model, Sampling};
+use emorl_lm::{ChatMessage, GenerateOptions, Generation, Hooks, Model, Sampling};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -16,8 +16,12 @@ use crate::prefix::{PrefixConfig, PrefixGenerator};
 use crate::steering::{SteeringConfig, SteeringVectors};
 
 /// Registry IDs of the LLM agents with one-line descriptions.
-pub const AGENT_IDS: [(&str, &str); 7] = [
+pub const AGENT_IDS: [(&str, &str); 8] = [
     ("llm-base", "The frozen language model alone (no modules)"),
+    (
+        "llm-prompted",
+        "Emotional encoder whose state is described in the system prompt (EmotionPrompt-style baseline; nothing trained by RL)",
+    ),
     (
         "llm-static-prefix",
         "Learned prefix keys/values that ignore the emotion state (prefix-tuning baseline)",
@@ -50,6 +54,8 @@ pub const AGENT_IDS: [(&str, &str); 7] = [
 pub enum AgentKind {
     #[serde(rename = "llm-base")]
     Base,
+    #[serde(rename = "llm-prompted")]
+    Prompted,
     #[serde(rename = "llm-static-prefix")]
     StaticPrefix,
     #[serde(rename = "llm-prefix")]
@@ -65,8 +71,9 @@ pub enum AgentKind {
 }
 
 impl AgentKind {
-    pub const ALL: [AgentKind; 7] = [
+    pub const ALL: [AgentKind; 8] = [
         AgentKind::Base,
+        AgentKind::Prompted,
         AgentKind::StaticPrefix,
         AgentKind::Prefix,
         AgentKind::Gate,
@@ -79,6 +86,7 @@ impl AgentKind {
     pub fn id(self) -> &'static str {
         match self {
             AgentKind::Base => "llm-base",
+            AgentKind::Prompted => "llm-prompted",
             AgentKind::StaticPrefix => "llm-static-prefix",
             AgentKind::Prefix => "llm-prefix",
             AgentKind::Gate => "llm-gate",
@@ -94,6 +102,18 @@ impl AgentKind {
             .into_iter()
             .find(|k| k.id() == id)
             .ok_or_else(|| LlmAgentError::UnknownAgent(id.to_string()))
+    }
+
+    /// Whether RL has anything to train (`llm-base` has no modules; the
+    /// prompted baseline's only module, the encoder, is reached by no
+    /// gradient of the policy: its state enters the prompt as text).
+    pub fn trained_by_rl(self) -> bool {
+        !matches!(self, AgentKind::Base | AgentKind::Prompted)
+    }
+
+    /// Whether the emotion state is written into the prompt.
+    pub fn describes_emotion(self) -> bool {
+        matches!(self, AgentKind::Prompted)
     }
 
     fn has_encoder(self) -> bool {
@@ -371,6 +391,31 @@ impl Modules {
     }
 }
 
+/// The system message of an agent that describes its emotion: each
+/// emotion's strength in words (EmotionPrompt-style), e.g. "You feel strong
+/// fear and slight joy." or "You feel calm and neutral."
+pub fn describe_emotion(phasic: &[f32]) -> String {
+    let parts: Vec<String> = crate::emotion::EMOTIONS
+        .iter()
+        .zip(phasic)
+        .filter_map(|(name, &v)| {
+            let strength = match v {
+                v if v >= 0.75 => "strong",
+                v if v >= 0.5 => "clear",
+                v if v >= 0.25 => "slight",
+                _ => return None,
+            };
+            Some(format!("{strength} {name}"))
+        })
+        .collect();
+    let feeling = match parts.as_slice() {
+        [] => "You feel calm and neutral.".to_string(),
+        [one] => format!("You feel {one}."),
+        [rest @ .., last] => format!("You feel {} and {last}.", rest.join(", ")),
+    };
+    format!("{feeling} Let this feeling show in the words of your reply.")
+}
+
 /// Left-pads token sequences: `([batch, len] tokens, [batch, len] 0/1 mask)`.
 pub fn pad_left(seqs: &[Vec<u32>], pad: u32) -> Result<(Tensor, Tensor)> {
     let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
@@ -521,11 +566,24 @@ impl LlmAgent {
 
     /// Token ids of the prompt for an observation.
     pub fn encode_prompt(&self, obs: &DialogueObs) -> Result<Vec<u32>> {
+        self.encode_prompt_for(obs, None)
+    }
+
+    /// Token ids of the prompt for an observation under the phasic
+    /// emotions `phasic` (in [`crate::EMOTIONS`] order): agents that describe
+    /// their emotion ([`AgentKind::describes_emotion`]) put it in a system
+    /// message; the others ignore it.
+    pub fn encode_prompt_for(&self, obs: &DialogueObs, phasic: Option<&[f32]>) -> Result<Vec<u32>> {
         let opts = GenerateOptions {
             chat: self.uses_chat(),
             ..GenerateOptions::default()
         };
-        Ok(self.model.encode_prompt(&obs.to_prompt(), &opts)?)
+        let mut messages = Vec::with_capacity(2);
+        if let (true, Some(p)) = (self.kind.describes_emotion(), phasic) {
+            messages.push(ChatMessage::system(describe_emotion(p)));
+        }
+        messages.push(ChatMessage::user(obs.to_prompt()));
+        Ok(self.model.encode_messages(&messages, &opts)?)
     }
 
     /// Forgets the emotion state of the conversation (call at episode start).
@@ -573,7 +631,14 @@ impl LlmAgent {
         context: &EmotionalContext,
     ) -> Result<Generation> {
         let _g = tch::no_grad_guard();
-        let ids = self.encode_prompt(obs)?;
+        let ids = match (&self.modules.encoder, self.kind.describes_emotion()) {
+            (Some(enc), true) => {
+                let state = enc.encode(&[context], self.episode.tonic.as_ref())?;
+                let phasic = Vec::<f32>::try_from(&state.phasic.f_view([-1])?)?;
+                self.encode_prompt_for(obs, Some(&phasic))?
+            }
+            _ => self.encode_prompt(obs)?,
+        };
         let (tokens, mask) = pad_left(std::slice::from_ref(&ids), self.model.tokenizer().pad_id())?;
         let emotion = self.modules.emotion(
             &mut self.model,

@@ -93,10 +93,13 @@ pub struct EmotionState {
 }
 
 impl EmotionState {
-    /// A neutral state (every emotion 0.5, tonic 0) for `batch` rows.
+    /// The neutral state for `batch` rows: every emotion 0, tonic 0. This
+    /// is emorl's one definition of "neutral" (modules, the marker metric's
+    /// neutral condition, `chat` and the encoder's supervision target for an
+    /// emotionless context all use it).
     pub fn neutral(batch: i64, device: Device) -> Result<Self> {
         Ok(EmotionState {
-            phasic: Tensor::f_full([batch, N_EMOTIONS as i64], 0.5, (Kind::Float, device))?,
+            phasic: Tensor::f_zeros([batch, N_EMOTIONS as i64], (Kind::Float, device))?,
             tonic: Tensor::f_zeros([batch, 2], (Kind::Float, device))?,
         })
     }
@@ -226,6 +229,19 @@ impl EmotionalEncoder {
         })
     }
 
+    /// The encoder's trainable tensors.
+    pub fn trainable_parameters(&self) -> Vec<Tensor> {
+        self.params.trainable()
+    }
+
+    /// Where the encoder's parameters live.
+    pub fn device(&self) -> Device {
+        self.params
+            .trainable()
+            .first()
+            .map_or(Device::Cpu, |t| t.device())
+    }
+
     /// Phasic emotions `[batch, N_EMOTIONS]` of `[batch, N_CONTEXT_FEATURES]` features.
     pub fn phasic(&self, features: &Tensor) -> Result<Tensor> {
         let cols = self
@@ -244,11 +260,7 @@ impl EmotionalEncoder {
         previous_tonic: Option<&Tensor>,
     ) -> Result<EmotionState> {
         let flat: Vec<f32> = contexts.iter().flat_map(|c| context_features(c)).collect();
-        let device = self
-            .params
-            .trainable()
-            .first()
-            .map_or(Device::Cpu, |t| t.device());
+        let device = self.device();
         let x = Tensor::f_from_slice(&flat)?
             .f_view([contexts.len() as i64, N_CONTEXT_FEATURES as i64])?
             .f_to_device(device)?;

@@ -12,6 +12,7 @@ use tch::{Kind, Tensor};
 
 use crate::emotion::{EMOTIONS, N_CONDITIONING, N_EMOTIONS};
 use crate::error::{lm_err, Result};
+use crate::lexicon::LexiconPart;
 use crate::params::{invalid, Linear, ParamStore};
 
 /// The ERM's heads, in tensor column order.
@@ -237,13 +238,15 @@ fn word_token_set(model: &Model, words: &[&str]) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(&mask)?.f_to_device(model.device())?)
 }
 
-/// `[N_EMOTIONS, vocab]`: 1 at the single-token marker words of each emotion.
+/// `[N_EMOTIONS, vocab]`: 1 at the single-token words of each emotion's
+/// expression lexicon half (the held-out half is the metric's alone).
 fn lexicon_sets(model: &Model) -> Result<Tensor> {
     let vocab = model.vocab_size();
     let mut rows = vec![0f32; N_EMOTIONS * vocab];
     for (e, name) in EMOTIONS.iter().enumerate() {
-        let words = crate::eval::emotion_markers(name).unwrap_or(&[]);
-        for id in crate::eval::marker_token_ids(model, words)? {
+        let words =
+            crate::lexicon::emotion_markers(name, LexiconPart::Expression).unwrap_or_default();
+        for id in crate::lexicon::marker_token_ids(model, &words)? {
             rows[e * vocab + id as usize] = 1.0;
         }
     }

@@ -15,14 +15,17 @@
 
 pub mod agent;
 pub mod checkpoint;
+pub mod data;
 pub mod emotion;
 pub mod erm;
 mod error;
 pub mod eval;
 pub mod gate;
+pub mod lexicon;
 pub mod params;
 pub mod prefix;
 pub mod steering;
+pub mod supervision;
 pub mod trainer;
 
 pub use agent::{pad_left, AgentConfig, AgentKind, LlmAgent, Modules, TurnEmotion, AGENT_IDS};

@@ -5,11 +5,11 @@ mod common;
 use common::model;
 
 use emorl_agents_llm::eval::{
-    compare_dialogue, count_markers, dialogue_comparison_table, dialogue_summary_table,
-    emotion_markers, evaluate_dialogue, forced_emotion, generate_under, generations_perplexity,
-    marker_effect, marker_rate, marker_run, marker_table, perplexity, perplexity_table,
-    targets_table, words, DialogueEval, EmotionCondition, EmotionEffect, Perplexity, EVAL_PROMPTS,
-    FEAR_MARKERS,
+    compare_dialogue, count_markers, dialogue_comparison_table, dialogue_summary_table, distinct_n,
+    emotion_markers, evaluate_dialogue, fluency_table, forced_emotion, generate_under,
+    generations_perplexity, holm_adjust, marker_effect, marker_rate, marker_run, marker_table,
+    perplexity, targets_table, words, DialogueEval, EmotionCondition, EmotionEffect, Fluency,
+    LexiconPart, Measure, Perplexity, EVAL_PROMPTS, FEAR, LEXICONS,
 };
 use emorl_agents_llm::{AgentConfig, AgentKind, LlmAgent, EMOTIONS};
 use emorl_envs_dialogue::{DialogueConfig, EpisodeMetrics};
@@ -31,7 +31,8 @@ fn marker_counter_is_whole_word_and_case_insensitive() {
         words("Don’t PANIC!  It's fine... 'quoted'"),
         ["don't", "panic", "it's", "fine", "quoted"]
     );
-    let m = FEAR_MARKERS;
+    let full = FEAR.words(LexiconPart::Full);
+    let m = full.as_slice();
     // Case, punctuation, repeats.
     assert_eq!(count_markers("Danger! DANGER, danger?", m), 3);
     // Whole words only: no matches inside longer words.
@@ -43,35 +44,62 @@ fn marker_counter_is_whole_word_and_case_insensitive() {
         3
     );
     // Multi-word markers match consecutive words only.
-    let c = emotion_markers("curiosity").unwrap();
-    assert_eq!(count_markers("Let us find out. Find it out.", c), 1);
+    let c = emotion_markers("curiosity", LexiconPart::Full).unwrap();
+    assert_eq!(count_markers("Let us find out. Find it out.", &c), 1);
     // Punctuation between words is ignored.
-    assert_eq!(count_markers("What if it rains? what, if", c), 2);
-    assert_eq!(count_markers("what is it", c), 0);
+    assert_eq!(count_markers("What if it rains? what, if", &c), 2);
+    assert_eq!(count_markers("what is it", &c), 0);
     // Rate per 100 words.
     assert!((marker_rate("afraid of the dark", m) - 25.0).abs() < 1e-12);
     assert_eq!(marker_rate("  ...  ", m), 0.0);
     // Every emotion has a lexicon; the lexicons do not share words.
     for (i, a) in EMOTIONS.iter().enumerate() {
-        let la = emotion_markers(a).unwrap();
+        let la = emotion_markers(a, LexiconPart::Full).unwrap();
         assert!(la.len() >= 20, "{a}: {} markers", la.len());
         for b in &EMOTIONS[i + 1..] {
-            let lb = emotion_markers(b).unwrap();
+            let lb = emotion_markers(b, LexiconPart::Full).unwrap();
             assert!(
                 la.iter().all(|w| !lb.contains(w)),
                 "{a} and {b} share a marker"
             );
         }
     }
-    assert!(emotion_markers("boredom").is_none());
+    assert!(emotion_markers("boredom", LexiconPart::Full).is_none());
     // The evaluation prompts carry no emotion's markers.
     for p in EVAL_PROMPTS {
         for e in EMOTIONS {
-            assert_eq!(
-                count_markers(p, emotion_markers(e).unwrap()),
-                0,
-                "{p} / {e}"
-            );
+            let full = emotion_markers(e, LexiconPart::Full).unwrap();
+            assert_eq!(count_markers(p, &full), 0, "{p} / {e}");
+        }
+    }
+}
+
+#[test]
+fn lexicon_halves_split_by_word_family() {
+    for (lex, e) in LEXICONS.iter().zip(EMOTIONS) {
+        assert_eq!(lex.emotion, e);
+        let (a, b) = (
+            lex.words(LexiconPart::Expression),
+            lex.words(LexiconPart::HeldOut),
+        );
+        assert!(
+            a.len() >= 10 && b.len() >= 10,
+            "{e}: {} / {}",
+            a.len(),
+            b.len()
+        );
+        assert_eq!(a.len() + b.len(), lex.words(LexiconPart::Full).len());
+        // No word in both halves, and no word of one half is a prefix-family
+        // member of the other (fear/feared/fears stay together): the first
+        // five letters of single words never match across the halves.
+        let stem = |w: &str| w.chars().take(5).collect::<String>();
+        for x in &a {
+            for y in &b {
+                assert_ne!(x, y, "{e}: {x} in both halves");
+                if !x.contains(' ') && !y.contains(' ') && x.len() > 4 && y.len() > 4 {
+                    assert_ne!(stem(x), stem(y), "{e}: {x} / {y} split across halves");
+                }
+            }
         }
     }
 }
@@ -104,8 +132,9 @@ fn forced_states_set_one_emotion() {
 #[test]
 fn llm_base_marker_effect_is_exactly_zero() {
     let mut a = agent(AgentKind::Base, 12);
-    let run = marker_run(&mut a, &EVAL_PROMPTS[..4], 2, 5, 12).unwrap();
-    assert_eq!(run.effects.len(), 4);
+    let run = marker_run(&mut a, &EVAL_PROMPTS[..4], 2, 5, 12, None).unwrap();
+    // No judge: the held-out and full lexicon measures per emotion.
+    assert_eq!(run.effects.len(), 8);
     assert_eq!(run.generations.len(), 5);
     let neutral: Vec<&Vec<u32>> = run.generations[0].1.iter().map(|g| &g.tokens).collect();
     assert_eq!(neutral.len(), 8);
@@ -116,9 +145,9 @@ fn llm_base_marker_effect_is_exactly_zero() {
     // Samples of one prompt differ (distinct streams per row).
     assert_ne!(neutral[0], neutral[1]);
     for e in &run.effects {
-        assert_eq!(e.neutral_counts, e.emotional_counts);
-        assert_eq!(e.d, 0.0, "{}", e.emotion);
-        assert_eq!(e.p, 1.0, "{}", e.emotion);
+        assert_eq!(e.neutral, e.emotional);
+        assert_eq!(e.d(), 0.0, "{}", e.emotion);
+        assert_eq!(e.paired.p, 1.0, "{}", e.emotion);
     }
 }
 
@@ -142,21 +171,24 @@ fn strong_fear_bias_gives_a_large_fear_marker_effect() {
             let _ = fear_row.get(i64::from(*id)).fill_(6.0);
         }
     }
-    let effects = marker_effect(&mut a, &EVAL_PROMPTS[..6], 2, 1, 16).unwrap();
-    let fear = effects.iter().find(|e| e.emotion == "fear").unwrap();
+    let effects = marker_effect(&mut a, &EVAL_PROMPTS[..6], 2, 1, 16, None).unwrap();
+    let fear = effects
+        .iter()
+        .find(|e| e.emotion == "fear" && e.measure == Measure::Full)
+        .unwrap();
     assert!(
-        fear.d >= 2.0 && fear.p < 1e-3,
-        "fear d = {}, p = {}, neutral {:?}, fear {:?}",
-        fear.d,
-        fear.p,
-        fear.neutral_counts,
-        fear.emotional_counts
+        fear.d() >= 2.0 && fear.paired.p < 1e-3,
+        "fear d_z = {}, p = {}, neutral {:?}, fear {:?}",
+        fear.d(),
+        fear.paired.p,
+        fear.neutral,
+        fear.emotional
     );
     assert!(fear.emotional_mean() > fear.neutral_mean() + 10.0);
     // The other emotions' states do not touch the fear row: their own
     // markers are unchanged by construction of the bias.
     for e in effects.iter().filter(|e| e.emotion != "fear") {
-        assert_eq!(e.d, 0.0, "{}: d = {}", e.emotion, e.d);
+        assert_eq!(e.d(), 0.0, "{}: d = {}", e.emotion, e.d());
     }
 }
 
@@ -243,6 +275,12 @@ fn dialogue_evaluation_compares_with_both_baselines() {
         }
         evals.push(e);
     }
+    // Every response is kept with its plain prompt for fluency.
+    for e in &evals {
+        let turns: usize = e.logs.iter().map(|l| l.turns.len()).sum();
+        assert_eq!(e.scored.len(), turns);
+        assert_eq!(e.responses().len(), turns);
+    }
     let cmp = compare_dialogue(&evals).unwrap();
     // vs llm-base: static-prefix and steer; vs llm-static-prefix: base and steer; 3 metrics each.
     assert_eq!(cmp.len(), 2 * 2 * 3);
@@ -251,17 +289,21 @@ fn dialogue_evaluation_compares_with_both_baselines() {
         .find(|c| c.agent == "llm-steer" && c.baseline == "llm-base" && c.metric == "return")
         .unwrap();
     let mean = |x: Vec<f64>| x.iter().sum::<f64>() / x.len() as f64;
-    assert!((c.comparison.control.mean - mean(evals[0].returns())).abs() < 1e-12);
-    assert!((c.comparison.treatment.mean - mean(evals[2].returns())).abs() < 1e-12);
+    assert!((c.paired.control_mean - mean(evals[0].returns())).abs() < 1e-12);
+    assert!((c.paired.treatment_mean - mean(evals[2].returns())).abs() < 1e-12);
+    assert!(c.p_holm >= c.paired.p);
     let t = dialogue_comparison_table(&cmp).unwrap();
     assert_eq!(t.rows.len(), 12);
-    assert!(t.rows.iter().all(|r| r.comparison.is_some()));
     let s = dialogue_summary_table(&evals).unwrap();
     assert_eq!(s.rows.len(), 3);
+    // Different seeds cannot be paired.
+    let mut other = evals[1].clone();
+    other.seeds = vec![7, 8, 9];
+    assert!(compare_dialogue(&[evals[0].clone(), other]).is_err());
 }
 
-fn effect(emotion: &str, neutral: &[f64], emotional: &[f64]) -> EmotionEffect {
-    EmotionEffect::from_counts(emotion, neutral.to_vec(), emotional.to_vec()).unwrap()
+fn effect(emotion: &str, measure: Measure, neutral: &[f64], emotional: &[f64]) -> EmotionEffect {
+    EmotionEffect::from_pairs(emotion, measure, neutral.to_vec(), emotional.to_vec()).unwrap()
 }
 
 fn episode(ret: f64, safety: f64, help: f64) -> EpisodeMetrics {
@@ -276,67 +318,93 @@ fn episode(ret: f64, safety: f64, help: f64) -> EpisodeMetrics {
 
 #[test]
 fn tables_have_the_expected_rows() {
-    // Marker table: agent × emotion rows, upstream d for matching modules.
+    // Forced-emotion table: agent × emotion × measure rows, upstream d for
+    // matching modules on the full lexicon only.
+    let n = 12;
     let effects = |shift: f64| -> Vec<EmotionEffect> {
         EMOTIONS
             .iter()
-            .map(|e| {
-                effect(
-                    e,
-                    &[0.0, 1.0, 2.0, 1.0],
-                    &[shift, 1.0 + shift, 2.0 + shift, 1.0],
-                )
+            .flat_map(|e| {
+                [Measure::Judge, Measure::HeldOut].map(|m| {
+                    let neutral: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
+                    let emotional: Vec<f64> = neutral
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| v + shift + 0.1 * (i % 2) as f64)
+                        .collect();
+                    effect(e, m, &neutral, &emotional)
+                })
             })
             .collect()
     };
-    let mt = marker_table(&[
+    let mut markers = vec![
         ("llm-base".to_string(), effects(0.0)),
-        ("llm-steer".to_string(), effects(3.0)),
-    ])
-    .unwrap();
-    assert_eq!(mt.rows.len(), 8);
+        ("llm-full".to_string(), effects(3.0)),
+        ("llm-gate".to_string(), effects(0.0)),
+    ];
+    holm_adjust(markers.iter_mut().flat_map(|(_, e)| e.iter_mut()));
+    for (_, e) in &markers {
+        for x in e {
+            assert!(x.p_holm >= x.paired.p);
+        }
+    }
+    let mt = marker_table(&markers).unwrap();
+    assert_eq!(mt.rows.len(), 3 * 8);
     assert_eq!(mt.columns.len(), mt.rows[0].cells.len());
     let md = mt.to_markdown();
-    assert!(md.contains("| llm-steer | fear | 4 |"), "{md}");
-    assert!(md.contains("| 0.91 | yes |"), "{md}");
+    assert!(md.contains("| llm-full | fear | judge | 12 |"), "{md}");
     assert!(
-        md.contains("| llm-base | joy | 4 | 1.000 | 1.000 | 0.000 |"),
+        md.contains("Power: with 12 pairs and Holm over 24 tests"),
         "{md}"
     );
     let back = emorl_stats::Table::from_json(&mt.to_json().unwrap()).unwrap();
     assert_eq!(back, mt);
 
-    // Perplexity table: ratio to llm-base and the +10% flag.
-    let ppl = |v: f64| Perplexity {
-        tokens: 10,
-        mean_nll: v.ln(),
-        ppl: v,
-        per_text_nll: vec![v.ln()],
+    // Fluency: perplexity and distinct-2 ratios to llm-base.
+    let fl = |ppl: f64, d2: f64| Fluency {
+        perplexity: Perplexity {
+            tokens: 10,
+            mean_nll: ppl.ln(),
+            ppl,
+            per_text_nll: vec![ppl.ln()],
+        },
+        distinct2: d2,
     };
-    let pt = perplexity_table(&[
-        ("llm-base".to_string(), ppl(10.0)),
-        ("llm-prefix".to_string(), ppl(10.5)),
-        ("llm-gate".to_string(), ppl(12.0)),
-    ])
-    .unwrap();
-    assert_eq!(pt.rows.len(), 3);
-    let md = pt.to_markdown();
-    assert!(md.contains("| llm-prefix | 10 |"), "{md}");
-    assert!(md.contains("| 1.050 | yes |"), "{md}");
-    assert!(md.contains("| 1.200 | no |"), "{md}");
-    let no_base = perplexity_table(&[("llm-gate".to_string(), ppl(12.0))]).unwrap();
-    assert_eq!(no_base.notes.len(), 1);
+    let fluency = vec![
+        ("llm-base".to_string(), fl(10.0, 0.8)),
+        ("llm-full".to_string(), fl(10.9, 0.75)),
+        ("llm-gate".to_string(), fl(12.0, 0.8)),
+    ];
+    let ft = fluency_table(&fluency).unwrap();
+    let md = ft.to_markdown();
+    assert!(
+        md.contains("| llm-full | 10 | 10.900 | 1.090 | 0.7500 | 0.938 | yes |"),
+        "{md}"
+    );
+    assert!(md.contains("| 1.200 | 0.8000 | 1.000 | no |"), "{md}");
+    assert!((distinct_n(["a b a b", "c d"], 2) - 3.0 / 4.0).abs() < 1e-12);
+    assert!(distinct_n(["one"], 2).is_nan());
 
-    // Dialogue tables from crafted episodes: the agent is clearly better on return.
+    // Dialogue tables from crafted episodes, paired by seed: the agent is
+    // clearly better on return.
     let eval = |agent: &str, rets: &[f64]| DialogueEval {
         agent: agent.to_string(),
         seeds: (0..rets.len() as u64).collect(),
         episodes: rets.iter().map(|&r| episode(r, 1.0, 0.5)).collect(),
+        logs: Vec::new(),
+        scored: Vec::new(),
+    };
+    let base = [-0.3, -0.2, -0.25, -0.35, -0.3, -0.1, -0.2, -0.25];
+    let shifted = |d: f64, j: f64| -> Vec<f64> {
+        base.iter()
+            .enumerate()
+            .map(|(i, b)| b + d + j * (i % 3) as f64)
+            .collect()
     };
     let evals = [
-        eval("llm-base", &[-0.3, -0.2, -0.25, -0.35]),
-        eval("llm-static-prefix", &[-0.1, 0.0, -0.05, -0.1]),
-        eval("llm-full", &[0.3, 0.4, 0.35, 0.45]),
+        eval("llm-base", &base),
+        eval("llm-prompted", &shifted(0.1, 0.05)),
+        eval("llm-full", &shifted(0.65, 0.02)),
     ];
     let cmp = compare_dialogue(&evals).unwrap();
     assert_eq!(cmp.len(), 12);
@@ -347,31 +415,25 @@ fn tables_have_the_expected_rows() {
     assert_eq!(full_vs_base.len(), 3);
     assert!(full_vs_base[0].better(), "{:?}", full_vs_base[0]);
     // Safety and helpfulness are equal everywhere: not better, p = 1.
-    assert!(!full_vs_base[1].better() && full_vs_base[1].comparison.welch_p == 1.0);
+    assert!(!full_vs_base[1].better() && full_vs_base[1].paired.p == 1.0);
     let dt = dialogue_comparison_table(&cmp).unwrap();
     assert_eq!(dt.rows.len(), 12);
-    assert!(dt
-        .to_markdown()
-        .contains("| llm-full | llm-base | return | -0.2750 | 0.3750 | 0.6500 |"));
+    assert!(
+        dt.to_markdown()
+            .contains("| llm-full | llm-base | return | -0.2438 | 0.4238 | 0.6675 |"),
+        "{}",
+        dt.to_markdown()
+    );
     assert_eq!(dialogue_summary_table(&evals).unwrap().rows.len(), 3);
 
-    // Targets: llm-full meets all three; llm-gate misses fluency and markers.
-    let markers = vec![
-        ("llm-base".to_string(), effects(0.0)),
-        ("llm-full".to_string(), effects(3.0)),
-        ("llm-gate".to_string(), effects(0.0)),
-    ];
-    let ppls = vec![
-        ("llm-base".to_string(), ppl(10.0)),
-        ("llm-full".to_string(), ppl(10.9)),
-        ("llm-gate".to_string(), ppl(12.0)),
-    ];
-    let tt = targets_table(&markers, &cmp, &ppls).unwrap();
+    // Targets: llm-full meets them all; llm-gate misses emotion and fluency.
+    let tt = targets_table(&markers, &cmp, &fluency).unwrap();
     assert_eq!(tt.rows.len(), 2, "{}", tt.to_markdown());
     let md = tt.to_markdown();
-    assert!(md.contains("| llm-full | 4/4 |"), "{md}");
-    assert!(md.contains("| 1.090 | yes |"), "{md}");
-    assert!(md.contains("| llm-gate | 0/4 |  |  | 1.200 | no |"), "{md}");
+    assert!(md.contains("| llm-full | 4/4 | 4/4 |"), "{md}");
+    assert!(md.contains("| 1.090 | 0.938 | yes |"), "{md}");
+    assert!(md.contains("| llm-gate | 0/4 | 0/4 |"), "{md}");
+    assert!(md.contains("| 1.200 | 1.000 | no |"), "{md}");
 }
 
 #[test]
@@ -379,7 +441,7 @@ fn generate_under_rejects_empty_requests_and_pairs_rows() {
     let mut a = agent(AgentKind::Steer, 6);
     assert!(generate_under(&mut a, EmotionCondition::Fear, &[], 2, 0, 6).is_err());
     assert!(generate_under(&mut a, EmotionCondition::Fear, &EVAL_PROMPTS[..1], 0, 0, 6).is_err());
-    assert!(marker_effect(&mut a, &EVAL_PROMPTS[..1], 1, 0, 6).is_err());
+    assert!(marker_effect(&mut a, &EVAL_PROMPTS[..1], 1, 0, 6, None).is_err());
     // llm-steer starts with zero scales: every condition gives the same tokens.
     let x = generate_under(
         &mut a,

@@ -3,7 +3,9 @@
 mod common;
 use common::{model, stories260k};
 
-use emorl_agents_llm::eval::{emotion_markers, forced_emotion, marker_token_ids, EmotionCondition};
+use emorl_agents_llm::eval::{
+    emotion_markers, forced_emotion, marker_token_ids, EmotionCondition, LexiconPart,
+};
 use emorl_agents_llm::{
     evaluate_returns, AgentConfig, AgentKind, LlmAgent, LlmAgentError, RlConfig, Trainer,
     TurnEmotion,
@@ -352,6 +354,29 @@ fn rl_raises_the_dialogue_return_over_llm_base() {
         a > b + 0.2,
         "RL did not raise the return enough: {b:.3} -> {a:.3}"
     );
+    // Paired by conversation seed: the same openings for both agents.
+    let paired = emorl_stats::paired_compare(&base_returns, &trained).unwrap();
+    eprintln!("paired: d_z {:.3}, p {:.2e}", paired.d_z, paired.p);
+    assert!(paired.d_z > 0.0 && paired.p < 0.05, "{paired:?}");
+}
+
+#[test]
+fn leave_one_out_advantages_and_their_group_normalisation() {
+    use emorl_agents_llm::trainer::advantages;
+    let r = [1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0];
+    let plain = advantages(&r, 4, None);
+    // r_i − mean of the other three.
+    let want = [1.0 - 1.0 / 3.0, -2.0 / 3.0, -2.0 / 3.0, 1.0 - 1.0 / 3.0];
+    for (a, w) in plain.iter().zip(want) {
+        assert!((a - w).abs() < 1e-12);
+    }
+    // A group of equal rewards has nothing to learn from.
+    assert!(plain[4..].iter().all(|&a| a == 0.0));
+    let norm = advantages(&r, 4, Some(0.1));
+    // Group SD 0.5 (population): divided by 0.5 + 0.1.
+    for (n, p) in norm.iter().zip(&plain) {
+        assert!((n - p / 0.6).abs() < 1e-12);
+    }
 }
 
 #[test]
@@ -475,7 +500,8 @@ fn expression_objective_ties_forced_emotions_to_their_marker_words() {
     let lexicons: Vec<(EmotionCondition, Vec<i64>)> = EmotionCondition::EMOTIONAL
         .iter()
         .map(|&c| {
-            let ids = marker_token_ids(&probe, emotion_markers(c.name()).unwrap()).unwrap();
+            let words = emotion_markers(c.name(), LexiconPart::Expression).unwrap();
+            let ids = marker_token_ids(&probe, &words).unwrap();
             (c, ids)
         })
         .filter(|(_, ids)| !ids.is_empty())

@@ -5,6 +5,9 @@
 use crate::config;
 use crate::train::{log_config, progress, TrainConfig};
 use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_llm::supervision::{
+    pretrain_encoder_on_dialogue, pretrain_erm_on_corpora, EncoderPretrainConfig, ErmTextConfig,
+};
 use emorl_agents_llm::{
     evaluate_returns, read_manifest, AgentConfig, AgentKind, LlmAgent, LlmAgentError, RlConfig,
     Trainer, UpdateStats,
@@ -32,6 +35,13 @@ pub struct LlmTrainConfig {
     /// Phase 1: supervised steps of the emotional reward model on the
     /// environment's contexts before RL (agents with an ERM only).
     pub erm_pretrain_steps: usize,
+    /// Phase 1 of the encoder: supervised on labelled contexts of scripted
+    /// conversations (agents with an encoder; `steps = 0` skips it).
+    pub encoder_pretrain: EncoderPretrainConfig,
+    /// The ERM's emotion heads supervised on labelled text (GoEmotions'
+    /// train split, DailyDialog's validation split when found; skipped with
+    /// a warning when no GoEmotions files are found).
+    pub erm_text: ErmTextConfig,
     /// Log a whole sample conversation (with its emotion states) every this
     /// many updates, and after the last (0: only after the last).
     pub sample_every: usize,
@@ -48,13 +58,19 @@ impl Default for LlmTrainConfig {
             bf16: false,
             threads: 0,
             erm_pretrain_steps: 20,
+            encoder_pretrain: EncoderPretrainConfig::default(),
+            erm_text: ErmTextConfig::default(),
             sample_every: 5,
             eval_episodes: 8,
-            agent: AgentConfig::default(),
+            agent: AgentConfig {
+                max_new_tokens: 32,
+                ..AgentConfig::default()
+            },
             rl: RlConfig {
                 prompts_per_update: 4,
                 samples_per_prompt: 4,
-                max_new_tokens: 24,
+                // Every turn of a conversation, as evaluation plays them.
+                max_turn: 3,
                 // Tie the modules' emotional input to emotional expression
                 // (settings chosen on the tuning prompts with SmolLM2).
                 expression_coef: 1.0,
@@ -91,8 +107,41 @@ pub(crate) fn set_threads(threads: usize) {
 
 /// Validates an LLM agent config table, filling defaults.
 pub fn resolve_config(origin: &str, table: toml::Table) -> Result<LlmTrainConfig> {
-    let cfg: LlmTrainConfig = config::from_table(origin, table)?;
+    // RL samples exactly as the agent is evaluated and chats: the agent's
+    // settings are the one place that sets it (an rl value equal to them,
+    // as a resolved config holds, is accepted).
+    let rl_table = table.get("rl").and_then(toml::Value::as_table).cloned();
+    let mut cfg: LlmTrainConfig = config::from_table(origin, table)?;
+    if let Some(rl) = rl_table {
+        let differs = |key: &str, agent: f64| {
+            rl.get(key)
+                .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+                .is_some_and(|v| v != agent)
+        };
+        for (key, agent) in [
+            ("temperature", cfg.agent.temperature),
+            ("max_new_tokens", cfg.agent.max_new_tokens as f64),
+        ] {
+            if differs(key, agent) {
+                bail!(
+                    "{origin}: rl.{key} is not set separately: RL samples with the agent's decoding \
+                     settings, as evaluation does; set agent.{key} instead"
+                );
+            }
+        }
+    }
+    if cfg.agent.temperature <= 0.0 {
+        bail!(
+            "{origin}: agent.temperature must be > 0 for RL (sampling), got {}",
+            cfg.agent.temperature
+        );
+    }
+    cfg.rl.temperature = cfg.agent.temperature;
+    cfg.rl.max_new_tokens = cfg.agent.max_new_tokens;
     cfg.rl.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+    cfg.encoder_pretrain
+        .validate()
+        .map_err(|e| anyhow!("{origin}: {e}"))?;
     if cfg.agent.max_new_tokens == 0 {
         bail!("{origin}: agent.max_new_tokens must be > 0");
     }
@@ -107,8 +156,12 @@ pub struct Prepared {
 }
 
 pub fn prepare(cfg: &TrainConfig, kind: AgentKind) -> Result<Prepared> {
-    if kind == AgentKind::Base {
-        bail!("agent 'llm-base' has no modules to train; use it through `emorl reproduce llm-modules` or `emorl generate`");
+    if !kind.trained_by_rl() {
+        bail!(
+            "agent '{}' has nothing RL can train; measure it with `emorl reproduce llm-modules --agents {}`",
+            kind.id(),
+            kind.id()
+        );
     }
     let mut llm = resolve_config("agent_config", cfg.agent_config.clone())?;
     set_threads(llm.threads);
@@ -255,6 +308,58 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
         );
         before = evaluate_returns(&mut agent, &env_cfg, &eval)?;
         tb.add_scalar("eval/return", emorl_core::numeric::mean(&before), 0)?;
+    }
+    if let (Some(enc), true) = (&agent.modules().encoder, llm.encoder_pretrain.steps > 0) {
+        let pb = progress(llm.encoder_pretrain.steps as u64, "encoder phase 1");
+        let report =
+            pretrain_encoder_on_dialogue(enc, &env_cfg, &llm.encoder_pretrain, |i, loss| {
+                if i % 10 == 0 {
+                    pb.set_message(format!("loss {loss:.3}"));
+                }
+                pb.inc(1);
+            })?;
+        pb.finish_and_clear();
+        tb.add_scalar("losses/encoder_supervised", report.final_loss, 0)?;
+        tb.add_scalar("eval/encoder_accuracy", report.test.accuracy, 0)?;
+        tb.add_scalar(
+            "eval/encoder_majority_accuracy",
+            report.test.majority_accuracy,
+            0,
+        )?;
+        tb.add_scalar("eval/encoder_macro_f1", report.test.macro_f1, 0)?;
+        eprintln!(
+            "encoder: held-out accuracy {:.3} (majority class {:.3}), macro-F1 {:.3} on {} contexts",
+            report.test.accuracy, report.test.majority_accuracy, report.test.macro_f1, report.test.n
+        );
+        run.write_atomic(
+            std::path::Path::new("encoder.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
+    }
+    if agent.modules().erm.is_some() && llm.erm_text.epochs > 0 {
+        match emorl_agents_llm::data::goemotions_dir() {
+            Some(dir) => {
+                eprintln!("ERM phase 1 on labelled text ({})…", dir.display());
+                let dd = emorl_agents_llm::data::dailydialog_file();
+                if let Some(r) =
+                    pretrain_erm_on_corpora(&mut agent, &dir, dd.as_deref(), &llm.erm_text)?
+                {
+                    tb.add_scalar("eval/erm_text_accuracy", r.test.accuracy, 0)?;
+                    tb.add_scalar("eval/erm_text_macro_f1", r.test.macro_f1, 0)?;
+                    eprintln!(
+                        "ERM on held-out GoEmotions text: accuracy {:.3} (chance {:.3}), macro-F1 {:.3}",
+                        r.test.accuracy, r.test.majority_accuracy, r.test.macro_f1
+                    );
+                    run.write_atomic(
+                        std::path::Path::new("erm_text.json"),
+                        serde_json::to_string_pretty(&r)?.as_bytes(),
+                    )?;
+                }
+            }
+            None => tracing::warn!(
+                "no GoEmotions files found (set EMORL_GOEMOTIONS_DIR): the ERM's text phase is skipped"
+            ),
+        }
     }
     if agent.modules().erm.is_some() && llm.erm_pretrain_steps > 0 {
         let pairs = erm_pairs(&env_cfg, 16, cfg.seed)?;

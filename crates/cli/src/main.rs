@@ -39,12 +39,13 @@ enum Command {
     #[command(
         after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n  \
         v2-dqn       Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn, coupled fear-DQN, decoupled fear-dqn\n  \
-        llm-modules  LLM emotional modules: marker effect, dialogue return vs llm-base, perplexity\n\n\
+        llm-modules  LLM emotional modules: forced-emotion effect (judge, held-out lexicon), dialogue vs baselines, fluency\n\n\
         Examples:\n  \
         emorl reproduce v2-tabular                       # upstream's table, bit for bit\n  \
         emorl reproduce v2-dqn                           # 30 seeds x 500 episodes, all cores\n  \
         emorl reproduce v2-dqn --seeds 5 --episodes 100  # a quick look\n  \
-        emorl reproduce llm-modules                      # SmolLM2; 16 held-out conversations per agent\n  \
+        emorl reproduce llm-modules                      # SmolLM2; 64 held-out conversations per agent\n  \
+        emorl reproduce llm-modules --agents llm-base,llm-prompted,llm-erm\n  \
         emorl reproduce llm-modules --model ../shared/models/stories260k-f32.gguf --episodes 20\n  \
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
         emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
@@ -172,7 +173,7 @@ struct GenerateCli {
 struct ReproduceCli {
     /// Table ID: v2-tabular, v2-dqn or llm-modules.
     table: String,
-    /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn, 16
+    /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn, 64
     /// held-out conversations for llm-modules].
     #[arg(long)]
     seeds: Option<usize>,
@@ -200,6 +201,14 @@ struct ReproduceCli {
     /// TOML merged over the embedded experiment (llm-modules: configs/llm/modules.toml).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Measure only these agents (llm-modules; comma-separated IDs, e.g.
+    /// llm-base,llm-prompted,llm-erm).
+    #[arg(long)]
+    agents: Option<String>,
+    /// GoEmotions directory the judge is trained on (llm-modules) [default:
+    /// $EMORL_GOEMOTIONS_DIR, or shared/data/goemotions beside the working directory].
+    #[arg(long)]
+    goemotions: Option<PathBuf>,
     /// Worker threads (0 = all cores).
     #[arg(long, short = 'j', default_value_t = 0)]
     jobs: usize,
@@ -306,7 +315,7 @@ fn run(cli: Cli) -> Result<()> {
                     seeds: r.seeds.unwrap_or(if dqn {
                         30
                     } else if llm {
-                        16
+                        64
                     } else {
                         50
                     }),
@@ -322,6 +331,8 @@ fn run(cli: Cli) -> Result<()> {
                     model: r.model,
                 },
                 config: r.config,
+                agents: r.agents,
+                goemotions: r.goemotions,
                 jobs: r.jobs,
                 out: r.out,
                 out_root: r.runs_dir,

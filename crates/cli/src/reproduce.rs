@@ -66,6 +66,11 @@ pub struct ReproduceArgs {
     pub options: ReproduceOptions,
     /// Experiment file merged over the embedded one (llm-modules only).
     pub config: Option<PathBuf>,
+    /// Comma-separated agent IDs to measure (llm-modules only; all when `None`).
+    pub agents: Option<String>,
+    /// GoEmotions directory for the judge (llm-modules only; default: found
+    /// through `EMORL_GOEMOTIONS_DIR` or `shared/data/goemotions`).
+    pub goemotions: Option<PathBuf>,
     pub jobs: usize,
     pub out: Option<PathBuf>,
     pub out_root: PathBuf,
@@ -81,8 +86,13 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     if o.seeds < 2 {
         bail!("--seeds must be at least 2 (statistics need two values per arm)");
     }
-    if (o.model.is_some() || args.config.is_some()) && o.table != "llm-modules" {
-        bail!("--model and --config apply to llm-modules only");
+    if (o.model.is_some()
+        || args.config.is_some()
+        || args.agents.is_some()
+        || args.goemotions.is_some())
+        && o.table != "llm-modules"
+    {
+        bail!("--model, --config, --agents and --goemotions apply to llm-modules only");
     }
     if o.table == "v2-dqn" {
         return crate::reproduce_dqn::reproduce_dqn(args);

@@ -10,9 +10,13 @@ use crate::reproduce::{open_run, ReproduceArgs};
 use crate::train::progress;
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_llm::eval::{
-    compare_dialogue, dialogue_comparison_table, dialogue_summary_table, evaluate_dialogue,
-    generations_perplexity, marker_run, marker_table, perplexity_table, targets_table,
-    DialogueEval, EmotionEffect, Perplexity, EVAL_PROMPTS,
+    appropriateness, appropriateness_table, compare_dialogue, dialogue_comparison_table,
+    dialogue_fluency, dialogue_summary_table, encoder_table, evaluate_dialogue, fluency_table,
+    holm_adjust, judge_table, marker_run, marker_table, targets_table, Appropriateness,
+    DialogueEval, EmotionEffect, Fluency, Judge, EVAL_PROMPTS,
+};
+use emorl_agents_llm::supervision::{
+    pretrain_encoder_on_dialogue, pretrain_erm_on_corpora, EncoderReport, ErmTextReport,
 };
 use emorl_agents_llm::{AgentKind, LlmAgent, Trainer, UpdateStats};
 use emorl_log::RunDir;
@@ -27,10 +31,32 @@ use std::time::Instant;
 struct AgentResult {
     agent: String,
     training: Vec<UpdateStats>,
+    /// The encoder's supervised phase (agents with an encoder).
+    encoder: Option<EncoderReport>,
+    /// The ERM's supervised phase on labelled text (agents with an ERM).
+    erm_text: Option<ErmTextReport>,
+    /// Raw paired p-values; Holm is applied over the whole table.
     markers: Vec<EmotionEffect>,
-    perplexity: Perplexity,
+    fluency: Fluency,
     dialogue: DialogueEval,
+    appropriateness: Appropriateness,
     seconds: f64,
+}
+
+/// One generated text of `samples.jsonl`.
+#[derive(Serialize)]
+struct Sample<'a> {
+    agent: &'a str,
+    /// `forced` (the forced-emotion measurement) or `dialogue`.
+    task: &'a str,
+    /// The forced condition, or the dialogue turn's need.
+    condition: &'a str,
+    prompt: &'a str,
+    /// Sample index (forced) or turn (dialogue).
+    index: usize,
+    /// The sampling seed (forced) or the conversation seed (dialogue).
+    seed: u64,
+    text: &'a str,
 }
 
 /// The experiment file, embedded so the binary runs anywhere.
@@ -55,6 +81,10 @@ struct MarkerSettings {
 /// defaults of `emorl train --agent llm-*`.
 struct Plan {
     model: String,
+    /// GoEmotions (the judge, the ERM's text phase).
+    goemotions: std::path::PathBuf,
+    /// DailyDialog's validation dialogues (the ERM's text phase), when found.
+    dailydialog: Option<std::path::PathBuf>,
     llm: LlmTrainConfig,
     eval_seeds: Vec<u64>,
     marker_prompts: usize,
@@ -62,14 +92,35 @@ struct Plan {
     marker_tokens: usize,
 }
 
-fn run_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<AgentResult> {
+fn run_agent(
+    kind: AgentKind,
+    plan: &Plan,
+    judge: &Judge,
+    seed: u64,
+    samples: &mut Vec<String>,
+) -> Result<AgentResult> {
     let start = Instant::now();
     let model = load_model(&plan.model, plan.llm.bf16)?;
     let mut agent_cfg = plan.llm.agent.clone();
     agent_cfg.seed = seed;
     let mut agent = LlmAgent::new(model, kind, agent_cfg)?;
+    let encoder = match &agent.modules().encoder {
+        Some(enc) => Some(pretrain_encoder_on_dialogue(
+            enc,
+            &plan.llm.rl.env,
+            &plan.llm.encoder_pretrain,
+            |_, _| {},
+        )?),
+        None => None,
+    };
+    let erm_text = pretrain_erm_on_corpora(
+        &mut agent,
+        &plan.goemotions,
+        plan.dailydialog.as_deref(),
+        &plan.llm.erm_text,
+    )?;
     let mut training = Vec::new();
-    if !matches!(kind, AgentKind::Base) {
+    if kind.trained_by_rl() {
         if agent.modules().erm.is_some() {
             let pairs = crate::llm::erm_pairs(&plan.llm.rl.env, 16, seed)?;
             for _ in 0..plan.llm.erm_pretrain_steps {
@@ -86,38 +137,104 @@ fn run_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<AgentResult> {
         agent = trainer.into_agent();
     }
     let prompts: Vec<&str> = EVAL_PROMPTS[..plan.marker_prompts].to_vec();
+    let marker_seed = seed ^ 0x6d61_726b;
     let run = marker_run(
         &mut agent,
         &prompts,
         plan.marker_samples,
-        seed ^ 0x6d61_726b,
+        marker_seed,
         plan.marker_tokens,
+        Some(judge),
     )?;
-    let gens = run.all_generations();
-    let perplexity = generations_perplexity(agent.model_mut(), &gens)?;
+    for (cond, gens) in &run.generations {
+        for (row, g) in gens.iter().enumerate() {
+            samples.push(serde_json::to_string(&Sample {
+                agent: kind.id(),
+                task: "forced",
+                condition: cond.name(),
+                prompt: prompts[row / plan.marker_samples],
+                index: row % plan.marker_samples,
+                seed: marker_seed,
+                text: &g.text,
+            })?);
+        }
+    }
     let dialogue = evaluate_dialogue(&mut agent, &plan.llm.rl.env, &plan.eval_seeds)?;
+    for (log, &conv) in dialogue.logs.iter().zip(&dialogue.seeds) {
+        for (turn, t) in log.turns.iter().enumerate() {
+            samples.push(serde_json::to_string(&Sample {
+                agent: kind.id(),
+                task: "dialogue",
+                condition: t.need.name(),
+                prompt: &t.user_message,
+                index: turn,
+                seed: conv,
+                text: &t.response,
+            })?);
+        }
+    }
+    let fluency = dialogue_fluency(agent.model_mut(), &dialogue)?;
+    let appropriateness = appropriateness(&dialogue, judge)?;
     Ok(AgentResult {
         agent: kind.id().to_string(),
         training,
+        encoder,
+        erm_text,
         markers: run.effects,
-        perplexity,
+        fluency,
         dialogue,
+        appropriateness,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
 
-fn load_or_run(run: &RunDir, kind: AgentKind, plan: &Plan, seed: u64) -> Result<AgentResult> {
+fn load_or_run(
+    run: &RunDir,
+    kind: AgentKind,
+    plan: &Plan,
+    judge: &Judge,
+    seed: u64,
+) -> Result<AgentResult> {
     let rel = Path::new("agents").join(format!("{}.json", kind.id()));
+    let samples_rel = Path::new("samples").join(format!("{}.jsonl", kind.id()));
     let path = run.path().join(&rel);
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Ok(r) = serde_json::from_str::<AgentResult>(&text) {
-            return Ok(r);
+            if run.path().join(&samples_rel).is_file() {
+                return Ok(r);
+            }
         }
         tracing::warn!(path = %path.display(), "unreadable agent result; recomputing");
     }
-    let r = run_agent(kind, plan, seed).with_context(|| format!("agent '{}'", kind.id()))?;
+    let mut samples = Vec::new();
+    let r = run_agent(kind, plan, judge, seed, &mut samples)
+        .with_context(|| format!("agent '{}'", kind.id()))?;
+    // Samples first: a result file is only trusted beside its samples.
+    let mut text = samples.join("\n");
+    text.push('\n');
+    run.write_atomic(&samples_rel, text.as_bytes())?;
     run.write_atomic(&rel, serde_json::to_string_pretty(&r)?.as_bytes())?;
     Ok(r)
+}
+
+/// The agents of `--agents` (comma-separated registry IDs), in registry
+/// order; every agent when `None`.
+fn selected_agents(list: Option<&str>) -> Result<Vec<AgentKind>> {
+    let Some(list) = list else {
+        return Ok(AgentKind::ALL.to_vec());
+    };
+    let mut kinds = Vec::new();
+    for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let kind = AgentKind::from_id(id).map_err(|e| anyhow!("--agents: {e}"))?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        bail!("--agents: name at least one agent (e.g. --agents llm-base,llm-erm)");
+    }
+    kinds.sort_by_key(|k| AgentKind::ALL.iter().position(|a| a == k));
+    Ok(kinds)
 }
 
 /// Runs the reproduction; returns the run directory.
@@ -156,8 +273,24 @@ pub fn reproduce_llm(
         bail!("--episodes (RL updates per agent) must be at least 1");
     }
     llm.rl.validate().map_err(|e| anyhow!("{e}"))?;
+    let kinds = selected_agents(args.agents.as_deref())?;
+    // Fail on a bad model or missing judge data before anything is written.
+    drop(load_model(model, llm.bf16)?);
+    let goemotions = match &args.goemotions {
+        Some(dir) => dir.clone(),
+        None => emorl_agents_llm::data::goemotions_dir().ok_or_else(|| {
+            anyhow!(
+                "the judge needs the GoEmotions files (train.tsv, dev.tsv, test.tsv, labels.txt): \
+                 pass --goemotions DIR or set EMORL_GOEMOTIONS_DIR"
+            )
+        })?,
+    };
+    eprintln!("training the judge on {} …", goemotions.display());
+    let judge = Judge::train(&goemotions)?;
     let plan = Plan {
         model: model.to_string(),
+        goemotions,
+        dailydialog: emorl_agents_llm::data::dailydialog_file(),
         llm,
         // Held-out conversations: disjoint from training prompts' seeds.
         eval_seeds: (0..o.seeds as u64)
@@ -167,8 +300,6 @@ pub fn reproduce_llm(
         marker_samples: m.samples,
         marker_tokens: m.max_new_tokens,
     };
-    // Fail on a bad model before anything is written.
-    drop(load_model(&plan.model, plan.llm.bf16)?);
     crate::llm::set_threads(plan.llm.threads);
     let run = open_run(args)?;
     let exp_path = run.path().join("experiment.toml");
@@ -183,31 +314,52 @@ pub fn reproduce_llm(
         }
     }
     let start = Instant::now();
-    let pb = progress(AgentKind::ALL.len() as u64, "agents");
+    let pb = progress(kinds.len() as u64, "agents");
     let mut results = Vec::new();
-    for kind in AgentKind::ALL {
+    for &kind in &kinds {
         pb.set_message(kind.id());
-        results.push(load_or_run(&run, kind, &plan, o.seed_offset)?);
+        results.push(load_or_run(&run, kind, &plan, &judge, o.seed_offset)?);
         pb.inc(1);
     }
     pb.finish_and_clear();
+    let mut samples = String::new();
+    for &kind in &kinds {
+        let path = run
+            .path()
+            .join("samples")
+            .join(format!("{}.jsonl", kind.id()));
+        samples.push_str(
+            &std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?,
+        );
+    }
+    run.write_atomic(Path::new("samples.jsonl"), samples.as_bytes())?;
 
-    let markers: Vec<(String, Vec<EmotionEffect>)> = results
+    let mut markers: Vec<(String, Vec<EmotionEffect>)> = results
         .iter()
         .map(|r| (r.agent.clone(), r.markers.clone()))
         .collect();
-    let perplexities: Vec<(String, Perplexity)> = results
+    holm_adjust(markers.iter_mut().flat_map(|(_, e)| e.iter_mut()));
+    let fluency: Vec<(String, Fluency)> = results
         .iter()
-        .map(|r| (r.agent.clone(), r.perplexity.clone()))
+        .map(|r| (r.agent.clone(), r.fluency.clone()))
+        .collect();
+    let encoders: Vec<(String, EncoderReport)> = results
+        .iter()
+        .filter_map(|r| r.encoder.clone().map(|e| (r.agent.clone(), e)))
         .collect();
     let evals: Vec<DialogueEval> = results.iter().map(|r| r.dialogue.clone()).collect();
     let comparisons = compare_dialogue(&evals)?;
+    let coherence: Vec<Appropriateness> =
+        results.iter().map(|r| r.appropriateness.clone()).collect();
     let mut tables: Vec<Table> = vec![
-        targets_table(&markers, &comparisons, &perplexities)?,
+        targets_table(&markers, &comparisons, &fluency)?,
         marker_table(&markers)?,
         dialogue_summary_table(&evals)?,
         dialogue_comparison_table(&comparisons)?,
-        perplexity_table(&perplexities)?,
+        fluency_table(&fluency)?,
+        appropriateness_table(&coherence)?,
+        encoder_table(&encoders)?,
+        judge_table(judge.report())?,
     ];
     if let Some(first) = tables.first_mut() {
         first.title = format!(

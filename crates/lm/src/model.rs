@@ -401,6 +401,30 @@ impl Model {
         }
     }
 
+    /// Token ids of a conversation of `messages`: rendered by the chat
+    /// template when `opts.chat` is set and the model has one, otherwise
+    /// the messages' texts joined by blank lines (a plain prompt).
+    pub fn encode_messages(
+        &self,
+        messages: &[ChatMessage],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<u32>> {
+        match (opts.chat, self.tokenizer.chat_template()) {
+            (true, Some(template)) => {
+                let text = template.render(messages, true);
+                self.tokenizer.encode(&text, false)
+            }
+            (true, None) | (false, _) if messages.len() == 1 => {
+                self.encode_prompt(&messages[0].content, opts)
+            }
+            _ => {
+                let text: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                self.tokenizer
+                    .encode(&text.join("\n\n"), opts.add_special_tokens)
+            }
+        }
+    }
+
     /// Generates continuations of `prompts` as one left-padded batch.
     pub fn generate(
         &mut self,

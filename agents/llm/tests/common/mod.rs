@@ -27,3 +27,21 @@ pub fn model() -> Model {
     tch::set_num_threads(1);
     Model::load(stories260k(), DType::F32).expect("load stories260K")
 }
+
+/// The GoEmotions files (`EMORL_GOEMOTIONS_DIR`, or `shared/` beside the repository).
+#[allow(dead_code)]
+pub fn goemotions_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("EMORL_GOEMOTIONS_DIR") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for c in [
+        root.join("shared/data/goemotions"),
+        root.join("../shared/data/goemotions"),
+    ] {
+        if c.join("train.tsv").is_file() {
+            return c;
+        }
+    }
+    panic!("GoEmotions not found beside {}", root.display());
+}
