@@ -113,6 +113,84 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     let text = stdout(&o);
     assert_eq!(text.matches("agent> ").count(), 2, "{text}");
     assert!(text.contains("fear "), "{text}");
+    // Generate under a given emotion, or under the one computed from the
+    // message; a bad emotion is one line and exit 2.
+    let gen = |extra: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "--checkpoint",
+            ckpt.to_str().expect("utf8"),
+            "--model",
+            &model,
+            "--prompt",
+            "Please help me with my garden.",
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let o = gen(&["--emotion", "fear=0.9,joy=0.1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fear=0.90") && stderr(&o).contains("joy=0.10"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).trim().is_empty());
+    let o = gen(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("emotion (from the message)"),
+        "{}",
+        stderr(&o)
+    );
+    for bad in ["rage=1", "fear=2", "fear"] {
+        let o = gen(&["--emotion", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    }
+    // The evaluation of this one agent beside llm-base and llm-prompted.
+    let small = tmp.path().join("eval.toml");
+    std::fs::write(
+        &small,
+        "[markers]\nprompts = 2\nsamples = 2\nmax_new_tokens = 6\n[agent_config]\nthreads = 1\n\
+         [agent_config.encoder_pretrain]\nsteps = 10\ntrain_conversations = 5\ntest_conversations = 5\n",
+    )
+    .expect("config");
+    let eval_out = tmp.path().join("eval");
+    let eval_args = [
+        "eval",
+        "llm",
+        "--checkpoint",
+        ckpt.to_str().expect("utf8"),
+        "--model",
+        &model,
+        "--seeds",
+        "2",
+        "--config",
+        small.to_str().expect("utf8"),
+        "--out",
+        eval_out.to_str().expect("utf8"),
+    ];
+    let o = run(&eval_args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(eval_out.join("table.md")).expect("table");
+    assert!(
+        md.contains("| llm-full |") && md.contains("llm-prompted"),
+        "{md}"
+    );
+    let samples = std::fs::read_to_string(eval_out.join("samples.jsonl")).expect("samples");
+    // 2 prompts x 2 samples x 5 conditions for each of the three agents.
+    assert_eq!(
+        samples.matches("\"task\":\"forced\"").count(),
+        3 * 2 * 2 * 5
+    );
+    // A used directory is refused, and nothing in it changes.
+    let o = run(&eval_args);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(eval_out.join("table.md")).expect("table"),
+        md
+    );
     // The checkpoint refuses another base model, in one line.
     let o = run(&["chat", "--checkpoint", ckpt.to_str().expect("utf8")]);
     assert!(!o.status.success());

@@ -11,7 +11,13 @@
 //! * [`agent`]: [`LlmAgent`] and the registry ([`AGENT_IDS`]);
 //! * [`trainer`]: the RLOO [`Trainer`] and [`RlConfig`];
 //! * [`checkpoint`]: safetensors + manifest, refused on a different base model;
-//! * [`eval`]: marker metric, dialogue evaluation, perplexity and their tables.
+//! * [`supervision`]: emotion with a meaning — the encoder supervised on
+//!   labelled dialogue contexts, the ERM's heads on labelled text;
+//! * [`lexicon`]: the emotion word lists, split into an expression half
+//!   (training may use it) and a held-out half (only the metric counts it);
+//! * [`data`]: where GoEmotions and DailyDialog are found on disk;
+//! * [`eval`]: the independent judge, the paired forced-emotion effect,
+//!   dialogue evaluation, fluency, appropriateness and their tables.
 
 pub mod agent;
 pub mod checkpoint;

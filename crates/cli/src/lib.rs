@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod config;
 pub mod deep;
+pub mod eval_llm;
 pub mod experiment;
 pub mod figure;
 pub mod llm;

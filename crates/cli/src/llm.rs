@@ -83,10 +83,13 @@ impl Default for LlmTrainConfig {
 /// Updates `emorl train` runs for an LLM agent unless told otherwise.
 pub const DEFAULT_UPDATES: usize = 12;
 
-/// Seeds of the held-out evaluation conversations (training prompts use
-/// seeds mixed from the run seed; these are a disjoint, fixed block).
+/// Seeds of the validation conversations `emorl train` plays before and
+/// after training: a fixed block disjoint from the training prompts' seeds
+/// (mixed from the run seed) and from the held-out conversations of `emorl
+/// reproduce llm-modules` (1 000 000 + …), so settings chosen on `train`
+/// runs never see the table's conversations.
 fn eval_seeds(n: usize) -> Vec<u64> {
-    (0..n as u64).map(|i| 1_000_000 + i).collect()
+    (0..n as u64).map(|i| 6_000_000 + i).collect()
 }
 
 /// Loads the frozen model named by `spec` ("default", a file or a directory).
@@ -449,6 +452,58 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
 }
 
 /// `emorl chat`: the user types, a trained agent answers and shows its emotion.
+/// `emorl generate --checkpoint DIR`: one answer of a trained agent to the
+/// user message `prompt`, under the emotions of `emotion` (`fear=0.9,…`) or
+/// the state its encoder computes from the message. The state used goes to
+/// standard error.
+pub fn generate_with_agent(
+    checkpoint: &Path,
+    model: Option<&str>,
+    bf16: bool,
+    prompt: &str,
+    emotion: Option<&str>,
+    seed: u64,
+) -> Result<String> {
+    use emorl_agents_llm::eval::{generate_with_emotion, parse_emotion_values, prompt_observation};
+    let forced = emotion
+        .map(parse_emotion_values)
+        .transpose()
+        .map_err(|e| anyhow!("--emotion: {e}"))?;
+    read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
+    let model = load_model(model.unwrap_or("default"), bf16)?;
+    let mut agent = LlmAgent::load(checkpoint, model).map_err(|e| anyhow!("{e}"))?;
+    let obs = prompt_observation(prompt);
+    let generation = match forced {
+        Some(phasic) => {
+            let named: Vec<String> = emorl_agents_llm::EMOTIONS
+                .iter()
+                .zip(phasic)
+                .map(|(n, v)| format!("{n}={v:.2}"))
+                .collect();
+            eprintln!("emotion (given): {}", named.join(" "));
+            generate_with_emotion(&mut agent, &obs, phasic, seed)?
+        }
+        None => {
+            let social =
+                emorl_envs_dialogue::signals::social_context(&[], prompt, 0.0, 0.0, 0.0, 0);
+            let context = EmotionalContext {
+                social: Some(social),
+                ..EmotionalContext::default()
+            };
+            agent.reset_episode();
+            let g = agent.act_generation(&obs, &context)?;
+            let named: Vec<String> = agent
+                .last_emotion()
+                .iter()
+                .map(|(n, v)| format!("{n}={v:.2}"))
+                .collect();
+            eprintln!("emotion (from the message): {}", named.join(" "));
+            g
+        }
+    };
+    Ok(generation.text)
+}
+
 pub fn chat(checkpoint: &Path, model: Option<&str>, bf16: bool, max_turns: usize) -> Result<()> {
     let manifest =
         read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
@@ -494,6 +549,13 @@ pub fn chat(checkpoint: &Path, model: Option<&str>, bf16: bool, max_turns: usize
             social: Some(social),
             ..EmotionalContext::default()
         };
+        // Seed 001's phase 3: the user's reply is the feedback on the last
+        // response; the ERM takes one online step toward its targets.
+        if turn > 0 {
+            if let Some(loss) = agent.erm_feedback_step(&context)? {
+                tracing::debug!(loss, "ERM feedback step");
+            }
+        }
         let obs = DialogueObs {
             history: history.clone(),
             user_message: message.clone(),

@@ -78,6 +78,18 @@ enum Command {
         --model default is SmolLM2-135M-Instruct (Q4_1 GGUF) installed by scripts/setup.sh;\n\
         any GGUF file (Llama family) or Hugging Face GPT-2 directory also works.")]
     Generate(GenerateCli),
+    /// Evaluate one trained agent the way `reproduce llm-modules` does, beside llm-base and llm-prompted.
+    #[command(after_help = "Examples:\n  \
+        emorl eval llm --checkpoint runs/dialogue-llm-erm-<time>/checkpoints/agent\n  \
+        emorl eval llm --checkpoint DIR --model ../shared/models/stories260k-f32.gguf --seeds 16\n\n\
+        Writes table.md, table.json and samples.jsonl (every generated text) to a new run\n\
+        directory: the forced-emotion effect (judge, held-out lexicon half, full lexicon),\n\
+        dialogue return/safety/helpfulness on held-out conversations paired by seed,\n\
+        fluency and appropriateness. The judge is trained on GoEmotions (--goemotions).")]
+    Eval {
+        #[command(subcommand)]
+        what: EvalWhat,
+    },
     /// Talk with a trained LLM agent; its emotion state is shown after each reply.
     #[command(after_help = "Examples:\n  \
         emorl chat --checkpoint runs/dialogue-llm-erm-<time>/checkpoints/agent\n  \
@@ -143,6 +155,16 @@ struct GenerateCli {
     /// `default` (SmolLM2-135M-Instruct), a .gguf file or a Hugging Face directory.
     #[arg(long, default_value = "default")]
     model: String,
+    /// Generate with a trained LLM agent (a checkpoint directory of `emorl
+    /// train --env dialogue`): the prompt is the user's message, answered
+    /// with the agent's modules and its decoding settings.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// With --checkpoint: the emotional state to answer in, e.g.
+    /// `fear=0.9,joy=0.1` (others 0); without it the agent's encoder computes
+    /// the state from the message.
+    #[arg(long, requires = "checkpoint")]
+    emotion: Option<String>,
     /// The prompt.
     #[arg(long)]
     prompt: String,
@@ -167,6 +189,40 @@ struct GenerateCli {
     /// Weights and activations in bfloat16 instead of f32.
     #[arg(long)]
     bf16: bool,
+}
+
+#[derive(Subcommand)]
+enum EvalWhat {
+    /// A trained LLM agent (a checkpoint of `emorl train --env dialogue`).
+    Llm {
+        /// The checkpoint directory (`<run>/checkpoints/agent`).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The base model the checkpoint was trained on.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Hold the frozen weights in bfloat16.
+        #[arg(long)]
+        bf16: bool,
+        /// Held-out conversations (paired by seed across the agents).
+        #[arg(long, default_value_t = 64)]
+        seeds: usize,
+        /// First held-out conversation (after 1 000 000).
+        #[arg(long, default_value_t = 0)]
+        seed_offset: u64,
+        /// TOML merged over configs/llm/modules.toml ([markers], [agent_config]).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// GoEmotions directory the judge is trained on.
+        #[arg(long)]
+        goemotions: Option<PathBuf>,
+        /// Write the results into this new directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Directory under which run directories are created.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +279,19 @@ struct ReproduceCli {
 fn generate(g: GenerateCli) -> Result<()> {
     use emorl_lm::{DType, GenerateOptions, Model, Sampling};
     use std::io::Write;
+    if let Some(checkpoint) = &g.checkpoint {
+        let model = (g.model != "default").then_some(g.model.as_str());
+        let text = emorl::llm::generate_with_agent(
+            checkpoint,
+            model,
+            g.bf16,
+            &g.prompt,
+            g.emotion.as_deref(),
+            g.seed,
+        )?;
+        println!("{text}");
+        return Ok(());
+    }
     if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
         anyhow::bail!(
             "--temperature must be a finite number >= 0 (got {})",
@@ -299,6 +368,33 @@ fn run(cli: Cli) -> Result<()> {
                 },
             })?;
             println!("{}", dir.display());
+        }
+        Command::Eval {
+            what:
+                EvalWhat::Llm {
+                    checkpoint,
+                    model,
+                    bf16,
+                    seeds,
+                    seed_offset,
+                    config,
+                    goemotions,
+                    out,
+                    runs_dir,
+                },
+        } => {
+            let dir = emorl::eval_llm::eval_llm(&emorl::eval_llm::EvalArgs {
+                checkpoint,
+                model,
+                bf16,
+                seeds,
+                seed_offset,
+                config,
+                goemotions,
+                out,
+                out_root: runs_dir,
+            })?;
+            eprintln!("written to {}", dir.display());
         }
         Command::Chat {
             checkpoint,

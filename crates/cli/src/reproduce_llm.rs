@@ -35,12 +35,119 @@ struct AgentResult {
     encoder: Option<EncoderReport>,
     /// The ERM's supervised phase on labelled text (agents with an ERM).
     erm_text: Option<ErmTextReport>,
+    #[serde(flatten)]
+    measured: Measured,
+    seconds: f64,
+}
+
+/// What is measured of one agent after training.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Measured {
     /// Raw paired p-values; Holm is applied over the whole table.
     markers: Vec<EmotionEffect>,
     fluency: Fluency,
     dialogue: DialogueEval,
     appropriateness: Appropriateness,
-    seconds: f64,
+}
+
+/// How agents are measured: the judge, the forced-emotion prompts and the
+/// held-out conversations.
+pub(crate) struct MeasureSettings<'a> {
+    pub judge: &'a Judge,
+    pub env: &'a emorl_envs_dialogue::DialogueConfig,
+    pub eval_seeds: &'a [u64],
+    pub marker_prompts: usize,
+    pub marker_samples: usize,
+    pub marker_tokens: usize,
+    pub marker_seed: u64,
+}
+
+/// Measures a trained `agent` (labelled `label`), appending every text it
+/// generates to `samples` as JSON lines.
+pub(crate) fn measure(
+    agent: &mut LlmAgent,
+    label: &str,
+    m: &MeasureSettings<'_>,
+    samples: &mut Vec<String>,
+) -> Result<Measured> {
+    let prompts: Vec<&str> = EVAL_PROMPTS[..m.marker_prompts].to_vec();
+    let run = marker_run(
+        agent,
+        &prompts,
+        m.marker_samples,
+        m.marker_seed,
+        m.marker_tokens,
+        Some(m.judge),
+    )?;
+    for (cond, gens) in &run.generations {
+        for (row, g) in gens.iter().enumerate() {
+            samples.push(serde_json::to_string(&Sample {
+                agent: label,
+                task: "forced",
+                condition: cond.name(),
+                prompt: prompts[row / m.marker_samples],
+                index: row % m.marker_samples,
+                seed: m.marker_seed,
+                text: &g.text,
+            })?);
+        }
+    }
+    let mut dialogue = evaluate_dialogue(agent, m.env, m.eval_seeds)?;
+    dialogue.agent = label.to_string();
+    for (log, &conv) in dialogue.logs.iter().zip(&dialogue.seeds) {
+        for (turn, t) in log.turns.iter().enumerate() {
+            samples.push(serde_json::to_string(&Sample {
+                agent: label,
+                task: "dialogue",
+                condition: t.need.name(),
+                prompt: &t.user_message,
+                index: turn,
+                seed: conv,
+                text: &t.response,
+            })?);
+        }
+    }
+    let fluency = dialogue_fluency(agent.model_mut(), &dialogue)?;
+    let appropriateness = appropriateness(&dialogue, m.judge)?;
+    Ok(Measured {
+        markers: run.effects,
+        fluency,
+        dialogue,
+        appropriateness,
+    })
+}
+
+/// The tables of measured agents (`encoders`: the encoder phase per agent).
+pub(crate) fn measured_tables(
+    measured: &[(String, &Measured)],
+    encoders: &[(String, EncoderReport)],
+    judge: &Judge,
+) -> Result<Vec<Table>> {
+    let mut markers: Vec<(String, Vec<EmotionEffect>)> = measured
+        .iter()
+        .map(|(a, r)| (a.clone(), r.markers.clone()))
+        .collect();
+    holm_adjust(markers.iter_mut().flat_map(|(_, e)| e.iter_mut()));
+    let fluency: Vec<(String, Fluency)> = measured
+        .iter()
+        .map(|(a, r)| (a.clone(), r.fluency.clone()))
+        .collect();
+    let evals: Vec<DialogueEval> = measured.iter().map(|(_, r)| r.dialogue.clone()).collect();
+    let comparisons = compare_dialogue(&evals)?;
+    let coherence: Vec<Appropriateness> = measured
+        .iter()
+        .map(|(_, r)| r.appropriateness.clone())
+        .collect();
+    Ok(vec![
+        targets_table(&markers, &comparisons, &fluency)?,
+        marker_table(&markers)?,
+        dialogue_summary_table(&evals)?,
+        dialogue_comparison_table(&comparisons)?,
+        fluency_table(&fluency)?,
+        appropriateness_table(&coherence)?,
+        encoder_table(encoders)?,
+        judge_table(judge.report())?,
+    ])
 }
 
 /// One generated text of `samples.jsonl`.
@@ -136,54 +243,22 @@ fn run_agent(
         }
         agent = trainer.into_agent();
     }
-    let prompts: Vec<&str> = EVAL_PROMPTS[..plan.marker_prompts].to_vec();
-    let marker_seed = seed ^ 0x6d61_726b;
-    let run = marker_run(
-        &mut agent,
-        &prompts,
-        plan.marker_samples,
-        marker_seed,
-        plan.marker_tokens,
-        Some(judge),
-    )?;
-    for (cond, gens) in &run.generations {
-        for (row, g) in gens.iter().enumerate() {
-            samples.push(serde_json::to_string(&Sample {
-                agent: kind.id(),
-                task: "forced",
-                condition: cond.name(),
-                prompt: prompts[row / plan.marker_samples],
-                index: row % plan.marker_samples,
-                seed: marker_seed,
-                text: &g.text,
-            })?);
-        }
-    }
-    let dialogue = evaluate_dialogue(&mut agent, &plan.llm.rl.env, &plan.eval_seeds)?;
-    for (log, &conv) in dialogue.logs.iter().zip(&dialogue.seeds) {
-        for (turn, t) in log.turns.iter().enumerate() {
-            samples.push(serde_json::to_string(&Sample {
-                agent: kind.id(),
-                task: "dialogue",
-                condition: t.need.name(),
-                prompt: &t.user_message,
-                index: turn,
-                seed: conv,
-                text: &t.response,
-            })?);
-        }
-    }
-    let fluency = dialogue_fluency(agent.model_mut(), &dialogue)?;
-    let appropriateness = appropriateness(&dialogue, judge)?;
+    let settings = MeasureSettings {
+        judge,
+        env: &plan.llm.rl.env,
+        eval_seeds: &plan.eval_seeds,
+        marker_prompts: plan.marker_prompts,
+        marker_samples: plan.marker_samples,
+        marker_tokens: plan.marker_tokens,
+        marker_seed: seed ^ 0x6d61_726b,
+    };
+    let measured = measure(&mut agent, kind.id(), &settings, samples)?;
     Ok(AgentResult {
         agent: kind.id().to_string(),
         training,
         encoder,
         erm_text,
-        markers: run.effects,
-        fluency,
-        dialogue,
-        appropriateness,
+        measured,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -217,6 +292,60 @@ fn load_or_run(
     Ok(r)
 }
 
+/// The experiment's settings: `configs/llm/modules.toml` with `config`
+/// merged over it, validated.
+pub(crate) struct PlanSettings {
+    pub llm: LlmTrainConfig,
+    pub marker_prompts: usize,
+    pub marker_samples: usize,
+    pub marker_tokens: usize,
+    /// The merged experiment file as TOML (stored with a run).
+    pub resolved: String,
+}
+
+pub(crate) fn plan_settings(config: Option<&Path>) -> Result<PlanSettings> {
+    let mut table = crate::config::parse_table("configs/llm/modules.toml", LLM_MODULES)?;
+    if let Some(path) = config {
+        crate::config::merge(&mut table, crate::config::read_table(path)?);
+    }
+    let origin = config.map_or("configs/llm/modules.toml".to_string(), |p| {
+        p.display().to_string()
+    });
+    let resolved = toml::to_string(&table).context("experiment config")?;
+    let file: ModulesFile = crate::config::from_table(&origin, table)?;
+    let m = &file.markers;
+    if m.prompts == 0 || m.prompts > EVAL_PROMPTS.len() || m.samples == 0 || m.max_new_tokens == 0 {
+        bail!(
+            "{origin}: markers.prompts must be 1..={}, markers.samples and markers.max_new_tokens > 0",
+            EVAL_PROMPTS.len()
+        );
+    }
+    if m.prompts * m.samples < 2 {
+        bail!("{origin}: the marker metric needs markers.prompts x markers.samples >= 2");
+    }
+    let llm = crate::llm::resolve_config(&format!("{origin} [agent_config]"), file.agent_config)?;
+    Ok(PlanSettings {
+        llm,
+        marker_prompts: m.prompts,
+        marker_samples: m.samples,
+        marker_tokens: m.max_new_tokens,
+        resolved,
+    })
+}
+
+/// The GoEmotions folder: `arg`, else found on disk, else a one-line error.
+pub(crate) fn goemotions_dir(arg: Option<&Path>) -> Result<std::path::PathBuf> {
+    match arg {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => emorl_agents_llm::data::goemotions_dir().ok_or_else(|| {
+            anyhow!(
+                "the judge needs the GoEmotions files (train.tsv, dev.tsv, test.tsv, labels.txt): \
+                 pass --goemotions DIR or set EMORL_GOEMOTIONS_DIR"
+            )
+        }),
+    }
+}
+
 /// The agents of `--agents` (comma-separated registry IDs), in registry
 /// order; every agent when `None`.
 fn selected_agents(list: Option<&str>) -> Result<Vec<AgentKind>> {
@@ -247,27 +376,8 @@ pub fn reproduce_llm(
     if o.blocks != 1 {
         bail!("llm-modules has no seed blocks; leave out --blocks");
     }
-    let mut table = crate::config::parse_table("configs/llm/modules.toml", LLM_MODULES)?;
-    if let Some(path) = config {
-        crate::config::merge(&mut table, crate::config::read_table(path)?);
-    }
-    let origin = config.map_or("configs/llm/modules.toml".to_string(), |p| {
-        p.display().to_string()
-    });
-    let resolved = toml::to_string(&table).context("experiment config")?;
-    let file: ModulesFile = crate::config::from_table(&origin, table)?;
-    let m = &file.markers;
-    if m.prompts == 0 || m.prompts > EVAL_PROMPTS.len() || m.samples == 0 || m.max_new_tokens == 0 {
-        bail!(
-            "{origin}: markers.prompts must be 1..={}, markers.samples and markers.max_new_tokens > 0",
-            EVAL_PROMPTS.len()
-        );
-    }
-    if m.prompts * m.samples < 2 {
-        bail!("{origin}: the marker metric needs markers.prompts x markers.samples >= 2");
-    }
-    let mut llm =
-        crate::llm::resolve_config(&format!("{origin} [agent_config]"), file.agent_config)?;
+    let settings = plan_settings(config)?;
+    let mut llm = settings.llm;
     llm.rl.updates = o.episodes.unwrap_or(crate::llm::DEFAULT_UPDATES);
     if llm.rl.updates == 0 {
         bail!("--episodes (RL updates per agent) must be at least 1");
@@ -276,17 +386,10 @@ pub fn reproduce_llm(
     let kinds = selected_agents(args.agents.as_deref())?;
     // Fail on a bad model or missing judge data before anything is written.
     drop(load_model(model, llm.bf16)?);
-    let goemotions = match &args.goemotions {
-        Some(dir) => dir.clone(),
-        None => emorl_agents_llm::data::goemotions_dir().ok_or_else(|| {
-            anyhow!(
-                "the judge needs the GoEmotions files (train.tsv, dev.tsv, test.tsv, labels.txt): \
-                 pass --goemotions DIR or set EMORL_GOEMOTIONS_DIR"
-            )
-        })?,
-    };
+    let goemotions = goemotions_dir(args.goemotions.as_deref())?;
     eprintln!("training the judge on {} …", goemotions.display());
     let judge = Judge::train(&goemotions)?;
+    let resolved = settings.resolved;
     let plan = Plan {
         model: model.to_string(),
         goemotions,
@@ -296,9 +399,9 @@ pub fn reproduce_llm(
         eval_seeds: (0..o.seeds as u64)
             .map(|i| 1_000_000 + o.seed_offset + i)
             .collect(),
-        marker_prompts: m.prompts,
-        marker_samples: m.samples,
-        marker_tokens: m.max_new_tokens,
+        marker_prompts: settings.marker_prompts,
+        marker_samples: settings.marker_samples,
+        marker_tokens: settings.marker_tokens,
     };
     crate::llm::set_threads(plan.llm.threads);
     let run = open_run(args)?;
@@ -334,33 +437,15 @@ pub fn reproduce_llm(
     }
     run.write_atomic(Path::new("samples.jsonl"), samples.as_bytes())?;
 
-    let mut markers: Vec<(String, Vec<EmotionEffect>)> = results
-        .iter()
-        .map(|r| (r.agent.clone(), r.markers.clone()))
-        .collect();
-    holm_adjust(markers.iter_mut().flat_map(|(_, e)| e.iter_mut()));
-    let fluency: Vec<(String, Fluency)> = results
-        .iter()
-        .map(|r| (r.agent.clone(), r.fluency.clone()))
-        .collect();
     let encoders: Vec<(String, EncoderReport)> = results
         .iter()
         .filter_map(|r| r.encoder.clone().map(|e| (r.agent.clone(), e)))
         .collect();
-    let evals: Vec<DialogueEval> = results.iter().map(|r| r.dialogue.clone()).collect();
-    let comparisons = compare_dialogue(&evals)?;
-    let coherence: Vec<Appropriateness> =
-        results.iter().map(|r| r.appropriateness.clone()).collect();
-    let mut tables: Vec<Table> = vec![
-        targets_table(&markers, &comparisons, &fluency)?,
-        marker_table(&markers)?,
-        dialogue_summary_table(&evals)?,
-        dialogue_comparison_table(&comparisons)?,
-        fluency_table(&fluency)?,
-        appropriateness_table(&coherence)?,
-        encoder_table(&encoders)?,
-        judge_table(judge.report())?,
-    ];
+    let measured: Vec<(String, &Measured)> = results
+        .iter()
+        .map(|r| (r.agent.clone(), &r.measured))
+        .collect();
+    let mut tables = measured_tables(&measured, &encoders, &judge)?;
     if let Some(first) = tables.first_mut() {
         first.title = format!(
             "LLM emotional modules on {} — {} RL updates per agent (seed {}), {} held-out conversations; {}",

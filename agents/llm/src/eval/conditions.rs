@@ -85,12 +85,24 @@ pub fn forced_emotion(
 
 /// [`forced_emotion`] with one condition per row.
 pub fn forced_emotions(conditions: &[EmotionCondition], device: Device) -> Result<TurnEmotion> {
-    if conditions.is_empty() {
+    let rows: Vec<[f32; N_EMOTIONS]> = conditions.iter().map(|c| c.phasic()).collect();
+    emotion_of_values(&rows, device)
+}
+
+/// A [`TurnEmotion`] with the given phasic emotions per row (each in
+/// [`EMOTIONS`] order, in [0, 1]), built like the forced conditions: tonic
+/// fear/joy equal to phasic fear/joy and the ERM appraisal the same four
+/// emotions with anxiety and confidence 0.
+pub fn emotion_of_values(rows: &[[f32; N_EMOTIONS]], device: Device) -> Result<TurnEmotion> {
+    if rows.is_empty() {
         return Err(invalid("forced emotion: batch must be > 0"));
     }
-    let b = conditions.len() as i64;
+    if rows.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
+        return Err(invalid("forced emotion: every emotion must be in [0, 1]"));
+    }
+    let b = rows.len() as i64;
     let table = |width: usize, f: &dyn Fn(&[f32; N_EMOTIONS]) -> Vec<f32>| -> Result<Tensor> {
-        let flat: Vec<f32> = conditions.iter().flat_map(|c| f(&c.phasic())).collect();
+        let flat: Vec<f32> = rows.iter().flat_map(f).collect();
         Ok(Tensor::f_from_slice(&flat)?
             .f_view([b, width as i64])?
             .f_to_device(device)?)
@@ -108,4 +120,61 @@ pub fn forced_emotions(conditions: &[EmotionCondition], device: Device) -> Resul
         erm_tonic: None,
         erm_input: None,
     })
+}
+
+/// Parses `fear=0.9,joy=0.1` (emotions not named are 0) into phasic values
+/// in [`EMOTIONS`] order.
+pub fn parse_emotion_values(text: &str) -> Result<[f32; N_EMOTIONS]> {
+    let mut values = [0.0f32; N_EMOTIONS];
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("emotion `{part}`: expected name=value")))?;
+        let i = EMOTIONS
+            .iter()
+            .position(|e| *e == name.trim())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown emotion `{}` (known: {})",
+                    name.trim(),
+                    EMOTIONS.join(", ")
+                ))
+            })?;
+        let v: f32 = value.trim().parse().map_err(|_| {
+            invalid(format!(
+                "emotion `{part}`: `{}` is not a number",
+                value.trim()
+            ))
+        })?;
+        if !(0.0..=1.0).contains(&v) {
+            return Err(invalid(format!(
+                "emotion `{part}`: the value must be in [0, 1]"
+            )));
+        }
+        values[i] = v;
+    }
+    Ok(values)
+}
+
+/// One response of `agent` to `obs` under the given phasic emotions instead
+/// of the state its encoder would compute (agents that describe their
+/// emotion also get it in the prompt). The agent's decoding settings are
+/// used, with sampling seed `seed`.
+pub fn generate_with_emotion(
+    agent: &mut crate::agent::LlmAgent,
+    obs: &emorl_envs_dialogue::DialogueObs,
+    phasic: [f32; N_EMOTIONS],
+    seed: u64,
+) -> Result<emorl_lm::Generation> {
+    let _g = tch::no_grad_guard();
+    let ids = agent.encode_prompt_for(obs, Some(&phasic))?;
+    let emotion = emotion_of_values(&[phasic], agent.model().device())?;
+    let hooks = agent.hooks(&emotion)?;
+    let mut opts = agent.generate_options(0);
+    opts.seed = seed;
+    agent
+        .model_mut()
+        .generate_from_tokens(&[ids], &opts, Some(&hooks), None)?
+        .pop()
+        .ok_or_else(|| invalid("generation returned no sequence"))
 }

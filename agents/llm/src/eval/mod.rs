@@ -1,20 +1,23 @@
-//! Evaluation of LLM agents behind `emorl reproduce llm-modules`:
+//! Evaluation of LLM agents behind `emorl reproduce llm-modules`, built so
+//! that nothing the modules are trained on judges them:
 //!
-//! * (a) the upstream-style **marker metric**: generate under a forced
-//!   emotional state and under the neutral state (same prompts, same sampling
-//!   stream per pair) and count that emotion's marker words
-//!   ([`marker_effect`], [`marker_run`]);
-//! * (b) the **dialogue evaluation**: return, safety rate and helpfulness
-//!   over seeds, compared with `llm-base` and `llm-static-prefix`
-//!   ([`evaluate_dialogue`], [`compare_dialogue`]);
-//! * (c) **fluency**: perplexity of generated responses under the frozen
-//!   model without hooks ([`perplexity`], [`generations_perplexity`]);
+//! * **forced-emotion effect** ([`marker_run`]): each prompt × sample is
+//!   answered under the neutral state (every emotion 0) and under each
+//!   emotion at 1 with the same sampling stream, so rows are paired; each
+//!   response is scored by the independent [`Judge`] (a GoEmotions
+//!   classifier, never a training signal), by the held-out half of the
+//!   emotion's lexicon (the expression objective and the ERM use only the
+//!   other half) and by the full lexicon (upstream's metric); paired t,
+//!   d_z, Wilcoxon, Holm over the table ([`holm_adjust`]);
+//! * **dialogue** ([`evaluate_dialogue`], [`compare_dialogue`]): return,
+//!   safety rate and helpfulness on held-out conversations, paired by seed
+//!   against `llm-base`, `llm-prompted` and `llm-static-prefix`;
+//! * **fluency** ([`dialogue_fluency`]): the frozen model's perplexity of
+//!   the dialogue responses and their distinct-2;
+//! * **appropriateness** ([`appropriateness`]): the judge's fear on unsafe
+//!   requests and joy on thanks, against the other turns;
 //!
-//! and the markdown/JSON [`Table`]s of all three.
-//!
-//! Marker counts are **rates per 100 words** of the response (0 for a
-//! response without words): a module that only makes responses longer or
-//! shorter does not change the rate, whereas raw counts would follow length.
+//! and the markdown/JSON tables of all of them ([`targets_table`] …).
 
 mod appropriateness;
 mod conditions;
