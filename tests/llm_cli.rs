@@ -47,6 +47,16 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
         "agent_config.erm_text.test_per_class=5",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Setting some rl keys keeps the other LLM training defaults.
+    let config = std::fs::read_to_string(out.join("config.toml")).expect("config");
+    for line in [
+        "expression_coef = 1.0",
+        "max_turn = 3",
+        "prompts_per_update = 2",
+        "lr = 0.05",
+    ] {
+        assert!(config.lines().any(|l| l == line), "{line}: {config}");
+    }
     // The supervised phases leave their held-out scores beside the run.
     let encoder: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("encoder.json")).expect("encoder"))
@@ -325,9 +335,11 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     assert!(lines
         .iter()
         .any(|l| l["task"] == "dialogue" && l["agent"] == "llm-prompted"));
+    // llm-erm's curve: mean and band over three training seeds.
     assert!(std::fs::read_to_string(out.join("learning_curves.svg"))
         .expect("svg")
-        .contains("llm-erm"));
+        .contains("llm-erm (3 seeds)"));
+    assert!(out.join("curves/llm-erm-seed2.json").exists());
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(

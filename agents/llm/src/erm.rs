@@ -330,8 +330,12 @@ impl EmotionalRewardModel {
     pub fn read_hidden(&self, model: &mut Model, tokens: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let _g = tch::no_grad_guard();
         let hooks = Hooks::new().with_readout(self.readout);
-        let out = model.forward(tokens, Some(mask), Some(&hooks))?;
-        match out.hidden.into_iter().next() {
+        // Blocks past the read-out and the output layer are not needed.
+        match model
+            .read_out(tokens, Some(mask), &hooks)?
+            .into_iter()
+            .next()
+        {
             Some((_, h)) => Ok(h.f_to_kind(Kind::Float)?),
             None => Err(invalid("erm: the model returned no read-out")),
         }
@@ -340,7 +344,15 @@ impl EmotionalRewardModel {
     /// Attention-pooled text features `[batch, width]` of hidden states
     /// `[batch, seq, hidden]`, over positions where `mask` (`[batch, seq]`) is nonzero.
     pub fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let z = self.encoder.forward(hidden)?.f_tanh()?; // [b, s, w]
+        // Each position scaled to unit RMS: residual streams of real models
+        // have norms in the tens (and outliers at the first position) that
+        // would saturate the tanh encoder.
+        let rms = hidden
+            .f_square()?
+            .f_mean_dim([-1i64].as_slice(), true, Kind::Float)?
+            .f_add_scalar(1e-6)?
+            .f_sqrt()?;
+        let z = self.encoder.forward(&hidden.f_div(&rms)?)?.f_tanh()?; // [b, s, w]
         let scores = self.attention.forward(&z)?.f_squeeze_dim(-1)?; // [b, s]
         let keep = mask.f_ne(0)?;
         let scores = scores.f_masked_fill(&keep.f_logical_not()?, -1e9)?;

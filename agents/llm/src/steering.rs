@@ -125,8 +125,7 @@ fn mean_readout(model: &mut Model, prompts: &[&str], index: usize) -> Result<Ten
             .f_view([1, ids.len() as i64])?
             .f_to_device(model.device())?;
         let hooks = Hooks::new().with_readout(index);
-        let out = model.forward(&t, None, Some(&hooks))?;
-        let h = match out.hidden.into_iter().next() {
+        let h = match model.read_out(&t, None, &hooks)?.into_iter().next() {
             Some((_, h)) => h,
             None => return Err(invalid("steering: the model returned no read-out")),
         };

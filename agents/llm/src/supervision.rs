@@ -426,8 +426,10 @@ pub struct ErmTextConfig {
 impl Default for ErmTextConfig {
     fn default() -> Self {
         ErmTextConfig {
-            epochs: 3,
-            lr: 3e-3,
+            // Chosen on GoEmotions dev with SmolLM2 (examples/erm_text_probe):
+            // 8 / 20 / 40 epochs at lr 0.01 → dev accuracy 0.366 / 0.638 / 0.669.
+            epochs: 40,
+            lr: 1e-2,
             batch: 32,
             per_class: 200,
             test_per_class: 100,
@@ -562,7 +564,9 @@ pub struct ErmTextReport {
     pub dailydialog: Option<String>,
     /// On the training texts.
     pub train: ClassScores,
-    /// On held-out GoEmotions test texts.
+    /// On GoEmotions dev texts (for choosing settings).
+    pub dev: ClassScores,
+    /// On held-out GoEmotions test texts (reported).
     pub test: ClassScores,
 }
 
@@ -587,15 +591,19 @@ pub fn pretrain_erm_on_corpora(
         train.extend(dailydialog_texts(&corpus, config.per_class));
     }
     let test = goemotions_texts(&data.labels, &data.test, config.test_per_class);
+    let dev = goemotions_texts(&data.labels, &data.dev, config.test_per_class);
     let (modules, model) = agent.parts_mut();
     let Some(erm) = &modules.erm else {
         return Ok(None);
     };
     let (fit, held) = pretrain_erm_on_text(erm, model, &train, &test, config)?;
+    let dev_batches = read_texts(erm, model, &dev, config.batch)?;
+    let majority = majority_of(train.iter().map(|t| t.class));
     Ok(Some(ErmTextReport {
         goemotions: goemotions.display().to_string(),
         dailydialog: dailydialog.map(|p| p.display().to_string()),
         train: fit,
+        dev: score_erm(erm, &dev_batches, &dev, majority)?,
         test: held,
     }))
 }

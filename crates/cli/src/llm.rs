@@ -69,8 +69,15 @@ impl Default for LlmTrainConfig {
             rl: RlConfig {
                 prompts_per_update: 4,
                 samples_per_prompt: 4,
+                // The agent's decoding (`resolve_config` keeps them equal).
+                temperature: AgentConfig::default().temperature,
+                max_new_tokens: 32,
                 // Every turn of a conversation, as evaluation plays them.
                 max_turn: 3,
+                // Chosen on `emorl train` validation conversations (seeds
+                // 6 000 000 + …), not the table's: 1e-3 did not move the
+                // modules at all on SmolLM2 (KL 0.000), see agents/llm/NOTES.md.
+                lr: 0.05,
                 // Tie the modules' emotional input to emotional expression
                 // (settings chosen on the tuning prompts with SmolLM2).
                 expression_coef: 1.0,
@@ -114,7 +121,11 @@ pub fn resolve_config(origin: &str, table: toml::Table) -> Result<LlmTrainConfig
     // settings are the one place that sets it (an rl value equal to them,
     // as a resolved config holds, is accepted).
     let rl_table = table.get("rl").and_then(toml::Value::as_table).cloned();
-    let mut cfg: LlmTrainConfig = config::from_table(origin, table)?;
+    // Over the whole default config, so that setting one `rl` key keeps the
+    // other defaults of LLM training (not those of a bare `RlConfig`).
+    let mut full = toml::Table::try_from(LlmTrainConfig::default()).context("LLM defaults")?;
+    config::merge(&mut full, table);
+    let mut cfg: LlmTrainConfig = config::from_table(origin, full)?;
     if let Some(rl) = rl_table {
         let differs = |key: &str, agent: f64| {
             rl.get(key)

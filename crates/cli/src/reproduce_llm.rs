@@ -173,7 +173,22 @@ pub const LLM_MODULES: &str = include_str!("../../../configs/llm/modules.toml");
 #[serde(deny_unknown_fields)]
 struct ModulesFile {
     markers: MarkerSettings,
+    #[serde(default)]
+    curves: CurveSettings,
     agent_config: toml::Table,
+}
+
+/// Extra training seeds for the learning curves of some agents (trained
+/// only, not measured).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CurveSettings {
+    /// Agents whose curve is the mean over `seeds` training seeds.
+    #[serde(default)]
+    agents: Vec<String>,
+    /// Training seeds per listed agent (the measured one included).
+    #[serde(default)]
+    seeds: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,14 +214,16 @@ struct Plan {
     marker_tokens: usize,
 }
 
-fn run_agent(
-    kind: AgentKind,
-    plan: &Plan,
-    judge: &Judge,
-    seed: u64,
-    samples: &mut Vec<String>,
-) -> Result<AgentResult> {
-    let start = Instant::now();
+/// An agent trained as the table trains it: encoder and ERM phases, then
+/// RL (agents RL can train), with its training records.
+struct Trained {
+    agent: LlmAgent,
+    training: Vec<UpdateStats>,
+    encoder: Option<EncoderReport>,
+    erm_text: Option<ErmTextReport>,
+}
+
+fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
     let model = load_model(&plan.model, plan.llm.bf16)?;
     let mut agent_cfg = plan.llm.agent.clone();
     agent_cfg.seed = seed;
@@ -243,6 +260,28 @@ fn run_agent(
         }
         agent = trainer.into_agent();
     }
+    Ok(Trained {
+        agent,
+        training,
+        encoder,
+        erm_text,
+    })
+}
+
+fn run_agent(
+    kind: AgentKind,
+    plan: &Plan,
+    judge: &Judge,
+    seed: u64,
+    samples: &mut Vec<String>,
+) -> Result<AgentResult> {
+    let start = Instant::now();
+    let Trained {
+        mut agent,
+        training,
+        encoder,
+        erm_text,
+    } = train_agent(kind, plan, seed)?;
     let settings = MeasureSettings {
         judge,
         env: &plan.llm.rl.env,
@@ -292,10 +331,64 @@ fn load_or_run(
     Ok(r)
 }
 
+/// The training curve of `kind` with an extra training seed (no
+/// measurement), stored as `curves/<id>-seed<seed>.json` (resumable).
+fn load_or_train_curve(
+    run: &RunDir,
+    kind: AgentKind,
+    plan: &Plan,
+    seed: u64,
+) -> Result<Vec<UpdateStats>> {
+    let rel = Path::new("curves").join(format!("{}-seed{seed}.json", kind.id()));
+    if let Ok(text) = std::fs::read_to_string(run.path().join(&rel)) {
+        if let Ok(r) = serde_json::from_str::<Vec<UpdateStats>>(&text) {
+            return Ok(r);
+        }
+    }
+    let t = train_agent(kind, plan, seed)
+        .with_context(|| format!("agent '{}', training seed {seed}", kind.id()))?;
+    run.write_atomic(&rel, serde_json::to_string_pretty(&t.training)?.as_bytes())?;
+    Ok(t.training)
+}
+
+/// Mean and 95% t-interval over seeds of each update's mean reward (the
+/// shortest run sets the length); one seed: the band over its samples.
+fn seed_curve(label: &str, runs: &[Vec<UpdateStats>], samples_per_update: f64) -> Curve {
+    let len = runs.iter().map(Vec::len).min().unwrap_or(0);
+    let (mut mean, mut low, mut high) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..len {
+        let values: Vec<f64> = runs.iter().map(|r| r[u].reward_mean).collect();
+        let n = values.len() as f64;
+        let m = values.iter().sum::<f64>() / n;
+        let half = if values.len() > 1 {
+            let sd = (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            emorl_stats::t_upper_quantile(0.025, n - 1.0) * sd / n.sqrt()
+        } else {
+            1.96 * runs[0][u].reward_std / samples_per_update.sqrt()
+        };
+        mean.push(m);
+        low.push(m - half);
+        high.push(m + half);
+    }
+    Curve {
+        label: if runs.len() > 1 {
+            format!("{label} ({} seeds)", runs.len())
+        } else {
+            label.to_string()
+        },
+        mean,
+        low,
+        high,
+    }
+}
+
 /// The experiment's settings: `configs/llm/modules.toml` with `config`
 /// merged over it, validated.
 pub(crate) struct PlanSettings {
     pub llm: LlmTrainConfig,
+    /// Agents with extra training seeds for their curve, and how many seeds.
+    pub curve_agents: Vec<AgentKind>,
+    pub curve_seeds: usize,
     pub marker_prompts: usize,
     pub marker_samples: usize,
     pub marker_tokens: usize,
@@ -324,8 +417,19 @@ pub(crate) fn plan_settings(config: Option<&Path>) -> Result<PlanSettings> {
         bail!("{origin}: the marker metric needs markers.prompts x markers.samples >= 2");
     }
     let llm = crate::llm::resolve_config(&format!("{origin} [agent_config]"), file.agent_config)?;
+    let curve_agents = file
+        .curves
+        .agents
+        .iter()
+        .map(|id| AgentKind::from_id(id).map_err(|e| anyhow!("{origin}: curves.agents: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    if !curve_agents.is_empty() && file.curves.seeds == 0 {
+        bail!("{origin}: curves.seeds must be at least 1");
+    }
     Ok(PlanSettings {
         llm,
+        curve_agents,
+        curve_seeds: file.curves.seeds.max(1),
         marker_prompts: m.prompts,
         marker_samples: m.samples,
         marker_tokens: m.max_new_tokens,
@@ -390,6 +494,7 @@ pub fn reproduce_llm(
     eprintln!("training the judge on {} …", goemotions.display());
     let judge = Judge::train(&goemotions)?;
     let resolved = settings.resolved;
+    let (curve_agents, curve_seeds) = (settings.curve_agents, settings.curve_seeds);
     let plan = Plan {
         model: model.to_string(),
         goemotions,
@@ -466,29 +571,26 @@ pub fn reproduce_llm(
         serde_json::to_string_pretty(&tables)?.as_bytes(),
     )?;
     run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
-    let curves: Vec<Curve> = results
-        .iter()
-        .filter(|r| !r.training.is_empty())
-        .map(|r| {
-            let mean: Vec<f64> = r.training.iter().map(|s| s.reward_mean).collect();
-            let n = (plan.llm.rl.prompts_per_update * plan.llm.rl.samples_per_prompt) as f64;
-            let half: Vec<f64> = r
-                .training
-                .iter()
-                .map(|s| 1.96 * s.reward_std / n.sqrt())
-                .collect();
-            Curve {
-                label: r.agent.clone(),
-                low: mean.iter().zip(&half).map(|(m, h)| m - h).collect(),
-                high: mean.iter().zip(&half).map(|(m, h)| m + h).collect(),
-                mean,
+    let per_update = (plan.llm.rl.prompts_per_update * plan.llm.rl.samples_per_prompt) as f64;
+    let mut curves: Vec<Curve> = Vec::new();
+    let mut extra_runs: Vec<(String, Vec<UpdateStats>)> = Vec::new();
+    for r in results.iter().filter(|r| !r.training.is_empty()) {
+        let mut runs = vec![r.training.clone()];
+        let kind = AgentKind::from_id(&r.agent)?;
+        if curve_agents.contains(&kind) {
+            for k in 1..curve_seeds as u64 {
+                let seed = o.seed_offset + k;
+                let t = load_or_train_curve(&run, kind, &plan, seed)?;
+                extra_runs.push((format!("{}/seed{seed}", r.agent), t.clone()));
+                runs.push(t);
             }
-        })
-        .collect();
+        }
+        curves.push(seed_curve(&r.agent, &runs, per_update));
+    }
     let panel = CurvePanel {
-        title:
-            "RL training: mean sampled reward per update (band: 95% CI over the update's samples)"
-                .into(),
+        title: "RL training: mean sampled reward per update (band: 95% t-interval over training \
+                seeds where an agent has several, else over the update's samples)"
+            .into(),
         curves,
     };
     run.write_atomic(
@@ -507,6 +609,15 @@ pub fn reproduce_llm(
             tb.add_scalar(
                 &format!("train/{}/expression_mass", r.agent),
                 s.expression_mass,
+                s.update as i64,
+            )?;
+        }
+    }
+    for (label, training) in &extra_runs {
+        for s in training {
+            tb.add_scalar(
+                &format!("train/{label}/reward"),
+                s.reward_mean,
                 s.update as i64,
             )?;
         }

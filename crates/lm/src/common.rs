@@ -120,6 +120,25 @@ pub enum LogitsScope {
     /// output layer run on that position only; read-outs still cover every
     /// position. Generation's prefill uses it.
     Last,
+    /// No logits at all (`[batch, 0, vocab]`): the blocks run only up to
+    /// the deepest read-out the hooks ask for, then stop. For reading
+    /// hidden states; the KV cache is left incomplete, so only a stateless
+    /// pass ([`crate::Model::read_out`]) uses it.
+    ReadoutOnly,
+}
+
+/// The deepest read-out of `hooks` when `scope` stops there: blocks past
+/// it need not run.
+pub(crate) fn stop_after(scope: LogitsScope, hooks: Option<&crate::Hooks<'_>>) -> Option<usize> {
+    match scope {
+        LogitsScope::ReadoutOnly => Some(hooks.and_then(|h| h.deepest_readout()).unwrap_or(0)),
+        _ => None,
+    }
+}
+
+/// Empty `[batch, 0, vocab]` logits of a read-out-only pass.
+pub(crate) fn no_logits(batch: i64, vocab: i64, device: tch::Device) -> tch::Result<Tensor> {
+    Tensor::f_zeros([batch, 0, vocab], (Kind::Float, device))
 }
 
 /// Output of one forward pass.

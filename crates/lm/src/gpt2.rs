@@ -731,7 +731,11 @@ impl Gpt2 {
         }
         let mask = sm.mask.as_ref();
         let n = self.blocks.len();
+        let stop = crate::common::stop_after(scope, hooks);
         for i in 0..n {
+            if stop.is_some_and(|s| i >= s) {
+                break;
+            }
             let prefix = hooks.and_then(|h| h.prefix(i));
             let h1 = self.blocks[i].ln_1.forward(&x)?;
             let a = self.blocks[i].attn.forward(&h1, mask, prefix)?;
@@ -747,6 +751,10 @@ impl Gpt2 {
             }
         }
         self.past += t;
+        if stop.is_some() {
+            let logits = crate::common::no_logits(b, self.lm_head.size()[0], self.device)?;
+            return Ok(ForwardOutput { logits, hidden });
+        }
         let x = match scope {
             LogitsScope::Last if t > 1 => x.f_narrow(1, t - 1, 1)?,
             _ => x,

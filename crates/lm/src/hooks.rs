@@ -274,6 +274,11 @@ impl<'a> Hooks<'a> {
         self.layers.get(layer).and_then(|l| l.prefix.as_ref())
     }
 
+    /// The deepest read-out index asked for.
+    pub(crate) fn deepest_readout(&self) -> Option<usize> {
+        self.readout.iter().next_back().copied()
+    }
+
     pub(crate) fn wants_readout(&self, index: usize) -> bool {
         self.readout.contains(&index)
     }

@@ -821,7 +821,11 @@ impl Llama {
         let cos = emb.f_cos()?.f_to_kind(self.kind)?;
         let sin = emb.f_sin()?.f_to_kind(self.kind)?;
         let mask = sm.mask.as_ref();
+        let stop = crate::common::stop_after(scope, hooks);
         for (i, blk) in self.blocks.iter_mut().enumerate() {
+            if stop.is_some_and(|s| i >= s) {
+                break;
+            }
             let prefix = hooks.and_then(|h| h.prefix(i));
             let a = blk
                 .attn
@@ -836,6 +840,10 @@ impl Llama {
             }
         }
         self.past += t;
+        if stop.is_some() {
+            let logits = crate::common::no_logits(b, self.lm_head.size()[0], self.device)?;
+            return Ok(ForwardOutput { logits, hidden });
+        }
         let x = match scope {
             LogitsScope::Last if t > 1 => x.f_narrow(1, t - 1, 1)?,
             _ => x,

@@ -337,6 +337,22 @@ impl Model {
         out
     }
 
+    /// The read-outs `hooks` ask for, running the blocks only up to the
+    /// deepest one (no later block, no output layer): `[batch, seq,
+    /// hidden]` per index, ascending. Stateless like [`Model::forward`].
+    pub fn read_out(
+        &mut self,
+        tokens: &Tensor,
+        padding_mask: Option<&Tensor>,
+        hooks: &Hooks<'_>,
+    ) -> Result<Vec<(usize, Tensor)>> {
+        self.clear_cache();
+        let out =
+            self.forward_cached_scoped(tokens, padding_mask, Some(hooks), LogitsScope::ReadoutOnly);
+        self.clear_cache();
+        Ok(out?.hidden)
+    }
+
     /// A forward pass that continues from the KV cache and appends `tokens`
     /// to it. `padding_mask` covers cached and new tokens (`[batch, cached +
     /// seq]`). Prefix keys/values of the hooks are used when the cache is

@@ -153,6 +153,21 @@ fn readout_returns_requested_hidden_states() {
     for (_, h) in &out.hidden {
         assert_eq!(h.size(), vec![1, t, m.hidden_size() as i64]);
     }
+    // A read-out-only pass stops at the deepest read-out and gives the same
+    // hidden states bit for bit, with no logits; the cache stays empty.
+    let only = m.read_out(&tokens, None, &hooks).unwrap();
+    assert_eq!(only.len(), out.hidden.len());
+    for ((i, a), (j, b)) in only.iter().zip(&out.hidden) {
+        assert_eq!(i, j);
+        assert!(a.equal(b), "read-out {i} differs");
+    }
+    let mid = m
+        .read_out(&tokens, None, &Hooks::new().with_readout(2))
+        .unwrap();
+    assert!(mid[0].1.equal(&out.hidden[1].1));
+    assert!(m
+        .read_out(&tokens, None, &Hooks::new().with_readout(n + 1))
+        .is_err());
     // read-out 0 is the token embedding
     let embed = m
         .parameters()

@@ -26,8 +26,8 @@ pub mod stats;
 pub mod table;
 
 pub use paired::{
-    bonferroni, holm, min_detectable_dz, paired_compare, paired_t_power, wilcoxon_signed_rank,
-    PairedComparison, SignedRank, SignedRankMethod,
+    bonferroni, holm, min_detectable_dz, paired_compare, paired_t_power, t_upper_quantile,
+    wilcoxon_signed_rank, PairedComparison, SignedRank, SignedRankMethod,
 };
 pub use runner::{run_seeds, RunnerError};
 pub use stats::{compare, ArmSummary, Comparison, EffectSize, StatsError};

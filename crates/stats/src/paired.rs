@@ -329,7 +329,7 @@ pub fn bonferroni(p_values: &[f64]) -> Vec<f64> {
 /// freedom, for `0 < tail < 1/2`: statrs' inverse, polished by Newton steps
 /// on the CDF so that it is as accurate as the CDF itself. NaN for invalid
 /// arguments.
-fn t_upper_quantile(tail: f64, df: f64) -> f64 {
+pub fn t_upper_quantile(tail: f64, df: f64) -> f64 {
     if !(tail > 0.0 && tail < 0.5) {
         return f64::NAN;
     }
