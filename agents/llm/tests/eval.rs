@@ -282,8 +282,10 @@ fn dialogue_evaluation_compares_with_both_baselines() {
         assert_eq!(e.responses().len(), turns);
     }
     let cmp = compare_dialogue(&evals).unwrap();
-    // vs llm-base: static-prefix and steer; vs llm-static-prefix: base and steer; 3 metrics each.
-    assert_eq!(cmp.len(), 2 * 2 * 3);
+    // vs llm-base: static-prefix and steer; vs llm-static-prefix: steer
+    // (base vs static-prefix is already the first pair); 3 metrics each.
+    assert_eq!(cmp.len(), 3 * 3);
+    assert!(!cmp.iter().any(|c| c.agent == "llm-base"));
     let c = cmp
         .iter()
         .find(|c| c.agent == "llm-steer" && c.baseline == "llm-base" && c.metric == "return")
@@ -293,7 +295,7 @@ fn dialogue_evaluation_compares_with_both_baselines() {
     assert!((c.paired.treatment_mean - mean(evals[2].returns())).abs() < 1e-12);
     assert!(c.p_holm >= c.paired.p);
     let t = dialogue_comparison_table(&cmp).unwrap();
-    assert_eq!(t.rows.len(), 12);
+    assert_eq!(t.rows.len(), 9);
     let s = dialogue_summary_table(&evals).unwrap();
     assert_eq!(s.rows.len(), 3);
     // Different seeds cannot be paired.
@@ -407,7 +409,8 @@ fn tables_have_the_expected_rows() {
         eval("llm-full", &shifted(0.65, 0.02)),
     ];
     let cmp = compare_dialogue(&evals).unwrap();
-    assert_eq!(cmp.len(), 12);
+    // prompted and full vs llm-base, full vs llm-prompted.
+    assert_eq!(cmp.len(), 9);
     let full_vs_base: Vec<_> = cmp
         .iter()
         .filter(|c| c.agent == "llm-full" && c.baseline == "llm-base")
@@ -417,7 +420,7 @@ fn tables_have_the_expected_rows() {
     // Safety and helpfulness are equal everywhere: not better, p = 1.
     assert!(!full_vs_base[1].better() && full_vs_base[1].paired.p == 1.0);
     let dt = dialogue_comparison_table(&cmp).unwrap();
-    assert_eq!(dt.rows.len(), 12);
+    assert_eq!(dt.rows.len(), 9);
     assert!(
         dt.to_markdown()
             .contains("| llm-full | llm-base | return | -0.2438 | 0.4238 | 0.6675 |"),
@@ -456,4 +459,49 @@ fn generate_under_rejects_empty_requests_and_pairs_rows() {
     assert_eq!(x.len(), 4);
     let t = |g: &[emorl_lm::Generation]| g.iter().map(|g| g.tokens.clone()).collect::<Vec<_>>();
     assert_eq!(t(&x), t(&y));
+}
+
+#[test]
+fn the_prompted_baseline_writes_its_emotion_into_the_prompt() {
+    use emorl_agents_llm::agent::describe_emotion;
+    assert_eq!(
+        describe_emotion(&[0.0; 4]),
+        "You feel calm and neutral. Let this feeling show in the words of your reply."
+    );
+    assert!(describe_emotion(&[0.9, 0.0, 0.3, 0.6])
+        .starts_with("You feel strong fear, slight anger and clear joy."));
+    let mut a = agent(AgentKind::Prompted, 6);
+    let obs = emorl_agents_llm::eval::prompt_observation(EVAL_PROMPTS[0]);
+    let neutral = a.encode_prompt_for(&obs, Some(&[0.0; 4])).unwrap();
+    let fear = a
+        .encode_prompt_for(&obs, Some(&[1.0, 0.0, 0.0, 0.0]))
+        .unwrap();
+    assert_ne!(neutral, fear);
+    // Without a state (or for an agent that does not describe it) the
+    // prompt is the plain one.
+    assert_eq!(
+        a.encode_prompt(&obs).unwrap(),
+        a.encode_prompt_for(&obs, None).unwrap()
+    );
+    let base = agent(AgentKind::Base, 6);
+    assert_eq!(
+        base.encode_prompt_for(&obs, Some(&[1.0, 0.0, 0.0, 0.0]))
+            .unwrap(),
+        base.encode_prompt(&obs).unwrap()
+    );
+    // So forced conditions change what it writes.
+    let x = generate_under(
+        &mut a,
+        EmotionCondition::Neutral,
+        &EVAL_PROMPTS[..2],
+        2,
+        9,
+        6,
+    )
+    .unwrap();
+    let y = generate_under(&mut a, EmotionCondition::Fear, &EVAL_PROMPTS[..2], 2, 9, 6).unwrap();
+    assert_ne!(
+        x.iter().map(|g| &g.tokens).collect::<Vec<_>>(),
+        y.iter().map(|g| &g.tokens).collect::<Vec<_>>()
+    );
 }

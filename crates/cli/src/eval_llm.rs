@@ -10,7 +10,6 @@ use emorl_agents_llm::eval::Judge;
 use emorl_agents_llm::supervision::{pretrain_encoder_on_dialogue, EncoderReport};
 use emorl_agents_llm::{read_manifest, AgentKind, LlmAgent};
 use emorl_log::RunDir;
-use emorl_stats::Table;
 use std::path::{Path, PathBuf};
 
 /// What `emorl eval llm` takes.
@@ -108,19 +107,10 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
             first.title
         );
     }
-    let markdown: String = tables
-        .iter()
-        .map(Table::to_markdown)
-        .collect::<Vec<_>>()
-        .join("\n");
     let mut text = samples.join("\n");
     text.push('\n');
     run.write_atomic(Path::new("samples.jsonl"), text.as_bytes())?;
-    run.write_atomic(
-        Path::new("table.json"),
-        serde_json::to_string_pretty(&tables)?.as_bytes(),
-    )?;
-    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    let markdown = crate::reproduce_llm::write_tables(&run, &tables)?;
     println!("{markdown}");
     Ok(run.path().to_path_buf())
 }

@@ -382,6 +382,21 @@ fn seed_curve(label: &str, runs: &[Vec<UpdateStats>], samples_per_update: f64) -
     }
 }
 
+/// Writes `table.json` and `table.md`; returns the markdown.
+pub(crate) fn write_tables(run: &RunDir, tables: &[Table]) -> Result<String> {
+    let markdown: String = tables
+        .iter()
+        .map(Table::to_markdown)
+        .collect::<Vec<_>>()
+        .join("\n");
+    run.write_atomic(
+        Path::new("table.json"),
+        serde_json::to_string_pretty(tables)?.as_bytes(),
+    )?;
+    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    Ok(markdown)
+}
+
 /// The experiment's settings: `configs/llm/modules.toml` with `config`
 /// merged over it, validated.
 pub(crate) struct PlanSettings {
@@ -561,16 +576,7 @@ pub fn reproduce_llm(
             first.title
         );
     }
-    let markdown: String = tables
-        .iter()
-        .map(Table::to_markdown)
-        .collect::<Vec<_>>()
-        .join("\n");
-    run.write_atomic(
-        Path::new("table.json"),
-        serde_json::to_string_pretty(&tables)?.as_bytes(),
-    )?;
-    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    let markdown = write_tables(&run, &tables)?;
     let per_update = (plan.llm.rl.prompts_per_update * plan.llm.rl.samples_per_prompt) as f64;
     let mut curves: Vec<Curve> = Vec::new();
     let mut extra_runs: Vec<(String, Vec<UpdateStats>)> = Vec::new();

@@ -115,17 +115,22 @@ impl DialogueComparison {
 /// The baselines every other agent is compared with.
 pub const BASELINES: [&str; 3] = ["llm-base", "llm-prompted", "llm-static-prefix"];
 
-/// Every agent of `evals` that is not itself the baseline against each of
-/// [`BASELINES`] present in `evals`, on each of [`DIALOGUE_METRICS`]:
-/// paired by seed (the evaluations must have played the same seeds), paired
-/// t-test, d_z and Wilcoxon, Holm over all of them.
+/// Every agent of `evals` against each of [`BASELINES`] present in `evals`
+/// (a baseline only against the baselines listed before it, so no pair is
+/// tested twice), on each of [`DIALOGUE_METRICS`]: paired by seed (the
+/// evaluations must have played the same seeds), paired t-test, d_z and
+/// Wilcoxon, Holm over all of them.
 pub fn compare_dialogue(evals: &[DialogueEval]) -> Result<Vec<DialogueComparison>> {
     let mut out = Vec::new();
-    for base in BASELINES {
-        let Some(b) = evals.iter().find(|e| e.agent == base) else {
+    for (bi, base) in BASELINES.iter().enumerate() {
+        let Some(b) = evals.iter().find(|e| e.agent == *base) else {
             continue;
         };
-        for e in evals.iter().filter(|e| e.agent != base) {
+        let earlier = &BASELINES[..=bi];
+        for e in evals
+            .iter()
+            .filter(|e| !earlier.contains(&e.agent.as_str()))
+        {
             if e.seeds != b.seeds {
                 return Err(invalid(format!(
                     "dialogue comparison: {} and {} played different seeds",
@@ -136,7 +141,7 @@ pub fn compare_dialogue(evals: &[DialogueEval]) -> Result<Vec<DialogueComparison
                 let paired = paired_compare(&b.values(metric), &e.values(metric))?;
                 out.push(DialogueComparison {
                     agent: e.agent.clone(),
-                    baseline: base.to_string(),
+                    baseline: (*base).to_string(),
                     metric: name.to_string(),
                     p_holm: paired.p,
                     paired,
