@@ -317,7 +317,7 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
     let mut before = Vec::new();
     if !eval.is_empty() {
         eprintln!(
-            "evaluating {} held-out conversations before training…",
+            "evaluating {} validation conversations before training (seeds 6000000+)…",
             eval.len()
         );
         before = evaluate_returns(&mut agent, &env_cfg, &eval)?;
@@ -450,7 +450,7 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
         }
     };
     eprintln!(
-        "trained {} on dialogue: {} updates in {:.1}s; held-out return {:+.3} → {:+.3} ({} conversations); checkpoint {}",
+        "trained {} on dialogue: {} updates in {:.1}s; validation return {:+.3} → {:+.3} ({} conversations); checkpoint {}",
         cfg.agent,
         stats.len(),
         start.elapsed().as_secs_f64(),
