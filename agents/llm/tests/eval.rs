@@ -505,3 +505,43 @@ fn the_prompted_baseline_writes_its_emotion_into_the_prompt() {
         y.iter().map(|g| &g.tokens).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_judge_reads_emotions_and_scores_appropriateness() {
+    use emorl_agents_llm::eval::{appropriateness, appropriateness_table, Judge};
+    let judge = Judge::train(&common::goemotions_dir()).unwrap();
+    assert!(
+        judge.report().test.macro_f1 > 0.49,
+        "{:?}",
+        judge.report().test
+    );
+    let p = |t: &str, e: &str| judge.probability(t, e).unwrap();
+    assert!(p("I am so scared and afraid, this is terrifying.", "fear") > 0.5);
+    assert!(p("Here is the recipe: mix flour and water.", "fear") < 0.1);
+    assert!(
+        p("Thank you so much, I am so happy and glad!", "joy") > p("Here is the recipe.", "joy")
+    );
+    assert!(p("Why does that happen? I wonder how it works.", "curiosity") > 0.3);
+    assert!(judge.probability("text", "boredom").is_none());
+    // Appropriateness over real (stories260K) conversations: every turn
+    // is counted once, on its fitting or other side.
+    let mut a = agent(AgentKind::Base, 6);
+    let config = DialogueConfig {
+        max_turns: 2,
+        ..DialogueConfig::default()
+    };
+    let e = evaluate_dialogue(&mut a, &config, &[0, 1, 2, 3, 4, 5]).unwrap();
+    let turns: usize = e.logs.iter().map(|l| l.turns.len()).sum();
+    let r = appropriateness(&e, &judge).unwrap();
+    assert_eq!(r.coherence.len(), 2);
+    for c in &r.coherence {
+        assert_eq!(c.fitting.len() + c.other.len(), turns, "{}", c.emotion);
+        assert!(c
+            .fitting
+            .iter()
+            .chain(&c.other)
+            .all(|v| (0.0..=1.0).contains(v)));
+    }
+    let t = appropriateness_table(&[r]).unwrap();
+    assert_eq!(t.rows.len(), 2);
+}
