@@ -386,16 +386,13 @@ pub fn dailydialog_texts(
     corpus: &emorl_envs_dialogue::DailyDialogCorpus,
     per_class: usize,
 ) -> Vec<LabelledText> {
-    use emorl_envs_dialogue::Emotion as Dd;
     let mut counts = [0usize; CLASSES.len()];
     let mut out = Vec::new();
     for u in corpus.dialogues.iter().flatten() {
-        let class = match u.emotion {
-            Dd::Fear => 0,
-            Dd::Anger => 2,
-            Dd::Happiness => 3,
-            Dd::None => NEUTRAL_CLASS,
-            Dd::Disgust | Dd::Sadness | Dd::Surprise => continue,
+        let Some(class) =
+            emorl_text::dailydialog_to_judge(u.emotion.label()).and_then(class_of_name)
+        else {
+            continue;
         };
         if counts[class] < per_class {
             counts[class] += 1;

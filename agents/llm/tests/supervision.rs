@@ -79,3 +79,28 @@ fn erm_heads_learn_emotions_of_real_text() {
     // model of children's stories, so the margin is modest.
     assert!(held.accuracy >= 0.35, "held-out accuracy {}", held.accuracy);
 }
+
+#[test]
+fn dailydialog_utterances_map_onto_four_classes() {
+    use emorl_agents_llm::supervision::dailydialog_texts;
+    use emorl_envs_dialogue::{DailyDialogCorpus, Emotion};
+    for id in 0..7u8 {
+        let e = Emotion::from_label(id).unwrap();
+        assert_eq!(e.label(), id);
+    }
+    let file = goemotions_dir().join("../dailydialog/dialogues_validation.txt");
+    let corpus = DailyDialogCorpus::load(&file).unwrap();
+    let texts = dailydialog_texts(&corpus, 40);
+    let mut counts = [0usize; 5];
+    for t in &texts {
+        counts[t.class] += 1;
+    }
+    // No curiosity in DailyDialog; at most 40 of each other class.
+    assert_eq!(counts[1], 0, "{counts:?}");
+    assert!(counts.iter().all(|&n| n <= 40), "{counts:?}");
+    assert_eq!(counts[NEUTRAL_CLASS], 40);
+    assert!(
+        counts[0] > 0 && counts[2] > 0 && counts[3] > 0,
+        "{counts:?}"
+    );
+}

@@ -39,6 +39,19 @@ impl Emotion {
         })
     }
 
+    /// The label id of the corpus files (the inverse of [`Emotion::from_label`]).
+    pub fn label(self) -> u8 {
+        match self {
+            Emotion::None => 0,
+            Emotion::Anger => 1,
+            Emotion::Disgust => 2,
+            Emotion::Fear => 3,
+            Emotion::Happiness => 4,
+            Emotion::Sadness => 5,
+            Emotion::Surprise => 6,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Emotion::None => "none",
