@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p emorl-agents-llm --example expression_probe -- MODEL|default KIND UPDATES [key=value …]`
 //!
-//! Keys: `lr`, `kl`, `coef` (expression_coef), `target`
+//! Keys: `lr`, `kl`, `coef` (expression_coef), `repeat`
+//! (expression_repeat_coef), `target`
 //! (expression_target), `steps` (expression_steps), `scale` (steering.init_scale), `seed`, `samples`
 //! (marker samples per prompt), `base=1` (also measure `llm-base`'s
 //! perplexity for the ratio).
@@ -46,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "steps" => rl.expression_steps = v.parse()?,
             "elr" => rl.expression_lr = v.parse()?,
             "ekl" => rl.expression_kl = v.parse()?,
+            "repeat" => rl.expression_repeat_coef = v.parse()?,
             "scale" => config.steering.init_scale = v.parse()?,
             "seed" => {
                 rl.seed = v.parse()?;
@@ -78,7 +80,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
             })
             .collect();
-        let mut text = cells.join(" | ");
+        let texts: Vec<&str> = run
+            .all_generations()
+            .iter()
+            .map(|g| g.text.as_str())
+            .collect();
+        let mut text = format!(
+            "distinct-2 {:.3} | {}",
+            emorl_agents_llm::eval::distinct_n(texts, 2),
+            cells.join(" | ")
+        );
         for (cond, g) in run.generations.iter().take(2) {
             text.push_str(&format!("\n  {} sample: {:?}", cond.name(), g[0].text));
         }

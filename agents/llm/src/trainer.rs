@@ -111,6 +111,11 @@ pub struct RlConfig {
     /// Weight of KL(π_forced ‖ π_frozen) per position in the expression
     /// objective: expression without losing the frozen model's fluency.
     pub expression_kl: f64,
+    /// Weight of an unlikelihood term on the expression objective's words
+    /// a response already wrote: −log(1 − p(any of them)) per position.
+    /// Without it the objective is met by repeating one word ("fun fun
+    /// fun …"), which the held-out lexicon half exposes.
+    pub expression_repeat_coef: f64,
     /// The dialogue environment.
     pub env: DialogueConfig,
 }
@@ -142,6 +147,7 @@ impl Default for RlConfig {
             expression_steps: 8,
             expression_lr: 0.05,
             expression_kl: 1.0,
+            expression_repeat_coef: 0.0,
             env: DialogueConfig::default(),
         }
     }
@@ -185,8 +191,11 @@ impl RlConfig {
         if !(self.advantage_eps > 0.0 && self.advantage_eps.is_finite()) {
             return bad("advantage_eps must be finite and > 0");
         }
-        if !nonneg(self.expression_coef) || !nonneg(self.expression_kl) {
-            return bad("expression_coef and expression_kl must be >= 0");
+        if !nonneg(self.expression_coef)
+            || !nonneg(self.expression_kl)
+            || !nonneg(self.expression_repeat_coef)
+        {
+            return bad("expression_coef, expression_kl and expression_repeat_coef must be >= 0");
         }
         if !(self.expression_lr > 0.0 && self.expression_lr.is_finite()) {
             return bad("expression_lr must be > 0");
@@ -910,6 +919,43 @@ impl Trainer {
     /// With recorded raw logits the modules' processing of them is all
     /// there is to compute; otherwise the model runs forward with the
     /// forced emotion's hooks.
+    /// `[b, len, V]`: 1 at the expression words of row `j`'s emotion
+    /// (`which[j]`) that its response wrote before each position.
+    fn seen_expression_words(
+        &self,
+        gens: &[emorl_lm::Generation],
+        which: &[usize],
+        len: i64,
+        vocab: i64,
+    ) -> Result<Tensor> {
+        let (mut rows, mut cols, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for (j, (g, &e)) in gens.iter().zip(which).enumerate() {
+            let words = Vec::<i64>::try_from(&self.expression[e].1.f_to_device(tch::Device::Cpu)?)?;
+            let mut seen: Vec<i64> = Vec::new();
+            for (t, &tok) in g.tokens.iter().enumerate().take(len as usize) {
+                for &w in &seen {
+                    rows.push(j as i64);
+                    cols.push(t as i64);
+                    ids.push(w);
+                }
+                let tok = i64::from(tok);
+                if words.contains(&tok) && !seen.contains(&tok) {
+                    seen.push(tok);
+                }
+            }
+        }
+        let device = self.agent.model.device();
+        let mut mask = Tensor::f_zeros([gens.len() as i64, len, vocab], (Kind::Float, device))?;
+        if !ids.is_empty() {
+            let index = |v: Vec<i64>| -> Result<Option<Tensor>> {
+                Ok(Some(Tensor::f_from_slice(&v)?.f_to_device(device)?))
+            };
+            let ones = Tensor::f_ones([ids.len() as i64], (Kind::Float, device))?;
+            mask = mask.f_index_put_(&[index(rows)?, index(cols)?, index(ids)?], &ones, false)?;
+        }
+        Ok(mask)
+    }
+
     fn expression_loss(
         &mut self,
         prompts: &[Vec<u32>],
@@ -991,6 +1037,16 @@ impl Trainer {
             .f_add_scalar(log_target)?
             .f_clamp_min(0.0)?
             .f_mul_scalar(cfg.expression_coef)?;
+        if cfg.expression_repeat_coef > 0.0 {
+            let seen = self.seen_expression_words(chunk, &which, logp.size()[1], vocab)?;
+            let repeat_mass = logp
+                .f_exp()?
+                .f_mul(&seen)?
+                .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?
+                .f_clamp(0.0, 1.0 - 1e-6)?;
+            let unlikelihood = repeat_mass.f_neg()?.f_add_scalar(1.0)?.f_log()?.f_neg()?;
+            per_token = per_token.f_add(&unlikelihood.f_mul_scalar(cfg.expression_repeat_coef)?)?;
+        }
         if cfg.expression_kl > 0.0 {
             let ref_logp = frozen.f_mul_scalar(t_inv)?.f_log_softmax(-1, Kind::Float)?;
             let kl = logp

@@ -589,3 +589,29 @@ fn sharing_the_prompt_prefill_keeps_the_erm_update() {
         assert!(max_abs_diff(x, y) < 1e-4, "{n} differs");
     }
 }
+
+#[test]
+fn the_expression_objective_can_penalise_repeated_words() {
+    let bad = RlConfig {
+        expression_repeat_coef: -1.0,
+        ..small_rl(0)
+    };
+    assert!(bad.validate().is_err());
+    let agent = LlmAgent::new(model(), AgentKind::Erm, AgentConfig::default()).unwrap();
+    let mut trainer = Trainer::new(
+        agent,
+        RlConfig {
+            expression_coef: 1.0,
+            expression_target: 0.5,
+            expression_repeat_coef: 1.0,
+            max_new_tokens: 16,
+            ..small_rl(3)
+        },
+    )
+    .unwrap();
+    let stats = trainer.train(|_| {}).unwrap();
+    assert_eq!(stats.len(), 3);
+    assert!(stats
+        .iter()
+        .all(|s| s.loss.is_finite() && s.expression_mass > 0.0));
+}
