@@ -928,9 +928,14 @@ impl Trainer {
         len: i64,
         vocab: i64,
     ) -> Result<Tensor> {
+        let lexicons = self
+            .expression
+            .iter()
+            .map(|(_, ids)| Ok(Vec::<i64>::try_from(&ids.f_to_device(tch::Device::Cpu)?)?))
+            .collect::<Result<Vec<_>>>()?;
         let (mut rows, mut cols, mut ids) = (Vec::new(), Vec::new(), Vec::new());
         for (j, (g, &e)) in gens.iter().zip(which).enumerate() {
-            let words = Vec::<i64>::try_from(&self.expression[e].1.f_to_device(tch::Device::Cpu)?)?;
+            let words = &lexicons[e];
             let mut seen: Vec<i64> = Vec::new();
             for (t, &tok) in g.tokens.iter().enumerate().take(len as usize) {
                 for &w in &seen {

@@ -359,7 +359,7 @@ fn seed_curve(label: &str, runs: &[Vec<UpdateStats>], samples_per_update: f64) -
     for u in 0..len {
         let values: Vec<f64> = runs.iter().map(|r| r[u].reward_mean).collect();
         let n = values.len() as f64;
-        let m = values.iter().sum::<f64>() / n;
+        let m = emorl_core::numeric::mean(&values);
         let half = if values.len() > 1 {
             let sd = (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
             emorl_stats::t_upper_quantile(0.025, n - 1.0) * sd / n.sqrt()

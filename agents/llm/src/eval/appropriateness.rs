@@ -105,7 +105,7 @@ pub fn appropriateness_table(results: &[Appropriateness]) -> Result<Table> {
                 if x.is_empty() {
                     Cell::Empty
                 } else {
-                    Cell::number(x.iter().sum::<f64>() / x.len() as f64, 4)
+                    Cell::number(emorl_core::numeric::mean(x), 4)
                 }
             };
             t.push_row(Row::new([

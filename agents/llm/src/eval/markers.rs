@@ -1,5 +1,6 @@
 //! (a) The marker metric: generations under forced states, scored per row.
 
+use emorl_core::numeric::mean;
 use emorl_lm::Generation;
 use emorl_stats::{holm, paired_compare, PairedComparison};
 use serde::{Deserialize, Serialize};
@@ -156,14 +157,6 @@ pub fn holm_adjust<'a>(effects: impl IntoIterator<Item = &'a mut EmotionEffect>)
     let raw: Vec<f64> = effects.iter().map(|e| e.paired.p).collect();
     for (e, p) in effects.iter_mut().zip(holm(&raw)) {
         e.p_holm = p;
-    }
-}
-
-fn mean(x: &[f64]) -> f64 {
-    if x.is_empty() {
-        f64::NAN
-    } else {
-        x.iter().sum::<f64>() / x.len() as f64
     }
 }
 

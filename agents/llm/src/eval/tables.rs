@@ -1,5 +1,6 @@
 //! Markdown/JSON tables of the evaluation.
 
+use emorl_core::numeric::mean;
 use emorl_stats::{min_detectable_dz, Cell, Row, Table};
 
 use super::dialogue::{DialogueComparison, DialogueEval, BASELINES};
@@ -34,14 +35,6 @@ pub const ALPHA: f64 = 0.05;
 
 fn yes_no(b: bool) -> Cell {
     Cell::text(if b { "yes" } else { "no" })
-}
-
-fn mean(x: &[f64]) -> f64 {
-    if x.is_empty() {
-        f64::NAN
-    } else {
-        x.iter().sum::<f64>() / x.len() as f64
-    }
 }
 
 impl EmotionEffect {
