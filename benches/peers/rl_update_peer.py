@@ -7,7 +7,8 @@ The update (CleanRL-style, one file):
      model (one no-grad forward over the left-padded prompts);
   2. emotion: a per-emotion tanh MLP over 20 context features (sigmoid
      outputs) and the ERM (tanh encoder, attention pooling, GRU cell,
-     six sigmoid heads) -> a logit bias (emotions @ [6, vocab] plus
+     six sigmoid heads) -> a logit bias (emotions @ [6, hidden] directions
+     through the frozen unembedding scaled to unit RMS / sqrt(hidden), plus
      cautious/exploratory token-set gains) and a temperature
      (base * exp(w . emotions), clamped), applied as a logits processor;
   3. k samples per prompt, `max_new_tokens` each, with the KV cache
@@ -16,7 +17,8 @@ The update (CleanRL-style, one file):
   4. reward: the stand-in the Rust side also uses with `--stand-in-reward`
      (fraction of response token ids divisible by 7), RLOO advantages;
   5. per micro-batch: policy log-probs = log_softmax(processor(raw) / T)
-     with gradients into the modules, reference = log_softmax(raw / T) of
+     with gradients into the modulators (the emotion is a detached input,
+     as on the Rust side), reference = log_softmax(raw / T) of
      the frozen model, loss = -A * ratio + kl_coef * KL(pi || ref) per token
      (exact over the vocabulary), sequence means; global grad-norm clip;
      AdamW.
@@ -67,7 +69,7 @@ def load_model(path, tmp):
     return m
 
 
-def build_modules(torch, hidden, vocab, n_layers, seed=0):
+def build_modules(torch, hidden, vocab, n_layers, unembedding, seed=0):
     nn = torch.nn
     torch.manual_seed(seed)
     width, n_erm, n_emo, n_feat = 32, 6, 4, 20
@@ -95,7 +97,9 @@ def build_modules(torch, hidden, vocab, n_layers, seed=0):
             self.attention = nn.Linear(width, 1)
             self.gru = nn.GRUCell(width + n_cond, width)
             self.heads = nn.Linear(2 * width, n_erm)
-            self.logit_bias = nn.Parameter(torch.zeros(n_erm, vocab))
+            self.direction = nn.Parameter(torch.zeros(n_erm, hidden))
+            w = unembedding.detach().float()
+            self.register_buffer("unembedding_t", (w / (w.square().mean().sqrt() * hidden**0.5)).t().contiguous())
             self.gains = nn.Parameter(torch.zeros(2))
             self.temp_w = nn.Parameter(torch.zeros(n_erm))
             g = torch.Generator().manual_seed(seed + 1)
@@ -112,7 +116,7 @@ def build_modules(torch, hidden, vocab, n_layers, seed=0):
         def bias_and_temperature(self, e):
             fearish = 0.5 * (e[:, 0] + e[:, 4]) * self.gains[0]
             curious = 0.5 * (e[:, 1] + e[:, 5]) * self.gains[1]
-            bias = e @ self.logit_bias + fearish[:, None] * self.cautious + curious[:, None] * self.exploratory
+            bias = (e @ self.direction) @ self.unembedding_t + fearish[:, None] * self.cautious + curious[:, None] * self.exploratory
             temp = torch.clamp(torch.exp(e @ self.temp_w), 0.5, 2.0)
             return bias, temp
 
@@ -138,7 +142,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(args.model, tmp)
     mc = model.config
-    encoder, erm = build_modules(torch, mc.hidden_size, mc.vocab_size, mc.num_hidden_layers)
+    encoder, erm = build_modules(
+        torch, mc.hidden_size, mc.vocab_size, mc.num_hidden_layers, model.get_output_embeddings().weight
+    )
     params = [p for p in list(encoder.parameters()) + list(erm.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
     pad = mc.pad_token_id if mc.pad_token_id is not None else 0
@@ -237,7 +243,7 @@ def main():
                 raw_ref = raw_all[rows, :lr]
                 pol = raw_ref
                 h, h_mask = hidden[p0:p1], p_mask[p0:p1]
-            e = emotion_of(h, h_mask, feats[p0:p1]).repeat_interleave(k, 0)
+            e = emotion_of(h, h_mask, feats[p0:p1]).detach().repeat_interleave(k, 0)
             bias, temp = erm.bias_and_temperature(e)
             logp = torch.log_softmax((pol + bias[:, None]) / temp[:, None, None] / temperature, -1)
             with torch.no_grad():

@@ -7,7 +7,7 @@
 //!
 //! Keys: `lr`, `kl`, `coef` (expression_coef), `repeat`
 //! (expression_repeat_coef), `target`
-//! (expression_target), `steps` (expression_steps), `scale` (steering.init_scale), `seed`, `samples`
+//! (expression_target), `ekl` (expression_kl), `feedback` (feedback_coef), `scale` (steering.init_scale), `seed`, `samples`
 //! (marker samples per prompt), `base=1` (also measure `llm-base`'s
 //! perplexity for the ratio).
 
@@ -44,8 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "kl" => rl.kl_coef = v.parse()?,
             "coef" => rl.expression_coef = v.parse()?,
             "target" => rl.expression_target = v.parse()?,
-            "steps" => rl.expression_steps = v.parse()?,
-            "elr" => rl.expression_lr = v.parse()?,
+            "feedback" => rl.feedback_coef = v.parse()?,
             "ekl" => rl.expression_kl = v.parse()?,
             "repeat" => rl.expression_repeat_coef = v.parse()?,
             "scale" => config.steering.init_scale = v.parse()?,

@@ -1,9 +1,8 @@
 //! Checkpoints: module tensors as `modules.safetensors` plus a
 //! `manifest.json` naming the base model (SHA-256 of its weights,
 //! architecture and sizes), the agent kind and its config. Loading onto a
-//! different base model is refused. Optimiser moments are not saved: a
-//! resumed run restarts AdamW's moment estimates (its parameters, update
-//! count and sampling seeds continue).
+//! different base model is refused. An RL run adds its own training state
+//! beside them (`crate::rl::state`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ pub const TENSORS_FILE: &str = "modules.safetensors";
 /// File of the manifest inside a checkpoint directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Manifest format version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What identifies a base model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,14 +106,6 @@ pub fn model_identity(model: &Model) -> Result<ModelIdentity> {
     })
 }
 
-/// Training progress stored with a checkpoint written by the trainer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainingState {
-    pub updates_done: usize,
-    pub rl: crate::trainer::RlConfig,
-}
-
 /// `manifest.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,7 +116,6 @@ pub struct Manifest {
     pub config: AgentConfig,
     /// Tensor names in `modules.safetensors`.
     pub tensors: Vec<String>,
-    pub training: Option<TrainingState>,
 }
 
 /// Reads a checkpoint's manifest.
@@ -151,10 +141,7 @@ pub fn read_manifest(dir: impl AsRef<Path>) -> Result<Manifest> {
 impl LlmAgent {
     /// Writes the checkpoint directory `dir` (created if needed).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        self.save_with(dir.as_ref(), None)
-    }
-
-    pub(crate) fn save_with(&self, dir: &Path, training: Option<TrainingState>) -> Result<()> {
+        let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| LlmAgentError::io("create", dir, e))?;
         let named = self.named_tensors();
         let tensors: Vec<(String, Tensor)> = named
@@ -170,7 +157,6 @@ impl LlmAgent {
             base_model: model_identity(&self.model)?,
             config: self.config().clone(),
             tensors: tensors.iter().map(|(n, _)| n.clone()).collect(),
-            training,
         };
         let p = dir.join(MANIFEST_FILE);
         std::fs::write(&p, serde_json::to_string_pretty(&manifest)?)

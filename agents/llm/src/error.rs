@@ -6,8 +6,8 @@ use thiserror::Error;
 pub enum LlmAgentError {
     #[error("invalid config: {0}")]
     InvalidConfig(String),
-    #[error("unknown LLM agent `{0}` (known: {known})", known = crate::agent::AGENT_IDS.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", "))]
-    UnknownAgent(String),
+    #[error("unknown LLM agent `{id}` (known: {known})")]
+    UnknownAgent { id: String, known: String },
     #[error("agent `{0}` has no trainable parameters (llm-base is the frozen model itself)")]
     NothingToTrain(String),
     #[error("checkpoint was trained on base model {expected} but the loaded model is {found}")]

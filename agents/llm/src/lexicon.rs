@@ -12,7 +12,7 @@ use crate::error::Result;
 /// trained on) beside the full lexicon (upstream's metric).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lexicon {
-    /// The [`crate::emotion::EMOTIONS`] name.
+    /// The [`crate::modules::emotion::EMOTIONS`] name.
     pub emotion: &'static str,
     pub expression: &'static [&'static str],
     pub held_out: &'static [&'static str],
@@ -191,10 +191,10 @@ pub const JOY: Lexicon = Lexicon {
     ],
 };
 
-/// The lexicons, in [`crate::emotion::EMOTIONS`] order.
+/// The lexicons, in [`crate::modules::emotion::EMOTIONS`] order.
 pub const LEXICONS: [Lexicon; 4] = [FEAR, CURIOSITY, ANGER, JOY];
 
-/// The lexicon of an [`crate::emotion::EMOTIONS`] name.
+/// The lexicon of an [`crate::modules::emotion::EMOTIONS`] name.
 pub fn lexicon(emotion: &str) -> Option<&'static Lexicon> {
     LEXICONS.iter().find(|l| l.emotion == emotion)
 }

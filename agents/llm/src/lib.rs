@@ -2,50 +2,51 @@
 //! with emotional modules attached through its hooks, trained by RL on the
 //! dialogue environment.
 //!
-//! * [`emotion`]: context features, the [`EmotionalEncoder`] and [`EmotionState`];
-//! * [`prefix`]: the [`PrefixGenerator`] (emotion-conditioned or static prefix keys/values);
-//! * [`gate`]: the [`EmotionalGate`] (gated bottleneck adapters);
-//! * [`erm`]: the [`EmotionalRewardModel`] with its [`LogitModulator`] and
-//!   [`TemperatureModulator`];
-//! * [`steering`]: [`SteeringVectors`] from contrastive prompts;
+//! Layers, each using only those above it in this list:
+//! * [`error`], [`params`], [`optim`], [`batch`], [`lexicon`], [`data`]:
+//!   errors, module parameters, the one optimiser (AdamW with parameter
+//!   groups), token batching, the emotion word lists (an expression half
+//!   training may use and a held-out half only the metric counts), where
+//!   GoEmotions and DailyDialog are found;
+//! * [`modules`]: the emotional encoder, prefix, gate, emotional reward
+//!   model and steering, and [`Modules`], which composes them into hooks;
 //! * [`agent`]: [`LlmAgent`] and the registry ([`AGENT_IDS`]);
-//! * [`trainer`]: the RLOO [`Trainer`] and [`RlConfig`];
 //! * [`checkpoint`]: safetensors + manifest, refused on a different base model;
 //! * [`supervision`]: emotion with a meaning — the encoder supervised on
 //!   labelled dialogue contexts, the ERM's heads on labelled text;
-//! * [`lexicon`]: the emotion word lists, split into an expression half
-//!   (training may use it) and a held-out half (only the metric counts it);
-//! * [`data`]: where GoEmotions and DailyDialog are found on disk;
 //! * [`eval`]: the independent judge, the paired forced-emotion effect,
-//!   dialogue evaluation, fluency, appropriateness and their tables.
+//!   dialogue evaluation, fluency, appropriateness and their tables;
+//! * [`rl`]: the RL trainer, its objectives and its resumable state.
 
 pub mod agent;
+pub mod batch;
 pub mod checkpoint;
 pub mod data;
-pub mod emotion;
-pub mod erm;
 mod error;
 pub mod eval;
-pub mod gate;
 pub mod lexicon;
+pub mod modules;
+pub mod optim;
 pub mod params;
-pub mod prefix;
-pub mod steering;
+pub mod rl;
 pub mod supervision;
-pub mod trainer;
 
-pub use agent::{pad_left, AgentConfig, AgentKind, LlmAgent, Modules, TurnEmotion, AGENT_IDS};
-pub use checkpoint::{model_identity, read_manifest, Manifest, ModelIdentity, TrainingState};
-pub use emotion::{
+pub use agent::{describe_emotion, AgentConfig, AgentKind, LlmAgent, AGENT_IDS};
+pub use batch::pad_left;
+pub use checkpoint::{model_identity, read_manifest, Manifest, ModelIdentity};
+pub use error::{LlmAgentError, Result};
+pub use modules::emotion::{
     context_features, EmotionState, EmotionalEncoder, EncoderConfig, CONDITIONING_NAMES, EMOTIONS,
     N_CONDITIONING, N_CONTEXT_FEATURES, N_EMOTIONS,
 };
-pub use erm::{
+pub use modules::erm::{
     erm_targets, EmotionalRewardModel, ErmConfig, ErmOutput, LogitModulator, TemperatureModulator,
     ERM_EMOTIONS, N_ERM,
 };
-pub use error::{LlmAgentError, Result};
-pub use gate::{EmotionalGate, GateConfig};
-pub use prefix::{PrefixConfig, PrefixGenerator};
-pub use steering::{SteeringConfig, SteeringVectors, CONTRAST_PAIRS};
-pub use trainer::{evaluate_returns, PhaseSeconds, RewardFn, RlConfig, Trainer, UpdateStats};
+pub use modules::gate::{EmotionalGate, GateConfig};
+pub use modules::prefix::{PrefixConfig, PrefixGenerator};
+pub use modules::steering::{SteeringConfig, SteeringVectors, CONTRAST_PAIRS};
+pub use modules::{Modules, TurnEmotion, MODULE_NAMES};
+pub use rl::{
+    evaluate_returns, PhaseSeconds, RewardFn, RlConfig, Trainer, TrainingState, UpdateStats,
+};

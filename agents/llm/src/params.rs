@@ -1,7 +1,6 @@
 //! Trainable parameters of the modules: each module owns a [`VarStore`]
 //! whose variables are initialised from emorl's own seeded generator (so
-//! initialisation does not depend on libtorch's global RNG), plus the AdamW
-//! optimiser that sees only module parameters.
+//! initialisation does not depend on libtorch's global RNG).
 
 use std::collections::BTreeMap;
 
@@ -155,109 +154,6 @@ pub fn load_named(
         ));
     }
     Ok(())
-}
-
-/// AdamW (decoupled weight decay) over module parameters only.
-#[derive(Debug)]
-pub struct AdamW {
-    params: Vec<Tensor>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    step: i64,
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-}
-
-impl AdamW {
-    pub fn new(params: Vec<Tensor>, lr: f64, weight_decay: f64) -> Result<Self> {
-        let m = params
-            .iter()
-            .map(|p| p.f_zeros_like())
-            .collect::<Result<Vec<_>, _>>()?;
-        let v = params
-            .iter()
-            .map(|p| p.f_zeros_like())
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(AdamW {
-            params,
-            m,
-            v,
-            step: 0,
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay,
-        })
-    }
-
-    pub fn params(&self) -> &[Tensor] {
-        &self.params
-    }
-
-    /// Clears the gradients of every parameter.
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.f_zero_();
-            }
-        }
-    }
-
-    /// Global L2 norm of the gradients; scales them down to `max_norm` when
-    /// it is larger (`max_norm <= 0`: no clipping). Returns the norm before clipping.
-    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<f64> {
-        let _g = tch::no_grad_guard();
-        let mut total = 0.0f64;
-        for p in &self.params {
-            let g = p.grad();
-            if g.defined() {
-                let n = g.f_norm()?.f_double_value(&[])?;
-                total += n * n;
-            }
-        }
-        let norm = total.sqrt();
-        if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
-            let s = max_norm / (norm + 1e-6);
-            for p in &self.params {
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.f_mul_scalar_(s)?;
-                }
-            }
-        }
-        Ok(norm)
-    }
-
-    /// One AdamW step.
-    pub fn step(&mut self) -> Result<()> {
-        let _g = tch::no_grad_guard();
-        self.step += 1;
-        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - self.beta2.powi(self.step as i32);
-        for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
-            let g = p.grad();
-            if !g.defined() {
-                continue;
-            }
-            let mut p = p.shallow_clone();
-            if self.weight_decay > 0.0 {
-                let _ = p.f_mul_scalar_(1.0 - self.lr * self.weight_decay)?;
-            }
-            let _ = m.f_mul_scalar_(self.beta1)?;
-            let _ = m.f_add_(&g.f_mul_scalar(1.0 - self.beta1)?)?;
-            let _ = v.f_mul_scalar_(self.beta2)?;
-            let _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - self.beta2)?)?;
-            let denom = v.f_div_scalar(bc2)?.f_sqrt()?.f_add_scalar(self.eps)?;
-            let upd = m.f_div_scalar(bc1)?.f_div(&denom)?.f_mul_scalar(self.lr)?;
-            let _ = p.f_sub_(&upd)?;
-        }
-        Ok(())
-    }
 }
 
 /// Copies of tensors' values (for restoring after a bad step).

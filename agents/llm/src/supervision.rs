@@ -18,9 +18,10 @@ use emorl_envs_dialogue::{Dialogue, DialogueConfig, Need, PolicyKind, ScriptedPo
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::emotion::{context_features, EmotionalEncoder, N_CONTEXT_FEATURES, N_EMOTIONS};
 use crate::error::Result;
-use crate::params::{invalid, AdamW};
+use crate::modules::emotion::{context_features, EmotionalEncoder, N_CONTEXT_FEATURES, N_EMOTIONS};
+use crate::optim::AdamW;
+use crate::params::invalid;
 
 /// The supervised classes: the four emotions, then neutral (the judge's
 /// labels, in the same order).
@@ -437,7 +438,7 @@ impl Default for ErmTextConfig {
 /// The frozen model's read-out of `texts` (no grad), in batches of `batch`:
 /// `(hidden [b, seq, h], mask [b, seq])` each.
 fn read_texts(
-    erm: &crate::erm::EmotionalRewardModel,
+    erm: &crate::modules::erm::EmotionalRewardModel,
     model: &mut emorl_lm::Model,
     texts: &[LabelledText],
     batch: usize,
@@ -457,7 +458,7 @@ fn read_texts(
         if seqs.iter().any(Vec::is_empty) {
             return Err(invalid("erm text supervision: a text has no tokens"));
         }
-        let (tokens, mask) = crate::agent::pad_left(&seqs, pad)?;
+        let (tokens, mask) = crate::batch::pad_left(&seqs, pad)?;
         let (tokens, mask) = (tokens.f_to_device(device)?, mask.f_to_device(device)?);
         let hidden = erm.read_hidden(model, &tokens, &mask)?;
         let mut targets = vec![0f32; chunk.len() * N_EMOTIONS];
@@ -477,18 +478,19 @@ fn read_texts(
 /// The four emotion heads of the ERM on cached read-outs (neutral
 /// conditioning, no tonic state).
 fn erm_emotions(
-    erm: &crate::erm::EmotionalRewardModel,
+    erm: &crate::modules::erm::EmotionalRewardModel,
     hidden: &Tensor,
     mask: &Tensor,
 ) -> Result<Tensor> {
     let b = hidden.size()[0];
-    let cond = crate::emotion::EmotionState::neutral(b, hidden.device())?.conditioning()?;
+    let cond =
+        crate::modules::emotion::EmotionState::neutral(b, hidden.device())?.conditioning()?;
     let out = erm.appraise(&erm.pool(hidden, mask)?, &cond, None)?;
     Ok(out.emotions.f_narrow(1, 0, N_EMOTIONS as i64)?)
 }
 
 fn score_erm(
-    erm: &crate::erm::EmotionalRewardModel,
+    erm: &crate::modules::erm::EmotionalRewardModel,
     batches: &[(Tensor, Tensor, Tensor)],
     labels: &[LabelledText],
     majority: usize,
@@ -516,7 +518,7 @@ fn score_erm(
 /// anxiety and confidence are left to the context targets) and scores them
 /// on `train` and `test`.
 pub fn pretrain_erm_on_text(
-    erm: &crate::erm::EmotionalRewardModel,
+    erm: &crate::modules::erm::EmotionalRewardModel,
     model: &mut emorl_lm::Model,
     train: &[LabelledText],
     test: &[LabelledText],

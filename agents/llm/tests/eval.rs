@@ -154,30 +154,42 @@ fn llm_base_marker_effect_is_exactly_zero() {
 #[test]
 fn strong_fear_bias_gives_a_large_fear_marker_effect() {
     let mut a = agent(AgentKind::Erm, 16);
-    // stories260K's 512-token vocabulary spells words in pieces: bias the
-    // ERM's fear row of the vocabulary bias by +6 on the pieces of
-    // " scared", so only a high-fear state moves the distribution.
+    // stories260K's 512-token vocabulary spells words in pieces: choose
+    // the ERM's fear direction (in the space the output layer reads) so
+    // that it raises each piece of " scared" by +6 (least squares through
+    // the same scaled unembedding the ERM uses), so only a high-fear state
+    // moves the distribution.
     let pieces = a.model().tokenizer().encode(" scared", false).unwrap();
     assert!(pieces.len() > 1);
     {
         let _g = tch::no_grad_guard();
-        let (_, bias) = a
+        let w = a.model().unembedding().to_kind(tch::Kind::Float);
+        let h = w.size()[1] as f64;
+        let rms = w.square().mean(tch::Kind::Float).sqrt().double_value(&[]);
+        let w = w / (rms * h.sqrt());
+        let ids =
+            tch::Tensor::from_slice(&pieces.iter().map(|&p| i64::from(p)).collect::<Vec<_>>());
+        let wp = w.index_select(0, &ids); // [pieces, hidden]
+        let target = tch::Tensor::full(
+            [pieces.len() as i64, 1],
+            12.0,
+            (tch::Kind::Float, Device::Cpu),
+        );
+        let d = wp.pinverse(1e-6).matmul(&target).squeeze_dim(1); // [hidden]
+        let (_, dir) = a
             .named_tensors()
             .into_iter()
-            .find(|(n, _)| n == "erm.logit_bias")
-            .expect("erm.logit_bias");
-        let fear_row = bias.get(0);
-        for id in &pieces {
-            let _ = fear_row.get(i64::from(*id)).fill_(6.0);
-        }
+            .find(|(n, _)| n == "erm.logit_direction")
+            .expect("erm.logit_direction");
+        dir.get(0).copy_(&d);
     }
-    let effects = marker_effect(&mut a, &EVAL_PROMPTS[..6], 2, 1, 16, None).unwrap();
+    let effects = marker_effect(&mut a, &EVAL_PROMPTS[..6], 4, 1, 16, None).unwrap();
     let fear = effects
         .iter()
         .find(|e| e.emotion == "fear" && e.measure == Measure::Full)
         .unwrap();
     assert!(
-        fear.d() >= 2.0 && fear.paired.p < 1e-3,
+        fear.d() >= 1.0 && fear.paired.p < 1e-3,
         "fear d_z = {}, p = {}, neutral {:?}, fear {:?}",
         fear.d(),
         fear.paired.p,

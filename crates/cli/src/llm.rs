@@ -81,6 +81,9 @@ impl Default for LlmTrainConfig {
                 // Tie the modules' emotional input to emotional expression
                 // (settings chosen on the tuning prompts with SmolLM2).
                 expression_coef: 1.0,
+                // Seed 001's phase 3: the ERM learns online what its
+                // situations turn into.
+                feedback_coef: 0.1,
                 ..RlConfig::default()
             },
         }
@@ -262,6 +265,11 @@ fn log_update(tb: &mut EventWriter, m: &mut MetricsWriter, s: &UpdateStats) -> R
         ("charts/response_tokens".into(), s.response_tokens),
         ("charts/seconds_per_update".into(), s.seconds),
     ];
+    rec.extend(
+        s.objectives
+            .iter()
+            .map(|(n, v)| (format!("losses/{n}"), *v)),
+    );
     rec.extend(
         s.emotion_means
             .iter()

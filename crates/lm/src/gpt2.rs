@@ -547,6 +547,11 @@ impl std::fmt::Debug for Gpt2 {
 }
 
 impl Gpt2 {
+    /// The output layer's weight `[vocab, hidden]`.
+    pub fn unembedding(&self) -> &Tensor {
+        &self.lm_head
+    }
+
     /// Loads a GPT-2 model from a Hugging Face directory.
     pub fn from_hf_dir(dir: &Path, kind: Kind, device: Device) -> Result<Gpt2> {
         let config = Gpt2Config::from_file(&dir.join("config.json"))?;

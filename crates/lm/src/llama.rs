@@ -617,6 +617,11 @@ impl std::fmt::Debug for Llama {
 }
 
 impl Llama {
+    /// The output layer's weight `[vocab, hidden]`.
+    pub fn unembedding(&self) -> &Tensor {
+        &self.lm_head
+    }
+
     /// Loads a Llama model from a GGUF file.
     pub fn from_gguf(g: &GgufFile, kind: Kind, device: Device) -> Result<Llama> {
         let config = LlamaConfig::from_gguf(g)?;

@@ -239,6 +239,16 @@ impl Model {
         }
     }
 
+    /// The output layer's weight `[vocab, hidden]` (the unembedding: logits
+    /// are the final normalised hidden state times its transpose). Frozen,
+    /// like every model tensor.
+    pub fn unembedding(&self) -> &Tensor {
+        match &self.arch {
+            Architecture::Llama(m) => m.unembedding(),
+            Architecture::Gpt2(m) => m.unembedding(),
+        }
+    }
+
     /// Number of logits per position.
     pub fn vocab_size(&self) -> usize {
         match &self.arch {

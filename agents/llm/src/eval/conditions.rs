@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::agent::TurnEmotion;
-use crate::emotion::{EmotionState, EMOTIONS, N_EMOTIONS};
-use crate::erm::N_ERM;
 use crate::error::Result;
+use crate::modules::emotion::{EmotionState, EMOTIONS, N_EMOTIONS};
+use crate::modules::erm::N_ERM;
+use crate::modules::TurnEmotion;
 use crate::params::invalid;
 
 /// A forced emotion state: every emotion 0, or one of them 1 and the others 0.

@@ -9,9 +9,9 @@ use super::conditions::{forced_emotion, EmotionCondition};
 use super::judge::Judge;
 use super::prompts::prompt_observation;
 use crate::agent::LlmAgent;
-use crate::emotion::N_EMOTIONS;
 use crate::error::Result;
 use crate::lexicon::{emotion_markers, marker_rate, LexiconPart};
+use crate::modules::emotion::N_EMOTIONS;
 use crate::params::invalid;
 
 /// Most sequences generated in one batch (bounds the KV cache: 64 rows of

@@ -4,7 +4,7 @@ use emorl_lm::{Generation, Model};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use crate::agent::pad_left;
+use crate::batch::pad_left;
 use crate::error::Result;
 use crate::params::invalid;
 

@@ -10,9 +10,8 @@ use emorl_lm::{Hooks, Model};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::emotion::{EMOTIONS, N_CONDITIONING, N_EMOTIONS};
 use crate::error::{lm_err, Result};
-use crate::lexicon::LexiconPart;
+use crate::modules::emotion::{N_CONDITIONING, N_EMOTIONS};
 use crate::params::{invalid, Linear, ParamStore};
 
 /// The ERM's heads, in tensor column order.
@@ -117,28 +116,35 @@ pub struct ErmOutput {
     pub input: Tensor,
 }
 
-/// Per-emotion vocabulary biases and the cautious/exploratory token sets.
+/// The ERM's logit bias: a low-rank bias through the frozen unembedding
+/// (each ERM emotion moves the final hidden state along a learned
+/// direction, and the model's own output layer turns that into logits, so
+/// words the model holds for similar move together), plus gains on the
+/// cautious and exploratory word sets.
 #[derive(Debug)]
 pub struct LogitModulator {
-    /// `[N_ERM, vocab]`, zero-initialised.
-    bias: Tensor,
+    /// `[N_ERM, hidden]`, zero-initialised: the direction of each emotion in
+    /// the space the output layer reads.
+    direction: Tensor,
+    /// The frozen model's output weight `[vocab, hidden]` as f32 (not
+    /// saved), divided by its RMS and by √hidden: a step that moves every
+    /// entry of `direction` by ε then moves a logit by about ε, whatever the
+    /// model's size or weight scale.
+    unembedding: Tensor,
     /// `[vocab]` 0/1 buffers.
     cautious: Tensor,
     exploratory: Tensor,
     /// `[2]`: gains of the cautious and exploratory sets, zero-initialised.
     gains: Tensor,
-    /// `[N_EMOTIONS, vocab]` 0/1 buffer: the single-token marker words of
-    /// fear, curiosity, anger and joy (the marker metric's lexicons).
-    lexicons: Tensor,
-    /// `[N_EMOTIONS]`: gain of each emotion's lexicon, zero-initialised;
-    /// trained by the expression objective, not by the RL step.
-    lexicon_gains: Tensor,
 }
 
 impl LogitModulator {
     /// The additive bias `[batch, vocab]` for an ERM emotion state `[batch, N_ERM]`.
     pub fn bias(&self, emotions: &Tensor) -> Result<Tensor, tch::TchError> {
-        let base = emotions.f_matmul(&self.bias)?;
+        // [b, N_ERM] · [N_ERM, hidden] · [hidden, vocab]: rank ≤ N_ERM.
+        let base = emotions
+            .f_matmul(&self.direction)?
+            .f_matmul(&self.unembedding.f_tr()?)?;
         let fearish = emotions
             .f_select(1, 0)?
             .f_add(&emotions.f_select(1, 4)?)?
@@ -151,24 +157,13 @@ impl LogitModulator {
             .f_mul_scalar(0.5)?
             .f_mul(&self.gains.f_select(0, 1)?)?
             .f_unsqueeze(1)?;
-        let lexical = emotions
-            .f_narrow(1, 0, N_EMOTIONS as i64)?
-            .f_mul(&self.lexicon_gains.f_unsqueeze(0)?)?
-            .f_matmul(&self.lexicons)?;
         base.f_add(&fearish.f_mul(&self.cautious.f_unsqueeze(0)?)?)?
-            .f_add(&curious.f_mul(&self.exploratory.f_unsqueeze(0)?)?)?
-            .f_add(&lexical)
+            .f_add(&curious.f_mul(&self.exploratory.f_unsqueeze(0)?)?)
     }
 
-    /// The per-token vocabulary bias `[N_ERM, vocab]` (a trainable tensor).
-    pub fn vocab_bias(&self) -> &Tensor {
-        &self.bias
-    }
-
-    /// The per-emotion lexicon gains `[N_EMOTIONS]` (a trainable tensor,
-    /// trained by the expression objective only).
-    pub fn lexicon_gains(&self) -> &Tensor {
-        &self.lexicon_gains
+    /// The per-emotion directions `[N_ERM, hidden]` (a trainable tensor).
+    pub fn direction(&self) -> &Tensor {
+        &self.direction
     }
 
     /// Token ids in the cautious and exploratory sets.
@@ -238,23 +233,6 @@ fn word_token_set(model: &Model, words: &[&str]) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(&mask)?.f_to_device(model.device())?)
 }
 
-/// `[N_EMOTIONS, vocab]`: 1 at the single-token words of each emotion's
-/// expression lexicon half (the held-out half is the metric's alone).
-fn lexicon_sets(model: &Model) -> Result<Tensor> {
-    let vocab = model.vocab_size();
-    let mut rows = vec![0f32; N_EMOTIONS * vocab];
-    for (e, name) in EMOTIONS.iter().enumerate() {
-        let words =
-            crate::lexicon::emotion_markers(name, LexiconPart::Expression).unwrap_or_default();
-        for id in crate::lexicon::marker_token_ids(model, &words)? {
-            rows[e * vocab + id as usize] = 1.0;
-        }
-    }
-    Ok(Tensor::f_from_slice(&rows)?
-        .f_view([N_EMOTIONS as i64, vocab as i64])?
-        .f_to_device(model.device())?)
-}
-
 impl EmotionalRewardModel {
     pub fn new(model: &Model, config: &ErmConfig, seed: u64) -> Result<Self> {
         let n = model.n_layers();
@@ -277,7 +255,6 @@ impl EmotionalRewardModel {
         }
         let h = model.hidden_size() as i64;
         let w = config.width as i64;
-        let vocab = model.vocab_size() as i64;
         let mut params = ParamStore::new(seed, "erm", model.device());
         let encoder = params.linear("encoder", h, w)?;
         let attention = params.linear("attention", w, 1)?;
@@ -285,15 +262,23 @@ impl EmotionalRewardModel {
         let gru_hh = params.linear("gru.hh", w, 3 * w)?;
         let heads = params.linear("heads", 2 * w, N_ERM as i64)?;
         let logit_modulator = LogitModulator {
-            bias: params.constant("logit.bias", &[N_ERM as i64, vocab], 0.0)?,
+            direction: params.constant("logit.direction", &[N_ERM as i64, h], 0.0)?,
+            unembedding: {
+                let _g = tch::no_grad_guard();
+                let w = model.unembedding().f_to_kind(Kind::Float)?.f_detach()?;
+                let rms = w
+                    .f_square()?
+                    .f_mean(Kind::Float)?
+                    .f_sqrt()?
+                    .f_double_value(&[])?;
+                w.f_div_scalar(rms.max(1e-12) * (h as f64).sqrt())?
+            },
             cautious: params.buffer("logit.cautious", &word_token_set(model, &CAUTIOUS_WORDS)?)?,
             exploratory: params.buffer(
                 "logit.exploratory",
                 &word_token_set(model, &EXPLORATORY_WORDS)?,
             )?,
             gains: params.constant("logit.gains", &[2], 0.0)?,
-            lexicons: params.buffer("logit.lexicons", &lexicon_sets(model)?)?,
-            lexicon_gains: params.constant("logit.lexicon_gains", &[N_EMOTIONS as i64], 0.0)?,
         };
         let temperature_modulator = TemperatureModulator {
             weight: params.constant("temperature.weight", &[N_ERM as i64], 0.0)?,
@@ -409,7 +394,14 @@ impl EmotionalRewardModel {
         let t = Tensor::f_from_slice(&flat)?
             .f_view([contexts.len() as i64, N_ERM as i64])?
             .f_to_device(emotions.device())?;
+        self.loss_to(emotions, &t)
+    }
+
+    /// Binary cross-entropy of the heads `[batch, N_ERM]` against targets
+    /// of the same shape in [0, 1].
+    pub fn loss_to(&self, emotions: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let e = emotions.f_clamp(1e-6, 1.0 - 1e-6)?;
+        let t = targets;
         let l = t
             .f_mul(&e.f_log()?)?
             .f_add(

@@ -6,8 +6,8 @@ use emorl_lm::{Hooks, Model};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::emotion::{EmotionState, N_CONDITIONING};
 use crate::error::Result;
+use crate::modules::emotion::{EmotionState, N_CONDITIONING};
 use crate::params::{invalid, ParamStore};
 
 /// Configuration of the [`PrefixGenerator`].

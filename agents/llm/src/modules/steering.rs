@@ -7,8 +7,8 @@ use emorl_lm::{HookSite, Hooks, Model};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::emotion::{EmotionState, EMOTIONS, N_EMOTIONS};
 use crate::error::Result;
+use crate::modules::emotion::{EmotionState, EMOTIONS, N_EMOTIONS};
 use crate::params::{invalid, ParamStore};
 
 /// Contrastive prompt pairs `(emotional, neutral)` per emotion, in

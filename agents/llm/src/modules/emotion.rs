@@ -145,6 +145,14 @@ impl EmotionState {
         })
     }
 
+    /// The same state with no gradient path back to what computed it.
+    pub fn detach(&self) -> Result<EmotionState> {
+        Ok(EmotionState {
+            phasic: self.phasic.f_detach()?,
+            tonic: self.tonic.f_detach()?,
+        })
+    }
+
     /// The rows `index` (`[n]` i64) selects.
     pub fn select_rows(&self, index: &Tensor) -> Result<EmotionState> {
         Ok(EmotionState {

@@ -7,8 +7,8 @@ use emorl_lm::{HookSite, Hooks, Model};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::emotion::{EmotionState, N_CONDITIONING};
 use crate::error::{lm_err, Result};
+use crate::modules::emotion::{EmotionState, N_CONDITIONING};
 use crate::params::{invalid, Linear, ParamStore};
 
 /// Configuration of the [`EmotionalGate`].

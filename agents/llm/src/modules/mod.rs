@@ -1,0 +1,264 @@
+//! The emotional modules an agent composes into the frozen model's hooks,
+//! each in its own file:
+//!
+//! * [`emotion`]: context features, the [`emotion::EmotionalEncoder`] and [`emotion::EmotionState`];
+//! * [`prefix`]: emotion-conditioned (or static) prefix keys/values;
+//! * [`gate`]: gated bottleneck adapters;
+//! * [`erm`]: the emotional reward model and its logit/temperature modulators;
+//! * [`steering`]: steering directions with emotion-scaled strengths.
+//!
+//! [`Modules`] holds the ones an agent has and is the only place that knows
+//! in which order their hooks run.
+
+pub mod emotion;
+pub mod erm;
+pub mod gate;
+pub mod prefix;
+pub mod steering;
+
+use emorl_core::EmotionalContext;
+use emorl_lm::{Hooks, Model};
+use tch::{Kind, Tensor};
+
+use crate::error::Result;
+use crate::params::ParamStore;
+use emotion::{EmotionState, EmotionalEncoder};
+use erm::{erm_from_encoder, EmotionalRewardModel, ERM_EMOTIONS};
+use gate::EmotionalGate;
+use prefix::PrefixGenerator;
+use steering::SteeringVectors;
+
+/// Names of the modules as checkpoints and parameter groups know them, in
+/// checkpoint order.
+pub const MODULE_NAMES: [&str; 5] = ["encoder", "prefix", "gate", "erm", "steering"];
+
+/// The emotional modules of an agent (each `None` when its kind lacks it).
+#[derive(Debug, Default)]
+pub struct Modules {
+    pub encoder: Option<EmotionalEncoder>,
+    pub prefix: Option<PrefixGenerator>,
+    pub gate: Option<EmotionalGate>,
+    pub erm: Option<EmotionalRewardModel>,
+    pub steering: Option<SteeringVectors>,
+}
+
+/// The emotion of one turn for a batch: the encoder's state and, with an
+/// ERM, its six-head appraisal and tonic GRU state.
+#[derive(Debug)]
+pub struct TurnEmotion {
+    pub state: EmotionState,
+    /// `[batch, N_ERM]`.
+    pub erm: Option<Tensor>,
+    /// `[batch, width]`.
+    pub erm_tonic: Option<Tensor>,
+    /// `[batch, width + N_CONDITIONING]`: the ERM's input (for the feedback step).
+    pub erm_input: Option<Tensor>,
+}
+
+impl TurnEmotion {
+    /// The same emotion as a constant input: no gradient reaches the
+    /// encoder or the ERM's appraisal through it (the modules that read it
+    /// still learn).
+    pub fn detach(&self) -> Result<TurnEmotion> {
+        let d = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match t {
+                Some(t) => Some(t.f_detach()?),
+                None => None,
+            })
+        };
+        Ok(TurnEmotion {
+            state: self.state.detach()?,
+            erm: d(&self.erm)?,
+            erm_tonic: d(&self.erm_tonic)?,
+            erm_input: d(&self.erm_input)?,
+        })
+    }
+
+    /// Repeats every row `k` times.
+    pub fn repeat_rows(&self, k: i64) -> Result<TurnEmotion> {
+        let rep = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match t {
+                Some(t) => Some(t.f_repeat_interleave_self_int(k, 0, None)?),
+                None => None,
+            })
+        };
+        Ok(TurnEmotion {
+            state: self.state.repeat_rows(k)?,
+            erm: rep(&self.erm)?,
+            erm_tonic: rep(&self.erm_tonic)?,
+            erm_input: rep(&self.erm_input)?,
+        })
+    }
+
+    /// The rows `index` (`[n]` i64) selects.
+    pub fn select_rows(&self, index: &Tensor) -> Result<TurnEmotion> {
+        let sel = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match t {
+                Some(t) => Some(t.f_index_select(0, index)?),
+                None => None,
+            })
+        };
+        Ok(TurnEmotion {
+            state: self.state.select_rows(index)?,
+            erm: sel(&self.erm)?,
+            erm_tonic: sel(&self.erm_tonic)?,
+            erm_input: sel(&self.erm_input)?,
+        })
+    }
+
+    /// Batch means by name: the encoder's six conditioning columns, then
+    /// the ERM heads as `erm_<name>`.
+    pub fn means(&self) -> Result<Vec<(String, f64)>> {
+        let mut out = self.state.means()?;
+        if let Some(e) = &self.erm {
+            let m = Vec::<f32>::try_from(&e.f_detach()?.f_mean_dim(0, false, Kind::Float)?)?;
+            out.extend(
+                ERM_EMOTIONS
+                    .iter()
+                    .zip(m)
+                    .map(|(n, v)| (format!("erm_{n}"), f64::from(v))),
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Modules {
+    /// `(module name, parameters)`, in checkpoint order.
+    pub fn stores(&self) -> Vec<(&'static str, &ParamStore)> {
+        let mut v: Vec<(&'static str, &ParamStore)> = Vec::new();
+        if let Some(m) = &self.encoder {
+            v.push(("encoder", &m.params));
+        }
+        if let Some(m) = &self.prefix {
+            v.push(("prefix", &m.params));
+        }
+        if let Some(m) = &self.gate {
+            v.push(("gate", &m.params));
+        }
+        if let Some(m) = &self.erm {
+            v.push(("erm", &m.params));
+        }
+        if let Some(m) = &self.steering {
+            v.push(("steering", &m.params));
+        }
+        v
+    }
+
+    /// Every trainable module tensor (what the optimiser sees).
+    pub fn trainable(&self) -> Vec<Tensor> {
+        self.stores()
+            .iter()
+            .flat_map(|(_, s)| s.trainable())
+            .collect()
+    }
+
+    /// Composes the modules into one set of hooks for `emotion` (the
+    /// tensors keep their autograd graph, so gradients reach the modules).
+    pub fn hooks(&self, emotion: &TurnEmotion) -> Result<Hooks<'static>> {
+        self.attach(Hooks::new(), emotion)
+    }
+
+    /// Appends the modules' hooks for `emotion` to `hooks` (after whatever
+    /// `hooks` already holds, e.g. a logits processor that must run first).
+    pub fn attach<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
+        let mut h = self.attach_hidden(hooks, emotion)?;
+        if let Some(f) = self.logits_processor(emotion)? {
+            h = h.with_logits_fn(f);
+        }
+        Ok(h)
+    }
+
+    /// Appends only the hooks that act on hidden states (prefix, steering,
+    /// gate), leaving the logits processing to the caller (see
+    /// [`Modules::logits_processor`]).
+    pub fn attach_hidden<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
+        let mut h = hooks;
+        if let Some(p) = &self.prefix {
+            h = p.attach(h, &emotion.state)?;
+        }
+        if let Some(s) = &self.steering {
+            h = s.attach(h, &emotion.state)?;
+        }
+        if let Some(g) = &self.gate {
+            h = g.attach(h, &emotion.state)?;
+        }
+        Ok(h)
+    }
+
+    /// The modules' logits processing for `emotion` (the ERM's bias and
+    /// temperature; `None` without an ERM), for `[batch, vocab]` or
+    /// `[batch, seq, vocab]` logits.
+    pub fn logits_processor(
+        &self,
+        emotion: &TurnEmotion,
+    ) -> Result<Option<impl Fn(&Tensor) -> emorl_lm::Result<Tensor> + 'static>> {
+        match &self.erm {
+            Some(erm) => {
+                let e = match &emotion.erm {
+                    Some(e) => e.shallow_clone(),
+                    None => erm_from_encoder(&emotion.state.phasic)?,
+                };
+                Ok(Some(erm.logits_fn(&e)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the modules change only the logits (no prefix, steering or
+    /// gate): the frozen model's hidden states and raw logits then do not
+    /// depend on any trainable parameter.
+    pub fn logits_only(&self) -> bool {
+        self.prefix.is_none() && self.steering.is_none() && self.gate.is_none()
+    }
+
+    /// The modules' logits processing for `emotion` applied to raw model
+    /// logits (`[batch, vocab]` or `[batch, seq, vocab]`): what the hooks of
+    /// [`Modules::hooks`] do to the logits.
+    pub fn process_logits(&self, emotion: &TurnEmotion, logits: &Tensor) -> Result<Tensor> {
+        match self.logits_processor(emotion)? {
+            Some(f) => Ok(f(logits)?),
+            None => Ok(logits.shallow_clone()),
+        }
+    }
+
+    /// The emotion of a batch of prompts: the encoder over `contexts` (with
+    /// `tonic` from the previous turn), and the ERM over the prompts'
+    /// read-out (`tokens`/`mask`, left-padded; `hidden`: a read-out already
+    /// computed, `[batch, seq, hidden]`, whose positions `mask` selects).
+    #[allow(clippy::too_many_arguments)]
+    pub fn emotion(
+        &self,
+        model: &mut Model,
+        contexts: &[&EmotionalContext],
+        tonic: Option<&Tensor>,
+        erm_tonic: Option<&Tensor>,
+        tokens: &Tensor,
+        mask: &Tensor,
+        hidden: Option<&Tensor>,
+    ) -> Result<TurnEmotion> {
+        let b = contexts.len() as i64;
+        let state = match &self.encoder {
+            Some(enc) => enc.encode(contexts, tonic)?,
+            None => EmotionState::neutral(b, model.device())?,
+        };
+        let (erm, erm_tonic, erm_input) = match &self.erm {
+            Some(erm) => {
+                let h = match hidden {
+                    Some(h) => h.shallow_clone(),
+                    None => erm.read_hidden(model, tokens, mask)?,
+                };
+                let pooled = erm.pool(&h, mask)?;
+                let out = erm.appraise(&pooled, &state.conditioning()?, erm_tonic)?;
+                (Some(out.emotions), Some(out.tonic), Some(out.input))
+            }
+            None => (None, None, None),
+        };
+        Ok(TurnEmotion {
+            state,
+            erm,
+            erm_tonic,
+            erm_input,
+        })
+    }
+}
