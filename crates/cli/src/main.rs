@@ -31,9 +31,13 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         emorl train --env v2-threat-grid --agent emotional-ed\n  \
         emorl train --env v2-blocked-path --agent frustration-ed --episodes 50 --seed 3\n  \
-        emorl train --config configs/train/threat-grid.toml agent_config.lr=0.2 rng=numpy\n\n\
+        emorl train --config configs/train/threat-grid.toml agent_config.lr=0.2 rng=numpy\n  \
+        emorl train --env gridworld --agent fear-dqn --out runs/fd\n  \
+        emorl train --out runs/fd --resume                # continue it after Ctrl-C or a crash\n\n\
         The run directory holds config.toml (the resolved configuration), metrics.jsonl,\n\
-        TensorBoard event files and checkpoints/. View with: tensorboard --logdir runs")]
+        TensorBoard event files and checkpoints/ (written every checkpoint_every episodes,\n\
+        at the end and on Ctrl-C). One emorl process at a time writes a run directory.\n\
+        View with: tensorboard --logdir runs")]
     Train(TrainCli),
     /// Regenerate a results table: table.md, table.json and a figure in a run directory.
     #[command(
@@ -139,9 +143,14 @@ struct TrainCli {
     /// a GGUF file or a Hugging Face directory (same as agent_config.model=PATH).
     #[arg(long)]
     model: Option<String>,
-    /// Write the run exactly into this directory (default: runs/<name>-<time>).
+    /// Write the run exactly into this directory, which must be new or empty
+    /// (default: runs/<name>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint (tabular and DQN
+    /// agents), with its stored configuration; --episodes may raise its length.
+    #[arg(long)]
+    resume: bool,
     /// Directory under which run directories are created.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
@@ -366,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
                     }
                     o
                 },
+                resume: t.resume,
             })?;
             println!("{}", dir.display());
         }
@@ -492,6 +502,10 @@ fn main() -> ExitCode {
     init_tracing(&cli.log);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<emorl::interrupt::Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(emorl::interrupt::EXIT_CODE)
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
