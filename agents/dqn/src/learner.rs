@@ -517,7 +517,11 @@ impl DqnAgent {
         })
     }
 
-    /// Rebuilds an agent from a checkpoint directory written by [`save`](Self::save).
+    /// Rebuilds an agent from a checkpoint directory written by [`save`](Self::save),
+    /// training state included (checkpoints from before it was kept load the
+    /// weights and counters only). Building the networks draws from `rng`
+    /// before their weights are loaded; a caller continuing a run restores
+    /// its generator afterwards.
     pub fn load(dir: impl AsRef<Path>, rng: &RngHandle) -> Result<Self, DqnError> {
         let dir = dir.as_ref();
         let path: PathBuf = dir.join(META_FILE);

@@ -53,8 +53,9 @@ enum Command {
         emorl reproduce llm-modules --model ../shared/models/stories260k-f32.gguf --episodes 20\n  \
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
         emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
-        Finished seeds are stored under seeds/ as they end; rerunning with the same --out\n\
-        resumes an interrupted run without redoing them."
+        Finished seeds are stored under seeds/ as they end, with the options they were\n\
+        computed under; rerunning with the same --out and options resumes an interrupted\n\
+        run without redoing them."
     )]
     Reproduce(ReproduceCli),
     /// Play a text environment yourself: type the assistant's replies at the terminal.
@@ -277,7 +278,8 @@ struct ReproduceCli {
     /// Worker threads (0 = all cores).
     #[arg(long, short = 'j', default_value_t = 0)]
     jobs: usize,
-    /// Write the run exactly into this directory (resumes if it holds an interrupted run).
+    /// Write the run exactly into this directory (resumes an interrupted run made with
+    /// the same options; one emorl process at a time).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Directory under which run directories are created.
