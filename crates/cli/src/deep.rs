@@ -1,7 +1,7 @@
 //! `emorl train` for DQN agents (`dqn`, `fear-dqn`, `fear-dqn-coupled`, …).
 
 use crate::config;
-use crate::interrupt::{self, Interrupted};
+use crate::interrupt;
 use crate::resume::{self, Progress, Start};
 use crate::train::{log_config, progress, TrainConfig, DQN_CHECKPOINT_EVERY};
 use anyhow::{anyhow, Context, Result};
@@ -49,14 +49,7 @@ pub fn train_dqn(
         }
     }
     let first = state.episodes_done;
-    let (mut tb, mut metrics) = if resumed {
-        (
-            run.resumed_event_writer(first as i64)?,
-            run.resumed_metrics_writer(first as i64)?,
-        )
-    } else {
-        (run.event_writer()?, run.metrics_writer()?)
-    };
+    let (mut tb, mut metrics) = resume::writers(&run, resumed, first)?;
     if first == 0 {
         log_config(&mut tb, cfg)?;
     }
@@ -102,19 +95,12 @@ pub fn train_dqn(
         state.finish_episode(stats.steps, stats.episode_return, window);
         pb.set_message(format!("return {:.3}", stats.episode_return));
         pb.inc(1);
-        let stop = interrupt::requested();
-        if last || stop || (ep + 1) % every == 0 {
-            state.rng = rng.snapshot();
-            save(&run, &agent, &state)?;
-        }
-        if stop && !last {
+        let saved = resume::end_episode(&run, cfg, ep, every, &mut state, &rng, |st| {
+            save(&run, &agent, st)
+        });
+        if let Err(e) = saved {
             pb.finish_and_clear();
-            return Err(Interrupted {
-                run: run.path().to_path_buf(),
-                episodes_done: state.episodes_done,
-                episodes: cfg.episodes,
-            }
-            .into());
+            return Err(e);
         }
     }
     pb.finish_and_clear();

@@ -2,10 +2,11 @@
 //! gets an empty, locked directory; `--resume` continues a stored run from its
 //! last checkpoint, with the stored configuration, or is refused.
 
+use crate::interrupt::{self, Interrupted};
 use crate::train::{flatten, resolve_over, TrainArgs, TrainConfig};
 use anyhow::{anyhow, bail, Context, Result};
-use emorl_core::EmoRng;
-use emorl_log::{LogError, RunDir, CONFIG_FILE};
+use emorl_core::{EmoRng, RngHandle};
+use emorl_log::{EventWriter, LogError, MetricsWriter, RunDir, CONFIG_FILE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -196,6 +197,50 @@ pub fn continue_run(run: &RunDir, cfg: &TrainConfig, done: usize) -> Result<bool
         cfg.episodes
     );
     Ok(true)
+}
+
+/// The event and metrics writers of a loop starting at episode `first`: a
+/// resumed run drops what was logged from `first` on (see
+/// [`RunDir::resumed_event_writer`] and [`RunDir::resumed_metrics_writer`]).
+pub fn writers(run: &RunDir, resumed: bool, first: usize) -> Result<(EventWriter, MetricsWriter)> {
+    Ok(if resumed {
+        (
+            run.resumed_event_writer(first as i64)?,
+            run.resumed_metrics_writer(first as i64)?,
+        )
+    } else {
+        (run.event_writer()?, run.metrics_writer()?)
+    })
+}
+
+/// Ends episode `ep` of a checkpointed loop: `save` runs (with the generator
+/// recorded in `state`) every `every` episodes, after the last one and when
+/// Ctrl-C was pressed; after Ctrl-C the run then stops with [`Interrupted`].
+pub fn end_episode(
+    run: &RunDir,
+    cfg: &TrainConfig,
+    ep: usize,
+    every: usize,
+    state: &mut Progress,
+    rng: &RngHandle,
+    save: impl FnOnce(&Progress) -> Result<()>,
+) -> Result<()> {
+    // Read once: a Ctrl-C arriving now must not stop the run unsaved.
+    let stop = interrupt::requested();
+    let last = ep + 1 == cfg.episodes;
+    if stop || last || (ep + 1).is_multiple_of(every) {
+        state.rng = rng.snapshot();
+        save(state)?;
+    }
+    if stop && !last {
+        return Err(Interrupted {
+            run: run.path().to_path_buf(),
+            episodes_done: state.episodes_done,
+            episodes: cfg.episodes,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Reads a JSON checkpoint file, if there is one.

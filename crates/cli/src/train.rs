@@ -2,7 +2,7 @@
 
 use crate::catalog::{self, AgentFamily, EnvFamily, TextEnv};
 use crate::config;
-use crate::interrupt::{self, Interrupted};
+use crate::interrupt;
 use crate::resume::{self, Progress, Start};
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_tabular::{run_episode, QLearner, QLearnerConfig, QLearnerState};
@@ -380,14 +380,7 @@ fn train_tabular(
         }
     }
     let first = state.episodes_done;
-    let (mut tb, mut metrics) = if resumed {
-        (
-            run.resumed_event_writer(first as i64)?,
-            run.resumed_metrics_writer(first as i64)?,
-        )
-    } else {
-        (run.event_writer()?, run.metrics_writer()?)
-    };
+    let (mut tb, mut metrics) = resume::writers(&run, resumed, first)?;
     if first == 0 {
         log_config(&mut tb, cfg)?;
         tb.add_text("env/start", &format!("```\n{}```", env.render()), 0)?;
@@ -474,19 +467,12 @@ fn train_tabular(
         state.finish_episode(summary.steps, summary.episode_return, window);
         pb.set_message(format!("return {:.3}", summary.episode_return));
         pb.inc(1);
-        let stop = interrupt::requested();
-        if last || stop || (ep + 1) % every == 0 {
-            state.rng = rng.snapshot();
-            save_tabular(&run, &state, &agent, n_actions)?;
-        }
-        if stop && !last {
+        let saved = resume::end_episode(&run, cfg, ep, every, &mut state, &rng, |st| {
+            save_tabular(&run, st, &agent, n_actions)
+        });
+        if let Err(e) = saved {
             pb.finish_and_clear();
-            return Err(Interrupted {
-                run: run.path().to_path_buf(),
-                episodes_done: state.episodes_done,
-                episodes: cfg.episodes,
-            }
-            .into());
+            return Err(e);
         }
     }
     pb.finish_and_clear();
