@@ -159,8 +159,8 @@ fn interrupted_run_resumes_to_the_same_table() {
     let marked = resumed.join("seeds/anger/3.json");
     let mut v: Value =
         serde_json::from_str(&std::fs::read_to_string(&marked).expect("seed")).expect("json");
-    let original = v["control"].clone();
-    v["control"] = Value::from(-1.0);
+    let original = v["result"]["control"].clone();
+    v["result"]["control"] = Value::from(-1.0);
     std::fs::write(&marked, v.to_string()).expect("write");
     reproduce(&resumed, &args);
     let t: Value =
@@ -172,7 +172,7 @@ fn interrupted_run_resumes_to_the_same_table() {
         std::fs::read(resumed.join("table.json")).expect("resumed"),
         "the marked stored value must have been used"
     );
-    v["control"] = original;
+    v["result"]["control"] = original;
     std::fs::write(&marked, v.to_string()).expect("write");
     reproduce(&resumed, &args);
     assert_eq!(
@@ -271,15 +271,17 @@ fn v2_dqn_writes_both_tables_curves_and_resumes() {
         .any(|l| l.contains("Exp 18 survival rate")
             && l.contains("fear-dqn vs fear-dqn-coupled-cliff")));
     // The per-seed store holds what the table summarises.
-    let seed0: Value = serde_json::from_str(
+    let seed0: Value = serde_json::from_str::<Value>(
         &std::fs::read_to_string(out.join("seeds/exp16b/dqn/0.json")).expect("seed file"),
     )
-    .expect("parse");
+    .expect("parse")["result"]
+        .take();
     assert_eq!(seed0["rewards"].as_array().map(Vec::len), Some(6));
-    let seed1: Value = serde_json::from_str(
+    let seed1: Value = serde_json::from_str::<Value>(
         &std::fs::read_to_string(out.join("seeds/exp16b/dqn/1.json")).expect("seed file"),
     )
-    .expect("parse");
+    .expect("parse")["result"]
+        .take();
     let c = &rows[2]["comparison"]; // Exp 16b final reward, fear-dqn-coupled vs dqn
     let mean_dqn = (seed0["final_reward"].as_f64().expect("f")
         + seed1["final_reward"].as_f64().expect("f"))

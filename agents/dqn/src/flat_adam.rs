@@ -81,6 +81,36 @@ impl FlatAdam {
         })
     }
 
+    /// The moments `m`, `v` and the step count, for checkpoints.
+    pub fn moments(&self) -> (&Tensor, &Tensor, i32) {
+        (&self.exp_avg, &self.exp_avg_sq, self.steps)
+    }
+
+    /// Restores what [`moments`](Self::moments) returned (sizes must match).
+    pub fn restore_moments(
+        &mut self,
+        exp_avg: &Tensor,
+        exp_avg_sq: &Tensor,
+        steps: i32,
+    ) -> Result<(), DqnError> {
+        for (what, t) in [("m", exp_avg), ("v", exp_avg_sq)] {
+            if t.size() != self.exp_avg.size() {
+                return Err(DqnError::InvalidConfig(format!(
+                    "checkpointed Adam {what} has shape {:?}, the optimiser {:?}",
+                    t.size(),
+                    self.exp_avg.size()
+                )));
+            }
+        }
+        tch::no_grad(|| -> Result<(), DqnError> {
+            self.exp_avg.f_copy_(exp_avg)?;
+            self.exp_avg_sq.f_copy_(exp_avg_sq)?;
+            Ok(())
+        })?;
+        self.steps = steps;
+        Ok(())
+    }
+
     /// Number of parameters (floats) optimised.
     pub fn len(&self) -> usize {
         self.flat.numel()

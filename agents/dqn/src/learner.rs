@@ -48,12 +48,29 @@ struct CheckpointMeta {
     n_features: usize,
     n_actions: usize,
     state: TrainingState,
+    /// Absent in checkpoints written before training state was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    training: Option<TrainingMeta>,
+}
+
+/// What a checkpoint keeps beyond the weights so that training continues
+/// exactly: Adam's step counts, the replay buffer's write position and the
+/// fear module's state. The tensors (Adam moments, replay contents) are in
+/// `training.safetensors`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct TrainingMeta {
+    adam_steps: i32,
+    fear_adam_steps: Option<i32>,
+    replay_head: usize,
+    fear_state: serde_json::Value,
+    last_fear: Option<f64>,
 }
 
 const META_FILE: &str = "agent.json";
 const ONLINE_FILE: &str = "q_network.safetensors";
 const TARGET_FILE: &str = "target_network.safetensors";
 const FEAR_FILE: &str = "fear_network.safetensors";
+const TRAINING_FILE: &str = "training.safetensors";
 
 /// A DQN learner plus an optional fear module.
 pub struct DqnAgent {
@@ -443,9 +460,12 @@ impl DqnAgent {
         self.fear.as_mut()
     }
 
-    /// Writes a checkpoint directory: the networks as safetensors plus
-    /// `agent.json` (config and counters). The replay buffer and Adam's
-    /// moments are not saved; a resumed run refills and re-warms them.
+    /// Writes a checkpoint directory: the networks as safetensors,
+    /// `training.safetensors` (Adam's moments for the Q-network and the fear
+    /// network, the replay buffer's transitions and sampling order) and
+    /// `agent.json` (config, counters, step counts, the fear module's state),
+    /// so that [`load`](Self::load) continues training exactly where it
+    /// stopped.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), DqnError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| DqnError::Io {
@@ -458,11 +478,36 @@ impl DqnAgent {
         if let Some(vs) = self.fear.as_ref().and_then(|f| f.var_store()) {
             vs.save(dir.join(FEAR_FILE))?;
         }
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        let mut moments = |prefix: &str, opt: &FlatAdam| -> Result<i32, DqnError> {
+            let (m, v, steps) = opt.moments();
+            tensors.push((format!("{prefix}/exp_avg"), m.f_to_device(Device::Cpu)?));
+            tensors.push((format!("{prefix}/exp_avg_sq"), v.f_to_device(Device::Cpu)?));
+            Ok(steps)
+        };
+        let adam_steps = moments("adam", &self.optimizer)?;
+        let fear_adam_steps = match self.fear.as_ref().and_then(|f| f.optimizer()) {
+            Some(opt) => Some(moments("fear_adam", opt)?),
+            None => None,
+        };
+        let (replay, replay_head) = self.replay.to_tensors()?;
+        tensors.extend(replay);
+        Tensor::write_safetensors(&tensors, dir.join(TRAINING_FILE))?;
         let meta = CheckpointMeta {
             config: self.cfg.clone(),
             n_features: self.n_features,
             n_actions: self.n_actions,
             state: self.state.clone(),
+            training: Some(TrainingMeta {
+                adam_steps,
+                fear_adam_steps,
+                replay_head,
+                fear_state: self
+                    .fear
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, |f| f.state()),
+                last_fear: self.last_fear,
+            }),
         };
         let path = dir.join(META_FILE);
         std::fs::write(&path, serde_json::to_vec_pretty(&meta)?).map_err(|source| DqnError::Io {
@@ -472,7 +517,11 @@ impl DqnAgent {
         })
     }
 
-    /// Rebuilds an agent from a checkpoint directory written by [`save`](Self::save).
+    /// Rebuilds an agent from a checkpoint directory written by [`save`](Self::save),
+    /// training state included (checkpoints from before it was kept load the
+    /// weights and counters only). Building the networks draws from `rng`
+    /// before their weights are loaded; a caller continuing a run restores
+    /// its generator afterwards.
     pub fn load(dir: impl AsRef<Path>, rng: &RngHandle) -> Result<Self, DqnError> {
         let dir = dir.as_ref();
         let path: PathBuf = dir.join(META_FILE);
@@ -490,6 +539,49 @@ impl DqnAgent {
         }
         agent.optimizer.settings.lr = meta.state.learning_rate;
         agent.state = meta.state;
+        if let Some(t) = meta.training {
+            agent.restore_training(dir, t)?;
+        }
         Ok(agent)
+    }
+
+    /// Adam moments, replay buffer and fear state from a checkpoint.
+    fn restore_training(&mut self, dir: &Path, t: TrainingMeta) -> Result<(), DqnError> {
+        let device = self.device;
+        let tensors: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(dir.join(TRAINING_FILE))?
+                .into_iter()
+                .collect();
+        let get = |k: &str| -> Result<Tensor, DqnError> {
+            let t = tensors
+                .get(k)
+                .ok_or_else(|| DqnError::InvalidConfig(format!("checkpoint lacks {k}")))?;
+            Ok(t.f_to_device(device)?)
+        };
+        self.optimizer.restore_moments(
+            &get("adam/exp_avg")?,
+            &get("adam/exp_avg_sq")?,
+            t.adam_steps,
+        )?;
+        if let Some(steps) = t.fear_adam_steps {
+            let (m, v) = (get("fear_adam/exp_avg")?, get("fear_adam/exp_avg_sq")?);
+            let opt = self
+                .fear
+                .as_mut()
+                .and_then(|f| f.optimizer_mut())
+                .ok_or_else(|| {
+                    DqnError::InvalidConfig(
+                        "checkpoint has a fear optimiser, the agent none".into(),
+                    )
+                })?;
+            opt.restore_moments(&m, &v, steps)?;
+        }
+        self.replay
+            .restore_tensors(|k| tensors.get(k).map(Tensor::shallow_clone), t.replay_head)?;
+        if let Some(f) = self.fear.as_mut() {
+            f.restore(&t.fear_state)?;
+        }
+        self.last_fear = t.last_fear;
+        Ok(())
     }
 }

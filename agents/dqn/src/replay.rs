@@ -141,6 +141,114 @@ impl ReplayBuffer {
         }
     }
 
+    /// The stored transitions and sampling order as named tensors, plus the
+    /// write position, for checkpoints (nothing when empty).
+    pub fn to_tensors(&self) -> Result<(Vec<(String, Tensor)>, usize), DqnError> {
+        if self.is_empty() {
+            return Ok((Vec::new(), self.head));
+        }
+        let n = self.n_features as i64;
+        let len = self.len() as i64;
+        let ctx = &self.contexts;
+        let col_f64 = |f: fn(&StoredContext) -> f64| -> Result<Tensor, DqnError> {
+            Ok(Tensor::f_from_slice(
+                &ctx.iter().map(f).collect::<Vec<f64>>(),
+            )?)
+        };
+        let col_u8 = |f: fn(&StoredContext) -> bool| -> Result<Tensor, DqnError> {
+            Ok(Tensor::f_from_slice(
+                &ctx.iter().map(|c| u8::from(f(c))).collect::<Vec<u8>>(),
+            )?)
+        };
+        let order: Vec<i64> = self.order.iter().map(|&i| i as i64).collect();
+        let tensors = vec![
+            (
+                "states",
+                Tensor::f_from_slice(&self.states)?.f_view([len, n])?,
+            ),
+            (
+                "next_states",
+                Tensor::f_from_slice(&self.next_states)?.f_view([len, n])?,
+            ),
+            ("actions", Tensor::f_from_slice(&self.actions)?),
+            ("rewards", Tensor::f_from_slice(&self.rewards)?),
+            ("dones", Tensor::f_from_slice(&self.dones)?),
+            ("threat_distance", col_f64(|c| c.threat_distance)?),
+            ("near_threat", col_u8(|c| c.near_threat)?),
+            ("harmed", col_u8(|c| c.harmed)?),
+            ("context_reward", col_f64(|c| c.reward)?),
+            ("order", Tensor::f_from_slice(&order)?),
+        ];
+        Ok((
+            tensors
+                .into_iter()
+                .map(|(k, t)| (format!("replay/{k}"), t))
+                .collect(),
+            self.head,
+        ))
+    }
+
+    /// Refills an empty buffer from [`to_tensors`](Self::to_tensors)' output
+    /// (`get` looks a name up; no tensors means an empty buffer).
+    pub fn restore_tensors(
+        &mut self,
+        get: impl Fn(&str) -> Option<Tensor>,
+        head: usize,
+    ) -> Result<(), DqnError> {
+        let Some(states) = get("replay/states") else {
+            return Ok(());
+        };
+        let need = |k: &str| {
+            get(&format!("replay/{k}"))
+                .ok_or_else(|| DqnError::InvalidConfig(format!("checkpoint lacks replay/{k}")))
+        };
+        let flat_f32 = |t: Tensor| -> Result<Vec<f32>, DqnError> {
+            Ok(Vec::<f32>::try_from(&t.f_reshape([-1])?)?)
+        };
+        let states = flat_f32(states)?;
+        let next_states = flat_f32(need("next_states")?)?;
+        let actions = Vec::<i64>::try_from(&need("actions")?)?;
+        let rewards = flat_f32(need("rewards")?)?;
+        let dones = flat_f32(need("dones")?)?;
+        let threat = Vec::<f64>::try_from(&need("threat_distance")?)?;
+        let near = Vec::<u8>::try_from(&need("near_threat")?)?;
+        let harmed = Vec::<u8>::try_from(&need("harmed")?)?;
+        let reward = Vec::<f64>::try_from(&need("context_reward")?)?;
+        let order = Vec::<i64>::try_from(&need("order")?)?;
+        let len = actions.len();
+        let fits = len <= self.capacity
+            && states.len() == len * self.n_features
+            && next_states.len() == states.len()
+            && [rewards.len(), dones.len(), threat.len(), near.len()]
+                .iter()
+                .chain(&[harmed.len(), reward.len(), order.len()])
+                .all(|&l| l == len)
+            && order.iter().all(|&i| i >= 0 && (i as usize) < len)
+            && (head < self.capacity.max(1));
+        if !fits {
+            return Err(DqnError::InvalidConfig(format!(
+                "checkpointed replay buffer ({len} transitions) does not fit a buffer of {} x {} features",
+                self.capacity, self.n_features
+            )));
+        }
+        self.states = states;
+        self.next_states = next_states;
+        self.actions = actions;
+        self.rewards = rewards;
+        self.dones = dones;
+        self.contexts = (0..len)
+            .map(|i| StoredContext {
+                threat_distance: threat[i],
+                near_threat: near[i] != 0,
+                harmed: harmed[i] != 0,
+                reward: reward[i],
+            })
+            .collect();
+        self.order = order.into_iter().map(|i| i as usize).collect();
+        self.head = head;
+        Ok(())
+    }
+
     /// `k` distinct indices, uniformly: a partial Fisher–Yates over a kept
     /// permutation (any permutation works as a start, so it is never reset).
     pub fn sample_indices(&mut self, k: usize, rng: &RngHandle) -> Vec<usize> {

@@ -9,5 +9,5 @@ mod learner;
 mod registry;
 
 pub use episode::{run_episode, EpisodeStep, EpisodeSummary};
-pub use learner::{QLearner, QLearnerConfig, UpdateStats};
+pub use learner::{QLearner, QLearnerConfig, QLearnerState, UpdateStats};
 pub use registry::{registry, MakeAgentConfig};

@@ -1,20 +1,30 @@
 //! `emorl train` for DQN agents (`dqn`, `fear-dqn`, `fear-dqn-coupled`, …).
 
 use crate::config;
-use crate::train::{log_config, progress, TrainConfig};
+use crate::interrupt;
+use crate::resume::{self, Progress, Start};
+use crate::train::{log_config, progress, TrainConfig, DQN_CHECKPOINT_EVERY};
 use anyhow::{anyhow, Context, Result};
 use emorl_agents_dqn::{protocol::seed_everything, run_episode, DqnAgent, DqnConfig};
 use emorl_core::{DiscreteEnv, RngHandle};
 use emorl_log::RunDir;
+use std::path::PathBuf;
 use std::time::Instant;
 
+/// Name of the checkpoint directory under `checkpoints/`.
+const CHECKPOINT: &str = "dqn";
+/// The loop's progress inside the checkpoint directory.
+const PROGRESS_FILE: &str = "progress.json";
+
 /// Trains a DQN agent for `cfg.episodes` episodes, logging CleanRL's tags plus
-/// survival, threat distance and fear, and a Q-value histogram.
+/// survival, threat distance and fear, and a Q-value histogram; checkpoints
+/// the whole training state on a schedule, at the end and on Ctrl-C, and
+/// continues from the last checkpoint when resumed.
 pub fn train_dqn(
     cfg: &TrainConfig,
     make_env: fn(RngHandle) -> Box<dyn DiscreteEnv>,
-    run: &RunDir,
-) -> Result<()> {
+    start: Start<'_>,
+) -> Result<PathBuf> {
     let agent_cfg: DqnConfig = config::from_table("agent_config", cfg.agent_config.clone())?;
     // Same seed and config ⇒ same numbers: one libtorch thread, seeded streams.
     seed_everything(cfg.seed);
@@ -23,14 +33,34 @@ pub fn train_dqn(
     let n_features = env.features(0).len();
     let mut agent = DqnAgent::new(n_features, env.n_actions(), agent_cfg, &rng)
         .map_err(|e| anyhow!("agent '{}': {e}", cfg.agent))?;
-    let mut tb = run.event_writer()?;
-    let mut metrics = run.metrics_writer()?;
-    log_config(&mut tb, cfg)?;
+    let (run, resumed) = start.open(cfg)?;
+    let mut state = Progress::start(rng.snapshot());
+    if resumed {
+        if let Some(dir) = run.checkpoint(CHECKPOINT)? {
+            let saved: Progress = resume::read_json(&dir.join(PROGRESS_FILE))?
+                .with_context(|| format!("{} lacks {PROGRESS_FILE}", dir.display()))?;
+            agent = DqnAgent::load(&dir, &rng)
+                .with_context(|| format!("cannot load the checkpoint {}", dir.display()))?;
+            rng.with(|r| *r = saved.rng.clone());
+            state = saved;
+        }
+        if !resume::continue_run(&run, cfg, state.episodes_done)? {
+            return Ok(run.path().to_path_buf());
+        }
+    }
+    let first = state.episodes_done;
+    let (mut tb, mut metrics) = resume::writers(&run, resumed, first)?;
+    if first == 0 {
+        log_config(&mut tb, cfg)?;
+    }
+    interrupt::catch_ctrl_c()?;
+    let every = cfg.checkpoint_every.unwrap_or(DQN_CHECKPOINT_EVERY);
+    let window = resume::summary_window(cfg.episodes);
     let pb = progress(cfg.episodes as u64, "train");
+    pb.set_position(first as u64);
     let start = Instant::now();
     let mut total_steps = 0usize;
-    let mut returns = Vec::with_capacity(cfg.episodes);
-    for ep in 0..cfg.episodes {
+    for ep in first..cfg.episodes {
         let stats = run_episode(env.as_mut(), &mut agent, &rng, cfg.max_steps, true)
             .with_context(|| format!("episode {ep}"))?;
         total_steps += stats.steps;
@@ -62,23 +92,38 @@ pub fn train_dqn(
                 tb.add_histogram("q_values", &q, step)?;
             }
         }
-        returns.push(stats.episode_return);
+        state.finish_episode(stats.steps, stats.episode_return, window);
         pb.set_message(format!("return {:.3}", stats.episode_return));
         pb.inc(1);
+        let saved = resume::end_episode(&run, cfg, ep, every, &mut state, &rng, |st| {
+            save(&run, &agent, st)
+        });
+        if let Err(e) = saved {
+            pb.finish_and_clear();
+            return Err(e);
+        }
     }
     pb.finish_and_clear();
-    agent
-        .save(run.checkpoints_dir()?.join("dqn"))
-        .context("saving the checkpoint")?;
-    let tail = (returns.len() / 10).max(1);
+    let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "trained {} on {} for {} episodes ({total_steps} steps, {:.1}s, {:.0} steps/s); mean return of the last {tail}: {:.4}",
+        "trained {} on {} for {} episodes ({} steps, {secs:.1}s, {:.0} steps/s); mean return of the last {}: {:.4}",
         cfg.agent,
         cfg.env,
         cfg.episodes,
-        start.elapsed().as_secs_f64(),
-        total_steps as f64 / start.elapsed().as_secs_f64().max(1e-9),
-        emorl_core::numeric::mean(&returns[returns.len() - tail..])
+        state.global_step,
+        total_steps as f64 / secs.max(1e-9),
+        state.recent_returns.len(),
+        emorl_core::numeric::mean(&state.recent_returns)
     );
+    Ok(run.path().to_path_buf())
+}
+
+/// Replaces `checkpoints/dqn/` with the agent's whole training state and the
+/// loop's progress, as one unit.
+fn save(run: &RunDir, agent: &DqnAgent, state: &Progress) -> Result<()> {
+    let dir = run.begin_checkpoint(CHECKPOINT)?;
+    agent.save(&dir).context("saving the checkpoint")?;
+    emorl_log::write_atomic(&dir.join(PROGRESS_FILE), &serde_json::to_vec(state)?)?;
+    run.commit_checkpoint(CHECKPOINT)?;
     Ok(())
 }

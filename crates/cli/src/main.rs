@@ -31,9 +31,13 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         emorl train --env v2-threat-grid --agent emotional-ed\n  \
         emorl train --env v2-blocked-path --agent frustration-ed --episodes 50 --seed 3\n  \
-        emorl train --config configs/train/threat-grid.toml agent_config.lr=0.2 rng=numpy\n\n\
+        emorl train --config configs/train/threat-grid.toml agent_config.lr=0.2 rng=numpy\n  \
+        emorl train --env gridworld --agent fear-dqn --out runs/fd\n  \
+        emorl train --out runs/fd --resume                # continue it after Ctrl-C or a crash\n\n\
         The run directory holds config.toml (the resolved configuration), metrics.jsonl,\n\
-        TensorBoard event files and checkpoints/. View with: tensorboard --logdir runs")]
+        TensorBoard event files and checkpoints/ (written every checkpoint_every episodes,\n\
+        at the end and on Ctrl-C). One emorl process at a time writes a run directory.\n\
+        View with: tensorboard --logdir runs")]
     Train(TrainCli),
     /// Regenerate a results table: table.md, table.json and a figure in a run directory.
     #[command(
@@ -49,8 +53,9 @@ enum Command {
         emorl reproduce llm-modules --model ../shared/models/stories260k-f32.gguf --episodes 20\n  \
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
         emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
-        Finished seeds are stored under seeds/ as they end; rerunning with the same --out\n\
-        resumes an interrupted run without redoing them."
+        Finished seeds are stored under seeds/ as they end, with the options they were\n\
+        computed under; rerunning with the same --out and options resumes an interrupted\n\
+        run without redoing them."
     )]
     Reproduce(ReproduceCli),
     /// Play a text environment yourself: type the assistant's replies at the terminal.
@@ -139,9 +144,14 @@ struct TrainCli {
     /// a GGUF file or a Hugging Face directory (same as agent_config.model=PATH).
     #[arg(long)]
     model: Option<String>,
-    /// Write the run exactly into this directory (default: runs/<name>-<time>).
+    /// Write the run exactly into this directory, which must be new or empty
+    /// (default: runs/<name>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint (tabular and DQN
+    /// agents), with its stored configuration; --episodes may raise its length.
+    #[arg(long)]
+    resume: bool,
     /// Directory under which run directories are created.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
@@ -268,7 +278,8 @@ struct ReproduceCli {
     /// Worker threads (0 = all cores).
     #[arg(long, short = 'j', default_value_t = 0)]
     jobs: usize,
-    /// Write the run exactly into this directory (resumes if it holds an interrupted run).
+    /// Write the run exactly into this directory (resumes an interrupted run made with
+    /// the same options; one emorl process at a time).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Directory under which run directories are created.
@@ -366,6 +377,7 @@ fn run(cli: Cli) -> Result<()> {
                     }
                     o
                 },
+                resume: t.resume,
             })?;
             println!("{}", dir.display());
         }
@@ -492,6 +504,10 @@ fn main() -> ExitCode {
     init_tracing(&cli.log);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<emorl::interrupt::Interrupted>() => {
+            eprintln!("{e}");
+            ExitCode::from(emorl::interrupt::EXIT_CODE)
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)

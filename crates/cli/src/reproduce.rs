@@ -6,7 +6,7 @@ use crate::train::progress;
 use anyhow::{bail, Context, Result};
 use emorl_core::{EmoRng, RngKind};
 use emorl_log::RunDir;
-use emorl_stats::{compare, Comparison, Table};
+use emorl_stats::{compare, Comparison, SeedStore, Table};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -121,16 +121,21 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     let total_seeds = o.seeds * o.blocks;
     let seeds: Vec<u64> = (0..total_seeds as u64).map(|i| o.seed_offset + i).collect();
     let pb = progress((experiments.len() * total_seeds) as u64, "seeds");
+    let stored_under = seed_options(o)?;
     let mut outcomes = Vec::new();
     for exp in &experiments {
         pb.set_message(exp.name.clone());
-        let store = run.path().join("seeds").join(&exp.name);
+        let dir = run.path().join("seeds").join(&exp.name);
+        let store = SeedStore {
+            dir: &dir,
+            options: &stored_under,
+        };
         let offset = o.seed_offset;
         let per_block = o.seeds as u64;
         let last_of_block = |seed: u64| (seed - offset + 1).is_multiple_of(per_block);
         let tick = |_: usize, _: usize| pb.inc(1);
         let results: Vec<SeedOutcome> =
-            emorl_stats::run_seeds(&seeds, args.jobs, Some(&store), &tick, |seed| {
+            emorl_stats::run_seeds(&seeds, args.jobs, Some(store), &tick, |seed| {
                 exp.run_seed(seed, o.rng, last_of_block(seed))
             })
             .with_context(|| format!("experiment '{}'", exp.name))?;
@@ -182,12 +187,21 @@ fn log_tensorboard(
     Ok(())
 }
 
+/// What every stored seed result records it was computed under: a stored
+/// seed is reused only under the same options (see [`SeedStore`]).
+pub(crate) fn seed_options(o: &ReproduceOptions) -> Result<serde_json::Value> {
+    serde_json::to_value(o).context("reproduce options")
+}
+
+/// Locks the run directory (another emorl process writing it is refused)
+/// and checks it belongs to a reproduction with the same options: a new
+/// directory gets `options.toml`, an existing one must hold the same.
 pub(crate) fn open_run(args: &ReproduceArgs) -> Result<RunDir> {
     let run = match &args.out {
         Some(p) => RunDir::at(p),
         None => RunDir::create(&args.out_root, &format!("reproduce-{}", args.options.table)),
     }
-    .context("cannot create the run directory")?;
+    .map_err(|e| crate::resume::explain(e, false))?;
     let path = run.path().join("options.toml");
     let text = toml::to_string(&args.options).context("options")?;
     if path.exists() {
@@ -202,6 +216,11 @@ pub(crate) fn open_run(args: &ReproduceArgs) -> Result<RunDir> {
                 toml::to_string(&old).unwrap_or_default().replace('\n', " ")
             );
         }
+    } else if let Some(entry) = run.first_entry()? {
+        bail!(
+            "{} holds something other than a reproduction ({entry}); choose another --out",
+            run.path().display()
+        );
     } else {
         run.write_atomic(Path::new("options.toml"), text.as_bytes())?;
     }

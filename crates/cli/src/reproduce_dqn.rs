@@ -114,6 +114,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let total = (arms16.len() + arms18.len()) * seeds.len();
     let pb = progress(total as u64, "seed runs");
     let tick = |_: usize, _: usize| pb.inc(1);
+    let stored_under = crate::reproduce::seed_options(o)?;
     let mut arm_seconds = serde_json::Map::new();
     let mut r16: Vec<Vec<Exp16bSeed>> = Vec::new();
     for arm in &arms16 {
@@ -121,9 +122,16 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         pb.set_message(format!("16b {}", arm.id));
         let store = run.path().join("seeds").join("exp16b").join(&arm.id);
         r16.push(
-            emorl_stats::run_seeds(&seeds, args.jobs, Some(&store), &tick, |seed| {
-                exp16b_run_seed(seed, &arm.config, &s16)
-            })
+            emorl_stats::run_seeds(
+                &seeds,
+                args.jobs,
+                Some(emorl_stats::SeedStore {
+                    dir: &store,
+                    options: &stored_under,
+                }),
+                &tick,
+                |seed| exp16b_run_seed(seed, &arm.config, &s16),
+            )
             .with_context(|| format!("Exp 16b, agent '{}'", arm.id))?,
         );
         arm_seconds.insert(
@@ -137,9 +145,16 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         pb.set_message(format!("18 {}", arm.id));
         let store = run.path().join("seeds").join("exp18").join(&arm.id);
         r18.push(
-            emorl_stats::run_seeds(&seeds, args.jobs, Some(&store), &tick, |seed| {
-                exp18_run_seed(seed, &arm.config, &s18)
-            })
+            emorl_stats::run_seeds(
+                &seeds,
+                args.jobs,
+                Some(emorl_stats::SeedStore {
+                    dir: &store,
+                    options: &stored_under,
+                }),
+                &tick,
+                |seed| exp18_run_seed(seed, &arm.config, &s18),
+            )
             .with_context(|| format!("Exp 18, agent '{}'", arm.id))?,
         );
         arm_seconds.insert(

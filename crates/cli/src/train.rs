@@ -2,8 +2,10 @@
 
 use crate::catalog::{self, AgentFamily, EnvFamily, TextEnv};
 use crate::config;
+use crate::interrupt;
+use crate::resume::{self, Progress, Start};
 use anyhow::{anyhow, bail, Context, Result};
-use emorl_agents_tabular::{run_episode, QLearner, QLearnerConfig};
+use emorl_agents_tabular::{run_episode, QLearner, QLearnerConfig, QLearnerState};
 use emorl_core::{RngHandle, RngKind};
 use emorl_log::{EventWriter, HParamValue, RunDir};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,7 +16,7 @@ use toml::{Table, Value};
 
 /// What the user can set; `[agent]` holds the agent's hyperparameters, merged
 /// onto the registered agent's defaults.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Run name (the run directory is `<out_root>/<name>-<time>`).
@@ -34,7 +36,17 @@ pub struct TrainConfig {
     /// Environment options (dialogue: `max_turns`, `data`, …); grids take none.
     #[serde(default)]
     pub env_config: Table,
+    /// Checkpoint every this many episodes, besides at the end and on Ctrl-C
+    /// (tabular and DQN agents; default 1000 and 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
 }
+
+/// Default checkpoint interval (episodes) of tabular agents: their episodes
+/// take microseconds, a checkpoint a file sync.
+pub const TABULAR_CHECKPOINT_EVERY: usize = 1000;
+/// Default checkpoint interval (episodes) of DQN agents.
+pub const DQN_CHECKPOINT_EVERY: usize = 50;
 
 /// Command-line inputs of `emorl train`.
 pub struct TrainArgs {
@@ -46,6 +58,8 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     pub out_root: PathBuf,
     pub overrides: Vec<String>,
+    /// Continue the run stored in `out` from its last checkpoint.
+    pub resume: bool,
 }
 
 fn defaults() -> Table {
@@ -59,7 +73,13 @@ fn defaults() -> Table {
 
 /// Merges defaults, the config file, flags and overrides into one config.
 pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
-    let mut t = defaults();
+    resolve_over(args, defaults())
+}
+
+/// [`resolve`] over `base` instead of the defaults (a stored run's config,
+/// when it is resumed).
+pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
+    let mut t = base;
     if let Some(path) = &args.config {
         let mut file = config::read_table(path)?;
         // In files the agent's hyperparameters live under [agent] next to `agent = "id"`
@@ -127,6 +147,9 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
     if cfg.max_steps == 0 {
         bail!("max_steps must be at least 1");
     }
+    if cfg.checkpoint_every == Some(0) {
+        bail!("checkpoint_every must be at least 1");
+    }
     // Resolve the agent's hyperparameters now, so unknown keys fail before any work.
     let agents = catalog::agents();
     let family = agents.get(&cfg.agent)?.make;
@@ -144,6 +167,18 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
             bail!("environment '{}' takes no env_config options", cfg.env)
         }
         _ => {}
+    }
+    match family {
+        AgentFamily::Tabular(_) => {
+            cfg.checkpoint_every.get_or_insert(TABULAR_CHECKPOINT_EVERY);
+        }
+        AgentFamily::Dqn(_) => {
+            cfg.checkpoint_every.get_or_insert(DQN_CHECKPOINT_EVERY);
+        }
+        AgentFamily::Llm(_) | AgentFamily::Scripted(_) if cfg.checkpoint_every.is_some() => {
+            bail!("checkpoint_every applies to tabular and DQN agents only")
+        }
+        AgentFamily::Llm(_) | AgentFamily::Scripted(_) => {}
     }
     match family {
         AgentFamily::Tabular(make) => {
@@ -182,18 +217,34 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Runs `emorl train`; returns the run directory.
 pub fn train(args: &TrainArgs) -> Result<PathBuf> {
-    let cfg = resolve(args)?;
+    let (cfg, start) = if args.resume {
+        let (cfg, run) = resume::open_stored(args)?;
+        (cfg, Start::Resume(run))
+    } else {
+        let cfg = resolve(args)?;
+        // Before building agents or loading models: a taken --out fails fast.
+        if let Some(out) = &args.out {
+            RunDir::check_new_at(out).map_err(|e| resume::explain(e, true))?;
+        }
+        (cfg, Start::New(args))
+    };
     let envs = catalog::envs();
     let env_family = envs.get(&cfg.env)?.make;
     let agent_family = catalog::agents().get(&cfg.agent)?.make;
+    if let (Start::Resume(_), AgentFamily::Llm(_) | AgentFamily::Scripted(_)) =
+        (&start, agent_family)
+    {
+        bail!(
+            "--resume continues tabular and DQN runs; '{}' runs start anew (choose a new --out)",
+            cfg.agent
+        );
+    }
     match (env_family, agent_family) {
         (EnvFamily::Discrete(make_env), AgentFamily::Tabular(_)) => {
-            train_tabular(&cfg, make_env, args)
+            train_tabular(&cfg, make_env, start)
         }
         (EnvFamily::Discrete(make_env), AgentFamily::Dqn(_)) => {
-            let run = open_run(&cfg, args)?;
-            crate::deep::train_dqn(&cfg, make_env, &run)?;
-            Ok(run.path().to_path_buf())
+            crate::deep::train_dqn(&cfg, make_env, start)
         }
         (EnvFamily::Text(_), AgentFamily::Dqn(_)) => bail!(
             "agent '{}' is a DQN and cannot act in the text environment '{}' (try env 'gridworld')",
@@ -228,15 +279,10 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
     }
 }
 
+/// Creates and locks the directory of a new run (refused if `--out` already
+/// holds anything) and writes its config.
 pub(crate) fn open_run(cfg: &TrainConfig, args: &TrainArgs) -> Result<RunDir> {
-    let run = match &args.out {
-        Some(p) => RunDir::at(p),
-        None => RunDir::create(&args.out_root, &cfg.name),
-    }
-    .context("cannot create the run directory")?;
-    let text = toml::to_string(cfg).context("cannot serialise the resolved config")?;
-    run.write_config(&text)?;
-    Ok(run)
+    resume::open_new(cfg, args)
 }
 
 /// Flattens a config into `key -> value` rows (nested keys joined by '.').
@@ -298,29 +344,58 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// What `checkpoints/train_state.json` holds for a tabular run: the loop's
+/// progress and the learner's whole state.
+#[derive(Serialize, Deserialize)]
+struct TabularCheckpoint {
+    progress: Progress,
+    learner: QLearnerState,
+}
+
+const TABULAR_CHECKPOINT: &str = "checkpoints/train_state.json";
+
 fn train_tabular(
     cfg: &TrainConfig,
     make_env: fn(RngHandle) -> Box<dyn emorl_core::DiscreteEnv>,
-    args: &TrainArgs,
+    start: Start<'_>,
 ) -> Result<PathBuf> {
     let agent_cfg: QLearnerConfig = config::from_table("agent_config", cfg.agent_config.clone())?;
     let rng = RngHandle::new(cfg.rng, cfg.seed);
     let mut env = make_env(rng.clone());
     let mut agent = QLearner::new(env.n_states(), env.n_actions(), agent_cfg)
         .map_err(|e| anyhow!("agent '{}': {e}", cfg.agent))?;
-    let run = open_run(cfg, args)?;
-    let mut tb = run.event_writer()?;
-    let mut metrics = run.metrics_writer()?;
-    log_config(&mut tb, cfg)?;
-    tb.add_text("env/start", &format!("```\n{}```", env.render()), 0)?;
-    tracing::info!(run = %run.path().display(), env = %cfg.env, agent = %cfg.agent, "training");
+    let (run, resumed) = start.open(cfg)?;
+    let mut state = Progress::start(rng.snapshot());
+    if resumed {
+        let path = run.path().join(TABULAR_CHECKPOINT);
+        if let Some(ck) = resume::read_json::<TabularCheckpoint>(&path)? {
+            agent
+                .restore(ck.learner)
+                .with_context(|| format!("{} does not fit this agent", path.display()))?;
+            rng.with(|r| *r = ck.progress.rng.clone());
+            state = ck.progress;
+        }
+        if !resume::continue_run(&run, cfg, state.episodes_done)? {
+            return Ok(run.path().to_path_buf());
+        }
+    }
+    let first = state.episodes_done;
+    let (mut tb, mut metrics) = resume::writers(&run, resumed, first)?;
+    if first == 0 {
+        log_config(&mut tb, cfg)?;
+        tb.add_text("env/start", &format!("```\n{}```", env.render()), 0)?;
+    }
+    interrupt::catch_ctrl_c()?;
+    tracing::info!(run = %run.path().display(), env = %cfg.env, agent = %cfg.agent, first, "training");
 
+    let every = cfg.checkpoint_every.unwrap_or(TABULAR_CHECKPOINT_EVERY);
+    let window = resume::summary_window(cfg.episodes);
     let pb = progress(cfg.episodes as u64, "train");
+    pb.set_position(first as u64);
     let start = Instant::now();
-    let mut global_step: i64 = 0;
+    let mut steps_here: usize = 0;
     let n_actions = env.n_actions();
-    let mut returns = Vec::with_capacity(cfg.episodes);
-    for ep in 0..cfg.episodes {
+    for ep in first..cfg.episodes {
         let mut td_abs = 0.0;
         let mut lr_sum = 0.0;
         let mut min_threat = f64::INFINITY;
@@ -351,10 +426,10 @@ fn train_tabular(
                 }
             },
         );
-        global_step += summary.steps as i64;
+        steps_here += summary.steps;
         let steps = summary.steps.max(1) as f64;
         let step = ep as i64;
-        let sps = global_step as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let sps = steps_here as f64 / start.elapsed().as_secs_f64().max(1e-9);
         let mut record: Vec<(String, f64)> = vec![
             ("charts/episodic_return".into(), summary.episode_return),
             ("charts/episodic_length".into(), summary.steps as f64),
@@ -389,9 +464,16 @@ fn train_tabular(
                 tb.add_histogram(&format!("emotion/{}", ch.name()), trace, step)?;
             }
         }
-        returns.push(summary.episode_return);
+        state.finish_episode(summary.steps, summary.episode_return, window);
         pb.set_message(format!("return {:.3}", summary.episode_return));
         pb.inc(1);
+        let saved = resume::end_episode(&run, cfg, ep, every, &mut state, &rng, |st| {
+            save_tabular(&run, st, &agent, n_actions)
+        });
+        if let Err(e) = saved {
+            pb.finish_and_clear();
+            return Err(e);
+        }
     }
     pb.finish_and_clear();
     tb.add_text(
@@ -399,19 +481,31 @@ fn train_tabular(
         &format!("```\n{}```", env.render()),
         cfg.episodes as i64,
     )?;
+    let recent = emorl_core::numeric::mean(&state.recent_returns);
+    eprintln!(
+        "trained {} on {} for {} episodes ({} steps, {:.2}s); mean return of the last {}: {recent:.4}",
+        cfg.agent,
+        cfg.env,
+        cfg.episodes,
+        state.global_step,
+        start.elapsed().as_secs_f64(),
+        state.recent_returns.len(),
+    );
+    Ok(run.path().to_path_buf())
+}
+
+/// Writes the checkpoint: `train_state.json` (what a resume needs) and
+/// `q_table.json` (the table, to read), each atomically.
+fn save_tabular(run: &RunDir, state: &Progress, agent: &QLearner, n_actions: usize) -> Result<()> {
     let q = serde_json::to_vec(&serde_json::json!({
         "n_actions": n_actions,
         "q": agent.q_table(),
     }))?;
     run.write_atomic(Path::new("checkpoints/q_table.json"), &q)?;
-    let tail = (returns.len() / 10).max(1);
-    let recent = emorl_core::numeric::mean(&returns[returns.len() - tail..]);
-    eprintln!(
-        "trained {} on {} for {} episodes ({global_step} steps, {:.2}s); mean return of the last {tail}: {recent:.4}",
-        cfg.agent,
-        cfg.env,
-        cfg.episodes,
-        start.elapsed().as_secs_f64()
-    );
-    Ok(run.path().to_path_buf())
+    let ck = TabularCheckpoint {
+        progress: state.clone(),
+        learner: agent.state().context("checkpoint")?,
+    };
+    run.write_atomic(Path::new(TABULAR_CHECKPOINT), &serde_json::to_vec(&ck)?)?;
+    Ok(())
 }

@@ -10,6 +10,9 @@ pub enum CoreError {
     },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A checkpointed state could not be saved or does not fit.
+    #[error("checkpoint state: {0}")]
+    State(String),
     #[error("environment '{env}' is not deterministic: {detail}")]
     NotDeterministic { env: String, detail: String },
 }

@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 use prost::Message;
 
 use crate::proto::{
-    event, h_params_plugin_data, summary, summary_metadata, tensor_shape_proto, value, DataType,
-    Event, Experiment, HParamDataType, HParamInfo, HParamsPluginData, HistogramProto, MetricInfo,
-    MetricName, SessionEndInfo, SessionStartInfo, Status, Summary, SummaryMetadata, TensorProto,
-    TensorShapeProto, Value,
+    event, h_params_plugin_data, session_log, summary, summary_metadata, tensor_shape_proto, value,
+    DataType, Event, Experiment, HParamDataType, HParamInfo, HParamsPluginData, HistogramProto,
+    MetricInfo, MetricName, SessionEndInfo, SessionLog, SessionStartInfo, Status, Summary,
+    SummaryMetadata, TensorProto, TensorShapeProto, Value,
 };
 use crate::{io_err, record, unix_now, LogError, Result};
 
@@ -253,6 +253,21 @@ impl EventWriter {
             SESSION_END_TAG,
             h_params_plugin_data::Data::SessionEndInfo(end),
         )
+    }
+
+    /// Marks a restart at `step`: TensorBoard discards what earlier event files
+    /// of the directory logged at `step` or later, so a run resumed from a
+    /// checkpoint shows one history without the steps a killed process logged
+    /// past it.
+    pub fn add_session_start(&mut self, step: i64) -> Result<()> {
+        self.write_event(&Event {
+            wall_time: unix_now(),
+            step,
+            what: Some(event::What::SessionLog(SessionLog {
+                status: session_log::SessionStatus::Start as i32,
+                ..Default::default()
+            })),
+        })
     }
 
     /// Records are already handed to the OS on every call; this exists for

@@ -1,5 +1,6 @@
 //! Run logging for emorl: TensorBoard event files ([`EventWriter`]), `metrics.jsonl`
-//! ([`MetricsWriter`]) and run directories with atomic writes ([`RunDir`]).
+//! ([`MetricsWriter`]) and run directories owned by one process, with atomic
+//! writes ([`RunDir`]).
 //! Event files come from our own TFRecord framing over hand-written `prost` mirrors
 //! of the TF/TensorBoard protos ([`proto`]), not `tensorboard-rs`: it is unmaintained,
 //! leaves text/hparams/histograms `unimplemented!()` and pulls protobuf 2.x
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use event::{EventWriter, HParamValue, SessionStatus};
 pub use metrics::MetricsWriter;
-pub use run_dir::{write_atomic, RunDir, CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE};
+pub use run_dir::{write_atomic, RunDir, CHECKPOINTS_DIR, CONFIG_FILE, LOCK_FILE, METRICS_FILE};
 
 /// Errors of this crate. I/O failures carry the operation and path.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,12 @@ pub enum LogError {
     /// A metrics record could not be serialised to JSON.
     #[error("failed to serialise metrics record")]
     Json(#[from] serde_json::Error),
+    /// Another process holds the run directory's lock.
+    #[error("{} is in use by another emorl process (it holds {})", path.display(), crate::LOCK_FILE)]
+    Locked { path: PathBuf },
+    /// A directory meant for a new run already holds something.
+    #[error("{} is not empty (it holds {entry})", path.display())]
+    NotEmpty { path: PathBuf, entry: String },
     /// A caller-supplied argument was rejected (bad path, duplicate key, ...).
     #[error("invalid argument: {0}")]
     Invalid(String),

@@ -53,6 +53,36 @@ impl MetricsWriter {
         Ok(Self { file, path })
     }
 
+    /// Reopens the metrics file of a run resumed at `next_step`: lines with a
+    /// `"step"` of `next_step` or more (logged by a killed process after its
+    /// last checkpoint) and a cut-off last line are dropped, atomically, so
+    /// the resumed run continues the history without repeating a step.
+    pub fn resume(path: impl AsRef<Path>, next_step: i64) -> Result<Self> {
+        let path = path.as_ref();
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                let mut kept = String::with_capacity(text.len());
+                for line in text.split_inclusive('\n') {
+                    if !line.ends_with('\n') {
+                        continue; // cut off by a kill
+                    }
+                    let step = serde_json::from_str::<serde_json::Value>(line)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(serde_json::Value::as_i64));
+                    if step.is_none_or(|s| s < next_step) {
+                        kept.push_str(line);
+                    }
+                }
+                if kept.len() != text.len() {
+                    crate::write_atomic(path, kept.as_bytes())?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("read metrics file", path)(e)),
+        }
+        Self::create(path)
+    }
+
     /// Path of the metrics file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -152,6 +182,33 @@ mod tests {
             .lines()
             .nth(1)
             .is_some_and(|l| l.starts_with("{\"step\":4,")));
+    }
+
+    #[test]
+    fn resume_drops_steps_past_the_checkpoint_and_a_cut_off_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("metrics.jsonl");
+        {
+            let mut w = MetricsWriter::create(&path).expect("create");
+            for step in 0..6 {
+                w.record(step, &[("x", step as f64)]).expect("record");
+            }
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(b"{\"step\":6,\"wall").expect("partial");
+        drop(f);
+        let mut w = MetricsWriter::resume(&path, 4).expect("resume");
+        w.record(4, &[("x", 40.0)]).expect("record");
+        let steps: Vec<i64> = lines(&path)
+            .iter()
+            .map(|v| v["step"].as_i64().expect("step"))
+            .collect();
+        assert_eq!(steps, [0, 1, 2, 3, 4]);
+        assert_eq!(lines(&path)[4]["x"], 40.0);
+        // A run that never wrote metrics resumes with an empty file.
+        let fresh = dir.path().join("none.jsonl");
+        MetricsWriter::resume(&fresh, 3).expect("resume missing");
+        assert_eq!(fs::read_to_string(&fresh).expect("read"), "");
     }
 
     #[test]

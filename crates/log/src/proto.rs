@@ -16,7 +16,7 @@ pub struct Event {
     pub wall_time: f64,
     #[prost(int64, tag = "2")]
     pub step: i64,
-    #[prost(oneof = "event::What", tags = "3, 4, 5")]
+    #[prost(oneof = "event::What", tags = "3, 4, 5, 7")]
     pub what: Option<event::What>,
 }
 
@@ -32,6 +32,33 @@ pub mod event {
         GraphDef(Vec<u8>),
         #[prost(message, tag = "5")]
         Summary(super::Summary),
+        #[prost(message, tag = "7")]
+        SessionLog(super::SessionLog),
+    }
+}
+
+/// `tensorflow.SessionLog`: TensorBoard drops every event of earlier files
+/// at or after the step of a `START` (how a run restarted from a checkpoint
+/// hides what the killed process logged past it).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SessionLog {
+    #[prost(enumeration = "session_log::SessionStatus", tag = "1")]
+    pub status: i32,
+    #[prost(string, tag = "2")]
+    pub checkpoint_path: String,
+    #[prost(string, tag = "3")]
+    pub msg: String,
+}
+
+pub mod session_log {
+    /// `tensorflow.SessionLog.SessionStatus`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum SessionStatus {
+        StatusUnspecified = 0,
+        Start = 1,
+        Stop = 2,
+        Checkpoint = 3,
     }
 }
 

@@ -1,9 +1,17 @@
-//! [`RunDir`]: one directory per run, plus atomic file writes.
+//! [`RunDir`]: one directory per run, owned by one process, plus atomic file
+//! writes.
+//!
+//! A run directory belongs to one run: every way of opening one takes an
+//! exclusive advisory lock on [`LOCK_FILE`] inside it (released when the last
+//! clone of the [`RunDir`] is dropped, or when the process ends however it
+//! ends), so a second emorl process writing the same directory is refused
+//! before it writes anything.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::{io_err, EventWriter, LogError, MetricsWriter, Result};
 
@@ -13,18 +21,23 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Subdirectory for checkpoints.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// The lock file inside a run directory (empty; only its lock matters).
+pub const LOCK_FILE: &str = ".emorl.lock";
 
 /// A run's output directory. Holds the event file, `metrics.jsonl`,
-/// `config.toml` and `checkpoints/`.
+/// `config.toml` and `checkpoints/`, and the exclusive lock on it.
 #[derive(Clone, Debug)]
 pub struct RunDir {
     path: PathBuf,
+    /// The locked lock file; the lock lasts while any clone lives.
+    _lock: Arc<File>,
 }
 
 impl RunDir {
     /// Creates `<root>/<name>-<YYYYmmdd-HHMMSS>` (UTC), or `...-2`, `-3`, ...
-    /// if taken. The directory is claimed with a non-recursive `create_dir`,
-    /// so two processes starting in the same second get different ones.
+    /// if taken, and locks it. The directory is claimed with a non-recursive
+    /// `create_dir`, so two processes starting in the same second get
+    /// different ones.
     pub fn create(root: &Path, name: &str) -> Result<RunDir> {
         let mut parts = Path::new(name).components();
         let single = matches!(
@@ -45,7 +58,13 @@ impl RunDir {
                 root.join(format!("{base}-{n}"))
             };
             match fs::create_dir(&dir) {
-                Ok(()) => return Ok(RunDir { path: dir }),
+                Ok(()) => {
+                    let lock = lock(&dir, true)?;
+                    return Ok(RunDir {
+                        path: dir,
+                        _lock: lock,
+                    });
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_err("create run directory", &dir)(e)),
             }
@@ -56,16 +75,46 @@ impl RunDir {
         )))
     }
 
-    /// Uses exactly `path` (created if missing; an existing one is reused).
+    /// Uses exactly `path`, created if missing, and locks it. What is already
+    /// there is kept: this is how a run is resumed.
     pub fn at(path: impl AsRef<Path>) -> Result<RunDir> {
         let path = path.as_ref().to_path_buf();
         fs::create_dir_all(&path).map_err(io_err("create run directory", &path))?;
-        Ok(RunDir { path })
+        let lock = lock(&path, true)?;
+        Ok(RunDir { path, _lock: lock })
+    }
+
+    /// Uses exactly `path` for a new run: created if missing, locked, and
+    /// refused ([`LogError::NotEmpty`]) if it already holds anything. A
+    /// refused directory is left exactly as it was.
+    pub fn new_at(path: impl AsRef<Path>) -> Result<RunDir> {
+        let path = path.as_ref().to_path_buf();
+        let held = check_new(&path)?;
+        fs::create_dir_all(&path).map_err(io_err("create run directory", &path))?;
+        let lock = match held {
+            Some(l) => l,
+            None => lock(&path, true)?,
+        };
+        // Someone may have written between the check and the lock.
+        refuse_if_not_empty(&path)?;
+        Ok(RunDir { path, _lock: lock })
+    }
+
+    /// Whether [`new_at`](Self::new_at) would take `path` now, checked
+    /// without writing anything (to fail before slow preparations).
+    pub fn check_new_at(path: impl AsRef<Path>) -> Result<()> {
+        check_new(path.as_ref()).map(drop)
     }
 
     /// The run directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The first entry of the directory other than the lock file (the run's
+    /// own files first), or `None` when it holds nothing else.
+    pub fn first_entry(&self) -> Result<Option<String>> {
+        first_entry(&self.path)
     }
 
     /// Writes `config.toml` atomically (text written verbatim).
@@ -77,7 +126,13 @@ impl RunDir {
     /// (parents created). `rel_path` must be relative and must not contain
     /// `..`, so a write can never escape the run directory.
     pub fn write_atomic(&self, rel_path: impl AsRef<Path>, bytes: &[u8]) -> Result<PathBuf> {
-        let rel = rel_path.as_ref();
+        let target = self.inside(rel_path.as_ref())?;
+        write_atomic(&target, bytes)?;
+        Ok(target)
+    }
+
+    /// `rel` inside the run directory, if it is a plain relative path.
+    fn inside(&self, rel: &Path) -> Result<PathBuf> {
         let ok = rel.components().next().is_some()
             && rel
                 .components()
@@ -88,9 +143,7 @@ impl RunDir {
                 rel.display()
             )));
         }
-        let target = self.path.join(rel);
-        write_atomic(&target, bytes)?;
-        Ok(target)
+        Ok(self.path.join(rel))
     }
 
     /// A new event file in the run directory.
@@ -98,9 +151,24 @@ impl RunDir {
         EventWriter::create(&self.path)
     }
 
+    /// A new event file for a run resumed at `step`: it opens with a session
+    /// start at `step`, so TensorBoard drops what earlier files logged from
+    /// `step` on and the history continues without repeated steps.
+    pub fn resumed_event_writer(&self, step: i64) -> Result<EventWriter> {
+        let mut w = EventWriter::create(&self.path)?;
+        w.add_session_start(step)?;
+        Ok(w)
+    }
+
     /// `metrics.jsonl` in the run directory, opened for appending.
     pub fn metrics_writer(&self) -> Result<MetricsWriter> {
         MetricsWriter::create(self.path.join(METRICS_FILE))
+    }
+
+    /// `metrics.jsonl` of a run resumed at `next_step`, without the lines a
+    /// killed process wrote from that step on (see [`MetricsWriter::resume`]).
+    pub fn resumed_metrics_writer(&self, next_step: i64) -> Result<MetricsWriter> {
+        MetricsWriter::resume(self.path.join(METRICS_FILE), next_step)
     }
 
     /// `checkpoints/` in the run directory, created if missing.
@@ -108,6 +176,145 @@ impl RunDir {
         let dir = self.path.join(CHECKPOINTS_DIR);
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         Ok(dir)
+    }
+
+    /// An empty `checkpoints/.<name>.new/` to write a checkpoint directory
+    /// into; [`commit_checkpoint`](Self::commit_checkpoint) then puts it in
+    /// place of `checkpoints/<name>/`.
+    pub fn begin_checkpoint(&self, name: &str) -> Result<PathBuf> {
+        let (_, new, _) = self.checkpoint_paths(name)?;
+        remove_dir_if_present(&new)?;
+        fs::create_dir_all(&new).map_err(io_err("create directory", &new))?;
+        Ok(new)
+    }
+
+    /// Replaces `checkpoints/<name>/` with the directory written since
+    /// [`begin_checkpoint`](Self::begin_checkpoint), by two renames: a kill
+    /// at any moment leaves the old or the new checkpoint whole (see
+    /// [`checkpoint`](Self::checkpoint)).
+    pub fn commit_checkpoint(&self, name: &str) -> Result<PathBuf> {
+        let (current, new, old) = self.checkpoint_paths(name)?;
+        remove_dir_if_present(&old)?;
+        if current.exists() {
+            fs::rename(&current, &old).map_err(io_err("rename", &current))?;
+        }
+        fs::rename(&new, &current).map_err(io_err("rename", &new))?;
+        remove_dir_if_present(&old)?;
+        if let Some(parent) = current.parent() {
+            sync_dir(parent);
+        }
+        Ok(current)
+    }
+
+    /// `checkpoints/<name>/` if there is one. A kill between the two renames
+    /// of [`commit_checkpoint`](Self::commit_checkpoint) is repaired here by
+    /// putting the previous checkpoint back.
+    pub fn checkpoint(&self, name: &str) -> Result<Option<PathBuf>> {
+        let (current, _, old) = self.checkpoint_paths(name)?;
+        if !current.exists() && old.is_dir() {
+            fs::rename(&old, &current).map_err(io_err("rename", &old))?;
+        }
+        Ok(current.is_dir().then_some(current))
+    }
+
+    fn checkpoint_paths(&self, name: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+        let dir = self.checkpoints_dir()?;
+        let current = self.inside(&Path::new(CHECKPOINTS_DIR).join(name))?;
+        if current.parent() != Some(dir.as_path()) {
+            return Err(LogError::Invalid(format!(
+                "checkpoint name {name:?} must be a single path component"
+            )));
+        }
+        Ok((
+            current,
+            dir.join(format!(".{name}.new")),
+            dir.join(format!(".{name}.old")),
+        ))
+    }
+}
+
+/// Refuses a non-directory, a held lock, then any content, writing nothing;
+/// returns the lock when the directory already had a lock file.
+fn check_new(path: &Path) -> Result<Option<Arc<File>>> {
+    if path.exists() && !path.is_dir() {
+        return Err(LogError::Invalid(format!(
+            "{} exists and is not a directory",
+            path.display()
+        )));
+    }
+    // A held lock first (its owner may be filling the directory), then what
+    // is there.
+    let held = if path.join(LOCK_FILE).is_file() {
+        Some(lock(path, false)?)
+    } else {
+        None
+    };
+    refuse_if_not_empty(path)?;
+    Ok(held)
+}
+
+/// Opens (or, with `create`, creates) the lock file of `dir` and takes its
+/// exclusive lock without waiting.
+fn lock(dir: &Path, create: bool) -> Result<Arc<File>> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err("open lock file", &path))?;
+    // Called through the trait: std's inherent `File::try_lock` (Rust 1.89)
+    // would shadow it.
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(Arc::new(file)),
+        Err(fs4::TryLockError::WouldBlock) => Err(LogError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs4::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+    }
+}
+
+fn refuse_if_not_empty(dir: &Path) -> Result<()> {
+    match first_entry(dir)? {
+        Some(entry) => Err(LogError::NotEmpty {
+            path: dir.to_path_buf(),
+            entry,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A run's own files are named first, so a message says what kind of
+/// directory this is.
+fn first_entry(dir: &Path) -> Result<Option<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != LOCK_FILE {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let known = [CONFIG_FILE, METRICS_FILE, CHECKPOINTS_DIR, "options.toml"];
+    Ok(known
+        .iter()
+        .find(|k| names.iter().any(|n| n == *k))
+        .map(|k| (*k).to_string())
+        .or_else(|| names.into_iter().next()))
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", dir)(e)),
     }
 }
 
@@ -244,6 +451,94 @@ mod tests {
                 Err(LogError::Invalid(_))
             ));
         }
+    }
+
+    #[test]
+    fn one_process_holds_a_run_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("run");
+        let run = RunDir::at(&path).expect("first");
+        assert!(path.join(LOCK_FILE).is_file());
+        // A second opener (another process, or this one) is refused.
+        assert!(matches!(RunDir::at(&path), Err(LogError::Locked { .. })));
+        assert!(matches!(
+            RunDir::new_at(&path),
+            Err(LogError::Locked { .. })
+        ));
+        // Clones share the lock; it ends with the last one.
+        let clone = run.clone();
+        drop(run);
+        assert!(matches!(RunDir::at(&path), Err(LogError::Locked { .. })));
+        drop(clone);
+        let again = RunDir::at(&path).expect("free again");
+        drop(again);
+        let created = RunDir::create(root.path(), "x").expect("create");
+        assert!(matches!(
+            RunDir::at(created.path()),
+            Err(LogError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn a_new_run_needs_an_empty_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("run");
+        let run = RunDir::new_at(&path).expect("missing is fine");
+        run.write_config("a = 1\n").expect("config");
+        drop(run);
+        let listing = || {
+            let mut names: Vec<String> = fs::read_dir(&path)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        match RunDir::new_at(&path) {
+            Err(LogError::NotEmpty { entry, .. }) => assert_eq!(entry, CONFIG_FILE),
+            other => panic!("expected NotEmpty, got {other:?}"),
+        }
+        assert_eq!(listing(), before, "a refused directory is left as it was");
+        // An empty directory someone made by hand is fine; a file is not.
+        let empty = root.path().join("empty");
+        fs::create_dir(&empty).expect("mkdir");
+        RunDir::new_at(&empty).expect("empty directory");
+        let file = root.path().join("file");
+        fs::write(&file, "x").expect("file");
+        assert!(matches!(RunDir::new_at(&file), Err(LogError::Invalid(_))));
+        let other = root.path().join("other");
+        fs::create_dir(&other).expect("mkdir");
+        fs::write(other.join("notes.txt"), "x").expect("file");
+        assert!(matches!(
+            RunDir::new_at(&other),
+            Err(LogError::NotEmpty { .. })
+        ));
+        assert!(!other.join(LOCK_FILE).exists(), "nothing written");
+    }
+
+    #[test]
+    fn checkpoint_directories_are_replaced_whole() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let run = RunDir::at(root.path().join("run")).expect("run");
+        assert_eq!(run.checkpoint("agent").expect("none"), None);
+        for n in ["1", "2"] {
+            let dir = run.begin_checkpoint("agent").expect("begin");
+            fs::write(dir.join("w"), n).expect("write");
+            let done = run.commit_checkpoint("agent").expect("commit");
+            assert_eq!(fs::read_to_string(done.join("w")).expect("read"), n);
+        }
+        // A checkpoint being written does not disturb the current one.
+        let dir = run.begin_checkpoint("agent").expect("begin");
+        fs::write(dir.join("w"), "half").expect("write");
+        let current = run.checkpoint("agent").expect("ok").expect("some");
+        assert_eq!(fs::read_to_string(current.join("w")).expect("read"), "2");
+        // Killed between the two renames: the previous one comes back.
+        let ck = run.path().join(CHECKPOINTS_DIR);
+        fs::rename(ck.join("agent"), ck.join(".agent.old")).expect("rename");
+        let back = run.checkpoint("agent").expect("ok").expect("restored");
+        assert_eq!(fs::read_to_string(back.join("w")).expect("read"), "2");
+        assert!(run.begin_checkpoint("../x").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,17 +42,45 @@ pub enum RunnerError {
     },
 }
 
+/// Where finished seeds are kept, and the options they are computed under.
+/// Each file records its options; a stored result is trusted only when they
+/// equal these, so results made under other options are never mixed in.
+#[derive(Clone, Copy, Debug)]
+pub struct SeedStore<'a> {
+    pub dir: &'a Path,
+    /// Everything the results depend on, compared as JSON.
+    pub options: &'a serde_json::Value,
+}
+
+/// A seed's file: its options, then its result.
+#[derive(Serialize)]
+struct StoredRef<'a, T> {
+    options: &'a serde_json::Value,
+    result: &'a T,
+}
+
+#[derive(Deserialize)]
+struct Stored<T> {
+    options: serde_json::Value,
+    result: T,
+}
+
 /// Path of a seed's result file in `store`.
 pub fn seed_file(store: &Path, seed: u64) -> PathBuf {
     store.join(format!("{seed}.json"))
 }
 
-/// The stored result of `seed`, if its file exists and parses.
-fn load<T: DeserializeOwned>(store: &Path, seed: u64) -> Option<T> {
-    let path = seed_file(store, seed);
+/// The stored result of `seed`, if its file exists, parses and was written
+/// under the store's options.
+fn load<T: DeserializeOwned>(store: SeedStore<'_>, seed: u64) -> Option<T> {
+    let path = seed_file(store.dir, seed);
     let text = std::fs::read_to_string(&path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(value) => Some(value),
+    match serde_json::from_str::<Stored<T>>(&text) {
+        Ok(stored) if stored.options == *store.options => Some(stored.result),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "seed result stored under other options; recomputing");
+            None
+        }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "unreadable seed result; recomputing");
             None
@@ -64,10 +92,13 @@ fn load<T: DeserializeOwned>(store: &Path, seed: u64) -> Option<T> {
 /// directory, renamed over the target. A killed run never leaves a partial
 /// file; there is no fsync (it would cost more than a seed's work, and a
 /// file lost to a power cut is simply recomputed on resume).
-fn save<T: Serialize>(store: &Path, seed: u64, value: &T) -> Result<(), RunnerError> {
-    let json = serde_json::to_vec_pretty(value)
-        .map_err(|source| RunnerError::Serialize { seed, source })?;
-    let path = seed_file(store, seed);
+fn save<T: Serialize>(store: SeedStore<'_>, seed: u64, value: &T) -> Result<(), RunnerError> {
+    let json = serde_json::to_vec_pretty(&StoredRef {
+        options: store.options,
+        result: value,
+    })
+    .map_err(|source| RunnerError::Serialize { seed, source })?;
+    let path = seed_file(store.dir, seed);
     let io_err = |source| RunnerError::Store {
         path: path.clone(),
         source,
@@ -75,7 +106,7 @@ fn save<T: Serialize>(store: &Path, seed: u64, value: &T) -> Result<(), RunnerEr
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{seed}."))
         .suffix(".tmp")
-        .tempfile_in(store)
+        .tempfile_in(store.dir)
         .map_err(io_err)?;
     tmp.write_all(&json).map_err(io_err)?;
     tmp.persist(&path).map_err(|e| io_err(e.error))?;
@@ -85,11 +116,11 @@ fn save<T: Serialize>(store: &Path, seed: u64, value: &T) -> Result<(), RunnerEr
 /// Runs `f(seed)` for every seed on `jobs` threads (0 = one per CPU) and
 /// returns the results in the order of `seeds`.
 ///
-/// With a `store` directory, each result is written to `store/<seed>.json` as
-/// soon as it is ready, and seeds whose file already exists and parses are
-/// loaded instead of run, so an interrupted run resumes where it stopped. The
-/// store must belong to one configuration: files are trusted as they are.
-/// `T` must survive a JSON round trip.
+/// With a `store`, each result is written to `<dir>/<seed>.json` with the
+/// store's options as soon as it is ready, and seeds whose file already
+/// exists, parses and holds the same options are loaded instead of run, so an
+/// interrupted run resumes where it stopped; a file written under other
+/// options is recomputed. `T` must survive a JSON round trip.
 ///
 /// `progress(done, total)` is called once per seed, loaded ones included, from
 /// the worker threads. When jobs fail, the other seeds still run (and are
@@ -97,7 +128,7 @@ fn save<T: Serialize>(store: &Path, seed: u64, value: &T) -> Result<(), RunnerEr
 pub fn run_seeds<T, E, F>(
     seeds: &[u64],
     jobs: usize,
-    store: Option<&Path>,
+    store: Option<SeedStore<'_>>,
     progress: &(dyn Fn(usize, usize) + Sync),
     f: F,
 ) -> Result<Vec<T>, RunnerError>
@@ -115,24 +146,24 @@ where
         .num_threads(threads)
         .build()
         .map_err(|source| RunnerError::ThreadPool { jobs, source })?;
-    if let Some(dir) = store {
-        std::fs::create_dir_all(dir).map_err(|source| RunnerError::Store {
-            path: dir.to_path_buf(),
+    if let Some(store) = store {
+        std::fs::create_dir_all(store.dir).map_err(|source| RunnerError::Store {
+            path: store.dir.to_path_buf(),
             source,
         })?;
     }
     let total = seeds.len();
     let done = AtomicUsize::new(0);
     let run_one = |seed: u64| -> Result<T, RunnerError> {
-        if let Some(value) = store.and_then(|dir| load(dir, seed)) {
+        if let Some(value) = store.and_then(|st| load(st, seed)) {
             return Ok(value);
         }
         let value = f(seed).map_err(|e| RunnerError::Seed {
             seed,
             source: e.into(),
         })?;
-        if let Some(dir) = store {
-            save(dir, seed, &value)?;
+        if let Some(st) = store {
+            save(st, seed, &value)?;
         }
         Ok(value)
     };
@@ -218,10 +249,16 @@ mod tests {
     #[test]
     fn interrupted_run_resumes_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("results");
+        let store_dir = dir.path().join("results");
+        let store_options = serde_json::json!({"rng": "numpy"});
+        let st = SeedStore {
+            dir: &store_dir,
+            options: &store_options,
+        };
+        let store = store_dir.clone();
         let seeds: Vec<u64> = (10..18).collect();
 
-        let err = run_seeds(&seeds, 2, Some(&store), &no_progress, |seed| {
+        let err = run_seeds(&seeds, 2, Some(st), &no_progress, |seed| {
             if seed == 13 {
                 Err(format!("seed {seed} crashed"))
             } else {
@@ -237,7 +274,7 @@ mod tests {
         std::fs::write(seed_file(&store, 15), "[0.1, 0.2").unwrap();
 
         let computed = Mutex::new(BTreeSet::new());
-        let resumed = run_seeds(&seeds, 2, Some(&store), &no_progress, |seed| {
+        let resumed = run_seeds(&seeds, 2, Some(st), &no_progress, |seed| {
             computed.lock().unwrap().insert(seed);
             Ok::<_, String>(experiment(seed))
         })
@@ -257,6 +294,44 @@ mod tests {
             .collect();
         let want: BTreeSet<String> = seeds.iter().map(|s| format!("{s}.json")).collect();
         assert_eq!(names, want);
+    }
+
+    #[test]
+    fn results_stored_under_other_options_are_recomputed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (numpy, fast) = (
+            serde_json::json!({"rng": "numpy"}),
+            serde_json::json!({"rng": "fast"}),
+        );
+        let store = |options| SeedStore {
+            dir: dir.path(),
+            options,
+        };
+        let seeds: Vec<u64> = (0..6).collect();
+        // Another run wrote seeds 0-2 under other options into the same place.
+        run_seeds(&seeds[..3], 1, Some(store(&fast)), &no_progress, |seed| {
+            Ok::<_, String>(-(seed as f64))
+        })
+        .unwrap();
+        let computed = Mutex::new(BTreeSet::new());
+        let out = run_seeds(&seeds, 2, Some(store(&numpy)), &no_progress, |seed| {
+            computed.lock().unwrap().insert(seed);
+            Ok::<_, String>(seed as f64)
+        })
+        .unwrap();
+        assert_eq!(out, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(computed.into_inner().unwrap().len(), 6);
+        // Now stored under numpy: trusted from here on.
+        let again = run_seeds(&seeds, 2, Some(store(&numpy)), &no_progress, |_| {
+            Err::<f64, _>("must not run".to_string())
+        })
+        .unwrap();
+        assert_eq!(again, out);
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(seed_file(dir.path(), 1)).unwrap())
+                .unwrap();
+        assert_eq!(file["options"], numpy);
+        assert_eq!(file["result"], 1.0);
     }
 
     #[test]
@@ -280,7 +355,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
         std::fs::write(&file, "x").unwrap();
-        let err = run_seeds(&[1], 1, Some(&file), &no_progress, |seed| {
+        let options = serde_json::Value::Null;
+        let st = SeedStore {
+            dir: &file,
+            options: &options,
+        };
+        let err = run_seeds(&[1], 1, Some(st), &no_progress, |seed| {
             Ok::<_, String>(seed)
         })
         .unwrap_err();

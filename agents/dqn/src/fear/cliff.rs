@@ -109,6 +109,25 @@ impl FearModule for CoupledCliff {
         None
     }
 
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "tonic": self.tonic, "first_appraisal": self.first_appraisal })
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), DqnError> {
+        let tonic = state.get("tonic").and_then(serde_json::Value::as_f64);
+        let first = state
+            .get("first_appraisal")
+            .and_then(serde_json::Value::as_bool);
+        let (Some(tonic), Some(first)) = (tonic, first) else {
+            return Err(DqnError::InvalidConfig(format!(
+                "checkpointed cliff fear state {state} lacks tonic or first_appraisal"
+            )));
+        };
+        self.tonic = tonic;
+        self.first_appraisal = first;
+        Ok(())
+    }
+
     fn prepare_batch(&mut self, batch: &Batch) -> Result<BatchFear, DqnError> {
         let f: Vec<f32> = batch
             .contexts

@@ -197,4 +197,12 @@ impl FearModule for DecoupledFear {
     fn var_store_mut(&mut self) -> Option<&mut nn::VarStore> {
         Some(&mut self.vs)
     }
+
+    fn optimizer(&self) -> Option<&FlatAdam> {
+        Some(&self.opt)
+    }
+
+    fn optimizer_mut(&mut self) -> Option<&mut FlatAdam> {
+        Some(&mut self.opt)
+    }
 }

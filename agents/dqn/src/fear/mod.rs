@@ -18,6 +18,7 @@ pub use decoupled::{danger_label, DecoupledFear};
 
 use crate::config::FearConfig;
 use crate::error::DqnError;
+use crate::flat_adam::FlatAdam;
 use crate::replay::Batch;
 use emorl_core::{EmotionalContext, RngHandle};
 use tch::{nn, Device, Tensor};
@@ -108,6 +109,26 @@ pub trait FearModule: std::fmt::Debug {
 
     fn var_store_mut(&mut self) -> Option<&mut nn::VarStore> {
         None
+    }
+
+    /// The optimiser of the module's own network, for checkpoints.
+    fn optimizer(&self) -> Option<&FlatAdam> {
+        None
+    }
+
+    fn optimizer_mut(&mut self) -> Option<&mut FlatAdam> {
+        None
+    }
+
+    /// State carried between steps besides weights and optimiser (tonic
+    /// levels, flags), for checkpoints.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restores what [`state`](Self::state) returned.
+    fn restore(&mut self, _state: &serde_json::Value) -> Result<(), DqnError> {
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Anger / frustration: builds up when progress is blocked, decays otherwise.
 
 use super::{Appraisal, EmotionChannel, Modulation};
+use crate::error::CoreError;
 use crate::numeric::argmax;
 use crate::rng::RngHandle;
 use serde::{Deserialize, Serialize};
@@ -65,7 +66,7 @@ pub struct AngerConfig {
     pub blocked_td_damping: Option<f64>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AngerChannel {
     cfg: AngerConfig,
     frustration: f64,
@@ -173,6 +174,15 @@ impl EmotionChannel for AngerChannel {
     fn reset_episode(&mut self) {
         self.frustration = 0.0;
         self.last_action = None;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored(self.name(), state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Curiosity: a novelty bonus that decays with visits (phasic), shaping the TD target.
 
 use super::{Appraisal, EmotionChannel};
+use crate::error::CoreError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -10,7 +11,7 @@ pub struct CuriosityConfig {
     pub scale: f64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CuriosityChannel {
     cfg: CuriosityConfig,
     visits: Vec<u32>,
@@ -52,6 +53,15 @@ impl EmotionChannel for CuriosityChannel {
 
     fn reset_episode(&mut self) {
         self.current = 0.0;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored(self.name(), state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Fear: appraisal of threat proximity (phasic) and learned danger (tonic).
 
 use super::{normalised, Appraisal, EmotionChannel, Modulation};
+use crate::error::CoreError;
 use crate::numeric::argmax;
 use crate::rng::RngHandle;
 use serde::{Deserialize, Serialize};
@@ -76,7 +77,7 @@ pub struct FearConfig {
     pub learning_rate: FearLearningRate,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct FearChannel {
     cfg: FearConfig,
     /// Fear of the state the agent is now in (set by the last appraisal).
@@ -231,6 +232,15 @@ impl EmotionChannel for FearChannel {
 
     fn reset_episode(&mut self) {
         self.current = 0.0;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored(self.name(), state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Joy: phasic delight at positive outcomes and a slowly moving tonic mood.
 
 use super::{Appraisal, EmotionChannel, Modulation};
+use crate::error::CoreError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -12,7 +13,7 @@ pub struct JoyConfig {
     pub weight: f64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct JoyChannel {
     cfg: JoyConfig,
     joy: f64,
@@ -56,6 +57,15 @@ impl EmotionChannel for JoyChannel {
 
     fn reset_episode(&mut self) {
         self.joy = 0.0;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored(self.name(), state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
     }
 }
 

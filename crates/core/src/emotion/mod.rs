@@ -18,7 +18,9 @@ pub use joy::{JoyChannel, JoyConfig};
 pub use regret::{RegretChannel, RegretConfig};
 
 use crate::context::EmotionalContext;
+use crate::error::CoreError;
 use crate::rng::RngHandle;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// A transition as the channels appraise it.
@@ -79,6 +81,36 @@ pub trait EmotionChannel: std::fmt::Debug {
 
     /// Clears per-episode state (tonic memories that should persist are kept).
     fn reset_episode(&mut self);
+
+    /// Everything the channel has learned or carries between steps (phasic
+    /// and tonic levels, per-state memories) and its config, for checkpoints.
+    fn state(&self) -> Result<serde_json::Value, CoreError>;
+
+    /// Restores what [`state`](Self::state) returned; a state saved under
+    /// another config is refused.
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError>;
+}
+
+/// A channel's state as JSON (floats round-trip exactly).
+pub(crate) fn state_of<C: Serialize>(channel: &C) -> Result<serde_json::Value, CoreError> {
+    serde_json::to_value(channel).map_err(|e| CoreError::State(e.to_string()))
+}
+
+/// The channel a checkpointed `state` describes, if its config is `current`.
+pub(crate) fn restored<C: DeserializeOwned, K: PartialEq>(
+    name: &str,
+    state: &serde_json::Value,
+    current: &K,
+    config_of: impl Fn(&C) -> &K,
+) -> Result<C, CoreError> {
+    let channel: C = serde_json::from_value(state.clone())
+        .map_err(|e| CoreError::State(format!("{name} channel: {e}")))?;
+    if config_of(&channel) != current {
+        return Err(CoreError::State(format!(
+            "the {name} channel was saved with another config"
+        )));
+    }
+    Ok(channel)
 }
 
 /// Serializable description of a channel, as written in experiment TOML files.

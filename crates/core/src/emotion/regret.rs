@@ -1,6 +1,7 @@
 //! Regret: appraisal of what was obtained against what was foregone.
 
 use super::{Appraisal, EmotionChannel, Modulation};
+use crate::error::CoreError;
 use crate::rng::RngHandle;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +26,7 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RegretChannel {
     cfg: RegretConfig,
     current: f64,
@@ -91,6 +92,15 @@ impl EmotionChannel for RegretChannel {
 
     fn reset_episode(&mut self) {
         self.current = 0.0;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored(self.name(), state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
     }
 }
 
