@@ -8,7 +8,7 @@ The update (CleanRL-style, one file):
   2. emotion: a per-emotion tanh MLP over 20 context features (sigmoid
      outputs) and the ERM (tanh encoder, attention pooling, GRU cell,
      six sigmoid heads) -> a logit bias (emotions @ [6, hidden] directions
-     through the frozen unembedding scaled to unit RMS / sqrt(hidden), plus
+     through the frozen unembedding scaled to unit RMS / hidden, plus
      cautious/exploratory token-set gains) and a temperature
      (base * exp(w . emotions), clamped), applied as a logits processor;
   3. k samples per prompt, `max_new_tokens` each, with the KV cache
@@ -99,7 +99,7 @@ def build_modules(torch, hidden, vocab, n_layers, unembedding, seed=0):
             self.heads = nn.Linear(2 * width, n_erm)
             self.direction = nn.Parameter(torch.zeros(n_erm, hidden))
             w = unembedding.detach().float()
-            self.register_buffer("unembedding_t", (w / (w.square().mean().sqrt() * hidden**0.5)).t().contiguous())
+            self.register_buffer("unembedding_t", (w / (w.square().mean().sqrt() * hidden)).t().contiguous())
             self.gains = nn.Parameter(torch.zeros(2))
             self.temp_w = nn.Parameter(torch.zeros(n_erm))
             g = torch.Generator().manual_seed(seed + 1)

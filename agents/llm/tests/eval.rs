@@ -166,7 +166,7 @@ fn strong_fear_bias_gives_a_large_fear_marker_effect() {
         let w = a.model().unembedding().to_kind(tch::Kind::Float);
         let h = w.size()[1] as f64;
         let rms = w.square().mean(tch::Kind::Float).sqrt().double_value(&[]);
-        let w = w / (rms * h.sqrt());
+        let w = w / (rms * h);
         let ids =
             tch::Tensor::from_slice(&pieces.iter().map(|&p| i64::from(p)).collect::<Vec<_>>());
         let wp = w.index_select(0, &ids); // [pieces, hidden]

@@ -349,7 +349,7 @@ fn rl_raises_the_dialogue_return_over_llm_base() {
         prompts_per_update: 8,
         samples_per_prompt: 4,
         max_new_tokens: 24,
-        lr: 0.2,
+        lr: 1.0,
         kl_coef: 0.0,
         updates: 20,
         seed: 0,
@@ -655,4 +655,48 @@ fn the_expression_objective_can_penalise_repeated_words() {
     assert!(stats
         .iter()
         .all(|s| s.loss.is_finite() && s.expression_mass > 0.0));
+}
+
+#[test]
+fn resumed_training_continues_exactly_where_it_stopped() {
+    // The optimiser's moments and step count travel with the checkpoint, so
+    // 2 updates + save + resume + 1 update equal 3 uninterrupted updates.
+    let cfg = RlConfig {
+        lr: 0.1,
+        feedback_coef: 0.5,
+        expression_coef: 1.0,
+        updates: 3,
+        ..small_rl(9)
+    };
+    let fresh = || {
+        let agent = LlmAgent::new(model(), AgentKind::Erm, AgentConfig::default()).unwrap();
+        Trainer::new(agent, cfg.clone()).unwrap()
+    };
+    let mut whole = fresh();
+    let all = whole.train(|_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = fresh();
+    first.update().unwrap();
+    first.update().unwrap();
+    first.save(dir.path()).unwrap();
+    drop(first);
+    let mut resumed = Trainer::resume(dir.path(), model(), None).unwrap();
+    assert_eq!(resumed.updates_done(), 2);
+    let last = resumed.update().unwrap();
+    assert_eq!(last.update, 3);
+    assert_eq!(last.reward_mean, all[2].reward_mean);
+    assert_eq!(last.loss, all[2].loss);
+    assert_eq!(last.grad_norm, all[2].grad_norm);
+    for ((n, a), (_, b)) in whole
+        .agent()
+        .named_tensors()
+        .iter()
+        .zip(&resumed.agent().named_tensors())
+    {
+        assert!(bit_equal(a, b), "{n} differs after resuming");
+    }
+    // A checkpoint that lost its optimiser state is refused rather than
+    // restarted with fresh moments (which would change every later step).
+    std::fs::remove_file(dir.path().join("optimizer.safetensors")).unwrap();
+    assert!(Trainer::resume(dir.path(), model(), None).is_err());
 }

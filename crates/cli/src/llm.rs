@@ -84,6 +84,23 @@ impl Default for LlmTrainConfig {
                 // Seed 001's phase 3: the ERM learns online what its
                 // situations turn into.
                 feedback_coef: 0.1,
+                // The ERM's temperature stays at its base: trained, it made
+                // every distribution flatter (a hotter softmax puts more
+                // mass on rare expression words too) — SmolLM2's entropy
+                // rose from 1.2 to 7 nats per token in 6 updates
+                // (agents/llm/NOTES.md, "One optimiser").
+                //
+                // The ERM's low-rank logit directions at 10× the base rate
+                // (0.5: about half a logit a step on the best-aligned token;
+                // at 1× that would be 0.6 logits after the default 12
+                // updates). Tried on SmolLM2's validation conversations, not
+                // the table's (NOTES.md, "One optimiser").
+                lr_scale: [
+                    ("erm.temperature".to_string(), 0.0),
+                    ("erm.logit".to_string(), 10.0),
+                ]
+                .into_iter()
+                .collect(),
                 ..RlConfig::default()
             },
         }
