@@ -373,3 +373,91 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         stderr(&o)
     );
 }
+
+/// `emorl train` of `llm-erm` on stories260K with small settings, into `out`.
+fn train_llm_erm(out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let model = stories();
+    let mut args = vec![
+        "train",
+        "--env",
+        "dialogue",
+        "--agent",
+        "llm-erm",
+        "--model",
+        &model,
+        "--seed",
+        "6",
+        "--out",
+        out.to_str().expect("utf8"),
+        "agent_config.threads=1",
+        "agent_config.eval_episodes=1",
+        "agent_config.sample_every=0",
+        "agent_config.erm_pretrain_steps=2",
+        "agent_config.rl.prompts_per_update=2",
+        "agent_config.rl.samples_per_prompt=2",
+        "agent_config.agent.max_new_tokens=6",
+        "agent_config.encoder_pretrain.steps=20",
+        "agent_config.encoder_pretrain.train_conversations=10",
+        "agent_config.encoder_pretrain.test_conversations=5",
+        "agent_config.erm_text.epochs=0",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn a_resumed_llm_run_equals_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let whole = tmp.path().join("whole");
+    let o = train_llm_erm(&whole, &["--episodes", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The same run stopped after 2 updates, then continued to 4.
+    let split = tmp.path().join("split");
+    let o = train_llm_erm(&split, &["--episodes", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "train",
+        "--out",
+        split.to_str().expect("utf8"),
+        "--resume",
+        "--episodes",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    // Same module tensors and optimiser moments, bit for bit.
+    for file in ["modules.safetensors", "optimizer.safetensors"] {
+        let a = std::fs::read(whole.join("checkpoints/agent").join(file)).expect(file);
+        let b = std::fs::read(split.join("checkpoints/agent").join(file)).expect(file);
+        assert!(a == b, "{file} differs after resuming");
+    }
+    // Every update logged once, in order.
+    let steps: Vec<i64> = std::fs::read_to_string(split.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["step"]
+                .as_i64()
+                .expect("step")
+        })
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4]);
+    // A finished run has nothing to resume; another setting is refused.
+    let o = run(&["train", "--out", split.to_str().expect("utf8"), "--resume"]);
+    assert!(
+        o.status.success() && stderr(&o).contains("nothing to do"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "train",
+        "--out",
+        split.to_str().expect("utf8"),
+        "--resume",
+        "--episodes",
+        "6",
+        "agent_config.rl.lr=0.5",
+    ]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lr"), "{}", stderr(&o));
+}

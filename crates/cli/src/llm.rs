@@ -330,22 +330,31 @@ fn log_sample(
     Ok(())
 }
 
-/// RL training of an LLM agent on the dialogue environment.
-pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<()> {
-    let Prepared { llm, mut agent } = prepared;
-    let mut tb = run.event_writer()?;
-    let mut metrics = run.metrics_writer()?;
-    log_config(&mut tb, cfg)?;
+/// Name of an LLM run's checkpoint under `checkpoints/`.
+pub const CHECKPOINT: &str = "agent";
+/// Checkpoint every this many RL updates unless `checkpoint_every` says otherwise.
+pub const LLM_CHECKPOINT_EVERY: usize = 5;
+/// The validation returns measured before training, kept for a resumed run.
+const BEFORE_FILE: &str = "validation_before.json";
+
+/// Everything before RL: validation conversations, the encoder's and the
+/// ERM's supervised phases. Returns the validation returns before training.
+fn supervised_phases(
+    cfg: &TrainConfig,
+    llm: &LlmTrainConfig,
+    agent: &mut LlmAgent,
+    run: &RunDir,
+    tb: &mut EventWriter,
+    eval: &[u64],
+) -> Result<Vec<f64>> {
     let env_cfg = llm.rl.env.clone();
-    let eval = eval_seeds(llm.eval_episodes);
-    let start = Instant::now();
     let mut before = Vec::new();
     if !eval.is_empty() {
         eprintln!(
             "evaluating {} validation conversations before training (seeds 6000000+)…",
             eval.len()
         );
-        before = evaluate_returns(&mut agent, &env_cfg, &eval)?;
+        before = evaluate_returns(agent, &env_cfg, eval)?;
         tb.add_scalar("eval/return", emorl_core::numeric::mean(&before), 0)?;
     }
     if let (Some(enc), true) = (&agent.modules().encoder, llm.encoder_pretrain.steps > 0) {
@@ -381,7 +390,7 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
                 eprintln!("ERM phase 1 on labelled text ({})…", dir.display());
                 let dd = emorl_agents_llm::data::dailydialog_file();
                 if let Some(r) =
-                    pretrain_erm_on_corpora(&mut agent, &dir, dd.as_deref(), &llm.erm_text)?
+                    pretrain_erm_on_corpora(agent, &dir, dd.as_deref(), &llm.erm_text)?
                 {
                     tb.add_scalar("eval/erm_text_accuracy", r.test.accuracy, 0)?;
                     tb.add_scalar("eval/erm_text_macro_f1", r.test.macro_f1, 0)?;
@@ -412,8 +421,58 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
         }
         pb.finish_and_clear();
     }
-    let mut trainer = Trainer::new(agent, llm.rl.clone())?;
+    run.write_atomic(
+        Path::new(BEFORE_FILE),
+        serde_json::to_string(&before)?.as_bytes(),
+    )?;
+    Ok(before)
+}
+
+/// Writes the trainer's checkpoint: a new directory replaces the old one
+/// whole, so a kill at any moment leaves one of them.
+fn save_checkpoint(run: &RunDir, trainer: &Trainer) -> Result<PathBuf> {
+    let dir = run.begin_checkpoint(CHECKPOINT)?;
+    trainer.save(&dir).context("saving the checkpoint")?;
+    Ok(run.commit_checkpoint(CHECKPOINT)?)
+}
+
+/// RL training of an LLM agent on the dialogue environment; `resumed`
+/// continues the run in `run` from its checkpoint (module parameters,
+/// optimiser moments, update count: the updates that follow are the ones
+/// an uninterrupted run would have made).
+pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir, resumed: bool) -> Result<()> {
+    let Prepared { llm, mut agent } = prepared;
+    let env_cfg = llm.rl.env.clone();
+    let eval = eval_seeds(llm.eval_episodes);
+    let start = Instant::now();
+    let (mut trainer, before, mut tb, mut metrics) = if resumed {
+        let dir = run.checkpoint(CHECKPOINT)?.ok_or_else(|| {
+            anyhow!(
+                "{} holds no checkpoint to resume (checkpoints/{CHECKPOINT} is missing)",
+                run.path().display()
+            )
+        })?;
+        let trainer = Trainer::resume(&dir, agent.into_model(), Some(llm.rl.clone()))
+            .map_err(|e| anyhow!("cannot resume from {}: {e}", dir.display()))?;
+        let done = trainer.updates_done();
+        if !crate::resume::continue_run(run, cfg, done)? {
+            return Ok(());
+        }
+        let before: Vec<f64> =
+            crate::resume::read_json(&run.path().join(BEFORE_FILE))?.unwrap_or_default();
+        let (tb, metrics) = crate::resume::writers(run, true, done + 1)?;
+        (trainer, before, tb, metrics)
+    } else {
+        let mut tb = run.event_writer()?;
+        let metrics = run.metrics_writer()?;
+        log_config(&mut tb, cfg)?;
+        let before = supervised_phases(cfg, &llm, &mut agent, run, &mut tb, &eval)?;
+        (Trainer::new(agent, llm.rl.clone())?, before, tb, metrics)
+    };
+    crate::interrupt::catch_ctrl_c()?;
+    let every = cfg.checkpoint_every.unwrap_or(LLM_CHECKPOINT_EVERY);
     let pb = progress(llm.rl.updates as u64, "RL updates");
+    pb.set_position(trainer.updates_done() as u64);
     let sample_seed = 2_000_000 + cfg.seed;
     let mut stats: Vec<UpdateStats> = Vec::new();
     while trainer.updates_done() < llm.rl.updates && trainer.stopped().is_none() {
@@ -437,11 +496,25 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
             )?;
         }
         stats.push(s);
+        // Read once: a Ctrl-C arriving now must not stop the run unsaved.
+        let stop = crate::interrupt::requested();
+        if stop || last || trainer.updates_done().is_multiple_of(every) {
+            save_checkpoint(run, &trainer)?;
+        }
+        if stop && !last {
+            pb.finish_and_clear();
+            return Err(crate::interrupt::Interrupted {
+                run: run.path().to_path_buf(),
+                episodes_done: trainer.updates_done(),
+                episodes: llm.rl.updates,
+            }
+            .into());
+        }
     }
     pb.finish_and_clear();
-    let last = stats.last().map_or(0, |s| s.update) as i64;
-    let ckpt = run.checkpoints_dir()?.join("agent");
-    trainer.save(&ckpt).context("saving the checkpoint")?;
+    let last = trainer.updates_done() as i64;
+    // After the loop too: a diverged run keeps its last good parameters.
+    let ckpt = save_checkpoint(run, &trainer)?;
     if let Some(why) = trainer.stopped() {
         eprintln!("training stopped early: {why} (the last good parameters were kept)");
     }
@@ -455,7 +528,7 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
         )?;
     }
     let summary = serde_json::json!({
-        "updates": stats.len(),
+        "updates": trainer.updates_done(),
         "seconds": start.elapsed().as_secs_f64(),
         "eval_seeds": eval,
         "eval_return_before": before,
@@ -477,7 +550,7 @@ pub fn train_llm(cfg: &TrainConfig, prepared: Prepared, run: &RunDir) -> Result<
     eprintln!(
         "trained {} on dialogue: {} updates in {:.1}s; validation return {:+.3} → {:+.3} ({} conversations); checkpoint {}",
         cfg.agent,
-        stats.len(),
+        trainer.updates_done(),
         start.elapsed().as_secs_f64(),
         mean(&before),
         mean(&after),

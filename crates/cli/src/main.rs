@@ -148,8 +148,8 @@ struct TrainCli {
     /// (default: runs/<name>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint (tabular and DQN
-    /// agents), with its stored configuration; --episodes may raise its length.
+    /// Continue the run in --out from its last checkpoint (tabular, DQN and
+    /// LLM agents), with its stored configuration; --episodes may raise its length.
     #[arg(long)]
     resume: bool,
     /// Directory under which run directories are created.

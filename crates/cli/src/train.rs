@@ -36,8 +36,8 @@ pub struct TrainConfig {
     /// Environment options (dialogue: `max_turns`, `data`, …); grids take none.
     #[serde(default)]
     pub env_config: Table,
-    /// Checkpoint every this many episodes, besides at the end and on Ctrl-C
-    /// (tabular and DQN agents; default 1000 and 50).
+    /// Checkpoint every this many episodes (RL updates for LLM agents),
+    /// besides at the end and on Ctrl-C (default 1000 tabular, 50 DQN, 5 LLM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
 }
@@ -175,10 +175,14 @@ pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
         AgentFamily::Dqn(_) => {
             cfg.checkpoint_every.get_or_insert(DQN_CHECKPOINT_EVERY);
         }
-        AgentFamily::Llm(_) | AgentFamily::Scripted(_) if cfg.checkpoint_every.is_some() => {
-            bail!("checkpoint_every applies to tabular and DQN agents only")
+        AgentFamily::Llm(_) => {
+            cfg.checkpoint_every
+                .get_or_insert(crate::llm::LLM_CHECKPOINT_EVERY);
         }
-        AgentFamily::Llm(_) | AgentFamily::Scripted(_) => {}
+        AgentFamily::Scripted(_) if cfg.checkpoint_every.is_some() => {
+            bail!("checkpoint_every applies to trained agents only")
+        }
+        AgentFamily::Scripted(_) => {}
     }
     match family {
         AgentFamily::Tabular(make) => {
@@ -231,11 +235,9 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
     let envs = catalog::envs();
     let env_family = envs.get(&cfg.env)?.make;
     let agent_family = catalog::agents().get(&cfg.agent)?.make;
-    if let (Start::Resume(_), AgentFamily::Llm(_) | AgentFamily::Scripted(_)) =
-        (&start, agent_family)
-    {
+    if let (Start::Resume(_), AgentFamily::Scripted(_)) = (&start, agent_family) {
         bail!(
-            "--resume continues tabular and DQN runs; '{}' runs start anew (choose a new --out)",
+            "--resume continues trained agents; '{}' is scripted and runs start anew (choose a new --out)",
             cfg.agent
         );
     }
@@ -259,8 +261,8 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
         (EnvFamily::Text(TextEnv::Dialogue), AgentFamily::Llm(kind)) => {
             // Model and agent first: a bad model file leaves no run directory.
             let prepared = crate::llm::prepare(&cfg, kind)?;
-            let run = open_run(&cfg, args)?;
-            crate::llm::train_llm(&cfg, prepared, &run)?;
+            let (run, resumed) = start.open(&cfg)?;
+            crate::llm::train_llm(&cfg, prepared, &run, resumed)?;
             Ok(run.path().to_path_buf())
         }
         (_, AgentFamily::Llm(_)) => bail!(
