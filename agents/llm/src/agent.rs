@@ -13,7 +13,7 @@ use crate::modules::emotion::{EmotionState, EmotionalEncoder, EncoderConfig, N_C
 use crate::modules::erm::{EmotionalRewardModel, ErmConfig};
 use crate::modules::gate::{EmotionalGate, GateConfig};
 use crate::modules::prefix::{PrefixConfig, PrefixGenerator};
-use crate::modules::steering::{SteeringConfig, SteeringVectors};
+use crate::modules::steering::{DirectionSource, SteeringConfig, SteeringVectors};
 use crate::modules::{Modules, TurnEmotion};
 use crate::optim::AdamW;
 use crate::params::invalid;
@@ -43,7 +43,7 @@ pub const AGENT_IDS: [(&str, &str); 8] = [
     ),
     (
         "llm-steer",
-        "Emotional encoder + contrastive emotion steering vectors with learned scales",
+        "Emotional encoder + emotion steering directions from GoEmotions, learned scales, on the response",
     ),
     (
         "llm-full",
@@ -137,7 +137,7 @@ impl AgentKind {
     fn has_erm(self) -> bool {
         matches!(self, AgentKind::Erm | AgentKind::Full)
     }
-    fn has_steering(self) -> bool {
+    pub(crate) fn has_steering(self) -> bool {
         matches!(self, AgentKind::Steer | AgentKind::Full)
     }
 }
@@ -233,7 +233,19 @@ pub struct LlmAgent {
 
 impl LlmAgent {
     /// Builds the modules of `kind` for `model` (deterministically from `config.seed`).
-    pub fn new(mut model: Model, kind: AgentKind, config: AgentConfig) -> Result<Self> {
+    pub fn new(model: Model, kind: AgentKind, config: AgentConfig) -> Result<Self> {
+        Self::build(model, kind, config, None)
+    }
+
+    /// Like [`LlmAgent::new`]; with `steering_to_restore`, the steering
+    /// directions are left for a checkpoint (computed from that source) to
+    /// fill instead of being computed.
+    pub(crate) fn build(
+        mut model: Model,
+        kind: AgentKind,
+        config: AgentConfig,
+        steering_to_restore: Option<DirectionSource>,
+    ) -> Result<Self> {
         if !(config.temperature >= 0.0 && config.temperature.is_finite()) {
             return Err(invalid("temperature must be finite and >= 0"));
         }
@@ -264,7 +276,12 @@ impl LlmAgent {
             modules.erm = Some(EmotionalRewardModel::new(&model, &config.erm, seed)?);
         }
         if kind.has_steering() {
-            modules.steering = Some(SteeringVectors::new(&mut model, &config.steering, seed)?);
+            modules.steering = Some(match steering_to_restore {
+                Some(source) => {
+                    SteeringVectors::to_restore(&model, &config.steering, seed, source)?
+                }
+                None => SteeringVectors::new(&mut model, &config.steering, seed)?,
+            });
         }
         Ok(LlmAgent {
             model,
@@ -326,9 +343,10 @@ impl LlmAgent {
             .collect()
     }
 
-    /// The hooks of the agent's modules for `emotion`.
-    pub fn hooks(&self, emotion: &TurnEmotion) -> Result<Hooks<'static>> {
-        self.modules.hooks(emotion)
+    /// The hooks of the agent's modules for `emotion`, the response
+    /// starting at column `response_start` (see [`Modules::hooks`]).
+    pub fn hooks(&self, emotion: &TurnEmotion, response_start: usize) -> Result<Hooks<'static>> {
+        self.modules.hooks(emotion, response_start)
     }
 
     /// Whether prompts are wrapped in the chat template.
@@ -423,7 +441,7 @@ impl LlmAgent {
             &mask,
             None,
         )?;
-        let hooks = self.modules.hooks(&emotion)?;
+        let hooks = self.modules.hooks(&emotion, ids.len())?;
         let opts = self.generate_options(self.acts);
         self.acts += 1;
         let mut gens = self

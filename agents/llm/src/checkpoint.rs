@@ -14,6 +14,7 @@ use tch::Tensor;
 
 use crate::agent::{AgentConfig, AgentKind, LlmAgent};
 use crate::error::{LlmAgentError, Result};
+use crate::modules::steering::DirectionSource;
 use crate::params::load_named;
 
 /// File of the module tensors inside a checkpoint directory.
@@ -116,6 +117,10 @@ pub struct Manifest {
     pub config: AgentConfig,
     /// Tensor names in `modules.safetensors`.
     pub tensors: Vec<String>,
+    /// What the steering directions (saved with the tensors) were computed
+    /// from; agents with steering only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steering: Option<DirectionSource>,
 }
 
 /// Reads a checkpoint's manifest.
@@ -157,6 +162,7 @@ impl LlmAgent {
             base_model: model_identity(&self.model)?,
             config: self.config().clone(),
             tensors: tensors.iter().map(|(n, _)| n.clone()).collect(),
+            steering: self.modules.steering.as_ref().map(|s| s.source().clone()),
         };
         let p = dir.join(MANIFEST_FILE);
         std::fs::write(&p, serde_json::to_string_pretty(&manifest)?)
@@ -176,7 +182,21 @@ impl LlmAgent {
                 found: found.to_string(),
             });
         }
-        let agent = LlmAgent::new(model, manifest.agent, manifest.config.clone())?;
+        // The saved directions are restored, not recomputed: loading needs
+        // no GoEmotions files and gives back exactly what was trained.
+        let steering = match (&manifest.steering, manifest.agent.has_steering()) {
+            (Some(source), true) => Some(source.clone()),
+            (None, true) => {
+                return Err(LlmAgentError::Checkpoint {
+                    path: dir.join(MANIFEST_FILE),
+                    msg: "no `steering` source: saved before steering directions came from \
+                          GoEmotions and acted on the response only; train the agent again"
+                        .into(),
+                })
+            }
+            (_, false) => None,
+        };
+        let agent = LlmAgent::build(model, manifest.agent, manifest.config.clone(), steering)?;
         let tensors = if manifest.tensors.is_empty() {
             Vec::new()
         } else {

@@ -1,6 +1,7 @@
 //! Where the labelled text lives: GoEmotions and DailyDialog are read from
 //! local files (never downloaded), found through an environment variable or
-//! a `shared/data` folder beside or above the working directory.
+//! a `shared/data` folder beside or above the working directory, and the
+//! texts of theirs labelled with one of the four emotions or neutral.
 
 use std::path::PathBuf;
 
@@ -32,4 +33,77 @@ pub fn dailydialog_file() -> Option<PathBuf> {
     )?;
     let file = dir.join("dialogues_validation.txt");
     file.is_file().then_some(file)
+}
+
+/// The labelled-text classes: the four emotions (in [`crate::EMOTIONS`]
+/// order), then neutral (the judge's labels, in the same order).
+pub const CLASSES: [&str; 5] = emorl_text::JUDGE_LABELS;
+/// Index of `"neutral"` in [`CLASSES`].
+pub const NEUTRAL_CLASS: usize = 4;
+
+/// A text with one emotion class (index into [`CLASSES`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelledText {
+    pub text: String,
+    pub class: usize,
+}
+
+fn class_of_name(name: &str) -> Option<usize> {
+    CLASSES.iter().position(|c| *c == name)
+}
+
+/// GoEmotions examples whose labels name exactly one of [`CLASSES`]
+/// (examples with two of them are ambiguous and left out), at most
+/// `per_class` per class, in file order.
+pub fn goemotions_texts(
+    labels: &[String],
+    examples: &[emorl_text::Example],
+    per_class: usize,
+) -> Vec<LabelledText> {
+    let mut counts = [0usize; CLASSES.len()];
+    let mut out = Vec::new();
+    for e in examples {
+        let classes: Vec<usize> = e
+            .labels
+            .iter()
+            .filter_map(|&l| labels.get(l).and_then(|n| class_of_name(n)))
+            .collect();
+        if let [c] = classes.as_slice() {
+            if counts[*c] < per_class {
+                counts[*c] += 1;
+                out.push(LabelledText {
+                    text: e.text.clone(),
+                    class: *c,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// DailyDialog utterances labelled anger, fear, happiness (joy) or no
+/// emotion (neutral), at most `per_class` per class; DailyDialog has no
+/// curiosity label (surprise is not curiosity), and disgust and sadness
+/// have no counterpart among the four emotions.
+pub fn dailydialog_texts(
+    corpus: &emorl_envs_dialogue::DailyDialogCorpus,
+    per_class: usize,
+) -> Vec<LabelledText> {
+    let mut counts = [0usize; CLASSES.len()];
+    let mut out = Vec::new();
+    for u in corpus.dialogues.iter().flatten() {
+        let Some(class) =
+            emorl_text::dailydialog_to_judge(u.emotion.label()).and_then(class_of_name)
+        else {
+            continue;
+        };
+        if counts[class] < per_class {
+            counts[class] += 1;
+            out.push(LabelledText {
+                text: u.text.clone(),
+                class,
+            });
+        }
+    }
+    out
 }

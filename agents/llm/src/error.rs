@@ -37,6 +37,8 @@ pub enum LlmAgentError {
     Stats(#[from] emorl_stats::StatsError),
     #[error("table: {0}")]
     Table(#[from] emorl_stats::TableError),
+    #[error("labelled text: {0}")]
+    Text(#[from] emorl_text::TextError),
 }
 
 /// Result with [`LlmAgentError`].

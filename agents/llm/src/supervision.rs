@@ -23,11 +23,10 @@ use crate::modules::emotion::{context_features, EmotionalEncoder, N_CONTEXT_FEAT
 use crate::optim::AdamW;
 use crate::params::invalid;
 
-/// The supervised classes: the four emotions, then neutral (the judge's
-/// labels, in the same order).
-pub const CLASSES: [&str; N_EMOTIONS + 1] = emorl_text::JUDGE_LABELS;
-/// Index of `"neutral"` in [`CLASSES`].
-pub const NEUTRAL_CLASS: usize = N_EMOTIONS;
+pub use crate::data::{dailydialog_texts, goemotions_texts, LabelledText, CLASSES, NEUTRAL_CLASS};
+
+// The classes are the emotions' indices, then neutral.
+const _: () = assert!(CLASSES.len() == N_EMOTIONS + 1 && NEUTRAL_CLASS == N_EMOTIONS);
 
 /// The emotion class a turn's need calls for.
 pub fn need_class(need: Need) -> usize {
@@ -338,73 +337,6 @@ pub fn pretrain_encoder_on_dialogue(
 // ---------------------------------------------------------------------------
 // The ERM's emotion heads on real labelled text
 // ---------------------------------------------------------------------------
-
-/// A text with one emotion class (index into [`CLASSES`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct LabelledText {
-    pub text: String,
-    pub class: usize,
-}
-
-fn class_of_name(name: &str) -> Option<usize> {
-    CLASSES.iter().position(|c| *c == name)
-}
-
-/// GoEmotions examples whose labels name exactly one of [`CLASSES`]
-/// (examples with two of them are ambiguous and left out), at most
-/// `per_class` per class, in file order.
-pub fn goemotions_texts(
-    labels: &[String],
-    examples: &[emorl_text::Example],
-    per_class: usize,
-) -> Vec<LabelledText> {
-    let mut counts = [0usize; CLASSES.len()];
-    let mut out = Vec::new();
-    for e in examples {
-        let classes: Vec<usize> = e
-            .labels
-            .iter()
-            .filter_map(|&l| labels.get(l).and_then(|n| class_of_name(n)))
-            .collect();
-        if let [c] = classes.as_slice() {
-            if counts[*c] < per_class {
-                counts[*c] += 1;
-                out.push(LabelledText {
-                    text: e.text.clone(),
-                    class: *c,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// DailyDialog utterances labelled anger, fear, happiness (joy) or no
-/// emotion (neutral), at most `per_class` per class; DailyDialog has no
-/// curiosity label (surprise is not curiosity), and disgust and sadness
-/// have no counterpart among the four emotions.
-pub fn dailydialog_texts(
-    corpus: &emorl_envs_dialogue::DailyDialogCorpus,
-    per_class: usize,
-) -> Vec<LabelledText> {
-    let mut counts = [0usize; CLASSES.len()];
-    let mut out = Vec::new();
-    for u in corpus.dialogues.iter().flatten() {
-        let Some(class) =
-            emorl_text::dailydialog_to_judge(u.emotion.label()).and_then(class_of_name)
-        else {
-            continue;
-        };
-        if counts[class] < per_class {
-            counts[class] += 1;
-            out.push(LabelledText {
-                text: u.text.clone(),
-                class,
-            });
-        }
-    }
-    out
-}
 
 /// Settings of the ERM's supervised phase on labelled text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

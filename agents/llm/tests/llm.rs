@@ -67,9 +67,11 @@ fn emotion_for(
         .unwrap()
 }
 
+/// Logits over `t` with every position treated as response (response start
+/// 0), so that steering acts on the prompt's own next-token logits too.
 fn logits_with(agent: &mut LlmAgent, emotion: &TurnEmotion, t: &Tensor, m: &Tensor) -> Tensor {
     let _g = tch::no_grad_guard();
-    let hooks = agent.hooks(emotion).unwrap();
+    let hooks = agent.hooks(emotion, 0).unwrap();
     agent
         .model_mut()
         .forward(t, Some(m), Some(&hooks))

@@ -737,6 +737,7 @@ impl Gpt2 {
         let mask = sm.mask.as_ref();
         let n = self.blocks.len();
         let stop = crate::common::stop_after(scope, hooks);
+        let past = self.past;
         for i in 0..n {
             if stop.is_some_and(|s| i >= s) {
                 break;
@@ -745,12 +746,12 @@ impl Gpt2 {
             let h1 = self.blocks[i].ln_1.forward(&x)?;
             let a = self.blocks[i].attn.forward(&h1, mask, prefix)?;
             x = x.f_add(&a)?;
-            x = apply_site(hooks, i, HookSite::AfterAttention, x)?;
+            x = apply_site(hooks, i, HookSite::AfterAttention, x, past)?;
             let blk = &self.blocks[i];
             let h2 = blk.ln_2.forward(&x)?;
             let m = blk.c_proj.forward(&self.act(&blk.c_fc.forward(&h2)?)?)?;
             x = x.f_add(&m)?;
-            x = apply_site(hooks, i, HookSite::AfterMlp, x)?;
+            x = apply_site(hooks, i, HookSite::AfterMlp, x, past)?;
             if want(i + 1) {
                 hidden.push((i + 1, x.shallow_clone()));
             }

@@ -13,6 +13,12 @@
 //! Hugging Face `hidden_states` convention: `0` is the embedding output (the
 //! input of block 0) and `i` (1..=n_layers) is the residual stream after
 //! block `i - 1`, with that block's hooks applied and before the final norm.
+//!
+//! Columns count the token positions of a sequence as the KV cache holds
+//! them, left padding included and prefix keys/values not: a forward pass
+//! without a cache starts at column 0, a cached step at the number of
+//! tokens already cached. Generation left-pads its prompts to the longest,
+//! so its responses start at column [`response_start`] of the prompts.
 
 use std::collections::BTreeSet;
 
@@ -115,13 +121,22 @@ pub struct PrefixKv {
     pub value: Tensor,
 }
 
-/// A vector added to the residual stream, `scale * vector`; the vector
-/// broadcasts against `[batch, seq, hidden]` (`[hidden]`, `[batch, 1,
-/// hidden]`, ...).
+/// A vector added to the residual stream, `scale * vector`, at the columns
+/// from `from_column` on (0: every position); the vector broadcasts
+/// against `[batch, seq, hidden]` (`[hidden]`, `[batch, 1, hidden]`, ...).
 #[derive(Debug)]
 pub struct Steering {
     pub vector: Tensor,
     pub scale: f64,
+    /// First column the vector is added at; earlier columns are left as
+    /// they are (bit for bit).
+    pub from_column: usize,
+}
+
+/// The column of the first response token when `prompts` are generated
+/// from together: generation left-pads them to the longest.
+pub fn response_start(prompts: &[Vec<u32>]) -> usize {
+    prompts.iter().map(Vec::len).max().unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -133,6 +148,11 @@ pub(crate) struct SiteHooks<'a> {
 impl SiteHooks<'_> {
     fn is_empty(&self) -> bool {
         self.steering.is_empty() && self.adapters.is_empty()
+    }
+
+    /// Whether a hook of this site changes a column before `columns`.
+    fn acts_before(&self, columns: usize) -> bool {
+        !self.adapters.is_empty() || self.steering.iter().any(|s| s.from_column < columns)
     }
 }
 
@@ -183,14 +203,26 @@ impl<'a> Hooks<'a> {
     }
 
     /// Adds `scale * vector` to the residual stream of `layer` at `site`.
-    pub fn with_steering(
+    pub fn with_steering(self, layer: usize, site: HookSite, vector: Tensor, scale: f64) -> Self {
+        self.with_steering_from(layer, site, vector, scale, 0)
+    }
+
+    /// Like [`Hooks::with_steering`], at the columns from `from_column` on
+    /// only (e.g. a response's positions, not its prompt's; see the module
+    /// documentation for columns).
+    pub fn with_steering_from(
         mut self,
         layer: usize,
         site: HookSite,
         vector: Tensor,
         scale: f64,
+        from_column: usize,
     ) -> Self {
-        let s = Steering { vector, scale };
+        let s = Steering {
+            vector,
+            scale,
+            from_column,
+        };
         match site {
             HookSite::AfterAttention => self.layer_mut(layer).after_attention.steering.push(s),
             HookSite::AfterMlp => self.layer_mut(layer).after_mlp.steering.push(s),
@@ -283,13 +315,16 @@ impl<'a> Hooks<'a> {
         self.readout.contains(&index)
     }
 
-    /// Whether no hook acts on hidden states: no prefix keys/values,
-    /// steering vectors or adapters (read-outs and logits processors only).
+    /// Whether no hook acts on the hidden states of the first `columns`
+    /// columns: no prefix keys/values or adapters, and steering vectors only
+    /// from `columns` on (read-outs and logits processors aside).
     /// Generation may then prefill a prompt that repeats in the batch once.
-    pub(crate) fn hidden_rows_independent(&self) -> bool {
-        self.layers
-            .iter()
-            .all(|l| l.prefix.is_none() && l.after_attention.is_empty() && l.after_mlp.is_empty())
+    pub(crate) fn hidden_rows_independent(&self, columns: usize) -> bool {
+        self.layers.iter().all(|l| {
+            l.prefix.is_none()
+                && !l.after_attention.acts_before(columns)
+                && !l.after_mlp.acts_before(columns)
+        })
     }
 
     /// Runs the logits processors.
@@ -302,12 +337,14 @@ impl<'a> Hooks<'a> {
     }
 }
 
-/// Applies the hooks of `layer`/`site` to the residual stream `x`.
+/// Applies the hooks of `layer`/`site` to the residual stream `x`, whose
+/// first position is column `past`.
 pub(crate) fn apply_site(
     hooks: Option<&Hooks<'_>>,
     layer: usize,
     site: HookSite,
     x: Tensor,
+    past: i64,
 ) -> Result<Tensor> {
     let Some(lh) = hooks.and_then(|h| h.layer(layer)) else {
         return Ok(x);
@@ -322,11 +359,12 @@ pub(crate) fn apply_site(
     let mut x = x;
     for s in &sh.steering {
         let v = s.vector.f_to_kind(x.kind())?;
-        x = if s.scale == 1.0 {
-            x.f_add(&v)?
+        let v = if s.scale == 1.0 {
+            v
         } else {
-            x.f_add(&v.f_mul_scalar(s.scale)?)?
+            v.f_mul_scalar(s.scale)?
         };
+        x = add_from(x, &v, s.from_column as i64 - past)?;
     }
     for a in &sh.adapters {
         let y = a.forward(layer, site, &x)?;
@@ -340,4 +378,25 @@ pub(crate) fn apply_site(
         x = y;
     }
     Ok(x)
+}
+
+/// `x + v` at the positions from `start` (relative to `x`'s first) on.
+fn add_from(x: Tensor, v: &Tensor, start: i64) -> Result<Tensor> {
+    let t = x.size()[1];
+    if start <= 0 {
+        return Ok(x.f_add(v)?);
+    }
+    if start >= t {
+        return Ok(x);
+    }
+    // A vector with its own sequence dimension is cut like `x`.
+    let v = if v.dim() == 3 && v.size()[1] == t {
+        v.f_narrow(1, start, t - start)?
+    } else {
+        v.shallow_clone()
+    };
+    // Concatenation instead of adding a zero-masked vector keeps the head
+    // bit-identical to an unsteered pass.
+    let tail = x.f_narrow(1, start, t - start)?.f_add(&v)?;
+    Ok(Tensor::f_cat(&[&x.f_narrow(1, 0, start)?, &tail], 1)?)
 }

@@ -32,6 +32,6 @@ pub mod tokenizer;
 pub use common::{ForwardOutput, LogitsScope};
 pub use error::{LmError, Result};
 pub use generate::{FinishReason, GenerateOptions, Generation, Sampling, TokenEvent};
-pub use hooks::{HookSite, Hooks, LogitBias, LogitsProcessor, ResidualAdapter};
+pub use hooks::{response_start, HookSite, Hooks, LogitBias, LogitsProcessor, ResidualAdapter};
 pub use model::{cache_dir, default_model_path, Architecture, DType, Model};
 pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

@@ -827,6 +827,7 @@ impl Llama {
         let sin = emb.f_sin()?.f_to_kind(self.kind)?;
         let mask = sm.mask.as_ref();
         let stop = crate::common::stop_after(scope, hooks);
+        let past = self.past;
         for (i, blk) in self.blocks.iter_mut().enumerate() {
             if stop.is_some_and(|s| i >= s) {
                 break;
@@ -836,10 +837,10 @@ impl Llama {
                 .attn
                 .forward(&blk.attn_norm.forward(&x)?, &cos, &sin, mask, prefix)?;
             x = x.f_add(&a)?;
-            x = apply_site(hooks, i, HookSite::AfterAttention, x)?;
+            x = apply_site(hooks, i, HookSite::AfterAttention, x, past)?;
             let m = blk.mlp.forward(&blk.ffn_norm.forward(&x)?)?;
             x = x.f_add(&m)?;
-            x = apply_site(hooks, i, HookSite::AfterMlp, x)?;
+            x = apply_site(hooks, i, HookSite::AfterMlp, x, past)?;
             if want(i + 1) {
                 hidden.push((i + 1, x.shallow_clone()));
             }

@@ -303,8 +303,9 @@ impl Model {
     /// Makes generation prefill each distinct prompt of a batch once and
     /// copy its KV cache to the rows that repeat it (RL sampling passes
     /// every prompt k times), when the hooks are `None` or act on no hidden
-    /// state (read-outs and logits processors only: prefix keys/values,
-    /// steering and adapters may hold per-row tensors). Logits processors
+    /// state of the prompts (read-outs, logits processors and steering from
+    /// the response start on: prefix keys/values, adapters and steering of
+    /// prompt positions may hold per-row tensors). Logits processors
     /// then run on the prefill's last logits after they are copied to every
     /// row, so they see the whole batch as without sharing. Off by
     /// default: libtorch's CPU kernels are not batch-invariant, so a
@@ -495,7 +496,7 @@ impl Model {
             )));
         }
         let b = prompts.len();
-        let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        let len = crate::hooks::response_start(prompts);
         if len + opts.max_new_tokens > self.max_positions() {
             if let Architecture::Gpt2(_) = self.arch {
                 return Err(LmError::InvalidArgument(format!(
@@ -518,7 +519,9 @@ impl Model {
         let fast = !self.reference_generation;
         let mut distinct: Vec<usize> = Vec::new();
         let mut row_of: Vec<i64> = Vec::with_capacity(b);
-        if fast && self.share_repeated_prompts && hooks.is_none_or(|h| h.hidden_rows_independent())
+        if fast
+            && self.share_repeated_prompts
+            && hooks.is_none_or(|h| h.hidden_rows_independent(len))
         {
             let mut seen: std::collections::HashMap<&[u32], i64> = std::collections::HashMap::new();
             for (i, p) in prompts.iter().enumerate() {

@@ -304,3 +304,72 @@ fn prefix_kv_is_prepended_and_consistent_with_the_cache() {
     let single = m.generate(&["Tom"], &g_opts, Some(&hooks)).unwrap();
     assert_eq!(batch[1].tokens, single[0].tokens);
 }
+
+#[test]
+fn steering_from_a_column_leaves_earlier_columns_alone() {
+    let mut m = stories();
+    let tokens = prompt(&m);
+    let t = tokens.size()[1];
+    let k = 4;
+    let h = m.hidden_size() as i64;
+    let v = Tensor::randn([h], (Kind::Float, tch::Device::Cpu));
+    let base = m.forward(&tokens, None, None).unwrap().logits;
+    let from = |c: usize| Hooks::new().with_steering_from(2, HookSite::AfterMlp, v.copy(), 3.0, c);
+    let steered = m.forward(&tokens, None, Some(&from(k))).unwrap().logits;
+    // Columns before k run exactly as without hooks; the others are steered.
+    assert!(steered
+        .narrow(1, 0, k as i64)
+        .equal(&base.narrow(1, 0, k as i64)));
+    let rest = t - k as i64;
+    assert!(
+        max_diff(
+            &steered.narrow(1, k as i64, rest),
+            &base.narrow(1, k as i64, rest)
+        ) > 1e-2
+    );
+    // From column 0 is the plain steering vector, bit for bit.
+    let all = Hooks::new().with_steering(2, HookSite::AfterMlp, v.copy(), 3.0);
+    let a = m.forward(&tokens, None, Some(&all)).unwrap().logits;
+    let b = m.forward(&tokens, None, Some(&from(0))).unwrap().logits;
+    assert!(a.equal(&b));
+    // A column past the sequence changes nothing.
+    let none = m
+        .forward(&tokens, None, Some(&from(t as usize)))
+        .unwrap()
+        .logits;
+    assert!(none.equal(&base));
+    // With a KV cache, columns count the cached tokens: a prefill that ends
+    // before, at or after column k, then one token at a time, gives the
+    // full pass's logits.
+    let hooks = from(k);
+    for split in [2, k, k + 2] {
+        m.clear_cache();
+        let head = m
+            .forward_cached(&tokens.narrow(1, 0, split as i64), None, Some(&hooks))
+            .unwrap()
+            .logits;
+        let mut parts = vec![head];
+        for c in split as i64..t {
+            let step = m
+                .forward_cached(&tokens.narrow(1, c, 1), None, Some(&hooks))
+                .unwrap();
+            parts.push(step.logits);
+        }
+        m.clear_cache();
+        let cached = Tensor::cat(&parts, 1);
+        assert!(
+            max_diff(&cached, &steered) < 1e-4,
+            "prefill of {split}: {}",
+            max_diff(&cached, &steered)
+        );
+    }
+    // Gradients reach the vector through the steered columns only.
+    let g = Tensor::zeros([h], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+    let hooks = Hooks::new().with_steering_from(2, HookSite::AfterMlp, g.shallow_clone(), 1.0, k);
+    let out = m.forward(&tokens, None, Some(&hooks)).unwrap().logits;
+    out.narrow(1, 0, k as i64).sum(Kind::Float).backward();
+    assert!(!g.grad().defined() || g.grad().abs().max().double_value(&[]) == 0.0);
+    let out = m.forward(&tokens, None, Some(&hooks)).unwrap().logits;
+    out.narrow(1, k as i64, rest).sum(Kind::Float).backward();
+    assert!(g.grad().abs().max().double_value(&[]) > 0.0);
+}

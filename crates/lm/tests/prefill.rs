@@ -209,6 +209,37 @@ fn prefill_shortcuts_keep_results_with_per_row_hooks() {
 }
 
 #[test]
+fn steering_of_the_response_only_keeps_the_shared_prefill_exact() {
+    let mut m = stories();
+    let prompts = rl_batch(&m);
+    let b = prompts.len() as i64;
+    let hidden = m.hidden_size() as i64;
+    let _g = tch::no_grad_guard();
+    let steer = Tensor::randn([b, 1, hidden], (Kind::Float, Device::Cpu));
+    // Per-row steering of the response positions only: the prompts' hidden
+    // states are the frozen model's, so repeated prompts may share a prefill.
+    let start = emorl_lm::response_start(&prompts);
+    assert_eq!(start, prompts.iter().map(Vec::len).max().unwrap());
+    let hooks =
+        Hooks::new().with_steering_from(1, HookSite::AfterMlp, steer.shallow_clone(), 2.0, start);
+    let opts = sampled(7);
+    let (r, f) = both_paths(&mut m, &prompts, &opts, Some(&hooks));
+    assert_same(&r, &f);
+    let (r, shared) = shared_paths(&mut m, &prompts, &opts, Some(&hooks));
+    assert_same(&r, &shared);
+    // The first token comes from the unsteered prompt; the steering acts on
+    // the later ones.
+    let (plain, _) = both_paths(&mut m, &prompts, &opts, None);
+    for (p, s) in plain.iter().zip(&r) {
+        assert_eq!(p.logprobs[0], s.logprobs[0]);
+    }
+    assert!(plain
+        .iter()
+        .zip(&r)
+        .any(|(p, s)| p.logprobs[1] != s.logprobs[1]));
+}
+
+#[test]
 fn last_position_logits_match_the_full_forward() {
     let mut m = stories();
     let prompts = rl_batch(&m);

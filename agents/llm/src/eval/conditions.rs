@@ -169,7 +169,7 @@ pub fn generate_with_emotion(
     let _g = tch::no_grad_guard();
     let ids = agent.encode_prompt_for(obs, Some(&phasic))?;
     let emotion = emotion_of_values(&[phasic], agent.model().device())?;
-    let hooks = agent.hooks(&emotion)?;
+    let hooks = agent.hooks(&emotion, ids.len())?;
     let mut opts = agent.generate_options(0);
     opts.seed = seed;
     agent

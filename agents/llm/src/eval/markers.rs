@@ -52,7 +52,7 @@ pub fn generate_under(
     let mut out = Vec::with_capacity(rows.len());
     for (c, chunk) in rows.chunks(GENERATION_BATCH).enumerate() {
         let emotion = forced_emotion(condition, chunk.len() as i64, device)?;
-        let hooks = agent.hooks(&emotion)?;
+        let hooks = agent.hooks(&emotion, emorl_lm::response_start(chunk))?;
         opts.seed = seed.wrapping_add(c as u64);
         out.extend(
             agent

@@ -155,14 +155,23 @@ impl Modules {
 
     /// Composes the modules into one set of hooks for `emotion` (the
     /// tensors keep their autograd graph, so gradients reach the modules).
-    pub fn hooks(&self, emotion: &TurnEmotion) -> Result<Hooks<'static>> {
-        self.attach(Hooks::new(), emotion)
+    /// `response_start` is the column where the response begins (see
+    /// [`emorl_lm::hooks`]): [`emorl_lm::response_start`] of the prompts for
+    /// generation, the packed prompt width for a pass over prompt and
+    /// response. Steering acts from there on.
+    pub fn hooks(&self, emotion: &TurnEmotion, response_start: usize) -> Result<Hooks<'static>> {
+        self.attach(Hooks::new(), emotion, response_start)
     }
 
     /// Appends the modules' hooks for `emotion` to `hooks` (after whatever
     /// `hooks` already holds, e.g. a logits processor that must run first).
-    pub fn attach<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
-        let mut h = self.attach_hidden(hooks, emotion)?;
+    pub fn attach<'a>(
+        &self,
+        hooks: Hooks<'a>,
+        emotion: &TurnEmotion,
+        response_start: usize,
+    ) -> Result<Hooks<'a>> {
+        let mut h = self.attach_hidden(hooks, emotion, response_start)?;
         if let Some(f) = self.logits_processor(emotion)? {
             h = h.with_logits_fn(f);
         }
@@ -172,13 +181,18 @@ impl Modules {
     /// Appends only the hooks that act on hidden states (prefix, steering,
     /// gate), leaving the logits processing to the caller (see
     /// [`Modules::logits_processor`]).
-    pub fn attach_hidden<'a>(&self, hooks: Hooks<'a>, emotion: &TurnEmotion) -> Result<Hooks<'a>> {
+    pub fn attach_hidden<'a>(
+        &self,
+        hooks: Hooks<'a>,
+        emotion: &TurnEmotion,
+        response_start: usize,
+    ) -> Result<Hooks<'a>> {
         let mut h = hooks;
         if let Some(p) = &self.prefix {
             h = p.attach(h, &emotion.state)?;
         }
         if let Some(s) = &self.steering {
-            h = s.attach(h, &emotion.state)?;
+            h = s.attach(h, &emotion.state, response_start)?;
         }
         if let Some(g) = &self.gate {
             h = g.attach(h, &emotion.state)?;

@@ -63,7 +63,8 @@ pub struct RlConfig {
     pub sampling_groups: usize,
     /// Prefill each prompt once while sampling and copy its KV cache to its
     /// `k` rows ([`emorl_lm::Model::set_share_repeated_prompts`]); only
-    /// when the modules act on logits alone (`llm-erm`). Faster (the prefill
+    /// when no module acts on the prompt's hidden states (`llm-erm`,
+    /// `llm-steer`: steering acts on the response only). Faster (the prefill
     /// is most of the sampling time), but the smaller prefill batch can
     /// round log-probs differently in the last bits and, rarely, change a
     /// sampled token, so it is off by default.

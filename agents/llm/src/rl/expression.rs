@@ -171,7 +171,7 @@ impl Objective for Expression {
                 } else {
                     Tensor::f_zeros([1], (Kind::Float, device))?
                 };
-                let hooks = agent.modules.hooks(&emotion)?;
+                let hooks = agent.modules.hooks(&emotion, lp as usize)?;
                 let out = agent
                     .model
                     .forward(&packed.tokens, Some(&packed.mask), Some(&hooks))?;

@@ -146,7 +146,7 @@ impl PolicyGradient {
                 hidden.as_ref(),
             )?)?
             .repeat_rows(k)?;
-        let hooks = agent.modules.hooks(&emotion)?;
+        let hooks = agent.modules.hooks(&emotion, lp as usize)?;
         let out = agent.model.forward(&tokens, Some(&mask), Some(&hooks))?;
         let logp = out
             .logits

@@ -377,6 +377,7 @@ fn sample_batch(
     let hooks = modules.attach_hidden(
         emorl_lm::Hooks::new().with_logits_fn(sample_logits),
         emotion,
+        emorl_lm::response_start(batch),
     )?;
     let opts = GenerateOptions {
         max_new_tokens: cfg.max_new_tokens,
