@@ -702,3 +702,49 @@ fn resumed_training_continues_exactly_where_it_stopped() {
     std::fs::remove_file(dir.path().join("optimizer.safetensors")).unwrap();
     assert!(Trainer::resume(dir.path(), model(), None).is_err());
 }
+
+#[test]
+fn learning_rate_scales_name_module_parts_and_freeze_at_zero() {
+    let with = |pairs: &[(&str, f64)]| RlConfig {
+        lr_scale: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        ..small_rl(1)
+    };
+    let erm = || LlmAgent::new(model(), AgentKind::Erm, AgentConfig::default()).unwrap();
+    // An unknown module is refused by validation, a part the ERM lacks by the
+    // trainer; a scale for a module this agent lacks is for other agents.
+    assert!(with(&[("decoder", 1.0)]).validate().is_err());
+    assert!(with(&[("erm", -1.0)]).validate().is_err());
+    let err = Trainer::new(erm(), with(&[("erm.logits", 0.0)])).unwrap_err();
+    assert!(err.to_string().contains("erm.logit"), "{err}");
+    let t = Trainer::new(erm(), with(&[("prefix", 0.0), ("erm.heads", 0.0)])).unwrap();
+    let groups = t.param_groups();
+    assert!(groups
+        .iter()
+        .any(|(g, lr, _)| g == "erm.heads" && *lr == 0.0));
+    assert!(groups
+        .iter()
+        .any(|(g, lr, _)| g == "erm.logit" && *lr > 0.0));
+    // A frozen part stays bit-identical through training.
+    let cfg = RlConfig {
+        lr: 0.1,
+        feedback_coef: 1.0,
+        ..with(&[("erm.heads", 0.0)])
+    };
+    let agent = erm();
+    let heads: Vec<(String, Tensor)> = agent
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("erm.heads"))
+        .map(|(n, t)| (n, t.detach_copy()))
+        .collect();
+    let mut t = Trainer::new(agent, cfg).unwrap();
+    t.train(|_| {}).unwrap();
+    for ((n, a), (_, b)) in heads.iter().zip(
+        t.agent()
+            .named_tensors()
+            .iter()
+            .filter(|(n, _)| n.starts_with("erm.heads")),
+    ) {
+        assert!(bit_equal(a, b), "{n} moved at lr 0");
+    }
+}

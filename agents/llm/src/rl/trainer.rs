@@ -62,8 +62,9 @@ impl std::fmt::Debug for RewardFn {
 /// The optimiser's parameter groups: one per part of each module
 /// (`<module>.<part>`, the part being the first word of the parameter's
 /// name: `erm.logit`, `erm.heads`, `prefix.mlp`, …), at `lr` times the
-/// `lr_scale` of the part, else of the module, else 1. A scale that names no
-/// part of this agent is an error.
+/// `lr_scale` of the part, else of the module, else 1. A scale for a module
+/// the agent has must name parameters of it; scales for modules it lacks are
+/// for other agents and left alone.
 fn param_groups(agent: &LlmAgent, config: &RlConfig) -> Result<Vec<ParamGroup>> {
     let mut groups: Vec<ParamGroup> = Vec::new();
     for (module, store) in agent.modules.stores() {
@@ -90,7 +91,14 @@ fn param_groups(agent: &LlmAgent, config: &RlConfig) -> Result<Vec<ParamGroup>> 
             }
         }
     }
+    let modules: Vec<&str> = agent.modules.stores().iter().map(|(m, _)| *m).collect();
     for key in config.lr_scale.keys() {
+        // A module this agent does not have: the scale is for other agents
+        // (one config serves them all). A part its module lacks is a typo.
+        let module = key.split('.').next().unwrap_or(key);
+        if !modules.contains(&module) {
+            continue;
+        }
         let prefix = format!("{key}.");
         if !groups
             .iter()
