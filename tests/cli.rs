@@ -445,6 +445,26 @@ fn corrupt_or_missing_model_is_one_clear_line() {
 }
 
 #[test]
+fn negative_sampling_settings_name_their_flag() {
+    let model = root().join("../shared/models/stories260k-f32.gguf");
+    for (flag, value) in [("--temperature", "-1"), ("--top-p", "-0.5")] {
+        let o = run(&[
+            "generate",
+            "--model",
+            model.to_str().expect("utf8"),
+            "--prompt",
+            "x",
+            flag,
+            value,
+        ]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{flag} {value} accepted");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(flag), "{flag} not named: {err}");
+    }
+}
+
+#[test]
 fn shipped_train_configs_run() {
     let tmp = tempfile::tempdir().expect("tmp");
     for name in ["threat-grid", "fear-dqn", "dialogue-oracle"] {

@@ -185,13 +185,13 @@ struct GenerateCli {
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
     /// Sampling temperature; 0 decodes greedily.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f64,
     /// Keep only the k most likely tokens when sampling (0: all).
     #[arg(long, default_value_t = 0)]
     top_k: usize,
     /// Nucleus sampling threshold when sampling.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     top_p: f64,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
