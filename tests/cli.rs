@@ -445,6 +445,30 @@ fn corrupt_or_missing_model_is_one_clear_line() {
 }
 
 #[test]
+fn unknown_dialogue_settings_are_refused_before_the_run_exists() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("run");
+    let o = run(&[
+        "train",
+        "--env",
+        "dialogue",
+        "--agent",
+        "oracle",
+        "--episodes",
+        "1",
+        "--out",
+        out.to_str().expect("utf8"),
+        // A typo of max_turns: once silently ignored (4 turns were played).
+        "env_config.max_turn=1",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "accepted: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("max_turn"), "{err}");
+    assert!(!out.exists(), "a run directory was left");
+}
+
+#[test]
 fn negative_sampling_settings_name_their_flag() {
     let model = root().join("../shared/models/stories260k-f32.gguf");
     for (flag, value) in [("--temperature", "-1"), ("--top-p", "-0.5")] {

@@ -122,7 +122,7 @@ impl DialogueObs {
 
 /// Configuration of [`Dialogue`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DialogueConfig {
     /// Most agent responses per episode.
     pub max_turns: usize,
