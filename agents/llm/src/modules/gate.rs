@@ -47,17 +47,7 @@ pub struct EmotionalGate {
 
 impl EmotionalGate {
     pub fn new(model: &Model, config: &GateConfig, seed: u64) -> Result<Self> {
-        let n = model.n_layers();
-        let layers = if config.layers.is_empty() {
-            vec![n / 2]
-        } else {
-            config.layers.clone()
-        };
-        if let Some(&l) = layers.iter().find(|&&l| l >= n) {
-            return Err(invalid(format!(
-                "gate: layer {l} is past the model's {n} layers"
-            )));
-        }
+        let layers = super::chosen_layers(model, &config.layers, "gate")?;
         if config.bottleneck == 0 {
             return Err(invalid("gate: bottleneck must be > 0"));
         }

@@ -28,6 +28,23 @@ use gate::EmotionalGate;
 use prefix::PrefixGenerator;
 use steering::SteeringVectors;
 
+/// The blocks a module acts on: `layers`, or the middle block when empty;
+/// each must exist in `model`.
+pub(crate) fn chosen_layers(model: &Model, layers: &[usize], module: &str) -> Result<Vec<usize>> {
+    let n = model.n_layers();
+    let layers = if layers.is_empty() {
+        vec![n / 2]
+    } else {
+        layers.to_vec()
+    };
+    if let Some(&l) = layers.iter().find(|&&l| l >= n) {
+        return Err(crate::params::invalid(format!(
+            "{module}: layer {l} is past the model's {n} layers"
+        )));
+    }
+    Ok(layers)
+}
+
 /// Names of the modules as checkpoints and parameter groups know them, in
 /// checkpoint order.
 pub const MODULE_NAMES: [&str; 5] = ["encoder", "prefix", "gate", "erm", "steering"];

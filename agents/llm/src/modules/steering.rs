@@ -319,18 +319,7 @@ fn normalised_differences(
 }
 
 fn steered_layers(model: &Model, config: &SteeringConfig) -> Result<Vec<usize>> {
-    let n = model.n_layers();
-    let layers = if config.layers.is_empty() {
-        vec![n / 2]
-    } else {
-        config.layers.clone()
-    };
-    if let Some(&l) = layers.iter().find(|&&l| l >= n) {
-        return Err(invalid(format!(
-            "steering: layer {l} is past the model's {n} layers"
-        )));
-    }
-    Ok(layers)
+    super::chosen_layers(model, &config.layers, "steering")
 }
 
 impl SteeringVectors {
