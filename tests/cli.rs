@@ -82,8 +82,13 @@ fn train_writes_a_run_that_tensorboard_reads() {
         Some(60)
     );
     assert!(tb["scalars"]["emotion/anger"].is_array());
-    assert!(tb["histograms"]["q_values"].as_array().map_or(0, Vec::len) >= 2);
-    assert!(tb["histograms"]["emotion/fear"].is_array());
+    assert!(
+        tb["histograms"]["histograms/q_values"]
+            .as_array()
+            .map_or(0, Vec::len)
+            >= 2
+    );
+    assert!(tb["histograms"]["histograms/emotion/fear"].is_array());
     let text = tb["texts"].to_string();
     assert!(
         text.contains("safe_distance"),
@@ -374,7 +379,7 @@ fn dqn_run_logs_and_checkpoints() {
             "{tag}"
         );
     }
-    assert!(tb["histograms"]["q_values"].is_array());
+    assert!(tb["histograms"]["histograms/q_values"].is_array());
 }
 
 #[test]

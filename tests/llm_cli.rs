@@ -50,7 +50,7 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     // Setting some rl keys keeps the other LLM training defaults.
     let config = std::fs::read_to_string(out.join("config.toml")).expect("config");
     for line in [
-        "expression_coef = 1.0",
+        "expression_coef = 0.1",
         "max_turn = 3",
         "prompts_per_update = 2",
         "lr = 0.05",
@@ -90,7 +90,7 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     }
     assert!(tb["scalars"]["dialogue/safety_rate"].is_array());
     assert!(
-        tb["histograms"]["emotion/fear"]
+        tb["histograms"]["histograms/emotion/fear"]
             .as_array()
             .map_or(0, Vec::len)
             >= 2

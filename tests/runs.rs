@@ -417,6 +417,9 @@ fn ctrl_c_checkpoints_and_the_run_resumes() {
         "--out",
         s(&dir),
         "histogram_every=0",
+        // Every episode its own record (the default would average windows
+        // of 100 000 episodes in so long a run).
+        "log_every=1",
     ]);
     let child = emorl()
         .args(&args)
@@ -525,4 +528,49 @@ fn reproduce_resume_recomputes_seeds_stored_under_other_options() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("other options"), "{}", stderr(&o));
+}
+
+/// Many short episodes: the default logs one record per window of episodes
+/// (means over it), so a long tabular run stays at about 1000 records;
+/// `log_every=1` keeps the full per-episode record. The windows' means are
+/// the per-episode values averaged.
+#[test]
+fn logging_of_many_short_episodes_is_bounded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (full, bounded) = (tmp.path().join("full"), tmp.path().join("bounded"));
+    train(
+        &full,
+        &["--episodes", "5000", "log_every=1", "max_steps=20"],
+    );
+    train(&bounded, &["--episodes", "5000", "max_steps=20"]);
+    let all = records(&full);
+    let windows = records(&bounded);
+    assert_eq!(all.len(), 5000);
+    assert_eq!(windows.len(), 1000, "5000 episodes in windows of 5");
+    assert_eq!(steps(&bounded)[..3], [4, 9, 14]);
+    // The same run underneath: each window's mean return is the mean of the
+    // full record's five episodes.
+    for (w, rec) in windows.iter().enumerate().step_by(97) {
+        let tag = "charts/episodic_return";
+        let mean: f64 = (0..5)
+            .map(|i| all[w * 5 + i][tag].as_f64().expect("return"))
+            .sum::<f64>()
+            / 5.0;
+        let got = rec[tag].as_f64().expect("return");
+        assert!((got - mean).abs() < 1e-9, "window {w}: {got} vs {mean}");
+    }
+    let size = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir)
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out"))
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum()
+    };
+    assert!(
+        size(&bounded) * 3 < size(&full),
+        "event files: bounded {} B, full {} B",
+        size(&bounded),
+        size(&full)
+    );
 }

@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let agents = args.get(2).map_or("dqn,fear-dqn-coupled", String::as_str);
     let workers = match args.get(3) {
         Some(w) => w.parse()?,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => emorl_core::parallelism::cores(),
     };
     let seeds: Vec<u64> = (0..n_seeds).collect();
     let total = Instant::now();

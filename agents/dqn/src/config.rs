@@ -261,6 +261,9 @@ impl DqnConfig {
     pub fn validate(&self) -> Result<(), DqnError> {
         widths("hidden", &self.hidden)?;
         positive("learning_rate", self.learning_rate)?;
+        check(self.learning_rate <= 1.0, || {
+            format!("learning_rate = {:?} must be at most 1", self.learning_rate)
+        })?;
         check((0.0..1.0).contains(&self.adam_beta1), || {
             format!("adam_beta1 = {} must lie in [0, 1)", self.adam_beta1)
         })?;

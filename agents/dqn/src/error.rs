@@ -10,6 +10,11 @@ pub enum DqnError {
     FeatureLength { expected: usize, got: usize },
     #[error("action {action} is out of range (the agent has {n_actions} actions)")]
     ActionOutOfRange { action: usize, n_actions: usize },
+    #[error(
+        "training diverged: the TD loss is {value} at update {update} (try a lower \
+         learning_rate; the run's last checkpoint holds the last finite state)"
+    )]
+    Diverged { update: u64, value: f64 },
     #[error("CUDA was requested but is not available")]
     CudaUnavailable,
     #[error("libtorch: {0}")]

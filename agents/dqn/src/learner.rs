@@ -426,6 +426,15 @@ impl DqnAgent {
             self.state.learning_rate = self.cfg.learning_rate * factor;
             self.optimizer.settings.lr = self.state.learning_rate;
         }
+        let td_loss = loss.f_double_value(&[])?;
+        if !td_loss.is_finite() {
+            // Stop before the step spreads it into the weights: the last
+            // checkpoint on disk still holds the last good state.
+            return Err(DqnError::Diverged {
+                update: self.state.updates + 1,
+                value: td_loss,
+            });
+        }
         let grad = self.optimizer.gradient(&loss)?;
         self.optimizer.step(&grad, self.cfg.max_grad_norm)?;
         self.state.updates += 1;
@@ -441,7 +450,7 @@ impl DqnAgent {
             None => None,
         };
         Ok(UpdateStats {
-            td_loss: loss.f_double_value(&[])?,
+            td_loss,
             q_mean,
             learning_rate: self.state.learning_rate,
             batch_fear: self.fear.as_ref().map(|_| bf.mean),
@@ -536,6 +545,19 @@ impl DqnAgent {
         agent.target_vs.load(dir.join(TARGET_FILE))?;
         if let Some(vs) = agent.fear.as_mut().and_then(|f| f.var_store_mut()) {
             vs.load(dir.join(FEAR_FILE))?;
+        }
+        for (file, vs) in [
+            (ONLINE_FILE, &agent.online_vs),
+            (TARGET_FILE, &agent.target_vs),
+        ] {
+            for (name, t) in vs.variables() {
+                if t.f_isfinite()?.f_all()?.int64_value(&[]) == 0 {
+                    return Err(DqnError::InvalidConfig(format!(
+                        "checkpoint {}: tensor `{name}` holds NaN or infinite values",
+                        dir.join(file).display()
+                    )));
+                }
+            }
         }
         agent.optimizer.settings.lr = meta.state.learning_rate;
         agent.state = meta.state;

@@ -7,7 +7,8 @@
 //!
 //! Keys: `lr`, `kl`, `coef` (expression_coef), `repeat`
 //! (expression_repeat_coef), `target`
-//! (expression_target), `ekl` (expression_kl), `feedback` (feedback_coef), `scale` (steering.init_scale), `seed`, `samples`
+//! (expression_target), `ekl` (expression_kl), `feedback` (feedback_coef), `scale` (steering.init_scale), `layers`
+//! (steering.layers, comma-separated), `seed`, `samples`
 //! (marker samples per prompt), `base=1` (also measure `llm-base`'s
 //! perplexity for the ratio).
 
@@ -48,6 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ekl" => rl.expression_kl = v.parse()?,
             "repeat" => rl.expression_repeat_coef = v.parse()?,
             "scale" => config.steering.init_scale = v.parse()?,
+            "layers" => {
+                config.steering.layers = v.split(',').map(str::parse).collect::<Result<_, _>>()?
+            }
             "seed" => {
                 rl.seed = v.parse()?;
                 config.seed = rl.seed;

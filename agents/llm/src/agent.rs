@@ -252,6 +252,14 @@ impl LlmAgent {
         if config.max_new_tokens == 0 {
             return Err(invalid("max_new_tokens must be > 0"));
         }
+        // Half the context at most: the prompt and conversation need the rest.
+        if config.max_new_tokens > model.max_positions() / 2 {
+            return Err(invalid(format!(
+                "max_new_tokens = {} is more than half the model's context of {} tokens",
+                config.max_new_tokens,
+                model.max_positions()
+            )));
+        }
         let seed = config.seed;
         let mut modules = Modules::default();
         if kind.has_encoder() {

@@ -121,6 +121,22 @@ pub struct Manifest {
     /// from; agents with steering only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steering: Option<DirectionSource>,
+    /// Where the base model was loaded from when the checkpoint was written
+    /// (absolute); commands given only the checkpoint load it from there.
+    /// The identity above, not this path, decides whether a model fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<String>,
+}
+
+impl Manifest {
+    /// The recorded base model's path when that file or directory still
+    /// exists.
+    pub fn recorded_model(&self) -> Option<&Path> {
+        self.model_path
+            .as_deref()
+            .map(Path::new)
+            .filter(|p| p.exists())
+    }
 }
 
 /// Reads a checkpoint's manifest.
@@ -163,6 +179,12 @@ impl LlmAgent {
             config: self.config().clone(),
             tensors: tensors.iter().map(|(n, _)| n.clone()).collect(),
             steering: self.modules.steering.as_ref().map(|s| s.source().clone()),
+            model_path: Some(
+                std::fs::canonicalize(self.model.source())
+                    .unwrap_or_else(|_| self.model.source().to_path_buf())
+                    .display()
+                    .to_string(),
+            ),
         };
         let p = dir.join(MANIFEST_FILE);
         std::fs::write(&p, serde_json::to_string_pretty(&manifest)?)

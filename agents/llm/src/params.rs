@@ -123,7 +123,8 @@ impl Linear {
 }
 
 /// Copies `tensors` (by name) into the variables of `stores`, each named
-/// `<module>.<variable>`. Missing or extra names and shape mismatches are errors.
+/// `<module>.<variable>`. Missing or extra names, shape mismatches and
+/// non-finite values are errors.
 pub fn load_named(
     stores: &[(&str, &ParamStore)],
     tensors: Vec<(String, Tensor)>,
@@ -142,6 +143,15 @@ pub fn load_named(
                     src.size(),
                     var.size()
                 ));
+            }
+            let finite = src
+                .f_isfinite()
+                .and_then(|f| f.f_all())
+                .map_err(|e| e.to_string())?
+                .int64_value(&[])
+                != 0;
+            if !finite {
+                return Err(format!("tensor `{full}` holds NaN or infinite values"));
             }
             let mut v = var.shallow_clone();
             v.f_copy_(&src.f_to_kind(var.kind()).map_err(|e| e.to_string())?)

@@ -453,11 +453,17 @@ fn tables_have_the_expected_rows() {
 
 #[test]
 fn generate_under_rejects_empty_requests_and_pairs_rows() {
-    let mut a = agent(AgentKind::Steer, 6);
+    let mut config = AgentConfig {
+        max_new_tokens: 6,
+        temperature: 1.0,
+        ..AgentConfig::default()
+    };
+    config.steering.init_scale = 0.0;
+    let mut a = LlmAgent::new(model(), AgentKind::Steer, config).unwrap();
     assert!(generate_under(&mut a, EmotionCondition::Fear, &[], 2, 0, 6).is_err());
     assert!(generate_under(&mut a, EmotionCondition::Fear, &EVAL_PROMPTS[..1], 0, 0, 6).is_err());
     assert!(marker_effect(&mut a, &EVAL_PROMPTS[..1], 1, 0, 6, None).is_err());
-    // llm-steer starts with zero scales: every condition gives the same tokens.
+    // llm-steer with zero scales: every condition gives the same tokens.
     let x = generate_under(
         &mut a,
         EmotionCondition::Neutral,

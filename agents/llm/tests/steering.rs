@@ -120,7 +120,7 @@ fn goemotions_directions_are_differences_of_means_at_the_residual_norm() {
     }
     let pairs = SteeringVectors::from_written_pairs(&mut m, &cfg, 0).unwrap();
     assert_eq!(pairs.source(), &DirectionSource::WrittenPairs);
-    for (i, &layer) in cfg.layers.iter().enumerate() {
+    for (i, &layer) in texts.layers().to_vec().iter().enumerate() {
         let (expected, typical) = reference_directions(&mut m, layer);
         for (e, want) in EMOTIONS.iter().zip(&expected) {
             let got = texts.direction(i, e).unwrap();

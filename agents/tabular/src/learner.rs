@@ -61,8 +61,13 @@ impl QLearnerConfig {
                 "{what} = {v} is out of range"
             )))
         };
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", self.lr);
+        // α > 1 overshoots every target and lets the table diverge (lr =
+        // 1e300 saved a table of nulls).
+        if !(self.lr > 0.0 && self.lr <= 1.0) {
+            return Err(CoreError::InvalidConfig(format!(
+                "lr = {:?} is out of range (0, 1]",
+                self.lr
+            )));
         }
         if !(0.0..=1.0).contains(&self.gamma) {
             return bad("gamma", self.gamma);

@@ -39,8 +39,15 @@ pub fn read_table(path: &Path) -> Result<Table> {
 /// Deserialises a merged table into `T`, naming `origin` in errors. (Merged
 /// tables have no source positions; file syntax errors are located earlier.)
 pub fn from_table<T: serde::de::DeserializeOwned>(origin: &str, table: Table) -> Result<T> {
-    T::deserialize(Value::Table(table))
-        .map_err(|e| anyhow!("{origin}: {}", e.message().trim().replace('\n', " ")))
+    serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
+        let message = e.inner().message().trim().replace('\n', " ");
+        // The key the problem is at ("max_steps", "rl.lr"), when it is not
+        // the table itself.
+        match e.path().to_string().as_str() {
+            "." | "" => anyhow!("{origin}: {message}"),
+            key => anyhow!("{origin}: {key}: {message}"),
+        }
+    })
 }
 
 /// Recursively merges `over` into `base` (tables merge, other values replace).

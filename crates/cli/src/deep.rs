@@ -89,7 +89,7 @@ pub fn train_dqn(
                 }
             }
             if !q.is_empty() {
-                tb.add_histogram("q_values", &q, step)?;
+                tb.add_histogram("histograms/q_values", &q, step)?;
             }
         }
         state.finish_episode(stats.steps, stats.episode_return, window);

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 /// What `emorl eval llm` takes.
 pub struct EvalArgs {
     pub checkpoint: PathBuf,
-    /// The base model (`default` or a path); must be the checkpoint's.
-    pub model: String,
+    /// The base model (`default` or a path); must be the checkpoint's
+    /// (`None`: the one the checkpoint records, else `default`).
+    pub model: Option<String>,
     pub bf16: bool,
     /// Held-out conversations.
     pub seeds: usize,
@@ -36,10 +37,11 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
     }
     let manifest = read_manifest(&args.checkpoint)
         .map_err(|e| anyhow!("{}: {e}", args.checkpoint.display()))?;
+    let model = crate::llm::checkpoint_model(&manifest, args.model.as_deref());
     let plan = crate::reproduce_llm::plan_settings(args.config.as_deref())?;
     let goemotions = crate::reproduce_llm::goemotions_dir(args.goemotions.as_deref())?;
     // Everything that can fail on input fails before the run directory exists.
-    let mut agent = LlmAgent::load(&args.checkpoint, load_model(&args.model, args.bf16)?)
+    let mut agent = LlmAgent::load(&args.checkpoint, load_model(&model, args.bf16)?)
         .map_err(|e| anyhow!("{e}"))?;
     if let Some(out) = &args.out {
         if out.exists() && out.read_dir().map_or(true, |mut d| d.next().is_some()) {
@@ -75,7 +77,7 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
     for kind in [AgentKind::Base, AgentKind::Prompted] {
         eprintln!("measuring {} …", kind.id());
         let mut baseline = LlmAgent::new(
-            load_model(&args.model, args.bf16)?,
+            load_model(&model, args.bf16)?,
             kind,
             manifest.config.clone(),
         )?;

@@ -30,7 +30,9 @@ pub struct LlmTrainConfig {
     pub model: String,
     /// Hold the frozen weights in bf16 (faster on CPUs with bf16 support).
     pub bf16: bool,
-    /// libtorch threads (0: all cores).
+    /// libtorch threads (0: all cores; more than the cores are capped at
+    /// them). A run's `config.toml` records the count used: results depend
+    /// on it.
     pub threads: usize,
     /// Phase 1: supervised steps of the emotional reward model on the
     /// environment's contexts before RL (agents with an ERM only).
@@ -78,9 +80,12 @@ impl Default for LlmTrainConfig {
                 // 6 000 000 + …), not the table's: 1e-3 did not move the
                 // modules at all on SmolLM2 (KL 0.000), see agents/llm/NOTES.md.
                 lr: 0.05,
-                // Tie the modules' emotional input to emotional expression
-                // (settings chosen on the tuning prompts with SmolLM2).
-                expression_coef: 1.0,
+                // Tie the modules' emotional input to emotional expression.
+                // 1.0 (chosen on the tuning prompts' markers alone) took
+                // SmolLM2's validation return from 1.06 to -0.37 in 12
+                // updates, 0.1 to +1.46 (8 validation conversations, seeds
+                // 6 000 000 + …; agents/llm/NOTES.md).
+                expression_coef: 0.1,
                 // Seed 001's phase 3: the ERM learns online what its
                 // situations turn into.
                 feedback_coef: 0.1,
@@ -119,6 +124,20 @@ fn eval_seeds(n: usize) -> Vec<u64> {
     (0..n as u64).map(|i| 6_000_000 + i).collect()
 }
 
+/// The base model to load for a checkpoint: `given` (`--model`), else the
+/// model the checkpoint records when it still exists, else `default` (the
+/// checkpoint's model identity is checked at load either way).
+pub fn checkpoint_model(
+    manifest: &emorl_agents_llm::checkpoint::Manifest,
+    given: Option<&str>,
+) -> String {
+    match (given, manifest.recorded_model()) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(p)) => p.display().to_string(),
+        (None, None) => "default".to_string(),
+    }
+}
+
 /// Loads the frozen model named by `spec` ("default", a file or a directory).
 pub fn load_model(spec: &str, bf16: bool) -> Result<Model> {
     let dtype = if bf16 { DType::BF16 } else { DType::F32 };
@@ -126,13 +145,10 @@ pub fn load_model(spec: &str, bf16: bool) -> Result<Model> {
     Ok(Model::load_or_default(path.as_deref(), dtype)?)
 }
 
+/// Sets libtorch's thread count to a resolved `threads` (see
+/// [`resolve_config`], which records the count used in the run's config).
 pub(crate) fn set_threads(threads: usize) {
-    let n = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
-    tch::set_num_threads(n as i32);
+    tch::set_num_threads(threads.max(1) as i32);
 }
 
 /// Validates an LLM agent config table, filling defaults.
@@ -179,6 +195,10 @@ pub fn resolve_config(origin: &str, table: toml::Table) -> Result<LlmTrainConfig
     if cfg.agent.max_new_tokens == 0 {
         bail!("{origin}: agent.max_new_tokens must be > 0");
     }
+    // The count used, not 0, goes into the run's config: libtorch's results
+    // depend on it (agents/llm/NOTES.md).
+    cfg.threads =
+        emorl_core::parallelism::resolve_threads(&format!("{origin}.threads"), cfg.threads)?;
     Ok(cfg)
 }
 
@@ -203,6 +223,8 @@ pub fn prepare(cfg: &TrainConfig, kind: AgentKind) -> Result<Prepared> {
     llm.rl.seed = cfg.seed;
     llm.rl.updates = cfg.episodes;
     llm.rl.env = config::from_table("env_config", cfg.env_config.clone())?;
+    // Read the environment's data files now: an error leaves no run directory.
+    emorl_envs_dialogue::Dialogue::new(llm.rl.env.clone()).context("dialogue environment")?;
     let model = load_model(&llm.model, llm.bf16)?;
     let agent = LlmAgent::new(model, kind, llm.agent.clone())
         .map_err(|e| anyhow!("agent '{}': {e}", kind.id()))?;
@@ -324,7 +346,7 @@ fn log_sample(
                 .iter()
                 .filter_map(|e| e.get(j).map(|x| x.1))
                 .collect();
-            tb.add_histogram(&format!("emotion/{name}"), &values, step)?;
+            tb.add_histogram(&format!("histograms/emotion/{name}"), &values, step)?;
         }
     }
     Ok(())
@@ -578,8 +600,9 @@ pub fn generate_with_agent(
         .map(parse_emotion_values)
         .transpose()
         .map_err(|e| anyhow!("--emotion: {e}"))?;
-    read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
-    let model = load_model(model.unwrap_or("default"), bf16)?;
+    let manifest =
+        read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
+    let model = load_model(&checkpoint_model(&manifest, model), bf16)?;
     let mut agent = LlmAgent::load(checkpoint, model).map_err(|e| anyhow!("{e}"))?;
     let obs = prompt_observation(prompt);
     let generation = match forced {
@@ -616,8 +639,7 @@ pub fn generate_with_agent(
 pub fn chat(checkpoint: &Path, model: Option<&str>, bf16: bool, max_turns: usize) -> Result<()> {
     let manifest =
         read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
-    let spec = model.unwrap_or("default");
-    let model = load_model(spec, bf16)?;
+    let model = load_model(&checkpoint_model(&manifest, model), bf16)?;
     let mut agent = LlmAgent::load(checkpoint, model).map_err(|e| anyhow!("{e}"))?;
     eprintln!(
         "agent {} on {} — type a message, an empty line or /quit ends",

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// Log verbosity (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "warn")]
+    #[arg(long, global = true, default_value = "warn", value_parser = log_level)]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -69,7 +69,7 @@ enum Command {
         #[arg(long, default_value = "dialogue")]
         env: String,
         /// Random seed of the conversation.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         seed: u64,
         /// DailyDialog-format file with extra user turns.
         #[arg(long)]
@@ -99,20 +99,22 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         emorl chat --checkpoint runs/dialogue-llm-erm-<time>/checkpoints/agent\n  \
         emorl chat --checkpoint DIR --model ../shared/models/stories260k-f32.gguf\n\n\
-        The checkpoint names the base model it was trained on (by hash); --model must be\n\
-        that model (default: SmolLM2-135M-Instruct). An empty line or /quit ends.")]
+        The checkpoint names the base model it was trained on (by hash) and where it was\n\
+        loaded from; without --model that file is used (else SmolLM2-135M-Instruct).\n\
+        An empty line or /quit ends.")]
     Chat {
         /// Checkpoint directory (run/checkpoints/agent of `emorl train --agent llm-*`).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// The base model: default, a GGUF file or a Hugging Face directory.
+        /// The base model: default, a GGUF file or a Hugging Face directory
+        /// [default: the one the checkpoint records].
         #[arg(long)]
         model: Option<String>,
         /// Hold the frozen weights in bf16.
         #[arg(long)]
         bf16: bool,
         /// Most replies before the chat ends.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
         max_turns: usize,
     },
     /// List the registered environments.
@@ -135,10 +137,10 @@ struct TrainCli {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Random seed.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Number of training episodes (RL updates for llm-* agents).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     episodes: Option<usize>,
     /// Frozen language model of an llm-* agent: default (SmolLM2-135M-Instruct),
     /// a GGUF file or a Hugging Face directory (same as agent_config.model=PATH).
@@ -162,9 +164,11 @@ struct TrainCli {
 
 #[derive(Args)]
 struct GenerateCli {
-    /// `default` (SmolLM2-135M-Instruct), a .gguf file or a Hugging Face directory.
-    #[arg(long, default_value = "default")]
-    model: String,
+    /// `default` (SmolLM2-135M-Instruct), a .gguf file or a Hugging Face
+    /// directory [default: with --checkpoint, the model it was trained on;
+    /// else default].
+    #[arg(long)]
+    model: Option<String>,
     /// Generate with a trained LLM agent (a checkpoint directory of `emorl
     /// train --env dialogue`): the prompt is the user's message, answered
     /// with the agent's modules and its decoding settings.
@@ -182,19 +186,19 @@ struct GenerateCli {
     #[arg(long)]
     chat: bool,
     /// Most new tokens.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
     max_new_tokens: usize,
     /// Sampling temperature; 0 decodes greedily.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f64,
     /// Keep only the k most likely tokens when sampling (0: all).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     top_k: usize,
     /// Nucleus sampling threshold when sampling.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     top_p: f64,
     /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// Weights and activations in bfloat16 instead of f32.
     #[arg(long)]
@@ -208,17 +212,18 @@ enum EvalWhat {
         /// The checkpoint directory (`<run>/checkpoints/agent`).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// The base model the checkpoint was trained on.
-        #[arg(long, default_value = "default")]
-        model: String,
+        /// The base model the checkpoint was trained on [default: the one it
+        /// records, else SmolLM2-135M-Instruct].
+        #[arg(long)]
+        model: Option<String>,
         /// Hold the frozen weights in bfloat16.
         #[arg(long)]
         bf16: bool,
         /// Held-out conversations (paired by seed across the agents).
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
         seeds: usize,
         /// First held-out conversation (after 1 000 000).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         seed_offset: u64,
         /// TOML merged over configs/llm/modules.toml ([markers], [agent_config]).
         #[arg(long)]
@@ -241,24 +246,24 @@ struct ReproduceCli {
     table: String,
     /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn, 64
     /// held-out conversations for llm-modules].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     seeds: Option<usize>,
     /// First seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed_offset: u64,
     /// Number of consecutive seed blocks (each gets its own row; a pooled row is added).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     blocks: usize,
     /// Random-number generator: numpy (bit-exact with upstream) or fast
     /// [default: numpy for v2-tabular, fast for v2-dqn].
     #[arg(long)]
     rng: Option<emorl_core::RngKind>,
     /// Permutations of the permutation test.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     permutations: usize,
     /// Training episodes per run (v2-dqn; default: the protocol's 500), or
     /// RL updates per agent (llm-modules; default 12).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     episodes: Option<usize>,
     /// Frozen model for llm-modules: default (SmolLM2-135M-Instruct), a GGUF
     /// file or a Hugging Face directory.
@@ -275,8 +280,8 @@ struct ReproduceCli {
     /// $EMORL_GOEMOTIONS_DIR, or shared/data/goemotions beside the working directory].
     #[arg(long)]
     goemotions: Option<PathBuf>,
-    /// Worker threads (0 = all cores).
-    #[arg(long, short = 'j', default_value_t = 0)]
+    /// Worker threads (0 = all cores; more than the cores are capped at them).
+    #[arg(long, short = 'j', default_value_t = 0, allow_negative_numbers = true)]
     jobs: usize,
     /// Write the run exactly into this directory (resumes an interrupted run made with
     /// the same options; one emorl process at a time).
@@ -291,7 +296,7 @@ fn generate(g: GenerateCli) -> Result<()> {
     use emorl_lm::{DType, GenerateOptions, Model, Sampling};
     use std::io::Write;
     if let Some(checkpoint) = &g.checkpoint {
-        let model = (g.model != "default").then_some(g.model.as_str());
+        let model = g.model.as_deref();
         let text = emorl::llm::generate_with_agent(
             checkpoint,
             model,
@@ -313,7 +318,11 @@ fn generate(g: GenerateCli) -> Result<()> {
         anyhow::bail!("--top-p must be in (0, 1] (got {})", g.top_p);
     }
     let dtype = if g.bf16 { DType::BF16 } else { DType::F32 };
-    let path = (g.model != "default").then(|| PathBuf::from(&g.model));
+    let path = g
+        .model
+        .as_deref()
+        .filter(|m| *m != "default")
+        .map(PathBuf::from);
     let t0 = std::time::Instant::now();
     let mut model = Model::load_or_default(path.as_deref(), dtype)?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -444,7 +453,7 @@ fn run(cli: Cli) -> Result<()> {
                 config: r.config,
                 agents: r.agents,
                 goemotions: r.goemotions,
-                jobs: r.jobs,
+                jobs: emorl_core::parallelism::resolve_threads("--jobs", r.jobs)?,
                 out: r.out,
                 out_root: r.runs_dir,
             })?;
@@ -502,8 +511,54 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// `--log`: a level, or `tracing` directives such as `emorl=debug` (a bare
+/// word would be taken as a target name and silently log nothing).
+fn log_level(s: &str) -> std::result::Result<String, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if LEVELS.contains(&s.to_ascii_lowercase().as_str())
+        || (s.contains('=') && tracing_subscriber::EnvFilter::try_new(s).is_ok())
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "expected one of {} or target=level directives",
+            LEVELS.join(", ")
+        ))
+    }
+}
+
+/// A clap usage error as one line (clap prints the problem, tips and the
+/// usage over several).
+fn clap_one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() && !line.starts_with("tip:") {
+            parts.push(line);
+        }
+    }
+    format!("{} (see --help)", parts.join(" "))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+                _ => {
+                    eprintln!("{}", clap_one_line(&e));
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
     init_tracing(&cli.log);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -86,6 +86,9 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     if o.seeds < 2 {
         bail!("--seeds must be at least 2 (statistics need two values per arm)");
     }
+    if o.permutations == 0 {
+        bail!("--permutations must be at least 1 (the permutation test's p-values need them)");
+    }
     if (o.model.is_some()
         || args.config.is_some()
         || args.agents.is_some()
@@ -180,8 +183,8 @@ fn log_tensorboard(
         }
         let control: Vec<f64> = results.iter().map(|s| s.control).collect();
         let treatment: Vec<f64> = results.iter().map(|s| s.treatment).collect();
-        tb.add_histogram(&format!("{}/control", exp.name), &control, 0)?;
-        tb.add_histogram(&format!("{}/treatment", exp.name), &treatment, 0)?;
+        tb.add_histogram(&format!("histograms/{}/control", exp.name), &control, 0)?;
+        tb.add_histogram(&format!("histograms/{}/treatment", exp.name), &treatment, 0)?;
     }
     tb.add_text("table", markdown, 0)?;
     Ok(())

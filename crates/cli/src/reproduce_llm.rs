@@ -455,7 +455,19 @@ pub(crate) fn plan_settings(config: Option<&Path>) -> Result<PlanSettings> {
 /// The GoEmotions folder: `arg`, else found on disk, else a one-line error.
 pub(crate) fn goemotions_dir(arg: Option<&Path>) -> Result<std::path::PathBuf> {
     match arg {
-        Some(dir) => Ok(dir.to_path_buf()),
+        Some(dir) => {
+            if let Some(f) = ["train.tsv", "dev.tsv", "test.tsv"]
+                .into_iter()
+                .find(|f| !dir.join(f).is_file())
+            {
+                bail!(
+                    "--goemotions {}: no {f} there (the judge needs the GoEmotions train.tsv, \
+                     dev.tsv and test.tsv)",
+                    dir.display()
+                );
+            }
+            Ok(dir.to_path_buf())
+        }
         None => emorl_agents_llm::data::goemotions_dir().ok_or_else(|| {
             anyhow!(
                 "the judge needs the GoEmotions files (train.tsv, dev.tsv, test.tsv, labels.txt): \

@@ -27,12 +27,29 @@ fn default_sample_every() -> usize {
     20
 }
 
-/// Runs a scripted policy for `cfg.episodes` dialogue episodes, logging the
-/// return, the four dialogue metrics and sample conversations.
-pub fn train_scripted_dialogue(cfg: &TrainConfig, kind: PolicyKind, run: &RunDir) -> Result<()> {
+/// A scripted dialogue run's environment and options, built (data files
+/// read) before its run directory exists, so that bad input leaves none.
+pub struct PreparedScripted {
+    env: Dialogue,
+    agent_cfg: ScriptedConfig,
+}
+
+pub fn prepare_scripted_dialogue(cfg: &TrainConfig) -> Result<PreparedScripted> {
     let env_cfg: DialogueConfig = config::from_table("env_config", cfg.env_config.clone())?;
     let agent_cfg: ScriptedConfig = config::from_table("agent_config", cfg.agent_config.clone())?;
-    let mut env = Dialogue::new(env_cfg).context("dialogue environment")?;
+    let env = Dialogue::new(env_cfg).context("dialogue environment")?;
+    Ok(PreparedScripted { env, agent_cfg })
+}
+
+/// Runs a scripted policy for `cfg.episodes` dialogue episodes, logging the
+/// return, the four dialogue metrics and sample conversations.
+pub fn train_scripted_dialogue(
+    cfg: &TrainConfig,
+    kind: PolicyKind,
+    prepared: PreparedScripted,
+    run: &RunDir,
+) -> Result<()> {
+    let PreparedScripted { mut env, agent_cfg } = prepared;
     env.set_rng(RngHandle::new(cfg.rng, cfg.seed));
     let mut policy = ScriptedPolicy::new(kind, cfg.seed ^ 0x5eed).with_feelings(agent_cfg.feelings);
     let mut tb = run.event_writer()?;

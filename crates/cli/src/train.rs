@@ -29,8 +29,15 @@ pub struct TrainConfig {
     pub max_steps: usize,
     /// Random-number generator: `fast` or `numpy` (bit-compatible with upstream).
     pub rng: RngKind,
-    /// Log a Q-value histogram every this many episodes (and after the last).
+    /// Log a Q-value histogram every this many episodes (and after the last;
+    /// at most 500 over a run: longer runs space them out further).
     pub histogram_every: usize,
+    /// Tabular agents: write one TensorBoard/metrics record per this many
+    /// episodes, each the mean over them (1: every episode). 0 (default):
+    /// every episode up to 1000 episodes, else the window that keeps a run
+    /// at 1000 records, so that a million short episodes stay readable.
+    #[serde(default)]
+    pub log_every: usize,
     #[serde(default)]
     pub agent_config: Table,
     /// Environment options (dialogue: `max_turns`, `data`, …); grids take none.
@@ -254,8 +261,10 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
             cfg.env
         ),
         (EnvFamily::Text(TextEnv::Dialogue), AgentFamily::Scripted(kind)) => {
+            // The environment first: bad data files leave no run directory.
+            let prepared = crate::text::prepare_scripted_dialogue(&cfg)?;
             let run = open_run(&cfg, args)?;
-            crate::text::train_scripted_dialogue(&cfg, kind, &run)?;
+            crate::text::train_scripted_dialogue(&cfg, kind, prepared, &run)?;
             Ok(run.path().to_path_buf())
         }
         (EnvFamily::Text(TextEnv::Dialogue), AgentFamily::Llm(kind)) => {
@@ -433,6 +442,56 @@ struct TabularCheckpoint {
 
 const TABULAR_CHECKPOINT: &str = "checkpoints/train_state.json";
 
+/// Records per run of a tabular agent under the default `log_every`.
+const MAX_LOG_RECORDS: usize = 1000;
+/// Histogram records per run at most (`histogram_every` is stretched).
+const MAX_HISTOGRAMS: usize = 500;
+
+/// Means of per-episode records over a window of episodes (tags in the
+/// order first seen; a tag missing from some episodes is averaged over the
+/// episodes that have it).
+#[derive(Default)]
+struct WindowMeans {
+    sums: Vec<(String, f64, usize)>,
+}
+
+impl WindowMeans {
+    fn add(&mut self, record: &[(String, f64)]) {
+        for (tag, v) in record {
+            match self.sums.iter_mut().find(|(t, _, _)| t == tag) {
+                Some((_, sum, n)) => {
+                    *sum += v;
+                    *n += 1;
+                }
+                None => self.sums.push((tag.clone(), *v, 1)),
+            }
+        }
+    }
+
+    /// Writes the window's means as one record at `step` (nothing when the
+    /// window is empty) and starts the next window.
+    fn flush(
+        &mut self,
+        tb: &mut EventWriter,
+        metrics: &mut emorl_log::MetricsWriter,
+        step: i64,
+    ) -> Result<()> {
+        let means: Vec<(String, f64)> = std::mem::take(&mut self.sums)
+            .into_iter()
+            .map(|(t, sum, n)| (t, sum / n.max(1) as f64))
+            .collect();
+        if means.is_empty() {
+            return Ok(());
+        }
+        for (tag, v) in &means {
+            tb.add_scalar(tag, *v, step)?;
+        }
+        let fields: Vec<(&str, f64)> = means.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        metrics.record(step, &fields)?;
+        Ok(())
+    }
+}
+
 fn train_tabular(
     cfg: &TrainConfig,
     make_env: fn(RngHandle) -> Box<dyn emorl_core::DiscreteEnv>,
@@ -469,6 +528,15 @@ fn train_tabular(
 
     let every = cfg.checkpoint_every.unwrap_or(TABULAR_CHECKPOINT_EVERY);
     let window = resume::summary_window(cfg.episodes);
+    let log_every = match cfg.log_every {
+        0 => cfg.episodes.div_ceil(MAX_LOG_RECORDS).max(1),
+        n => n,
+    };
+    let histogram_every = match cfg.histogram_every {
+        0 => 0,
+        n => n.max(cfg.episodes.div_ceil(MAX_HISTOGRAMS)),
+    };
+    let mut window_log = WindowMeans::default();
     let pb = progress(cfg.episodes as u64, "train");
     pb.set_position(first as u64);
     let start = Instant::now();
@@ -531,22 +599,24 @@ fn train_tabular(
             ));
             record.push((format!("emotion/{}_tonic", ch.name()), ch.tonic()));
         }
-        for (tag, v) in &record {
-            tb.add_scalar(tag, *v, step)?;
-        }
-        let fields: Vec<(&str, f64)> = record.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        metrics.record(step, &fields)?;
         let last = ep + 1 == cfg.episodes;
-        if cfg.histogram_every > 0 && (ep % cfg.histogram_every == 0 || last) {
-            tb.add_histogram("q_values", agent.q_table(), step)?;
+        window_log.add(&record);
+        if (ep + 1) % log_every == 0 || last {
+            window_log.flush(&mut tb, &mut metrics, step)?;
+        }
+        if histogram_every > 0 && (ep % histogram_every == 0 || last) {
+            tb.add_histogram("histograms/q_values", agent.q_table(), step)?;
             for (ch, trace) in agent.channels().iter().zip(&emotion_steps) {
-                tb.add_histogram(&format!("emotion/{}", ch.name()), trace, step)?;
+                tb.add_histogram(&format!("histograms/emotion/{}", ch.name()), trace, step)?;
             }
         }
         state.finish_episode(summary.steps, summary.episode_return, window);
         pb.set_message(format!("return {:.3}", summary.episode_return));
         pb.inc(1);
         let saved = resume::end_episode(&run, cfg, ep, every, &mut state, &rng, |st| {
+            // A checkpoint holds every record up to it (a resumed run
+            // continues after the checkpoint's episode).
+            window_log.flush(&mut tb, &mut metrics, step)?;
             save_tabular(&run, st, &agent, n_actions)
         });
         if let Err(e) = saved {

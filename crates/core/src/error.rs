@@ -10,6 +10,9 @@ pub enum CoreError {
     },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A count or size past what emorl accepts (the message names it).
+    #[error("{0}")]
+    OutOfBounds(String),
     /// A checkpointed state could not be saved or does not fit.
     #[error("checkpoint state: {0}")]
     State(String),

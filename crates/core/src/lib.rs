@@ -8,6 +8,7 @@ pub mod emotion;
 pub mod env;
 pub mod error;
 pub mod numeric;
+pub mod parallelism;
 pub mod registry;
 pub mod rng;
 

@@ -159,7 +159,7 @@ impl Model {
                 }
             };
             let tokenizer = Tokenizer::from_hf_file(path.join("tokenizer.json"))?;
-            return Ok(Model {
+            let model = Model {
                 arch: net,
                 tokenizer,
                 dtype,
@@ -167,7 +167,9 @@ impl Model {
                 source: path.to_path_buf(),
                 reference_generation: false,
                 share_repeated_prompts: false,
-            });
+            };
+            model.check_finite()?;
+            return Ok(model);
         }
         let g = GgufFile::open(path)?;
         let arch = g.get_str("general.architecture")?;
@@ -182,7 +184,7 @@ impl Model {
             }
         };
         let tokenizer = Tokenizer::from_gguf(&g)?;
-        Ok(Model {
+        let model = Model {
             arch: net,
             tokenizer,
             dtype,
@@ -190,7 +192,33 @@ impl Model {
             source: path.to_path_buf(),
             reference_generation: false,
             share_repeated_prompts: false,
-        })
+        };
+        model.check_finite()?;
+        Ok(model)
+    }
+
+    /// Refuses weights holding NaN or ±inf (they decode to blank text).
+    fn check_finite(&self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for (name, t) in self.parameters() {
+            let finite = t
+                .f_isfinite()
+                .and_then(|f| f.f_all())
+                .map(|a| a.int64_value(&[]) != 0)
+                .map_err(|e| LmError::Tensor {
+                    path: self.source.display().to_string(),
+                    tensor: name.clone(),
+                    msg: e.to_string(),
+                })?;
+            if !finite {
+                return Err(LmError::Tensor {
+                    path: self.source.display().to_string(),
+                    tensor: name,
+                    msg: "holds NaN or infinite values".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The tokenizer.
@@ -391,6 +419,15 @@ impl Model {
         } else {
             tokens.f_to_kind(Kind::Int64)?
         };
+        let seq = tokens.size().last().copied().unwrap_or(0).max(0) as usize;
+        if self.cache_len().saturating_add(seq) > self.max_positions() {
+            return Err(LmError::InvalidArgument(format!(
+                "{} tokens (cached {} + new {seq}) exceed the model's context of {} tokens",
+                self.cache_len() + seq,
+                self.cache_len(),
+                self.max_positions()
+            )));
+        }
         let vocab = self.vocab_size() as i64;
         if tokens.numel() > 0 {
             let min = tokens.f_min()?.f_int64_value(&[])?;
@@ -497,14 +534,14 @@ impl Model {
         }
         let b = prompts.len();
         let len = crate::hooks::response_start(prompts);
-        if len + opts.max_new_tokens > self.max_positions() {
-            if let Architecture::Gpt2(_) = self.arch {
-                return Err(LmError::InvalidArgument(format!(
-                    "prompt ({len} tokens) plus max_new_tokens ({}) exceed the model's {} positions",
-                    opts.max_new_tokens,
-                    self.max_positions()
-                )));
-            }
+        // Every architecture: past its context a Llama's rotary positions
+        // are ones it never saw (and a huge count would never end).
+        if len.saturating_add(opts.max_new_tokens) > self.max_positions() {
+            return Err(LmError::InvalidArgument(format!(
+                "prompt ({len} tokens) plus max_new_tokens ({}) exceed the model's context of {} tokens",
+                opts.max_new_tokens,
+                self.max_positions()
+            )));
         }
         let pad = self.tokenizer.pad_id() as i64;
         let mut stop: Vec<u32> = opts.stop_tokens.clone();

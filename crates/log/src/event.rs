@@ -90,6 +90,11 @@ pub enum SessionStatus {
 pub struct EventWriter {
     file: File,
     path: PathBuf,
+    /// The kind each tag was first written as: TensorBoard shows a tag
+    /// under one plugin only, so a tag written both as a scalar and as a
+    /// histogram would hide one of them. Writing it as a second kind is
+    /// refused.
+    kinds: BTreeMap<String, &'static str>,
 }
 
 impl EventWriter {
@@ -102,7 +107,11 @@ impl EventWriter {
         let secs = unix_now() as u64;
         let base = format!("events.out.tfevents.{secs:010}.{}", hostname());
         let (file, path) = create_unique(dir, &base)?;
-        let mut writer = Self { file, path };
+        let mut writer = Self {
+            file,
+            path,
+            kinds: BTreeMap::new(),
+        };
         writer.write_event(&Event {
             wall_time: unix_now(),
             step: 0,
@@ -128,6 +137,7 @@ impl EventWriter {
     /// Writes a scalar as `simple_value`. TensorBoard stores these as `f32`,
     /// so `value` is rounded to single precision.
     pub fn add_scalar(&mut self, tag: &str, value: f64, step: i64) -> Result<()> {
+        self.claim(tag, "scalar")?;
         self.add_value(
             step,
             summary::Value {
@@ -141,6 +151,7 @@ impl EventWriter {
     /// Writes a histogram of `values` with TensorFlow's default exponential
     /// buckets. Non-finite values are skipped (they would poison min/max/sum).
     pub fn add_histogram(&mut self, tag: &str, values: &[f64], step: i64) -> Result<()> {
+        self.claim(tag, "histogram")?;
         self.add_value(
             step,
             summary::Value {
@@ -153,6 +164,7 @@ impl EventWriter {
 
     /// Writes markdown text for the text plugin: a scalar `DT_STRING` tensor.
     pub fn add_text(&mut self, tag: &str, markdown: &str, step: i64) -> Result<()> {
+        self.claim(tag, "text")?;
         let tensor = TensorProto {
             dtype: DataType::DtString as i32,
             // Rank 0, as TensorBoard's own `text` summary writes a single string.
@@ -280,6 +292,22 @@ impl EventWriter {
     /// must survive a power loss, not just a process kill.
     pub fn sync(&mut self) -> Result<()> {
         self.file.sync_data().map_err(io_err("sync", &self.path))
+    }
+
+    /// Records that `tag` holds `kind`; an error when it already holds
+    /// another kind.
+    fn claim(&mut self, tag: &str, kind: &'static str) -> Result<()> {
+        match self.kinds.get(tag) {
+            Some(&first) if first != kind => Err(LogError::Invalid(format!(
+                "tag `{tag}` was written as a {first}; TensorBoard would hide it as a {kind} \
+                 (use a distinct tag)"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.kinds.insert(tag.to_owned(), kind);
+                Ok(())
+            }
+        }
     }
 
     fn add_value(&mut self, step: i64, value: summary::Value) -> Result<()> {

@@ -22,6 +22,8 @@ pub enum RunnerError {
         #[source]
         source: JobError,
     },
+    #[error("{0}")]
+    Jobs(String),
     #[error("cannot build a thread pool of {jobs} threads: {source}")]
     ThreadPool {
         jobs: usize,
@@ -137,11 +139,8 @@ where
     E: Into<JobError>,
     F: Fn(u64) -> Result<T, E> + Sync,
 {
-    let threads = if jobs == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        jobs
-    };
+    let threads = emorl_core::parallelism::resolve_threads("jobs", jobs)
+        .map_err(|e| RunnerError::Jobs(e.to_string()))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

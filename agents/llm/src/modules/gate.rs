@@ -15,8 +15,9 @@ use crate::params::{invalid, Linear, ParamStore};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
-    /// Blocks whose output gets an adapter; empty: the middle block.
-    pub layers: Vec<usize>,
+    /// Blocks whose output gets an adapter (negative: from the end, `-1` the
+    /// last); empty: the middle block.
+    pub layers: Vec<i64>,
     /// Bottleneck width.
     pub bottleneck: usize,
 }

@@ -28,21 +28,27 @@ use gate::EmotionalGate;
 use prefix::PrefixGenerator;
 use steering::SteeringVectors;
 
-/// The blocks a module acts on: `layers`, or the middle block when empty;
-/// each must exist in `model`.
-pub(crate) fn chosen_layers(model: &Model, layers: &[usize], module: &str) -> Result<Vec<usize>> {
+/// The blocks a module acts on: `layers` (a negative index counts from the
+/// end, `-1` is the last block), or the middle block when empty; each must
+/// exist in `model`.
+pub(crate) fn chosen_layers(model: &Model, layers: &[i64], module: &str) -> Result<Vec<usize>> {
     let n = model.n_layers();
-    let layers = if layers.is_empty() {
-        vec![n / 2]
-    } else {
-        layers.to_vec()
-    };
-    if let Some(&l) = layers.iter().find(|&&l| l >= n) {
-        return Err(crate::params::invalid(format!(
-            "{module}: layer {l} is past the model's {n} layers"
-        )));
+    if layers.is_empty() {
+        return Ok(vec![n / 2]);
     }
-    Ok(layers)
+    layers
+        .iter()
+        .map(|&l| {
+            let resolved = if l < 0 { n as i64 + l } else { l };
+            if resolved < 0 || resolved >= n as i64 {
+                Err(crate::params::invalid(format!(
+                    "{module}: layer {l} is outside the model's {n} layers (0..{n}, or -{n}..-1 from the end)"
+                )))
+            } else {
+                Ok(resolved as usize)
+            }
+        })
+        .collect()
 }
 
 /// Names of the modules as checkpoints and parameter groups know them, in

@@ -115,9 +115,13 @@ pub const CONTRAST_PAIRS: [&[(&str, &str)]; N_EMOTIONS] = [
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SteeringConfig {
-    /// Blocks whose output is steered; empty: the middle block.
-    pub layers: Vec<usize>,
-    /// Initial per-emotion scale (0: the model is unchanged until trained).
+    /// Blocks whose output is steered (negative: from the end, `-1` the
+    /// last); empty: the middle block. Default: the fourth-last and the last
+    /// block (chosen on the tuning prompts, `NOTES.md`).
+    pub layers: Vec<i64>,
+    /// Initial per-emotion scale, in units of the steered block's typical
+    /// residual norm (0: the model is unchanged until trained). Default 0.5,
+    /// chosen on the tuning prompts (`NOTES.md`).
     pub init_scale: f64,
     /// GoEmotions train comments per class (each emotion and neutral) the
     /// directions are computed from.
@@ -127,8 +131,8 @@ pub struct SteeringConfig {
 impl Default for SteeringConfig {
     fn default() -> Self {
         SteeringConfig {
-            layers: Vec::new(),
-            init_scale: 0.0,
+            layers: vec![-4, -1],
+            init_scale: 0.5,
             texts_per_class: 100,
         }
     }
@@ -339,6 +343,8 @@ impl SteeringVectors {
         seed: u64,
         dir: Option<&Path>,
     ) -> Result<Self> {
+        // A bad layer is an error before any direction is computed.
+        steered_layers(model, config)?;
         match dir {
             Some(dir) => Self::from_goemotions(model, config, seed, dir),
             None => {
