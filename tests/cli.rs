@@ -33,6 +33,18 @@ fn listings_show_registered_ids() {
     ] {
         assert!(agents.contains(id), "{id} missing from:\n{agents}");
     }
+    // Each agent says where it trains, as `train` decides it.
+    let trains_in = |id: &str| -> String {
+        let mut lines = agents.lines();
+        lines
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("{id} missing"));
+        lines.next().expect("trains-in line").trim().to_string()
+    };
+    assert_eq!(trains_in("q-learning"), "trains in: every discrete env");
+    assert_eq!(trains_in("fear-dqn"), "trains in: every discrete env");
+    assert_eq!(trains_in("llm-erm"), "trains in: dialogue");
+    assert_eq!(trains_in("oracle"), "trains in: dialogue");
 }
 
 #[test]
@@ -511,4 +523,70 @@ fn shipped_train_configs_run() {
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         assert!(out.join("config.toml").is_file());
     }
+}
+
+/// `emorl config show` prints exactly the config.toml that `emorl train`
+/// with the same arguments writes (every key, defaults included), and that
+/// text runs again as `--config`.
+#[test]
+fn config_show_prints_what_train_resolves() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let args = [
+        "--env",
+        "v2-threat-grid",
+        "--agent",
+        "emotional-ed",
+        "--episodes",
+        "5",
+        "agent_config.lr=0.2",
+    ];
+    let o = run(&[&["config", "show"][..], &args[..]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    for line in [
+        "episodes = 5",
+        "lr = 0.2",
+        "gamma = 0.99",
+        "type = \"fear\"",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line}:\n{shown}");
+    }
+    let out = tmp.path().join("run");
+    let o = run(&[
+        &["train"][..],
+        &args[..],
+        &["--out", out.to_str().expect("utf8")],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
+    assert_eq!(shown, written);
+    let file = tmp.path().join("shown.toml");
+    std::fs::write(&file, &shown).expect("write");
+    let again = tmp.path().join("again");
+    let o = run(&[
+        "train",
+        "--config",
+        file.to_str().expect("utf8"),
+        "--out",
+        again.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(again.join("config.toml")).expect("config.toml"),
+        written
+    );
+    // An LLM config says its length once: rl.updates follows --episodes.
+    let o = run(&[
+        "config",
+        "show",
+        "--env",
+        "dialogue",
+        "--agent",
+        "llm-erm",
+        "--episodes",
+        "7",
+    ]);
+    let shown = stdout(&o);
+    assert!(shown.lines().any(|l| l == "updates = 7"), "{shown}");
 }

@@ -201,8 +201,18 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
         std::fs::read_to_string(eval_out.join("table.md")).expect("table"),
         md
     );
+    // Given only the checkpoint, chat loads the base model it records
+    // (stories260K here, not the default SmolLM2).
+    let ck = ckpt.to_str().expect("utf8");
+    let o = run_with_stdin(&["chat", "--checkpoint", ck], "Hello there\n\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("on stories260k-f32.gguf"),
+        "{}",
+        stderr(&o)
+    );
     // The checkpoint refuses another base model, in one line.
-    let o = run(&["chat", "--checkpoint", ckpt.to_str().expect("utf8")]);
+    let o = run(&["chat", "--checkpoint", ck, "--model", "default"]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(

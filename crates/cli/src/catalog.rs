@@ -34,6 +34,21 @@ pub enum EnvFamily {
     Text(TextEnv),
 }
 
+/// Whether `emorl train` runs an agent of `agent` in an environment of
+/// `env` (what `emorl agents` lists; `train` names the reason when not).
+pub fn trains_in(agent: &AgentFamily, env: &EnvFamily) -> bool {
+    matches!(
+        (agent, env),
+        (
+            AgentFamily::Tabular(_) | AgentFamily::Dqn(_),
+            EnvFamily::Discrete(_)
+        ) | (
+            AgentFamily::Scripted(_) | AgentFamily::Llm(_),
+            EnvFamily::Text(TextEnv::Dialogue)
+        )
+    )
+}
+
 pub fn agents() -> Registry<AgentFamily> {
     let mut r = Registry::new("agent");
     for e in emorl_agents_tabular::registry().entries() {

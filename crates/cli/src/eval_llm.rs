@@ -113,6 +113,6 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
     text.push('\n');
     run.write_atomic(Path::new("samples.jsonl"), text.as_bytes())?;
     let markdown = crate::reproduce_llm::write_tables(&run, &tables)?;
-    println!("{markdown}");
+    crate::summary::print_result(&markdown);
     Ok(run.path().to_path_buf())
 }

@@ -14,5 +14,6 @@ pub mod reproduce;
 pub mod reproduce_dqn;
 pub mod reproduce_llm;
 pub mod resume;
+pub mod summary;
 pub mod text;
 pub mod train;

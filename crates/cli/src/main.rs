@@ -117,12 +117,48 @@ enum Command {
         #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
         max_turns: usize,
     },
+    /// Print a run's resolved configuration (every key, defaults included)
+    /// without running it.
+    #[command(after_help = "Examples:\n  \
+        emorl config show --env v2-threat-grid --agent emotional-ed\n  \
+        emorl config show --env dialogue --agent llm-erm agent_config.rl.lr=0.1\n\n\
+        The output is the config.toml that `emorl train` with the same arguments writes;\n\
+        save it, edit it and pass it back with `emorl train --config FILE`.")]
+    Config {
+        #[command(subcommand)]
+        what: ConfigWhat,
+    },
     /// List the registered environments.
     Envs,
     /// List the registered agents.
     Agents,
     /// Show build information: version, libtorch, threads, CUDA.
     Info,
+}
+
+#[derive(Subcommand)]
+enum ConfigWhat {
+    /// The configuration `emorl train` would run with these arguments, as TOML.
+    Show {
+        /// Environment ID (see `emorl envs`).
+        #[arg(long)]
+        env: Option<String>,
+        /// Agent ID (see `emorl agents`).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Experiment TOML file; flags and overrides take precedence over it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Random seed.
+        #[arg(long, allow_negative_numbers = true)]
+        seed: Option<u64>,
+        /// Number of training episodes (RL updates for llm-* agents).
+        #[arg(long, allow_negative_numbers = true)]
+        episodes: Option<usize>,
+        /// Config overrides as key=value.
+        #[arg(value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -373,6 +409,30 @@ fn init_tracing(level: &str) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Config {
+            what:
+                ConfigWhat::Show {
+                    env,
+                    agent,
+                    config,
+                    seed,
+                    episodes,
+                    overrides,
+                },
+        } => {
+            let cfg = train::resolve(&TrainArgs {
+                env,
+                agent,
+                config,
+                seed,
+                episodes,
+                out: None,
+                out_root: PathBuf::from("runs"),
+                overrides,
+                resume: false,
+            })?;
+            print!("{}", toml::to_string(&cfg)?);
+        }
         Command::Train(t) => {
             let dir = train::train(&TrainArgs {
                 env: t.env,
@@ -471,6 +531,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Agents => {
+            let envs = emorl::catalog::envs();
             for e in emorl::catalog::agents().entries() {
                 let family = match e.make {
                     emorl::catalog::AgentFamily::Tabular(_) => "tabular",
@@ -478,7 +539,25 @@ fn run(cli: Cli) -> Result<()> {
                     emorl::catalog::AgentFamily::Scripted(_) => "scripted",
                     emorl::catalog::AgentFamily::Llm(_) => "llm",
                 };
-                println!("{:<20} {:<8} {}", e.id, family, e.description);
+                let accepted: Vec<&str> = envs
+                    .entries()
+                    .iter()
+                    .filter(|env| emorl::catalog::trains_in(&e.make, &env.make))
+                    .map(|env| env.id)
+                    .collect();
+                let discrete: Vec<&str> = envs
+                    .entries()
+                    .iter()
+                    .filter(|env| matches!(env.make, emorl::catalog::EnvFamily::Discrete(_)))
+                    .map(|env| env.id)
+                    .collect();
+                let accepted = if accepted == discrete {
+                    "every discrete env".to_string()
+                } else {
+                    accepted.join(", ")
+                };
+                println!("{:<22} {:<8} {}", e.id, family, e.description);
+                println!("{:<22} {:<8} trains in: {accepted}", "", "");
             }
         }
         Command::Info => {
@@ -544,6 +623,14 @@ fn clap_one_line(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed: end quietly, as other command-line
+    // tools do, instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE before any thread is
+    // started touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

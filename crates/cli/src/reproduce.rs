@@ -155,7 +155,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     let timing =
         serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
     run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
-    println!("{markdown}");
+    crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced {} ({} seeds x {} experiments) in {:.2}s",
         o.table,

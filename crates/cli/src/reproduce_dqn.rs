@@ -328,7 +328,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         "arm_seconds": arm_seconds,
     });
     run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
-    println!("{markdown}");
+    crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced v2-dqn ({} seeds x {} agent runs) in {wall:.1}s",
         seeds.len(),

@@ -646,7 +646,7 @@ pub fn reproduce_llm(
         "agent_seconds": results.iter().map(|r| (r.agent.clone(), r.seconds)).collect::<std::collections::BTreeMap<_, _>>(),
     });
     run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
-    println!("{markdown}");
+    crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced llm-modules ({} agents) in {:.1}s",
         results.len(),

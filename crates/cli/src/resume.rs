@@ -144,8 +144,9 @@ pub fn open_stored(args: &TrainArgs) -> Result<(TrainConfig, RunDir)> {
     Ok((requested, run))
 }
 
-/// Settings that may change when a run is continued.
-const MAY_CHANGE: [&str; 2] = ["episodes", "checkpoint_every"];
+/// Settings that may change when a run is continued (an LLM run's
+/// `rl.updates` mirrors `episodes`).
+const MAY_CHANGE: [&str; 3] = ["episodes", "agent_config.rl.updates", "checkpoint_every"];
 
 /// The first setting (flattened key, stored value, requested value) that
 /// differs, ignoring [`MAY_CHANGE`].

@@ -209,10 +209,13 @@ pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
             cfg.agent_config = Table::try_from(typed).context("agent config")?;
         }
         AgentFamily::Llm(_) => {
-            let typed = crate::llm::resolve_config(
+            let mut typed = crate::llm::resolve_config(
                 &format!("{origin} [agent_config]"),
                 std::mem::take(&mut cfg.agent_config),
             )?;
+            // The run's length is `episodes` (RL updates): the stored config
+            // says so in both places.
+            typed.rl.updates = cfg.episodes;
             cfg.agent_config = Table::try_from(typed).context("agent config")?;
         }
         AgentFamily::Scripted(_) => {
