@@ -590,3 +590,32 @@ fn config_show_prints_what_train_resolves() {
     let shown = stdout(&o);
     assert!(shown.lines().any(|l| l == "updates = 7"), "{shown}");
 }
+
+/// The first fear-DQN run a user sees (the README's command, seed 0, 200
+/// episodes) learns the grid. It used to end every episode at the step cap
+/// (mean return -1.0 of the last 20): the TD target bootstrapped from
+/// actions fear never let the agent take (agents/dqn/src/tests.rs,
+/// `decoupled_bias_target_bootstraps_from_the_biased_choice`).
+#[test]
+fn the_default_fear_dqn_run_learns_the_grid() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("run");
+    let o = run(&[
+        "train",
+        "--env",
+        "gridworld",
+        "--agent",
+        "fear-dqn",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let last20: f64 = err
+        .split("mean return of the last 20: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no closing line: {err}"));
+    assert!(last20 > 0.5, "mean return of the last 20: {last20}");
+}

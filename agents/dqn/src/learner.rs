@@ -383,7 +383,15 @@ impl DqnAgent {
             .f_gather(1, &batch.actions, false)?
             .f_squeeze_dim(1)?;
         let y = tch::no_grad(|| -> Result<Tensor, DqnError> {
-            let (q_next, _) = self.target.forward(&s2)?.f_max_dim(1, false)?;
+            let q_all = self.target.forward(&s2)?;
+            let q_next = match &bf.next_selection {
+                // The value of the action the agent would choose there.
+                Some(bias) => {
+                    let chosen = bias.apply(&q_all)?.f_argmax(1, true)?;
+                    q_all.f_gather(1, &chosen, false)?.f_squeeze_dim(1)?
+                }
+                None => q_all.f_max_dim(1, false)?.0,
+            };
             let not_done = batch.dones.f_rsub_scalar(1.0)?;
             Ok(batch
                 .rewards

@@ -4,7 +4,7 @@
 use crate::config::{
     Coupled16bConfig, CoupledCliffConfig, DecoupledFearConfig, DqnConfig, FearConfig, FearUse,
 };
-use crate::fear::{BatchFear, FearModule, StateFear};
+use crate::fear::{BatchFear, FearModule, SelectionBias, StateFear};
 use crate::learner::DqnAgent;
 use crate::protocol::seed_everything;
 use emorl_core::{DiscreteEnv, EmotionalContext, Env, RngHandle, RngKind};
@@ -365,6 +365,60 @@ fn coupled_cliff_batch_decays_tonic_once_per_sample() {
             "sample {i}: {x} vs {expected}"
         );
     }
+}
+
+/// The selection bias changes which action the agent takes, so the TD
+/// target bootstraps from that action's value, not from the unbiased
+/// maximum: bootstrapping from an action fear never lets it take made the
+/// Q-values of a safe loop look as good as the shortcut past the threat, and
+/// `emorl train --env gridworld --agent fear-dqn` (seed 0) circled for the
+/// whole episode from episode 80 on (return -1.0 of the last 20).
+#[test]
+fn decoupled_bias_target_bootstraps_from_the_biased_choice() {
+    let cfg = FearConfig::Decoupled(DecoupledFearConfig::default());
+    let (mut agent, rng) = agent_with(Some(cfg), 3);
+    fill_replay(&mut agent, &rng, 400);
+    let batch = agent.sample_batch(&rng).expect("batch");
+    let bf = agent
+        .fear_mut()
+        .expect("fear")
+        .prepare_batch(&batch)
+        .expect("prepare");
+    let bias = bf
+        .next_selection
+        .as_ref()
+        .expect("the module hands its bias to the target");
+    assert_eq!(bias.danger.size(), [64, 4]);
+    // A danger that forbids each next state's best action outright: the
+    // target must bootstrap from the second best.
+    let all = tch::no_grad(|| agent.target.forward(&batch.next_states).expect("qt"));
+    let best = all.argmax(1, true);
+    let danger = Tensor::zeros_like(&all).scatter_value(1, &best, 1.0);
+    let forbidding = BatchFear {
+        next_selection: Some(SelectionBias {
+            danger,
+            scale: 1.0,
+            range_floor: 0.05,
+        }),
+        ..Default::default()
+    };
+    let (loss, _) = agent.q_loss(&batch, &forbidding).expect("loss");
+    let (plain, _) = agent.q_loss(&batch, &BatchFear::default()).expect("loss");
+    let manual = tch::no_grad(|| {
+        let q = agent
+            .online
+            .forward(&batch.states)
+            .expect("q")
+            .gather(1, &batch.actions, false)
+            .squeeze_dim(1);
+        let second = all.topk(2, 1, true, true).0.select(1, 1);
+        let not_done: Tensor = 1.0 - &batch.dones;
+        let y: Tensor = &batch.rewards + second * not_done * 0.99;
+        (q - y).square().mean(tch::Kind::Float)
+    });
+    let (a, b) = (loss.double_value(&[]), manual.double_value(&[]));
+    assert!((a - b).abs() < 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+    assert_ne!(a, plain.double_value(&[]));
 }
 
 #[test]

@@ -146,6 +146,7 @@ impl FearModule for CoupledCliff {
             }),
             lr_factor: None,
             mean,
+            next_selection: None,
         })
     }
 }

@@ -100,6 +100,7 @@ impl FearModule for Coupled16b {
             }),
             lr_factor: Some(1.0 + mean * self.cfg.fear_weight),
             mean,
+            next_selection: None,
         })
     }
 }

@@ -1,13 +1,15 @@
 //! Decoupled fear (the remedies of spec §5.9): a small network of its own
 //! predicts, per action, the probability that the next step is dangerous
 //! (it harms, or ends within `danger_radius` of the threat), trained with BCE
-//! on facts stored with each transition. Its output reaches the Q-learner in
-//! exactly one place — a bounded selection bias scaled to the current Q range,
-//! or a detached input recomputed for every sampled state — so no gradient
-//! crosses between the two networks, nothing stale is replayed, and no state
-//! mutates during a batch.
+//! on facts stored with each transition. Its output reaches the Q-learner as
+//! one of two things — a bounded selection bias scaled to the current Q range
+//! (applied where the agent acts and where the TD target picks the next
+//! state's action, so that Q values the policy that acts), or a detached
+//! input recomputed for every sampled state — so no gradient crosses between
+//! the two networks, nothing stale is replayed, and no state mutates during
+//! a batch.
 
-use super::{fear_tensors, BatchFear, FearModule, StateFear};
+use super::{fear_tensors, BatchFear, FearModule, SelectionBias, StateFear};
 use crate::config::{DecoupledFearConfig, FearUse};
 use crate::error::DqnError;
 use crate::flat_adam::{AdamSettings, FlatAdam};
@@ -123,12 +125,16 @@ impl FearModule for DecoupledFear {
 
     fn select(&mut self, _fear: &StateFear, q: &mut [f32], _rng: &RngHandle) -> Option<usize> {
         if let FearUse::SelectionBias { scale, range_floor } = self.cfg.fear_use {
-            let hi = q.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let lo = q.iter().fold(f32::INFINITY, |m, &x| m.min(x));
-            // Bounded by the Q range: a certainly dangerous action drops to about the worst one.
-            let span = (hi - lo).max(range_floor as f32) * scale as f32;
-            for (qa, d) in q.iter_mut().zip(&self.danger) {
-                *qa -= span * d;
+            let bias = SelectionBias {
+                danger: Tensor::from_slice(&self.danger).view([1, -1]),
+                scale,
+                range_floor,
+            };
+            let biased = bias
+                .apply(&Tensor::from_slice(q).view([1, -1]))
+                .and_then(|t| Ok(Vec::<f32>::try_from(t.f_view([-1])?)?));
+            if let Ok(biased) = biased {
+                q.copy_from_slice(&biased);
             }
         }
         None
@@ -141,6 +147,17 @@ impl FearModule for DecoupledFear {
             .map(|c| danger_label(c, self.cfg.danger_radius))
             .collect();
         let mean = labels.iter().map(|&x| x as f64).sum::<f64>() / labels.len().max(1) as f64;
+        if let FearUse::SelectionBias { scale, range_floor } = self.cfg.fear_use {
+            return Ok(BatchFear {
+                mean,
+                next_selection: Some(SelectionBias {
+                    danger: self.danger(&batch.next_states)?,
+                    scale,
+                    range_floor,
+                }),
+                ..Default::default()
+            });
+        }
         if self.cfg.fear_use != FearUse::Input {
             return Ok(BatchFear {
                 mean,
@@ -157,6 +174,7 @@ impl FearModule for DecoupledFear {
             loss_weighting: None,
             lr_factor: None,
             mean,
+            next_selection: None,
         })
     }
 

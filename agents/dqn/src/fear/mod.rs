@@ -54,6 +54,35 @@ pub struct BatchFear {
     pub lr_factor: Option<f64>,
     /// Mean fear over the batch, for logging.
     pub mean: f64,
+    /// The bias acting applies to the next states' actions: the TD target
+    /// bootstraps from the action the agent would take there (biased
+    /// choice, unbiased value), not from the unbiased maximum.
+    pub next_selection: Option<SelectionBias>,
+}
+
+/// Fear's bounded selection bias (the decoupled module's `selection-bias`
+/// use): each action's value lowered by `span · danger`, with `span` the
+/// row's Q range (at least `range_floor`) times `scale`, so that a certainly
+/// dangerous action drops to about the worst one.
+#[derive(Debug)]
+pub struct SelectionBias {
+    /// Per-action danger `[B, n_actions]` in [0, 1].
+    pub danger: Tensor,
+    pub scale: f64,
+    pub range_floor: f64,
+}
+
+impl SelectionBias {
+    /// `q` (`[B, n_actions]`) with the bias applied.
+    pub fn apply(&self, q: &Tensor) -> Result<Tensor, DqnError> {
+        let hi = q.f_amax([1i64].as_slice(), true)?;
+        let lo = q.f_amin([1i64].as_slice(), true)?;
+        let span = hi
+            .f_sub(&lo)?
+            .f_clamp_min(self.range_floor)?
+            .f_mul_scalar(self.scale)?;
+        Ok(q.f_sub(&span.f_mul(&self.danger)?)?)
+    }
 }
 
 /// One fear module.
