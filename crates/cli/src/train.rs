@@ -83,20 +83,43 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
     resolve_over(args, defaults())
 }
 
+/// [`resolve`] of a config file's text alone (no flags), as `emorl train
+/// --config FILE` reads it; `origin` names it in errors. (The config fuzz
+/// target and its in-suite counterpart drive this.)
+pub fn resolve_text(origin: &str, text: &str) -> Result<TrainConfig> {
+    let mut t = defaults();
+    merge_file(&mut t, config::parse_table(origin, text)?);
+    let args = TrainArgs {
+        env: None,
+        agent: None,
+        config: None,
+        seed: None,
+        episodes: None,
+        out: None,
+        out_root: PathBuf::from("runs"),
+        overrides: Vec::new(),
+        resume: false,
+    };
+    resolve_over(&args, t)
+}
+
+/// Merges a config file's table over `t`. Its `[agent_config]` and
+/// `[env_config]` replace the base's whole (a file states them in full).
+fn merge_file(t: &mut Table, mut file: Table) {
+    for section in ["agent_config", "env_config"] {
+        if let Some(v) = file.remove(section) {
+            t.insert(section.into(), v);
+        }
+    }
+    config::merge(t, file);
+}
+
 /// [`resolve`] over `base` instead of the defaults (a stored run's config,
 /// when it is resumed).
 pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
     let mut t = base;
     if let Some(path) = &args.config {
-        let mut file = config::read_table(path)?;
-        // In files the agent's hyperparameters live under [agent] next to `agent = "id"`
-        // is impossible in TOML, so files use [agent_config].
-        for section in ["agent_config", "env_config"] {
-            if let Some(v) = file.remove(section) {
-                t.insert(section.into(), v);
-            }
-        }
-        config::merge(&mut t, file);
+        merge_file(&mut t, config::read_table(path)?);
     }
     if let Some(v) = &args.env {
         t.insert("env".into(), Value::String(v.clone()));
