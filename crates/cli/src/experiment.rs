@@ -28,6 +28,17 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// A short name for a figure's axis.
+    pub fn axis_label(&self) -> String {
+        match self {
+            Metric::MinThreatDistance => "min. threat distance".into(),
+            Metric::BlockedSteps => "blocked moves".into(),
+            Metric::ActionRate { action } => format!("rate of action {action}"),
+            Metric::GoalRate { goal } => format!("{goal} goal rate"),
+            Metric::PenaltySteps { .. } => "penalised steps per episode".into(),
+        }
+    }
+
     /// Whether the metric is read from the evaluation phase (else from training).
     pub fn from_evaluation(&self) -> bool {
         !matches!(self, Metric::BlockedSteps | Metric::ActionRate { .. })

@@ -52,14 +52,25 @@ pub fn distributions(
             });
             let pad = ((hi - lo) * 0.08).max(0.05);
             let n_cols = exp_blocks.len() * 2;
+            let tests: Vec<String> = exp_blocks
+                .iter()
+                .map(|b| {
+                    let p = b.p.map_or("–".to_string(), |p| format!("{p:.3}"));
+                    if exp_blocks.len() > 1 {
+                        format!("{}: p = {p}, d = {:.2}", b.label, b.d)
+                    } else {
+                        format!("p = {p}, d = {:.2}", b.d)
+                    }
+                })
+                .collect();
             let mut chart = ChartBuilder::on(panel)
                 .caption(
-                    format!("{} — {}", exp.title, exp.metric_description),
+                    format!("{} ({})", exp.title, tests.join("; ")),
                     ("sans-serif", 14),
                 )
                 .margin(8)
                 .x_label_area_size(30)
-                .y_label_area_size(50)
+                .y_label_area_size(60)
                 .build_cartesian_2d(-0.5..(n_cols as f64 - 0.5), (lo - pad)..(hi + pad))
                 .map_err(draw_err)?;
             let labels: Vec<String> = exp_blocks
@@ -74,6 +85,7 @@ pub fn distributions(
             chart
                 .configure_mesh()
                 .disable_x_mesh()
+                .y_desc(exp.metric.axis_label())
                 .x_labels(n_cols)
                 .x_label_formatter(&|x| {
                     let i = x.round();
@@ -121,29 +133,45 @@ pub struct Curve {
 /// A titled panel of curves sharing the episode axis.
 pub struct CurvePanel {
     pub title: String,
+    /// What the x axis counts ("episode", "RL update").
+    pub x_label: String,
+    /// What the y axis shows.
+    pub y_label: String,
+    /// The metric's possible range: bands (and the axis) are clipped to it.
+    pub range: (f64, f64),
     pub curves: Vec<Curve>,
 }
 
-/// Stacked learning-curve panels (mean line, shaded band) as an SVG string.
+/// Width of the legend strip right of each panel (outside the data).
+const LEGEND_W: u32 = 190;
+
+/// Stacked learning-curve panels (mean line, shaded band) as an SVG string:
+/// labelled axes, integer ticks on the x axis, bands clipped to the
+/// metric's range, the legend in a strip beside the data.
 pub fn learning_curves(panels: &[CurvePanel]) -> Result<String> {
     const COLORS: [RGBColor; 4] = [BLUE, RED, RGBColor(0, 140, 70), RGBColor(150, 90, 0)];
     let mut svg = String::new();
     {
         let height = (PANEL_H + 40) * panels.len().max(1) as u32;
-        let root = SVGBackend::with_string(&mut svg, (PANEL_W, height)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (PANEL_W + LEGEND_W, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         for (panel, area) in panels
             .iter()
             .zip(root.split_evenly((panels.len().max(1), 1)).iter())
         {
+            let (plot, legend) = area.split_horizontally(PANEL_W);
+            let (min, max) = panel.range;
+            let clip = |v: f64| v.clamp(min, max);
             let len = panel.curves.iter().map(|c| c.mean.len()).max().unwrap_or(0);
             let (lo, hi) = panel
                 .curves
                 .iter()
-                .flat_map(|c| c.low.iter().chain(&c.high))
+                .flat_map(|c| c.low.iter().chain(&c.high).chain(&c.mean))
                 .filter(|v| v.is_finite())
+                .map(|v| clip(*v))
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-                    (l.min(*v), h.max(*v))
+                    (l.min(v), h.max(v))
                 });
             let (lo, hi) = if lo.is_finite() && hi > lo {
                 (lo, hi)
@@ -151,26 +179,46 @@ pub fn learning_curves(panels: &[CurvePanel]) -> Result<String> {
                 (0.0, 1.0)
             };
             let pad = (hi - lo) * 0.05;
-            let mut chart = ChartBuilder::on(area)
+            let (y0, y1) = ((lo - pad).max(min), (hi + pad).min(max));
+            // Episodes count from 1; the last one is a tick of its own.
+            let last = len.max(1) as f64;
+            let mut chart = ChartBuilder::on(&plot)
                 .caption(&panel.title, ("sans-serif", 15))
                 .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0f64..len.max(1) as f64, (lo - pad)..(hi + pad))
+                .margin_right(24)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(1f64..last.max(2.0), y0..y1)
                 .map_err(draw_err)?;
             chart
                 .configure_mesh()
-                .x_desc("episode")
+                .x_desc(panel.x_label.as_str())
+                .y_desc(panel.y_label.as_str())
+                .x_labels(len.clamp(2, 11))
+                .x_label_formatter(&|x| {
+                    if (x - x.round()).abs() < 1e-9 {
+                        format!("{x:.0}")
+                    } else {
+                        String::new()
+                    }
+                })
                 .draw()
                 .map_err(draw_err)?;
             for (i, c) in panel.curves.iter().enumerate() {
                 let color = COLORS[i % COLORS.len()];
+                let at = |e: usize| (e + 1) as f64;
                 let band: Vec<(f64, f64)> = c
                     .high
                     .iter()
                     .enumerate()
-                    .map(|(e, v)| (e as f64, *v))
-                    .chain(c.low.iter().enumerate().rev().map(|(e, v)| (e as f64, *v)))
+                    .map(|(e, v)| (at(e), clip(*v)))
+                    .chain(
+                        c.low
+                            .iter()
+                            .enumerate()
+                            .rev()
+                            .map(|(e, v)| (at(e), clip(*v))),
+                    )
                     .collect();
                 chart
                     .draw_series(std::iter::once(Polygon::new(
@@ -180,21 +228,22 @@ pub fn learning_curves(panels: &[CurvePanel]) -> Result<String> {
                     .map_err(draw_err)?;
                 chart
                     .draw_series(LineSeries::new(
-                        c.mean.iter().enumerate().map(|(e, v)| (e as f64, *v)),
+                        c.mean.iter().enumerate().map(|(e, v)| (at(e), clip(*v))),
                         color.stroke_width(2),
                     ))
-                    .map_err(draw_err)?
-                    .label(c.label.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
+                    .map_err(draw_err)?;
+                // The legend, outside the data.
+                let y = 50 + 22 * i as i32;
+                legend
+                    .draw(&PathElement::new(
+                        vec![(8, y), (30, y)],
+                        color.stroke_width(3),
+                    ))
+                    .map_err(draw_err)?;
+                legend
+                    .draw(&Text::new(c.label.clone(), (36, y - 7), ("sans-serif", 13)))
+                    .map_err(draw_err)?;
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(draw_err)?;
         }
         root.present().map_err(draw_err)?;
     }

@@ -235,6 +235,9 @@ pub struct Block {
     pub label: String,
     pub control: Vec<f64>,
     pub treatment: Vec<f64>,
+    /// The permutation test's p and Cohen's d of the block (for the figure).
+    pub p: Option<f64>,
+    pub d: f64,
 }
 
 /// The seed range `first–last` as text.
@@ -278,12 +281,14 @@ fn build_table(
             if c.cohens_d.abs() >= 0.8 {
                 block_verdicts[b].1 += 1;
             }
-            comps.push(c);
             blocks.push(Block {
                 label,
                 control,
                 treatment,
+                p: c.permutation_p,
+                d: c.cohens_d,
             });
+            comps.push(c);
         }
         if o.blocks > 1 {
             let control: Vec<f64> = results.iter().map(|s| s.control).collect();

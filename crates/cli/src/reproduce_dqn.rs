@@ -295,6 +295,8 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let panels = vec![
         curve_panel(
             "Exp 16b: episode return (10-episode moving mean; band: 95% CI over seeds)",
+            "return",
+            (f64::NEG_INFINITY, 1.0),
             &ids16,
             r16.iter()
                 .map(|a| a.iter().map(|s| s.rewards.clone()).collect())
@@ -302,6 +304,8 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         ),
         curve_panel(
             "Exp 16b: minimum threat distance per episode",
+            "min. threat distance",
+            (0.0, f64::INFINITY),
             &ids16,
             r16.iter()
                 .map(|a| a.iter().map(|s| s.min_threat_distance.clone()).collect())
@@ -309,6 +313,8 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         ),
         curve_panel(
             "Exp 18: training survival (no fall) per episode",
+            "survival rate",
+            (0.0, 1.0),
             &ids18,
             r18.iter()
                 .map(|a| a.iter().map(|s| s.training_survival.clone()).collect())
@@ -386,7 +392,13 @@ fn verdict(exp: &str, label: &str, results: &[(&Metric, Comparison)]) -> String 
 }
 
 /// Mean ± 95% CI over seeds of a per-episode series, smoothed by a moving mean.
-fn curve_panel(title: &str, ids: &[&str], per_arm: Vec<Vec<Vec<f64>>>) -> CurvePanel {
+fn curve_panel(
+    title: &str,
+    y_label: &str,
+    range: (f64, f64),
+    ids: &[&str],
+    per_arm: Vec<Vec<Vec<f64>>>,
+) -> CurvePanel {
     const SMOOTH: usize = 10;
     let curves = ids
         .iter()
@@ -425,6 +437,9 @@ fn curve_panel(title: &str, ids: &[&str], per_arm: Vec<Vec<Vec<f64>>>) -> CurveP
         .collect();
     CurvePanel {
         title: title.to_string(),
+        x_label: "episode".into(),
+        y_label: y_label.to_string(),
+        range,
         curves,
     }
 }

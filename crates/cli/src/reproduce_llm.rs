@@ -609,6 +609,9 @@ pub fn reproduce_llm(
         title: "RL training: mean sampled reward per update (band: 95% t-interval over training \
                 seeds where an agent has several, else over the update's samples)"
             .into(),
+        x_label: "RL update".into(),
+        y_label: "mean reward".into(),
+        range: (f64::NEG_INFINITY, f64::INFINITY),
         curves,
     };
     run.write_atomic(
