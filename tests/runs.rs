@@ -574,3 +574,50 @@ fn logging_of_many_short_episodes_is_bounded() {
         size(&full)
     );
 }
+
+/// Rerunning a finished reproduction re-renders it from its stored seeds:
+/// its TensorBoard record is replaced, not doubled (one event file), and
+/// `timing.json` keeps the compute time of the process that did the work
+/// (this one's is added, not substituted).
+#[test]
+fn rerendering_a_reproduction_keeps_one_event_file_and_its_timing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("rep");
+    let args = [
+        "reproduce",
+        "v2-tabular",
+        "--seeds",
+        "4",
+        "--permutations",
+        "20",
+        "--out",
+        s(&out),
+    ];
+    ok(&args);
+    let wall = |dir: &Path| -> f64 {
+        let t: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("timing.json")).expect("timing"),
+        )
+        .expect("json");
+        t["wall_seconds"].as_f64().expect("wall_seconds")
+    };
+    let events = |dir: &Path| -> usize {
+        std::fs::read_dir(dir)
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out"))
+            .count()
+    };
+    let (first, table) = (
+        wall(&out),
+        std::fs::read_to_string(out.join("table.md")).expect("table"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(&args);
+    assert_eq!(events(&out), 1);
+    assert!(wall(&out) >= first, "{} < {first}", wall(&out));
+    assert_eq!(
+        std::fs::read_to_string(out.join("table.md")).expect("table"),
+        table
+    );
+}

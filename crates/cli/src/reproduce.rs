@@ -154,7 +154,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     run.write_atomic(Path::new("distributions.svg"), svg.as_bytes())?;
     let timing =
         serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
-    run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
+    write_timing(&run, timing)?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced {} ({} seeds x {} experiments) in {:.2}s",
@@ -174,7 +174,7 @@ fn log_tensorboard(
     outcomes: &[Vec<SeedOutcome>],
     markdown: &str,
 ) -> Result<()> {
-    let mut tb = run.event_writer()?;
+    let mut tb = fresh_event_writer(run)?;
     for (exp, results) in experiments.iter().zip(outcomes) {
         for s in results {
             let step = i64::try_from(s.seed).unwrap_or(i64::MAX);
@@ -188,6 +188,62 @@ fn log_tensorboard(
     }
     tb.add_text("table", markdown, 0)?;
     Ok(())
+}
+
+/// Writes `timing.json`, adding this process's times to those a stored
+/// file already holds (an interrupted run resumed, or a finished one
+/// re-rendered, accumulates its compute time instead of replacing it):
+/// numbers add up, objects of numbers add up key by key, anything else
+/// (`jobs`) is this process's.
+pub(crate) fn write_timing(run: &RunDir, mut timing: serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    fn add(into: &mut Value, old: &Value) {
+        match (into, old) {
+            (Value::Number(n), Value::Number(o)) => {
+                if let (Some(a), Some(b)) = (n.as_f64(), o.as_f64()) {
+                    if let Some(sum) = serde_json::Number::from_f64(a + b) {
+                        *n = sum;
+                    }
+                }
+            }
+            (Value::Object(m), Value::Object(o)) => {
+                for (k, v) in m.iter_mut() {
+                    if k != "jobs" {
+                        if let Some(ov) = o.get(k) {
+                            add(v, ov);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let path = run.path().join("timing.json");
+    if let Some(old) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    {
+        add(&mut timing, &old);
+    }
+    run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// The event writer of a reproduction: its TensorBoard record is rebuilt
+/// whole from the stored results, so the event files of an earlier process
+/// on the same directory are removed first (TensorBoard would show every
+/// point twice).
+pub(crate) fn fresh_event_writer(run: &RunDir) -> Result<emorl_log::EventWriter> {
+    for entry in std::fs::read_dir(run.path())?.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("events.out.tfevents.")
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(run.event_writer()?)
 }
 
 /// What every stored seed result records it was computed under: a stored

@@ -333,7 +333,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         "jobs": args.jobs,
         "arm_seconds": arm_seconds,
     });
-    run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
+    crate::reproduce::write_timing(&run, timing)?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced v2-dqn ({} seeds x {} agent runs) in {wall:.1}s",
@@ -445,7 +445,7 @@ fn curve_panel(
 }
 
 fn log_tensorboard(run: &RunDir, panels: &[CurvePanel], markdown: &str) -> Result<()> {
-    let mut tb = run.event_writer()?;
+    let mut tb = crate::reproduce::fresh_event_writer(run)?;
     let tags = [
         "exp16b/return",
         "exp16b/min_threat_distance",

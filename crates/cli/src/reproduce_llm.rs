@@ -618,7 +618,7 @@ pub fn reproduce_llm(
         Path::new("learning_curves.svg"),
         figure::learning_curves(std::slice::from_ref(&panel))?.as_bytes(),
     )?;
-    let mut tb = run.event_writer()?;
+    let mut tb = crate::reproduce::fresh_event_writer(&run)?;
     for r in &results {
         for s in &r.training {
             tb.add_scalar(
@@ -648,7 +648,7 @@ pub fn reproduce_llm(
         "wall_seconds": start.elapsed().as_secs_f64(),
         "agent_seconds": results.iter().map(|r| (r.agent.clone(), r.seconds)).collect::<std::collections::BTreeMap<_, _>>(),
     });
-    run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
+    crate::reproduce::write_timing(&run, timing)?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced llm-modules ({} agents) in {:.1}s",
