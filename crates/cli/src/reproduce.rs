@@ -154,7 +154,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     run.write_atomic(Path::new("distributions.svg"), svg.as_bytes())?;
     let timing =
         serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
-    write_timing(&run, timing)?;
+    write_timing(&run, timing, &["wall_seconds"])?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced {} ({} seeds x {} experiments) in {:.2}s",
@@ -190,12 +190,17 @@ fn log_tensorboard(
     Ok(())
 }
 
-/// Writes `timing.json`, adding this process's times to those a stored
-/// file already holds (an interrupted run resumed, or a finished one
-/// re-rendered, accumulates its compute time instead of replacing it):
-/// numbers add up, objects of numbers add up key by key, anything else
-/// (`jobs`) is this process's.
-pub(crate) fn write_timing(run: &RunDir, mut timing: serde_json::Value) -> Result<()> {
+/// Writes `timing.json`, adding the times this process measured (the keys
+/// `measured`: a number, or an object of numbers added key by key) to those
+/// a stored file already holds, so that an interrupted run resumed, or a
+/// finished one re-rendered, accumulates its compute time instead of
+/// replacing it. Other keys (`jobs`, times read back from stored results)
+/// are written as given.
+pub(crate) fn write_timing(
+    run: &RunDir,
+    mut timing: serde_json::Value,
+    measured: &[&str],
+) -> Result<()> {
     use serde_json::Value;
     fn add(into: &mut Value, old: &Value) {
         match (into, old) {
@@ -208,10 +213,8 @@ pub(crate) fn write_timing(run: &RunDir, mut timing: serde_json::Value) -> Resul
             }
             (Value::Object(m), Value::Object(o)) => {
                 for (k, v) in m.iter_mut() {
-                    if k != "jobs" {
-                        if let Some(ov) = o.get(k) {
-                            add(v, ov);
-                        }
+                    if let Some(ov) = o.get(k) {
+                        add(v, ov);
                     }
                 }
             }
@@ -223,7 +226,11 @@ pub(crate) fn write_timing(run: &RunDir, mut timing: serde_json::Value) -> Resul
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
     {
-        add(&mut timing, &old);
+        for key in measured {
+            if let (Some(new), Some(old)) = (timing.get_mut(*key), old.get(*key)) {
+                add(new, old);
+            }
+        }
     }
     run.write_atomic(Path::new("timing.json"), timing.to_string().as_bytes())?;
     Ok(())

@@ -333,7 +333,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         "jobs": args.jobs,
         "arm_seconds": arm_seconds,
     });
-    crate::reproduce::write_timing(&run, timing)?;
+    crate::reproduce::write_timing(&run, timing, &["wall_seconds", "arm_seconds"])?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced v2-dqn ({} seeds x {} agent runs) in {wall:.1}s",

@@ -606,8 +606,7 @@ pub fn reproduce_llm(
         curves.push(seed_curve(&r.agent, &runs, per_update));
     }
     let panel = CurvePanel {
-        title: "RL training: mean sampled reward per update (band: 95% t-interval over training \
-                seeds where an agent has several, else over the update's samples)"
+        title: "RL training: mean reward per update (band: 95% CI over training seeds, else over samples)"
             .into(),
         x_label: "RL update".into(),
         y_label: "mean reward".into(),
@@ -648,7 +647,8 @@ pub fn reproduce_llm(
         "wall_seconds": start.elapsed().as_secs_f64(),
         "agent_seconds": results.iter().map(|r| (r.agent.clone(), r.seconds)).collect::<std::collections::BTreeMap<_, _>>(),
     });
-    crate::reproduce::write_timing(&run, timing)?;
+    // Per-agent seconds are read back from the stored results.
+    crate::reproduce::write_timing(&run, timing, &["wall_seconds"])?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced llm-modules ({} agents) in {:.1}s",
