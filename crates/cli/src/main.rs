@@ -140,29 +140,17 @@ enum Command {
 enum ConfigWhat {
     /// The configuration `emorl train` would run with these arguments, as TOML.
     Show {
-        /// Environment ID (see `emorl envs`).
-        #[arg(long)]
-        env: Option<String>,
-        /// Agent ID (see `emorl agents`).
-        #[arg(long)]
-        agent: Option<String>,
-        /// Experiment TOML file; flags and overrides take precedence over it.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Random seed.
-        #[arg(long, allow_negative_numbers = true)]
-        seed: Option<u64>,
-        /// Number of training episodes (RL updates for llm-* agents).
-        #[arg(long, allow_negative_numbers = true)]
-        episodes: Option<usize>,
+        #[command(flatten)]
+        run: RunSpec,
         /// Config overrides as key=value.
         #[arg(value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
 }
 
+/// What a run is: the arguments `train` and `config show` share.
 #[derive(Args)]
-struct TrainCli {
+struct RunSpec {
     /// Environment ID (see `emorl envs`).
     #[arg(long)]
     env: Option<String>,
@@ -182,6 +170,38 @@ struct TrainCli {
     /// a GGUF file or a Hugging Face directory (same as agent_config.model=PATH).
     #[arg(long)]
     model: Option<String>,
+}
+
+impl RunSpec {
+    /// The library's arguments (`--model` becomes the first override).
+    fn into_args(
+        self,
+        mut overrides: Vec<String>,
+        out: Option<PathBuf>,
+        out_root: PathBuf,
+        resume: bool,
+    ) -> TrainArgs {
+        if let Some(m) = self.model {
+            overrides.insert(0, format!("agent_config.model={}", toml_string(&m)));
+        }
+        TrainArgs {
+            env: self.env,
+            agent: self.agent,
+            config: self.config,
+            seed: self.seed,
+            episodes: self.episodes,
+            out,
+            out_root,
+            overrides,
+            resume,
+        }
+    }
+}
+
+#[derive(Args)]
+struct TrainCli {
+    #[command(flatten)]
+    run: RunSpec,
     /// Write the run exactly into this directory, which must be new or empty
     /// (default: runs/<name>-<time>).
     #[arg(long)]
@@ -410,47 +430,14 @@ fn init_tracing(level: &str) {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Config {
-            what:
-                ConfigWhat::Show {
-                    env,
-                    agent,
-                    config,
-                    seed,
-                    episodes,
-                    overrides,
-                },
+            what: ConfigWhat::Show { run, overrides },
         } => {
-            let cfg = train::resolve(&TrainArgs {
-                env,
-                agent,
-                config,
-                seed,
-                episodes,
-                out: None,
-                out_root: PathBuf::from("runs"),
-                overrides,
-                resume: false,
-            })?;
+            let cfg =
+                train::resolve(&run.into_args(overrides, None, PathBuf::from("runs"), false))?;
             print!("{}", toml::to_string(&cfg)?);
         }
         Command::Train(t) => {
-            let dir = train::train(&TrainArgs {
-                env: t.env,
-                agent: t.agent,
-                config: t.config,
-                seed: t.seed,
-                episodes: t.episodes,
-                out: t.out,
-                out_root: t.runs_dir,
-                overrides: {
-                    let mut o = t.overrides;
-                    if let Some(m) = t.model {
-                        o.insert(0, format!("agent_config.model={}", toml_string(&m)));
-                    }
-                    o
-                },
-                resume: t.resume,
-            })?;
+            let dir = train::train(&t.run.into_args(t.overrides, t.out, t.runs_dir, t.resume))?;
             println!("{}", dir.display());
         }
         Command::Eval {
