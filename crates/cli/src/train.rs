@@ -384,6 +384,9 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
         pb.set_draw_target(indicatif::ProgressDrawTarget::term_like(Box::new(
             PlainLines::default(),
         )));
+        // A heartbeat: a line every `PlainLines::EVERY` even while one step
+        // (an agent of a table, a long update) runs for many minutes.
+        pb.enable_steady_tick(std::time::Duration::from_secs(5));
         return pb;
     }
     let style = ProgressStyle::with_template(&format!(
@@ -391,6 +394,8 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style);
+    // The spinner turns while a step runs, so a long one does not look hung.
+    pb.enable_steady_tick(std::time::Duration::from_millis(250));
     pb
 }
 
