@@ -467,6 +467,18 @@ fn ctrl_c_checkpoints_and_the_run_resumes() {
     assert_eq!(learner_state(&dir), learner_state(&full));
 }
 
+/// The TensorBoard event files directly in `dir`.
+fn event_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("events.out"))
+        })
+        .collect()
+}
+
 fn metrics_lines(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("metrics.jsonl")).map_or(0, |t| t.lines().count())
 }
@@ -560,11 +572,9 @@ fn logging_of_many_short_episodes_is_bounded() {
         assert!((got - mean).abs() < 1e-9, "window {w}: {got} vs {mean}");
     }
     let size = |dir: &Path| -> u64 {
-        std::fs::read_dir(dir)
-            .expect("list")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out"))
-            .map(|e| e.metadata().map_or(0, |m| m.len()))
+        event_files(dir)
+            .iter()
+            .map(|p| p.metadata().map_or(0, |m| m.len()))
             .sum()
     };
     assert!(
@@ -601,13 +611,7 @@ fn rerendering_a_reproduction_keeps_one_event_file_and_its_timing() {
         .expect("json");
         t["wall_seconds"].as_f64().expect("wall_seconds")
     };
-    let events = |dir: &Path| -> usize {
-        std::fs::read_dir(dir)
-            .expect("list")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out"))
-            .count()
-    };
+    let events = |dir: &Path| event_files(dir).len();
     let (first, table) = (
         wall(&out),
         std::fs::read_to_string(out.join("table.md")).expect("table"),
