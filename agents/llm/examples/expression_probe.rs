@@ -7,8 +7,7 @@
 //!
 //! Keys: `lr`, `kl`, `coef` (expression_coef), `repeat`
 //! (expression_repeat_coef), `target`
-//! (expression_target), `ekl` (expression_kl), `feedback` (feedback_coef), `scale` (steering.init_scale), `directions`
-//! (`go-emotions`, `lexicon` or `both`), `layers`
+//! (expression_target), `ekl` (expression_kl), `feedback` (feedback_coef), `scale` (steering.init_scale), `layers`
 //! (steering.layers, comma-separated), `seed`, `samples`
 //! (marker samples per prompt), `base=1` (also measure `llm-base`'s
 //! perplexity for the ratio).
@@ -50,14 +49,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ekl" => rl.expression_kl = v.parse()?,
             "repeat" => rl.expression_repeat_coef = v.parse()?,
             "scale" => config.steering.init_scale = v.parse()?,
-            "directions" => {
-                config.steering.directions = match v {
-                    "go-emotions" => emorl_agents_llm::DirectionKind::GoEmotions,
-                    "lexicon" => emorl_agents_llm::DirectionKind::Lexicon,
-                    "both" => emorl_agents_llm::DirectionKind::GoEmotionsAndLexicon,
-                    _ => return Err(format!("unknown directions `{v}`").into()),
-                }
-            }
             "layers" => {
                 config.steering.layers = v.split(',').map(str::parse).collect::<Result<_, _>>()?
             }

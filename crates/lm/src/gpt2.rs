@@ -552,12 +552,6 @@ impl Gpt2 {
         &self.lm_head
     }
 
-    /// The final layer norm's weight `[hidden]` (applied before the
-    /// unembedding).
-    pub fn final_norm_weight(&self) -> &Tensor {
-        &self.ln_f.weight
-    }
-
     /// Loads a GPT-2 model from a Hugging Face directory.
     pub fn from_hf_dir(dir: &Path, kind: Kind, device: Device) -> Result<Gpt2> {
         let config = Gpt2Config::from_file(&dir.join("config.json"))?;

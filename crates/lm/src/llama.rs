@@ -622,11 +622,6 @@ impl Llama {
         &self.lm_head
     }
 
-    /// The final norm's weight `[hidden]` (applied before the unembedding).
-    pub fn final_norm_weight(&self) -> &Tensor {
-        &self.norm.weight
-    }
-
     /// Loads a Llama model from a GGUF file.
     pub fn from_gguf(g: &GgufFile, kind: Kind, device: Device) -> Result<Llama> {
         let config = LlamaConfig::from_gguf(g)?;

@@ -277,15 +277,6 @@ impl Model {
         }
     }
 
-    /// The weight `[hidden]` of the norm applied to the last block's output
-    /// before the [`Model::unembedding`]. Frozen.
-    pub fn final_norm_weight(&self) -> &Tensor {
-        match &self.arch {
-            Architecture::Llama(m) => m.final_norm_weight(),
-            Architecture::Gpt2(m) => m.final_norm_weight(),
-        }
-    }
-
     /// Number of logits per position.
     pub fn vocab_size(&self) -> usize {
         match &self.arch {

@@ -33,7 +33,6 @@ use tch::{Kind, Tensor};
 
 use crate::data::{goemotions_texts, CLASSES, NEUTRAL_CLASS};
 use crate::error::Result;
-use crate::lexicon::{lexicon, marker_token_ids, LexiconPart};
 use crate::modules::emotion::{EmotionState, EMOTIONS, N_EMOTIONS};
 use crate::params::{invalid, ParamStore};
 
@@ -127,24 +126,6 @@ pub struct SteeringConfig {
     /// GoEmotions train comments per class (each emotion and neutral) the
     /// directions are computed from.
     pub texts_per_class: usize,
-    /// Where the directions come from (default: GoEmotions).
-    pub directions: DirectionKind,
-}
-
-/// Where steering directions come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DirectionKind {
-    /// Differences of means over GoEmotions train comments (the written
-    /// [`CONTRAST_PAIRS`] without the files).
-    #[default]
-    GoEmotions,
-    /// The expression half of each emotion's lexicon read back through the
-    /// unembedding: the direction that raises those words' logits most
-    /// (the final norm's weight included), centred on the mean output row.
-    Lexicon,
-    /// The two unit directions added, then rescaled.
-    GoEmotionsAndLexicon,
 }
 
 impl Default for SteeringConfig {
@@ -153,7 +134,6 @@ impl Default for SteeringConfig {
             layers: vec![-4, -1],
             init_scale: 0.5,
             texts_per_class: 100,
-            directions: DirectionKind::GoEmotions,
         }
     }
 }
@@ -167,15 +147,6 @@ pub enum DirectionSource {
     GoEmotions { dir: String, texts: Vec<usize> },
     /// The written [`CONTRAST_PAIRS`].
     WrittenPairs,
-    /// The expression half of each lexicon through the unembedding;
-    /// `tokens[e]` single-token word ids of emotion `e` (the residual norm
-    /// from the written pairs' texts).
-    Lexicon { tokens: Vec<usize> },
-    /// `text`'s directions plus the lexicon's (unit each), rescaled.
-    WithLexicon {
-        text: Box<DirectionSource>,
-        tokens: Vec<usize>,
-    },
 }
 
 impl std::fmt::Display for DirectionSource {
@@ -185,14 +156,6 @@ impl std::fmt::Display for DirectionSource {
                 write!(f, "GoEmotions train comments {texts:?} from {dir}")
             }
             DirectionSource::WrittenPairs => f.write_str("the written contrast pairs"),
-            DirectionSource::Lexicon { tokens } => write!(
-                f,
-                "the lexicons' expression halves through the unembedding ({tokens:?} tokens)"
-            ),
-            DirectionSource::WithLexicon { text, tokens } => write!(
-                f,
-                "{text} plus the lexicons' expression halves ({tokens:?} tokens)"
-            ),
         }
     }
 }
@@ -343,59 +306,6 @@ fn normalised_differences(
     g: &GroupMeans,
     contrasts: &[(usize, usize); N_EMOTIONS],
 ) -> Result<Tensor> {
-    Ok(unit_differences(g, contrasts)?.f_mul(&g.norms.f_view([-1, 1, 1])?)?)
-}
-
-/// Rows of `t` (along the last dimension) scaled to unit length.
-fn unit_rows(t: &Tensor) -> Result<Tensor> {
-    let length = t
-        .f_square()?
-        .f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Float)?
-        .f_sqrt()?
-        .f_clamp_min(1e-12)?;
-    Ok(t.f_div(&length)?)
-}
-
-/// `[N_EMOTIONS, hidden]`, unit rows: for each emotion, the single-token
-/// words of its lexicon's expression half read back through the
-/// unembedding — `g ⊙ (mean of their output rows − mean output row)`, with
-/// `g` the final norm's weight, the direction of the residual stream that
-/// raises those words' logits most per unit of length. Also the number of
-/// tokens per emotion.
-fn lexicon_directions(model: &Model) -> Result<(Tensor, Vec<usize>)> {
-    let w = model.unembedding().f_to_kind(Kind::Float)?;
-    let g = model.final_norm_weight().f_to_kind(Kind::Float)?;
-    let centre = w.f_mean_dim([0i64].as_slice(), false, Kind::Float)?;
-    let mut rows = Vec::with_capacity(N_EMOTIONS);
-    let mut tokens = Vec::with_capacity(N_EMOTIONS);
-    for emotion in EMOTIONS {
-        let words = lexicon(emotion)
-            .ok_or_else(|| invalid(format!("steering: no lexicon for `{emotion}`")))?
-            .words(LexiconPart::Expression);
-        let ids = marker_token_ids(model, &words)?;
-        if ids.is_empty() {
-            return Err(invalid(format!(
-                "steering: no expression word of {emotion} is a single token of this model"
-            )));
-        }
-        let index = Tensor::f_from_slice(&ids)?.f_to_device(w.device())?;
-        rows.push(
-            w.f_index_select(0, &index)?
-                .f_mean_dim([0i64].as_slice(), false, Kind::Float)?
-                .f_sub(&centre)?
-                .f_mul(&g)?,
-        );
-        tokens.push(ids.len());
-    }
-    Ok((unit_rows(&Tensor::f_stack(&rows, 0)?)?, tokens))
-}
-
-/// `[n_layers_steered, N_EMOTIONS, hidden]` unit directions: group `a`
-/// minus group `b` for each emotion's `(a, b)`.
-fn unit_differences(
-    g: &GroupMeans,
-    contrasts: &[(usize, usize); N_EMOTIONS],
-) -> Result<Tensor> {
     let index = |f: fn(&(usize, usize)) -> usize| -> Result<Tensor> {
         let i: Vec<i64> = contrasts.iter().map(|c| f(c) as i64).collect();
         Ok(Tensor::f_from_slice(&i)?.f_to_device(g.means.device())?)
@@ -404,7 +314,12 @@ fn unit_differences(
         .means
         .f_index_select(1, &index(|c| c.0)?)?
         .f_sub(&g.means.f_index_select(1, &index(|c| c.1)?)?)?;
-    unit_rows(&d)
+    let length = d
+        .f_square()?
+        .f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Float)?
+        .f_sqrt()?
+        .f_clamp_min(1e-12)?;
+    Ok(d.f_div(&length)?.f_mul(&g.norms.f_view([-1, 1, 1])?)?)
 }
 
 fn steered_layers(model: &Model, config: &SteeringConfig) -> Result<Vec<usize>> {
@@ -430,68 +345,16 @@ impl SteeringVectors {
     ) -> Result<Self> {
         // A bad layer is an error before any direction is computed.
         steered_layers(model, config)?;
-        if config.directions == DirectionKind::Lexicon {
-            return Self::from_lexicon(model, config, seed);
-        }
-        let text = match dir {
-            Some(dir) => Self::from_goemotions(model, config, seed, dir)?,
+        match dir {
+            Some(dir) => Self::from_goemotions(model, config, seed, dir),
             None => {
                 tracing::warn!(
                     "steering: no GoEmotions files found (set EMORL_GOEMOTIONS_DIR or put them \
                      in shared/data/goemotions); directions from the written contrast pairs"
                 );
-                Self::from_written_pairs(model, config, seed)?
+                Self::from_written_pairs(model, config, seed)
             }
-        };
-        match config.directions {
-            DirectionKind::GoEmotionsAndLexicon => text.with_lexicon(model, config, seed),
-            _ => Ok(text),
         }
-    }
-
-    /// Directions from the expression half of each lexicon alone (see
-    /// [`DirectionKind::Lexicon`]), at the residual norm of the written
-    /// pairs' texts at each steered block.
-    pub fn from_lexicon(model: &mut Model, config: &SteeringConfig, seed: u64) -> Result<Self> {
-        let layers = steered_layers(model, config)?;
-        let (lex, tokens) = lexicon_directions(model)?;
-        let texts: Vec<&str> = CONTRAST_PAIRS
-            .iter()
-            .flat_map(|pairs| pairs.iter().flat_map(|p| [p.0, p.1]))
-            .collect();
-        let g = {
-            let _g = tch::no_grad_guard();
-            group_means(model, &layers, &[texts])?
-        };
-        let directions = lex
-            .f_unsqueeze(0)?
-            .f_mul(&g.norms.f_view([-1, 1, 1])?)?;
-        Self::build(
-            model,
-            config,
-            seed,
-            layers,
-            &directions,
-            DirectionSource::Lexicon { tokens },
-        )
-    }
-
-    /// These directions plus the lexicon's (each a unit vector), rescaled to
-    /// the same norms.
-    fn with_lexicon(self, model: &Model, config: &SteeringConfig, seed: u64) -> Result<Self> {
-        let (lex, tokens) = lexicon_directions(model)?;
-        let norms = self
-            .directions
-            .f_square()?
-            .f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Float)?
-            .f_sqrt()?;
-        let directions = unit_rows(&unit_rows(&self.directions)?.f_add(&lex.f_unsqueeze(0)?)?)?
-            .f_mul(&norms)?;
-        let source = DirectionSource::WithLexicon {
-            text: Box::new(self.source),
-            tokens,
-        };
-        Self::build(model, config, seed, self.layers, &directions, source)
     }
 
     /// Directions from the GoEmotions train split in `dir` (`labels.txt`,
