@@ -136,7 +136,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
         let offset = o.seed_offset;
         let per_block = o.seeds as u64;
         let last_of_block = |seed: u64| (seed - offset + 1).is_multiple_of(per_block);
-        let tick = |_: usize, _: usize| pb.inc(1);
+        let tick = |d: emorl_stats::SeedDone| crate::train::step_done(&pb, d.loaded);
         let results: Vec<SeedOutcome> =
             emorl_stats::run_seeds(&seeds, args.jobs, Some(store), &tick, |seed| {
                 exp.run_seed(seed, o.rng, last_of_block(seed))

@@ -113,7 +113,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let start = Instant::now();
     let total = (arms16.len() + arms18.len()) * seeds.len();
     let pb = progress(total as u64, "seed runs");
-    let tick = |_: usize, _: usize| pb.inc(1);
+    let tick = |d: emorl_stats::SeedDone| crate::train::step_done(&pb, d.loaded);
     let stored_under = crate::reproduce::seed_options(o)?;
     let mut arm_seconds = serde_json::Map::new();
     let mut r16: Vec<Vec<Exp16bSeed>> = Vec::new();

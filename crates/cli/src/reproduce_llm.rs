@@ -302,20 +302,21 @@ fn run_agent(
     })
 }
 
+/// The agent's result and whether it was loaded from an earlier run.
 fn load_or_run(
     run: &RunDir,
     kind: AgentKind,
     plan: &Plan,
     judge: &Judge,
     seed: u64,
-) -> Result<AgentResult> {
+) -> Result<(AgentResult, bool)> {
     let rel = Path::new("agents").join(format!("{}.json", kind.id()));
     let samples_rel = Path::new("samples").join(format!("{}.jsonl", kind.id()));
     let path = run.path().join(&rel);
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Ok(r) = serde_json::from_str::<AgentResult>(&text) {
             if run.path().join(&samples_rel).is_file() {
-                return Ok(r);
+                return Ok((r, true));
             }
         }
         tracing::warn!(path = %path.display(), "unreadable agent result; recomputing");
@@ -328,7 +329,7 @@ fn load_or_run(
     text.push('\n');
     run.write_atomic(&samples_rel, text.as_bytes())?;
     run.write_atomic(&rel, serde_json::to_string_pretty(&r)?.as_bytes())?;
-    Ok(r)
+    Ok((r, false))
 }
 
 /// The training curve of `kind` with an extra training seed (no
@@ -553,8 +554,9 @@ pub fn reproduce_llm(
     let mut results = Vec::new();
     for &kind in &kinds {
         pb.set_message(kind.id());
-        results.push(load_or_run(&run, kind, &plan, &judge, o.seed_offset)?);
-        pb.inc(1);
+        let (result, loaded) = load_or_run(&run, kind, &plan, &judge, o.seed_offset)?;
+        results.push(result);
+        crate::train::step_done(&pb, loaded);
     }
     pb.finish_and_clear();
     let mut samples = String::new();

@@ -399,6 +399,17 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// Counts one finished step of `pb`; a step `loaded` from an earlier run's
+/// results took no time, so the time estimate restarts from it and counts
+/// only the steps this process runs (otherwise a resumed table promises to
+/// finish in weeks, or at once).
+pub fn step_done(pb: &ProgressBar, loaded: bool) {
+    pb.inc(1);
+    if loaded {
+        pb.reset_eta();
+    }
+}
+
 /// A progress "terminal" for redirected output: writes the bar's line to
 /// stderr at most once every [`PlainLines::EVERY`] (the first after that
 /// long: short commands stay quiet), with no cursor movement or colour.

@@ -29,6 +29,6 @@ pub use paired::{
     bonferroni, holm, min_detectable_dz, paired_compare, paired_t_power, t_upper_quantile,
     wilcoxon_signed_rank, PairedComparison, SignedRank, SignedRankMethod,
 };
-pub use runner::{run_seeds, RunnerError, SeedStore};
+pub use runner::{run_seeds, RunnerError, SeedDone, SeedStore};
 pub use stats::{compare, ArmSummary, Comparison, EffectSize, StatsError};
 pub use table::{Cell, Row, Table, TableError};

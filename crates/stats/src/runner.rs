@@ -115,6 +115,16 @@ fn save<T: Serialize>(store: SeedStore<'_>, seed: u64, value: &T) -> Result<(), 
     Ok(())
 }
 
+/// One seed finished (see [`run_seeds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedDone {
+    /// Seeds finished so far, this one included.
+    pub done: usize,
+    pub total: usize,
+    /// Loaded from the store instead of run.
+    pub loaded: bool,
+}
+
 /// Runs `f(seed)` for every seed on `jobs` threads (0 = one per CPU) and
 /// returns the results in the order of `seeds`.
 ///
@@ -124,14 +134,15 @@ fn save<T: Serialize>(store: SeedStore<'_>, seed: u64, value: &T) -> Result<(), 
 /// interrupted run resumes where it stopped; a file written under other
 /// options is recomputed. `T` must survive a JSON round trip.
 ///
-/// `progress(done, total)` is called once per seed, loaded ones included, from
-/// the worker threads. When jobs fail, the other seeds still run (and are
+/// `progress` is called once per seed, loaded ones included (marked so: they
+/// cost nothing, and a time estimate should leave them out), from the worker
+/// threads. When jobs fail, the other seeds still run (and are
 /// stored); the error of the first failed seed in `seeds` order is returned.
 pub fn run_seeds<T, E, F>(
     seeds: &[u64],
     jobs: usize,
     store: Option<SeedStore<'_>>,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    progress: &(dyn Fn(SeedDone) + Sync),
     f: F,
 ) -> Result<Vec<T>, RunnerError>
 where
@@ -153,10 +164,7 @@ where
     }
     let total = seeds.len();
     let done = AtomicUsize::new(0);
-    let run_one = |seed: u64| -> Result<T, RunnerError> {
-        if let Some(value) = store.and_then(|st| load(st, seed)) {
-            return Ok(value);
-        }
+    let run_new = |seed: u64| -> Result<T, RunnerError> {
         let value = f(seed).map_err(|e| RunnerError::Seed {
             seed,
             source: e.into(),
@@ -166,14 +174,25 @@ where
         }
         Ok(value)
     };
+    // `(result, loaded from the store)`
+    let run_one = |seed: u64| -> (Result<T, RunnerError>, bool) {
+        if let Some(value) = store.and_then(|st| load(st, seed)) {
+            return (Ok(value), true);
+        }
+        (run_new(seed), false)
+    };
     let results: Vec<Result<T, RunnerError>> = pool.install(|| {
         seeds
             .par_iter()
             // One seed per task: seeds can differ a lot in cost.
             .with_max_len(1)
             .map(|&seed| {
-                let result = run_one(seed);
-                progress(done.fetch_add(1, Ordering::SeqCst) + 1, total);
+                let (result, loaded) = run_one(seed);
+                progress(SeedDone {
+                    done: done.fetch_add(1, Ordering::SeqCst) + 1,
+                    total,
+                    loaded,
+                });
                 result
             })
             .collect()
@@ -216,13 +235,13 @@ mod tests {
         (0..5).map(|_| rng.random()).collect()
     }
 
-    fn no_progress(_: usize, _: usize) {}
+    fn no_progress(_: SeedDone) {}
 
     #[test]
     fn results_come_back_in_seed_order() {
         let seeds: Vec<u64> = (0..8).collect();
         let calls = Mutex::new(Vec::new());
-        let progress = |done: usize, total: usize| calls.lock().unwrap().push((done, total));
+        let progress = |d: SeedDone| calls.lock().unwrap().push((d.done, d.total));
         let out = run_seeds(&seeds, 2, None, &progress, |seed| {
             // Early seeds take longest, so they finish last.
             std::thread::sleep(Duration::from_millis(10 * (8 - seed)));
@@ -273,12 +292,21 @@ mod tests {
         std::fs::write(seed_file(&store, 15), "[0.1, 0.2").unwrap();
 
         let computed = Mutex::new(BTreeSet::new());
-        let resumed = run_seeds(&seeds, 2, Some(st), &no_progress, |seed| {
+        let ticks = Mutex::new(Vec::new());
+        let tick = |d: SeedDone| ticks.lock().unwrap().push(d);
+        let resumed = run_seeds(&seeds, 2, Some(st), &tick, |seed| {
             computed.lock().unwrap().insert(seed);
             Ok::<_, String>(experiment(seed))
         })
         .unwrap();
         assert_eq!(computed.into_inner().unwrap(), BTreeSet::from([13, 15]));
+        // Progress marks the loaded seeds, so a time estimate can leave them out.
+        let ticks = ticks.into_inner().unwrap();
+        assert_eq!(ticks.len(), seeds.len());
+        assert_eq!(ticks.iter().filter(|d| !d.loaded).count(), 2);
+        let mut done: Vec<usize> = ticks.iter().map(|d| d.done).collect();
+        done.sort_unstable();
+        assert_eq!(done, (1..=seeds.len()).collect::<Vec<_>>());
 
         let uninterrupted = run_seeds(&seeds, 1, None, &no_progress, |seed| {
             Ok::<_, String>(experiment(seed))
