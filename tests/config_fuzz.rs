@@ -1,4 +1,4 @@
-//! The config fuzz target's check (crates/cli/fuzz, `train_config`) in the
+//! The config fuzz target's check (app/fuzz, `train_config`) in the
 //! normal suite: seeded mutations of every shipped training config and of a
 //! few written ones — bytes flipped, dropped and inserted, values replaced
 //! by hostile numbers — must each resolve to `Ok` or `Err`, never a panic,

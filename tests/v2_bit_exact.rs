@@ -5,7 +5,8 @@ use emorl_core::RngKind;
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The tests belong to the `app` crate; the repository root is its parent.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn upstream() -> serde_json::Value {

@@ -29,16 +29,16 @@ pub const TABLES: [(&str, &str); 3] = [
 
 /// The V2 experiments, embedded so the binary runs anywhere.
 pub const V2_TABULAR: [(&str, &str); 5] = [
-    ("fear", include_str!("../../../configs/v2/fear.toml")),
-    ("anger", include_str!("../../../configs/v2/anger.toml")),
-    ("regret", include_str!("../../../configs/v2/regret.toml")),
+    ("fear", include_str!("../../configs/v2/fear.toml")),
+    ("anger", include_str!("../../configs/v2/anger.toml")),
+    ("regret", include_str!("../../configs/v2/regret.toml")),
     (
         "integration",
-        include_str!("../../../configs/v2/integration.toml"),
+        include_str!("../../configs/v2/integration.toml"),
     ),
     (
         "transfer",
-        include_str!("../../../configs/v2/transfer.toml"),
+        include_str!("../../configs/v2/transfer.toml"),
     ),
 ];
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 use toml::Table as TomlTable;
 
 /// The experiment file, embedded so the binary runs anywhere.
-pub const V2_DQN: &str = include_str!("../../../configs/v2/dqn.toml");
+pub const V2_DQN: &str = include_str!("../../configs/v2/dqn.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

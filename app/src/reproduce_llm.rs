@@ -167,7 +167,7 @@ struct Sample<'a> {
 }
 
 /// The experiment file, embedded so the binary runs anywhere.
-pub const LLM_MODULES: &str = include_str!("../../../configs/llm/modules.toml");
+pub const LLM_MODULES: &str = include_str!("../../configs/llm/modules.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
