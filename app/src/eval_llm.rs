@@ -3,8 +3,8 @@
 //! (`llm-base`, and `llm-prompted` with its encoder supervised the same
 //! way), on the same prompts, samples and held-out conversations.
 
-use crate::llm::load_model;
-use crate::reproduce_llm::{measure, measured_tables, MeasureSettings, Measured};
+use crate::llm_setup::load_model;
+use crate::measure::{measure, measured_tables, MeasureSettings, Measured};
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_llm::eval::Judge;
 use emorl_agents_llm::supervision::{pretrain_encoder_on_dialogue, EncoderReport};
@@ -37,9 +37,9 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
     }
     let manifest = read_manifest(&args.checkpoint)
         .map_err(|e| anyhow!("{}: {e}", args.checkpoint.display()))?;
-    let model = crate::llm::checkpoint_model(&manifest, args.model.as_deref());
-    let plan = crate::reproduce_llm::plan_settings(args.config.as_deref())?;
-    let goemotions = crate::reproduce_llm::goemotions_dir(args.goemotions.as_deref())?;
+    let model = crate::llm_setup::checkpoint_model(&manifest, args.model.as_deref());
+    let plan = crate::measure::plan_settings(args.config.as_deref())?;
+    let goemotions = crate::measure::goemotions_dir(args.goemotions.as_deref())?;
     // Everything that can fail on input fails before the run directory exists.
     let mut agent = LlmAgent::load(&args.checkpoint, load_model(&model, args.bf16)?)
         .map_err(|e| anyhow!("{e}"))?;
@@ -53,7 +53,7 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
     }
     eprintln!("training the judge on {} …", goemotions.display());
     let judge = Judge::train(&goemotions)?;
-    crate::llm::set_threads(plan.llm.threads);
+    crate::llm_setup::set_threads(plan.llm.threads);
     let run = match &args.out {
         Some(p) => RunDir::at(p),
         None => RunDir::create(&args.out_root, &format!("eval-{}", manifest.agent.id())),
@@ -112,7 +112,7 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
     let mut text = samples.join("\n");
     text.push('\n');
     run.write_atomic(Path::new("samples.jsonl"), text.as_bytes())?;
-    let markdown = crate::reproduce_llm::write_tables(&run, &tables)?;
+    let markdown = crate::measure::write_tables(&run, &tables)?;
     crate::summary::print_result(&markdown);
     Ok(run.path().to_path_buf())
 }

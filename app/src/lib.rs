@@ -1,19 +1,25 @@
-//! The `emorl` library behind the CLI: registries of environments and agents,
-//! configuration, experiment protocols, training loops with logging, and
-//! table reproduction.
+//! The `emorl` library behind the CLI. Modules from the bottom up (each uses
+//! only modules above it in this list; `tests/module_graph.rs` checks that
+//! no import cycle exists anywhere in the workspace):
+//!
+//! * `config`, `catalog`, `interrupt`, `progress`, `summary`, `experiment`:
+//!   TOML helpers, the registries of environments and agents, Ctrl-C,
+//!   progress bars, the terminal summary, the V2 experiment protocol;
+//! * `llm_setup`: what every LLM command shares (agent config, model loading);
+//! * one module per subcommand: `train`, `reproduce`, `chat` (also
+//!   `generate --checkpoint`), `generate`, `play`, `eval_llm`.
 
 pub mod catalog;
+pub mod chat;
 pub mod config;
-pub mod deep;
 pub mod eval_llm;
 pub mod experiment;
-pub mod figure;
+pub mod generate;
 pub mod interrupt;
-pub mod llm;
+pub mod llm_setup;
+pub mod measure;
+pub mod play;
+pub mod progress;
 pub mod reproduce;
-pub mod reproduce_dqn;
-pub mod reproduce_llm;
-pub mod resume;
 pub mod summary;
-pub mod text;
 pub mod train;

@@ -82,7 +82,7 @@ enum Command {
         emorl generate --prompt \"Tell me a story\" --chat --temperature 0.8 --seed 3\n\n\
         --model default is SmolLM2-135M-Instruct (Q4_1 GGUF) installed by scripts/setup.sh;\n\
         any GGUF file (Llama family) or Hugging Face GPT-2 directory also works.")]
-    Generate(GenerateCli),
+    Generate(emorl::generate::GenerateArgs),
     /// Evaluate one trained agent the way `reproduce llm-modules` does, beside llm-base and llm-prompted.
     #[command(after_help = "Examples:\n  \
         emorl eval llm --checkpoint runs/dialogue-llm-erm-<time>/checkpoints/agent\n  \
@@ -218,49 +218,6 @@ struct TrainCli {
     overrides: Vec<String>,
 }
 
-#[derive(Args)]
-struct GenerateCli {
-    /// `default` (SmolLM2-135M-Instruct), a .gguf file or a Hugging Face
-    /// directory [default: with --checkpoint, the model it was trained on;
-    /// else default].
-    #[arg(long)]
-    model: Option<String>,
-    /// Generate with a trained LLM agent (a checkpoint directory of `emorl
-    /// train --env dialogue`): the prompt is the user's message, answered
-    /// with the agent's modules and its decoding settings.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// With --checkpoint: the emotional state to answer in, e.g.
-    /// `fear=0.9,joy=0.1` (others 0); without it the agent's encoder computes
-    /// the state from the message.
-    #[arg(long, requires = "checkpoint")]
-    emotion: Option<String>,
-    /// The prompt.
-    #[arg(long)]
-    prompt: String,
-    /// Wrap the prompt in the model's chat template (instruct models).
-    #[arg(long)]
-    chat: bool,
-    /// Most new tokens.
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
-    max_new_tokens: usize,
-    /// Sampling temperature; 0 decodes greedily.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    temperature: f64,
-    /// Keep only the k most likely tokens when sampling (0: all).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    top_k: usize,
-    /// Nucleus sampling threshold when sampling.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    top_p: f64,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    seed: u64,
-    /// Weights and activations in bfloat16 instead of f32.
-    #[arg(long)]
-    bf16: bool,
-}
-
 #[derive(Subcommand)]
 enum EvalWhat {
     /// A trained LLM agent (a checkpoint of `emorl train --env dialogue`).
@@ -348,72 +305,6 @@ struct ReproduceCli {
     runs_dir: PathBuf,
 }
 
-fn generate(g: GenerateCli) -> Result<()> {
-    use emorl_lm::{DType, GenerateOptions, Model, Sampling};
-    use std::io::Write;
-    if let Some(checkpoint) = &g.checkpoint {
-        let model = g.model.as_deref();
-        let text = emorl::llm::generate_with_agent(
-            checkpoint,
-            model,
-            g.bf16,
-            &g.prompt,
-            g.emotion.as_deref(),
-            g.seed,
-        )?;
-        println!("{text}");
-        return Ok(());
-    }
-    if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
-        anyhow::bail!(
-            "--temperature must be a finite number >= 0 (got {})",
-            g.temperature
-        );
-    }
-    if !(g.top_p > 0.0 && g.top_p <= 1.0) {
-        anyhow::bail!("--top-p must be in (0, 1] (got {})", g.top_p);
-    }
-    let dtype = if g.bf16 { DType::BF16 } else { DType::F32 };
-    let path = g
-        .model
-        .as_deref()
-        .filter(|m| *m != "default")
-        .map(PathBuf::from);
-    let t0 = std::time::Instant::now();
-    let mut model = Model::load_or_default(path.as_deref(), dtype)?;
-    let load_s = t0.elapsed().as_secs_f64();
-    let opts = GenerateOptions {
-        max_new_tokens: g.max_new_tokens,
-        sampling: if g.temperature == 0.0 {
-            Sampling::Greedy
-        } else {
-            Sampling::Sample {
-                temperature: g.temperature,
-                top_k: g.top_k,
-                top_p: g.top_p,
-            }
-        },
-        seed: g.seed,
-        chat: g.chat,
-        ..Default::default()
-    };
-    let mut out = std::io::stdout();
-    let t1 = std::time::Instant::now();
-    let mut print = |e: &emorl_lm::TokenEvent<'_>| {
-        let _ = write!(out, "{}", e.text);
-        let _ = out.flush();
-    };
-    let gens = model.generate_stream(&[g.prompt.as_str()], &opts, None, Some(&mut print))?;
-    let secs = t1.elapsed().as_secs_f64();
-    println!();
-    let n: usize = gens.iter().map(|x| x.tokens.len()).sum();
-    eprintln!(
-        "{n} tokens in {secs:.2}s ({:.1} tokens/s; model loaded in {load_s:.2}s)",
-        n as f64 / secs.max(1e-9)
-    );
-    Ok(())
-}
-
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
@@ -472,27 +363,16 @@ fn run(cli: Cli) -> Result<()> {
             model,
             bf16,
             max_turns,
-        } => emorl::llm::chat(&checkpoint, model.as_deref(), bf16, max_turns)?,
+        } => emorl::chat::chat(&checkpoint, model.as_deref(), bf16, max_turns)?,
         Command::Reproduce(r) => {
-            let dqn = r.table == "v2-dqn";
-            let llm = r.table == "llm-modules";
+            let spec = emorl::reproduce::table(&r.table)?;
             let dir = emorl::reproduce::reproduce(&emorl::reproduce::ReproduceArgs {
                 options: emorl::reproduce::ReproduceOptions {
                     table: r.table,
-                    seeds: r.seeds.unwrap_or(if dqn {
-                        30
-                    } else if llm {
-                        64
-                    } else {
-                        50
-                    }),
+                    seeds: r.seeds.unwrap_or(spec.default_seeds),
                     seed_offset: r.seed_offset,
                     blocks: r.blocks,
-                    rng: r.rng.unwrap_or(if dqn || llm {
-                        emorl_core::RngKind::Fast
-                    } else {
-                        emorl_core::RngKind::Numpy
-                    }),
+                    rng: r.rng.unwrap_or(spec.default_rng),
                     permutations: r.permutations,
                     episodes: r.episodes,
                     model: r.model,
@@ -506,8 +386,8 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             eprintln!("written to {}", dir.display());
         }
-        Command::Play { env, seed, data } => emorl::text::play(&env, seed, data)?,
-        Command::Generate(g) => generate(g)?,
+        Command::Play { env, seed, data } => emorl::play::play(&env, seed, data)?,
+        Command::Generate(g) => emorl::generate::generate(g)?,
         Command::Envs => {
             for e in emorl::catalog::envs().entries() {
                 let family = match e.make {

@@ -303,69 +303,6 @@ mod tests {
         assert_eq!(l.act(0, &rng), 0);
     }
 
-    /// A learner restored mid-run makes the same choices and updates as the
-    /// one that kept going, for every channel kind.
-    #[test]
-    fn restored_learner_continues_bit_for_bit() {
-        use emorl_core::emotion::ChannelConfig;
-        let registry = crate::registry();
-        for entry in registry.entries() {
-            let cfg = (entry.make)();
-            let n_states = 25;
-            let run = |l: &mut QLearner, rng: &RngHandle, steps: usize| {
-                let mut trace = Vec::new();
-                let mut s = 0;
-                for t in 0..steps {
-                    let a = l.act(s, rng);
-                    let ctx = EmotionalContext {
-                        threat_distance: Some((t % 5) as f64),
-                        was_blocked: t % 3 == 0,
-                        reward: -0.01,
-                        counterfactual: Some(emorl_core::Counterfactual {
-                            obtained: -0.01,
-                            foregone: (t % 7) as f64 / 7.0,
-                            foregone_action: Some((a + 1) % 4),
-                        }),
-                        ..Default::default()
-                    };
-                    let next = (s + a + 1) % n_states;
-                    let u = l.update(s, a, -0.01, next, t % 17 == 16, &ctx);
-                    trace.push((a, u.td_error.to_bits(), u.effective_lr.to_bits()));
-                    if t % 17 == 16 {
-                        l.reset_episode();
-                    }
-                    s = next;
-                }
-                trace
-            };
-            let rng = RngHandle::new(RngKind::Numpy, 7);
-            let mut a = QLearner::new(n_states, 4, cfg.clone()).expect("learner");
-            run(&mut a, &rng, 300);
-            let saved = serde_json::to_string(&a.state().expect("state")).expect("json");
-            let rng_saved = rng.snapshot();
-            let tail_a = run(&mut a, &rng, 300);
-
-            let mut b = QLearner::new(n_states, 4, cfg.clone()).expect("learner");
-            b.restore(serde_json::from_str(&saved).expect("parse"))
-                .expect("restore");
-            let rng_b = RngHandle::from_rng(rng_saved);
-            let tail_b = run(&mut b, &rng_b, 300);
-            assert_eq!(tail_a, tail_b, "{}", entry.id);
-            assert_eq!(a.state().expect("a"), b.state().expect("b"), "{}", entry.id);
-
-            // Another channel list or table size is refused.
-            if let Some(ChannelConfig::Fear(_) | ChannelConfig::Anger(_)) = cfg.channels.first() {
-                let mut other_cfg = cfg.clone();
-                other_cfg.channels.rotate_left(1);
-                other_cfg.channels.pop();
-                let mut c = QLearner::new(n_states, 4, other_cfg).expect("learner");
-                assert!(c.restore(a.state().expect("a")).is_err(), "{}", entry.id);
-            }
-            let mut d = QLearner::new(n_states + 1, 4, cfg).expect("learner");
-            assert!(d.restore(a.state().expect("a")).is_err(), "{}", entry.id);
-        }
-    }
-
     #[test]
     fn bad_hyperparameters_are_rejected() {
         let cfg = QLearnerConfig {

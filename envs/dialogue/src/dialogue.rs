@@ -40,29 +40,13 @@ use crate::safety::{classify_request, judge_response};
 use crate::scenarios::{self as sc, ScenarioKind, Topic, UnsafeTopic};
 use crate::scoring::{score_response, user_satisfaction, Need};
 use crate::signals::{keyword_stems, social_context};
+pub use crate::speaker::Speaker;
 use crate::text::content_stems;
 use emorl_core::{EmotionalContext, Env, Info, RngHandle, RngKind, SocialContext, Step};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-
-/// Who said a line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Speaker {
-    User,
-    Assistant,
-}
-
-impl Speaker {
-    pub fn name(self) -> &'static str {
-        match self {
-            Speaker::User => "User",
-            Speaker::Assistant => "Assistant",
-        }
-    }
-}
 
 /// One line of the conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

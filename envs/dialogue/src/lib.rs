@@ -23,6 +23,7 @@ pub mod safety;
 pub mod scenarios;
 pub mod scoring;
 pub mod signals;
+pub mod speaker;
 pub mod text;
 pub mod textgrid;
 

@@ -18,8 +18,8 @@
 //!   repeat, contradict or sound negative (perceived satisfaction < 0.4);
 //!   reset by a message that sounds positive (≥ 0.6).
 
-use crate::dialogue::Speaker;
 use crate::safety::classify_request;
+use crate::speaker::Speaker;
 use crate::text::{containment, content_stems, jaccard, stem, Normalized};
 use emorl_core::SocialContext;
 use emorl_text::words;

@@ -2,11 +2,11 @@
 //! gets an empty, locked directory; `--resume` continues a stored run from its
 //! last checkpoint, with the stored configuration, or is refused.
 
+use super::spec::{flatten, resolve_over, TrainArgs, TrainConfig};
 use crate::interrupt::{self, Interrupted};
-use crate::train::{flatten, resolve_over, TrainArgs, TrainConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_core::{EmoRng, RngHandle};
-use emorl_log::{EventWriter, LogError, MetricsWriter, RunDir, CONFIG_FILE};
+use emorl_log::{EventWriter, HParamValue, LogError, MetricsWriter, RunDir, CONFIG_FILE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -253,4 +253,36 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// Creates and locks the directory of a new run (refused if `--out` already
+/// holds anything) and writes its config.
+pub(crate) fn open_run(cfg: &TrainConfig, args: &TrainArgs) -> Result<RunDir> {
+    open_new(cfg, args)
+}
+
+pub(crate) fn log_config(writer: &mut EventWriter, cfg: &TrainConfig) -> Result<()> {
+    let table = toml::Table::try_from(cfg).context("config")?;
+    let mut rows = Vec::new();
+    flatten("", &table, &mut rows);
+    let text_rows: Vec<(String, String)> = rows
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_string()))
+        .collect();
+    writer.add_config_table("hyperparameters", &text_rows)?;
+    let hparams: Vec<(String, HParamValue)> = rows
+        .into_iter()
+        .map(|(k, v)| {
+            let hv = match v {
+                Value::Float(f) => HParamValue::Number(f),
+                Value::Integer(i) => HParamValue::Number(i as f64),
+                Value::Boolean(b) => HParamValue::Bool(b),
+                Value::String(s) => HParamValue::String(s),
+                other => HParamValue::String(other.to_string()),
+            };
+            (k, hv)
+        })
+        .collect();
+    writer.add_hparams(&hparams, &["charts/episodic_return".to_string()])?;
+    Ok(())
 }

@@ -1,10 +1,10 @@
 //! `emorl reproduce v2-dqn`: Exp 16b and Exp 18 for the baseline DQN, the
 //! coupled fear-DQNs upstream measured and the decoupled `fear-dqn`.
 
+use super::common::{fresh_event_writer, open_run, seed_options, write_timing, ReproduceArgs};
+use super::figure::{self, Curve, CurvePanel};
 use crate::config;
-use crate::figure::{self, Curve, CurvePanel};
-use crate::reproduce::{open_run, ReproduceArgs};
-use crate::train::progress;
+use crate::progress::{progress, step_done};
 use anyhow::{bail, Context, Result};
 use emorl_agents_dqn::protocol::{
     exp16b_run_seed, exp18_run_seed, Exp16bSeed, Exp16bSettings, Exp18Seed, Exp18Settings,
@@ -20,7 +20,7 @@ use std::time::Instant;
 use toml::Table as TomlTable;
 
 /// The experiment file, embedded so the binary runs anywhere.
-pub const V2_DQN: &str = include_str!("../../configs/v2/dqn.toml");
+pub const V2_DQN: &str = include_str!("../../../configs/v2/dqn.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,8 +113,8 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let start = Instant::now();
     let total = (arms16.len() + arms18.len()) * seeds.len();
     let pb = progress(total as u64, "seed runs");
-    let tick = |d: emorl_stats::SeedDone| crate::train::step_done(&pb, d.loaded);
-    let stored_under = crate::reproduce::seed_options(o)?;
+    let tick = |d: emorl_stats::SeedDone| step_done(&pb, d.loaded);
+    let stored_under = seed_options(o)?;
     let mut arm_seconds = serde_json::Map::new();
     let mut r16: Vec<Vec<Exp16bSeed>> = Vec::new();
     for arm in &arms16 {
@@ -333,7 +333,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         "jobs": args.jobs,
         "arm_seconds": arm_seconds,
     });
-    crate::reproduce::write_timing(&run, timing, &["wall_seconds", "arm_seconds"])?;
+    write_timing(&run, timing, &["wall_seconds", "arm_seconds"])?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced v2-dqn ({} seeds x {} agent runs) in {wall:.1}s",
@@ -445,7 +445,7 @@ fn curve_panel(
 }
 
 fn log_tensorboard(run: &RunDir, panels: &[CurvePanel], markdown: &str) -> Result<()> {
-    let mut tb = crate::reproduce::fresh_event_writer(run)?;
+    let mut tb = fresh_event_writer(run)?;
     let tags = [
         "exp16b/return",
         "exp16b/min_threat_distance",

@@ -1,9 +1,10 @@
 //! `emorl train` for DQN agents (`dqn`, `fear-dqn`, `fear-dqn-coupled`, …).
 
+use super::run::{self as resume, log_config, Progress, Start};
+use super::spec::{TrainConfig, DQN_CHECKPOINT_EVERY};
 use crate::config;
 use crate::interrupt;
-use crate::resume::{self, Progress, Start};
-use crate::train::{log_config, progress, TrainConfig, DQN_CHECKPOINT_EVERY};
+use crate::progress::progress;
 use anyhow::{anyhow, Context, Result};
 use emorl_agents_dqn::{protocol::seed_everything, run_episode, DqnAgent, DqnConfig};
 use emorl_core::{DiscreteEnv, RngHandle};

@@ -1,10 +1,20 @@
 //! Strip plots of per-seed values: the V2 metrics are bimodal, so tables of
 //! means alone mislead; the figure shows every seed.
 
+use super::common::ReproduceOptions;
 use crate::experiment::Experiment;
-use crate::reproduce::{Block, ReproduceOptions};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
+
+/// Per-seed values of one experiment and block.
+pub struct Block {
+    pub label: String,
+    pub control: Vec<f64>,
+    pub treatment: Vec<f64>,
+    /// The permutation test's p and Cohen's d of the block (for the figure).
+    pub p: Option<f64>,
+    pub d: f64,
+}
 
 const PANEL_W: u32 = 900;
 const PANEL_H: u32 = 260;

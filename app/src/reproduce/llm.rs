@@ -4,23 +4,22 @@
 //! helpfulness on held-out conversations, and the frozen model's perplexity
 //! of what the agent wrote.
 
-use crate::figure::{self, Curve, CurvePanel};
-use crate::llm::{load_model, LlmTrainConfig};
-use crate::reproduce::{open_run, ReproduceArgs};
-use crate::train::progress;
-use anyhow::{anyhow, bail, Context, Result};
-use emorl_agents_llm::eval::{
-    appropriateness, appropriateness_table, compare_dialogue, dialogue_comparison_table,
-    dialogue_fluency, dialogue_summary_table, encoder_table, evaluate_dialogue, fluency_table,
-    holm_adjust, judge_table, marker_run, marker_table, targets_table, Appropriateness,
-    DialogueEval, EmotionEffect, Fluency, Judge, EVAL_PROMPTS,
+use super::common::{fresh_event_writer, open_run, write_timing, ReproduceArgs};
+use super::figure::{self, Curve, CurvePanel};
+use crate::llm_setup::{load_model, LlmTrainConfig};
+use crate::measure::{
+    goemotions_dir, measure, measured_tables, plan_settings, write_tables, MeasureSettings,
+    Measured,
 };
+
+use crate::progress::{progress, step_done};
+use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_llm::eval::Judge;
 use emorl_agents_llm::supervision::{
     pretrain_encoder_on_dialogue, pretrain_erm_on_corpora, EncoderReport, ErmTextReport,
 };
 use emorl_agents_llm::{AgentKind, LlmAgent, Trainer, UpdateStats};
 use emorl_log::RunDir;
-use emorl_stats::Table;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -38,165 +37,6 @@ struct AgentResult {
     #[serde(flatten)]
     measured: Measured,
     seconds: f64,
-}
-
-/// What is measured of one agent after training.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Measured {
-    /// Raw paired p-values; Holm is applied over the whole table.
-    markers: Vec<EmotionEffect>,
-    fluency: Fluency,
-    dialogue: DialogueEval,
-    appropriateness: Appropriateness,
-}
-
-/// How agents are measured: the judge, the forced-emotion prompts and the
-/// held-out conversations.
-pub(crate) struct MeasureSettings<'a> {
-    pub judge: &'a Judge,
-    pub env: &'a emorl_envs_dialogue::DialogueConfig,
-    pub eval_seeds: &'a [u64],
-    pub marker_prompts: usize,
-    pub marker_samples: usize,
-    pub marker_tokens: usize,
-    pub marker_seed: u64,
-}
-
-/// Measures a trained `agent` (labelled `label`), appending every text it
-/// generates to `samples` as JSON lines.
-pub(crate) fn measure(
-    agent: &mut LlmAgent,
-    label: &str,
-    m: &MeasureSettings<'_>,
-    samples: &mut Vec<String>,
-) -> Result<Measured> {
-    let prompts: Vec<&str> = EVAL_PROMPTS[..m.marker_prompts].to_vec();
-    let run = marker_run(
-        agent,
-        &prompts,
-        m.marker_samples,
-        m.marker_seed,
-        m.marker_tokens,
-        Some(m.judge),
-    )?;
-    for (cond, gens) in &run.generations {
-        for (row, g) in gens.iter().enumerate() {
-            samples.push(serde_json::to_string(&Sample {
-                agent: label,
-                task: "forced",
-                condition: cond.name(),
-                prompt: prompts[row / m.marker_samples],
-                index: row % m.marker_samples,
-                seed: m.marker_seed,
-                text: &g.text,
-            })?);
-        }
-    }
-    let mut dialogue = evaluate_dialogue(agent, m.env, m.eval_seeds)?;
-    dialogue.agent = label.to_string();
-    for (log, &conv) in dialogue.logs.iter().zip(&dialogue.seeds) {
-        for (turn, t) in log.turns.iter().enumerate() {
-            samples.push(serde_json::to_string(&Sample {
-                agent: label,
-                task: "dialogue",
-                condition: t.need.name(),
-                prompt: &t.user_message,
-                index: turn,
-                seed: conv,
-                text: &t.response,
-            })?);
-        }
-    }
-    let fluency = dialogue_fluency(agent.model_mut(), &dialogue)?;
-    let appropriateness = appropriateness(&dialogue, m.judge)?;
-    Ok(Measured {
-        markers: run.effects,
-        fluency,
-        dialogue,
-        appropriateness,
-    })
-}
-
-/// The tables of measured agents (`encoders`: the encoder phase per agent).
-pub(crate) fn measured_tables(
-    measured: &[(String, &Measured)],
-    encoders: &[(String, EncoderReport)],
-    judge: &Judge,
-) -> Result<Vec<Table>> {
-    let mut markers: Vec<(String, Vec<EmotionEffect>)> = measured
-        .iter()
-        .map(|(a, r)| (a.clone(), r.markers.clone()))
-        .collect();
-    holm_adjust(markers.iter_mut().flat_map(|(_, e)| e.iter_mut()));
-    let fluency: Vec<(String, Fluency)> = measured
-        .iter()
-        .map(|(a, r)| (a.clone(), r.fluency.clone()))
-        .collect();
-    let evals: Vec<DialogueEval> = measured.iter().map(|(_, r)| r.dialogue.clone()).collect();
-    let comparisons = compare_dialogue(&evals)?;
-    let coherence: Vec<Appropriateness> = measured
-        .iter()
-        .map(|(_, r)| r.appropriateness.clone())
-        .collect();
-    Ok(vec![
-        targets_table(&markers, &comparisons, &fluency)?,
-        marker_table(&markers)?,
-        dialogue_summary_table(&evals)?,
-        dialogue_comparison_table(&comparisons)?,
-        fluency_table(&fluency)?,
-        appropriateness_table(&coherence)?,
-        encoder_table(encoders)?,
-        judge_table(judge.report())?,
-    ])
-}
-
-/// One generated text of `samples.jsonl`.
-#[derive(Serialize)]
-struct Sample<'a> {
-    agent: &'a str,
-    /// `forced` (the forced-emotion measurement) or `dialogue`.
-    task: &'a str,
-    /// The forced condition, or the dialogue turn's need.
-    condition: &'a str,
-    prompt: &'a str,
-    /// Sample index (forced) or turn (dialogue).
-    index: usize,
-    /// The sampling seed (forced) or the conversation seed (dialogue).
-    seed: u64,
-    text: &'a str,
-}
-
-/// The experiment file, embedded so the binary runs anywhere.
-pub const LLM_MODULES: &str = include_str!("../../configs/llm/modules.toml");
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModulesFile {
-    markers: MarkerSettings,
-    #[serde(default)]
-    curves: CurveSettings,
-    agent_config: toml::Table,
-}
-
-/// Extra training seeds for the learning curves of some agents (trained
-/// only, not measured).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CurveSettings {
-    /// Agents whose curve is the mean over `seeds` training seeds.
-    #[serde(default)]
-    agents: Vec<String>,
-    /// Training seeds per listed agent (the measured one included).
-    #[serde(default)]
-    seeds: usize,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MarkerSettings {
-    prompts: usize,
-    samples: usize,
-    max_new_tokens: usize,
 }
 
 /// Settings of the reproduction, from the reproduce options and the
@@ -246,7 +86,7 @@ fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
     let mut training = Vec::new();
     if kind.trained_by_rl() {
         if agent.modules().erm.is_some() {
-            let pairs = crate::llm::erm_pairs(&plan.llm.rl.env, 16, seed)?;
+            let pairs = crate::llm_setup::erm_pairs(&plan.llm.rl.env, 16, seed)?;
             for _ in 0..plan.llm.erm_pretrain_steps {
                 agent.erm_supervised_step(&pairs)?;
             }
@@ -383,101 +223,6 @@ fn seed_curve(label: &str, runs: &[Vec<UpdateStats>], samples_per_update: f64) -
     }
 }
 
-/// Writes `table.json` and `table.md`; returns the markdown.
-pub(crate) fn write_tables(run: &RunDir, tables: &[Table]) -> Result<String> {
-    let markdown: String = tables
-        .iter()
-        .map(Table::to_markdown)
-        .collect::<Vec<_>>()
-        .join("\n");
-    run.write_atomic(
-        Path::new("table.json"),
-        serde_json::to_string_pretty(tables)?.as_bytes(),
-    )?;
-    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
-    Ok(markdown)
-}
-
-/// The experiment's settings: `configs/llm/modules.toml` with `config`
-/// merged over it, validated.
-pub(crate) struct PlanSettings {
-    pub llm: LlmTrainConfig,
-    /// Agents with extra training seeds for their curve, and how many seeds.
-    pub curve_agents: Vec<AgentKind>,
-    pub curve_seeds: usize,
-    pub marker_prompts: usize,
-    pub marker_samples: usize,
-    pub marker_tokens: usize,
-    /// The merged experiment file as TOML (stored with a run).
-    pub resolved: String,
-}
-
-pub(crate) fn plan_settings(config: Option<&Path>) -> Result<PlanSettings> {
-    let mut table = crate::config::parse_table("configs/llm/modules.toml", LLM_MODULES)?;
-    if let Some(path) = config {
-        crate::config::merge(&mut table, crate::config::read_table(path)?);
-    }
-    let origin = config.map_or("configs/llm/modules.toml".to_string(), |p| {
-        p.display().to_string()
-    });
-    let resolved = toml::to_string(&table).context("experiment config")?;
-    let file: ModulesFile = crate::config::from_table(&origin, table)?;
-    let m = &file.markers;
-    if m.prompts == 0 || m.prompts > EVAL_PROMPTS.len() || m.samples == 0 || m.max_new_tokens == 0 {
-        bail!(
-            "{origin}: markers.prompts must be 1..={}, markers.samples and markers.max_new_tokens > 0",
-            EVAL_PROMPTS.len()
-        );
-    }
-    if m.prompts * m.samples < 2 {
-        bail!("{origin}: the marker metric needs markers.prompts x markers.samples >= 2");
-    }
-    let llm = crate::llm::resolve_config(&format!("{origin} [agent_config]"), file.agent_config)?;
-    let curve_agents = file
-        .curves
-        .agents
-        .iter()
-        .map(|id| AgentKind::from_id(id).map_err(|e| anyhow!("{origin}: curves.agents: {e}")))
-        .collect::<Result<Vec<_>>>()?;
-    if !curve_agents.is_empty() && file.curves.seeds == 0 {
-        bail!("{origin}: curves.seeds must be at least 1");
-    }
-    Ok(PlanSettings {
-        llm,
-        curve_agents,
-        curve_seeds: file.curves.seeds.max(1),
-        marker_prompts: m.prompts,
-        marker_samples: m.samples,
-        marker_tokens: m.max_new_tokens,
-        resolved,
-    })
-}
-
-/// The GoEmotions folder: `arg`, else found on disk, else a one-line error.
-pub(crate) fn goemotions_dir(arg: Option<&Path>) -> Result<std::path::PathBuf> {
-    match arg {
-        Some(dir) => {
-            if let Some(f) = ["train.tsv", "dev.tsv", "test.tsv"]
-                .into_iter()
-                .find(|f| !dir.join(f).is_file())
-            {
-                bail!(
-                    "--goemotions {}: no {f} there (the judge needs the GoEmotions train.tsv, \
-                     dev.tsv and test.tsv)",
-                    dir.display()
-                );
-            }
-            Ok(dir.to_path_buf())
-        }
-        None => emorl_agents_llm::data::goemotions_dir().ok_or_else(|| {
-            anyhow!(
-                "the judge needs the GoEmotions files (train.tsv, dev.tsv, test.tsv, labels.txt): \
-                 pass --goemotions DIR or set EMORL_GOEMOTIONS_DIR"
-            )
-        }),
-    }
-}
-
 /// The agents of `--agents` (comma-separated registry IDs), in registry
 /// order; every agent when `None`.
 fn selected_agents(list: Option<&str>) -> Result<Vec<AgentKind>> {
@@ -510,7 +255,7 @@ pub fn reproduce_llm(
     }
     let settings = plan_settings(config)?;
     let mut llm = settings.llm;
-    llm.rl.updates = o.episodes.unwrap_or(crate::llm::DEFAULT_UPDATES);
+    llm.rl.updates = o.episodes.unwrap_or(crate::llm_setup::DEFAULT_UPDATES);
     if llm.rl.updates == 0 {
         bail!("--episodes (RL updates per agent) must be at least 1");
     }
@@ -536,7 +281,7 @@ pub fn reproduce_llm(
         marker_samples: settings.marker_samples,
         marker_tokens: settings.marker_tokens,
     };
-    crate::llm::set_threads(plan.llm.threads);
+    crate::llm_setup::set_threads(plan.llm.threads);
     let run = open_run(args)?;
     let exp_path = run.path().join("experiment.toml");
     match std::fs::read_to_string(&exp_path) {
@@ -556,7 +301,7 @@ pub fn reproduce_llm(
         pb.set_message(kind.id());
         let (result, loaded) = load_or_run(&run, kind, &plan, &judge, o.seed_offset)?;
         results.push(result);
-        crate::train::step_done(&pb, loaded);
+        step_done(&pb, loaded);
     }
     pb.finish_and_clear();
     let mut samples = String::new();
@@ -619,7 +364,7 @@ pub fn reproduce_llm(
         Path::new("learning_curves.svg"),
         figure::learning_curves(std::slice::from_ref(&panel))?.as_bytes(),
     )?;
-    let mut tb = crate::reproduce::fresh_event_writer(&run)?;
+    let mut tb = fresh_event_writer(&run)?;
     for r in &results {
         for s in &r.training {
             tb.add_scalar(
@@ -650,7 +395,7 @@ pub fn reproduce_llm(
         "agent_seconds": results.iter().map(|r| (r.agent.clone(), r.seconds)).collect::<std::collections::BTreeMap<_, _>>(),
     });
     // Per-agent seconds are read back from the stored results.
-    crate::reproduce::write_timing(&run, timing, &["wall_seconds"])?;
+    write_timing(&run, timing, &["wall_seconds"])?;
     crate::summary::print_result(&markdown);
     eprintln!(
         "reproduced llm-modules ({} agents) in {:.1}s",

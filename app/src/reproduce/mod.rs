@@ -1,0 +1,113 @@
+//! `emorl reproduce TABLE`: regenerate a results table (markdown + JSON +
+//! figure). Each table is a module (`v2`, `dqn`, `llm`) and an entry of
+//! [`TABLES`] with its defaults; `common` holds what they share, `figure`
+//! draws.
+
+pub mod common;
+pub mod dqn;
+pub mod figure;
+pub mod llm;
+pub mod v2;
+
+pub use common::{ReproduceArgs, ReproduceOptions};
+pub use v2::V2_TABULAR;
+
+use anyhow::{bail, Result};
+use emorl_core::RngKind;
+use std::path::PathBuf;
+
+/// One table `emorl reproduce` knows: what it is, its defaults and the
+/// table-specific options it takes.
+pub struct TableSpec {
+    pub id: &'static str,
+    pub description: &'static str,
+    /// Seeds per block unless `--seeds` says otherwise (for `llm-modules`:
+    /// held-out conversations).
+    pub default_seeds: usize,
+    /// Random-number generator unless `--rng` says otherwise.
+    pub default_rng: RngKind,
+    /// Takes `--episodes`.
+    pub episodes: bool,
+    /// Takes `--blocks` other than 1.
+    pub blocks: bool,
+    /// Takes `--model`, `--config`, `--agents` and `--goemotions`.
+    pub llm_options: bool,
+    run: fn(&ReproduceArgs) -> Result<PathBuf>,
+}
+
+/// The tables, in the order `--help` lists them.
+pub const TABLES: [TableSpec; 3] = [
+    TableSpec {
+        id: "v2-tabular",
+        description: "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
+        default_seeds: 50,
+        default_rng: RngKind::Numpy,
+        episodes: false,
+        blocks: true,
+        llm_options: false,
+        run: v2::reproduce_v2,
+    },
+    TableSpec {
+        id: "v2-dqn",
+        description: "Emotional-ED V2 Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn vs coupled fear-DQN vs decoupled fear-dqn",
+        default_seeds: 30,
+        default_rng: RngKind::Fast,
+        episodes: true,
+        blocks: false,
+        llm_options: false,
+        run: dqn::reproduce_dqn,
+    },
+    TableSpec {
+        id: "llm-modules",
+        description: "Emotional modules on a frozen LM (prefix, gate, ERM, steering, full vs base and static prefix): markers, dialogue return, perplexity",
+        default_seeds: 64,
+        default_rng: RngKind::Fast,
+        episodes: true,
+        blocks: false,
+        llm_options: true,
+        run: |args| {
+            let model = args.options.model.as_deref().unwrap_or("default");
+            llm::reproduce_llm(args, model, args.config.as_deref())
+        },
+    },
+];
+
+/// The table `id`, or an error listing the known ones.
+pub fn table(id: &str) -> Result<&'static TableSpec> {
+    match TABLES.iter().find(|t| t.id == id) {
+        Some(t) => Ok(t),
+        None => {
+            let known: Vec<&str> = TABLES.iter().map(|t| t.id).collect();
+            bail!("unknown table '{id}' (known: {})", known.join(", "))
+        }
+    }
+}
+
+/// Runs the reproduction; returns the run directory.
+pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
+    let o = &args.options;
+    let spec = table(&o.table)?;
+    if o.seeds < 2 {
+        bail!("--seeds must be at least 2 (statistics need two values per arm)");
+    }
+    if o.permutations == 0 {
+        bail!("--permutations must be at least 1 (the permutation test's p-values need them)");
+    }
+    let llm_options = o.model.is_some()
+        || args.config.is_some()
+        || args.agents.is_some()
+        || args.goemotions.is_some();
+    if llm_options && !spec.llm_options {
+        bail!("--model, --config, --agents and --goemotions apply to llm-modules only");
+    }
+    if o.episodes.is_some() && !spec.episodes {
+        bail!("--episodes applies to v2-dqn and llm-modules only");
+    }
+    if o.blocks == 0 {
+        bail!("--blocks must be at least 1");
+    }
+    if o.blocks != 1 && !spec.blocks {
+        bail!("--blocks applies to v2-tabular only");
+    }
+    (spec.run)(args)
+}
