@@ -63,6 +63,18 @@ fn ident_at(s: &str) -> Option<&str> {
     (end > 0).then(|| &s[..end])
 }
 
+/// `prefix` followed by the `a::b::c` path at the start of `rest`.
+fn extend(mut prefix: Vec<String>, mut rest: &str) -> Vec<String> {
+    while let Some(id) = ident_at(rest) {
+        prefix.push(id.to_string());
+        match rest[id.len()..].strip_prefix("::") {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    prefix
+}
+
 /// Every module path named by `crate::`/`super::` in `text` (as written,
 /// relative paths resolved against `module`), longest form.
 fn referenced_paths(module: &str, text: &str) -> Vec<Vec<String>> {
@@ -98,28 +110,11 @@ fn referenced_paths(module: &str, text: &str) -> Vec<Vec<String>> {
                 // `use crate::{a, b::c}`: the first segment of each item.
                 let inner = group.split('}').next().unwrap_or("");
                 for item in inner.split(',') {
-                    let mut p = prefix.clone();
-                    let mut rest = item.trim();
-                    while let Some(id) = ident_at(rest) {
-                        p.push(id.to_string());
-                        match rest[id.len()..].strip_prefix("::") {
-                            Some(r) => rest = r,
-                            None => break,
-                        }
-                    }
-                    out.push(p);
+                    out.push(extend(prefix.clone(), item.trim()));
                 }
                 continue;
             }
-            let mut p = prefix;
-            while let Some(id) = ident_at(rest) {
-                p.push(id.to_string());
-                match rest[id.len()..].strip_prefix("::") {
-                    Some(r) => rest = r,
-                    None => break,
-                }
-            }
-            out.push(p);
+            out.push(extend(prefix, rest));
         }
     }
     out

@@ -4,9 +4,10 @@
 //! `cargo run --release -p emorl-agents-dqn --example dqn_protocol -- 16b 30 dqn,fear-dqn-coupled [workers]`
 //! `cargo run --release -p emorl-agents-dqn --example dqn_protocol -- 18 30 dqn,fear-dqn-coupled-cliff`
 
-use emorl_agents_dqn::protocol::{exp16b_run, exp18_run, Exp16bSettings, Exp18Settings};
+use emorl_agents_dqn::protocol::{exp16b_run_seed, exp18_run_seed, Exp16bSettings, Exp18Settings};
 use emorl_agents_dqn::registry;
 use emorl_core::numeric::{mean, std_dev};
+use emorl_stats::run_seeds;
 use std::time::Instant;
 
 fn summary(xs: &[f64]) -> String {
@@ -29,7 +30,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         match experiment {
             "16b" => {
-                let r = exp16b_run(&seeds, &cfg, &Exp16bSettings::default(), workers)?;
+                let settings = Exp16bSettings::default();
+                let r = run_seeds(&seeds, workers, None, &|_| {}, |s| {
+                    exp16b_run_seed(s, &cfg, &settings)
+                })?;
                 let f = |g: fn(&emorl_agents_dqn::protocol::Exp16bSeed) -> f64| {
                     summary(&r.iter().map(g).collect::<Vec<_>>())
                 };
@@ -44,7 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
             "18" => {
-                let r = exp18_run(&seeds, &cfg, &Exp18Settings::default(), workers)?;
+                let settings = Exp18Settings::default();
+                let r = run_seeds(&seeds, workers, None, &|_| {}, |s| {
+                    exp18_run_seed(s, &cfg, &settings)
+                })?;
                 let f = |g: fn(&emorl_agents_dqn::protocol::Exp18Seed) -> f64| {
                     summary(&r.iter().map(g).collect::<Vec<_>>())
                 };

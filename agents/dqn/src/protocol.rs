@@ -14,7 +14,6 @@ use emorl_core::numeric::{mean, std_dev};
 use emorl_core::{DiscreteEnv, RngHandle, RngKind};
 use emorl_envs_gridworld::{GridWorldGpu, SlipperyCliffEnv};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One libtorch thread for the calling thread, and torch's seed.
 /// (Call it in every worker: the intra-op thread count is per thread.)
@@ -270,59 +269,6 @@ pub fn exp18_run_seed_unpaired(
     Ok((c, t))
 }
 
-/// Runs `job` for every seed on `workers` threads (each with one libtorch
-/// thread); results come back in the order of `seeds`.
-pub fn run_seeds<T: Send>(seeds: &[u64], workers: usize, job: impl Fn(u64) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let workers = workers.clamp(1, seeds.len().max(1));
-    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    tch::set_num_threads(1);
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&seed) = seeds.get(i) else { break };
-                        out.push((i, job(seed)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, t)| t).collect()
-}
-
-/// Exp 16b over many seeds in parallel.
-pub fn exp16b_run(
-    seeds: &[u64],
-    agent_cfg: &DqnConfig,
-    settings: &Exp16bSettings,
-    workers: usize,
-) -> Result<Vec<Exp16bSeed>, DqnError> {
-    run_seeds(seeds, workers, |s| exp16b_run_seed(s, agent_cfg, settings))
-        .into_iter()
-        .collect()
-}
-
-/// Exp 18 over many seeds in parallel (paired seeds).
-pub fn exp18_run(
-    seeds: &[u64],
-    agent_cfg: &DqnConfig,
-    settings: &Exp18Settings,
-    workers: usize,
-) -> Result<Vec<Exp18Seed>, DqnError> {
-    run_seeds(seeds, workers, |s| exp18_run_seed(s, agent_cfg, settings))
-        .into_iter()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,12 +281,5 @@ mod tests {
         assert_eq!(episodes_to_criterion(&curve, 0.5, 2), 3);
         assert_eq!(episodes_to_criterion(&curve, 2.0, 2), 5);
         assert_eq!(episodes_to_criterion(&[], 0.0, 20), 0);
-    }
-
-    #[test]
-    fn run_seeds_keeps_seed_order() {
-        let seeds: Vec<u64> = (0..17).collect();
-        let out = run_seeds(&seeds, 4, |s| s * 10);
-        assert_eq!(out, seeds.iter().map(|s| s * 10).collect::<Vec<_>>());
     }
 }

@@ -1,8 +1,8 @@
 //! Behaviour through the public API: learning, determinism, checkpoints, protocols.
 
 use emorl_agents_dqn::protocol::{
-    exp16b_run_seed, exp18_run_seed, exp18_run_seed_unpaired, run_seeds, seed_everything,
-    Exp16bSettings, Exp18Settings,
+    exp16b_run_seed, exp18_run_seed, exp18_run_seed_unpaired, seed_everything, Exp16bSettings,
+    Exp18Settings,
 };
 use emorl_agents_dqn::{registry, run_episode, DqnAgent, DqnConfig};
 use emorl_core::{DiscreteEnv, Env, RngHandle, RngKind};
@@ -95,9 +95,11 @@ fn parallel_workers_reproduce_serial_runs() {
         .iter()
         .map(|&s| exp16b_run_seed(s, &cfg, &settings).expect("run"))
         .collect();
-    let parallel = run_seeds(&[3, 4], 2, |s| {
-        exp16b_run_seed(s, &cfg, &settings).expect("run")
-    });
+    // The one seed runner (the CLI's), two workers, no store.
+    let parallel = emorl_stats::run_seeds(&[3, 4], 2, None, &|_| {}, |s| {
+        exp16b_run_seed(s, &cfg, &settings)
+    })
+    .expect("run");
     assert_eq!(serial, parallel);
 }
 

@@ -29,11 +29,11 @@ impl Coupled16b {
 
     /// `max_fear · (1 − d / safe_distance)` inside `safe_distance`, else 0.
     pub fn fear_at(&self, threat_distance: f64) -> f64 {
-        if threat_distance >= self.cfg.safe_distance {
-            0.0
-        } else {
-            self.cfg.max_fear * (1.0 - threat_distance / self.cfg.safe_distance)
-        }
+        emorl_core::emotion::distance_fear(
+            threat_distance,
+            self.cfg.safe_distance,
+            self.cfg.max_fear,
+        )
     }
 }
 

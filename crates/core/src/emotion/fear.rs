@@ -114,7 +114,10 @@ impl FearChannel {
     }
 }
 
-fn distance_fear(d: f64, safe: f64, max_fear: f64) -> f64 {
+/// Distance fear, the one formula every agent uses (tabular channels and
+/// the coupled fear-DQN): `max_fear · (1 − d / safe)` at distance `d` from
+/// the threat inside `safe`, else 0.
+pub fn distance_fear(d: f64, safe: f64, max_fear: f64) -> f64 {
     if d >= safe {
         0.0
     } else {

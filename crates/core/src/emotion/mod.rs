@@ -13,7 +13,9 @@ mod regret;
 
 pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
 pub use curiosity::{CuriosityChannel, CuriosityConfig};
-pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource};
+pub use fear::{
+    distance_fear, FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource,
+};
 pub use joy::{JoyChannel, JoyConfig};
 pub use regret::{RegretChannel, RegretConfig};
 
