@@ -1,4 +1,4 @@
-//! `emorl reproduce v2-tabular`: upstream's reference table (spec §3.7.1)
+//! `emorl reproduce v2-tabular`: upstream's reference table (docs/protocols/v2.md §4.7)
 //! exactly, deterministic output, and resuming an interrupted run.
 
 mod common;
@@ -25,7 +25,7 @@ fn round(x: f64, dp: i32) -> f64 {
     (x * k).round() / k
 }
 
-/// Upstream's printed numbers (spec §3.7.1): control mean, SD, CI low, CI high,
+/// Upstream's printed numbers (docs/protocols/v2.md §4.7): control mean, SD, CI low, CI high,
 /// treatment mean, SD, CI low, CI high, t, d, permutation p.
 const REFERENCE: [(&str, [f64; 11]); 5] = [
     (

@@ -1,4 +1,4 @@
-//! Two-arm tabular experiments (the Emotional-ED V2 protocol, spec §3).
+//! Two-arm tabular experiments (the Emotional-ED V2 protocol, docs/protocols/v2.md §4).
 //!
 //! An experiment is a TOML file: an environment, a metric, a control and a
 //! treatment agent, and a protocol (training episodes, evaluation episodes).

@@ -1,5 +1,5 @@
 //! Hyperparameters: one table, every field defaulted (CleanRL's `Args`). The
-//! defaults are upstream Exp 16b's (spec §4.2): MLP 64-64, Adam 1e-3, γ 0.99,
+//! defaults are upstream Exp 16b's (docs/protocols/v2.md §5.2): MLP 64-64, Adam 1e-3, γ 0.99,
 //! replay 10 000, batch 64, hard target copy every 100 updates, ε = 0.1, MSE.
 
 use crate::error::DqnError;
@@ -67,7 +67,7 @@ impl DeviceChoice {
     }
 }
 
-/// Upstream Exp 16b `EmotionalDQNAgent` (spec §4.4), quirks included.
+/// Upstream Exp 16b `EmotionalDQNAgent` (docs/protocols/v2.md §5.3), quirks included.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Coupled16bConfig {
@@ -91,7 +91,7 @@ impl Default for Coupled16bConfig {
     }
 }
 
-/// Upstream Exp 18 `FearEDAgent` (spec §5.4), quirks included.
+/// Upstream Exp 18 `FearEDAgent` (docs/protocols/v2.md §6.3), quirks included.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoupledCliffConfig {

@@ -430,7 +430,7 @@ impl DqnAgent {
         };
         let (loss, q_mean) = self.q_loss(&batch, &bf)?;
         if let Some(factor) = bf.lr_factor {
-            // Persists until overwritten (Q-16b-LRPERSIST).
+            // Persists until overwritten (Q-16b-LRPERSIST; docs/protocols/v2.md, quirk glossary).
             self.state.learning_rate = self.cfg.learning_rate * factor;
             self.optimizer.settings.lr = self.state.learning_rate;
         }

@@ -5,7 +5,7 @@
 //!
 //! - `dqn` — the baseline (upstream Exp 16b `StandardDQNAgent`);
 //! - `fear-dqn-coupled` / `fear-dqn-coupled-cliff` — upstream's emotional DQNs of
-//!   Exp 16b and Exp 18, faithful to their quirks (spec §7);
+//!   Exp 16b and Exp 18, faithful to their quirks (docs/protocols/v2.md §7);
 //! - `fear-dqn` — a decoupled design: a fear network trained on its own target,
 //!   acting on the Q-learner in one bounded place, with no shared gradients.
 //!

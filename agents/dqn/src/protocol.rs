@@ -40,7 +40,7 @@ fn check_settings(episodes: usize, max_steps: usize) -> Result<(), DqnError> {
     Ok(())
 }
 
-/// Exp 16b settings (spec §4.5–4.6).
+/// Exp 16b settings (docs/protocols/v2.md §5.4–5.5).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Exp16bSettings {
@@ -138,7 +138,7 @@ pub fn exp16b_run_seed(
     })
 }
 
-/// Exp 18 settings (spec §5.5–5.7). The protocol owns the ε schedule (both
+/// Exp 18 settings (docs/protocols/v2.md §6.4–6.5). The protocol owns the ε schedule (both
 /// agents decay 1.0 → ×0.995 per training episode, floor 0.05).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

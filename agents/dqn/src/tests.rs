@@ -181,7 +181,7 @@ fn coupled_16b_augments_with_next_state_fear_and_persists_lr() {
     let s_in: Vec<f32> = Vec::try_from(bf.state_input.as_ref().expect("s").view(-1)).expect("v");
     let s2_in: Vec<f32> =
         Vec::try_from(bf.next_state_input.as_ref().expect("s2").view(-1)).expect("v");
-    // Q-16b-AUGMISMATCH: both columns carry the fear of s'.
+    // Q-16b-AUGMISMATCH (docs/protocols/v2.md, quirk glossary): both columns carry the fear of s'.
     assert_eq!(s_in, expected);
     assert_eq!(s2_in, expected);
     assert!(

@@ -51,7 +51,7 @@ fn baseline_dqn_learns_the_16b_grid() {
     let random = random_policy_return(2000);
     assert!(random < -0.8, "random policy {random:.3}");
     // 150 learning episodes (a few thousand gradient steps), ε = 0.1 throughout,
-    // judged on-policy as Exp 16b is (Q-16b-NOEVAL).
+    // judged on-policy as Exp 16b is (Q-16b-NOEVAL; docs/protocols/v2.md, quirk glossary).
     seed_everything(0);
     let rng = RngHandle::new(RngKind::Fast, 0);
     let mut env = GridWorldGpu::new();

@@ -4,31 +4,6 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{LmError, Result};
-use crate::gguf::GgufFile;
-
-/// Where an architecture takes its weights from, by name.
-pub(crate) trait WeightSource {
-    /// The tensor `name` with torch shape `shape`, as `kind`, frozen.
-    fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor>;
-    /// Whether the source has a tensor `name`.
-    fn has(&self, name: &str) -> bool;
-}
-
-/// GGUF weights, dequantised on load.
-pub(crate) struct GgufWeights<'a> {
-    pub(crate) file: &'a GgufFile,
-    pub(crate) kind: Kind,
-    pub(crate) device: Device,
-}
-
-impl WeightSource for GgufWeights<'_> {
-    fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        self.file.tensor_shaped(name, shape, self.kind, self.device)
-    }
-    fn has(&self, name: &str) -> bool {
-        self.file.tensor_info(name).is_some()
-    }
-}
 
 /// The attention mask and positions of one forward step.
 pub(crate) struct StepMask {
@@ -223,6 +198,41 @@ impl KvCache {
         self.v.f_narrow(2, self.len, t)?.f_copy_(v)?;
         self.len = need;
         Ok((self.k.f_narrow(2, 0, need)?, self.v.f_narrow(2, 0, need)?))
+    }
+}
+
+/// The KV-cache API of every architecture, written once: an architecture
+/// says where its blocks' caches and its cached length live.
+pub(crate) trait LayerCaches {
+    /// Each block's attention cache.
+    fn caches_mut(&mut self) -> impl Iterator<Item = &mut Option<KvCache>>;
+    /// Tokens in the cache (prefix tokens not counted).
+    fn past(&self) -> i64;
+    fn set_past(&mut self, past: i64);
+
+    /// Number of tokens in the KV cache.
+    fn cache_len(&self) -> usize {
+        self.past() as usize
+    }
+
+    /// Replaces the KV cache by its batch rows `index` (`[new_batch]`, i64;
+    /// rows may repeat), e.g. to continue one prefilled prompt as several
+    /// rows.
+    fn select_cache_rows(&mut self, index: &Tensor) -> Result<()> {
+        for c in self.caches_mut() {
+            if let Some(kv) = c.as_ref() {
+                *c = Some(kv.select_rows(index)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties the KV cache.
+    fn clear_cache(&mut self) {
+        for c in self.caches_mut() {
+            *c = None;
+        }
+        self.set_past(0);
     }
 }
 

@@ -7,206 +7,18 @@
 //! Hugging Face stores GPT-2's projections as `Conv1D` weights `[in, out]`;
 //! they are transposed on load to the `[out, in]` layout of `linear`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::common::{
-    step_mask, with_prefix_columns, ForwardOutput, GgufWeights, KvCache, LogitsScope, WeightSource,
+    step_mask, with_prefix_columns, ForwardOutput, KvCache, LayerCaches, LogitsScope,
 };
+pub use crate::config::Gpt2Config;
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
 use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
-
-/// Hyper-parameters from `config.json`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Gpt2Config {
-    pub vocab_size: usize,
-    pub n_positions: usize,
-    pub n_embd: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_inner: usize,
-    pub activation: String,
-    pub layer_norm_epsilon: f64,
-}
-
-#[derive(Deserialize)]
-struct RawConfig {
-    vocab_size: usize,
-    #[serde(alias = "max_position_embeddings")]
-    n_positions: usize,
-    #[serde(alias = "hidden_size")]
-    n_embd: usize,
-    #[serde(alias = "num_hidden_layers")]
-    n_layer: usize,
-    #[serde(alias = "num_attention_heads")]
-    n_head: usize,
-    #[serde(default)]
-    n_inner: Option<usize>,
-    #[serde(default = "default_act")]
-    activation_function: String,
-    #[serde(default = "default_eps")]
-    layer_norm_epsilon: f64,
-    #[serde(default)]
-    model_type: Option<String>,
-    #[serde(default)]
-    scale_attn_by_inverse_layer_idx: bool,
-    #[serde(default = "default_true")]
-    scale_attn_weights: bool,
-}
-
-fn default_act() -> String {
-    "gelu_new".into()
-}
-fn default_eps() -> f64 {
-    1e-5
-}
-fn default_true() -> bool {
-    true
-}
-
-impl Gpt2Config {
-    /// Reads and checks `config.json`.
-    pub fn from_file(path: &Path) -> Result<Gpt2Config> {
-        let bytes = std::fs::read(path).map_err(|e| LmError::io(path, e))?;
-        let raw: RawConfig = serde_json::from_slice(&bytes).map_err(|e| LmError::Json {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-        if let Some(t) = &raw.model_type {
-            if t != "gpt2" {
-                return Err(LmError::Unsupported(format!(
-                    "model_type `{t}` in {} (Hugging Face directories must be GPT-2)",
-                    path.display()
-                )));
-            }
-        }
-        if raw.scale_attn_by_inverse_layer_idx || !raw.scale_attn_weights {
-            return Err(LmError::Unsupported(format!(
-                "non-standard attention scaling in {}",
-                path.display()
-            )));
-        }
-        let bad = |msg: String| LmError::Json {
-            path: path.to_path_buf(),
-            msg,
-        };
-        const MAX: usize = 1 << 20;
-        for (name, v) in [
-            ("vocab_size", raw.vocab_size),
-            ("n_positions", raw.n_positions),
-            ("n_embd", raw.n_embd),
-            ("n_layer", raw.n_layer),
-            ("n_head", raw.n_head),
-        ] {
-            if v == 0 || v > MAX {
-                return Err(bad(format!("{name} = {v} is out of range")));
-            }
-        }
-        if !raw.n_embd.is_multiple_of(raw.n_head) {
-            return Err(bad(format!(
-                "n_head {} does not divide n_embd {}",
-                raw.n_head, raw.n_embd
-            )));
-        }
-        match raw.activation_function.as_str() {
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu" | "relu" | "silu" | "swish" => {
-            }
-            other => {
-                return Err(LmError::Unsupported(format!(
-                    "activation `{other}` in {}",
-                    path.display()
-                )))
-            }
-        }
-        Ok(Gpt2Config {
-            vocab_size: raw.vocab_size,
-            n_positions: raw.n_positions,
-            n_embd: raw.n_embd,
-            n_layer: raw.n_layer,
-            n_head: raw.n_head,
-            n_inner: raw.n_inner.unwrap_or(4 * raw.n_embd).min(MAX * 4),
-            activation: raw.activation_function,
-            layer_norm_epsilon: raw.layer_norm_epsilon,
-        })
-    }
-}
-
-impl Gpt2Config {
-    /// Reads the configuration of a llama.cpp `gpt2` GGUF file (`gpt2.*`
-    /// keys; the vocabulary size comes from `token_embd.weight`).
-    pub fn from_gguf(g: &GgufFile) -> Result<Gpt2Config> {
-        let arch = g.get_str("general.architecture")?;
-        let k = |s: &str| format!("{arch}.{s}");
-        const MAX: u64 = 1 << 20;
-        let n_embd = g.get_usize(&k("embedding_length"), MAX)?;
-        let n_layer = g.get_usize(&k("block_count"), 4096)?;
-        let n_head = g.get_usize(&k("attention.head_count"), 4096)?;
-        let n_positions = g.get_usize(&k("context_length"), MAX)?;
-        let n_inner = match g.get(&k("feed_forward_length")) {
-            Some(_) => g.get_usize(&k("feed_forward_length"), 4 * MAX)?,
-            None => 4 * n_embd,
-        };
-        let eps = g
-            .get_f64_opt(&k("attention.layer_norm_epsilon"))?
-            .unwrap_or(1e-5);
-        let meta_err = |key: String, msg: String| LmError::Metadata {
-            path: g.path().into(),
-            key,
-            msg,
-        };
-        if n_embd == 0 || n_layer == 0 || n_head == 0 || n_positions == 0 || n_inner == 0 {
-            return Err(meta_err(
-                k("*"),
-                "embedding_length, block_count, head_count, context_length and feed_forward_length must be positive".into(),
-            ));
-        }
-        if !n_embd.is_multiple_of(n_head) {
-            return Err(meta_err(
-                k("attention.head_count"),
-                format!("{n_head} heads do not divide embedding_length {n_embd}"),
-            ));
-        }
-        if !(eps >= 0.0 && eps.is_finite()) {
-            return Err(meta_err(
-                k("attention.layer_norm_epsilon"),
-                format!("invalid epsilon {eps}"),
-            ));
-        }
-        let embd = g
-            .tensor_info("token_embd.weight")
-            .ok_or_else(|| LmError::MissingTensor {
-                path: g.path().into(),
-                tensor: "token_embd.weight".into(),
-            })?;
-        let vocab_size = match embd.dims.as_slice() {
-            [d, v] if *d == n_embd as u64 && *v > 0 && *v <= u32::MAX as u64 => *v as usize,
-            dims => {
-                return Err(LmError::Tensor {
-                    path: g.path().into(),
-                    tensor: "token_embd.weight".into(),
-                    msg: format!(
-                        "dims {dims:?} (ggml order) do not match embedding_length {n_embd}"
-                    ),
-                })
-            }
-        };
-        Ok(Gpt2Config {
-            vocab_size,
-            n_positions,
-            n_embd,
-            n_layer,
-            n_head,
-            n_inner,
-            // llama.cpp's gpt2 graph uses the tanh approximation.
-            activation: "gelu_new".into(),
-            layer_norm_epsilon: eps,
-        })
-    }
-}
+use crate::weights::{GgufWeights, SafetensorsWeights, WeightSource};
 
 /// Serves the Hugging Face GPT-2 names the loader asks for from a llama.cpp
 /// `gpt2` GGUF file. llama.cpp's converter transposes the `Conv1D` weights
@@ -263,116 +75,6 @@ impl WeightSource for GgufGpt2Names<'_> {
     }
     fn has(&self, name: &str) -> bool {
         self.inner.has(&Self::gguf_name(name).0)
-    }
-}
-
-/// Safetensors weights of a Hugging Face directory, by name (an optional
-/// `transformer.` prefix is accepted).
-pub(crate) struct SafetensorsWeights {
-    tensors: HashMap<String, (Tensor, PathBuf)>,
-    dir: PathBuf,
-    kind: Kind,
-    device: Device,
-}
-
-impl SafetensorsWeights {
-    pub(crate) fn open(dir: &Path, kind: Kind, device: Device) -> Result<Self> {
-        let single = dir.join("model.safetensors");
-        let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if single.is_file() {
-            vec![single]
-        } else if index.is_file() {
-            let bytes = std::fs::read(&index).map_err(|e| LmError::io(&index, e))?;
-            let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| LmError::Json {
-                    path: index.clone(),
-                    msg: e.to_string(),
-                })?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| LmError::Json {
-                    path: index.clone(),
-                    msg: "no `weight_map` object".into(),
-                })?;
-            let mut files: Vec<PathBuf> = Vec::new();
-            for f in map.values() {
-                let name = f.as_str().ok_or_else(|| LmError::Json {
-                    path: index.clone(),
-                    msg: "weight_map values must be file names".into(),
-                })?;
-                if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-                    return Err(LmError::Json {
-                        path: index.clone(),
-                        msg: format!("shard name `{name}` is not a plain file name"),
-                    });
-                }
-                let p = dir.join(name);
-                if !files.contains(&p) {
-                    files.push(p);
-                }
-            }
-            files
-        } else {
-            return Err(LmError::ModelNotFound(format!(
-                "{} has neither model.safetensors nor model.safetensors.index.json",
-                dir.display()
-            )));
-        };
-        let mut tensors = HashMap::new();
-        for f in files {
-            let list = Tensor::read_safetensors(&f).map_err(|e| LmError::Tensor {
-                path: f.display().to_string(),
-                tensor: "*".into(),
-                msg: e.to_string(),
-            })?;
-            for (name, t) in list {
-                let key = name
-                    .strip_prefix("transformer.")
-                    .unwrap_or(&name)
-                    .to_string();
-                tensors.insert(key, (t, f.clone()));
-            }
-        }
-        Ok(SafetensorsWeights {
-            tensors,
-            dir: dir.to_path_buf(),
-            kind,
-            device,
-        })
-    }
-}
-
-impl WeightSource for SafetensorsWeights {
-    fn get(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let (t, file) = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| LmError::MissingTensor {
-                path: self.dir.display().to_string(),
-                tensor: name.to_string(),
-            })?;
-        if t.size() != shape {
-            return Err(LmError::Tensor {
-                path: file.display().to_string(),
-                tensor: name.to_string(),
-                msg: format!("shape {:?} does not match the expected {shape:?}", t.size()),
-            });
-        }
-        if !t.is_floating_point() {
-            return Err(LmError::Tensor {
-                path: file.display().to_string(),
-                tensor: name.to_string(),
-                msg: format!("dtype {:?} is not a float type", t.kind()),
-            });
-        }
-        Ok(t.f_to_kind(self.kind)?
-            .f_to_device(self.device)?
-            .f_contiguous()?
-            .set_requires_grad(false))
-    }
-    fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
     }
 }
 
@@ -625,31 +327,6 @@ impl Gpt2 {
         &self.config
     }
 
-    /// Number of tokens in the KV cache.
-    pub fn cache_len(&self) -> usize {
-        self.past as usize
-    }
-
-    /// Replaces the KV cache by its batch rows `index` (`[new_batch]`, i64;
-    /// rows may repeat), e.g. to continue one prefilled prompt as several
-    /// rows.
-    pub fn select_cache_rows(&mut self, index: &Tensor) -> Result<()> {
-        for b in &mut self.blocks {
-            if let Some(c) = b.attn.kv_cache.as_ref() {
-                b.attn.kv_cache = Some(c.select_rows(index)?);
-            }
-        }
-        Ok(())
-    }
-
-    /// Empties the KV cache.
-    pub fn clear_cache(&mut self) {
-        for b in &mut self.blocks {
-            b.attn.kv_cache = None;
-        }
-        self.past = 0;
-    }
-
     /// Every parameter tensor by name.
     pub fn parameters(&self) -> Vec<(String, &Tensor)> {
         let mut out = vec![
@@ -773,5 +450,17 @@ impl Gpt2 {
             logits = h.process_logits(logits)?;
         }
         Ok(ForwardOutput { logits, hidden })
+    }
+}
+
+impl LayerCaches for Gpt2 {
+    fn caches_mut(&mut self) -> impl Iterator<Item = &mut Option<KvCache>> {
+        self.blocks.iter_mut().map(|b| &mut b.attn.kv_cache)
+    }
+    fn past(&self) -> i64 {
+        self.past
+    }
+    fn set_past(&mut self, past: i64) {
+        self.past = past;
     }
 }

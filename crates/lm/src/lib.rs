@@ -19,6 +19,7 @@
 //! ```
 
 pub mod common;
+pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
@@ -28,6 +29,7 @@ pub mod llama;
 pub mod model;
 pub mod quant;
 pub mod tokenizer;
+pub mod weights;
 
 pub use common::{ForwardOutput, LogitsScope};
 pub use error::{LmError, Result};

@@ -17,369 +17,17 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::common::{
-    step_mask, with_prefix_columns, ForwardOutput, KvCache, LogitsScope, WeightSource,
+    step_mask, with_prefix_columns, ForwardOutput, KvCache, LayerCaches, LogitsScope,
 };
+pub use crate::config::LlamaConfig;
+use crate::config::RopeLayout;
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
-use crate::gpt2::SafetensorsWeights;
 use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
-
-/// Hyper-parameters of a Llama model, read from the model's own metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlamaConfig {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub num_key_value_heads: usize,
-    pub head_dim: usize,
-    pub rope_theta: f64,
-    /// Linear RoPE scaling factor (positions are divided by it), if any.
-    pub rope_linear_factor: Option<f64>,
-    pub rms_norm_eps: f64,
-    pub max_position_embeddings: usize,
-    pub tie_word_embeddings: bool,
-}
-
-const MAX_DIM: u64 = 1 << 20;
-
-impl LlamaConfig {
-    /// Reads the configuration from GGUF metadata (`{arch}.*` keys) and the
-    /// tensor directory.
-    pub fn from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
-        let arch = g.get_str("general.architecture")?;
-        let k = |s: &str| format!("{arch}.{s}");
-        let hidden = g.get_usize(&k("embedding_length"), MAX_DIM)?;
-        let n_layers = g.get_usize(&k("block_count"), 4096)?;
-        let ffn = g.get_usize(&k("feed_forward_length"), MAX_DIM)?;
-        let n_heads = g.get_usize(&k("attention.head_count"), 4096)?;
-        let n_kv = match g.get(&k("attention.head_count_kv")) {
-            Some(_) => g.get_usize(&k("attention.head_count_kv"), 4096)?,
-            None => n_heads,
-        };
-        let meta_err = |key: String, msg: String| LmError::Metadata {
-            path: g.path().into(),
-            key,
-            msg,
-        };
-        if hidden == 0 || n_layers == 0 || n_heads == 0 || n_kv == 0 || ffn == 0 {
-            return Err(meta_err(
-                k("*"),
-                "embedding_length, block_count, feed_forward_length and head counts must be positive"
-                    .into(),
-            ));
-        }
-        let head_dim = match g.get(&k("attention.key_length")) {
-            Some(_) => g.get_usize(&k("attention.key_length"), MAX_DIM)?,
-            None => {
-                if hidden % n_heads != 0 {
-                    return Err(meta_err(
-                        k("attention.head_count"),
-                        format!("{n_heads} heads do not divide embedding_length {hidden}"),
-                    ));
-                }
-                hidden / n_heads
-            }
-        };
-        if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(meta_err(
-                k("attention.key_length"),
-                format!("head dimension {head_dim} must be even and positive"),
-            ));
-        }
-        if n_heads % n_kv != 0 {
-            return Err(meta_err(
-                k("attention.head_count_kv"),
-                format!("{n_kv} key/value heads do not divide {n_heads} query heads"),
-            ));
-        }
-        if let Some(rd) = g.get(&k("rope.dimension_count")) {
-            let rd = rd.as_u64();
-            if rd != Some(head_dim as u64) {
-                return Err(LmError::Unsupported(format!(
-                    "partial rotary embedding ({} = {rd:?}, head dimension {head_dim}) in {}",
-                    k("rope.dimension_count"),
-                    g.path()
-                )));
-            }
-        }
-        let rope_linear_factor = match g.get_str_opt(&k("rope.scaling.type"))? {
-            None | Some("none") => None,
-            Some("linear") => {
-                let f = g.get_f64_opt(&k("rope.scaling.factor"))?.unwrap_or(1.0);
-                if !(f > 0.0 && f.is_finite()) {
-                    return Err(meta_err(
-                        k("rope.scaling.factor"),
-                        format!("invalid factor {f}"),
-                    ));
-                }
-                (f != 1.0).then_some(f)
-            }
-            Some(other) => {
-                return Err(LmError::Unsupported(format!(
-                    "RoPE scaling `{other}` in {}",
-                    g.path()
-                )))
-            }
-        };
-        let rope_theta = g.get_f64_opt(&k("rope.freq_base"))?.unwrap_or(10_000.0);
-        let rms_norm_eps = g
-            .get_f64_opt(&k("attention.layer_norm_rms_epsilon"))?
-            .unwrap_or(1e-5);
-        if !(rope_theta > 0.0 && rope_theta.is_finite() && rms_norm_eps >= 0.0) {
-            return Err(meta_err(
-                k("rope.freq_base"),
-                format!("invalid rope theta {rope_theta} or epsilon {rms_norm_eps}"),
-            ));
-        }
-        let max_pos = match g.get(&k("context_length")) {
-            Some(_) => g.get_usize(&k("context_length"), u32::MAX as u64)?,
-            None => 2048,
-        };
-        let embd = g
-            .tensor_info("token_embd.weight")
-            .ok_or_else(|| LmError::MissingTensor {
-                path: g.path().into(),
-                tensor: "token_embd.weight".into(),
-            })?;
-        if embd.dims.len() != 2 || embd.dims[0] != hidden as u64 {
-            return Err(LmError::Tensor {
-                path: g.path().into(),
-                tensor: "token_embd.weight".into(),
-                msg: format!(
-                    "dims {:?} (ggml order) do not match embedding_length {hidden}",
-                    embd.dims
-                ),
-            });
-        }
-        let vocab_size = usize::try_from(embd.dims[1])
-            .ok()
-            .filter(|&v| v > 0 && v as u64 <= u32::MAX as u64)
-            .ok_or_else(|| LmError::Tensor {
-                path: g.path().into(),
-                tensor: "token_embd.weight".into(),
-                msg: format!("vocabulary size {}", embd.dims[1]),
-            })?;
-        Ok(LlamaConfig {
-            vocab_size,
-            hidden_size: hidden,
-            intermediate_size: ffn,
-            num_hidden_layers: n_layers,
-            num_attention_heads: n_heads,
-            num_key_value_heads: n_kv,
-            head_dim,
-            rope_theta,
-            rope_linear_factor,
-            rms_norm_eps,
-            max_position_embeddings: max_pos,
-            tie_word_embeddings: g.tensor_info("output.weight").is_none(),
-        })
-    }
-}
-
-/// How the rows of the query and key projections are laid out for rotary
-/// embeddings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RopeLayout {
-    /// llama.cpp's GGUF layout: pairs `(x[2i], x[2i+1])` rotate together;
-    /// undone on load.
-    Interleaved,
-    /// Hugging Face's layout ("rotate half"), which the model runs.
-    RotateHalf,
-}
-
-/// `config.json` of a Hugging Face Llama model. Missing optional keys take
-/// transformers' `LlamaConfig` defaults.
-#[derive(Deserialize)]
-struct RawHfConfig {
-    #[serde(default)]
-    model_type: Option<String>,
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    #[serde(default)]
-    num_key_value_heads: Option<usize>,
-    #[serde(default)]
-    head_dim: Option<usize>,
-    #[serde(default)]
-    rope_theta: Option<f64>,
-    /// transformers < 5: `{"type" | "rope_type": ..., "factor": ...}`.
-    #[serde(default)]
-    rope_scaling: Option<serde_json::Value>,
-    /// transformers >= 5: `{"rope_type": ..., "rope_theta": ..., "factor": ...}`.
-    #[serde(default)]
-    rope_parameters: Option<serde_json::Value>,
-    #[serde(default = "default_rms_eps")]
-    rms_norm_eps: f64,
-    #[serde(default = "default_max_pos")]
-    max_position_embeddings: usize,
-    #[serde(default)]
-    tie_word_embeddings: bool,
-    #[serde(default)]
-    attention_bias: bool,
-    #[serde(default)]
-    mlp_bias: bool,
-    #[serde(default)]
-    hidden_act: Option<String>,
-    #[serde(default)]
-    sliding_window: Option<serde_json::Value>,
-}
-
-fn default_rms_eps() -> f64 {
-    1e-6
-}
-fn default_max_pos() -> usize {
-    2048
-}
-
-impl LlamaConfig {
-    /// Reads a Hugging Face `config.json` (`model_type` `llama` or
-    /// `mistral`): rope theta and linear RoPE scaling (old `rope_theta` /
-    /// `rope_scaling` keys or transformers 5's `rope_parameters`),
-    /// `rms_norm_eps`, grouped-query heads, `head_dim` and tied embeddings.
-    pub fn from_hf_config(path: &Path) -> Result<LlamaConfig> {
-        let bytes = std::fs::read(path).map_err(|e| LmError::io(path, e))?;
-        let raw: RawHfConfig = serde_json::from_slice(&bytes).map_err(|e| LmError::Json {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-        Self::from_raw_hf(raw, path)
-    }
-
-    fn from_raw_hf(raw: RawHfConfig, path: &Path) -> Result<LlamaConfig> {
-        let bad = |msg: String| LmError::Json {
-            path: path.to_path_buf(),
-            msg,
-        };
-        let unsupported =
-            |what: String| LmError::Unsupported(format!("{what} in {}", path.display()));
-        match raw.model_type.as_deref() {
-            Some("llama") | Some("mistral") | None => {}
-            Some(other) => {
-                return Err(unsupported(format!(
-                    "model_type `{other}` (expected llama or mistral)"
-                )))
-            }
-        }
-        if raw.attention_bias || raw.mlp_bias {
-            return Err(unsupported("attention_bias / mlp_bias".into()));
-        }
-        if let Some(act) = raw.hidden_act.as_deref() {
-            if act != "silu" && act != "swish" {
-                return Err(unsupported(format!("hidden_act `{act}`")));
-            }
-        }
-        if raw.sliding_window.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(unsupported("sliding-window attention".into()));
-        }
-        let n_heads = raw.num_attention_heads;
-        let n_kv = raw.num_key_value_heads.unwrap_or(n_heads);
-        for (name, v, max) in [
-            ("vocab_size", raw.vocab_size, u32::MAX as u64),
-            ("hidden_size", raw.hidden_size, MAX_DIM),
-            ("intermediate_size", raw.intermediate_size, MAX_DIM),
-            ("num_hidden_layers", raw.num_hidden_layers, 4096),
-            ("num_attention_heads", n_heads, 4096),
-            ("num_key_value_heads", n_kv, 4096),
-            (
-                "max_position_embeddings",
-                raw.max_position_embeddings,
-                u32::MAX as u64,
-            ),
-        ] {
-            if v == 0 || v as u64 > max {
-                return Err(bad(format!("{name} = {v} is out of range")));
-            }
-        }
-        let head_dim = match raw.head_dim {
-            Some(d) => d,
-            None => {
-                if !raw.hidden_size.is_multiple_of(n_heads) {
-                    return Err(bad(format!(
-                        "num_attention_heads {n_heads} does not divide hidden_size {}",
-                        raw.hidden_size
-                    )));
-                }
-                raw.hidden_size / n_heads
-            }
-        };
-        if head_dim == 0 || head_dim % 2 != 0 || head_dim as u64 > MAX_DIM {
-            return Err(bad(format!(
-                "head dimension {head_dim} must be even and positive"
-            )));
-        }
-        if !n_heads.is_multiple_of(n_kv) {
-            return Err(bad(format!(
-                "num_key_value_heads {n_kv} does not divide num_attention_heads {n_heads}"
-            )));
-        }
-        // Rope parameters: transformers 5 keeps theta and scaling together.
-        let params = raw
-            .rope_parameters
-            .as_ref()
-            .filter(|v| !v.is_null())
-            .or(raw.rope_scaling.as_ref().filter(|v| !v.is_null()));
-        let mut rope_theta = raw.rope_theta;
-        let mut rope_linear_factor = None;
-        if let Some(p) = params {
-            let obj = p
-                .as_object()
-                .ok_or_else(|| bad("rope_parameters / rope_scaling must be an object".into()))?;
-            if let Some(t) = obj.get("rope_theta") {
-                rope_theta = Some(
-                    t.as_f64()
-                        .ok_or_else(|| bad("rope_theta must be a number".into()))?,
-                );
-            }
-            let ty = obj
-                .get("rope_type")
-                .or_else(|| obj.get("type"))
-                .and_then(|t| t.as_str())
-                .unwrap_or("default");
-            match ty {
-                "default" => {}
-                "linear" => {
-                    let f = obj.get("factor").and_then(|f| f.as_f64()).ok_or_else(|| {
-                        bad("linear RoPE scaling needs a numeric `factor`".into())
-                    })?;
-                    if !(f > 0.0 && f.is_finite()) {
-                        return Err(bad(format!("invalid RoPE scaling factor {f}")));
-                    }
-                    rope_linear_factor = (f != 1.0).then_some(f);
-                }
-                other => return Err(unsupported(format!("RoPE scaling `{other}`"))),
-            }
-        }
-        let rope_theta = rope_theta.unwrap_or(10_000.0);
-        if !(rope_theta > 0.0 && rope_theta.is_finite()) {
-            return Err(bad(format!("invalid rope_theta {rope_theta}")));
-        }
-        if !(raw.rms_norm_eps >= 0.0 && raw.rms_norm_eps.is_finite()) {
-            return Err(bad(format!("invalid rms_norm_eps {}", raw.rms_norm_eps)));
-        }
-        Ok(LlamaConfig {
-            vocab_size: raw.vocab_size,
-            hidden_size: raw.hidden_size,
-            intermediate_size: raw.intermediate_size,
-            num_hidden_layers: raw.num_hidden_layers,
-            num_attention_heads: n_heads,
-            num_key_value_heads: n_kv,
-            head_dim,
-            rope_theta,
-            rope_linear_factor,
-            rms_norm_eps: raw.rms_norm_eps,
-            max_position_embeddings: raw.max_position_embeddings,
-            tie_word_embeddings: raw.tie_word_embeddings,
-        })
-    }
-}
+use crate::weights::{SafetensorsWeights, WeightSource};
 
 /// Maps the GGUF tensor names the loader asks for to Hugging Face Llama
 /// names (`model.layers.N.self_attn.q_proj.weight`, ...).
@@ -625,7 +273,7 @@ impl Llama {
     /// Loads a Llama model from a GGUF file.
     pub fn from_gguf(g: &GgufFile, kind: Kind, device: Device) -> Result<Llama> {
         let config = LlamaConfig::from_gguf(g)?;
-        let w = crate::common::GgufWeights {
+        let w = crate::weights::GgufWeights {
             file: g,
             kind,
             device,
@@ -729,31 +377,6 @@ impl Llama {
     /// The configuration.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
-    }
-
-    /// Number of tokens in the KV cache (prefix tokens not counted).
-    pub fn cache_len(&self) -> usize {
-        self.past as usize
-    }
-
-    /// Replaces the KV cache by its batch rows `index` (`[new_batch]`, i64;
-    /// rows may repeat), e.g. to continue one prefilled prompt as several
-    /// rows.
-    pub fn select_cache_rows(&mut self, index: &Tensor) -> Result<()> {
-        for b in &mut self.blocks {
-            if let Some(c) = b.attn.kv_cache.as_ref() {
-                b.attn.kv_cache = Some(c.select_rows(index)?);
-            }
-        }
-        Ok(())
-    }
-
-    /// Empties the KV cache.
-    pub fn clear_cache(&mut self) {
-        for b in &mut self.blocks {
-            b.attn.kv_cache = None;
-        }
-        self.past = 0;
     }
 
     /// Every parameter tensor, by name (for inspection and tests).
@@ -862,5 +485,17 @@ impl Llama {
             logits = h.process_logits(logits)?;
         }
         Ok(ForwardOutput { logits, hidden })
+    }
+}
+
+impl LayerCaches for Llama {
+    fn caches_mut(&mut self) -> impl Iterator<Item = &mut Option<KvCache>> {
+        self.blocks.iter_mut().map(|b| &mut b.attn.kv_cache)
+    }
+    fn past(&self) -> i64 {
+        self.past
+    }
+    fn set_past(&mut self, past: i64) {
+        self.past = past;
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{ForwardOutput, LogitsScope};
+use crate::common::{ForwardOutput, LayerCaches, LogitsScope};
 use crate::error::{LmError, Result};
 use crate::generate::{
     logits_rows, sample_row, FinishReason, GenerateOptions, Generation, Rng, StreamText, TokenEvent,

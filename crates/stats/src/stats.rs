@@ -1,4 +1,4 @@
-//! Two-sample comparisons, exactly as upstream computes them (protocol §2).
+//! Two-sample comparisons, exactly as upstream computes them (docs/protocols/v2.md §3).
 //!
 //! [`compare`] reproduces upstream `compute_statistics(control, treatment)`
 //! of `test_statistical.py` and adds the exact Welch p, Student's t test and

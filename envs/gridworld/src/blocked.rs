@@ -1,5 +1,5 @@
 //! Emotional-ED V2 "anger" grid: a temporary wall stands on the direct route
-//! for the first nine steps of each episode (spec §3.2).
+//! for the first nine steps of each episode (docs/protocols/v2.md §4.3).
 
 use crate::grid::{self, Pos};
 use emorl_core::{DiscreteEnv, EmotionalContext, Env, Info, Step};

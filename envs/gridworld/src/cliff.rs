@@ -1,7 +1,8 @@
-//! Emotional-ED Experiment 18 slippery cliff (upstream `SlipperyCliffEnv`, spec §5.1):
-//! 4×12 grid, start bottom-left, goal **top**-right, cliff along the bottom row
-//! between them; with probability `slip_prob` the intended action is replaced by
-//! a uniformly random one (possibly the same, quirk Q-18-SLIPSAME).
+//! Emotional-ED Experiment 18 slippery cliff (upstream `SlipperyCliffEnv`,
+//! docs/protocols/v2.md §6.1): 4×12 grid, start bottom-left, goal **top**-right,
+//! cliff along the bottom row between them; with probability `slip_prob` the
+//! intended action is replaced by a uniformly random one (possibly the same,
+//! quirk Q-18-SLIPSAME).
 //!
 //! Action order is upstream's for this task: `0 up, 1 right, 2 down, 3 left`.
 

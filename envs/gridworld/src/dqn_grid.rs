@@ -1,4 +1,4 @@
-//! Emotional-ED Experiment 16b grid (upstream `GridWorldGPU(size=5)`, spec §4.1):
+//! Emotional-ED Experiment 16b grid (upstream `GridWorldGPU(size=5)`, docs/protocols/v2.md §5.1):
 //! a 5×5 world with clamped moves, a **terminal** threat in the centre and a
 //! goal in the far corner, described to a DQN by four numeric features.
 

@@ -1,4 +1,4 @@
-//! Emotional-ED V2 "integration" grid (spec §3.4): a safe goal, a risky goal
+//! Emotional-ED V2 "integration" grid (docs/protocols/v2.md §4.5): a safe goal, a risky goal
 //! behind a harmful threat cell, and a blocked goal behind a breakable wall —
 //! fear, anger and regret pull in different directions.
 

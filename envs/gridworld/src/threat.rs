@@ -1,5 +1,5 @@
 //! Emotional-ED V2 Experiment 12 "fear" grid: a 5×5 world with a passable,
-//! harmless threat in the centre (spec §3.1).
+//! harmless threat in the centre (docs/protocols/v2.md §4.2).
 
 use crate::grid::{self, Pos};
 use emorl_core::{DiscreteEnv, EmotionalContext, Env, Info, Step};

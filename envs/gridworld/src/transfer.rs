@@ -1,4 +1,4 @@
-//! Emotional-ED V2 "transfer" grids (spec §3.5): train with the threat in the
+//! Emotional-ED V2 "transfer" grids (docs/protocols/v2.md §4.6): train with the threat in the
 //! centre, test with a novel threat at (1,3). Cells within 1.5 of the threat
 //! cost 0.5.
 

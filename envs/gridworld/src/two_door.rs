@@ -1,5 +1,5 @@
 //! Emotional-ED V2 "regret" task: two doors with counterfactual feedback
-//! (spec §3.3). Both doors pay 0.5 + N(0, 1), drawn for all trials at reset
+//! (docs/protocols/v2.md §4.4). Both doors pay 0.5 + N(0, 1), drawn for all trials at reset
 //! from the shared generator (upstream's `multivariate_normal` draws).
 
 use emorl_core::{Counterfactual, DiscreteEnv, EmotionalContext, Env, Info, RngHandle, Step};

@@ -1,4 +1,4 @@
-//! Upstream Exp 18 `FearEDAgent` (spec §5.4), reproduced with its quirks:
+//! Upstream Exp 18 `FearEDAgent` (docs/protocols/v2.md §6.3), reproduced with its quirks:
 //! - Q-18-MUTATE: computing fear adds pain to and decays the tonic level —
 //!   once per action and once per replayed sample, in sample order.
 //! - Q-18-STALECTX: replayed fear comes from the stored post-step context plus

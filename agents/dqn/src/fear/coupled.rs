@@ -1,4 +1,4 @@
-//! Upstream Exp 16b `EmotionalDQNAgent` (spec §4.4), reproduced with its quirks:
+//! Upstream Exp 16b `EmotionalDQNAgent` (docs/protocols/v2.md §5.3), reproduced with its quirks:
 //! - Q-16b-AUGMISMATCH: acting sees `[s, fear(s)]`, training sees `[s, fear(s')]`
 //!   and `[s', fear(s')]` (the stored fear is that of the next state).
 //! - Q-16b-STOREDFEAR: loss weights and LR use that stored fear; the weight

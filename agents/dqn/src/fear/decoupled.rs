@@ -1,4 +1,4 @@
-//! Decoupled fear (the remedies of spec §5.9): a small network of its own
+//! Decoupled fear (the remedies of docs/protocols/v2.md §6.7): a small network of its own
 //! predicts, per action, the probability that the next step is dangerous
 //! (it harms, or ends within `danger_radius` of the threat), trained with BCE
 //! on facts stored with each transition. Its output reaches the Q-learner as
