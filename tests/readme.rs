@@ -1,5 +1,6 @@
-//! README commands work as written. Every command line of README.md's
-//! `bash` blocks is run here verbatim through `bash -c`, from a scratch
+//! README and docs/ commands work as written. Every command line of the
+//! `bash` blocks of README.md and of every page under docs/ is run here
+//! verbatim through `bash -c`, from a scratch
 //! repository root (with `../shared` beside it, as in a clone) and `emorl`
 //! on PATH as set-up puts it — unless it is named in [`NOT_RUN`] with the
 //! reason. A README command that is neither run nor named fails the test,
@@ -32,10 +33,37 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
 ];
 
-/// Lines of the README's `bash` blocks, comments kept (they are part of
-/// what a user copies; bash ignores them).
+/// README.md and the Markdown pages under docs/ (any depth).
+fn pages() -> Vec<PathBuf> {
+    let root = common::root();
+    let mut out = vec![root.join("README.md")];
+    let mut dirs = vec![root.join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("docs/") {
+            let p = entry.expect("entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "md") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Lines of the `bash` blocks of README.md and docs/, comments kept (they
+/// are part of what a user copies; bash ignores them).
 fn readme_commands() -> Vec<String> {
-    let text = std::fs::read_to_string(common::root().join("README.md")).expect("README.md");
+    let mut out = Vec::new();
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).expect("page");
+        out.extend(bash_lines(&text));
+    }
+    out
+}
+
+fn bash_lines(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_bash = false;
     for line in text.lines() {
@@ -164,4 +192,31 @@ fn readme_commands_run_as_written() {
     }
     // They wrote their runs where the README says: runs/ under the root.
     assert!(root.join("runs").read_dir().expect("runs/").count() >= 4);
+}
+
+/// Every relative link of README.md and docs/ names a file that exists
+/// (pages moved between them must not leave dead links).
+#[test]
+fn links_between_pages_resolve() {
+    let mut checked = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).expect("page");
+        let dir = page.parent().expect("page dir");
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.starts_with("http") || target.starts_with('#') || target.contains(' ') {
+                continue;
+            }
+            let path = target.split('#').next().unwrap_or_default();
+            assert!(
+                dir.join(path).exists(),
+                "{}: the link to {target} names no file",
+                page.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} links checked");
 }

@@ -69,13 +69,13 @@ impl Default for LlmTrainConfig {
                 max_turn: 3,
                 // Chosen on `emorl train` validation conversations (seeds
                 // 6 000 000 + …), not the table's: 1e-3 did not move the
-                // modules at all on SmolLM2 (KL 0.000), see agents/llm/NOTES.md.
+                // modules at all on SmolLM2 (KL 0.000), see docs/llm-design-notes.md.
                 lr: 0.05,
                 // Tie the modules' emotional input to emotional expression.
                 // 1.0 (chosen on the tuning prompts' markers alone) took
                 // SmolLM2's validation return from 1.06 to -0.37 in 12
                 // updates, 0.1 to +1.46 (8 validation conversations, seeds
-                // 6 000 000 + …; agents/llm/NOTES.md).
+                // 6 000 000 + …; docs/llm-design-notes.md).
                 expression_coef: 0.1,
                 // Seed 001's phase 3: the ERM learns online what its
                 // situations turn into.
@@ -84,13 +84,13 @@ impl Default for LlmTrainConfig {
                 // every distribution flatter (a hotter softmax puts more
                 // mass on rare expression words too) — SmolLM2's entropy
                 // rose from 1.2 to 7 nats per token in 6 updates
-                // (agents/llm/NOTES.md, "One optimiser").
+                // (docs/llm-design-notes.md, "One optimiser").
                 //
                 // The ERM's low-rank logit directions at 10× the base rate
                 // (0.5: about half a logit a step on the best-aligned token;
                 // at 1× that would be 0.6 logits after the default 12
                 // updates). Tried on SmolLM2's validation conversations, not
-                // the table's (NOTES.md, "One optimiser").
+                // the table's (docs/llm-design-notes.md, "One optimiser").
                 lr_scale: [
                     ("erm.temperature".to_string(), 0.0),
                     ("erm.logit".to_string(), 10.0),
@@ -178,7 +178,7 @@ pub fn resolve_config(origin: &str, table: toml::Table) -> Result<LlmTrainConfig
         bail!("{origin}: agent.max_new_tokens must be > 0");
     }
     // The count used, not 0, goes into the run's config: libtorch's results
-    // depend on it (agents/llm/NOTES.md).
+    // depend on it (docs/llm-design-notes.md).
     cfg.threads =
         emorl_core::parallelism::resolve_threads(&format!("{origin}.threads"), cfg.threads)?;
     Ok(cfg)

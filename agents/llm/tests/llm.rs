@@ -358,7 +358,7 @@ fn rl_raises_the_dialogue_return_over_llm_base() {
         max_turn: 3,
         microbatch: 32,
         // The ERM's temperature stays put: RL through a global temperature
-        // knob mostly moved the KL (NOTES.md, "One optimiser").
+        // knob mostly moved the KL (docs/llm-design-notes.md, "One optimiser").
         lr_scale: [("erm.temperature".to_string(), 0.0)].into_iter().collect(),
         ..RlConfig::default()
     };

@@ -44,7 +44,7 @@ fn supervised_encoder_beats_the_majority_class_on_held_out_conversations() {
         pretrain_encoder_on_dialogue(&encoder, &DialogueConfig::default(), &config, |_, _| {})
             .unwrap();
     eprintln!("{report:#?}");
-    // Margins stated in NOTES.md: accuracy at least 0.25 above the majority
+    // Margins stated in docs/llm-design-notes.md: accuracy at least 0.25 above the majority
     // class, and a macro-F1 of at least 0.6 over the five classes.
     assert!(
         report.test.accuracy >= report.test.majority_accuracy + 0.25,

@@ -117,11 +117,11 @@ pub const CONTRAST_PAIRS: [&[(&str, &str)]; N_EMOTIONS] = [
 pub struct SteeringConfig {
     /// Blocks whose output is steered (negative: from the end, `-1` the
     /// last); empty: the middle block. Default: the fourth-last and the last
-    /// block (chosen on the tuning prompts, `NOTES.md`).
+    /// block (chosen on the tuning prompts, `docs/llm-design-notes.md`).
     pub layers: Vec<i64>,
     /// Initial per-emotion scale, in units of the steered block's typical
     /// residual norm (0: the model is unchanged until trained). Default 0.5,
-    /// chosen on the tuning prompts (`NOTES.md`).
+    /// chosen on the tuning prompts (`docs/llm-design-notes.md`).
     pub init_scale: f64,
     /// GoEmotions train comments per class (each emotion and neutral) the
     /// directions are computed from.

@@ -49,7 +49,7 @@ pub struct RlConfig {
     /// deviation of its k rewards plus `advantage_eps` (group-normalised, as
     /// GRPO does): every prompt then weighs about the same whatever its
     /// reward spread. Off by default: on stories260K it learned less than
-    /// plain leave-one-out advantages (NOTES.md, "Group-normalised advantages").
+    /// plain leave-one-out advantages (docs/llm-design-notes.md, "Group-normalised advantages").
     pub normalize_advantages: bool,
     /// Added to the group's reward SD before dividing: near-ties would
     /// otherwise get huge advantages from differences that are noise.
@@ -96,7 +96,7 @@ pub struct RlConfig {
     /// comes from supervision and the ERM's feedback objective alone — RL
     /// cannot redefine an emotion to whatever pays (on stories260K, RL
     /// through the appraisal drove the ERM's heads to saturation and left
-    /// the return where it was; see NOTES.md).
+    /// the return where it was; see docs/llm-design-notes.md).
     pub rl_through_appraisal: bool,
     /// Weight of the ERM's online feedback objective (seed 001's phase 3;
     /// 0: off): the ERM's appraisal of each prompt is pulled towards the
