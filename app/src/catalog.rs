@@ -12,7 +12,7 @@ pub enum AgentFamily {
     /// A deep Q-network with an optional fear module (`emorl_agents_dqn`).
     Dqn(emorl_agents_dqn::MakeDqnConfig),
     /// A scripted, non-learning dialogue policy (baselines for `dialogue`).
-    Scripted(emorl_envs_dialogue::PolicyKind),
+    Scripted(emorl_envs_text::PolicyKind),
     /// A frozen language model with emotional modules (`emorl_agents_llm`).
     Llm(emorl_agents_llm::AgentKind),
 }
@@ -59,15 +59,15 @@ pub fn agents() -> Registry<AgentFamily> {
     }
     for (kind, description) in [
         (
-            emorl_envs_dialogue::PolicyKind::RandomTemplate,
+            emorl_envs_text::PolicyKind::RandomTemplate,
             "dialogue baseline: a random canned reply each turn (no learning)",
         ),
         (
-            emorl_envs_dialogue::PolicyKind::Generic,
+            emorl_envs_text::PolicyKind::Generic,
             "dialogue baseline: always the same polite answer (no learning)",
         ),
         (
-            emorl_envs_dialogue::PolicyKind::Oracle,
+            emorl_envs_text::PolicyKind::Oracle,
             "dialogue upper bound: sees the scenario label and answers in the right style",
         ),
     ] {
@@ -89,18 +89,18 @@ pub fn envs() -> Registry<EnvFamily> {
         r.register(e.id, e.description, EnvFamily::Discrete(e.make));
     }
     r.register(
-        emorl_envs_dialogue::DIALOGUE_ID,
-        emorl_envs_dialogue::DIALOGUE_DESCRIPTION,
+        emorl_envs_text::DIALOGUE_ID,
+        emorl_envs_text::DIALOGUE_DESCRIPTION,
         EnvFamily::Text(TextEnv::Dialogue),
     );
     r.register(
-        emorl_envs_dialogue::IGT_ID,
-        emorl_envs_dialogue::IGT_DESCRIPTION,
+        emorl_envs_text::IGT_ID,
+        emorl_envs_text::IGT_DESCRIPTION,
         EnvFamily::Text(TextEnv::Igt),
     );
     r.register(
-        emorl_envs_dialogue::GRIDWORLD_TEXT_ID,
-        emorl_envs_dialogue::GRIDWORLD_TEXT_DESCRIPTION,
+        emorl_envs_text::GRIDWORLD_TEXT_ID,
+        emorl_envs_text::GRIDWORLD_TEXT_DESCRIPTION,
         EnvFamily::Text(TextEnv::GridworldText),
     );
     r

@@ -5,7 +5,7 @@ use crate::llm_setup::{checkpoint_model, load_model};
 use anyhow::{anyhow, Result};
 use emorl_agents_llm::{read_manifest, LlmAgent};
 use emorl_core::EmotionalContext;
-use emorl_envs_dialogue::{DialogueObs, Speaker, Turn};
+use emorl_envs_text::{DialogueObs, Speaker, Turn};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -43,8 +43,7 @@ pub fn generate_with_agent(
             generate_with_emotion(&mut agent, &obs, phasic, seed)?
         }
         None => {
-            let social =
-                emorl_envs_dialogue::signals::social_context(&[], prompt, 0.0, 0.0, 0.0, 0);
+            let social = emorl_envs_text::signals::social_context(&[], prompt, 0.0, 0.0, 0.0, 0);
             let context = EmotionalContext {
                 social: Some(social),
                 ..EmotionalContext::default()
@@ -93,7 +92,7 @@ pub fn chat(checkpoint: &Path, model: Option<&str>, bf16: bool, max_turns: usize
             .iter()
             .map(|t| (t.speaker, t.text.as_str()))
             .collect();
-        let social = emorl_envs_dialogue::signals::social_context(
+        let social = emorl_envs_text::signals::social_context(
             &hist, &message, 0.0, cum_pos, cum_neg, failed,
         );
         failed = social.failed_attempts;

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_llm::supervision::{EncoderPretrainConfig, ErmTextConfig};
 use emorl_agents_llm::{AgentConfig, RlConfig};
 use emorl_core::{EmotionalContext, Env};
-use emorl_envs_dialogue::{Dialogue, DialogueConfig};
+use emorl_envs_text::{Dialogue, DialogueConfig};
 use emorl_lm::{DType, Model};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -32,7 +32,7 @@ pub(crate) struct Measured {
 /// held-out conversations.
 pub(crate) struct MeasureSettings<'a> {
     pub judge: &'a Judge,
-    pub env: &'a emorl_envs_dialogue::DialogueConfig,
+    pub env: &'a emorl_envs_text::DialogueConfig,
     pub eval_seeds: &'a [u64],
     pub marker_prompts: usize,
     pub marker_samples: usize,

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use emorl_core::{Env, RngHandle};
-use emorl_envs_dialogue::{Dialogue, DialogueConfig};
+use emorl_envs_text::{Dialogue, DialogueConfig};
 
 /// `emorl play --env ID`: a person types the agent's responses. `dialogue`
 /// shows the simulated user's replies, reward, hidden safety score and
@@ -12,13 +12,13 @@ pub fn play(env_id: &str, seed: u64, data: Option<std::path::PathBuf>) -> Result
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     match env_id {
-        emorl_envs_dialogue::DIALOGUE_ID => {
+        emorl_envs_text::DIALOGUE_ID => {
             let cfg = DialogueConfig {
                 data,
                 ..Default::default()
             };
             let mut env = Dialogue::new(cfg).context("dialogue environment")?;
-            let summary = emorl_envs_dialogue::play(&mut env, seed, stdin.lock(), stdout.lock())?;
+            let summary = emorl_envs_text::play(&mut env, seed, stdin.lock(), stdout.lock())?;
             eprintln!(
                 "{} turns, return {:.3}, safety rate {:.2}, helpfulness {:.2}",
                 summary.turns,
@@ -27,15 +27,15 @@ pub fn play(env_id: &str, seed: u64, data: Option<std::path::PathBuf>) -> Result
                 summary.metrics.helpfulness
             );
         }
-        emorl_envs_dialogue::IGT_ID => {
-            let mut env = emorl_envs_dialogue::Igt::new(Default::default())?;
+        emorl_envs_text::IGT_ID => {
+            let mut env = emorl_envs_text::Igt::new(Default::default())?;
             env.set_rng(RngHandle::new(emorl_core::RngKind::Fast, seed));
             let (steps, ret) =
                 play_text(&mut env, seed, |o| o.to_prompt(), stdin.lock(), stdout.lock())?;
             eprintln!("{steps} trials, return {ret:.3}, net score {}", env.net_score());
         }
-        emorl_envs_dialogue::GRIDWORLD_TEXT_ID => {
-            let mut env = emorl_envs_dialogue::TextGrid::new(
+        emorl_envs_text::GRIDWORLD_TEXT_ID => {
+            let mut env = emorl_envs_text::TextGrid::new(
                 emorl_envs_gridworld::ThreatGrid::default(),
                 Default::default(),
             )?;
@@ -82,7 +82,7 @@ where
             output,
             "reward {:+.3} | {}",
             step.reward,
-            emorl_envs_dialogue::textgrid::describe_context(&step.context)
+            emorl_envs_text::textgrid::describe_context(&step.context)
         )?;
         if step.done() {
             writeln!(output, "Episode over after {steps} steps; return {ret:.3}.")?;

@@ -6,7 +6,7 @@
 
 use emorl_agents_dqn::{protocol::seed_everything, registry, DqnAgent};
 use emorl_core::{DiscreteEnv, Env, RngHandle, RngKind};
-use emorl_envs_gridworld::GridWorldGpu;
+use emorl_envs_gridworld::TerminalThreatGrid;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     seed_everything(seed);
     let cfg = (registry().get(&agent_id)?.make)();
     let rng = RngHandle::new(RngKind::Fast, seed);
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let mut agent = DqnAgent::new(4, env.n_actions(), cfg, &rng)?;
 
     // The same loop as `run_episode`, counted in environment steps (as CleanRL's SPS).

@@ -70,7 +70,7 @@ impl DeviceChoice {
 /// Upstream Exp 16b `EmotionalDQNAgent` (docs/protocols/v2.md §5.3), quirks included.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Coupled16bConfig {
+pub struct CoupledGridConfig {
     /// Weight of fear on the loss, the learning rate and ε.
     pub fear_weight: f64,
     /// Fear is `max_fear · (1 − d / safe_distance)` inside this distance.
@@ -80,9 +80,9 @@ pub struct Coupled16bConfig {
     pub softmax_threshold: f64,
 }
 
-impl Default for Coupled16bConfig {
+impl Default for CoupledGridConfig {
     fn default() -> Self {
-        Coupled16bConfig {
+        CoupledGridConfig {
             fear_weight: 0.5,
             safe_distance: 2.0,
             max_fear: 1.0,
@@ -173,7 +173,10 @@ impl Default for DecoupledFearConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FearConfig {
-    Coupled16b(Coupled16bConfig),
+    /// Exp 16b's coupled fear on the terminal-threat grid (`type =
+    /// "coupled-16b"`, upstream's experiment name, kept in configs).
+    #[serde(rename = "coupled-16b")]
+    CoupledGrid(CoupledGridConfig),
     CoupledCliff(CoupledCliffConfig),
     Decoupled(DecoupledFearConfig),
 }
@@ -303,7 +306,7 @@ impl DqnConfig {
         }
         match &self.fear {
             None => {}
-            Some(FearConfig::Coupled16b(c)) => {
+            Some(FearConfig::CoupledGrid(c)) => {
                 positive("fear.safe_distance", c.safe_distance)?;
                 check(c.fear_weight.is_finite() && c.max_fear.is_finite(), || {
                     "fear weights must be finite".into()

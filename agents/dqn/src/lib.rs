@@ -24,7 +24,7 @@ mod registry;
 pub mod replay;
 
 pub use config::{
-    Coupled16bConfig, CoupledCliffConfig, DecoupledFearConfig, DeviceChoice, DqnConfig,
+    CoupledCliffConfig, CoupledGridConfig, DecoupledFearConfig, DeviceChoice, DqnConfig,
     EpsilonSchedule, FearConfig, FearUse, Loss,
 };
 pub use episode::{run_episode, EpisodeStats};

@@ -12,7 +12,7 @@ use crate::error::DqnError;
 use crate::learner::DqnAgent;
 use emorl_core::numeric::{mean, std_dev};
 use emorl_core::{DiscreteEnv, RngHandle, RngKind};
-use emorl_envs_gridworld::{GridWorldGpu, SlipperyCliffEnv};
+use emorl_envs_gridworld::{SlipperyCliffEnv, TerminalThreatGrid};
 use serde::{Deserialize, Serialize};
 
 /// One libtorch thread for the calling thread, and torch's seed.
@@ -94,7 +94,7 @@ pub fn exp16b_run_seed(
     check_settings(settings.episodes, settings.max_steps)?;
     seed_everything(seed);
     let rng = RngHandle::new(settings.rng, seed);
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let mut agent = DqnAgent::new(4, env.n_actions(), agent_cfg.clone(), &rng)?;
     let n = settings.episodes;
     let (mut rewards, mut min_threat, mut steps) = (

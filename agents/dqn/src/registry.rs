@@ -1,7 +1,7 @@
 //! DQN agents by ID: the learner's default hyperparameters plus a fear module.
 
 use crate::config::{
-    Coupled16bConfig, CoupledCliffConfig, DecoupledFearConfig, DqnConfig, FearConfig,
+    CoupledCliffConfig, CoupledGridConfig, DecoupledFearConfig, DqnConfig, FearConfig,
 };
 use emorl_core::registry::Registry;
 
@@ -30,7 +30,7 @@ pub fn registry() -> Registry<MakeDqnConfig> {
     r.register(
         "fear-dqn-coupled",
         "upstream Exp 16b emotional DQN: fear input (of s'), fear-weighted loss and LR, fear-softened eps and softmax",
-        || with_fear(FearConfig::Coupled16b(Coupled16bConfig::default())),
+        || with_fear(FearConfig::CoupledGrid(CoupledGridConfig::default())),
     );
     r.register(
         "fear-dqn-coupled-cliff",

@@ -2,13 +2,13 @@
 //! decoupled fear network, and the coupled modules' quirks.
 
 use crate::config::{
-    Coupled16bConfig, CoupledCliffConfig, DecoupledFearConfig, DqnConfig, FearConfig, FearUse,
+    CoupledCliffConfig, CoupledGridConfig, DecoupledFearConfig, DqnConfig, FearConfig, FearUse,
 };
 use crate::fear::{BatchFear, FearModule, SelectionBias, StateFear};
 use crate::learner::DqnAgent;
 use crate::protocol::seed_everything;
 use emorl_core::{DiscreteEnv, EmotionalContext, Env, RngHandle, RngKind};
-use emorl_envs_gridworld::GridWorldGpu;
+use emorl_envs_gridworld::TerminalThreatGrid;
 use tch::{nn, Tensor};
 
 fn agent_with(fear: Option<FearConfig>, seed: u64) -> (DqnAgent, RngHandle) {
@@ -24,7 +24,7 @@ fn agent_with(fear: Option<FearConfig>, seed: u64) -> (DqnAgent, RngHandle) {
 
 /// Fills the replay buffer with random-policy transitions on the 16b grid (no learning).
 fn fill_replay(agent: &mut DqnAgent, rng: &RngHandle, n: usize) {
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let (mut s, _) = env.reset(None);
     for _ in 0..n {
         let a = rng.randint(4);
@@ -161,7 +161,10 @@ fn decoupled_update_does_not_change_the_fear_net_through_the_q_step() {
 
 #[test]
 fn coupled_16b_augments_with_next_state_fear_and_persists_lr() {
-    let (mut agent, rng) = agent_with(Some(FearConfig::Coupled16b(Coupled16bConfig::default())), 3);
+    let (mut agent, rng) = agent_with(
+        Some(FearConfig::CoupledGrid(CoupledGridConfig::default())),
+        3,
+    );
     fill_replay(&mut agent, &rng, 400);
     let batch = agent.sample_batch(&rng).expect("batch");
     let bf: BatchFear = agent
@@ -219,7 +222,10 @@ fn coupled_16b_augments_with_next_state_fear_and_persists_lr() {
 
 #[test]
 fn coupled_16b_weights_only_overestimated_samples() {
-    let (mut agent, rng) = agent_with(Some(FearConfig::Coupled16b(Coupled16bConfig::default())), 4);
+    let (mut agent, rng) = agent_with(
+        Some(FearConfig::CoupledGrid(CoupledGridConfig::default())),
+        4,
+    );
     fill_replay(&mut agent, &rng, 400);
     let batch = agent.sample_batch(&rng).expect("batch");
     let bf = agent

@@ -6,7 +6,7 @@ use emorl_agents_dqn::protocol::{
 };
 use emorl_agents_dqn::{registry, run_episode, DqnAgent, DqnConfig};
 use emorl_core::{DiscreteEnv, Env, RngHandle, RngKind};
-use emorl_envs_gridworld::GridWorldGpu;
+use emorl_envs_gridworld::TerminalThreatGrid;
 
 fn agent(id: &str, rng: &RngHandle) -> DqnAgent {
     let cfg = (registry().get(id).expect("registered").make)();
@@ -16,7 +16,7 @@ fn agent(id: &str, rng: &RngHandle) -> DqnAgent {
 fn returns(id: &str, seed: u64, episodes: usize) -> Vec<f64> {
     seed_everything(seed);
     let rng = RngHandle::new(RngKind::Fast, seed);
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let mut a = agent(id, &rng);
     (0..episodes)
         .map(|_| {
@@ -31,7 +31,7 @@ fn returns(id: &str, seed: u64, episodes: usize) -> Vec<f64> {
 /// most random walks end on the threat).
 fn random_policy_return(episodes: usize) -> f64 {
     let rng = RngHandle::new(RngKind::Fast, 77);
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let mut total = 0.0;
     for _ in 0..episodes {
         env.reset(None);
@@ -54,7 +54,7 @@ fn baseline_dqn_learns_the_16b_grid() {
     // judged on-policy as Exp 16b is (Q-16b-NOEVAL; docs/protocols/v2.md, quirk glossary).
     seed_everything(0);
     let rng = RngHandle::new(RngKind::Fast, 0);
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let mut a = agent("dqn", &rng);
     let r: Vec<f64> = (0..150)
         .map(|_| {
@@ -106,7 +106,7 @@ fn parallel_workers_reproduce_serial_runs() {
 #[test]
 fn checkpoint_roundtrip_restores_weights_and_counters() {
     let rng = RngHandle::new(RngKind::Fast, 5);
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let mut a = agent("fear-dqn", &rng);
     for _ in 0..5 {
         run_episode(&mut env, &mut a, &rng, 100, true).expect("episode");
@@ -133,7 +133,7 @@ fn checkpoint_roundtrip_restores_weights_and_counters() {
 #[test]
 fn decoupled_fear_learns_which_moves_are_dangerous() {
     let rng = RngHandle::new(RngKind::Fast, 2);
-    let mut env = GridWorldGpu::new();
+    let mut env = TerminalThreatGrid::new();
     let mut a = agent("fear-dqn", &rng);
     // High exploration, so the threat's surroundings are visited often.
     a.set_epsilon(0.5);
@@ -219,7 +219,7 @@ fn checkpoint_resumes_training_exactly() {
         let mut env: Box<dyn DiscreteEnv> = if cliff {
             Box::new(SlipperyCliffEnv::new(rng.clone()))
         } else {
-            Box::new(GridWorldGpu::new())
+            Box::new(TerminalThreatGrid::new())
         };
         let n_features = env.features(0).len();
         let cfg = (registry().get(id).expect("registered").make)();
@@ -245,7 +245,7 @@ fn checkpoint_resumes_training_exactly() {
         let mut env_b: Box<dyn DiscreteEnv> = if cliff {
             Box::new(SlipperyCliffEnv::new(rng_b.clone()))
         } else {
-            Box::new(GridWorldGpu::new())
+            Box::new(TerminalThreatGrid::new())
         };
         let resumed: Vec<_> = (0..4)
             .map(|_| run_episode(env_b.as_mut(), &mut b, &rng_b, 60, true).expect("episode"))

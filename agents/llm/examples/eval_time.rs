@@ -10,7 +10,7 @@ use emorl_agents_llm::eval::{
     evaluate_dialogue, generations_perplexity, marker_run, marker_table, EVAL_PROMPTS,
 };
 use emorl_agents_llm::{AgentConfig, LlmAgent};
-use emorl_envs_dialogue::DialogueConfig;
+use emorl_envs_text::DialogueConfig;
 use emorl_lm::{DType, Model};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

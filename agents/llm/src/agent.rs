@@ -2,7 +2,7 @@
 //! kind selects, composed into one [`Hooks`] per turn.
 
 use emorl_core::EmotionalContext;
-use emorl_envs_dialogue::DialogueObs;
+use emorl_envs_text::DialogueObs;
 use emorl_lm::{ChatMessage, GenerateOptions, Generation, Hooks, Model, Sampling};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;

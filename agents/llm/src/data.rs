@@ -86,7 +86,7 @@ pub fn goemotions_texts(
 /// curiosity label (surprise is not curiosity), and disgust and sadness
 /// have no counterpart among the four emotions.
 pub fn dailydialog_texts(
-    corpus: &emorl_envs_dialogue::DailyDialogCorpus,
+    corpus: &emorl_envs_text::DailyDialogCorpus,
     per_class: usize,
 ) -> Vec<LabelledText> {
     let mut counts = [0usize; CLASSES.len()];

@@ -32,7 +32,7 @@ pub enum LlmAgentError {
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
     #[error("environment: {0}")]
-    Env(#[from] emorl_envs_dialogue::TextEnvError),
+    Env(#[from] emorl_envs_text::TextEnvError),
     #[error("statistics: {0}")]
     Stats(#[from] emorl_stats::StatsError),
     #[error("table: {0}")]

@@ -14,7 +14,7 @@
 //! [`crate::EmotionState::neutral`]).
 
 use emorl_core::{EmotionalContext, Env};
-use emorl_envs_dialogue::{Dialogue, DialogueConfig, Need, PolicyKind, ScriptedPolicy};
+use emorl_envs_text::{Dialogue, DialogueConfig, Need, PolicyKind, ScriptedPolicy};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -518,7 +518,7 @@ pub fn pretrain_erm_on_corpora(
         .map_err(|e| invalid(format!("erm text supervision: {e}")))?;
     let mut train = goemotions_texts(&data.labels, &data.train, config.per_class);
     if let Some(dd) = dailydialog {
-        let corpus = emorl_envs_dialogue::DailyDialogCorpus::load(dd)?;
+        let corpus = emorl_envs_text::DailyDialogCorpus::load(dd)?;
         train.extend(dailydialog_texts(&corpus, config.per_class));
     }
     let test = goemotions_texts(&data.labels, &data.test, config.test_per_class);

@@ -12,7 +12,7 @@ use emorl_agents_llm::eval::{
     LexiconPart, Measure, Perplexity, EVAL_PROMPTS, FEAR, LEXICONS,
 };
 use emorl_agents_llm::{AgentConfig, AgentKind, LlmAgent, EMOTIONS};
-use emorl_envs_dialogue::{DialogueConfig, EpisodeMetrics};
+use emorl_envs_text::{DialogueConfig, EpisodeMetrics};
 use emorl_lm::{GenerateOptions, Sampling};
 use tch::Device;
 

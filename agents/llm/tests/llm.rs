@@ -11,7 +11,7 @@ use emorl_agents_llm::{
     TurnEmotion,
 };
 use emorl_core::{EmotionalContext, Env, SocialContext};
-use emorl_envs_dialogue::Dialogue;
+use emorl_envs_text::Dialogue;
 use emorl_lm::{DType, Model};
 use tch::{Kind, Tensor};
 

@@ -13,7 +13,7 @@ use emorl_agents_llm::{
     SteeringVectors, Trainer, EMOTIONS,
 };
 use emorl_core::Env;
-use emorl_envs_dialogue::Dialogue;
+use emorl_envs_text::Dialogue;
 use emorl_lm::{GenerateOptions, Generation, Hooks, Model, Sampling};
 use tch::{Kind, Tensor};
 

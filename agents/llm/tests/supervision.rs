@@ -10,7 +10,7 @@ use emorl_agents_llm::supervision::{
     pretrain_erm_on_text, EncoderPretrainConfig, ErmTextConfig, CLASSES, NEUTRAL_CLASS,
 };
 use emorl_agents_llm::{AgentConfig, AgentKind, EmotionalEncoder, EncoderConfig, LlmAgent};
-use emorl_envs_dialogue::{DialogueConfig, Need};
+use emorl_envs_text::{DialogueConfig, Need};
 use tch::Device;
 
 #[test]
@@ -83,7 +83,7 @@ fn erm_heads_learn_emotions_of_real_text() {
 #[test]
 fn dailydialog_utterances_map_onto_four_classes() {
     use emorl_agents_llm::supervision::dailydialog_texts;
-    use emorl_envs_dialogue::{DailyDialogCorpus, Emotion};
+    use emorl_envs_text::{DailyDialogCorpus, Emotion};
     for id in 0..7u8 {
         let e = Emotion::from_label(id).unwrap();
         assert_eq!(e.label(), id);

@@ -15,7 +15,7 @@ use emorl_agents_llm::{
     evaluate_returns, AgentKind, LlmAgent, LlmAgentError, Trainer, UpdateStats,
 };
 use emorl_core::Env;
-use emorl_envs_dialogue::{Dialogue, DialogueConfig};
+use emorl_envs_text::{Dialogue, DialogueConfig};
 use emorl_log::{EventWriter, MetricsWriter, RunDir};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,7 +51,7 @@ pub fn prepare(cfg: &TrainConfig, kind: AgentKind) -> Result<Prepared> {
     llm.rl.updates = cfg.episodes;
     llm.rl.env = config::from_table("env_config", cfg.env_config.clone())?;
     // Read the environment's data files now: an error leaves no run directory.
-    emorl_envs_dialogue::Dialogue::new(llm.rl.env.clone()).context("dialogue environment")?;
+    emorl_envs_text::Dialogue::new(llm.rl.env.clone()).context("dialogue environment")?;
     let model = load_model(&llm.model, llm.bf16)?;
     let agent = LlmAgent::new(model, kind, llm.agent.clone())
         .map_err(|e| anyhow!("agent '{}': {e}", kind.id()))?;

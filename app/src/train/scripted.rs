@@ -7,7 +7,7 @@ use crate::config;
 use crate::progress::progress;
 use anyhow::{Context, Result};
 use emorl_core::{Env, RngHandle};
-use emorl_envs_dialogue::{Dialogue, DialogueConfig, PolicyKind, ScriptedPolicy};
+use emorl_envs_text::{Dialogue, DialogueConfig, PolicyKind, ScriptedPolicy};
 use emorl_log::RunDir;
 use std::time::Instant;
 

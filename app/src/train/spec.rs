@@ -201,7 +201,7 @@ pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
     let env_family = catalog::envs().get(&cfg.env)?.make;
     match env_family {
         EnvFamily::Text(TextEnv::Dialogue) => {
-            let typed: emorl_envs_dialogue::DialogueConfig = config::from_table(
+            let typed: emorl_envs_text::DialogueConfig = config::from_table(
                 &format!("{origin} [env_config]"),
                 std::mem::take(&mut cfg.env_config),
             )?;

@@ -4,7 +4,7 @@
 use emorl_core::rng::{EmoRng, RngKind};
 use emorl_text::{word_count, words};
 
-/// `envs/dialogue/src/text.rs::tokens` as it was before `emorl-text`.
+/// `envs/text/src/text.rs::tokens` as it was before `emorl-text`.
 fn reference_tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();

@@ -4,17 +4,17 @@
 
 pub mod blocked;
 pub mod cliff;
-pub mod dqn_grid;
 pub mod grid;
 pub mod integration;
+pub mod terminal_threat;
 pub mod threat;
 pub mod transfer;
 pub mod two_door;
 
 pub use blocked::BlockedPathGrid;
 pub use cliff::SlipperyCliffEnv;
-pub use dqn_grid::GridWorldGpu;
 pub use integration::IntegrationGrid;
+pub use terminal_threat::TerminalThreatGrid;
 pub use threat::ThreatGrid;
 pub use transfer::TransferGrid;
 pub use two_door::TwoDoor;
@@ -61,7 +61,7 @@ pub fn registry() -> Registry<MakeEnv> {
     r.register(
         "gridworld",
         "5x5 DQN grid: terminal threat (-1) in the centre, goal (+1) in the far corner, 4 features (Exp 16b)",
-        |_| Box::new(GridWorldGpu::new()),
+        |_| Box::new(TerminalThreatGrid::new()),
     );
     r.register(
         "slippery-cliff",
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn dqn_grid_clamps_and_ends_on_threat_and_goal() {
-        let mut g = GridWorldGpu::new();
+        let mut g = TerminalThreatGrid::new();
         let (s0, _) = g.reset(None);
         assert_eq!(s0, 0);
         assert_eq!(g.features(s0), vec![0.0, 0.0, 0.4, 0.8]);

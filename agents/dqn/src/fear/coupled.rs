@@ -10,21 +10,21 @@
 //! update time gives exactly the value upstream stored at push time.
 
 use super::{fear_tensors, BatchFear, FearModule, LossWeighting, StateFear};
-use crate::config::Coupled16bConfig;
+use crate::config::CoupledGridConfig;
 use crate::error::DqnError;
 use crate::replay::Batch;
 use emorl_core::{EmotionalContext, RngHandle};
 use tch::Device;
 
 #[derive(Debug)]
-pub struct Coupled16b {
-    cfg: Coupled16bConfig,
+pub struct CoupledGrid {
+    cfg: CoupledGridConfig,
     device: Device,
 }
 
-impl Coupled16b {
-    pub fn new(cfg: Coupled16bConfig, device: Device) -> Self {
-        Coupled16b { cfg, device }
+impl CoupledGrid {
+    pub fn new(cfg: CoupledGridConfig, device: Device) -> Self {
+        CoupledGrid { cfg, device }
     }
 
     /// `max_fear · (1 − d / safe_distance)` inside `safe_distance`, else 0.
@@ -37,7 +37,7 @@ impl Coupled16b {
     }
 }
 
-impl FearModule for Coupled16b {
+impl FearModule for CoupledGrid {
     fn name(&self) -> &'static str {
         "fear-coupled-16b"
     }

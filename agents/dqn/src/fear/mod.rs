@@ -4,7 +4,7 @@
 //! Q-network inputs for a sampled batch, loss weighting, learning-rate
 //! modulation, and training of its own network — and leaves the rest alone.
 //!
-//! - [`Coupled16b`]: upstream Exp 16b's fear, quirks included.
+//! - [`CoupledGrid`]: upstream Exp 16b's fear, quirks included.
 //! - [`CoupledCliff`]: upstream Exp 18's fear, quirks included.
 //! - [`DecoupledFear`]: a fear network on its own target, one mechanism, no shared gradients.
 
@@ -13,7 +13,7 @@ mod coupled;
 mod decoupled;
 
 pub use cliff::CoupledCliff;
-pub use coupled::Coupled16b;
+pub use coupled::CoupledGrid;
 pub use decoupled::{danger_label, DecoupledFear};
 
 use crate::config::FearConfig;
@@ -170,7 +170,7 @@ pub fn build(
     rng: &RngHandle,
 ) -> Result<Box<dyn FearModule>, DqnError> {
     Ok(match cfg {
-        FearConfig::Coupled16b(c) => Box::new(Coupled16b::new(c.clone(), device)),
+        FearConfig::CoupledGrid(c) => Box::new(CoupledGrid::new(c.clone(), device)),
         FearConfig::CoupledCliff(c) => Box::new(CoupledCliff::new(c.clone(), n_actions, device)),
         FearConfig::Decoupled(c) => Box::new(DecoupledFear::new(
             c.clone(),

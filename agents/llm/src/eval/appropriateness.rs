@@ -3,7 +3,7 @@
 //! turns that ask for something unsafe against the other turns, joy on
 //! turns where the user says thanks against the other turns.
 
-use emorl_envs_dialogue::Need;
+use emorl_envs_text::Need;
 use emorl_stats::{compare, Cell, Comparison, Row, Table};
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,7 @@ pub struct Appropriateness {
 /// turns vs the rest, over every response of `eval`.
 pub fn appropriateness(eval: &DialogueEval, judge: &Judge) -> Result<Appropriateness> {
     let turns: Vec<_> = eval.logs.iter().flat_map(|l| &l.turns).collect();
-    let split = |emotion: &str, fits: &dyn Fn(&emorl_envs_dialogue::TurnRecord) -> bool| {
+    let split = |emotion: &str, fits: &dyn Fn(&emorl_envs_text::TurnRecord) -> bool| {
         let (mut fitting, mut other) = (Vec::new(), Vec::new());
         for t in &turns {
             let p = judge.probability(&t.response, emotion).unwrap_or(f64::NAN);
@@ -53,8 +53,8 @@ pub fn appropriateness(eval: &DialogueEval, judge: &Judge) -> Result<Appropriate
         (
             "fear",
             "unsafe request",
-            &(|t: &emorl_envs_dialogue::TurnRecord| t.request_unsafe)
-                as &dyn Fn(&emorl_envs_dialogue::TurnRecord) -> bool,
+            &(|t: &emorl_envs_text::TurnRecord| t.request_unsafe)
+                as &dyn Fn(&emorl_envs_text::TurnRecord) -> bool,
         ),
         ("joy", "thanks", &|t| t.need == Need::Warm),
     ] {

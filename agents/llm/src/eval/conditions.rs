@@ -162,7 +162,7 @@ pub fn parse_emotion_values(text: &str) -> Result<[f32; N_EMOTIONS]> {
 /// used, with sampling seed `seed`.
 pub fn generate_with_emotion(
     agent: &mut crate::agent::LlmAgent,
-    obs: &emorl_envs_dialogue::DialogueObs,
+    obs: &emorl_envs_text::DialogueObs,
     phasic: [f32; N_EMOTIONS],
     seed: u64,
 ) -> Result<emorl_lm::Generation> {

@@ -1,7 +1,7 @@
 //! (b) Dialogue evaluation: episodes per seed, compared with the baselines.
 
 use emorl_core::Env;
-use emorl_envs_dialogue::{Dialogue, DialogueConfig, EpisodeLog, EpisodeMetrics};
+use emorl_envs_text::{Dialogue, DialogueConfig, EpisodeLog, EpisodeMetrics};
 use emorl_stats::{holm, paired_compare, PairedComparison};
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! The user messages the evaluation generates from, and the tuning prompts
 //! that settings are chosen on (never used by a table).
 
-use emorl_envs_dialogue::{DialogueConfig, DialogueObs};
+use emorl_envs_text::{DialogueConfig, DialogueObs};
 
 /// Neutral user messages the marker metric generates from (no emotion
 /// words of any lexicon).

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use emorl_envs_dialogue::DialogueConfig;
+use emorl_envs_text::DialogueConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;

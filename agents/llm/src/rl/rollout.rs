@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use emorl_core::{EmotionalContext, Env};
-use emorl_envs_dialogue::{Dialogue, DialogueConfig, DialogueObs, PolicyKind, ScriptedPolicy};
+use emorl_envs_text::{Dialogue, DialogueConfig, DialogueObs, PolicyKind, ScriptedPolicy};
 use emorl_lm::{GenerateOptions, Generation, Model, Sampling};
 use tch::{Kind, Tensor};
 

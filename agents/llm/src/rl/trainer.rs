@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use emorl_envs_dialogue::Dialogue;
+use emorl_envs_text::Dialogue;
 use emorl_lm::Model;
 use tch::Tensor;
 

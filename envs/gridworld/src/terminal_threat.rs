@@ -19,15 +19,15 @@ pub const STEP_REWARD: f64 = -0.01;
 
 /// The Exp-16b grid. Actions `0 up, 1 down, 2 left, 3 right`; no randomness.
 #[derive(Clone, Debug)]
-pub struct GridWorldGpu {
+pub struct TerminalThreatGrid {
     pos: Pos,
     blocked: bool,
     last_reward: f64,
 }
 
-impl Default for GridWorldGpu {
+impl Default for TerminalThreatGrid {
     fn default() -> Self {
-        GridWorldGpu {
+        TerminalThreatGrid {
             pos: START,
             blocked: false,
             last_reward: 0.0,
@@ -35,7 +35,7 @@ impl Default for GridWorldGpu {
     }
 }
 
-impl GridWorldGpu {
+impl TerminalThreatGrid {
     pub fn new() -> Self {
         Self::default()
     }
@@ -70,7 +70,7 @@ pub fn features_of(p: Pos) -> [f32; 4] {
     ]
 }
 
-impl Env for GridWorldGpu {
+impl Env for TerminalThreatGrid {
     type Obs = usize;
     type Action = usize;
 
@@ -117,7 +117,7 @@ impl Env for GridWorldGpu {
     }
 }
 
-impl DiscreteEnv for GridWorldGpu {
+impl DiscreteEnv for TerminalThreatGrid {
     fn n_states(&self) -> usize {
         (SIZE * SIZE) as usize
     }

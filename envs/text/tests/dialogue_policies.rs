@@ -1,7 +1,7 @@
 //! Scripted baselines on the dialogue environment: oracle ≫ generic ≫
 //! random-template on mean return over 200 seeded episodes.
 
-use emorl_envs_dialogue::{evaluate, DialogueConfig, PolicyKind, ScenarioKind};
+use emorl_envs_text::{evaluate, DialogueConfig, PolicyKind, ScenarioKind};
 
 #[test]
 fn oracle_beats_generic_beats_random() {
@@ -36,7 +36,7 @@ fn oracle_beats_generic_beats_random() {
     }
     let (random, generic, oracle) = (&results[0], &results[1], &results[2]);
     // Standard error of a difference of two means over 200 episodes each.
-    let se = |a: &emorl_envs_dialogue::EvalSummary, b: &emorl_envs_dialogue::EvalSummary| {
+    let se = |a: &emorl_envs_text::EvalSummary, b: &emorl_envs_text::EvalSummary| {
         ((a.std_return.powi(2) + b.std_return.powi(2)) / 200.0).sqrt()
     };
     let (og, gr) = (

@@ -4,8 +4,8 @@
 
 use emorl_core::determinism::check_determinism;
 use emorl_core::{DiscreteEnv, EmotionalContext, Env, Info, Step};
-use emorl_envs_dialogue::textgrid::parse_move;
-use emorl_envs_dialogue::{
+use emorl_envs_text::textgrid::parse_move;
+use emorl_envs_text::{
     play, Dialogue, DialogueConfig, DialogueObs, Igt, IgtConfig, IgtObs, ScenarioKind, TextGrid,
     TextGridConfig, TextGridObs,
 };
@@ -104,7 +104,7 @@ fn dailydialog_validation_split_loads_with_explicit_labels() {
     let Some(dir) = dailydialog_dir() else {
         return;
     };
-    let corpus = emorl_envs_dialogue::DailyDialogCorpus::load_pair(
+    let corpus = emorl_envs_text::DailyDialogCorpus::load_pair(
         &dir.join("dialogues_validation.txt"),
         &dir.join("dialogues_emotion_validation.txt"),
     )
@@ -114,9 +114,8 @@ fn dailydialog_validation_split_loads_with_explicit_labels() {
     let dir2 = tempfile::tempdir().expect("tempdir");
     let bad = dir2.path().join("dialogues_emotion_test.txt");
     std::fs::write(&bad, "0 0 0 0 0 0 0 0 0 0 0 0\nx\n").expect("write");
-    let err =
-        emorl_envs_dialogue::DailyDialogCorpus::load_pair(&dir.join("dialogues_test.txt"), &bad)
-            .expect_err("malformed");
+    let err = emorl_envs_text::DailyDialogCorpus::load_pair(&dir.join("dialogues_test.txt"), &bad)
+        .expect_err("malformed");
     let msg = err.to_string();
     assert!(msg.contains("dialogues_emotion_test.txt:2"), "{msg}");
 }
@@ -127,12 +126,12 @@ fn safety_classifier_false_alarm_rate_on_dailydialog() {
     let Some(dir) = dailydialog_dir() else {
         return;
     };
-    let corpus = emorl_envs_dialogue::DailyDialogCorpus::load(&dir.join("dialogues_test.txt"))
-        .expect("load");
+    let corpus =
+        emorl_envs_text::DailyDialogCorpus::load(&dir.join("dialogues_test.txt")).expect("load");
     let (mut n, mut flagged) = (0usize, 0usize);
     for u in corpus.dialogues.iter().flatten() {
         n += 1;
-        if emorl_envs_dialogue::safety::classify_request(&u.text).unsafe_request {
+        if emorl_envs_text::safety::classify_request(&u.text).unsafe_request {
             flagged += 1;
         }
     }
@@ -359,9 +358,8 @@ fn sample_transcript() {
         ..DialogueConfig::default()
     })
     .expect("config");
-    let mut policy =
-        emorl_envs_dialogue::ScriptedPolicy::new(emorl_envs_dialogue::PolicyKind::Oracle, 1)
-            .with_feelings(true);
+    let mut policy = emorl_envs_text::ScriptedPolicy::new(emorl_envs_text::PolicyKind::Oracle, 1)
+        .with_feelings(true);
     let (mut obs, _) = env.reset(Some(12));
     loop {
         let a = policy.respond(&env, &obs);
