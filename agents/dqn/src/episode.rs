@@ -2,7 +2,7 @@
 
 use crate::error::DqnError;
 use crate::learner::DqnAgent;
-use emorl_core::{DiscreteEnv, RngHandle};
+use emorl_core::{ByRef, DiscreteEnv, Env, EpisodeStatistics, RngHandle, TimeLimit};
 
 /// Totals of one episode, ready for logging.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -74,6 +74,14 @@ pub fn run_episode(
     max_steps: usize,
     learn: bool,
 ) -> Result<EpisodeStats, DqnError> {
+    if max_steps == 0 {
+        return Ok(EpisodeStats {
+            epsilon: agent.epsilon(),
+            survived: true,
+            ..Default::default()
+        });
+    }
+    let mut env = EpisodeStatistics::new(TimeLimit::new(ByRef(env), max_steps));
     let (state, _) = env.reset(None);
     let mut context = env.context();
     let mut features = env.features(state);
@@ -85,7 +93,7 @@ pub fn run_episode(
     };
     let (mut loss_sum, mut q_sum, mut fear_sum, mut fear_loss_sum) = (0.0, 0.0, 0.0, 0.0);
     let (mut fear_n, mut fear_loss_n) = (0usize, 0usize);
-    for _ in 0..max_steps {
+    loop {
         let action = agent.act(&features, &context, rng, learn)?;
         if let Some(f) = agent.last_fear() {
             fear_sum += f;
@@ -113,8 +121,6 @@ pub fn run_episode(
                 }
             }
         }
-        stats.episode_return += step.reward;
-        stats.steps += 1;
         if let Some(d) = step.context.threat_distance {
             stats.min_threat_distance = Some(stats.min_threat_distance.map_or(d, |m| m.min(d)));
         }
@@ -124,6 +130,8 @@ pub fn run_episode(
         if step.done() {
             stats.terminated = step.terminated;
             stats.reached_goal = step.terminated && !step.context.harmed;
+            stats.episode_return = env.episode_return();
+            stats.steps = env.length();
             break;
         }
         features = next_features;

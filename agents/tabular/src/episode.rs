@@ -1,7 +1,7 @@
 //! The episode loop shared by training runs and experiment protocols.
 
 use crate::learner::{QLearner, UpdateStats};
-use emorl_core::{DiscreteEnv, RngHandle, Step};
+use emorl_core::{ByRef, DiscreteEnv, Env, EpisodeStatistics, RngHandle, Step, TimeLimit};
 
 /// One step as seen by bookkeeping callbacks.
 pub struct EpisodeStep<'a> {
@@ -22,8 +22,10 @@ pub struct EpisodeSummary {
 }
 
 /// Runs one episode of at most `max_steps` steps: reset, then act / step /
-/// (learn) until the environment is done. The step cap does not make the last
-/// transition terminal. `on_step` sees each step and the agent after its update.
+/// (learn) until the environment is done or the step cap truncates it
+/// ([`TimeLimit`]; the learner bootstraps through a truncation, so the cap
+/// never makes the last transition terminal). `on_step` sees each step and
+/// the agent after its update.
 pub fn run_episode(
     env: &mut dyn DiscreteEnv,
     agent: &mut QLearner,
@@ -32,16 +34,24 @@ pub fn run_episode(
     learn: bool,
     mut on_step: impl FnMut(&EpisodeStep, &QLearner),
 ) -> EpisodeSummary {
+    if max_steps == 0 {
+        return EpisodeSummary::default();
+    }
+    let mut env = EpisodeStatistics::new(TimeLimit::new(ByRef(env), max_steps));
     let (mut state, _) = env.reset(None);
-    let mut summary = EpisodeSummary::default();
-    for _ in 0..max_steps {
+    loop {
         let action = agent.act(state, rng);
         let step = env.step(&action);
-        let done = step.done();
-        let update =
-            learn.then(|| agent.update(state, action, step.reward, step.obs, done, &step.context));
-        summary.episode_return += step.reward;
-        summary.steps += 1;
+        let update = learn.then(|| {
+            agent.update(
+                state,
+                action,
+                step.reward,
+                step.obs,
+                step.terminated,
+                &step.context,
+            )
+        });
         on_step(
             &EpisodeStep {
                 state,
@@ -51,11 +61,13 @@ pub fn run_episode(
             },
             agent,
         );
-        if done {
-            summary.done = true;
-            break;
+        if step.done() {
+            return EpisodeSummary {
+                episode_return: env.episode_return(),
+                steps: env.length(),
+                done: !env.inner().cut_short(),
+            };
         }
         state = step.obs;
     }
-    summary
 }

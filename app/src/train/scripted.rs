@@ -6,7 +6,7 @@ use super::spec::{ScriptedConfig, TrainConfig};
 use crate::config;
 use crate::progress::progress;
 use anyhow::{Context, Result};
-use emorl_core::{Env, RngHandle};
+use emorl_core::{ByRef, Env, EpisodeStatistics, RngHandle, TimeLimit};
 use emorl_envs_text::{Dialogue, DialogueConfig, PolicyKind, ScriptedPolicy};
 use emorl_log::RunDir;
 use std::time::Instant;
@@ -44,18 +44,18 @@ pub fn train_scripted_dialogue(
     let mut returns = Vec::with_capacity(cfg.episodes);
     let mut turns_total = 0usize;
     for ep in 0..cfg.episodes {
-        let (mut obs, _) = env.reset(if ep == 0 { Some(cfg.seed) } else { None });
-        let mut ret = 0.0;
-        for _ in 0..cfg.max_steps {
-            let reply = policy.respond(&env, &obs);
-            let step = env.step(&reply);
-            ret += step.reward;
+        let mut episode = EpisodeStatistics::new(TimeLimit::new(ByRef(&mut env), cfg.max_steps));
+        let (mut obs, _) = episode.reset(if ep == 0 { Some(cfg.seed) } else { None });
+        loop {
+            let reply = policy.respond(episode.inner().inner(), &obs);
+            let step = episode.step(&reply);
             turns_total += 1;
-            obs = step.obs;
-            if step.terminated || step.truncated {
+            if step.done() {
                 break;
             }
+            obs = step.obs;
         }
+        let ret = episode.episode_return();
         let m = env.metrics();
         let step = ep as i64;
         let mut record: Vec<(String, f64)> = vec![

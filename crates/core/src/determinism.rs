@@ -2,6 +2,7 @@
 
 use crate::env::{Env, Step};
 use crate::error::CoreError;
+use crate::wrappers::{ByRef, TimeLimit};
 
 /// One recorded trajectory: the reset observation, then every step.
 pub type Trajectory<O> = (O, Vec<Step<O>>);
@@ -22,12 +23,16 @@ pub fn record<E: Env>(
     policy: &mut dyn FnMut(&E::Obs, usize) -> E::Action,
 ) -> Vec<Trajectory<E::Obs>> {
     let mut out = Vec::with_capacity(episodes);
+    if max_steps == 0 {
+        return out;
+    }
+    let mut env = TimeLimit::new(ByRef(env), max_steps);
     for ep in 0..episodes {
         let (obs0, _) = env.reset(if ep == 0 { Some(seed) } else { None });
         let mut obs = obs0.clone();
         let mut steps = Vec::new();
-        for t in 0..max_steps {
-            let action = policy(&obs, t);
+        loop {
+            let action = policy(&obs, steps.len());
             let step = env.step(&action);
             obs = step.obs.clone();
             let done = step.done();

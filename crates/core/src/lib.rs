@@ -11,8 +11,10 @@ pub mod numeric;
 pub mod parallelism;
 pub mod registry;
 pub mod rng;
+pub mod wrappers;
 
 pub use context::{Counterfactual, EmotionalContext, SocialContext};
 pub use env::{DiscreteEnv, Env, Info, Step};
 pub use error::CoreError;
 pub use rng::{EmoRng, RngHandle, RngKind};
+pub use wrappers::{ByRef, EpisodeStatistics, TimeLimit};
