@@ -2,8 +2,8 @@
 //! one seed of each V2 experiment (both arms), numpy-compatible generator.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use emorl::experiment::Experiment;
 use emorl::reproduce::V2_TABULAR;
+use emorl_agents_tabular::protocol::Experiment;
 use emorl_agents_tabular::{registry, run_episode, QLearner};
 use emorl_core::{DiscreteEnv, RngHandle, RngKind};
 use emorl_envs_gridworld::ThreatGrid;

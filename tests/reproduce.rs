@@ -203,8 +203,8 @@ fn resuming_with_other_options_is_refused() {
 /// fast-mode seeds does not reject.
 #[test]
 fn fast_generator_agrees_with_numpy_in_distribution() {
-    use emorl::experiment::Experiment;
     use emorl::reproduce::V2_TABULAR;
+    use emorl_agents_tabular::protocol::Experiment;
     use emorl_core::RngKind;
     for (name, text) in V2_TABULAR {
         let exp = Experiment::from_toml(text).expect("config");

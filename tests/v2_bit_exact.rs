@@ -1,6 +1,6 @@
 //! Bit-exact reproduction of upstream's per-seed V2 results (seeds 0–49).
 
-use emorl::experiment::Experiment;
+use emorl_agents_tabular::protocol::Experiment;
 use emorl_core::RngKind;
 use std::path::PathBuf;
 

@@ -2,9 +2,9 @@
 //! only modules above it in this list; `tests/module_graph.rs` checks that
 //! no import cycle exists anywhere in the workspace):
 //!
-//! * `config`, `catalog`, `interrupt`, `progress`, `summary`, `experiment`:
+//! * `config`, `catalog`, `interrupt`, `progress`, `summary`:
 //!   TOML helpers, the registries of environments and agents, Ctrl-C,
-//!   progress bars, the terminal summary, the V2 experiment protocol;
+//!   progress bars, the terminal summary;
 //! * `llm_setup`: what every LLM command shares (agent config, model loading);
 //! * one module per subcommand: `train`, `reproduce`, `chat` (also
 //!   `generate --checkpoint`), `generate`, `play`, `eval_llm`.
@@ -13,7 +13,6 @@ pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod eval_llm;
-pub mod experiment;
 pub mod generate;
 pub mod interrupt;
 pub mod llm_setup;

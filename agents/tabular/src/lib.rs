@@ -6,6 +6,7 @@
 
 mod episode;
 mod learner;
+pub mod protocol;
 mod registry;
 
 pub use episode::{run_episode, EpisodeStep, EpisodeSummary};

@@ -2,8 +2,8 @@
 //! means alone mislead; the figure shows every seed.
 
 use super::common::ReproduceOptions;
-use crate::experiment::Experiment;
 use anyhow::{anyhow, Result};
+use emorl_agents_tabular::protocol::Experiment;
 use plotters::prelude::*;
 
 /// Per-seed values of one experiment and block.

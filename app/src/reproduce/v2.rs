@@ -6,9 +6,9 @@ use super::common::{
     fresh_event_writer, open_run, seed_options, write_timing, ReproduceArgs, ReproduceOptions,
 };
 use super::figure::{self, Block};
-use crate::experiment::{Experiment, SeedOutcome};
 use crate::progress::progress;
 use anyhow::{Context, Result};
+use emorl_agents_tabular::protocol::{Experiment, SeedOutcome};
 use emorl_core::EmoRng;
 use emorl_log::RunDir;
 use emorl_stats::{compare, Comparison, SeedStore, Table};

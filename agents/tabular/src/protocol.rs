@@ -1,15 +1,32 @@
-//! Two-arm tabular experiments (the Emotional-ED V2 protocol, docs/protocols/v2.md §4).
+//! Two-arm tabular experiments: the Emotional-ED V2 protocol
+//! (docs/protocols/v2.md §4). Each agent family keeps its protocols in its
+//! own `protocol` module (`emorl_agents_dqn::protocol` for Exp 16b and 18,
+//! `emorl_agents_llm::eval` for the LLM modules).
 //!
 //! An experiment is a TOML file: an environment, a metric, a control and a
 //! treatment agent, and a protocol (training episodes, evaluation episodes).
 //! Per seed, the generator is reseeded before each arm, so both arms start
 //! from the same state (paired seeds), exactly as upstream does.
 
-use anyhow::{bail, Context, Result};
-use emorl_agents_tabular::{run_episode, QLearner, QLearnerConfig};
+use crate::episode::run_episode;
+use crate::learner::{QLearner, QLearnerConfig};
 use emorl_core::numeric::mean;
-use emorl_core::{DiscreteEnv, EmoRng, RngHandle, RngKind};
+use emorl_core::{CoreError, DiscreteEnv, EmoRng, RngHandle, RngKind};
 use serde::{Deserialize, Serialize};
+
+/// Why an experiment cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// An unknown environment or agent ID, or an invalid agent config.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("experiment '{0}': metric needs evaluation episodes (protocol.eval_episodes = 0)")]
+    NoEvaluation(String),
+    #[error("agent '{agent}': {source}")]
+    Agent { agent: String, source: CoreError },
+}
+
+type Result<T, E = ProtocolError> = std::result::Result<T, E>;
 
 /// What is measured per seed and arm.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,16 +146,13 @@ impl Experiment {
             self.agent_config(arm)?.validate()?;
         }
         if self.metric.from_evaluation() && self.protocol.eval_episodes == 0 {
-            bail!(
-                "experiment '{}': metric needs evaluation episodes (protocol.eval_episodes = 0)",
-                self.name
-            );
+            return Err(ProtocolError::NoEvaluation(self.name.clone()));
         }
         Ok(())
     }
 
     pub fn agent_config(&self, arm: &Arm) -> Result<QLearnerConfig> {
-        let reg = emorl_agents_tabular::registry();
+        let reg = crate::registry();
         let entry = reg.get(&arm.agent)?;
         Ok(arm.config.clone().unwrap_or_else(entry.make))
     }
@@ -170,8 +184,12 @@ impl Experiment {
             None => None,
         };
         let cfg = self.agent_config(arm)?;
-        let mut agent = QLearner::new(env.n_states(), env.n_actions(), cfg)
-            .with_context(|| format!("agent '{}'", arm.agent))?;
+        let mut agent = QLearner::new(env.n_states(), env.n_actions(), cfg).map_err(|source| {
+            ProtocolError::Agent {
+                agent: arm.agent.clone(),
+                source,
+            }
+        })?;
         let p = &self.protocol;
 
         let mut train_steps = 0usize;
@@ -220,7 +238,7 @@ impl Experiment {
                         Metric::PenaltySteps { below } => {
                             penalties += usize::from(st.step.reward < *below)
                         }
-                        Metric::GoalRate { goal } if st.step.done() => {
+                        Metric::GoalRate { goal } if st.step.terminated => {
                             goal_hit = st.step.info.contains_key(&format!("collected_{goal}"));
                         }
                         _ => {}
