@@ -5,6 +5,11 @@
 //!
 //! An optional [fear module](crate::fear) joins at named places; everything
 //! else is the plain algorithm.
+//!
+//! Length: the agent's whole life cycle (acting, storing transitions, the TD
+//! update with the fear module's hook points, the ε schedule, checkpoints) in
+//! one file, so every named hook point is visible in the order it runs;
+//! networks, Adam and replay are their own files.
 
 use crate::config::{DqnConfig, Loss};
 use crate::error::DqnError;

@@ -5,6 +5,10 @@
 //! the bytes that are actually there before anything is allocated, counts and
 //! sizes use checked arithmetic, nested arrays are depth-limited, and every
 //! tensor's data range is validated against the file at parse time.
+//!
+//! Length: one parser of the GGUF format (header, metadata values, tensor
+//! table, bounds checks, typed metadata access) kept together because every
+//! check depends on the same offsets.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,5 +1,10 @@
 //! The model facade the rest of emorl uses: loading, forward passes and
 //! generation for every supported architecture.
+//!
+//! Length: the facade dispatches every public operation (load, forward, read-
+//! out, cached forward, generation, cache control) over the architectures;
+//! each arm is a line, and keeping them together is what makes the facade one
+//! place.
 
 use std::path::{Path, PathBuf};
 

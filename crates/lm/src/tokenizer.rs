@@ -2,6 +2,11 @@
 //! (sentencepiece-style vocabularies with scores, GPT-2-style byte-level BPE
 //! with merges) or from a Hugging Face `tokenizer.json`, plus chat templates
 //! (ChatML, Llama 2, Llama 3, Zephyr, Gemma).
+//!
+//! Length: about 820 lines of code: two tokenizer families (SentencePiece-
+//! style and byte-level BPE, from GGUF or tokenizer.json) share the merge
+//! loop, the special-token handling and the chat templates; the rest are
+//! tests.
 
 use std::collections::HashMap;
 use std::path::Path;

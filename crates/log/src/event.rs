@@ -1,4 +1,7 @@
 //! [`EventWriter`]: TensorBoard `events.out.tfevents.*` files.
+//!
+//! Length: about 500 lines of code (framing, CRC, the protobuf messages, the
+//! writer); the rest are tests.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

@@ -9,6 +9,11 @@
 //! labels are trained side by side (in parallel) over the same shuffled
 //! order per epoch; this is the same computation as one joint pass over the
 //! examples that updates every label.
+//!
+//! Length: one classifier (the one-vs-rest logistic regressions and their
+//! training, per-label decision thresholds tuned on dev, per-label and
+//! macro/micro F1) kept in one file so the judge's whole computation reads
+//! top to bottom.
 
 use crate::error::TextError;
 use crate::goemotions::{Example, GoEmotions};

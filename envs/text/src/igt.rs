@@ -30,6 +30,9 @@
 //! (anger/frustration), `repeated_query` = same deck as the previous trial,
 //! `topic_novelty` = 1 for a deck not tried before, `user_satisfaction` =
 //! bank relative to the loan (0.5 at $2000, clamped to [0, 1]).
+//!
+//! Length: about 560 lines of code (one environment: decks, schedules, text
+//! parsing, rendering); the rest are tests.
 
 use crate::error::TextEnvError;
 use emorl_core::{EmotionalContext, Env, Info, RngHandle, RngKind, SocialContext, Step};
