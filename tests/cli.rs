@@ -619,3 +619,24 @@ fn the_default_fear_dqn_run_learns_the_grid() {
         .unwrap_or_else(|| panic!("no closing line: {err}"));
     assert!(last20 > 0.5, "mean return of the last 20: {last20}");
 }
+
+/// For LLM agents `--episodes` counts RL updates; `--updates` is the same
+/// flag under the name that says so, and sets the RL update count.
+#[test]
+fn updates_is_episodes_for_llm_agents() {
+    let show = |flag: &str| {
+        let o = run(&[
+            "config", "show", "--env", "dialogue", "--agent", "llm-erm", flag, "3",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let by_updates = show("--updates");
+    assert_eq!(by_updates, show("--episodes"));
+    for line in ["episodes = 3", "updates = 3"] {
+        assert!(
+            by_updates.lines().any(|l| l == line),
+            "{line}:\n{by_updates}"
+        );
+    }
+}

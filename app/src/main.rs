@@ -163,8 +163,9 @@ struct RunSpec {
     /// Random seed.
     #[arg(long, allow_negative_numbers = true)]
     seed: Option<u64>,
-    /// Number of training episodes (RL updates for llm-* agents).
-    #[arg(long, allow_negative_numbers = true)]
+    /// Number of training episodes; for llm-* agents the number of RL
+    /// updates (`--updates` says the same).
+    #[arg(long, visible_alias = "updates", allow_negative_numbers = true)]
     episodes: Option<usize>,
     /// Frozen language model of an llm-* agent: default (SmolLM2-135M-Instruct),
     /// a GGUF file or a Hugging Face directory (same as agent_config.model=PATH).
@@ -275,8 +276,8 @@ struct ReproduceCli {
     #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     permutations: usize,
     /// Training episodes per run (v2-dqn; default: the protocol's 500), or
-    /// RL updates per agent (llm-modules; default 12).
-    #[arg(long, allow_negative_numbers = true)]
+    /// RL updates per agent (llm-modules; default 12; `--updates` says the same).
+    #[arg(long, visible_alias = "updates", allow_negative_numbers = true)]
     episodes: Option<usize>,
     /// Frozen model for llm-modules: default (SmolLM2-135M-Instruct), a GGUF
     /// file or a Hugging Face directory.
