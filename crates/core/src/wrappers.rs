@@ -16,6 +16,35 @@
 use crate::context::EmotionalContext;
 use crate::env::{DiscreteEnv, Env, Info, Step};
 
+/// `context` and `render` of a wrapper: its inner environment's.
+macro_rules! view_of_inner {
+    () => {
+        fn context(&self) -> EmotionalContext {
+            self.env.context()
+        }
+        fn render(&self) -> String {
+            self.env.render()
+        }
+    };
+}
+
+/// A wrapper of a [`DiscreteEnv`] is one, with the inner sizes and features.
+macro_rules! discrete_like_inner {
+    ($wrapper:ident) => {
+        impl<E: DiscreteEnv> DiscreteEnv for $wrapper<E> {
+            fn n_states(&self) -> usize {
+                self.env.n_states()
+            }
+            fn n_actions(&self) -> usize {
+                self.env.n_actions()
+            }
+            fn features(&self, state: usize) -> Vec<f32> {
+                self.env.features(state)
+            }
+        }
+    };
+}
+
 /// A borrowed environment as a value the wrappers can own, so a loop can
 /// wrap the `&mut dyn DiscreteEnv` it was given. (A newtype instead of
 /// implementing [`Env`] for every `&mut E`, which would let the trait's
@@ -114,25 +143,10 @@ impl<E: Env> Env for TimeLimit<E> {
         }
         step
     }
-    fn context(&self) -> EmotionalContext {
-        self.env.context()
-    }
-    fn render(&self) -> String {
-        self.env.render()
-    }
+    view_of_inner!();
 }
 
-impl<E: DiscreteEnv> DiscreteEnv for TimeLimit<E> {
-    fn n_states(&self) -> usize {
-        self.env.n_states()
-    }
-    fn n_actions(&self) -> usize {
-        self.env.n_actions()
-    }
-    fn features(&self, state: usize) -> Vec<f32> {
-        self.env.features(state)
-    }
-}
+discrete_like_inner!(TimeLimit);
 
 /// Keeps the running episode's return (rewards summed in step order) and
 /// length; the step that ends the episode carries them in its `info`.
@@ -188,25 +202,10 @@ impl<E: Env> Env for EpisodeStatistics<E> {
         }
         step
     }
-    fn context(&self) -> EmotionalContext {
-        self.env.context()
-    }
-    fn render(&self) -> String {
-        self.env.render()
-    }
+    view_of_inner!();
 }
 
-impl<E: DiscreteEnv> DiscreteEnv for EpisodeStatistics<E> {
-    fn n_states(&self) -> usize {
-        self.env.n_states()
-    }
-    fn n_actions(&self) -> usize {
-        self.env.n_actions()
-    }
-    fn features(&self, state: usize) -> Vec<f32> {
-        self.env.features(state)
-    }
-}
+discrete_like_inner!(EpisodeStatistics);
 
 #[cfg(test)]
 mod tests {
