@@ -1,12 +1,11 @@
 //! `emorl train` for DQN agents (`dqn`, `fear-dqn`, `fear-dqn-coupled`, …).
 
 use super::run::{self as resume, log_config, Progress, Start};
-use super::spec::{TrainConfig, DQN_CHECKPOINT_EVERY};
-use crate::config;
+use super::spec::{AgentSettings, TrainConfig, DQN_CHECKPOINT_EVERY};
 use crate::interrupt;
 use crate::progress::progress;
-use anyhow::{anyhow, Context, Result};
-use emorl_agents_dqn::{protocol::seed_everything, run_episode, DqnAgent, DqnConfig};
+use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_dqn::{protocol::seed_everything, run_episode, DqnAgent};
 use emorl_core::{DiscreteEnv, RngHandle};
 use emorl_log::RunDir;
 use std::path::PathBuf;
@@ -26,13 +25,15 @@ pub fn train_dqn(
     make_env: fn(RngHandle) -> Box<dyn DiscreteEnv>,
     start: Start<'_>,
 ) -> Result<PathBuf> {
-    let agent_cfg: DqnConfig = config::from_table("agent_config", cfg.agent_config.clone())?;
+    let AgentSettings::Dqn(agent_cfg) = cfg.settings()?.clone() else {
+        bail!("agent '{}' is not a DQN agent", cfg.agent);
+    };
     // Same seed and config ⇒ same numbers: one libtorch thread, seeded streams.
     seed_everything(cfg.seed);
     let rng = RngHandle::new(cfg.rng, cfg.seed);
     let mut env = make_env(rng.clone());
     let n_features = env.features(0).len();
-    let mut agent = DqnAgent::new(n_features, env.n_actions(), agent_cfg, &rng)
+    let mut agent = DqnAgent::new(n_features, env.n_actions(), *agent_cfg, &rng)
         .map_err(|e| anyhow!("agent '{}': {e}", cfg.agent))?;
     let (run, resumed) = start.open(cfg)?;
     let mut state = Progress::start(rng.snapshot());

@@ -2,11 +2,9 @@
 //! the frozen model, TensorBoard logging, checkpoints and resumption.
 
 use super::run::{self as resume, log_config};
-use super::spec::TrainConfig;
-use crate::config;
+use super::spec::{AgentSettings, TrainConfig};
 use crate::llm_setup::{
-    erm_pairs, load_model, resolve_config, set_threads, LlmTrainConfig, CHECKPOINT,
-    LLM_CHECKPOINT_EVERY,
+    erm_pairs, load_model, set_threads, LlmTrainConfig, CHECKPOINT, LLM_CHECKPOINT_EVERY,
 };
 use crate::progress::progress;
 use anyhow::{anyhow, bail, Context, Result};
@@ -44,12 +42,15 @@ pub fn prepare(cfg: &TrainConfig, kind: AgentKind) -> Result<Prepared> {
             kind.id()
         );
     }
-    let mut llm = resolve_config("agent_config", cfg.agent_config.clone())?;
+    let AgentSettings::Llm(llm) = cfg.settings()? else {
+        bail!("agent '{}' is not an LLM agent", cfg.agent);
+    };
+    let mut llm = (**llm).clone();
     set_threads(llm.threads);
     llm.agent.seed = cfg.seed;
     llm.rl.seed = cfg.seed;
     llm.rl.updates = cfg.episodes;
-    llm.rl.env = config::from_table("env_config", cfg.env_config.clone())?;
+    llm.rl.env = cfg.dialogue()?.clone();
     // Read the environment's data files now: an error leaves no run directory.
     emorl_envs_text::Dialogue::new(llm.rl.env.clone()).context("dialogue environment")?;
     let model = load_model(&llm.model, llm.bf16)?;

@@ -2,12 +2,11 @@
 //! logged and sampled like any run).
 
 use super::run::log_config;
-use super::spec::{ScriptedConfig, TrainConfig};
-use crate::config;
+use super::spec::{AgentSettings, ScriptedConfig, TrainConfig};
 use crate::progress::progress;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use emorl_core::{ByRef, Env, EpisodeStatistics, RngHandle, TimeLimit};
-use emorl_envs_text::{Dialogue, DialogueConfig, PolicyKind, ScriptedPolicy};
+use emorl_envs_text::{Dialogue, PolicyKind, ScriptedPolicy};
 use emorl_log::RunDir;
 use std::time::Instant;
 
@@ -19,9 +18,10 @@ pub struct PreparedScripted {
 }
 
 pub fn prepare_scripted_dialogue(cfg: &TrainConfig) -> Result<PreparedScripted> {
-    let env_cfg: DialogueConfig = config::from_table("env_config", cfg.env_config.clone())?;
-    let agent_cfg: ScriptedConfig = config::from_table("agent_config", cfg.agent_config.clone())?;
-    let env = Dialogue::new(env_cfg).context("dialogue environment")?;
+    let AgentSettings::Scripted(agent_cfg) = cfg.settings()?.clone() else {
+        bail!("agent '{}' is not a scripted policy", cfg.agent);
+    };
+    let env = Dialogue::new(cfg.dialogue()?.clone()).context("dialogue environment")?;
     Ok(PreparedScripted { env, agent_cfg })
 }
 

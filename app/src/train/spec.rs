@@ -4,9 +4,12 @@
 
 use crate::catalog::{self, AgentFamily, EnvFamily, TextEnv};
 use crate::config;
-use anyhow::{bail, Context, Result};
+use crate::llm_setup::LlmTrainConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_dqn::DqnConfig;
 use emorl_agents_tabular::QLearnerConfig;
 use emorl_core::RngKind;
+use emorl_envs_text::DialogueConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use toml::{Table, Value};
@@ -44,6 +47,40 @@ pub struct TrainConfig {
     /// besides at the end and on Ctrl-C (default 1000 tabular, 50 DQN, 5 LLM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
+    /// `agent_config`, typed: set once by [`resolve_over`] (the table above
+    /// is its serialised form, as `config.toml` holds it).
+    #[serde(skip)]
+    pub settings: Option<AgentSettings>,
+    /// `env_config` of the dialogue environment, typed (set with `settings`).
+    #[serde(skip)]
+    pub dialogue: Option<DialogueConfig>,
+}
+
+/// An agent family's hyperparameters, resolved once (registered defaults
+/// merged with the file and overrides, validated).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentSettings {
+    Tabular(QLearnerConfig),
+    Dqn(Box<DqnConfig>),
+    Llm(Box<LlmTrainConfig>),
+    Scripted(ScriptedConfig),
+}
+
+impl TrainConfig {
+    /// The typed agent settings (a config that did not come through
+    /// [`resolve_over`] has none).
+    pub fn settings(&self) -> Result<&AgentSettings> {
+        self.settings
+            .as_ref()
+            .ok_or_else(|| anyhow!("the config of agent '{}' was not resolved", self.agent))
+    }
+
+    /// The dialogue environment's typed settings.
+    pub fn dialogue(&self) -> Result<&DialogueConfig> {
+        self.dialogue
+            .as_ref()
+            .ok_or_else(|| anyhow!("environment '{}' is not the dialogue", self.env))
+    }
 }
 
 /// Default checkpoint interval (episodes) of tabular agents: their episodes
@@ -54,7 +91,7 @@ pub const TABULAR_CHECKPOINT_EVERY: usize = 1000;
 pub const DQN_CHECKPOINT_EVERY: usize = 50;
 
 /// Options of the scripted dialogue policies.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptedConfig {
     /// Report a `[feeling: …]` tag with each reply (oracle only), so that
@@ -201,12 +238,13 @@ pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
     let env_family = catalog::envs().get(&cfg.env)?.make;
     match env_family {
         EnvFamily::Text(TextEnv::Dialogue) => {
-            let typed: emorl_envs_text::DialogueConfig = config::from_table(
+            let typed: DialogueConfig = config::from_table(
                 &format!("{origin} [env_config]"),
                 std::mem::take(&mut cfg.env_config),
             )?;
             typed.validate()?;
-            cfg.env_config = Table::try_from(typed).context("env config")?;
+            cfg.env_config = Table::try_from(&typed).context("env config")?;
+            cfg.dialogue = Some(typed);
         }
         _ if !cfg.env_config.is_empty() => {
             bail!("environment '{}' takes no env_config options", cfg.env)
@@ -236,15 +274,16 @@ pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
             let typed: QLearnerConfig =
                 config::from_table(&format!("{origin} [agent_config]"), full)?;
             typed.validate()?;
-            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+            cfg.agent_config = Table::try_from(&typed).context("agent config")?;
+            cfg.settings = Some(AgentSettings::Tabular(typed));
         }
         AgentFamily::Dqn(make) => {
             let mut full = Table::try_from(make()).context("agent defaults")?;
             config::merge(&mut full, std::mem::take(&mut cfg.agent_config));
-            let typed: emorl_agents_dqn::DqnConfig =
-                config::from_table(&format!("{origin} [agent_config]"), full)?;
+            let typed: DqnConfig = config::from_table(&format!("{origin} [agent_config]"), full)?;
             typed.validate()?;
-            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+            cfg.agent_config = Table::try_from(&typed).context("agent config")?;
+            cfg.settings = Some(AgentSettings::Dqn(Box::new(typed)));
         }
         AgentFamily::Llm(_) => {
             let mut typed = crate::llm_setup::resolve_config(
@@ -254,14 +293,16 @@ pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
             // The run's length is `episodes` (RL updates): the stored config
             // says so in both places.
             typed.rl.updates = cfg.episodes;
-            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+            cfg.agent_config = Table::try_from(&typed).context("agent config")?;
+            cfg.settings = Some(AgentSettings::Llm(Box::new(typed)));
         }
         AgentFamily::Scripted(_) => {
             let typed: ScriptedConfig = config::from_table(
                 &format!("{origin} [agent_config]"),
                 std::mem::take(&mut cfg.agent_config),
             )?;
-            cfg.agent_config = Table::try_from(typed).context("agent config")?;
+            cfg.agent_config = Table::try_from(&typed).context("agent config")?;
+            cfg.settings = Some(AgentSettings::Scripted(typed));
         }
     }
     Ok(cfg)

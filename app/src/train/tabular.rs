@@ -2,12 +2,11 @@
 //! emotional channels): bounded logging, checkpoints, resumption.
 
 use super::run::{self as resume, log_config, Progress, Start};
-use super::spec::{TrainConfig, TABULAR_CHECKPOINT_EVERY};
-use crate::config;
+use super::spec::{AgentSettings, TrainConfig, TABULAR_CHECKPOINT_EVERY};
 use crate::interrupt;
 use crate::progress::progress;
-use anyhow::{anyhow, Context, Result};
-use emorl_agents_tabular::{run_episode, QLearner, QLearnerConfig, QLearnerState};
+use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_tabular::{run_episode, QLearner, QLearnerState};
 use emorl_core::RngHandle;
 use emorl_log::{EventWriter, RunDir};
 use serde::{Deserialize, Serialize};
@@ -80,7 +79,9 @@ pub(crate) fn train_tabular(
     make_env: fn(RngHandle) -> Box<dyn emorl_core::DiscreteEnv>,
     start: Start<'_>,
 ) -> Result<PathBuf> {
-    let agent_cfg: QLearnerConfig = config::from_table("agent_config", cfg.agent_config.clone())?;
+    let AgentSettings::Tabular(agent_cfg) = cfg.settings()?.clone() else {
+        bail!("agent '{}' is not a tabular agent", cfg.agent);
+    };
     let rng = RngHandle::new(cfg.rng, cfg.seed);
     let mut env = make_env(rng.clone());
     let mut agent = QLearner::new(env.n_states(), env.n_actions(), agent_cfg)
