@@ -45,6 +45,19 @@ fn listings_show_registered_ids() {
     assert_eq!(trains_in("fear-dqn"), "trains in: every discrete env");
     assert_eq!(trains_in("llm-erm"), "trains in: dialogue");
     assert_eq!(trains_in("oracle"), "trains in: dialogue");
+    // The reproducible tables, each with the defaults `reproduce` uses.
+    let tables = stdout(&run(&["tables"]));
+    for (id, defaults) in [
+        ("v2-tabular", "default: 50 seeds, rng numpy"),
+        ("v2-dqn", "default: 30 seeds, rng fast"),
+        ("llm-modules", "default: 64 seeds, rng fast"),
+    ] {
+        let mut lines = tables.lines();
+        lines
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("{id} missing from:\n{tables}"));
+        assert_eq!(lines.next().map(str::trim), Some(defaults), "{tables}");
+    }
 }
 
 #[test]

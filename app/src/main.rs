@@ -132,6 +132,8 @@ enum Command {
     Envs,
     /// List the registered agents.
     Agents,
+    /// List the tables `emorl reproduce` regenerates, with their defaults.
+    Tables,
     /// Show build information: version, libtorch, threads, CUDA.
     Info,
 }
@@ -256,7 +258,7 @@ enum EvalWhat {
 
 #[derive(Args)]
 struct ReproduceCli {
-    /// Table ID: v2-tabular, v2-dqn or llm-modules.
+    /// Table ID: v2-tabular, v2-dqn or llm-modules (`emorl tables` lists them).
     table: String,
     /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn, 64
     /// held-out conversations for llm-modules].
@@ -389,6 +391,15 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Play { env, seed, data } => emorl::play::play(&env, seed, data)?,
         Command::Generate(g) => emorl::generate::generate(g)?,
+        Command::Tables => {
+            for t in &emorl::reproduce::TABLES {
+                println!("{:<12} {}", t.id, t.description);
+                println!(
+                    "{:<12} default: {} seeds, rng {}",
+                    "", t.default_seeds, t.default_rng
+                );
+            }
+        }
         Command::Envs => {
             for e in emorl::catalog::envs().entries() {
                 let family = match e.make {
