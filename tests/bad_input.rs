@@ -114,6 +114,8 @@ const CASES: &[(&str, &str)] = &[
     ("--rng", "reproduce v2-tabular --rng bogus --out OUT"),
     ("permutations", "reproduce v2-tabular --permutations 0 --out OUT"),
     ("blocks", "reproduce v2-tabular --blocks 0 --out OUT"),
+    ("--blocks applies to v2-tabular only", "reproduce v2-dqn --blocks 2 --out OUT"),
+    ("--episodes applies to v2-dqn and llm-modules only", "reproduce v2-tabular --episodes 5 --out OUT"),
     ("episodes", "reproduce v2-dqn --episodes 0 --out OUT"),
     ("missing.toml", "reproduce llm-modules --config IN/missing.toml --out OUT"),
     ("bad.toml", "reproduce llm-modules --config IN/bad.toml --out OUT"),
