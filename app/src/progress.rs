@@ -2,46 +2,123 @@
 //! the output is redirected, and time estimates that leave out work loaded
 //! from an earlier run.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressState, ProgressStyle};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A progress bar on stderr (drawn only when stderr is a terminal).
-pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+/// A progress bar on stderr (drawn only when stderr is a terminal) whose
+/// time estimate counts only the steps this process ran: it derefs to the
+/// [`ProgressBar`] it wraps.
+pub struct Progress {
+    bar: ProgressBar,
+    /// When, and at which position, this process's own timing starts: at
+    /// creation, after a `set_position` (a resumed run) and after a step
+    /// loaded from an earlier run.
+    since: Arc<Mutex<(Instant, u64)>>,
+}
+
+impl std::ops::Deref for Progress {
+    type Target = ProgressBar;
+    fn deref(&self) -> &ProgressBar {
+        &self.bar
+    }
+}
+
+impl Progress {
+    /// Moves the bar to `pos` (steps done by an earlier run) and restarts
+    /// the time estimate there.
+    pub fn set_position(&self, pos: u64) {
+        self.bar.set_position(pos);
+        self.restart_estimate();
+    }
+
+    fn restart_estimate(&self) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        *since = (Instant::now(), self.bar.position());
+    }
+}
+
+/// The time left: the mean time of the steps run since `since`, times the
+/// steps left; "?" until this process has finished a step (an estimate from
+/// nothing reads as "done in a moment" or "in 500 years").
+fn eta(since: &Mutex<(Instant, u64)>, pos: u64, len: Option<u64>) -> String {
+    let (t0, p0) = *since.lock().unwrap_or_else(|e| e.into_inner());
+    let done = pos.saturating_sub(p0);
+    let Some(len) = len else {
+        return "?".into();
+    };
+    if done == 0 {
+        return "?".into();
+    }
+    let per_step = t0.elapsed().as_secs_f64() / done as f64;
+    let left = per_step * len.saturating_sub(pos) as f64;
+    HumanDuration(std::time::Duration::from_secs_f64(left.min(1e9))).to_string()
+}
+
+/// A progress bar on stderr for `len` steps named `what`.
+pub fn progress(len: u64, what: &str) -> Progress {
+    let bar = ProgressBar::new(len);
+    let since = Arc::new(Mutex::new((Instant::now(), 0)));
+    let key = {
+        let since = since.clone();
+        move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&eta(&since, state.pos(), state.len()));
+        }
+    };
+    let redirected = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let template = if redirected {
+        format!("{what}: {{pos}}/{{len}} {{msg}} ({{elapsed}} elapsed, eta {{left}})")
+    } else {
+        format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{msg}} (eta {{left}})")
+    };
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("left", key);
+    bar.set_style(style);
+    if redirected {
         // Redirected (a log file, a batch job): plain lines, one every
         // `PlainLines::EVERY`, instead of a bar nobody sees.
-        let style = ProgressStyle::with_template(&format!(
-            "{what}: {{pos}}/{{len}} {{msg}} ({{elapsed}} elapsed, eta {{eta}})"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        pb.set_style(style);
-        pb.set_draw_target(indicatif::ProgressDrawTarget::term_like(Box::new(
+        bar.set_draw_target(indicatif::ProgressDrawTarget::term_like(Box::new(
             PlainLines::default(),
         )));
         // A heartbeat: a line every `PlainLines::EVERY` even while one step
         // (an agent of a table, a long update) runs for many minutes.
-        pb.enable_steady_tick(std::time::Duration::from_secs(5));
-        return pb;
+        bar.enable_steady_tick(std::time::Duration::from_secs(5));
+    } else {
+        // The spinner turns while a step runs, so a long one does not look hung.
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
     }
-    let style = ProgressStyle::with_template(&format!(
-        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{eta}})"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    pb.set_style(style);
-    // The spinner turns while a step runs, so a long one does not look hung.
-    pb.enable_steady_tick(std::time::Duration::from_millis(250));
-    pb
+    Progress { bar, since }
 }
 
 /// Counts one finished step of `pb`; a step `loaded` from an earlier run's
-/// results took no time, so the time estimate restarts from it and counts
-/// only the steps this process runs (otherwise a resumed table promises to
-/// finish in weeks, or at once).
-pub fn step_done(pb: &ProgressBar, loaded: bool) {
+/// results took no time, so the time estimate restarts after it and counts
+/// only the steps this process runs.
+pub fn step_done(pb: &Progress, loaded: bool) {
     pb.inc(1);
     if loaded {
-        pb.reset_eta();
+        pb.restart_estimate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_is_unknown_until_a_step_of_this_process_finishes() {
+        let pb = progress(10, "test");
+        pb.set_position(4); // a resumed run: 4 steps done earlier
+                            // The same function the style's key renders with.
+        let state_eta = |pb: &Progress| eta(&pb.since, pb.position(), pb.length());
+        assert_eq!(state_eta(&pb), "?");
+        step_done(&pb, true); // loaded: still nothing timed
+        assert_eq!(state_eta(&pb), "?");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        step_done(&pb, false);
+        let e = state_eta(&pb);
+        assert_ne!(e, "?");
+        assert!(!e.contains("year"), "{e}");
     }
 }
 
