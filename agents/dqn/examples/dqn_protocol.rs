@@ -4,7 +4,9 @@
 //! `cargo run --release -p emorl-agents-dqn --example dqn_protocol -- 16b 30 dqn,fear-dqn-coupled [workers]`
 //! `cargo run --release -p emorl-agents-dqn --example dqn_protocol -- 18 30 dqn,fear-dqn-coupled-cliff`
 
-use emorl_agents_dqn::protocol::{exp16b_run_seed, exp18_run_seed, Exp16bSettings, Exp18Settings};
+use emorl_agents_dqn::protocol::{
+    cliff_seed, coupled_grid_seed, CliffSettings, CoupledGridSettings,
+};
 use emorl_agents_dqn::registry;
 use emorl_core::numeric::{mean, std_dev};
 use emorl_stats::run_seeds;
@@ -30,11 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         match experiment {
             "16b" => {
-                let settings = Exp16bSettings::default();
+                let settings = CoupledGridSettings::default();
                 let r = run_seeds(&seeds, workers, None, &|_| {}, |s| {
-                    exp16b_run_seed(s, &cfg, &settings)
+                    coupled_grid_seed(s, &cfg, &settings)
                 })?;
-                let f = |g: fn(&emorl_agents_dqn::protocol::Exp16bSeed) -> f64| {
+                let f = |g: fn(&emorl_agents_dqn::protocol::CoupledGridSeed) -> f64| {
                     summary(&r.iter().map(g).collect::<Vec<_>>())
                 };
                 println!(
@@ -48,11 +50,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
             "18" => {
-                let settings = Exp18Settings::default();
+                let settings = CliffSettings::default();
                 let r = run_seeds(&seeds, workers, None, &|_| {}, |s| {
-                    exp18_run_seed(s, &cfg, &settings)
+                    cliff_seed(s, &cfg, &settings)
                 })?;
-                let f = |g: fn(&emorl_agents_dqn::protocol::Exp18Seed) -> f64| {
+                let f = |g: fn(&emorl_agents_dqn::protocol::CliffSeed) -> f64| {
                     summary(&r.iter().map(g).collect::<Vec<_>>())
                 };
                 println!(

@@ -43,7 +43,7 @@ fn check_settings(episodes: usize, max_steps: usize) -> Result<(), DqnError> {
 /// Exp 16b settings (docs/protocols/v2.md §5.4–5.5).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Exp16bSettings {
+pub struct CoupledGridSettings {
     pub episodes: usize,
     pub max_steps: usize,
     pub rng: RngKind,
@@ -56,9 +56,9 @@ pub struct Exp16bSettings {
     pub final_window: usize,
 }
 
-impl Default for Exp16bSettings {
+impl Default for CoupledGridSettings {
     fn default() -> Self {
-        Exp16bSettings {
+        CoupledGridSettings {
             episodes: 500,
             max_steps: 100,
             rng: RngKind::Fast,
@@ -72,7 +72,7 @@ impl Default for Exp16bSettings {
 
 /// One seed of Exp 16b for one agent. All episodes are learning episodes (Q-16b-NOEVAL).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Exp16bSeed {
+pub struct CoupledGridSeed {
     pub seed: u64,
     pub rewards: Vec<f64>,
     pub min_threat_distance: Vec<f64>,
@@ -86,11 +86,11 @@ pub struct Exp16bSeed {
 }
 
 /// Runs Exp 16b for one seed: a fresh grid and agent, `episodes` learning episodes.
-pub fn exp16b_run_seed(
+pub fn coupled_grid_seed(
     seed: u64,
     agent_cfg: &DqnConfig,
-    settings: &Exp16bSettings,
-) -> Result<Exp16bSeed, DqnError> {
+    settings: &CoupledGridSettings,
+) -> Result<CoupledGridSeed, DqnError> {
     check_settings(settings.episodes, settings.max_steps)?;
     seed_everything(seed);
     let rng = RngHandle::new(settings.rng, seed);
@@ -117,7 +117,7 @@ pub fn exp16b_run_seed(
         updates = agent.training_state().updates,
         "exp16b seed done"
     );
-    Ok(Exp16bSeed {
+    Ok(CoupledGridSeed {
         seed,
         episodes_to_threat_criterion: episodes_to_criterion(
             &min_threat,
@@ -142,7 +142,7 @@ pub fn exp16b_run_seed(
 /// agents decay 1.0 → ×0.995 per training episode, floor 0.05).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Exp18Settings {
+pub struct CliffSettings {
     pub train_episodes: usize,
     pub eval_episodes: usize,
     pub max_steps: usize,
@@ -154,9 +154,9 @@ pub struct Exp18Settings {
     pub survival_criterion: f64,
 }
 
-impl Default for Exp18Settings {
+impl Default for CliffSettings {
     fn default() -> Self {
-        Exp18Settings {
+        CliffSettings {
             train_episodes: 500,
             eval_episodes: 100,
             max_steps: 200,
@@ -176,7 +176,7 @@ impl Default for Exp18Settings {
 
 /// One seed of Exp 18 for one agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Exp18Seed {
+pub struct CliffSeed {
     pub seed: u64,
     /// Evaluation (greedy, slips on): fraction of episodes without a fall.
     pub survival_rate: f64,
@@ -193,12 +193,12 @@ pub struct Exp18Seed {
 
 /// Trains and evaluates one agent on a cliff that shares `rng` (slips, ε,
 /// replay and initial weights all draw from it, as upstream's one stream).
-pub fn exp18_run_arm(
+pub fn cliff_arm(
     seed: u64,
     rng: &RngHandle,
     agent_cfg: &DqnConfig,
-    settings: &Exp18Settings,
-) -> Result<Exp18Seed, DqnError> {
+    settings: &CliffSettings,
+) -> Result<CliffSeed, DqnError> {
     check_settings(settings.train_episodes, settings.max_steps)?;
     let mut env =
         SlipperyCliffEnv::with_params(rng.clone(), settings.slip_prob, settings.time_penalty);
@@ -226,7 +226,7 @@ pub fn exp18_run_arm(
     }
     let n_eval = settings.eval_episodes.max(1) as f64;
     tracing::debug!(seed, survived, goals, "exp18 arm done");
-    Ok(Exp18Seed {
+    Ok(CliffSeed {
         seed,
         survival_rate: survived as f64 / n_eval,
         goal_rate: goals as f64 / n_eval,
@@ -244,28 +244,28 @@ pub fn exp18_run_arm(
 }
 
 /// Runs Exp 18 for one seed and one agent on a fresh stream (paired seeds).
-pub fn exp18_run_seed(
+pub fn cliff_seed(
     seed: u64,
     agent_cfg: &DqnConfig,
-    settings: &Exp18Settings,
-) -> Result<Exp18Seed, DqnError> {
+    settings: &CliffSettings,
+) -> Result<CliffSeed, DqnError> {
     seed_everything(seed);
     let rng = RngHandle::new(settings.rng, seed);
-    exp18_run_arm(seed, &rng, agent_cfg, settings)
+    cliff_arm(seed, &rng, agent_cfg, settings)
 }
 
 /// Upstream's pairing (Q-18-NOTPAIRED): one stream per seed, the control arm
 /// first, the treatment arm continuing the same stream without reseeding.
-pub fn exp18_run_seed_unpaired(
+pub fn cliff_seed_unpaired(
     seed: u64,
     control: &DqnConfig,
     treatment: &DqnConfig,
-    settings: &Exp18Settings,
-) -> Result<(Exp18Seed, Exp18Seed), DqnError> {
+    settings: &CliffSettings,
+) -> Result<(CliffSeed, CliffSeed), DqnError> {
     seed_everything(seed);
     let rng = RngHandle::new(settings.rng, seed);
-    let c = exp18_run_arm(seed, &rng, control, settings)?;
-    let t = exp18_run_arm(seed, &rng, treatment, settings)?;
+    let c = cliff_arm(seed, &rng, control, settings)?;
+    let t = cliff_arm(seed, &rng, treatment, settings)?;
     Ok((c, t))
 }
 

@@ -1,8 +1,8 @@
 //! Behaviour through the public API: learning, determinism, checkpoints, protocols.
 
 use emorl_agents_dqn::protocol::{
-    exp16b_run_seed, exp18_run_seed, exp18_run_seed_unpaired, seed_everything, Exp16bSettings,
-    Exp18Settings,
+    cliff_seed, cliff_seed_unpaired, coupled_grid_seed, seed_everything, CliffSettings,
+    CoupledGridSettings,
 };
 use emorl_agents_dqn::{registry, run_episode, DqnAgent, DqnConfig};
 use emorl_core::{DiscreteEnv, Env, RngHandle, RngKind};
@@ -86,18 +86,18 @@ fn same_seed_gives_bit_identical_learning_curves() {
 
 #[test]
 fn parallel_workers_reproduce_serial_runs() {
-    let settings = Exp16bSettings {
+    let settings = CoupledGridSettings {
         episodes: 6,
         ..Default::default()
     };
     let cfg = (registry().get("fear-dqn").expect("id").make)();
     let serial: Vec<_> = [3u64, 4]
         .iter()
-        .map(|&s| exp16b_run_seed(s, &cfg, &settings).expect("run"))
+        .map(|&s| coupled_grid_seed(s, &cfg, &settings).expect("run"))
         .collect();
     // The one seed runner (the CLI's), two workers, no store.
     let parallel = emorl_stats::run_seeds(&[3, 4], 2, None, &|_| {}, |s| {
-        exp16b_run_seed(s, &cfg, &settings)
+        coupled_grid_seed(s, &cfg, &settings)
     })
     .expect("run");
     assert_eq!(serial, parallel);
@@ -157,13 +157,13 @@ fn decoupled_fear_learns_which_moves_are_dangerous() {
 }
 
 #[test]
-fn exp16b_protocol_reports_curves_and_criteria() {
-    let settings = Exp16bSettings {
+fn coupled_grid_protocol_reports_curves_and_criteria() {
+    let settings = CoupledGridSettings {
         episodes: 40,
         ..Default::default()
     };
     let cfg = DqnConfig::default();
-    let r = exp16b_run_seed(0, &cfg, &settings).expect("run");
+    let r = coupled_grid_seed(0, &cfg, &settings).expect("run");
     assert_eq!(r.rewards.len(), 40);
     assert_eq!(r.min_threat_distance.len(), 40);
     assert!(r
@@ -178,15 +178,15 @@ fn exp16b_protocol_reports_curves_and_criteria() {
 }
 
 #[test]
-fn exp18_protocol_trains_and_evaluates_on_the_cliff() {
-    let settings = Exp18Settings {
+fn cliff_protocol_trains_and_evaluates_on_the_cliff() {
+    let settings = CliffSettings {
         train_episodes: 8,
         eval_episodes: 5,
         max_steps: 50,
         ..Default::default()
     };
     let cfg = DqnConfig::default();
-    let r = exp18_run_seed(1, &cfg, &settings).expect("run");
+    let r = cliff_seed(1, &cfg, &settings).expect("run");
     assert_eq!(r.training_survival.len(), 8);
     assert!((0.0..=1.0).contains(&r.survival_rate));
     assert!(r.goal_rate <= r.survival_rate);
@@ -195,7 +195,7 @@ fn exp18_protocol_trains_and_evaluates_on_the_cliff() {
         "window 50 cannot fit in 8 episodes"
     );
     let coupled = (registry().get("fear-dqn-coupled-cliff").expect("id").make)();
-    let (c, t) = exp18_run_seed_unpaired(1, &cfg, &coupled, &settings).expect("pair");
+    let (c, t) = cliff_seed_unpaired(1, &cfg, &coupled, &settings).expect("pair");
     assert_eq!(c, r, "control arm of the unpaired run is the paired run");
     assert_eq!(t.training_rewards.len(), 8);
 }

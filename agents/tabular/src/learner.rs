@@ -3,7 +3,7 @@
 //! select: ε draw → (greedy) channel biases in order → argmax;
 //! update: channels appraise → TD target → channel modulation in order → Q update → after-update hooks.
 
-use emorl_core::emotion::{Appraisal, ChannelConfig, EmotionChannel};
+use crate::channels::{Appraisal, ChannelConfig, EmotionChannel};
 use emorl_core::numeric::{argmax, max};
 use emorl_core::{CoreError, EmotionalContext, RngHandle};
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,11 @@
 //! Tabular Q-learning with composable emotion channels.
 //!
 //! One learner ([`QLearner`]); every Emotional-ED agent is this learner plus an
-//! ordered list of channels (see `emorl_core::emotion`). The registry maps the
+//! ordered list of channels ([`channels`]: fear, anger, regret, curiosity,
+//! joy, each a plug-in at named hooks of the learner). The registry maps the
 //! upstream agent names to channel lists.
 
+pub mod channels;
 mod episode;
 mod learner;
 pub mod protocol;

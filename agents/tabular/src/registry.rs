@@ -1,11 +1,11 @@
 //! Tabular agents by ID: upstream Emotional-ED agent classes expressed as
 //! channel lists on the one Q-learner.
 
-use crate::learner::QLearnerConfig;
-use emorl_core::emotion::{
+use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, CuriosityConfig,
     FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig, RegretConfig,
 };
+use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
 
 /// Default hyperparameters of a registered agent.
@@ -227,7 +227,7 @@ mod tests {
     /// one that kept going, for every channel kind.
     #[test]
     fn restored_learner_continues_bit_for_bit() {
-        use emorl_core::emotion::ChannelConfig;
+        use crate::channels::ChannelConfig;
         let registry = crate::registry();
         for entry in registry.entries() {
             let cfg = (entry.make)();

@@ -7,7 +7,7 @@ use crate::config;
 use crate::progress::{progress, step_done};
 use anyhow::{bail, Context, Result};
 use emorl_agents_dqn::protocol::{
-    exp16b_run_seed, exp18_run_seed, Exp16bSeed, Exp16bSettings, Exp18Seed, Exp18Settings,
+    cliff_seed, coupled_grid_seed, CliffSeed, CliffSettings, CoupledGridSeed, CoupledGridSettings,
 };
 use emorl_agents_dqn::DqnConfig;
 use emorl_core::numeric::{mean, std_dev};
@@ -26,8 +26,8 @@ pub const V2_DQN: &str = include_str!("../../../configs/v2/dqn.toml");
 #[serde(deny_unknown_fields)]
 struct DqnExperiments {
     control: String,
-    exp16b: Section<Exp16bSettings>,
-    exp18: Section<Exp18Settings>,
+    exp16b: Section<CoupledGridSettings>,
+    exp18: Section<CliffSettings>,
     #[serde(default)]
     agents: TomlTable,
 }
@@ -116,7 +116,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let tick = |d: emorl_stats::SeedDone| step_done(&pb, d.loaded);
     let stored_under = seed_options(o)?;
     let mut arm_seconds = serde_json::Map::new();
-    let mut r16: Vec<Vec<Exp16bSeed>> = Vec::new();
+    let mut r16: Vec<Vec<CoupledGridSeed>> = Vec::new();
     for arm in &arms16 {
         let t0 = Instant::now();
         pb.set_message(format!("16b {}", arm.id));
@@ -130,7 +130,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
                     options: &stored_under,
                 }),
                 &tick,
-                |seed| exp16b_run_seed(seed, &arm.config, &s16),
+                |seed| coupled_grid_seed(seed, &arm.config, &s16),
             )
             .with_context(|| format!("Exp 16b, agent '{}'", arm.id))?,
         );
@@ -139,7 +139,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
             t0.elapsed().as_secs_f64().into(),
         );
     }
-    let mut r18: Vec<Vec<Exp18Seed>> = Vec::new();
+    let mut r18: Vec<Vec<CliffSeed>> = Vec::new();
     for arm in &arms18 {
         let t0 = Instant::now();
         pb.set_message(format!("18 {}", arm.id));
@@ -153,7 +153,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
                     options: &stored_under,
                 }),
                 &tick,
-                |seed| exp18_run_seed(seed, &arm.config, &s18),
+                |seed| cliff_seed(seed, &arm.config, &s18),
             )
             .with_context(|| format!("Exp 18, agent '{}'", arm.id))?,
         );
@@ -164,10 +164,10 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     }
     pb.finish_and_clear();
 
-    let pick16 = |f: fn(&Exp16bSeed) -> f64| -> Vec<Vec<f64>> {
+    let pick16 = |f: fn(&CoupledGridSeed) -> f64| -> Vec<Vec<f64>> {
         r16.iter().map(|a| a.iter().map(f).collect()).collect()
     };
-    let pick18 = |f: fn(&Exp18Seed) -> f64| -> Vec<Vec<f64>> {
+    let pick18 = |f: fn(&CliffSeed) -> f64| -> Vec<Vec<f64>> {
         r18.iter().map(|a| a.iter().map(f).collect()).collect()
     };
     let metrics16 = vec![

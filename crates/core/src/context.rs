@@ -51,3 +51,15 @@ pub struct EmotionalContext {
     /// Conversation signals, for text environments.
     pub social: Option<SocialContext>,
 }
+
+/// Distance fear, the one formula every agent uses (the tabular fear channel
+/// and the coupled fear-DQN): `max_fear · (1 − d / safe)` at distance `d`
+/// from the threat ([`EmotionalContext::threat_distance`]) inside `safe`,
+/// else 0.
+pub fn distance_fear(d: f64, safe: f64, max_fear: f64) -> f64 {
+    if d >= safe {
+        0.0
+    } else {
+        max_fear * (1.0 - d / safe)
+    }
+}

@@ -1,10 +1,9 @@
-//! Core types of emorl: the [`Env`] trait and its typed [`EmotionalContext`],
-//! composable emotion channels, numpy-compatible and fast random numbers,
+//! Core types of emorl: the [`Env`] trait and its typed [`EmotionalContext`]
+//! (with the one distance-fear formula), numpy-compatible and fast random numbers,
 //! numpy-compatible means, string-ID registries and the determinism check.
 
 pub mod context;
 pub mod determinism;
-pub mod emotion;
 pub mod env;
 pub mod error;
 pub mod numeric;

@@ -29,7 +29,7 @@ impl CoupledGrid {
 
     /// `max_fear · (1 − d / safe_distance)` inside `safe_distance`, else 0.
     pub fn fear_at(&self, threat_distance: f64) -> f64 {
-        emorl_core::emotion::distance_fear(
+        emorl_core::context::distance_fear(
             threat_distance,
             self.cfg.safe_distance,
             self.cfg.max_fear,

@@ -1,7 +1,7 @@
 //! Joy: phasic delight at positive outcomes and a slowly moving tonic mood.
 
 use super::{Appraisal, EmotionChannel, Modulation};
-use crate::error::CoreError;
+use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl EmotionChannel for JoyChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::EmotionalContext;
+    use emorl_core::context::EmotionalContext;
 
     #[test]
     fn joy_rises_with_reward_and_mood_follows_slowly() {

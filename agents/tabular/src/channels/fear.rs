@@ -1,9 +1,10 @@
 //! Fear: appraisal of threat proximity (phasic) and learned danger (tonic).
 
 use super::{normalised, Appraisal, EmotionChannel, Modulation};
-use crate::error::CoreError;
-use crate::numeric::argmax;
-use crate::rng::RngHandle;
+use emorl_core::context::distance_fear;
+use emorl_core::numeric::argmax;
+use emorl_core::rng::RngHandle;
+use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
 
 /// Where fear comes from.
@@ -114,17 +115,6 @@ impl FearChannel {
     }
 }
 
-/// Distance fear, the one formula every agent uses (tabular channels and
-/// the coupled fear-DQN): `max_fear · (1 − d / safe)` at distance `d` from
-/// the threat inside `safe`, else 0.
-pub fn distance_fear(d: f64, safe: f64, max_fear: f64) -> f64 {
-    if d >= safe {
-        0.0
-    } else {
-        max_fear * (1.0 - d / safe)
-    }
-}
-
 impl EmotionChannel for FearChannel {
     fn name(&self) -> &'static str {
         "fear"
@@ -228,7 +218,7 @@ impl EmotionChannel for FearChannel {
     fn tonic(&self) -> f64 {
         match self.cfg.source {
             FearSource::AdaptiveDistance { .. } => self.theta,
-            FearSource::StateMemory { .. } => crate::numeric::max(&self.memory),
+            FearSource::StateMemory { .. } => emorl_core::numeric::max(&self.memory),
             FearSource::Distance { .. } => 0.0,
         }
     }
@@ -250,7 +240,7 @@ impl EmotionChannel for FearChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::EmotionalContext;
+    use emorl_core::context::EmotionalContext;
 
     fn appraisal(ctx: &EmotionalContext, reward: f64) -> Appraisal<'_> {
         Appraisal {
@@ -316,7 +306,7 @@ mod tests {
             ..Default::default()
         };
         ch.appraise(&appraisal(&ctx, 0.0));
-        let rng = RngHandle::new(crate::rng::RngKind::Fast, 0);
+        let rng = RngHandle::new(emorl_core::rng::RngKind::Fast, 0);
         let mut q = vec![0.1, -0.3, 0.7, 0.2];
         ch.bias(0, &mut q, &rng);
         assert_eq!(argmax(&q), 2);
@@ -330,7 +320,7 @@ mod tests {
             ..Default::default()
         };
         ch.appraise(&appraisal(&ctx, 0.0));
-        let rng = RngHandle::new(crate::rng::RngKind::Fast, 0);
+        let rng = RngHandle::new(emorl_core::rng::RngKind::Fast, 0);
         let mut q = vec![0.1, 0.0, 0.5, 0.2]; // range 0.5 < fear 1.0
         ch.bias(0, &mut q, &rng);
         assert_eq!(argmax(&q), 1, "{q:?}");

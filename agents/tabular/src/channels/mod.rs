@@ -13,15 +13,13 @@ mod regret;
 
 pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
 pub use curiosity::{CuriosityChannel, CuriosityConfig};
-pub use fear::{
-    distance_fear, FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource,
-};
+pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource};
 pub use joy::{JoyChannel, JoyConfig};
 pub use regret::{RegretChannel, RegretConfig};
 
-use crate::context::EmotionalContext;
-use crate::error::CoreError;
-use crate::rng::RngHandle;
+use emorl_core::context::EmotionalContext;
+use emorl_core::rng::RngHandle;
+use emorl_core::CoreError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -141,8 +139,8 @@ impl ChannelConfig {
 
 /// `(q - min) / (max - min)` for every entry, or `None` when all are equal.
 pub(crate) fn normalised(q: &[f64]) -> Option<(f64, f64)> {
-    let lo = crate::numeric::min(q);
-    let hi = crate::numeric::max(q);
+    let lo = emorl_core::numeric::min(q);
+    let hi = emorl_core::numeric::max(q);
     if hi > lo {
         Some((lo, hi - lo))
     } else {

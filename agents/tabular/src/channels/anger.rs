@@ -1,9 +1,9 @@
 //! Anger / frustration: builds up when progress is blocked, decays otherwise.
 
 use super::{Appraisal, EmotionChannel, Modulation};
-use crate::error::CoreError;
-use crate::numeric::argmax;
-use crate::rng::RngHandle;
+use emorl_core::numeric::argmax;
+use emorl_core::rng::RngHandle;
+use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
 
 /// How frustration `F` evolves.
@@ -189,7 +189,7 @@ impl EmotionChannel for AngerChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::EmotionalContext;
+    use emorl_core::context::EmotionalContext;
 
     fn run(ch: &mut AngerChannel, blocked: bool, blocks: u32, goal: f64) {
         let ctx = EmotionalContext {
@@ -241,7 +241,7 @@ mod tests {
             learning_rate: AngerLearningRate::None,
             blocked_td_damping: Some(0.5),
         });
-        let rng = RngHandle::new(crate::rng::RngKind::Fast, 0);
+        let rng = RngHandle::new(emorl_core::rng::RngKind::Fast, 0);
         ch.on_action(2);
         let mut q = vec![0.0; 4];
         ch.bias(0, &mut q, &rng);

@@ -1,7 +1,7 @@
 //! Curiosity: a novelty bonus that decays with visits (phasic), shaping the TD target.
 
 use super::{Appraisal, EmotionChannel};
-use crate::error::CoreError;
+use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ impl EmotionChannel for CuriosityChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::EmotionalContext;
+    use emorl_core::context::EmotionalContext;
 
     #[test]
     fn novelty_bonus_shrinks_with_visits() {

@@ -1,8 +1,8 @@
 //! Regret: appraisal of what was obtained against what was foregone.
 
 use super::{Appraisal, EmotionChannel, Modulation};
-use crate::error::CoreError;
-use crate::rng::RngHandle;
+use emorl_core::rng::RngHandle;
+use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ impl EmotionChannel for RegretChannel {
     }
 
     fn tonic(&self) -> f64 {
-        crate::numeric::min(&self.memory).min(0.0)
+        emorl_core::numeric::min(&self.memory).min(0.0)
     }
 
     fn reset_episode(&mut self) {
@@ -107,7 +107,7 @@ impl EmotionChannel for RegretChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{Counterfactual, EmotionalContext};
+    use emorl_core::context::{Counterfactual, EmotionalContext};
 
     #[test]
     fn regret_speeds_learning_and_learns_the_foregone_door() {
