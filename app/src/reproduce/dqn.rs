@@ -71,6 +71,58 @@ fn arms(control: &str, treatments: &[String], overrides: &TomlTable) -> Result<V
         .collect()
 }
 
+/// Runs every arm of one experiment over the seeds, storing each seed's
+/// result under `seeds/<experiment>/<arm>/` (a rerun loads it) and the
+/// seconds each arm took.
+struct ArmRunner<'a> {
+    seeds: &'a [u64],
+    jobs: usize,
+    seeds_dir: &'a Path,
+    stored_under: &'a serde_json::Value,
+    pb: &'a crate::progress::Progress,
+    tick: &'a (dyn Fn(emorl_stats::SeedDone) + Sync),
+}
+
+impl ArmRunner<'_> {
+    fn run<T, E>(
+        &self,
+        experiment: &str,
+        title: &str,
+        arms: &[Arm],
+        arm_seconds: &mut serde_json::Map<String, serde_json::Value>,
+        one: impl Fn(u64, &Arm) -> std::result::Result<T, E> + Sync,
+    ) -> Result<Vec<Vec<T>>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send,
+        E: Into<emorl_stats::runner::JobError>,
+    {
+        let mut out = Vec::with_capacity(arms.len());
+        for arm in arms {
+            let t0 = Instant::now();
+            self.pb.set_message(format!("{title} {}", arm.id));
+            let store = self.seeds_dir.join(experiment).join(&arm.id);
+            out.push(
+                emorl_stats::run_seeds(
+                    self.seeds,
+                    self.jobs,
+                    Some(emorl_stats::SeedStore {
+                        dir: &store,
+                        options: self.stored_under,
+                    }),
+                    self.tick,
+                    |seed| one(seed, arm),
+                )
+                .with_context(|| format!("{title}, agent '{}'", arm.id))?,
+            );
+            arm_seconds.insert(
+                format!("{experiment}/{}", arm.id),
+                t0.elapsed().as_secs_f64().into(),
+            );
+        }
+        Ok(out)
+    }
+}
+
 /// Per-seed values of one metric, one vector per arm (arm order).
 struct Metric {
     name: &'static str,
@@ -116,52 +168,24 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let tick = |d: emorl_stats::SeedDone| step_done(&pb, d.loaded);
     let stored_under = seed_options(o)?;
     let mut arm_seconds = serde_json::Map::new();
-    let mut r16: Vec<Vec<CoupledGridSeed>> = Vec::new();
-    for arm in &arms16 {
-        let t0 = Instant::now();
-        pb.set_message(format!("16b {}", arm.id));
-        let store = run.path().join("seeds").join("exp16b").join(&arm.id);
-        r16.push(
-            emorl_stats::run_seeds(
-                &seeds,
-                args.jobs,
-                Some(emorl_stats::SeedStore {
-                    dir: &store,
-                    options: &stored_under,
-                }),
-                &tick,
-                |seed| coupled_grid_seed(seed, &arm.config, &s16),
-            )
-            .with_context(|| format!("Exp 16b, agent '{}'", arm.id))?,
-        );
-        arm_seconds.insert(
-            format!("exp16b/{}", arm.id),
-            t0.elapsed().as_secs_f64().into(),
-        );
-    }
-    let mut r18: Vec<Vec<CliffSeed>> = Vec::new();
-    for arm in &arms18 {
-        let t0 = Instant::now();
-        pb.set_message(format!("18 {}", arm.id));
-        let store = run.path().join("seeds").join("exp18").join(&arm.id);
-        r18.push(
-            emorl_stats::run_seeds(
-                &seeds,
-                args.jobs,
-                Some(emorl_stats::SeedStore {
-                    dir: &store,
-                    options: &stored_under,
-                }),
-                &tick,
-                |seed| cliff_seed(seed, &arm.config, &s18),
-            )
-            .with_context(|| format!("Exp 18, agent '{}'", arm.id))?,
-        );
-        arm_seconds.insert(
-            format!("exp18/{}", arm.id),
-            t0.elapsed().as_secs_f64().into(),
-        );
-    }
+    let ctx = ArmRunner {
+        seeds: &seeds,
+        jobs: args.jobs,
+        seeds_dir: &run.path().join("seeds"),
+        stored_under: &stored_under,
+        pb: &pb,
+        tick: &tick,
+    };
+    let r16 = ctx.run(
+        "exp16b",
+        "Exp 16b",
+        &arms16,
+        &mut arm_seconds,
+        |seed, arm| coupled_grid_seed(seed, &arm.config, &s16),
+    )?;
+    let r18 = ctx.run("exp18", "Exp 18", &arms18, &mut arm_seconds, |seed, arm| {
+        cliff_seed(seed, &arm.config, &s18)
+    })?;
     pb.finish_and_clear();
 
     let pick16 = |f: fn(&CoupledGridSeed) -> f64| -> Vec<Vec<f64>> {
