@@ -1,4 +1,4 @@
-//! Progress bars: a bar on a terminal, a plain line every half minute when
+//! Bar bars: a bar on a terminal, a plain line every half minute when
 //! the output is redirected, and time estimates that leave out work loaded
 //! from an earlier run.
 
@@ -9,7 +9,7 @@ use std::time::Instant;
 /// A progress bar on stderr (drawn only when stderr is a terminal) whose
 /// time estimate counts only the steps this process ran: it derefs to the
 /// [`ProgressBar`] it wraps.
-pub struct Progress {
+pub struct Bar {
     bar: ProgressBar,
     /// When, and at which position, this process's own timing starts: at
     /// creation, after a `set_position` (a resumed run) and after a step
@@ -17,14 +17,14 @@ pub struct Progress {
     since: Arc<Mutex<(Instant, u64)>>,
 }
 
-impl std::ops::Deref for Progress {
+impl std::ops::Deref for Bar {
     type Target = ProgressBar;
     fn deref(&self) -> &ProgressBar {
         &self.bar
     }
 }
 
-impl Progress {
+impl Bar {
     /// Moves the bar to `pos` (steps done by an earlier run) and restarts
     /// the time estimate there.
     pub fn set_position(&self, pos: u64) {
@@ -56,7 +56,7 @@ fn eta(since: &Mutex<(Instant, u64)>, pos: u64, len: Option<u64>) -> String {
 }
 
 /// A progress bar on stderr for `len` steps named `what`.
-pub fn progress(len: u64, what: &str) -> Progress {
+pub fn progress(len: u64, what: &str) -> Bar {
     let bar = ProgressBar::new(len);
     let since = Arc::new(Mutex::new((Instant::now(), 0)));
     let key = {
@@ -88,13 +88,13 @@ pub fn progress(len: u64, what: &str) -> Progress {
         // The spinner turns while a step runs, so a long one does not look hung.
         bar.enable_steady_tick(std::time::Duration::from_millis(250));
     }
-    Progress { bar, since }
+    Bar { bar, since }
 }
 
 /// Counts one finished step of `pb`; a step `loaded` from an earlier run's
 /// results took no time, so the time estimate restarts after it and counts
 /// only the steps this process runs.
-pub fn step_done(pb: &Progress, loaded: bool) {
+pub fn step_done(pb: &Bar, loaded: bool) {
     pb.inc(1);
     if loaded {
         pb.restart_estimate();
@@ -110,7 +110,7 @@ mod tests {
         let pb = progress(10, "test");
         pb.set_position(4); // a resumed run: 4 steps done earlier
                             // The same function the style's key renders with.
-        let state_eta = |pb: &Progress| eta(&pb.since, pb.position(), pb.length());
+        let state_eta = |pb: &Bar| eta(&pb.since, pb.position(), pb.length());
         assert_eq!(state_eta(&pb), "?");
         step_done(&pb, true); // loaded: still nothing timed
         assert_eq!(state_eta(&pb), "?");

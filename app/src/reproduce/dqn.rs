@@ -79,7 +79,7 @@ struct ArmRunner<'a> {
     jobs: usize,
     seeds_dir: &'a Path,
     stored_under: &'a serde_json::Value,
-    pb: &'a crate::progress::Progress,
+    pb: &'a crate::progress::Bar,
     tick: &'a (dyn Fn(emorl_stats::SeedDone) + Sync),
 }
 

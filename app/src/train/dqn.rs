@@ -1,6 +1,6 @@
 //! `emorl train` for DQN agents (`dqn`, `fear-dqn`, `fear-dqn-coupled`, …).
 
-use super::run::{self as resume, log_config, Progress, Start};
+use super::run::{self as resume, log_config, Opened, Progress, Start};
 use super::spec::{AgentSettings, TrainConfig, DQN_CHECKPOINT_EVERY};
 use crate::interrupt;
 use crate::progress::progress;
@@ -35,20 +35,23 @@ pub fn train_dqn(
     let n_features = env.features(0).len();
     let mut agent = DqnAgent::new(n_features, env.n_actions(), *agent_cfg, &rng)
         .map_err(|e| anyhow!("agent '{}': {e}", cfg.agent))?;
-    let (run, resumed) = start.open(cfg)?;
-    let mut state = Progress::start(rng.snapshot());
-    if resumed {
-        if let Some(dir) = run.checkpoint(CHECKPOINT)? {
-            let saved: Progress = resume::read_json(&dir.join(PROGRESS_FILE))?
-                .with_context(|| format!("{} lacks {PROGRESS_FILE}", dir.display()))?;
-            agent = DqnAgent::load(&dir, &rng)
-                .with_context(|| format!("cannot load the checkpoint {}", dir.display()))?;
-            rng.with(|r| *r = saved.rng.clone());
-            state = saved;
-        }
-        if !resume::continue_run(&run, cfg, state.episodes_done)? {
-            return Ok(run.path().to_path_buf());
-        }
+    let Opened {
+        run,
+        resumed,
+        mut state,
+        complete,
+    } = start.open_episodes(cfg, &rng, |run| {
+        let Some(dir) = run.checkpoint(CHECKPOINT)? else {
+            return Ok(None);
+        };
+        let saved: Progress = resume::read_json(&dir.join(PROGRESS_FILE))?
+            .with_context(|| format!("{} lacks {PROGRESS_FILE}", dir.display()))?;
+        agent = DqnAgent::load(&dir, &rng)
+            .with_context(|| format!("cannot load the checkpoint {}", dir.display()))?;
+        Ok(Some(saved))
+    })?;
+    if complete {
+        return Ok(run.path().to_path_buf());
     }
     let first = state.episodes_done;
     let (mut tb, mut metrics) = resume::writers(&run, resumed, first)?;

@@ -68,6 +68,52 @@ impl Start<'_> {
             Start::Resume(run) => Ok((run, true)),
         }
     }
+
+    /// Opens the run of an episode loop and, when it continues a stored
+    /// run, the loop's state from its checkpoint (`load` returns the saved
+    /// [`Progress`] after restoring the agent, or `None` before the first
+    /// checkpoint); the shared generator is restored with it. `None` when
+    /// the stored run is already complete.
+    pub fn open_episodes(
+        self,
+        cfg: &TrainConfig,
+        rng: &RngHandle,
+        load: impl FnOnce(&RunDir) -> Result<Option<Progress>>,
+    ) -> Result<Opened> {
+        let (run, resumed) = self.open(cfg)?;
+        let mut state = Progress::start(rng.snapshot());
+        if resumed {
+            if let Some(saved) = load(&run)? {
+                rng.with(|r| *r = saved.rng.clone());
+                state = saved;
+            }
+            if !continue_run(&run, cfg, state.episodes_done)? {
+                return Ok(Opened {
+                    run,
+                    resumed,
+                    state,
+                    complete: true,
+                });
+            }
+        }
+        Ok(Opened {
+            run,
+            resumed,
+            state,
+            complete: false,
+        })
+    }
+}
+
+/// An episode loop's run, as [`Start::open_episodes`] opened it.
+pub struct Opened {
+    pub run: RunDir,
+    /// Whether it continues a stored run.
+    pub resumed: bool,
+    /// Where the loop starts.
+    pub state: Progress,
+    /// A resumed run that already has all its episodes: nothing to train.
+    pub complete: bool,
 }
 
 /// Creates and locks the directory of a new run and writes its config.

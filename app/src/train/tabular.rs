@@ -1,7 +1,7 @@
 //! `emorl train` for the tabular Q-learners (the V2 agents and their
 //! emotional channels): bounded logging, checkpoints, resumption.
 
-use super::run::{self as resume, log_config, Progress, Start};
+use super::run::{self as resume, log_config, Opened, Progress, Start};
 use super::spec::{AgentSettings, TrainConfig, TABULAR_CHECKPOINT_EVERY};
 use crate::interrupt;
 use crate::progress::progress;
@@ -86,20 +86,23 @@ pub(crate) fn train_tabular(
     let mut env = make_env(rng.clone());
     let mut agent = QLearner::new(env.n_states(), env.n_actions(), agent_cfg)
         .map_err(|e| anyhow!("agent '{}': {e}", cfg.agent))?;
-    let (run, resumed) = start.open(cfg)?;
-    let mut state = Progress::start(rng.snapshot());
-    if resumed {
+    let Opened {
+        run,
+        resumed,
+        mut state,
+        complete,
+    } = start.open_episodes(cfg, &rng, |run| {
         let path = run.path().join(TABULAR_CHECKPOINT);
-        if let Some(ck) = resume::read_json::<TabularCheckpoint>(&path)? {
-            agent
-                .restore(ck.learner)
-                .with_context(|| format!("{} does not fit this agent", path.display()))?;
-            rng.with(|r| *r = ck.progress.rng.clone());
-            state = ck.progress;
-        }
-        if !resume::continue_run(&run, cfg, state.episodes_done)? {
-            return Ok(run.path().to_path_buf());
-        }
+        let Some(ck) = resume::read_json::<TabularCheckpoint>(&path)? else {
+            return Ok(None);
+        };
+        agent
+            .restore(ck.learner)
+            .with_context(|| format!("{} does not fit this agent", path.display()))?;
+        Ok(Some(ck.progress))
+    })?;
+    if complete {
+        return Ok(run.path().to_path_buf());
     }
     let first = state.episodes_done;
     let (mut tb, mut metrics) = resume::writers(&run, resumed, first)?;
