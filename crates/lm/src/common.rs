@@ -112,8 +112,42 @@ pub(crate) fn stop_after(scope: LogitsScope, hooks: Option<&crate::Hooks<'_>>) -
 }
 
 /// Empty `[batch, 0, vocab]` logits of a read-out-only pass.
-pub(crate) fn no_logits(batch: i64, vocab: i64, device: tch::Device) -> tch::Result<Tensor> {
+fn no_logits(batch: i64, vocab: i64, device: tch::Device) -> tch::Result<Tensor> {
     Tensor::f_zeros([batch, 0, vocab], (Kind::Float, device))
+}
+
+/// The end of a forward pass after the last block ran on `x`
+/// (`[batch, seq, hidden]`): the final `norm`, the logits of the positions
+/// `scope` asks for through the tied or separate `lm_head`, and the hooks'
+/// logits processors; empty logits when the pass `stop`ped at a read-out.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_forward(
+    x: Tensor,
+    hidden: Vec<(usize, Tensor)>,
+    stop: Option<usize>,
+    scope: LogitsScope,
+    norm: impl FnOnce(&Tensor) -> Result<Tensor>,
+    lm_head: &Tensor,
+    hooks: Option<&crate::Hooks<'_>>,
+) -> Result<ForwardOutput> {
+    let size = x.size();
+    let (b, t) = (size[0], size[1]);
+    if stop.is_some() {
+        let logits = no_logits(b, lm_head.size()[0], x.device())?;
+        return Ok(ForwardOutput { logits, hidden });
+    }
+    let x = match scope {
+        LogitsScope::Last if t > 1 => x.f_narrow(1, t - 1, 1)?,
+        _ => x,
+    };
+    let x = norm(&x)?;
+    let mut logits = x
+        .f_linear::<&Tensor>(lm_head, None)?
+        .f_to_kind(Kind::Float)?;
+    if let Some(h) = hooks {
+        logits = h.process_logits(logits)?;
+    }
+    Ok(ForwardOutput { logits, hidden })
 }
 
 /// Output of one forward pass.

@@ -434,22 +434,15 @@ impl Gpt2 {
             }
         }
         self.past += t;
-        if stop.is_some() {
-            let logits = crate::common::no_logits(b, self.lm_head.size()[0], self.device)?;
-            return Ok(ForwardOutput { logits, hidden });
-        }
-        let x = match scope {
-            LogitsScope::Last if t > 1 => x.f_narrow(1, t - 1, 1)?,
-            _ => x,
-        };
-        let x = self.ln_f.forward(&x)?;
-        let mut logits = x
-            .f_linear::<&Tensor>(&self.lm_head, None)?
-            .f_to_kind(Kind::Float)?;
-        if let Some(h) = hooks {
-            logits = h.process_logits(logits)?;
-        }
-        Ok(ForwardOutput { logits, hidden })
+        crate::common::finish_forward(
+            x,
+            hidden,
+            stop,
+            scope,
+            |x| self.ln_f.forward(x),
+            &self.lm_head,
+            hooks,
+        )
     }
 }
 

@@ -469,22 +469,15 @@ impl Llama {
             }
         }
         self.past += t;
-        if stop.is_some() {
-            let logits = crate::common::no_logits(b, self.lm_head.size()[0], self.device)?;
-            return Ok(ForwardOutput { logits, hidden });
-        }
-        let x = match scope {
-            LogitsScope::Last if t > 1 => x.f_narrow(1, t - 1, 1)?,
-            _ => x,
-        };
-        let x = self.norm.forward(&x)?;
-        let mut logits = x
-            .f_linear::<&Tensor>(&self.lm_head, None)?
-            .f_to_kind(Kind::Float)?;
-        if let Some(h) = hooks {
-            logits = h.process_logits(logits)?;
-        }
-        Ok(ForwardOutput { logits, hidden })
+        crate::common::finish_forward(
+            x,
+            hidden,
+            stop,
+            scope,
+            |x| self.norm.forward(x),
+            &self.lm_head,
+            hooks,
+        )
     }
 }
 
