@@ -102,6 +102,8 @@ const CASES: &[(&str, &str)] = &[
     ("nothing RL can train", "train --env dialogue --agent llm-prompted --model ST --out OUT"),
     ("layer", "train --env dialogue --agent llm-steer --model ST --out OUT agent_config.agent.steering.layers=[99]"),
     ("layer", "train --env dialogue --agent llm-gate --model ST --out OUT agent_config.agent.gate.layers=[-99]"),
+    ("reft: rank", "train --env dialogue --agent llm-reft --model ST --out OUT agent_config.agent.reft.rank=0"),
+    ("reft: rank", "train --env dialogue --agent llm-reft --model ST --out OUT agent_config.agent.reft.rank=100000"),
     ("unknown field", "train --env dialogue --agent llm-erm --model ST --out OUT env_config.max_turn=1"),
     ("nonexistent.txt", "train --env dialogue --agent llm-erm --model ST --out OUT env_config.data=IN/nonexistent.txt"),
     // reproduce

@@ -305,6 +305,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         "llm-gate",
         "llm-erm",
         "llm-steer",
+        "llm-reft",
         "llm-full",
     ] {
         assert!(out.join(format!("agents/{id}.json")).exists(), "{id}");
@@ -317,11 +318,11 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     // appropriateness, the encoder, the judge.
     assert_eq!(tables.len(), 8);
     // Targets: one row per trained module (not the three baselines).
-    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(5));
-    // Forced emotions: 8 agents x 4 emotions x 3 measures (judge, held-out
+    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(6));
+    // Forced emotions: 9 agents x 4 emotions x 3 measures (judge, held-out
     // and full lexicon).
     let marker_rows = tables[1]["rows"].as_array().expect("rows");
-    assert_eq!(marker_rows.len(), 96);
+    assert_eq!(marker_rows.len(), 108);
     let md = std::fs::read_to_string(out.join("table.md")).expect("md");
     for needle in [
         "Perplexity",
@@ -341,7 +342,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         .collect();
     // 3 prompts x 2 samples x 5 conditions per agent, plus dialogue turns.
     let forced = lines.iter().filter(|l| l["task"] == "forced").count();
-    assert_eq!(forced, 8 * 3 * 2 * 5);
+    assert_eq!(forced, 9 * 3 * 2 * 5);
     assert!(lines
         .iter()
         .any(|l| l["task"] == "dialogue" && l["agent"] == "llm-prompted"));

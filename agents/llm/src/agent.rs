@@ -13,13 +13,14 @@ use crate::modules::emotion::{EmotionState, EmotionalEncoder, EncoderConfig, N_C
 use crate::modules::erm::{EmotionalRewardModel, ErmConfig};
 use crate::modules::gate::{EmotionalGate, GateConfig};
 use crate::modules::prefix::{PrefixConfig, PrefixGenerator};
+use crate::modules::reft::{EmotionalReft, ReftConfig};
 use crate::modules::steering::{DirectionSource, SteeringConfig, SteeringVectors};
 use crate::modules::{Modules, TurnEmotion};
 use crate::optim::AdamW;
 use crate::params::invalid;
 
 /// Registry IDs of the LLM agents with one-line descriptions.
-pub const AGENT_IDS: [(&str, &str); 8] = [
+pub const AGENT_IDS: [(&str, &str); 9] = [
     ("llm-base", "The frozen language model alone (no modules)"),
     (
         "llm-prompted",
@@ -46,6 +47,10 @@ pub const AGENT_IDS: [(&str, &str); 8] = [
         "Emotional encoder + emotion steering directions from GoEmotions, learned scales, on the response",
     ),
     (
+        "llm-reft",
+        "Emotional encoder + emotion-conditioned low-rank (ReFT-style) interventions on the response",
+    ),
+    (
         "llm-full",
         "Encoder, prefix, gate, reward model and steering together",
     ),
@@ -69,12 +74,14 @@ pub enum AgentKind {
     Erm,
     #[serde(rename = "llm-steer")]
     Steer,
+    #[serde(rename = "llm-reft")]
+    Reft,
     #[serde(rename = "llm-full")]
     Full,
 }
 
 impl AgentKind {
-    pub const ALL: [AgentKind; 8] = [
+    pub const ALL: [AgentKind; 9] = [
         AgentKind::Base,
         AgentKind::Prompted,
         AgentKind::StaticPrefix,
@@ -82,6 +89,7 @@ impl AgentKind {
         AgentKind::Gate,
         AgentKind::Erm,
         AgentKind::Steer,
+        AgentKind::Reft,
         AgentKind::Full,
     ];
 
@@ -95,6 +103,7 @@ impl AgentKind {
             AgentKind::Gate => "llm-gate",
             AgentKind::Erm => "llm-erm",
             AgentKind::Steer => "llm-steer",
+            AgentKind::Reft => "llm-reft",
             AgentKind::Full => "llm-full",
         }
     }
@@ -140,6 +149,9 @@ impl AgentKind {
     pub(crate) fn has_steering(self) -> bool {
         matches!(self, AgentKind::Steer | AgentKind::Full)
     }
+    fn has_reft(self) -> bool {
+        matches!(self, AgentKind::Reft)
+    }
 }
 
 impl std::fmt::Display for AgentKind {
@@ -166,6 +178,7 @@ pub struct AgentConfig {
     pub gate: GateConfig,
     pub erm: ErmConfig,
     pub steering: SteeringConfig,
+    pub reft: ReftConfig,
 }
 
 impl Default for AgentConfig {
@@ -180,6 +193,7 @@ impl Default for AgentConfig {
             gate: GateConfig::default(),
             erm: ErmConfig::default(),
             steering: SteeringConfig::default(),
+            reft: ReftConfig::default(),
         }
     }
 }
@@ -279,6 +293,9 @@ impl LlmAgent {
         }
         if kind.has_gate() {
             modules.gate = Some(EmotionalGate::new(&model, &config.gate, seed)?);
+        }
+        if kind.has_reft() {
+            modules.reft = Some(EmotionalReft::new(&model, &config.reft, seed)?);
         }
         if kind.has_erm() {
             modules.erm = Some(EmotionalRewardModel::new(&model, &config.erm, seed)?);

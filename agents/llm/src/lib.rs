@@ -45,6 +45,7 @@ pub use modules::erm::{
 };
 pub use modules::gate::{EmotionalGate, GateConfig};
 pub use modules::prefix::{PrefixConfig, PrefixGenerator};
+pub use modules::reft::{EmotionalReft, ReftConfig};
 pub use modules::steering::{DirectionSource, SteeringConfig, SteeringVectors, CONTRAST_PAIRS};
 pub use modules::{Modules, TurnEmotion, MODULE_NAMES};
 pub use rl::{

@@ -64,6 +64,11 @@ impl ParamStore {
         Ok(self.vs.root().f_var_copy(&key(name), &t)?)
     }
 
+    /// A trainable variable holding a copy of `value`.
+    pub fn copy_of(&mut self, name: &str, value: &Tensor) -> Result<Tensor> {
+        Ok(self.vs.root().f_var_copy(&key(name), value)?)
+    }
+
     /// A trainable variable filled with `value`.
     pub fn constant(&mut self, name: &str, shape: &[i64], value: f64) -> Result<Tensor> {
         let t = Tensor::f_full(shape, value, (Kind::Float, Device::Cpu))?;

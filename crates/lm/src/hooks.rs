@@ -139,10 +139,16 @@ pub fn response_start(prompts: &[Vec<u32>]) -> usize {
     prompts.iter().map(Vec::len).max().unwrap_or(0)
 }
 
+/// A residual adapter and the first column it acts on.
+pub(crate) struct PlacedAdapter<'a> {
+    pub(crate) adapter: Box<dyn ResidualAdapter + 'a>,
+    pub(crate) from_column: usize,
+}
+
 #[derive(Default)]
 pub(crate) struct SiteHooks<'a> {
     pub(crate) steering: Vec<Steering>,
-    pub(crate) adapters: Vec<Box<dyn ResidualAdapter + 'a>>,
+    pub(crate) adapters: Vec<PlacedAdapter<'a>>,
 }
 
 impl SiteHooks<'_> {
@@ -152,7 +158,8 @@ impl SiteHooks<'_> {
 
     /// Whether a hook of this site changes a column before `columns`.
     fn acts_before(&self, columns: usize) -> bool {
-        !self.adapters.is_empty() || self.steering.iter().any(|s| s.from_column < columns)
+        self.adapters.iter().any(|a| a.from_column < columns)
+            || self.steering.iter().any(|s| s.from_column < columns)
     }
 }
 
@@ -233,12 +240,29 @@ impl<'a> Hooks<'a> {
     /// Runs `adapter` on the residual stream of `layer` at `site` (after any
     /// steering vectors of that site).
     pub fn with_adapter(
-        mut self,
+        self,
         layer: usize,
         site: HookSite,
         adapter: impl ResidualAdapter + 'a,
     ) -> Self {
-        let b: Box<dyn ResidualAdapter + 'a> = Box::new(adapter);
+        self.with_adapter_from(layer, site, adapter, 0)
+    }
+
+    /// Like [`Hooks::with_adapter`], on the columns from `from_column` on
+    /// only (e.g. a response's positions): the adapter sees
+    /// `[batch, columns from there, hidden]` and earlier columns are left as
+    /// they are (bit for bit).
+    pub fn with_adapter_from(
+        mut self,
+        layer: usize,
+        site: HookSite,
+        adapter: impl ResidualAdapter + 'a,
+        from_column: usize,
+    ) -> Self {
+        let b = PlacedAdapter {
+            adapter: Box::new(adapter),
+            from_column,
+        };
         match site {
             HookSite::AfterAttention => self.layer_mut(layer).after_attention.adapters.push(b),
             HookSite::AfterMlp => self.layer_mut(layer).after_mlp.adapters.push(b),
@@ -367,7 +391,11 @@ pub(crate) fn apply_site(
         x = add_from(x, &v, s.from_column as i64 - past)?;
     }
     for a in &sh.adapters {
-        let y = a.forward(layer, site, &x)?;
+        let y = adapt_from(
+            &x,
+            |x| a.adapter.forward(layer, site, x),
+            a.from_column as i64 - past,
+        )?;
         if y.size() != x.size() {
             return Err(LmError::InvalidArgument(format!(
                 "adapter at layer {layer} {site:?} returned shape {:?}, expected {:?}",
@@ -378,6 +406,25 @@ pub(crate) fn apply_site(
         x = y;
     }
     Ok(x)
+}
+
+/// `f(x)` at the positions from `start` (relative to `x`'s first) on.
+fn adapt_from(x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>, start: i64) -> Result<Tensor> {
+    let t = x.size()[1];
+    if start <= 0 {
+        return f(x);
+    }
+    if start >= t {
+        return Ok(x.shallow_clone());
+    }
+    let head = x.f_narrow(1, 0, start)?;
+    let rest = x.f_narrow(1, start, t - start)?;
+    let tail = f(&rest)?;
+    // A tail of the wrong shape cannot equal `x`'s: the caller reports it.
+    if tail.size() != rest.size() {
+        return Ok(tail);
+    }
+    Ok(Tensor::f_cat(&[&head, &tail], 1)?)
 }
 
 /// `x + v` at the positions from `start` (relative to `x`'s first) on.

@@ -373,3 +373,71 @@ fn steering_from_a_column_leaves_earlier_columns_alone() {
     out.narrow(1, k as i64, rest).sum(Kind::Float).backward();
     assert!(g.grad().abs().max().double_value(&[]) > 0.0);
 }
+
+#[test]
+fn adapter_from_a_column_leaves_earlier_columns_alone() {
+    let mut m = stories();
+    let tokens = prompt(&m);
+    let t = tokens.size()[1];
+    let k = 4usize;
+    let h = m.hidden_size() as i64;
+    let w = Tensor::randn([h, h], (Kind::Float, tch::Device::Cpu)) * 0.3;
+    let adapter = |w: Tensor| move |_: usize, _: HookSite, x: &Tensor| Ok(x + x.matmul(&w).tanh());
+    let base = m.forward(&tokens, None, None).unwrap().logits;
+    let from =
+        |c: usize| Hooks::new().with_adapter_from(2, HookSite::AfterMlp, adapter(w.copy()), c);
+    let adapted = m.forward(&tokens, None, Some(&from(k))).unwrap().logits;
+    // Columns before k run exactly as without hooks; the others change.
+    assert!(adapted
+        .narrow(1, 0, k as i64)
+        .equal(&base.narrow(1, 0, k as i64)));
+    let rest = t - k as i64;
+    assert!(
+        max_diff(
+            &adapted.narrow(1, k as i64, rest),
+            &base.narrow(1, k as i64, rest)
+        ) > 1e-2
+    );
+    // From column 0 is the plain adapter, bit for bit; past the end, nothing.
+    let all = Hooks::new().with_adapter(2, HookSite::AfterMlp, adapter(w.copy()));
+    let a = m.forward(&tokens, None, Some(&all)).unwrap().logits;
+    let b = m.forward(&tokens, None, Some(&from(0))).unwrap().logits;
+    assert!(a.equal(&b));
+    let none = m
+        .forward(&tokens, None, Some(&from(t as usize)))
+        .unwrap()
+        .logits;
+    assert!(none.equal(&base));
+    // A cached prefill ending before, at or after column k, then one token
+    // at a time, gives the full pass's logits.
+    let hooks = from(k);
+    for split in [2, k, k + 2] {
+        m.clear_cache();
+        let head = m
+            .forward_cached(&tokens.narrow(1, 0, split as i64), None, Some(&hooks))
+            .unwrap()
+            .logits;
+        let mut parts = vec![head];
+        for c in split as i64..t {
+            let step = m
+                .forward_cached(&tokens.narrow(1, c, 1), None, Some(&hooks))
+                .unwrap();
+            parts.push(step.logits);
+        }
+        m.clear_cache();
+        let cached = Tensor::cat(&parts, 1);
+        assert!(
+            max_diff(&cached, &adapted) < 1e-4,
+            "prefill of {split}: {}",
+            max_diff(&cached, &adapted)
+        );
+    }
+    // An adapter that changes the shape of its columns is refused.
+    let bad = Hooks::new().with_adapter_from(
+        2,
+        HookSite::AfterMlp,
+        |_: usize, _: HookSite, x: &Tensor| Ok(x.narrow(2, 0, 1)),
+        k,
+    );
+    assert!(m.forward(&tokens, None, Some(&bad)).is_err());
+}

@@ -5,7 +5,8 @@
 //! * [`prefix`]: emotion-conditioned (or static) prefix keys/values;
 //! * [`gate`]: gated bottleneck adapters;
 //! * [`erm`]: the emotional reward model and its logit/temperature modulators;
-//! * [`steering`]: steering directions with emotion-scaled strengths.
+//! * [`steering`]: steering directions with emotion-scaled strengths;
+//! * [`reft`]: emotion-conditioned low-rank interventions on the response.
 //!
 //! [`Modules`] holds the ones an agent has and is the only place that knows
 //! in which order their hooks run.
@@ -14,6 +15,7 @@ pub mod emotion;
 pub mod erm;
 pub mod gate;
 pub mod prefix;
+pub mod reft;
 pub mod steering;
 
 use emorl_core::EmotionalContext;
@@ -26,6 +28,7 @@ use emotion::{EmotionState, EmotionalEncoder};
 use erm::{erm_from_encoder, EmotionalRewardModel, ERM_EMOTIONS};
 use gate::EmotionalGate;
 use prefix::PrefixGenerator;
+use reft::EmotionalReft;
 use steering::SteeringVectors;
 
 /// The blocks a module acts on: `layers` (a negative index counts from the
@@ -53,7 +56,7 @@ pub(crate) fn chosen_layers(model: &Model, layers: &[i64], module: &str) -> Resu
 
 /// Names of the modules as checkpoints and parameter groups know them, in
 /// checkpoint order.
-pub const MODULE_NAMES: [&str; 5] = ["encoder", "prefix", "gate", "erm", "steering"];
+pub const MODULE_NAMES: [&str; 6] = ["encoder", "prefix", "gate", "erm", "steering", "reft"];
 
 /// The emotional modules of an agent (each `None` when its kind lacks it).
 #[derive(Debug, Default)]
@@ -63,6 +66,7 @@ pub struct Modules {
     pub gate: Option<EmotionalGate>,
     pub erm: Option<EmotionalRewardModel>,
     pub steering: Option<SteeringVectors>,
+    pub reft: Option<EmotionalReft>,
 }
 
 /// The emotion of one turn for a batch: the encoder's state and, with an
@@ -165,6 +169,9 @@ impl Modules {
         if let Some(m) = &self.steering {
             v.push(("steering", &m.params));
         }
+        if let Some(m) = &self.reft {
+            v.push(("reft", &m.params));
+        }
         v
     }
 
@@ -202,7 +209,7 @@ impl Modules {
     }
 
     /// Appends only the hooks that act on hidden states (prefix, steering,
-    /// gate), leaving the logits processing to the caller (see
+    /// gate, ReFT), leaving the logits processing to the caller (see
     /// [`Modules::logits_processor`]).
     pub fn attach_hidden<'a>(
         &self,
@@ -219,6 +226,9 @@ impl Modules {
         }
         if let Some(g) = &self.gate {
             h = g.attach(h, &emotion.state)?;
+        }
+        if let Some(r) = &self.reft {
+            h = r.attach(h, &emotion.state, response_start)?;
         }
         Ok(h)
     }
@@ -242,11 +252,14 @@ impl Modules {
         }
     }
 
-    /// Whether the modules change only the logits (no prefix, steering or
-    /// gate): the frozen model's hidden states and raw logits then do not
+    /// Whether the modules change only the logits (no prefix, steering,
+    /// gate or ReFT): the frozen model's hidden states and raw logits then do not
     /// depend on any trainable parameter.
     pub fn logits_only(&self) -> bool {
-        self.prefix.is_none() && self.steering.is_none() && self.gate.is_none()
+        self.prefix.is_none()
+            && self.steering.is_none()
+            && self.gate.is_none()
+            && self.reft.is_none()
     }
 
     /// The modules' logits processing for `emotion` applied to raw model
