@@ -98,6 +98,9 @@ fn numpy_mode_reproduces_upstreams_table() {
         "{md}"
     );
     assert!(tmp.path().join("a/distributions.svg").is_file());
+    // The same figure as PNG (2x), for papers and slides.
+    let png = std::fs::read(tmp.path().join("a/distributions.png")).expect("png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
     let tb = tensorboard_read(&tmp.path().join("a"));
     let fear = tb["scalars"]["fear/treatment"]
         .as_array()
@@ -142,7 +145,12 @@ fn interrupted_run_resumes_to_the_same_table() {
     let resumed = tmp.path().join("resumed");
     reproduce(&resumed, &args);
     // Simulate a run killed midway: results not written yet, some seeds not finished.
-    for f in ["table.json", "table.md", "distributions.svg"] {
+    for f in [
+        "table.json",
+        "table.md",
+        "distributions.svg",
+        "distributions.png",
+    ] {
         std::fs::remove_file(resumed.join(f)).expect("remove");
     }
     for (exp, seeds) in [
@@ -175,10 +183,13 @@ fn interrupted_run_resumes_to_the_same_table() {
     v["result"]["control"] = original;
     std::fs::write(&marked, v.to_string()).expect("write");
     reproduce(&resumed, &args);
-    assert_eq!(
-        std::fs::read(full.join("table.json")).expect("full"),
-        std::fs::read(resumed.join("table.json")).expect("resumed")
-    );
+    for f in ["table.json", "distributions.png"] {
+        assert_eq!(
+            std::fs::read(full.join(f)).expect("full"),
+            std::fs::read(resumed.join(f)).expect("resumed"),
+            "{f}"
+        );
+    }
 }
 
 #[test]
@@ -289,6 +300,9 @@ fn v2_dqn_writes_both_tables_curves_and_resumes() {
     assert!((c["control"]["mean"].as_f64().expect("mean") - mean_dqn).abs() < 1e-12);
     let svg = std::fs::read_to_string(out.join("learning_curves.svg")).expect("svg");
     assert!(svg.contains("<svg") && svg.contains("fear-dqn-coupled-cliff"));
+    assert!(std::fs::read(out.join("learning_curves.png"))
+        .expect("png")
+        .starts_with(b"\x89PNG"));
     let tb = tensorboard_read(&out);
     assert_eq!(
         tb["scalars"]["exp16b/return/fear-dqn"]

@@ -345,10 +345,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
                 .collect(),
         ),
     ];
-    run.write_atomic(
-        Path::new("learning_curves.svg"),
-        figure::learning_curves(&panels)?.as_bytes(),
-    )?;
+    figure::write_figure(&run, "learning_curves", &figure::learning_curves(&panels)?)?;
     log_tensorboard(&run, &panels, &markdown)?;
     let wall = start.elapsed().as_secs_f64();
     // Per-arm times cover only seeds run now (a resumed run loads the rest).

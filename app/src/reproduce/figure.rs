@@ -19,6 +19,49 @@ pub struct Block {
 const PANEL_W: u32 = 900;
 const PANEL_H: u32 = 260;
 
+/// Writes a figure as `<stem>.svg` and `<stem>.png` (rendered from the same
+/// SVG at 2× scale, with the DejaVu Sans font built into the binary, so it
+/// looks the same on any machine).
+pub fn write_figure(run: &emorl_log::RunDir, stem: &str, svg: &str) -> Result<()> {
+    let png = png_of(svg, 2.0)?;
+    run.write_atomic(std::path::Path::new(&format!("{stem}.svg")), svg.as_bytes())?;
+    run.write_atomic(std::path::Path::new(&format!("{stem}.png")), &png)?;
+    Ok(())
+}
+
+/// `svg` rasterised at `scale` and encoded as PNG.
+pub fn png_of(svg: &str, scale: f32) -> Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let mut options = usvg::Options::default();
+    {
+        let fonts = options.fontdb_mut();
+        fonts.load_font_data(dejavu::sans::regular().to_vec());
+        fonts.load_font_data(dejavu::sans::bold().to_vec());
+        fonts.load_font_data(dejavu::sans::oblique().to_vec());
+        fonts.set_sans_serif_family("DejaVu Sans");
+        fonts.set_serif_family("DejaVu Sans");
+        fonts.set_monospace_family("DejaVu Sans");
+    }
+    options.font_family = "DejaVu Sans".into();
+    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| anyhow!("figure SVG: {e}"))?;
+    let size = tree
+        .size()
+        .to_int_size()
+        .scale_by(scale)
+        .ok_or_else(|| anyhow!("figure size"))?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| anyhow!("figure of {}x{} pixels", size.width(), size.height()))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| anyhow!("encoding the PNG: {e}"))
+}
+
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure: {e:?}")
 }
@@ -258,4 +301,35 @@ pub fn learning_curves(panels: &[CurvePanel]) -> Result<String> {
         root.present().map_err(draw_err)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod png_tests {
+    use super::png_of;
+    use resvg::tiny_skia::Pixmap;
+
+    fn dark_pixels(png: &[u8]) -> (u32, u32, usize) {
+        let p = Pixmap::decode_png(png).expect("a PNG");
+        let dark = p
+            .pixels()
+            .iter()
+            .filter(|c| c.red() < 128 && c.green() < 128 && c.blue() < 128)
+            .count();
+        (p.width(), p.height(), dark)
+    }
+
+    #[test]
+    fn the_png_has_the_svg_size_times_the_scale_and_draws_text_with_the_built_in_font() {
+        let svg = |text: &str| {
+            format!(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="50"><text x="10" y="35" font-family="sans-serif" font-size="24" fill="black">{text}</text></svg>"#
+            )
+        };
+        let (w, h, dark) = dark_pixels(&png_of(&svg("fear 0.82"), 2.0).expect("png"));
+        assert_eq!((w, h), (400, 100));
+        assert!(dark > 200, "the text was not drawn ({dark} dark pixels)");
+        let (_, _, blank) = dark_pixels(&png_of(&svg(""), 2.0).expect("png"));
+        assert_eq!(blank, 0);
+        assert!(png_of("<svg", 1.0).is_err());
+    }
 }

@@ -360,9 +360,10 @@ pub fn reproduce_llm(
         range: (f64::NEG_INFINITY, f64::INFINITY),
         curves,
     };
-    run.write_atomic(
-        Path::new("learning_curves.svg"),
-        figure::learning_curves(std::slice::from_ref(&panel))?.as_bytes(),
+    figure::write_figure(
+        &run,
+        "learning_curves",
+        &figure::learning_curves(std::slice::from_ref(&panel))?,
     )?;
     let mut tb = fresh_event_writer(&run)?;
     for r in &results {

@@ -74,7 +74,7 @@ pub fn reproduce_v2(args: &ReproduceArgs) -> Result<PathBuf> {
     run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
     log_tensorboard(&run, &experiments, &outcomes, &markdown)?;
     let svg = figure::distributions(&experiments, &blocks, o)?;
-    run.write_atomic(Path::new("distributions.svg"), svg.as_bytes())?;
+    figure::write_figure(&run, "distributions", &svg)?;
     let timing =
         serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
     write_timing(&run, timing, &["wall_seconds"])?;
