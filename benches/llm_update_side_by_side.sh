@@ -9,8 +9,8 @@
 # default model) or "all" (both, the default). --recompute: both sides
 # recompute the log-probabilities with full forwards (the reference path).
 # SAMPLING_GROUPS=N (env): our sampling in N length-sorted batches (RlConfig::sampling_groups).
-# SHARE_PREFILL=1 (env): our sampling prefills each prompt once for its 4 samples
-# (RlConfig::share_prompt_prefill).
+# SHARE_PREFILL=0 (env): our sampling prefills every row, instead of each prompt
+# once for its 4 samples (RlConfig::share_prompt_prefill, on by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH="${1:-all}"
@@ -35,7 +35,7 @@ trap 'rm -rf "$TMP"' EXIT
 RECOMPUTE=()
 [ "$EXTRA" = "--recompute" ] && RECOMPUTE=(--recompute)
 SHARE=()
-[ "${SHARE_PREFILL:-0}" = "1" ] && SHARE=(--share-prefill)
+[ "${SHARE_PREFILL:-1}" = "0" ] && SHARE=(--no-share-prefill)
 
 echo "machine: $(getconf _NPROCESSORS_ONLN) cores, $(uptime | sed 's/.*load/load/')"
 for M in "${MODELS[@]}"; do

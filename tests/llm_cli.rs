@@ -361,6 +361,20 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         std::fs::read_to_string(out.join("samples.jsonl")).expect("samples"),
         samples
     );
+    // Agents trained under other settings (e.g. another version's defaults)
+    // are not mixed into the table: the stored settings must match.
+    let settings = out.join("agent_config.toml");
+    let stored = std::fs::read_to_string(&settings).expect("agent_config.toml");
+    assert!(stored.contains("share_prompt_prefill"), "{stored}");
+    std::fs::write(
+        &settings,
+        stored.replace("microbatch = 8", "microbatch = 7"),
+    )
+    .expect("write");
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("agent_config.toml"), "{}", stderr(&o));
+    std::fs::write(&settings, stored).expect("restore");
     // A subset of agents, and a clear error for an unknown one.
     let sub = tmp.path().join("sub");
     let mut some: Vec<&str> = args[..args.len() - 2].to_vec();

@@ -13,8 +13,8 @@
 //!   JSON (`{"updates": [[[ids…] × prompts] × updates], …}`) and exits;
 //! - `--new-tokens N`: new tokens per sample (default 32);
 //! - `--groups N`: sampling in N batches of prompts of similar length;
-//! - `--share-prefill`: each prompt prefilled once for its `k` samples
-//!   (`RlConfig::share_prompt_prefill`);
+//! - `--no-share-prefill`: every row prefilled, instead of each prompt
+//!   once for its `k` samples (`RlConfig::share_prompt_prefill`, the default);
 //! - `--json`: a last line of JSON with the median update time (the first,
 //!   warm-up update excluded when there are more than one).
 
@@ -33,7 +33,7 @@ fn stand_in_reward(g: &emorl_lm::Generation) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut args = Vec::new();
-    let (mut recompute, mut stand_in, mut json, mut share) = (false, false, false, false);
+    let (mut recompute, mut stand_in, mut json, mut share) = (false, false, false, true);
     let mut dump: Option<String> = None;
     let mut groups: Option<usize> = None;
     let mut new_tokens: Option<usize> = None;
@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--recompute" => recompute = true,
-            "--share-prefill" => share = true,
+            "--no-share-prefill" => share = false,
             "--stand-in-reward" => stand_in = true,
             "--json" => json = true,
             "--new-tokens" => {

@@ -142,6 +142,9 @@ fn run_agent(
     })
 }
 
+/// The resolved `[agent_config]` of a table's agents, every default written out.
+const AGENT_SETTINGS: &str = "agent_config.toml";
+
 /// The agent's result and whether it was loaded from an earlier run.
 fn load_or_run(
     run: &RunDir,
@@ -292,6 +295,21 @@ pub fn reproduce_llm(
         Ok(_) => {}
         Err(_) => {
             run.write_atomic(Path::new("experiment.toml"), resolved.as_bytes())?;
+        }
+    }
+    // Every setting the agents are trained with, defaults included: a
+    // binary whose defaults changed must not add agents to a table whose
+    // other agents it did not train. (A run from before this file existed
+    // gets it on its first resume.)
+    let full = toml::to_string(&plan.llm).context("agent settings")?;
+    match std::fs::read_to_string(run.path().join(AGENT_SETTINGS)) {
+        Ok(old) if old != full => bail!(
+            "{} holds agents trained under other settings ({AGENT_SETTINGS} differs: another emorl version's defaults?); choose another --out",
+            run.path().display()
+        ),
+        Ok(_) => {}
+        Err(_) => {
+            run.write_atomic(Path::new(AGENT_SETTINGS), full.as_bytes())?;
         }
     }
     let start = Instant::now();

@@ -64,10 +64,13 @@ pub struct RlConfig {
     /// Prefill each prompt once while sampling and copy its KV cache to its
     /// `k` rows ([`emorl_lm::Model::set_share_repeated_prompts`]); only
     /// when no module acts on the prompt's hidden states (`llm-erm`,
-    /// `llm-steer`: steering acts on the response only). Faster (the prefill
-    /// is most of the sampling time), but the smaller prefill batch can
-    /// round log-probs differently in the last bits and, rarely, change a
-    /// sampled token, so it is off by default.
+    /// `llm-steer`, `llm-reft`: they act on the response only). On by
+    /// default: the prefill is most of the sampling time, and its effect
+    /// is measured and small — the smaller prefill batch rounds log-probs
+    /// differently in the last bits and, rarely, changes a sampled token
+    /// (SmolLM2, 8 prompts × 4 samples × 32 tokens, `examples/prefill_sharing.rs`:
+    /// 95 of 96 sequences identical over 3 seeds, log-probs within 1.6e-5
+    /// before a difference, sampling 1.1–1.8× faster on a busy machine).
     pub share_prompt_prefill: bool,
     /// Weight of the expression objective (0: off). Each sampled sequence
     /// of an update is also scored under a forced emotional state (fear,
@@ -130,7 +133,7 @@ impl Default for RlConfig {
             advantage_eps: 0.1,
             microbatch: 8,
             sampling_groups: 1,
-            share_prompt_prefill: false,
+            share_prompt_prefill: true,
             expression_coef: 0.0,
             expression_target: 0.03,
             expression_kl: 1.0,
