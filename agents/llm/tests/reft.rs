@@ -4,15 +4,15 @@
 //! learning passes agreeing, RL moving every part, checkpoints restoring it.
 
 mod common;
-use common::model;
+use common::{dialogue_prompts, learning_pass_logprobs, max_gap, model, sampling};
 
 use emorl_agents_llm::eval::emotion_of_values;
 use emorl_agents_llm::rl::rollout::pack;
 use emorl_agents_llm::{AgentConfig, AgentKind, LlmAgent, ReftConfig, RlConfig, Trainer};
 use emorl_core::Env;
 use emorl_envs_text::Dialogue;
-use emorl_lm::{GenerateOptions, Generation, Sampling};
-use tch::{Kind, Tensor};
+use emorl_lm::{GenerateOptions, Generation};
+use tch::Tensor;
 
 fn config() -> AgentConfig {
     AgentConfig {
@@ -22,18 +22,6 @@ fn config() -> AgentConfig {
         },
         ..AgentConfig::default()
     }
-}
-
-/// Prompts of the dialogue environment (different lengths).
-fn dialogue_prompts(agent: &LlmAgent, seeds: &[u64]) -> Vec<Vec<u32>> {
-    let mut env = Dialogue::with_defaults();
-    seeds
-        .iter()
-        .map(|&s| {
-            let (obs, _) = env.reset(Some(s));
-            agent.encode_prompt(&obs).unwrap()
-        })
-        .collect()
 }
 
 /// Moves every ReFT tensor whose name contains `part` by Gaussian noise.
@@ -134,17 +122,6 @@ fn sampling_and_the_learning_pass_agree_and_rl_trains_every_part() {
         })
         .collect();
     let emotion = emotion_of_values(&rows, device).unwrap();
-    let opts = GenerateOptions {
-        max_new_tokens: 10,
-        sampling: Sampling::Sample {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-        },
-        seed: 3,
-        stop_on_eos: false,
-        ..GenerateOptions::default()
-    };
     {
         let _g = tch::no_grad_guard();
         let hooks = agent
@@ -152,30 +129,11 @@ fn sampling_and_the_learning_pass_agree_and_rl_trains_every_part() {
             .unwrap();
         let gens = agent
             .model_mut()
-            .generate_from_tokens(&prompts, &opts, Some(&hooks), None)
+            .generate_from_tokens(&prompts, &sampling(10, 3), Some(&hooks), None)
             .unwrap();
         drop(hooks);
-        let (l, lp) = logits(&mut agent, &prompts, &gens, &emotion);
-        let n = l.size()[1] - lp;
-        let targets = {
-            let pad = i64::from(agent.model().tokenizer().pad_id());
-            pack(|j| &prompts[j], &gens, pad, device)
-                .unwrap()
-                .tokens
-                .narrow(1, lp, n)
-                .unsqueeze(-1)
-        };
-        let logp = l
-            .narrow(1, lp - 1, n)
-            .log_softmax(-1, Kind::Float)
-            .gather(-1, &targets, false)
-            .squeeze_dim(-1);
-        let mut gap = 0f64;
-        for (j, g) in gens.iter().enumerate() {
-            for (i, &x) in g.logprobs.iter().enumerate() {
-                gap = gap.max((logp.double_value(&[j as i64, i as i64]) - f64::from(x)).abs());
-            }
-        }
+        let logp = learning_pass_logprobs(&mut agent, &prompts, &gens, |lp| lp, &emotion);
+        let gap = max_gap(&gens, &logp, 0);
         assert!(gap < 1e-4, "sampling vs learning pass: {gap}");
     }
     // RL (with the expression objective, as `emorl train` runs it) moves

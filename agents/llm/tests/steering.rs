@@ -3,7 +3,7 @@
 //! agreement of the sampling and learning passes (stories260K).
 
 mod common;
-use common::{goemotions_dir, model};
+use common::{dialogue_prompts, goemotions_dir, learning_pass_logprobs, max_gap, model, sampling};
 
 use emorl_agents_llm::eval::emotion_of_values;
 use emorl_agents_llm::rl::rollout::pack;
@@ -14,7 +14,7 @@ use emorl_agents_llm::{
 };
 use emorl_core::Env;
 use emorl_envs_text::Dialogue;
-use emorl_lm::{GenerateOptions, Generation, Hooks, Model, Sampling};
+use emorl_lm::{GenerateOptions, Hooks, Model};
 use tch::{Kind, Tensor};
 
 /// Few texts per class: the tests check the computation, not the directions' quality.
@@ -43,18 +43,6 @@ fn set_scales(agent: &LlmAgent, value: f64) {
     let _g = tch::no_grad_guard();
     let steering = agent.modules().steering.as_ref().expect("a steering agent");
     let _ = steering.scales().shallow_clone().fill_(value);
-}
-
-/// Prompts of the dialogue environment (different lengths).
-fn dialogue_prompts(agent: &LlmAgent, seeds: &[u64]) -> Vec<Vec<u32>> {
-    let mut env = Dialogue::with_defaults();
-    seeds
-        .iter()
-        .map(|&s| {
-            let (obs, _) = env.reset(Some(s));
-            agent.encode_prompt(&obs).unwrap()
-        })
-        .collect()
 }
 
 /// The independent reference: one text at a time, plain means (no batching,
@@ -217,43 +205,6 @@ fn steering_changes_the_logits_of_response_positions_only() {
     assert!(d > 1e-3);
 }
 
-/// Log-probabilities of the response tokens in one forward pass over
-/// prompt and response, as the RL objectives compute them.
-fn learning_pass_logprobs(
-    agent: &mut LlmAgent,
-    prompts: &[Vec<u32>],
-    gens: &[Generation],
-    hooks_from: impl Fn(usize) -> usize,
-    emotion: &emorl_agents_llm::TurnEmotion,
-) -> Tensor {
-    let device = agent.model().device();
-    let pad = i64::from(agent.model().tokenizer().pad_id());
-    let p = pack(|j| &prompts[j], gens, pad, device).unwrap();
-    let hooks = agent.hooks(emotion, hooks_from(p.lp as usize)).unwrap();
-    let logits = agent
-        .model_mut()
-        .forward(&p.tokens, Some(&p.mask), Some(&hooks))
-        .unwrap()
-        .logits;
-    let targets = p.tokens.narrow(1, p.lp, p.lr).unsqueeze(-1);
-    logits
-        .narrow(1, p.lp - 1, p.lr)
-        .log_softmax(-1, Kind::Float)
-        .gather(-1, &targets, false)
-        .squeeze_dim(-1)
-}
-
-fn max_gap(gens: &[Generation], logp: &Tensor, from: usize) -> f64 {
-    let mut gap = 0f64;
-    for (j, g) in gens.iter().enumerate() {
-        for (i, &lp) in g.logprobs.iter().enumerate().skip(from) {
-            let x = logp.double_value(&[j as i64, i as i64]);
-            gap = gap.max((x - f64::from(lp)).abs());
-        }
-    }
-    gap
-}
-
 #[test]
 fn sampling_and_the_learning_pass_agree_on_the_steered_response() {
     let mut agent = LlmAgent::new(model(), AgentKind::Steer, config()).unwrap();
@@ -274,17 +225,7 @@ fn sampling_and_the_learning_pass_agree_on_the_steered_response() {
         })
         .collect();
     let emotion = emotion_of_values(&rows, device).unwrap();
-    let opts = GenerateOptions {
-        max_new_tokens: 10,
-        sampling: Sampling::Sample {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-        },
-        seed: 3,
-        stop_on_eos: false,
-        ..GenerateOptions::default()
-    };
+    let opts = sampling(10, 3);
     let _g = tch::no_grad_guard();
     let hooks = agent
         .hooks(&emotion, emorl_lm::response_start(&prompts))

@@ -305,6 +305,36 @@ fn prefix_kv_is_prepended_and_consistent_with_the_cache() {
     assert_eq!(batch[1].tokens, single[0].tokens);
 }
 
+/// A cached prefill of the first `split` tokens, then one token at a time,
+/// gives `full`'s logits (one pass over `tokens` with `hooks`), for each split.
+fn assert_cached_steps_match(
+    m: &mut Model,
+    tokens: &Tensor,
+    hooks: &Hooks,
+    full: &Tensor,
+    splits: &[usize],
+) {
+    let t = tokens.size()[1];
+    for &split in splits {
+        m.clear_cache();
+        let head = m
+            .forward_cached(&tokens.narrow(1, 0, split as i64), None, Some(hooks))
+            .unwrap()
+            .logits;
+        let mut parts = vec![head];
+        for c in split as i64..t {
+            let step = m
+                .forward_cached(&tokens.narrow(1, c, 1), None, Some(hooks))
+                .unwrap();
+            parts.push(step.logits);
+        }
+        m.clear_cache();
+        let cached = Tensor::cat(&parts, 1);
+        let d = max_diff(&cached, full);
+        assert!(d < 1e-4, "prefill of {split}: {d}");
+    }
+}
+
 #[test]
 fn steering_from_a_column_leaves_earlier_columns_alone() {
     let mut m = stories();
@@ -341,28 +371,7 @@ fn steering_from_a_column_leaves_earlier_columns_alone() {
     // With a KV cache, columns count the cached tokens: a prefill that ends
     // before, at or after column k, then one token at a time, gives the
     // full pass's logits.
-    let hooks = from(k);
-    for split in [2, k, k + 2] {
-        m.clear_cache();
-        let head = m
-            .forward_cached(&tokens.narrow(1, 0, split as i64), None, Some(&hooks))
-            .unwrap()
-            .logits;
-        let mut parts = vec![head];
-        for c in split as i64..t {
-            let step = m
-                .forward_cached(&tokens.narrow(1, c, 1), None, Some(&hooks))
-                .unwrap();
-            parts.push(step.logits);
-        }
-        m.clear_cache();
-        let cached = Tensor::cat(&parts, 1);
-        assert!(
-            max_diff(&cached, &steered) < 1e-4,
-            "prefill of {split}: {}",
-            max_diff(&cached, &steered)
-        );
-    }
+    assert_cached_steps_match(&mut m, &tokens, &from(k), &steered, &[2, k, k + 2]);
     // Gradients reach the vector through the steered columns only.
     let g = Tensor::zeros([h], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
     let hooks = Hooks::new().with_steering_from(2, HookSite::AfterMlp, g.shallow_clone(), 1.0, k);
@@ -410,28 +419,7 @@ fn adapter_from_a_column_leaves_earlier_columns_alone() {
     assert!(none.equal(&base));
     // A cached prefill ending before, at or after column k, then one token
     // at a time, gives the full pass's logits.
-    let hooks = from(k);
-    for split in [2, k, k + 2] {
-        m.clear_cache();
-        let head = m
-            .forward_cached(&tokens.narrow(1, 0, split as i64), None, Some(&hooks))
-            .unwrap()
-            .logits;
-        let mut parts = vec![head];
-        for c in split as i64..t {
-            let step = m
-                .forward_cached(&tokens.narrow(1, c, 1), None, Some(&hooks))
-                .unwrap();
-            parts.push(step.logits);
-        }
-        m.clear_cache();
-        let cached = Tensor::cat(&parts, 1);
-        assert!(
-            max_diff(&cached, &adapted) < 1e-4,
-            "prefill of {split}: {}",
-            max_diff(&cached, &adapted)
-        );
-    }
+    assert_cached_steps_match(&mut m, &tokens, &from(k), &adapted, &[2, k, k + 2]);
     // An adapter that changes the shape of its columns is refused.
     let bad = Hooks::new().with_adapter_from(
         2,

@@ -2,7 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use emorl_lm::{DType, Model};
+use emorl_agents_llm::rl::rollout::pack;
+use emorl_agents_llm::{LlmAgent, TurnEmotion};
+use emorl_core::Env;
+use emorl_envs_text::Dialogue;
+use emorl_lm::{DType, GenerateOptions, Generation, Model, Sampling};
+use tch::{Kind, Tensor};
 
 /// The 1.2 MB stories260K model (`EMORL_STORIES260K`, or `shared/` beside the repository).
 pub fn stories260k() -> PathBuf {
@@ -44,4 +49,76 @@ pub fn goemotions_dir() -> PathBuf {
         }
     }
     panic!("GoEmotions not found beside {}", root.display());
+}
+
+/// Prompts of the dialogue environment's first turns (different lengths).
+#[allow(dead_code)]
+pub fn dialogue_prompts(agent: &LlmAgent, seeds: &[u64]) -> Vec<Vec<u32>> {
+    let mut env = Dialogue::with_defaults();
+    seeds
+        .iter()
+        .map(|&s| {
+            let (obs, _) = env.reset(Some(s));
+            agent.encode_prompt(&obs).unwrap()
+        })
+        .collect()
+}
+
+/// Plain sampling at temperature 1 (no top-k or top-p), `new_tokens`
+/// tokens, no stop at end-of-sequence.
+#[allow(dead_code)]
+pub fn sampling(new_tokens: usize, seed: u64) -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens: new_tokens,
+        sampling: Sampling::Sample {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        },
+        seed,
+        stop_on_eos: false,
+        ..GenerateOptions::default()
+    }
+}
+
+/// Log-probabilities of the response tokens in one forward pass over
+/// prompt and response, as the RL objectives compute them, with the
+/// agent's hooks for `emotion` from column `hooks_from(prompt width)` on.
+#[allow(dead_code)]
+pub fn learning_pass_logprobs(
+    agent: &mut LlmAgent,
+    prompts: &[Vec<u32>],
+    gens: &[Generation],
+    hooks_from: impl Fn(usize) -> usize,
+    emotion: &TurnEmotion,
+) -> Tensor {
+    let device = agent.model().device();
+    let pad = i64::from(agent.model().tokenizer().pad_id());
+    let p = pack(|j| &prompts[j], gens, pad, device).unwrap();
+    let hooks = agent.hooks(emotion, hooks_from(p.lp as usize)).unwrap();
+    let logits = agent
+        .model_mut()
+        .forward(&p.tokens, Some(&p.mask), Some(&hooks))
+        .unwrap()
+        .logits;
+    let targets = p.tokens.narrow(1, p.lp, p.lr).unsqueeze(-1);
+    logits
+        .narrow(1, p.lp - 1, p.lr)
+        .log_softmax(-1, Kind::Float)
+        .gather(-1, &targets, false)
+        .squeeze_dim(-1)
+}
+
+/// The largest gap between the sampled log-probs of `gens` (from token
+/// `from` on) and `logp` (`[rows, tokens]`).
+#[allow(dead_code)]
+pub fn max_gap(gens: &[Generation], logp: &Tensor, from: usize) -> f64 {
+    let mut gap = 0f64;
+    for (j, g) in gens.iter().enumerate() {
+        for (i, &lp) in g.logprobs.iter().enumerate().skip(from) {
+            let x = logp.double_value(&[j as i64, i as i64]);
+            gap = gap.max((x - f64::from(lp)).abs());
+        }
+    }
+    gap
 }
