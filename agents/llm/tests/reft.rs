@@ -4,14 +4,17 @@
 //! learning passes agreeing, RL moving every part, checkpoints restoring it.
 
 mod common;
-use common::{dialogue_prompts, learning_pass_logprobs, max_gap, model, sampling};
+use common::{
+    dialogue_prompts, learning_pass_logprobs, max_gap, model, sampling,
+    two_prompts_and_greedy_responses,
+};
 
 use emorl_agents_llm::eval::emotion_of_values;
 use emorl_agents_llm::rl::rollout::pack;
 use emorl_agents_llm::{AgentConfig, AgentKind, LlmAgent, ReftConfig, RlConfig, Trainer};
 use emorl_core::Env;
 use emorl_envs_text::Dialogue;
-use emorl_lm::{GenerateOptions, Generation};
+use emorl_lm::Generation;
 use tch::Tensor;
 
 fn config() -> AgentConfig {
@@ -58,22 +61,8 @@ fn reft_is_the_identity_until_trained_then_moves_the_response_only() {
     tch::manual_seed(0);
     let mut agent = LlmAgent::new(model(), AgentKind::Reft, config()).unwrap();
     let mut frozen = LlmAgent::new(model(), AgentKind::Base, AgentConfig::default()).unwrap();
-    let prompts = dialogue_prompts(&agent, &[1, 2]);
-    assert_ne!(
-        prompts[0].len(),
-        prompts[1].len(),
-        "left padding is exercised"
-    );
-    let opts = GenerateOptions {
-        max_new_tokens: 6,
-        stop_on_eos: false,
-        ..GenerateOptions::default()
-    };
+    let (prompts, gens) = two_prompts_and_greedy_responses(&mut frozen, 6);
     let _g = tch::no_grad_guard();
-    let gens = frozen
-        .model_mut()
-        .generate_from_tokens(&prompts, &opts, None, None)
-        .unwrap();
     let device = agent.model().device();
     let fear = emotion_of_values(&[[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], device).unwrap();
     let joy = emotion_of_values(&[[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]], device).unwrap();

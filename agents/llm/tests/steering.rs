@@ -3,7 +3,10 @@
 //! agreement of the sampling and learning passes (stories260K).
 
 mod common;
-use common::{dialogue_prompts, goemotions_dir, learning_pass_logprobs, max_gap, model, sampling};
+use common::{
+    dialogue_prompts, goemotions_dir, learning_pass_logprobs, max_gap, model, sampling,
+    two_prompts_and_greedy_responses,
+};
 
 use emorl_agents_llm::eval::emotion_of_values;
 use emorl_agents_llm::rl::rollout::pack;
@@ -14,7 +17,7 @@ use emorl_agents_llm::{
 };
 use emorl_core::Env;
 use emorl_envs_text::Dialogue;
-use emorl_lm::{GenerateOptions, Hooks, Model};
+use emorl_lm::{Hooks, Model};
 use tch::{Kind, Tensor};
 
 /// Few texts per class: the tests check the computation, not the directions' quality.
@@ -148,22 +151,8 @@ fn goemotions_directions_are_differences_of_means_at_the_residual_norm() {
 fn steering_changes_the_logits_of_response_positions_only() {
     let mut agent = LlmAgent::new(model(), AgentKind::Steer, config()).unwrap();
     set_scales(&agent, 0.5);
-    let prompts = dialogue_prompts(&agent, &[1, 2]);
-    assert_ne!(
-        prompts[0].len(),
-        prompts[1].len(),
-        "left padding is exercised"
-    );
-    let opts = GenerateOptions {
-        max_new_tokens: 6,
-        stop_on_eos: false,
-        ..GenerateOptions::default()
-    };
+    let (prompts, gens) = two_prompts_and_greedy_responses(&mut agent, 6);
     let _g = tch::no_grad_guard();
-    let gens = agent
-        .model_mut()
-        .generate_from_tokens(&prompts, &opts, None, None)
-        .unwrap();
     let device = agent.model().device();
     let pad = i64::from(agent.model().tokenizer().pad_id());
     let p = pack(|j| &prompts[j], &gens, pad, device).unwrap();

@@ -335,6 +335,41 @@ fn assert_cached_steps_match(
     }
 }
 
+/// Hooks made by `from(k)` act on columns `k..` only: earlier columns' logits
+/// are the plain model's bit for bit, later ones move; `from(0)` equals
+/// `everywhere`, a column past the end changes nothing, and cached passes
+/// split before, at or after `k` agree with one pass.
+fn check_acts_from_column(
+    m: &mut Model,
+    tokens: &Tensor,
+    k: usize,
+    from: impl Fn(usize) -> Hooks<'static>,
+    everywhere: Hooks,
+) {
+    let t = tokens.size()[1];
+    let base = m.forward(tokens, None, None).unwrap().logits;
+    let hooked = m.forward(tokens, None, Some(&from(k))).unwrap().logits;
+    assert!(hooked
+        .narrow(1, 0, k as i64)
+        .equal(&base.narrow(1, 0, k as i64)));
+    let rest = t - k as i64;
+    assert!(
+        max_diff(
+            &hooked.narrow(1, k as i64, rest),
+            &base.narrow(1, k as i64, rest)
+        ) > 1e-2
+    );
+    let a = m.forward(tokens, None, Some(&everywhere)).unwrap().logits;
+    let b = m.forward(tokens, None, Some(&from(0))).unwrap().logits;
+    assert!(a.equal(&b));
+    let none = m
+        .forward(tokens, None, Some(&from(t as usize)))
+        .unwrap()
+        .logits;
+    assert!(none.equal(&base));
+    assert_cached_steps_match(m, tokens, &from(k), &hooked, &[2, k, k + 2]);
+}
+
 #[test]
 fn steering_from_a_column_leaves_earlier_columns_alone() {
     let mut m = stories();
@@ -343,35 +378,10 @@ fn steering_from_a_column_leaves_earlier_columns_alone() {
     let k = 4;
     let h = m.hidden_size() as i64;
     let v = Tensor::randn([h], (Kind::Float, tch::Device::Cpu));
-    let base = m.forward(&tokens, None, None).unwrap().logits;
     let from = |c: usize| Hooks::new().with_steering_from(2, HookSite::AfterMlp, v.copy(), 3.0, c);
-    let steered = m.forward(&tokens, None, Some(&from(k))).unwrap().logits;
-    // Columns before k run exactly as without hooks; the others are steered.
-    assert!(steered
-        .narrow(1, 0, k as i64)
-        .equal(&base.narrow(1, 0, k as i64)));
-    let rest = t - k as i64;
-    assert!(
-        max_diff(
-            &steered.narrow(1, k as i64, rest),
-            &base.narrow(1, k as i64, rest)
-        ) > 1e-2
-    );
-    // From column 0 is the plain steering vector, bit for bit.
     let all = Hooks::new().with_steering(2, HookSite::AfterMlp, v.copy(), 3.0);
-    let a = m.forward(&tokens, None, Some(&all)).unwrap().logits;
-    let b = m.forward(&tokens, None, Some(&from(0))).unwrap().logits;
-    assert!(a.equal(&b));
-    // A column past the sequence changes nothing.
-    let none = m
-        .forward(&tokens, None, Some(&from(t as usize)))
-        .unwrap()
-        .logits;
-    assert!(none.equal(&base));
-    // With a KV cache, columns count the cached tokens: a prefill that ends
-    // before, at or after column k, then one token at a time, gives the
-    // full pass's logits.
-    assert_cached_steps_match(&mut m, &tokens, &from(k), &steered, &[2, k, k + 2]);
+    check_acts_from_column(&mut m, &tokens, k, from, all);
+    let rest = t - k as i64;
     // Gradients reach the vector through the steered columns only.
     let g = Tensor::zeros([h], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
     let hooks = Hooks::new().with_steering_from(2, HookSite::AfterMlp, g.shallow_clone(), 1.0, k);
@@ -387,39 +397,14 @@ fn steering_from_a_column_leaves_earlier_columns_alone() {
 fn adapter_from_a_column_leaves_earlier_columns_alone() {
     let mut m = stories();
     let tokens = prompt(&m);
-    let t = tokens.size()[1];
     let k = 4usize;
     let h = m.hidden_size() as i64;
     let w = Tensor::randn([h, h], (Kind::Float, tch::Device::Cpu)) * 0.3;
     let adapter = |w: Tensor| move |_: usize, _: HookSite, x: &Tensor| Ok(x + x.matmul(&w).tanh());
-    let base = m.forward(&tokens, None, None).unwrap().logits;
     let from =
         |c: usize| Hooks::new().with_adapter_from(2, HookSite::AfterMlp, adapter(w.copy()), c);
-    let adapted = m.forward(&tokens, None, Some(&from(k))).unwrap().logits;
-    // Columns before k run exactly as without hooks; the others change.
-    assert!(adapted
-        .narrow(1, 0, k as i64)
-        .equal(&base.narrow(1, 0, k as i64)));
-    let rest = t - k as i64;
-    assert!(
-        max_diff(
-            &adapted.narrow(1, k as i64, rest),
-            &base.narrow(1, k as i64, rest)
-        ) > 1e-2
-    );
-    // From column 0 is the plain adapter, bit for bit; past the end, nothing.
     let all = Hooks::new().with_adapter(2, HookSite::AfterMlp, adapter(w.copy()));
-    let a = m.forward(&tokens, None, Some(&all)).unwrap().logits;
-    let b = m.forward(&tokens, None, Some(&from(0))).unwrap().logits;
-    assert!(a.equal(&b));
-    let none = m
-        .forward(&tokens, None, Some(&from(t as usize)))
-        .unwrap()
-        .logits;
-    assert!(none.equal(&base));
-    // A cached prefill ending before, at or after column k, then one token
-    // at a time, gives the full pass's logits.
-    assert_cached_steps_match(&mut m, &tokens, &from(k), &adapted, &[2, k, k + 2]);
+    check_acts_from_column(&mut m, &tokens, k, from, all);
     // An adapter that changes the shape of its columns is refused.
     let bad = Hooks::new().with_adapter_from(
         2,

@@ -64,6 +64,32 @@ pub fn dialogue_prompts(agent: &LlmAgent, seeds: &[u64]) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// Greedy responses of `agent`'s frozen model (no hooks) to two dialogue
+/// prompts of different lengths (left padding exercised), `new_tokens` each.
+#[allow(dead_code)]
+pub fn two_prompts_and_greedy_responses(
+    agent: &mut LlmAgent,
+    new_tokens: usize,
+) -> (Vec<Vec<u32>>, Vec<Generation>) {
+    let prompts = dialogue_prompts(agent, &[1, 2]);
+    assert_ne!(
+        prompts[0].len(),
+        prompts[1].len(),
+        "left padding is exercised"
+    );
+    let opts = GenerateOptions {
+        max_new_tokens: new_tokens,
+        stop_on_eos: false,
+        ..GenerateOptions::default()
+    };
+    let _g = tch::no_grad_guard();
+    let gens = agent
+        .model_mut()
+        .generate_from_tokens(&prompts, &opts, None, None)
+        .unwrap();
+    (prompts, gens)
+}
+
 /// Plain sampling at temperature 1 (no top-k or top-p), `new_tokens`
 /// tokens, no stop at end-of-sequence.
 #[allow(dead_code)]
