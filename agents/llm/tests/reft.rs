@@ -4,10 +4,7 @@
 //! learning passes agreeing, RL moving every part, checkpoints restoring it.
 
 mod common;
-use common::{
-    dialogue_prompts, learning_pass_logprobs, max_gap, model, sampling,
-    two_prompts_and_greedy_responses,
-};
+use common::{model, sample_and_check_learning_pass, two_prompts_and_greedy_responses};
 
 use emorl_agents_llm::eval::emotion_of_values;
 use emorl_agents_llm::rl::rollout::pack;
@@ -97,34 +94,7 @@ fn sampling_and_the_learning_pass_agree_and_rl_trains_every_part() {
     let mut agent = LlmAgent::new(model(), AgentKind::Reft, config()).unwrap();
     perturb(&agent, "_u", 0.3);
     perturb(&agent, "_w", 0.1);
-    let distinct = dialogue_prompts(&agent, &[4, 5, 6]);
-    let prompts: Vec<Vec<u32>> = distinct
-        .iter()
-        .flat_map(|p| [p.clone(), p.clone()])
-        .collect();
-    let device = agent.model().device();
-    let rows: Vec<[f32; 4]> = (0..prompts.len())
-        .map(|r| {
-            let mut v = [0.0f32; 4];
-            v[r % 4] = 1.0;
-            v
-        })
-        .collect();
-    let emotion = emotion_of_values(&rows, device).unwrap();
-    {
-        let _g = tch::no_grad_guard();
-        let hooks = agent
-            .hooks(&emotion, emorl_lm::response_start(&prompts))
-            .unwrap();
-        let gens = agent
-            .model_mut()
-            .generate_from_tokens(&prompts, &sampling(10, 3), Some(&hooks), None)
-            .unwrap();
-        drop(hooks);
-        let logp = learning_pass_logprobs(&mut agent, &prompts, &gens, |lp| lp, &emotion);
-        let gap = max_gap(&gens, &logp, 0);
-        assert!(gap < 1e-4, "sampling vs learning pass: {gap}");
-    }
+    sample_and_check_learning_pass(&mut agent);
     // RL (with the expression objective, as `emorl train` runs it) moves
     // every part of every intervention and nothing of the frozen model.
     let before: Vec<(String, Tensor)> = agent

@@ -4,7 +4,7 @@
 
 mod common;
 use common::{
-    dialogue_prompts, goemotions_dir, learning_pass_logprobs, max_gap, model, sampling,
+    goemotions_dir, learning_pass_logprobs, max_gap, model, sample_and_check_learning_pass,
     two_prompts_and_greedy_responses,
 };
 
@@ -199,35 +199,8 @@ fn sampling_and_the_learning_pass_agree_on_the_steered_response() {
     let mut agent = LlmAgent::new(model(), AgentKind::Steer, config()).unwrap();
     set_scales(&agent, 0.5);
     // Three prompts of different lengths, twice each, each row its own emotion.
-    let distinct = dialogue_prompts(&agent, &[4, 5, 6]);
-    let prompts: Vec<Vec<u32>> = distinct
-        .iter()
-        .flat_map(|p| [p.clone(), p.clone()])
-        .collect();
-    let device = agent.model().device();
-    let rows: Vec<[f32; 4]> = (0..prompts.len())
-        .map(|r| {
-            let mut v = [0.0f32; 4];
-            v[r % 4] = 1.0;
-            v[(r + 1) % 4] = 0.3;
-            v
-        })
-        .collect();
-    let emotion = emotion_of_values(&rows, device).unwrap();
-    let opts = sampling(10, 3);
+    let (prompts, emotion, gens) = sample_and_check_learning_pass(&mut agent);
     let _g = tch::no_grad_guard();
-    let hooks = agent
-        .hooks(&emotion, emorl_lm::response_start(&prompts))
-        .unwrap();
-    let gens = agent
-        .model_mut()
-        .generate_from_tokens(&prompts, &opts, Some(&hooks), None)
-        .unwrap();
-    drop(hooks);
-    let logp = learning_pass_logprobs(&mut agent, &prompts, &gens, |lp| lp, &emotion);
-    let gap = max_gap(&gens, &logp, 0);
-    eprintln!("sampling vs learning pass: {gap:.2e}");
-    assert!(gap < 1e-4, "sampling vs learning pass: {gap}");
     // The steering mattered: the frozen model gives the same first token's
     // log-prob (unsteered) and other later ones.
     let mut frozen = LlmAgent::new(model(), AgentKind::Base, AgentConfig::default()).unwrap();

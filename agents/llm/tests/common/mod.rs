@@ -90,6 +90,43 @@ pub fn two_prompts_and_greedy_responses(
     (prompts, gens)
 }
 
+/// Three dialogue prompts of different lengths, twice each, every row its
+/// own emotion, sampled (10 tokens, seed 3) with the agent's hooks from the
+/// response on; asserts the sampled log-probs equal the learning pass's
+/// (< 1e-4). Returns the prompts, the emotion and the generations.
+#[allow(dead_code)]
+pub fn sample_and_check_learning_pass(
+    agent: &mut LlmAgent,
+) -> (Vec<Vec<u32>>, TurnEmotion, Vec<Generation>) {
+    let distinct = dialogue_prompts(agent, &[4, 5, 6]);
+    let prompts: Vec<Vec<u32>> = distinct
+        .iter()
+        .flat_map(|p| [p.clone(), p.clone()])
+        .collect();
+    let rows: Vec<[f32; 4]> = (0..prompts.len())
+        .map(|r| {
+            let mut v = [0.0f32; 4];
+            v[r % 4] = 1.0;
+            v[(r + 1) % 4] = 0.3;
+            v
+        })
+        .collect();
+    let emotion = emorl_agents_llm::eval::emotion_of_values(&rows, agent.model().device()).unwrap();
+    let _g = tch::no_grad_guard();
+    let hooks = agent
+        .hooks(&emotion, emorl_lm::response_start(&prompts))
+        .unwrap();
+    let gens = agent
+        .model_mut()
+        .generate_from_tokens(&prompts, &sampling(10, 3), Some(&hooks), None)
+        .unwrap();
+    drop(hooks);
+    let logp = learning_pass_logprobs(agent, &prompts, &gens, |lp| lp, &emotion);
+    let gap = max_gap(&gens, &logp, 0);
+    assert!(gap < 1e-4, "sampling vs learning pass: {gap}");
+    (prompts, emotion, gens)
+}
+
 /// Plain sampling at temperature 1 (no top-k or top-p), `new_tokens`
 /// tokens, no stop at end-of-sequence.
 #[allow(dead_code)]
