@@ -1,7 +1,7 @@
 //! `emorl chat` (talk with a trained LLM agent) and `emorl generate
 //! --checkpoint` (one answer of a trained agent).
 
-use crate::llm_setup::{checkpoint_model, load_model};
+use crate::llm_setup::{checkpoint_model, load_model_for_generation, Weights};
 use anyhow::{anyhow, Result};
 use emorl_agents_llm::{read_manifest, LlmAgent};
 use emorl_core::EmotionalContext;
@@ -17,7 +17,7 @@ use std::path::Path;
 pub fn generate_with_agent(
     checkpoint: &Path,
     model: Option<&str>,
-    bf16: bool,
+    weights: Weights,
     prompt: &str,
     emotion: Option<&str>,
     seed: u64,
@@ -29,7 +29,7 @@ pub fn generate_with_agent(
         .map_err(|e| anyhow!("--emotion: {e}"))?;
     let manifest =
         read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
-    let model = load_model(&checkpoint_model(&manifest, model), bf16)?;
+    let (model, _) = load_model_for_generation(&checkpoint_model(&manifest, model), weights)?;
     let mut agent = LlmAgent::load(checkpoint, model).map_err(|e| anyhow!("{e}"))?;
     let obs = prompt_observation(prompt);
     let generation = match forced {
@@ -62,13 +62,18 @@ pub fn generate_with_agent(
     Ok(generation.text)
 }
 
-pub fn chat(checkpoint: &Path, model: Option<&str>, bf16: bool, max_turns: usize) -> Result<()> {
+pub fn chat(
+    checkpoint: &Path,
+    model: Option<&str>,
+    weights: Weights,
+    max_turns: usize,
+) -> Result<()> {
     let manifest =
         read_manifest(checkpoint).map_err(|e| anyhow!("{}: {e}", checkpoint.display()))?;
-    let model = load_model(&checkpoint_model(&manifest, model), bf16)?;
+    let (model, held) = load_model_for_generation(&checkpoint_model(&manifest, model), weights)?;
     let mut agent = LlmAgent::load(checkpoint, model).map_err(|e| anyhow!("{e}"))?;
     eprintln!(
-        "agent {} on {} — type a message, an empty line or /quit ends",
+        "agent {} on {} ({held}) — type a message, an empty line or /quit ends",
         manifest.agent.id(),
         manifest.base_model.name
     );

@@ -5,6 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
+use crate::llm_setup::{load_model_for_generation, Weights};
+
 /// `emorl generate`'s options.
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -44,22 +46,25 @@ pub struct GenerateArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
-    /// Weights and activations in bfloat16 instead of f32.
-    #[arg(long)]
-    pub bf16: bool,
+    /// How to hold the frozen weights: auto keeps the file's quantization
+    /// for the decode steps (SmolLM2's Q4_1 file: int4 blocks, int8 output
+    /// layer), f32 is the dense reference, bf16 dense bfloat16, int8/int4
+    /// packed decode weights everywhere.
+    #[arg(long, value_enum, default_value_t = Weights::Auto)]
+    pub weights: Weights,
 }
 
 /// Generates from `--prompt` with the frozen model, or with a trained agent
 /// (`--checkpoint`), printing tokens as they come and the speed to stderr.
 pub fn generate(g: GenerateArgs) -> Result<()> {
-    use emorl_lm::{DType, GenerateOptions, Model, Sampling};
+    use emorl_lm::{GenerateOptions, Sampling};
     use std::io::Write;
     if let Some(checkpoint) = &g.checkpoint {
         let model = g.model.as_deref();
         let text = crate::chat::generate_with_agent(
             checkpoint,
             model,
-            g.bf16,
+            g.weights,
             &g.prompt,
             g.emotion.as_deref(),
             g.seed,
@@ -76,14 +81,9 @@ pub fn generate(g: GenerateArgs) -> Result<()> {
     if !(g.top_p > 0.0 && g.top_p <= 1.0) {
         anyhow::bail!("--top-p must be in (0, 1] (got {})", g.top_p);
     }
-    let dtype = if g.bf16 { DType::BF16 } else { DType::F32 };
-    let path = g
-        .model
-        .as_deref()
-        .filter(|m| *m != "default")
-        .map(PathBuf::from);
     let t0 = std::time::Instant::now();
-    let mut model = Model::load_or_default(path.as_deref(), dtype)?;
+    let (mut model, held) =
+        load_model_for_generation(g.model.as_deref().unwrap_or("default"), g.weights)?;
     let load_s = t0.elapsed().as_secs_f64();
     let opts = GenerateOptions {
         max_new_tokens: g.max_new_tokens,
@@ -101,18 +101,29 @@ pub fn generate(g: GenerateArgs) -> Result<()> {
         ..Default::default()
     };
     let mut out = std::io::stdout();
-    let t1 = std::time::Instant::now();
     let mut print = |e: &emorl_lm::TokenEvent<'_>| {
         let _ = write!(out, "{}", e.text);
         let _ = out.flush();
     };
     let gens = model.generate_stream(&[g.prompt.as_str()], &opts, None, Some(&mut print))?;
-    let secs = t1.elapsed().as_secs_f64();
     println!();
     let n: usize = gens.iter().map(|x| x.tokens.len()).sum();
+    let t = model.last_generation_timing().unwrap_or_default();
     eprintln!(
-        "{n} tokens in {secs:.2}s ({:.1} tokens/s; model loaded in {load_s:.2}s)",
-        n as f64 / secs.max(1e-9)
+        "{n} tokens; prefill {} tok/s ({} tokens), decode {} tok/s; {held} weights, {} threads, model loaded in {load_s:.2}s",
+        rate(t.prefill_tokens, t.prefill_rate()),
+        t.prefill_tokens,
+        rate(t.decode_tokens, t.decode_rate()),
+        tch::get_num_threads()
     );
     Ok(())
+}
+
+/// A rate for the summary line ("-" when nothing was measured).
+fn rate(tokens: usize, per_second: f64) -> String {
+    if tokens == 0 {
+        "-".into()
+    } else {
+        format!("{per_second:.1}")
+    }
 }

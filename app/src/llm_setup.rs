@@ -8,7 +8,7 @@ use emorl_agents_llm::supervision::{EncoderPretrainConfig, ErmTextConfig};
 use emorl_agents_llm::{AgentConfig, RlConfig};
 use emorl_core::{EmotionalContext, Env};
 use emorl_envs_text::{Dialogue, DialogueConfig};
-use emorl_lm::{DType, Model};
+use emorl_lm::{DType, Model, PackPlan, Packing};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -125,6 +125,45 @@ pub fn load_model(spec: &str, bf16: bool) -> Result<Model> {
     let dtype = if bf16 { DType::BF16 } else { DType::F32 };
     let path = (spec != "default").then(|| PathBuf::from(spec));
     Ok(Model::load_or_default(path.as_deref(), dtype)?)
+}
+
+/// How `emorl generate` and `emorl chat` hold the frozen weights
+/// (`--weights`). Training and evaluation run dense f32 (or bf16 with
+/// their `bf16` setting): their numbers must not depend on a decode kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Weights {
+    /// Keep the file's quantization: int4 decode weights for 4-bit GGUF
+    /// blocks, int8 for 5–8-bit ones, dense for float files (SmolLM2's
+    /// Q4_1 file: int4 blocks, int8 output layer).
+    #[default]
+    Auto,
+    /// Dense f32 (the reference).
+    F32,
+    /// Dense bf16 weights and activations.
+    Bf16,
+    /// int8 decode weights everywhere (prefill stays f32).
+    Int8,
+    /// int4 decode weights everywhere (prefill stays f32).
+    Int4,
+}
+
+/// Loads the model for generation with `weights`, and says which weights
+/// it decodes with (for the summary line).
+pub fn load_model_for_generation(spec: &str, weights: Weights) -> Result<(Model, String)> {
+    let mut model = load_model(spec, weights == Weights::Bf16)?;
+    let plan = match weights {
+        Weights::Auto => model.auto_pack_plan(),
+        Weights::Int8 => PackPlan::uniform(Some(Packing::Int8)),
+        Weights::Int4 => PackPlan::uniform(Some(Packing::Int4)),
+        Weights::F32 | Weights::Bf16 => PackPlan::default(),
+    };
+    model.pack_weights(plan)?;
+    let name = match (weights, plan == PackPlan::default()) {
+        (Weights::Bf16, _) => "bf16".to_string(),
+        (_, true) => "f32".to_string(),
+        (_, false) => format!("{} decode", plan.name()),
+    };
+    Ok((model, name))
 }
 
 /// Sets libtorch's thread count to a resolved `threads` (see

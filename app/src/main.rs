@@ -110,9 +110,9 @@ enum Command {
         /// [default: the one the checkpoint records].
         #[arg(long)]
         model: Option<String>,
-        /// Hold the frozen weights in bf16.
-        #[arg(long)]
-        bf16: bool,
+        /// How to hold the frozen weights (see `emorl generate --help`).
+        #[arg(long, value_enum, default_value_t = emorl::llm_setup::Weights::Auto)]
+        weights: emorl::llm_setup::Weights,
         /// Most replies before the chat ends.
         #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
         max_turns: usize,
@@ -364,9 +364,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat {
             checkpoint,
             model,
-            bf16,
+            weights,
             max_turns,
-        } => emorl::chat::chat(&checkpoint, model.as_deref(), bf16, max_turns)?,
+        } => emorl::chat::chat(&checkpoint, model.as_deref(), weights, max_turns)?,
         Command::Reproduce(r) => {
             let spec = emorl::reproduce::table(&r.table)?;
             let dir = emorl::reproduce::reproduce(&emorl::reproduce::ReproduceArgs {

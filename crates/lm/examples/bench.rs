@@ -2,12 +2,19 @@
 //! (batch 1 and 8, KV cache, greedy), printed as one JSON line. Used by
 //! benches/lm/bench.py, which runs the same measurements with transformers.
 //!
-//! `cargo run --release -p emorl-lm --example bench -- [MODEL] [--bf16] [--decode-steps=N]`
+//! `cargo run --release -p emorl-lm --example bench -- [MODEL] [--bf16] [--weights=int8|int4] [--decode-steps=N]`
+//!
+//! Decode runs through `Model::generate_from_tokens` (greedy, no stop
+//! token), the path `emorl generate` and RL sampling take, so `--weights`
+//! measures the packed decode weights where generation uses them.
 //! `cargo run --release -p emorl-lm --example bench -- [MODEL] --logit-diff`
-//! prints the relative L2 difference of bf16 logits from f32 logits instead.
+//! prints the relative L2 difference of bf16 logits from f32 logits instead;
+//! `--packed-diff` compares greedy generations with int8/int4 decode weights
+//! to the dense ones; `--packed-ppl=FILE` scores the first 1000 tokens of a
+//! DailyDialog dialogues file token by token under each weight format.
 use std::time::Instant;
 
-use emorl_lm::{DType, Model};
+use emorl_lm::{DType, GenerateOptions, Model, PackPlan, Packing, Sampling};
 use tch::{Kind, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -52,6 +59,98 @@ fn logit_diff(path: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Greedy generations of fixed chat prompts with dense and packed decode
+/// weights: sequences identical, mean agreeing prefix, and the largest
+/// log-prob difference of the tokens both chose before they part.
+fn packed_diff(path: Option<&str>, plan: PackPlan) -> Result<(), Box<dyn std::error::Error>> {
+    let prompts = [
+        "What is the capital of France?",
+        "Write a short poem about the sea.",
+        "How do I bake bread at home?",
+        "Explain what a neural network is to a child.",
+        "I lost my job today and I feel terrible.",
+        "Can you help me pick a name for my cat?",
+        "What should I do if I smell gas in my kitchen?",
+        "Thank you so much for your help yesterday!",
+    ];
+    let opts = GenerateOptions {
+        max_new_tokens: 48,
+        sampling: Sampling::Greedy,
+        chat: true,
+        ..Default::default()
+    };
+    let mut model = load(path, DType::F32)?;
+    let dense = model.generate(&prompts, &opts, None)?;
+    model.pack_weights(plan)?;
+    let packed = model.generate(&prompts, &opts, None)?;
+    let (mut same, mut agree, mut total, mut max_dlp) = (0, 0usize, 0usize, 0f32);
+    for (d, p) in dense.iter().zip(&packed) {
+        same += usize::from(d.tokens == p.tokens);
+        let n = d
+            .tokens
+            .iter()
+            .zip(&p.tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        agree += n;
+        total += d.tokens.len();
+        for i in 0..n {
+            max_dlp = max_dlp.max((d.logprobs[i] - p.logprobs[i]).abs());
+        }
+    }
+    println!(
+        "{{\"weights\": \"{}\", \"sequences_identical\": \"{same}/{}\", \"agreeing_tokens\": \"{agree}/{total}\", \"max_logprob_diff\": {max_dlp:.4}}}",
+        plan.name(),
+        prompts.len()
+    );
+    Ok(())
+}
+
+/// Perplexity of the first `n` tokens of DailyDialog's test dialogues,
+/// scored one token at a time with the KV cache (the way decode steps run)
+/// under dense, int8 and int4 decode weights.
+fn packed_ppl(
+    path: Option<&str>,
+    text_file: &str,
+    n: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(text_file)?.replace(" __eou__", "\n");
+    let mut model = load(path, DType::F32)?;
+    let mut ids: Vec<i64> = model
+        .tokenizer()
+        .encode(&text, true)?
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    ids.truncate(n + 1);
+    let _g = tch::no_grad_guard();
+    let mut line = Vec::new();
+    let auto = model.auto_pack_plan();
+    for plan in [
+        PackPlan::default(),
+        PackPlan::uniform(Some(Packing::Int8)),
+        PackPlan::uniform(Some(Packing::Int4)),
+        auto,
+    ] {
+        model.pack_weights(plan)?;
+        model.set_use_packed(true);
+        model.clear_cache();
+        let mut nll = 0f64;
+        for w in ids.windows(2) {
+            let out =
+                model.forward_cached(&Tensor::from_slice(&w[..1]).view([1, 1]), None, None)?;
+            let lp = out.logits.view([-1]).log_softmax(-1, Kind::Float);
+            nll -= lp.double_value(&[w[1]]);
+        }
+        model.clear_cache();
+        model.set_use_packed(false);
+        let ppl = (nll / (ids.len() - 1) as f64).exp();
+        line.push(format!("\"{}\": {ppl:.4}", plan.name()));
+    }
+    println!("{{\"tokens\": {}, {}}}", ids.len() - 1, line.join(", "));
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dtype = if args.iter().any(|a| a == "--bf16") {
@@ -63,8 +162,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.iter().any(|a| a == "--logit-diff") {
         return logit_diff(path.map(String::as_str));
     }
+    if let Some(file) = args.iter().find_map(|a| a.strip_prefix("--packed-ppl=")) {
+        return packed_ppl(path.map(String::as_str), file, 1000);
+    }
+    if args.iter().any(|a| a == "--packed-diff") {
+        let auto = load(path.map(String::as_str), DType::F32)?.auto_pack_plan();
+        for p in [Packing::Int8, Packing::Int4] {
+            packed_diff(path.map(String::as_str), PackPlan::uniform(Some(p)))?;
+        }
+        packed_diff(path.map(String::as_str), auto)?;
+        return Ok(());
+    }
     let t0 = Instant::now();
     let mut model = load(path.map(String::as_str), dtype)?;
+    let plan = match args.iter().find_map(|a| a.strip_prefix("--weights=")) {
+        None | Some("dense") => PackPlan::default(),
+        Some("int8") => PackPlan::uniform(Some(Packing::Int8)),
+        Some("int4") => PackPlan::uniform(Some(Packing::Int4)),
+        Some("auto") => model.auto_pack_plan(),
+        Some(other) => return Err(format!("--weights={other}: expected int8, int4 or auto").into()),
+    };
+    model.pack_weights(plan)?;
     let load_s = t0.elapsed().as_secs_f64();
     let _g = tch::no_grad_guard();
     let vocab = model.vocab_size() as i64;
@@ -94,23 +212,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut decode = Vec::new();
     for b in [1i64, 8] {
         let mut runs = Vec::new();
+        let opts = GenerateOptions {
+            max_new_tokens: decode_steps + 1,
+            sampling: Sampling::Greedy,
+            stop_on_eos: false,
+            ..Default::default()
+        };
         for _ in 0..3 {
-            model.clear_cache();
-            let out = model.forward_cached(&tokens(b, 16), None, None)?;
-            let mut next = out.logits.select(1, 15).argmax(-1, true);
-            let s = Instant::now();
-            for _ in 0..decode_steps {
-                let out = model.forward_cached(&next, None, None)?;
-                next = out.logits.select(1, 0).argmax(-1, true);
-            }
-            runs.push((b as usize * decode_steps) as f64 / s.elapsed().as_secs_f64());
+            let prompts: Vec<Vec<u32>> = Vec::<i64>::try_from(tokens(b, 16).reshape([-1]))?
+                .chunks(16)
+                .map(|r| r.iter().map(|&t| t as u32).collect())
+                .collect();
+            model.generate_from_tokens(&prompts, &opts, None, None)?;
+            let t = model
+                .last_generation_timing()
+                .ok_or("generation recorded no timing")?;
+            runs.push(t.decode_rate());
         }
         model.clear_cache();
         decode.push((b, median(runs)));
     }
     println!(
-        "{{\"engine\": \"emorl-lm\", \"dtype\": \"{:?}\", \"threads\": {}, \"load_s\": {:.2}, \"prefill_tok_s\": {:.1}, \"decode_b1_tok_s\": {:.1}, \"decode_b8_tok_s\": {:.1}}}",
+        "{{\"engine\": \"emorl-lm\", \"dtype\": \"{:?}\", \"weights\": \"{}\", \"threads\": {}, \"load_s\": {:.2}, \"prefill_tok_s\": {:.1}, \"decode_b1_tok_s\": {:.1}, \"decode_b8_tok_s\": {:.1}}}",
         dtype,
+        plan.name(),
         tch::get_num_threads(),
         load_s,
         median(prefill),

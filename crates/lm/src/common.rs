@@ -118,7 +118,8 @@ fn no_logits(batch: i64, vocab: i64, device: tch::Device) -> tch::Result<Tensor>
 
 /// The end of a forward pass after the last block ran on `x`
 /// (`[batch, seq, hidden]`): the final `norm`, the logits of the positions
-/// `scope` asks for through the tied or separate `lm_head`, and the hooks'
+/// `scope` asks for through the tied or separate `lm_head` (its packed
+/// copy where `packed` allows it), and the hooks'
 /// logits processors; empty logits when the pass `stop`ped at a read-out.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finish_forward(
@@ -127,13 +128,14 @@ pub(crate) fn finish_forward(
     stop: Option<usize>,
     scope: LogitsScope,
     norm: impl FnOnce(&Tensor) -> Result<Tensor>,
-    lm_head: &Tensor,
+    lm_head: &crate::linear::Linear,
+    packed: bool,
     hooks: Option<&crate::Hooks<'_>>,
 ) -> Result<ForwardOutput> {
     let size = x.size();
     let (b, t) = (size[0], size[1]);
     if stop.is_some() {
-        let logits = no_logits(b, lm_head.size()[0], x.device())?;
+        let logits = no_logits(b, lm_head.out_features(), x.device())?;
         return Ok(ForwardOutput { logits, hidden });
     }
     let x = match scope {
@@ -141,9 +143,7 @@ pub(crate) fn finish_forward(
         _ => x,
     };
     let x = norm(&x)?;
-    let mut logits = x
-        .f_linear::<&Tensor>(lm_head, None)?
-        .f_to_kind(Kind::Float)?;
+    let mut logits = lm_head.forward(&x, packed)?.f_to_kind(Kind::Float)?;
     if let Some(h) = hooks {
         logits = h.process_logits(logits)?;
     }

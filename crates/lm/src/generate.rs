@@ -90,6 +90,33 @@ pub enum FinishReason {
     Length,
 }
 
+/// Where the time of one [`crate::Model::generate`] call went.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GenerationTiming {
+    /// Prompt tokens the prefill ran (each distinct prompt once when
+    /// prompts are shared; padding not counted).
+    pub prefill_tokens: usize,
+    /// Seconds of the prefill forward pass.
+    pub prefill_seconds: f64,
+    /// Tokens the decode steps produced over all rows (each row's first
+    /// token comes from the prefill and is not counted).
+    pub decode_tokens: usize,
+    /// Seconds from the end of the prefill to the last token.
+    pub decode_seconds: f64,
+}
+
+impl GenerationTiming {
+    /// Prefill tokens per second.
+    pub fn prefill_rate(&self) -> f64 {
+        self.prefill_tokens as f64 / self.prefill_seconds.max(1e-9)
+    }
+
+    /// Generated tokens per second.
+    pub fn decode_rate(&self) -> f64 {
+        self.decode_tokens as f64 / self.decode_seconds.max(1e-9)
+    }
+}
+
 /// The result of generating from one prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {

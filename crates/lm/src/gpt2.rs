@@ -233,7 +233,7 @@ pub struct Gpt2 {
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    lm_head: Tensor,
+    lm_head: crate::linear::Linear,
     tied: bool,
     device: Device,
     past: i64,
@@ -251,7 +251,7 @@ impl std::fmt::Debug for Gpt2 {
 impl Gpt2 {
     /// The output layer's weight `[vocab, hidden]`.
     pub fn unembedding(&self) -> &Tensor {
-        &self.lm_head
+        self.lm_head.weight()
     }
 
     /// Loads a GPT-2 model from a Hugging Face directory.
@@ -315,7 +315,7 @@ impl Gpt2 {
             wpe,
             blocks,
             ln_f,
-            lm_head,
+            lm_head: crate::linear::Linear::new(lm_head),
             tied,
             device,
             past: 0,
@@ -351,7 +351,7 @@ impl Gpt2 {
         out.push(("ln_f.weight".to_string(), &self.ln_f.weight));
         out.push(("ln_f.bias".to_string(), &self.ln_f.bias));
         if !self.tied {
-            out.push(("lm_head.weight".to_string(), &self.lm_head));
+            out.push(("lm_head.weight".to_string(), self.lm_head.weight()));
         }
         out
     }
@@ -441,6 +441,7 @@ impl Gpt2 {
             scope,
             |x| self.ln_f.forward(x),
             &self.lm_head,
+            false,
             hooks,
         )
     }

@@ -5,6 +5,8 @@
 //!   and chat templates (ChatML, Llama 2, Llama 3, Zephyr, Gemma).
 //! * [`llama`] and [`gpt2`]: the architectures (from GGUF or Hugging Face
 //!   directories), with KV caches and hook points.
+//! * [`linear`]: frozen linear layers with int8/int4 weight-only copies for
+//!   decoding.
 //! * [`Model`]: loading, forward passes and batched generation.
 //! * [`hooks`]: prefix keys/values, residual adapters, steering vectors,
 //!   hidden-state read-out and logits processors for attached modules.
@@ -25,6 +27,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gpt2;
 pub mod hooks;
+pub mod linear;
 pub mod llama;
 pub mod model;
 pub mod quant;
@@ -33,7 +36,10 @@ pub mod weights;
 
 pub use common::{ForwardOutput, LogitsScope};
 pub use error::{LmError, Result};
-pub use generate::{FinishReason, GenerateOptions, Generation, Sampling, TokenEvent};
+pub use generate::{
+    FinishReason, GenerateOptions, Generation, GenerationTiming, Sampling, TokenEvent,
+};
 pub use hooks::{response_start, HookSite, Hooks, LogitBias, LogitsProcessor, ResidualAdapter};
+pub use linear::{PackPlan, Packing};
 pub use model::{cache_dir, default_model_path, Architecture, DType, Model};
 pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

@@ -27,6 +27,7 @@ use crate::config::RopeLayout;
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
 use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
+use crate::linear::{Linear, PackPlan};
 use crate::weights::{SafetensorsWeights, WeightSource};
 
 /// Maps the GGUF tensor names the loader asks for to Hugging Face Llama
@@ -118,8 +119,8 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 
 struct Attention {
     /// Query, key and value projections stacked row-wise (one matmul).
-    wqkv: Tensor,
-    wo: Tensor,
+    wqkv: Linear,
+    wo: Linear,
     n_heads: i64,
     n_kv: i64,
     head_dim: i64,
@@ -134,13 +135,15 @@ impl Attention {
         sin: &Tensor,
         mask: Option<&Tensor>,
         prefix: Option<&PrefixKv>,
+        packed: bool,
     ) -> Result<Tensor> {
         let s = x.size();
         let (b, t) = (s[0], s[1]);
         let qd = self.n_heads * self.head_dim;
         let kd = self.n_kv * self.head_dim;
-        let qkv = x
-            .f_linear::<&Tensor>(&self.wqkv, None)?
+        let qkv = self
+            .wqkv
+            .forward(x, packed)?
             .f_split_with_sizes([qd, kd, kd], -1)?;
         let q = qkv[0]
             .f_view([b, t, self.n_heads, self.head_dim])?
@@ -197,7 +200,7 @@ impl Attention {
         let y = y
             .f_transpose(1, 2)?
             .f_reshape([b, t, self.n_heads * self.head_dim])?;
-        Ok(y.f_linear::<&Tensor>(&self.wo, None)?)
+        self.wo.forward(&y, packed)
     }
 
     fn check_prefix(&self, p: &PrefixKv, b: i64, kind: Kind) -> Result<(Tensor, Tensor)> {
@@ -222,15 +225,15 @@ impl Attention {
 
 struct Mlp {
     /// Gate and up projections stacked row-wise (one matmul).
-    gate_up: Tensor,
-    down: Tensor,
+    gate_up: Linear,
+    down: Linear,
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gu = x.f_linear::<&Tensor>(&self.gate_up, None)?.f_chunk(2, -1)?;
+    fn forward(&self, x: &Tensor, packed: bool) -> Result<Tensor> {
+        let gu = self.gate_up.forward(x, packed)?.f_chunk(2, -1)?;
         let g = gu[0].f_silu()?;
-        Ok(g.f_mul(&gu[1])?.f_linear::<&Tensor>(&self.down, None)?)
+        self.down.forward(&g.f_mul(&gu[1])?, packed)
     }
 }
 
@@ -247,11 +250,13 @@ pub struct Llama {
     embed: Tensor,
     blocks: Vec<Block>,
     norm: RmsNorm,
-    lm_head: Tensor,
+    lm_head: Linear,
     inv_freq: Tensor,
     kind: Kind,
     device: Device,
     past: i64,
+    /// Whether forward passes may use the packed weights (generation).
+    use_packed: bool,
 }
 
 impl std::fmt::Debug for Llama {
@@ -267,7 +272,39 @@ impl std::fmt::Debug for Llama {
 impl Llama {
     /// The output layer's weight `[vocab, hidden]`.
     pub fn unembedding(&self) -> &Tensor {
-        &self.lm_head
+        self.lm_head.weight()
+    }
+
+    /// Builds or drops weight-only quantized copies of every linear layer
+    /// and the output layer (see [`crate::linear`]).
+    pub(crate) fn pack_weights(&mut self, plan: PackPlan) -> Result<()> {
+        // Every shape first, so that a refusal changes nothing.
+        for b in &self.blocks {
+            for l in [&b.attn.wqkv, &b.attn.wo, &b.mlp.gate_up, &b.mlp.down] {
+                l.check(plan.blocks)?;
+            }
+        }
+        self.lm_head.check(plan.output)?;
+        for b in &mut self.blocks {
+            b.attn.wqkv.pack(plan.blocks)?;
+            b.attn.wo.pack(plan.blocks)?;
+            b.mlp.gate_up.pack(plan.blocks)?;
+            b.mlp.down.pack(plan.blocks)?;
+        }
+        self.lm_head.pack(plan.output)
+    }
+
+    /// The packed copies' formats.
+    pub(crate) fn pack_plan(&self) -> PackPlan {
+        PackPlan {
+            blocks: self.blocks.first().and_then(|b| b.mlp.down.packing()),
+            output: self.lm_head.packing(),
+        }
+    }
+
+    /// Lets forward passes use the packed weights (where they have any).
+    pub(crate) fn set_use_packed(&mut self, on: bool) {
+        self.use_packed = on;
     }
 
     /// Loads a Llama model from a GGUF file.
@@ -323,9 +360,11 @@ impl Llama {
                     eps: c.rms_norm_eps,
                 },
                 attn: Attention {
-                    wqkv: Tensor::f_cat(&[&wq, &wk, &w.get(&n("attn_v"), &[nkv * hd, h])?], 0)?
-                        .set_requires_grad(false),
-                    wo: w.get(&n("attn_output"), &[h, nh * hd])?,
+                    wqkv: Linear::new(
+                        Tensor::f_cat(&[&wq, &wk, &w.get(&n("attn_v"), &[nkv * hd, h])?], 0)?
+                            .set_requires_grad(false),
+                    ),
+                    wo: Linear::new(w.get(&n("attn_output"), &[h, nh * hd])?),
                     n_heads: nh,
                     n_kv: nkv,
                     head_dim: hd,
@@ -336,15 +375,17 @@ impl Llama {
                     eps: c.rms_norm_eps,
                 },
                 mlp: Mlp {
-                    gate_up: Tensor::f_cat(
-                        &[
-                            &w.get(&n("ffn_gate"), &[ffn, h])?,
-                            &w.get(&n("ffn_up"), &[ffn, h])?,
-                        ],
-                        0,
-                    )?
-                    .set_requires_grad(false),
-                    down: w.get(&n("ffn_down"), &[h, ffn])?,
+                    gate_up: Linear::new(
+                        Tensor::f_cat(
+                            &[
+                                &w.get(&n("ffn_gate"), &[ffn, h])?,
+                                &w.get(&n("ffn_up"), &[ffn, h])?,
+                            ],
+                            0,
+                        )?
+                        .set_requires_grad(false),
+                    ),
+                    down: Linear::new(w.get(&n("ffn_down"), &[h, ffn])?),
                 },
             });
         }
@@ -352,11 +393,11 @@ impl Llama {
             weight: w.get("output_norm.weight", &[h])?,
             eps: c.rms_norm_eps,
         };
-        let lm_head = if c.tie_word_embeddings {
+        let lm_head = Linear::new(if c.tie_word_embeddings {
             embed.shallow_clone()
         } else {
             w.get("output.weight", &[vocab, h])?
-        };
+        });
         let inv_freq: Vec<f32> = (0..hd / 2)
             .map(|i| (1.0 / c.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32)
             .collect();
@@ -371,6 +412,7 @@ impl Llama {
             kind,
             device,
             past: 0,
+            use_packed: false,
         })
     }
 
@@ -386,16 +428,16 @@ impl Llama {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
             out.push((p("attn_norm"), &b.attn_norm.weight));
             // attn_q, attn_k (Hugging Face rotary layout) and attn_v, stacked
-            out.push((p("attn_qkv"), &b.attn.wqkv));
-            out.push((p("attn_output"), &b.attn.wo));
+            out.push((p("attn_qkv"), b.attn.wqkv.weight()));
+            out.push((p("attn_output"), b.attn.wo.weight()));
             out.push((p("ffn_norm"), &b.ffn_norm.weight));
             // ffn_gate and ffn_up, stacked
-            out.push((p("ffn_gate_up"), &b.mlp.gate_up));
-            out.push((p("ffn_down"), &b.mlp.down));
+            out.push((p("ffn_gate_up"), b.mlp.gate_up.weight()));
+            out.push((p("ffn_down"), b.mlp.down.weight()));
         }
         out.push(("output_norm.weight".to_string(), &self.norm.weight));
         if !self.config.tie_word_embeddings {
-            out.push(("output.weight".to_string(), &self.lm_head));
+            out.push(("output.weight".to_string(), self.lm_head.weight()));
         }
         out
     }
@@ -451,17 +493,23 @@ impl Llama {
         let mask = sm.mask.as_ref();
         let stop = crate::common::stop_after(scope, hooks);
         let past = self.past;
+        let packed = self.use_packed;
         for (i, blk) in self.blocks.iter_mut().enumerate() {
             if stop.is_some_and(|s| i >= s) {
                 break;
             }
             let prefix = hooks.and_then(|h| h.prefix(i));
-            let a = blk
-                .attn
-                .forward(&blk.attn_norm.forward(&x)?, &cos, &sin, mask, prefix)?;
+            let a = blk.attn.forward(
+                &blk.attn_norm.forward(&x)?,
+                &cos,
+                &sin,
+                mask,
+                prefix,
+                packed,
+            )?;
             x = x.f_add(&a)?;
             x = apply_site(hooks, i, HookSite::AfterAttention, x, past)?;
-            let m = blk.mlp.forward(&blk.ffn_norm.forward(&x)?)?;
+            let m = blk.mlp.forward(&blk.ffn_norm.forward(&x)?, packed)?;
             x = x.f_add(&m)?;
             x = apply_site(hooks, i, HookSite::AfterMlp, x, past)?;
             if want(i + 1) {
@@ -476,6 +524,7 @@ impl Llama {
             scope,
             |x| self.norm.forward(x),
             &self.lm_head,
+            packed,
             hooks,
         )
     }

@@ -13,12 +13,15 @@ use tch::{Device, Kind, Tensor};
 use crate::common::{ForwardOutput, LayerCaches, LogitsScope};
 use crate::error::{LmError, Result};
 use crate::generate::{
-    logits_rows, sample_row, FinishReason, GenerateOptions, Generation, Rng, StreamText, TokenEvent,
+    logits_rows, sample_row, FinishReason, GenerateOptions, Generation, GenerationTiming, Rng,
+    StreamText, TokenEvent,
 };
 use crate::gguf::GgufFile;
 use crate::gpt2::Gpt2;
 use crate::hooks::Hooks;
+use crate::linear::{PackPlan, Packing};
 use crate::llama::Llama;
+use crate::quant::GgmlType;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 /// File name of the default model (SmolLM2-135M-Instruct, Q4_1).
@@ -65,6 +68,10 @@ pub struct Model {
     reference_generation: bool,
     /// Prefill a prompt that repeats in a generation batch once.
     share_repeated_prompts: bool,
+    /// Where the last generation's time went.
+    last_timing: Option<GenerationTiming>,
+    /// GGUF storage types of the blocks' weights and the output layer.
+    stored_types: Option<(GgmlType, GgmlType)>,
 }
 
 /// The emorl cache directory: `$EMORL_CACHE`, else `$XDG_CACHE_HOME/emorl`,
@@ -172,6 +179,8 @@ impl Model {
                 source: path.to_path_buf(),
                 reference_generation: false,
                 share_repeated_prompts: false,
+                last_timing: None,
+                stored_types: None,
             };
             model.check_finite()?;
             return Ok(model);
@@ -189,6 +198,9 @@ impl Model {
             }
         };
         let tokenizer = Tokenizer::from_gguf(&g)?;
+        let ty = |name: &str| g.tensor_info(name).map(|t| t.ggml_type);
+        let stored_types = ty("blk.0.ffn_down.weight")
+            .zip(ty("output.weight").or_else(|| ty("token_embd.weight")));
         let model = Model {
             arch: net,
             tokenizer,
@@ -197,6 +209,8 @@ impl Model {
             source: path.to_path_buf(),
             reference_generation: false,
             share_repeated_prompts: false,
+            last_timing: None,
+            stored_types,
         };
         model.check_finite()?;
         Ok(model)
@@ -346,6 +360,64 @@ impl Model {
     /// 1e-6) and, rarely, a sampled token.
     pub fn set_share_repeated_prompts(&mut self, on: bool) {
         self.share_repeated_prompts = on;
+    }
+
+    /// Builds weight-only quantized copies of the linear layers and the
+    /// output layer as `plan` says ([`PackPlan::default`] drops them).
+    /// Generation then reads them for its decode steps (few rows, no
+    /// gradient); every other forward pass, and prefills of many tokens,
+    /// keep the dense weights (see [`crate::linear`]). Llama-architecture
+    /// models only.
+    pub fn pack_weights(&mut self, plan: PackPlan) -> Result<()> {
+        match &mut self.arch {
+            Architecture::Llama(m) => m.pack_weights(plan),
+            Architecture::Gpt2(_) if plan == PackPlan::default() => Ok(()),
+            Architecture::Gpt2(_) => Err(LmError::Unsupported(format!(
+                "{} weights are implemented for Llama-architecture models; {} is GPT-2 (use f32 or bf16)",
+                plan.name(),
+                self.source.display()
+            ))),
+        }
+    }
+
+    /// The packed copies generation decodes with.
+    pub fn pack_plan(&self) -> PackPlan {
+        match &self.arch {
+            Architecture::Llama(m) => m.pack_plan(),
+            Architecture::Gpt2(_) => PackPlan::default(),
+        }
+    }
+
+    /// The packing that keeps this model's stored weights about as precise
+    /// as the file holds them ([`Packing::keeping`] of the blocks' and the
+    /// output layer's GGUF types): for SmolLM2's Q4_1 file, int4 blocks
+    /// and an int8 output layer (stored Q8_0). Dense for float files,
+    /// Hugging Face directories and GPT-2 models.
+    pub fn auto_pack_plan(&self) -> PackPlan {
+        match (&self.arch, self.stored_types) {
+            (Architecture::Llama(_), Some((blocks, output))) => PackPlan {
+                blocks: Packing::keeping(blocks),
+                output: Packing::keeping(output),
+            },
+            _ => PackPlan::default(),
+        }
+    }
+
+    /// Where the time of the last [`Model::generate`] call went.
+    pub fn last_generation_timing(&self) -> Option<GenerationTiming> {
+        self.last_timing
+    }
+
+    /// Lets forward passes use the packed weights (see
+    /// [`Model::pack_weights`]) while on: passes of at most
+    /// [`crate::linear::PACKED_MAX_ROWS`] rows through which no gradient
+    /// flows. Generation turns it on for its duration and off after; this
+    /// is for callers that decode with [`Model::forward_cached`] themselves
+    /// (e.g. to score text the way generation computes it).
+    pub fn set_use_packed(&mut self, on: bool) {
+        if let Architecture::Llama(m) = &mut self.arch {
+            m.set_use_packed(on);
+        }
     }
 
     /// Turns off (`true`) or on (`false`, the default) generation's prefill
@@ -620,10 +692,16 @@ impl Model {
 
         let _guard = tch::no_grad_guard();
         self.clear_cache();
+        self.set_use_packed(true);
+        let mut timing = GenerationTiming {
+            prefill_tokens: prefill_rows.iter().map(|&r| prompts[r].len()).sum(),
+            ..Default::default()
+        };
         let result = (|| -> Result<()> {
             if opts.max_new_tokens == 0 {
                 return Ok(());
             }
+            let t_prefill = std::time::Instant::now();
             let (scope, row_index) = if fast {
                 let idx = Tensor::f_from_slice(&row_of)?.f_to_device(self.device)?;
                 (LogitsScope::Last, dedupe.then_some(idx))
@@ -654,6 +732,11 @@ impl Model {
                     last = h.process_logits(last.f_unsqueeze(1)?)?.f_select(1, 0)?;
                 }
             }
+            timing.prefill_seconds = t_prefill.elapsed().as_secs_f64();
+            let _timed = DecodeClock {
+                start: std::time::Instant::now(),
+                seconds: &mut timing.decode_seconds,
+            };
             for step in 0..opts.max_new_tokens {
                 let logp = last.f_log_softmax(-1, Kind::Float)?;
                 let rows = logits_rows(&last)?;
@@ -700,8 +783,12 @@ impl Model {
             }
             Ok(())
         })();
+        self.set_use_packed(false);
         self.clear_cache();
         result?;
+        // The first token of each row comes from the prefill's logits.
+        timing.decode_tokens = gens.iter().map(|g| g.tokens.len().saturating_sub(1)).sum();
+        self.last_timing = Some(timing);
         for (i, g) in gens.iter_mut().enumerate() {
             g.text = match &streams {
                 Some(st) => st[i].text(&self.tokenizer, &g.tokens)?,
@@ -710,5 +797,17 @@ impl Model {
             };
         }
         Ok(gens)
+    }
+}
+
+/// Writes the seconds since `start` when dropped (the decode loop's exits).
+struct DecodeClock<'a> {
+    start: std::time::Instant,
+    seconds: &'a mut f64,
+}
+
+impl Drop for DecodeClock<'_> {
+    fn drop(&mut self) {
+        *self.seconds = self.start.elapsed().as_secs_f64();
     }
 }
