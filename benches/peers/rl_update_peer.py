@@ -1,4 +1,5 @@
-"""One RL update of an `llm-erm`-shaped agent in plain PyTorch + Hugging Face
+"""One RL update of an `llm-erm`-shaped agent (or, with --module reft, an
+`llm-reft`-shaped one) in plain PyTorch + Hugging Face
 transformers: the peer of `agents/llm/examples/update_time.rs` for
 `benches/llm_update_side_by_side.sh`.
 
@@ -30,8 +31,14 @@ Weights of the modules are seeded here, not copied from the Rust side, and
 the context features are a fixed stand-in: the computation has the same
 shapes and cost, not the same numbers.
 
+With --module reft, the modules are the encoder and llm-reft's rank-4
+interventions on the outputs of blocks n-4 and n-1 at response positions
+(forward hooks; active while sampling and in the policy forward of step 5,
+which then always recomputes: the reference is the frozen forward without
+them). The emotion is then a detached input too, as on the Rust side.
+
 Usage: python benches/peers/rl_update_peer.py --prompts P.json --model M.gguf
-       [--updates N] [--threads T] [--recompute]
+       [--updates N] [--threads T] [--recompute] [--module erm|reft]
 Prints one line per update and a last line of JSON with the median
 (first, warm-up update excluded when there are more than one).
 """
@@ -123,6 +130,54 @@ def build_modules(torch, hidden, vocab, n_layers, unembedding, seed=0):
     return Encoder(), Erm()
 
 
+def build_reft(torch, model, n_layers, hidden, rank=4, n_cond=6, seed=0):
+    """`llm-reft`'s interventions: at blocks n-4 and n-1, on response
+    positions, h' = h + (h W + b + e U - h P) P^T (P orthonormal at start,
+    W = P, b = U = 0). Forward hooks on the decoder layers; `state` holds the
+    conditioning `e` ([rows, n_cond]) and the first response position."""
+    nn = torch.nn
+    torch.manual_seed(seed)
+    state = {"e": None, "start": 0}
+
+    class Intervention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            q, _ = torch.linalg.qr(torch.randn(hidden, rank))
+            self.p = nn.Parameter(q.contiguous())
+            self.w = nn.Parameter(q.clone())
+            self.b = nn.Parameter(torch.zeros(rank))
+            self.u = nn.Parameter(torch.zeros(n_cond, rank))
+
+        def edit(self, h):
+            t = h.shape[1]
+            # Positions of h: the whole sequence at the prefill/learning
+            # forward, one new (response) token at a decode step.
+            first = state["start"] if t > 1 else 0
+            if first >= t:
+                return h
+            r = h[:, first:]
+            val = r @ self.w + self.b + (state["e"] @ self.u)[:, None]
+            r = r + (val - r @ self.p) @ self.p.t()
+            return torch.cat([h[:, :first], r], 1)
+
+    mods = nn.ModuleList(Intervention() for _ in range(2))
+    layers = [n_layers - 4, n_layers - 1]
+
+    def hook(i):
+        def f(_module, _inp, out):
+            if state["e"] is None:
+                return out
+            if isinstance(out, tuple):
+                return (mods[i].edit(out[0]),) + tuple(out[1:])
+            return mods[i].edit(out)
+
+        return f
+
+    for i, li in enumerate(layers):
+        model.model.layers[li].register_forward_hook(hook(i))
+    return mods, state
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", required=True, help="JSON written by update_time --dump-prompts")
@@ -130,7 +185,16 @@ def main():
     ap.add_argument("--updates", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--recompute", action="store_true")
+    ap.add_argument(
+        "--module",
+        choices=["erm", "reft"],
+        default="erm",
+        help="erm: llm-erm's logit-side modules; reft: llm-reft's low-rank "
+        "interventions on hidden states (always the recompute path)",
+    )
     args = ap.parse_args()
+    if args.module == "reft":
+        args.recompute = True
 
     import torch
 
@@ -145,7 +209,12 @@ def main():
     encoder, erm = build_modules(
         torch, mc.hidden_size, mc.vocab_size, mc.num_hidden_layers, model.get_output_embeddings().weight
     )
-    params = [p for p in list(encoder.parameters()) + list(erm.parameters()) if p.requires_grad]
+    reft, reft_state = None, None
+    if args.module == "reft":
+        reft, reft_state = build_reft(torch, model, mc.num_hidden_layers, mc.hidden_size)
+        params = [p for p in list(encoder.parameters()) + list(reft.parameters())]
+    else:
+        params = [p for p in list(encoder.parameters()) + list(erm.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
     pad = mc.pad_token_id if mc.pad_token_id is not None else 0
     eos = model.generation_config.eos_token_id
@@ -184,8 +253,14 @@ def main():
             out = model(p_tok, attention_mask=p_mask, position_ids=positions(p_mask), output_hidden_states=True)
             hidden = out.hidden_states[erm.readout]
             del out
-            e = emotion_of(hidden, p_mask, feats)
-            bias, temp = erm.bias_and_temperature(e.repeat_interleave(k, 0))
+            if reft is not None:
+                # The encoder's conditioning; no logit-side module.
+                cond = encoder(feats).repeat_interleave(k, 0)
+                bias, temp = torch.zeros(1, mc.vocab_size), torch.ones(n_p * k)
+                reft_state.update(e=cond, start=p_tok.shape[1])
+            else:
+                e = emotion_of(hidden, p_mask, feats)
+                bias, temp = erm.bias_and_temperature(e.repeat_interleave(k, 0))
             g = model.generate(
                 input_ids=p_tok.repeat_interleave(k, 0),
                 attention_mask=p_mask.repeat_interleave(k, 0),
@@ -199,6 +274,8 @@ def main():
                 return_dict_in_generate=True,
                 pad_token_id=pad,
             )
+            if reft_state is not None:
+                reft_state["e"] = None
         lp = p_tok.shape[1]
         new = g.sequences[:, lp:]
         raw_all = torch.stack(g.logits, 1)  # [b*k, steps, V], before the processor
@@ -237,14 +314,22 @@ def main():
                     raw_ref = out.logits[:, lp - 1 : lp - 1 + lr]
                     h = out.hidden_states[erm.readout][::k, :lp]
                     del out
+                if reft is not None:
+                    cond = encoder(feats[p0:p1]).detach().repeat_interleave(k, 0)
+                    reft_state.update(e=cond, start=lp)
                 pol = model(toks, attention_mask=mask, position_ids=positions(mask)).logits[:, lp - 1 : lp - 1 + lr]
+                if reft is not None:
+                    reft_state["e"] = None
                 h_mask = p_mask[p0:p1]
             else:
                 raw_ref = raw_all[rows, :lr]
                 pol = raw_ref
                 h, h_mask = hidden[p0:p1], p_mask[p0:p1]
-            e = emotion_of(h, h_mask, feats[p0:p1]).detach().repeat_interleave(k, 0)
-            bias, temp = erm.bias_and_temperature(e)
+            if reft is not None:
+                bias, temp = torch.zeros(1, mc.vocab_size), torch.ones(pol.shape[0])
+            else:
+                e = emotion_of(h, h_mask, feats[p0:p1]).detach().repeat_interleave(k, 0)
+                bias, temp = erm.bias_and_temperature(e)
             logp = torch.log_softmax((pol + bias[:, None]) / temp[:, None, None] / temperature, -1)
             with torch.no_grad():
                 ref = torch.log_softmax(raw_ref / temperature, -1)
@@ -275,6 +360,7 @@ def main():
         json.dumps(
             {
                 "engine": "pytorch+transformers",
+                "module": args.module,
                 "recompute": args.recompute,
                 "threads": torch.get_num_threads(),
                 "median_s": statistics.median(timed),

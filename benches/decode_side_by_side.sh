@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prefill (128 tokens) and batch-1 decode speed of emorl-lm against llama.cpp
+# (benches/peers/llama_cpp_peer.py) on the same GGUF, same thread count, run
+# one after the other in this command; ours dense f32 and with the packed
+# decode weights `emorl generate` uses by default (--weights auto).
+#   benches/decode_side_by_side.sh [threads] [decode-steps] [model.gguf]
+# Defaults: 2 threads, 64 decode steps, SmolLM2-135M-Instruct Q4_1.
+# The peer needs llama-cpp-python; when missing it is built from PyPI's
+# source package into the emorl venv (a C++ build: several minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS="${1:-2}"
+STEPS="${2:-64}"
+source scripts/env.sh
+MODEL="${3:-${EMORL_SMOLLM2:-$EMORL_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf}}"
+LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"
+export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+
+if ! python -c "import llama_cpp" 2>/dev/null; then
+  echo "installing $LLAMA_CPP_PYTHON (builds llama.cpp from source) ..." >&2
+  pip install -q diskcache jinja2
+  CMAKE_BUILD_PARALLEL_LEVEL="$(getconf _NPROCESSORS_ONLN)" pip install -q --no-deps "$LLAMA_CPP_PYTHON"
+fi
+cargo build --release -q -p emorl-lm --example bench
+BIN="${CARGO_TARGET_DIR:-target}/release/examples/bench"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+echo "machine: $(getconf _NPROCESSORS_ONLN) cores, $(uptime | sed 's/.*load/load/')"
+echo "model: $(basename "$MODEL"), $THREADS threads, $STEPS decode steps"
+"$BIN" "$MODEL" --decode-steps="$STEPS" | tee "$TMP/f32.json"
+"$BIN" "$MODEL" --weights=auto --decode-steps="$STEPS" | tee "$TMP/auto.json"
+python benches/peers/llama_cpp_peer.py "$MODEL" --threads "$THREADS" --decode-steps "$STEPS" | tee "$TMP/peer.json"
+python - "$TMP" <<'PY'
+import json, sys, os
+d = sys.argv[1]
+r = {k: json.load(open(os.path.join(d, k + ".json"))) for k in ("f32", "auto", "peer")}
+peer = r["peer"]
+print(f"{'':34s}{'prefill tok/s':>14s}{'decode tok/s':>14s}{'decode vs llama.cpp':>21s}")
+rows = [("emorl f32 (dense)", r["f32"]), (f"emorl {r['auto']['weights']} decode (auto)", r["auto"]), (peer["engine"], peer)]
+for name, x in rows:
+    ratio = x["decode_b1_tok_s"] / peer["decode_b1_tok_s"]
+    print(f"{name:34s}{x['prefill_tok_s']:14.1f}{x['decode_b1_tok_s']:14.1f}{ratio:20.2f}x")
+PY
+echo "load after: $(uptime | sed 's/.*load/load/')"
