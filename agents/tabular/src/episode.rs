@@ -39,8 +39,9 @@ pub fn run_episode(
     }
     let mut env = EpisodeStatistics::new(TimeLimit::new(ByRef(env), max_steps));
     let (mut state, _) = env.reset(None);
+    let mut context = env.context();
     loop {
-        let action = agent.act(state, rng);
+        let action = agent.act(state, &context, rng);
         let step = env.step(&action);
         let update = learn.then(|| {
             agent.update(
@@ -69,5 +70,6 @@ pub fn run_episode(
             };
         }
         state = step.obs;
+        context = step.context;
     }
 }

@@ -147,10 +147,22 @@ impl QLearner {
         &self.channels
     }
 
-    /// ε-greedy action with emotional biases on the greedy branch.
-    pub fn act(&mut self, state: usize, rng: &RngHandle) -> usize {
+    /// ε-greedy action in `state`, whose emotional `context` the channels
+    /// perceive first; channels may replace the exploratory draw and bias
+    /// the greedy branch.
+    pub fn act(&mut self, state: usize, context: &EmotionalContext, rng: &RngHandle) -> usize {
+        for ch in self.channels.iter_mut() {
+            ch.perceive(state, context);
+        }
         let action = if rng.random() < self.epsilon {
-            rng.randint(self.n_actions)
+            let mut chosen = None;
+            for ch in self.channels.iter_mut() {
+                if let Some(a) = ch.explore(state, rng) {
+                    chosen = Some(a);
+                    break;
+                }
+            }
+            chosen.unwrap_or_else(|| rng.randint(self.n_actions))
         } else {
             let n = self.n_actions;
             self.scratch
@@ -300,7 +312,7 @@ mod tests {
         let mut l = QLearner::new(1, 4, QLearnerConfig::default()).expect("learner");
         l.set_epsilon(0.0);
         let rng = RngHandle::new(RngKind::Numpy, 0);
-        assert_eq!(l.act(0, &rng), 0);
+        assert_eq!(l.act(0, &EmotionalContext::default(), &rng), 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod episode;
 mod learner;
 pub mod protocol;
 mod registry;
+pub mod v3;
 
 pub use episode::{run_episode, EpisodeStep, EpisodeSummary};
 pub use learner::{QLearner, QLearnerConfig, QLearnerState, UpdateStats};

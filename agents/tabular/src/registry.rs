@@ -3,7 +3,8 @@
 
 use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, CuriosityConfig,
-    FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig, RegretConfig,
+    FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig, NoveltyConfig,
+    RegretConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -194,6 +195,15 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         },
     );
     r.register(
+        "novelty-ed",
+        "Q-learning (epsilon 0.3) + novelty-seeking curiosity: steers toward unvisited cells (V3 Exp 17)",
+        || QLearnerConfig {
+            epsilon: 0.3,
+            channels: vec![ChannelConfig::Novelty(NoveltyConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
         "joyful-q",
         "Q-learning + joy: learns faster from good news; tonic mood follows rewards",
         || {
@@ -236,7 +246,7 @@ mod tests {
                 let mut trace = Vec::new();
                 let mut s = 0;
                 for t in 0..steps {
-                    let a = l.act(s, rng);
+                    let a = l.act(s, &EmotionalContext::default(), rng);
                     let ctx = EmotionalContext {
                         threat_distance: Some((t % 5) as f64),
                         was_blocked: t % 3 == 0,

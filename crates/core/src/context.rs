@@ -29,6 +29,15 @@ pub struct SocialContext {
     pub failed_attempts: u32,
 }
 
+/// How an episode's exploration is going (novelty-seeking environments).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    /// Steps since the last first visit of a state in this episode.
+    pub steps_since_new: u32,
+    /// Distinct states visited in this episode, the current one included.
+    pub unique_visited: u32,
+}
+
 /// Emotional context of the state an environment just moved to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmotionalContext {
@@ -50,6 +59,8 @@ pub struct EmotionalContext {
     pub counterfactual: Option<Counterfactual>,
     /// Conversation signals, for text environments.
     pub social: Option<SocialContext>,
+    /// Exploration progress, for environments that track it.
+    pub exploration: Option<Exploration>,
 }
 
 /// Distance fear, the one formula every agent uses (the tabular fear channel

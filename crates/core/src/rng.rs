@@ -266,6 +266,28 @@ impl EmoRng {
         }
     }
 
+    /// `choice(len(p), p=p)` (numpy legacy, one draw): the running sum of
+    /// `p` left to right, divided by its last entry, and the first index
+    /// whose cumulative value exceeds one `random()`. Zero-probability
+    /// entries are never chosen. `p` must be non-empty with a positive sum.
+    pub fn choice_weighted(&mut self, p: &[f64]) -> usize {
+        let mut cdf = Vec::with_capacity(p.len());
+        let mut acc = 0.0;
+        for &x in p {
+            acc += x;
+            cdf.push(acc);
+        }
+        let total = cdf.last().copied().unwrap_or(1.0);
+        for c in &mut cdf {
+            *c /= total;
+        }
+        let u = self.random();
+        cdf.iter()
+            .take_while(|&&c| c <= u)
+            .count()
+            .min(p.len().saturating_sub(1))
+    }
+
     /// `choice(n, k, replace=False)`: numpy's legacy path permutes all of `0..n`.
     pub fn choice_without_replacement(&mut self, n: usize, k: usize) -> Vec<usize> {
         let mut idx: Vec<usize> = (0..n).collect();
@@ -307,6 +329,9 @@ impl RngHandle {
     pub fn choice_without_replacement(&self, n: usize, k: usize) -> Vec<usize> {
         self.0.borrow_mut().choice_without_replacement(n, k)
     }
+    pub fn choice_weighted(&self, p: &[f64]) -> usize {
+        self.0.borrow_mut().choice_weighted(p)
+    }
     /// A copy of the generator's current state.
     pub fn snapshot(&self) -> EmoRng {
         self.0.borrow().clone()
@@ -320,6 +345,25 @@ impl RngHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weighted_choice_matches_numpy_legacy() {
+        // numpy: seed(123); choice(4, p=...) alternating the two p below
+        // twelve times, then randint(4).
+        let mut r = EmoRng::new(RngKind::Numpy, 123);
+        let got: Vec<usize> = (0..12)
+            .map(|i| {
+                let p = if i % 2 == 0 {
+                    [0.5, 0.0, 0.25, 0.25]
+                } else {
+                    [1.0 / 3.0, 1.0 / 3.0, 0.0, 1.0 / 3.0]
+                };
+                r.choice_weighted(&p)
+            })
+            .collect();
+        assert_eq!(got, vec![2, 0, 0, 1, 2, 1, 3, 3, 0, 1, 0, 3]);
+        assert_eq!(r.randint(4), 3);
+    }
 
     #[test]
     fn mt19937_matches_reference_first_outputs() {

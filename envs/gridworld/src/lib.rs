@@ -6,6 +6,7 @@ pub mod blocked;
 pub mod cliff;
 pub mod grid;
 pub mod integration;
+pub mod pitch_black;
 pub mod terminal_threat;
 pub mod threat;
 pub mod transfer;
@@ -14,6 +15,7 @@ pub mod two_door;
 pub use blocked::BlockedPathGrid;
 pub use cliff::SlipperyCliffEnv;
 pub use integration::IntegrationGrid;
+pub use pitch_black::PitchBlack;
 pub use terminal_threat::TerminalThreatGrid;
 pub use threat::ThreatGrid;
 pub use transfer::TransferGrid;
@@ -62,6 +64,11 @@ pub fn registry() -> Registry<MakeEnv> {
         "gridworld",
         "5x5 DQN grid: terminal threat (-1) in the centre, goal (+1) in the far corner, 4 features (Exp 16b)",
         |_| Box::new(TerminalThreatGrid::new()),
+    );
+    r.register(
+        "v3-pitch-black",
+        "10x10 dark grid: find a hidden key, then the door in the far corner; +10 only then, 500 steps (V3 Exp 17)",
+        |rng| Box::new(PitchBlack::new(rng)),
     );
     r.register(
         "slippery-cliff",

@@ -534,6 +534,7 @@ impl Env for Igt {
             reward,
             counterfactual: None,
             social: Some(self.social(reward, repeated, novel)),
+            exploration: None,
         };
         info.insert("bank".into(), self.obs.bank as f64);
         let terminated = self.obs.trial >= self.config.trials;

@@ -1,5 +1,6 @@
 //! Emotion channels: small modules with phasic and tonic state that plug into a
-//! value learner at three places — action selection (a bias on the Q-values),
+//! value learner at named hooks — perception before acting, action selection
+//! (a replacement for the exploratory draw, a bias on the greedy Q-values),
 //! learning-rate modulation, and TD-target/TD-error shaping.
 //!
 //! A learner holds an ordered list of channels and calls each hook in that
@@ -9,12 +10,14 @@ mod anger;
 mod curiosity;
 mod fear;
 mod joy;
+mod novelty;
 mod regret;
 
 pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
 pub use curiosity::{CuriosityChannel, CuriosityConfig};
 pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource};
 pub use joy::{JoyChannel, JoyConfig};
+pub use novelty::{NoveltyChannel, NoveltyConfig};
 pub use regret::{RegretChannel, RegretConfig};
 
 use emorl_core::context::EmotionalContext;
@@ -59,6 +62,16 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// Learning-rate and TD-error modulation, given the raw TD error `td`.
     fn modulate(&self, _t: &Appraisal, _td: f64) -> Modulation {
         Modulation::default()
+    }
+
+    /// Sees the state about to be acted in and its context (the one the
+    /// last step produced, or the reset's), before any draw of the action.
+    fn perceive(&mut self, _state: usize, _context: &EmotionalContext) {}
+
+    /// On the exploratory branch of ε-greedy: `Some(a)` replaces the
+    /// uniform random action (e.g. a novelty-weighted draw from `rng`).
+    fn explore(&mut self, _state: usize, _rng: &RngHandle) -> Option<usize> {
+        None
     }
 
     /// Biases a copy of the greedy Q-values of `state`. Returning `Some(a)`
@@ -122,6 +135,7 @@ pub enum ChannelConfig {
     Regret(RegretConfig),
     Curiosity(CuriosityConfig),
     Joy(JoyConfig),
+    Novelty(NoveltyConfig),
 }
 
 impl ChannelConfig {
@@ -133,6 +147,7 @@ impl ChannelConfig {
             ChannelConfig::Regret(c) => Box::new(RegretChannel::new(c.clone(), n_states)),
             ChannelConfig::Curiosity(c) => Box::new(CuriosityChannel::new(c.clone(), n_states)),
             ChannelConfig::Joy(c) => Box::new(JoyChannel::new(c.clone())),
+            ChannelConfig::Novelty(c) => Box::new(NoveltyChannel::new(c.clone(), n_states)),
         }
     }
 }

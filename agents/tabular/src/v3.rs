@@ -1,0 +1,77 @@
+//! The Emotional-ED V3 "fair test" protocols (docs/v3-protocol.md), one
+//! function per experiment computing one seed of one arm. With
+//! [`RngKind::Numpy`] they reproduce upstream's per-seed metrics bit for bit.
+//!
+//! Ported so far: Exp 17 (Pitch Black). The other five follow the same
+//! shape: an environment in `emorl-envs-gridworld`, the emotional agent as a
+//! channel list on the one [`QLearner`], and a per-seed metric set named as
+//! in upstream's results.
+
+use crate::episode::run_episode;
+use crate::learner::{QLearner, QLearnerConfig};
+use emorl_core::numeric::mean;
+use emorl_core::{CoreError, DiscreteEnv, RngHandle, RngKind};
+use emorl_envs_gridworld::pitch_black::{PitchBlack, MAX_STEPS};
+
+/// Per-seed metrics of one arm, in upstream's order and names.
+pub type SeedMetrics = Vec<(&'static str, f64)>;
+
+/// Exp 17's agents: the control (plain Q-learning at ε 0.3) and
+/// `novelty-ed` (the same with the novelty channel).
+pub fn pitch_black_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
+    let reg = crate::registry();
+    let control = QLearnerConfig {
+        epsilon: 0.3,
+        ..Default::default()
+    };
+    let curious = (reg.get("novelty-ed")?.make)();
+    Ok([("standard", control), ("curiosity", curious)])
+}
+
+/// Exp 17, one seed of one arm: `episodes` training episodes (upstream:
+/// 200), the generator reseeded to `seed · 10000 + episode` before each (so
+/// both arms see the same keys). Metrics: `success_rate` (episodes that
+/// opened the door), `mean_steps` (mean length of the successful ones; 500
+/// when none), `exploration` (mean over episodes of distinct cells / steps)
+/// and `first_success` (first successful episode; `episodes` when none).
+pub fn pitch_black_seed(
+    seed: u64,
+    agent: &QLearnerConfig,
+    kind: RngKind,
+    episodes: usize,
+) -> Result<SeedMetrics, CoreError> {
+    let rng = RngHandle::new(kind, seed);
+    let mut env = PitchBlack::new(rng.clone());
+    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let mut successes = Vec::with_capacity(episodes);
+    let mut solved_steps = Vec::new();
+    let mut exploration = Vec::with_capacity(episodes);
+    for ep in 0..episodes {
+        rng.reseed(seed * 10_000 + ep as u64);
+        learner.reset_episode();
+        let mut success = false;
+        // The environment ends the episode itself at MAX_STEPS (terminal).
+        let summary = run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
+            success |= s.step.reward > 0.0;
+        });
+        successes.push(if success { 1.0 } else { 0.0 });
+        if success {
+            solved_steps.push(summary.steps as f64);
+        }
+        exploration.push(env.unique_visited() as f64 / summary.steps.max(1) as f64);
+    }
+    let first = successes.iter().position(|&s| s > 0.0).unwrap_or(episodes);
+    Ok(vec![
+        ("success_rate", mean(&successes)),
+        (
+            "mean_steps",
+            if solved_steps.is_empty() {
+                MAX_STEPS as f64
+            } else {
+                mean(&solved_steps)
+            },
+        ),
+        ("exploration", mean(&exploration)),
+        ("first_success", first as f64),
+    ])
+}

@@ -1,0 +1,49 @@
+//! Bit-exact reproduction of upstream's per-seed V3 results (seeds 0–49;
+//! docs/v3-protocol.md). Experiments are added here as they are ported.
+
+use emorl_agents_tabular::v3;
+use emorl_core::RngKind;
+use std::path::PathBuf;
+
+fn upstream() -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/docs/v3-protocol-data/upstream_v3_per_seed_0-49.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "reading {}: {e} (../shared must sit beside the repo)",
+            p.display()
+        )
+    });
+    serde_json::from_str(&text).expect("upstream json")
+}
+
+#[test]
+fn pitch_black_matches_upstream_on_every_seed_and_metric() {
+    let data = upstream();
+    let reference = &data["exp17"]["arms"];
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for (arm, agent) in v3::pitch_black_arms().expect("arms") {
+        for seed in 0..50u64 {
+            let ours = v3::pitch_black_seed(seed, &agent, RngKind::Numpy, 200).expect("run");
+            for (metric, value) in ours {
+                let want = reference[arm][metric][seed as usize]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("no upstream {arm}/{metric}"));
+                compared += 1;
+                if value.to_bits() != want.to_bits() {
+                    mismatches.push(format!(
+                        "{arm} seed {seed} {metric}: ours {value}, upstream {want}"
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 2 * 50 * 4);
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} differ:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(20)].join("\n")
+    );
+}
