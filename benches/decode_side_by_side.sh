@@ -17,8 +17,17 @@ LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 
 if ! python -c "import llama_cpp" 2>/dev/null; then
-  echo "installing $LLAMA_CPP_PYTHON (builds llama.cpp from source) ..." >&2
+  echo "installing $LLAMA_CPP_PYTHON (builds llama.cpp from source, several minutes) ..." >&2
   pip install -q diskcache jinja2
+  # The instruction sets this CPU reports, without AMX: in a VM that lists
+  # AMX but does not enable its tile state, llama.cpp's AMX kernels crash on
+  # any prompt of more than one token.
+  flags="$(grep -m1 '^flags' /proc/cpuinfo)"
+  has() { [[ " $flags " == *" $1 "* ]] && echo ON || echo OFF; }
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=$(has avx) -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma) \
+-DGGML_F16C=$(has f16c) -DGGML_AVX512=$(has avx512f) -DGGML_AVX512_VBMI=$(has avx512vbmi) \
+-DGGML_AVX512_VNNI=$(has avx512_vnni) -DGGML_AVX512_BF16=$(has avx512_bf16) \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
   CMAKE_BUILD_PARALLEL_LEVEL="$(getconf _NPROCESSORS_ONLN)" pip install -q --no-deps "$LLAMA_CPP_PYTHON"
 fi
 cargo build --release -q -p emorl-lm --example bench

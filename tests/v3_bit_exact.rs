@@ -17,19 +17,27 @@ fn upstream() -> serde_json::Value {
     serde_json::from_str(&text).expect("upstream json")
 }
 
-#[test]
-fn pitch_black_matches_upstream_on_every_seed_and_metric() {
+type Arms = [(&'static str, emorl_agents_tabular::QLearnerConfig); 2];
+type SeedFn = fn(
+    u64,
+    &emorl_agents_tabular::QLearnerConfig,
+    RngKind,
+    usize,
+) -> Result<v3::SeedMetrics, emorl_core::CoreError>;
+
+/// Every metric of both arms on seeds 0–49, bit for bit.
+fn check(exp: &str, arms: Arms, run: SeedFn, episodes: usize, metrics: usize) {
     let data = upstream();
-    let reference = &data["exp17"]["arms"];
+    let reference = &data[exp]["arms"];
     let mut mismatches = Vec::new();
     let mut compared = 0;
-    for (arm, agent) in v3::pitch_black_arms().expect("arms") {
+    for (arm, agent) in arms {
         for seed in 0..50u64 {
-            let ours = v3::pitch_black_seed(seed, &agent, RngKind::Numpy, 200).expect("run");
+            let ours = run(seed, &agent, RngKind::Numpy, episodes).expect("run");
             for (metric, value) in ours {
                 let want = reference[arm][metric][seed as usize]
                     .as_f64()
-                    .unwrap_or_else(|| panic!("no upstream {arm}/{metric}"));
+                    .unwrap_or_else(|| panic!("no upstream {exp} {arm}/{metric}"));
                 compared += 1;
                 if value.to_bits() != want.to_bits() {
                     mismatches.push(format!(
@@ -39,11 +47,33 @@ fn pitch_black_matches_upstream_on_every_seed_and_metric() {
             }
         }
     }
-    assert_eq!(compared, 2 * 50 * 4);
+    assert_eq!(compared, 2 * 50 * metrics, "{exp}");
     assert!(
         mismatches.is_empty(),
-        "{} of {compared} differ:\n{}",
+        "{exp}: {} of {compared} differ:\n{}",
         mismatches.len(),
         mismatches[..mismatches.len().min(20)].join("\n")
+    );
+}
+
+#[test]
+fn pitch_black_matches_upstream_on_every_seed_and_metric() {
+    check(
+        "exp17",
+        v3::pitch_black_arms().expect("arms"),
+        v3::pitch_black_seed,
+        200,
+        4,
+    );
+}
+
+#[test]
+fn bottleneck_matches_upstream_on_every_seed_and_metric() {
+    check(
+        "exp20",
+        v3::bottleneck_arms().expect("arms"),
+        v3::bottleneck_seed,
+        300,
+        5,
     );
 }

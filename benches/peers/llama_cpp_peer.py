@@ -3,12 +3,14 @@
 
 llama.cpp is what most people run a GGUF with on a CPU; it computes with the
 file's quantized weights directly (and quantizes activations to 8 bits for
-its 4-bit matmuls). Driven through llama-cpp-python's low-level `eval`, the
-same work our side times:
-  prefill: one evaluation of 128 token ids (after a warm-up), median of 4;
-  decode:  after a 16-token prompt, N single-token evaluations, each token
-           the argmax of the previous logits (greedy), median of 3 runs.
-Token ids are drawn from 10..1000 with a fixed seed, as on our side.
+its 4-bit matmuls). Driven through llama-cpp-python's completion API and timed
+by llama.cpp's own counters (`llama_perf_context`, what llama-bench reports):
+  prefill: a 128-token prompt of ids drawn from 10..1000 (one new token
+           generated), prompt-evaluation tokens/s, median of 4 after a warm-up;
+  decode:  after a 16-token prompt, N greedy tokens (end-of-sequence banned
+           so that every run decodes N), evaluation tokens/s, median of 3.
+(llama-cpp-python 0.3.36's low-level `eval` crashes on this build; the
+completion path is what its users call anyway.)
 
 Usage: python benches/peers/llama_cpp_peer.py MODEL.gguf [--threads T] [--decode-steps N]
 Prints one JSON line.
@@ -21,7 +23,8 @@ import statistics
 import time
 
 import numpy as np
-from llama_cpp import Llama
+import llama_cpp
+from llama_cpp import Llama, LogitsProcessorList
 
 
 def main():
@@ -44,28 +47,33 @@ def main():
     rng = random.Random(0)
     ids = lambda n: [rng.randrange(10, 1000) for _ in range(n)]
 
-    llm.reset()
-    llm.eval(ids(128))
+    ctx = llm._ctx.ctx
+    eos = llm.token_eos()
+
+    def ban_eos(_ids, logits):
+        logits[eos] = -np.inf
+        return logits
+
+    def run(prompt, n_new):
+        llm.reset()
+        llama_cpp.llama_perf_context_reset(ctx)
+        llm.create_completion(
+            prompt,
+            max_tokens=n_new,
+            temperature=0.0,
+            logits_processor=LogitsProcessorList([ban_eos]),
+        )
+        return llama_cpp.llama_perf_context(ctx)
+
+    run(ids(128), 1)
     prefill = []
     for _ in range(4):
-        llm.reset()
-        toks = ids(128)
-        s = time.perf_counter()
-        llm.eval(toks)
-        prefill.append(128 / (time.perf_counter() - s))
-
+        p = run(ids(128), 1)
+        prefill.append(p.n_p_eval / (p.t_p_eval_ms / 1000.0))
     decode = []
     for _ in range(3):
-        llm.reset()
-        llm.eval(ids(16))
-        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        s = time.perf_counter()
-        for _ in range(a.decode_steps):
-            llm.eval([nxt])
-            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        decode.append(a.decode_steps / (time.perf_counter() - s))
-
-    import llama_cpp
+        p = run(ids(16), a.decode_steps + 1)
+        decode.append(p.n_eval / (p.t_eval_ms / 1000.0))
 
     print(
         json.dumps(

@@ -3,7 +3,7 @@
 //! select: ε draw → (greedy) channel biases in order → argmax;
 //! update: channels appraise → TD target → channel modulation in order → Q update → after-update hooks.
 
-use crate::channels::{Appraisal, ChannelConfig, EmotionChannel};
+use crate::channels::{Appraisal, ChannelConfig, Choice, EmotionChannel};
 use emorl_core::numeric::{argmax, max};
 use emorl_core::{CoreError, EmotionalContext, RngHandle};
 use serde::{Deserialize, Serialize};
@@ -148,36 +148,42 @@ impl QLearner {
     }
 
     /// ε-greedy action in `state`, whose emotional `context` the channels
-    /// perceive first; channels may replace the exploratory draw and bias
-    /// the greedy branch.
+    /// perceive first. A channel may then pre-empt the choice (before the
+    /// ε draw), replace the exploratory draw, or bias the greedy branch;
+    /// every channel is told the action and how it was chosen.
     pub fn act(&mut self, state: usize, context: &EmotionalContext, rng: &RngHandle) -> usize {
         for ch in self.channels.iter_mut() {
             ch.perceive(state, context);
         }
-        let action = if rng.random() < self.epsilon {
-            let mut chosen = None;
-            for ch in self.channels.iter_mut() {
-                if let Some(a) = ch.explore(state, rng) {
-                    chosen = Some(a);
-                    break;
-                }
-            }
-            chosen.unwrap_or_else(|| rng.randint(self.n_actions))
+        let preempted = self
+            .channels
+            .iter_mut()
+            .find_map(|ch| ch.preempt(state, rng));
+        let (action, how) = if let Some(a) = preempted {
+            (a, Choice::Preempted)
+        } else if rng.random() < self.epsilon {
+            let a = self
+                .channels
+                .iter_mut()
+                .find_map(|ch| ch.explore(state, rng))
+                .unwrap_or_else(|| rng.randint(self.n_actions));
+            (a, Choice::Explored)
         } else {
             let n = self.n_actions;
             self.scratch
                 .copy_from_slice(&self.q[state * n..(state + 1) * n]);
-            let mut forced = None;
-            for ch in self.channels.iter_mut() {
-                if let Some(a) = ch.bias(state, &mut self.scratch, rng) {
-                    forced = Some(a);
-                    break;
-                }
-            }
-            forced.unwrap_or_else(|| argmax(&self.scratch))
+            let scratch = &mut self.scratch;
+            let forced = self
+                .channels
+                .iter_mut()
+                .find_map(|ch| ch.bias(state, scratch, rng));
+            (
+                forced.unwrap_or_else(|| argmax(&self.scratch)),
+                Choice::Greedy,
+            )
         };
         for ch in self.channels.iter_mut() {
-            ch.on_action(action);
+            ch.on_action(action, how);
         }
         action
     }

@@ -4,7 +4,7 @@
 use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, CuriosityConfig,
     FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig, NoveltyConfig,
-    RegretConfig,
+    PersistenceConfig, RegretConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -200,6 +200,15 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         || QLearnerConfig {
             epsilon: 0.3,
             channels: vec![ChannelConfig::Novelty(NoveltyConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "persistent-anger",
+        "Q-learning (epsilon 0.2) + anger that builds on blocked pushes and persists with the last greedy move (V3 Exp 20)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Persistence(PersistenceConfig::default())],
             ..Default::default()
         },
     );

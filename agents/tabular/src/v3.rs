@@ -2,7 +2,7 @@
 //! function per experiment computing one seed of one arm. With
 //! [`RngKind::Numpy`] they reproduce upstream's per-seed metrics bit for bit.
 //!
-//! Ported so far: Exp 17 (Pitch Black). The other five follow the same
+//! Ported so far: Exp 17 (Pitch Black), Exp 20 (Bottleneck). The others follow the same
 //! shape: an environment in `emorl-envs-gridworld`, the emotional agent as a
 //! channel list on the one [`QLearner`], and a per-seed metric set named as
 //! in upstream's results.
@@ -11,6 +11,7 @@ use crate::episode::run_episode;
 use crate::learner::{QLearner, QLearnerConfig};
 use emorl_core::numeric::mean;
 use emorl_core::{CoreError, DiscreteEnv, RngHandle, RngKind};
+use emorl_envs_gridworld::bottleneck::Bottleneck;
 use emorl_envs_gridworld::pitch_black::{PitchBlack, MAX_STEPS};
 
 /// Per-seed metrics of one arm, in upstream's order and names.
@@ -73,5 +74,54 @@ pub fn pitch_black_seed(
         ),
         ("exploration", mean(&exploration)),
         ("first_success", first as f64),
+    ])
+}
+
+/// Exp 20's agents: the control (plain Q-learning at ε 0.2) and
+/// `persistent-anger`.
+pub fn bottleneck_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
+    let reg = crate::registry();
+    let control = QLearnerConfig {
+        epsilon: 0.2,
+        ..Default::default()
+    };
+    let angry = (reg.get("persistent-anger")?.make)();
+    Ok([("standard", control), ("anger", angry)])
+}
+
+/// Exp 20, one seed of one arm: `episodes` training episodes (upstream:
+/// 300) on one generator stream seeded once. Metrics: `success_rate`,
+/// `door_open_rate`, `max_pushes` (mean of each episode's largest push
+/// count), `first_success` (`episodes` when none) and `final_success` (the
+/// success rate of the last 50 episodes).
+pub fn bottleneck_seed(
+    seed: u64,
+    agent: &QLearnerConfig,
+    kind: RngKind,
+    episodes: usize,
+) -> Result<SeedMetrics, CoreError> {
+    let rng = RngHandle::new(kind, seed);
+    let mut env = Bottleneck::default();
+    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let (mut successes, mut opened, mut max_pushes) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..episodes {
+        learner.reset_episode();
+        let (mut success, mut most) = (false, 0u32);
+        run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
+            success |= s.step.reward > 5.0;
+            most = most.max(s.step.context.obstacle.map_or(0, |o| o.pushes));
+        });
+        successes.push(if success { 1.0 } else { 0.0 });
+        opened.push(if env.door_open() { 1.0 } else { 0.0 });
+        max_pushes.push(most as f64);
+    }
+    let first = successes.iter().position(|&s| s > 0.0).unwrap_or(episodes);
+    let last = &successes[successes.len().saturating_sub(50)..];
+    Ok(vec![
+        ("success_rate", mean(&successes)),
+        ("door_open_rate", mean(&opened)),
+        ("max_pushes", mean(&max_pushes)),
+        ("first_success", first as f64),
+        ("final_success", mean(last)),
     ])
 }

@@ -38,6 +38,28 @@ pub struct Exploration {
     pub unique_visited: u32,
 }
 
+/// A barrier that gives way after repeated pushes (a jammed door).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Obstacle {
+    /// Whether the last move pushed it.
+    pub pushed: bool,
+    /// Pushes counted so far (reset by walking away).
+    pub pushes: u32,
+    /// Pushes that open it.
+    pub needed: u32,
+}
+
+impl Obstacle {
+    /// `pushes / needed` (0 when nothing is needed).
+    pub fn progress(&self) -> f64 {
+        if self.needed == 0 {
+            0.0
+        } else {
+            self.pushes as f64 / self.needed as f64
+        }
+    }
+}
+
 /// Emotional context of the state an environment just moved to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmotionalContext {
@@ -61,6 +83,8 @@ pub struct EmotionalContext {
     pub social: Option<SocialContext>,
     /// Exploration progress, for environments that track it.
     pub exploration: Option<Exploration>,
+    /// A jammed barrier the agent is working on, where there is one.
+    pub obstacle: Option<Obstacle>,
 }
 
 /// Distance fear, the one formula every agent uses (the tabular fear channel

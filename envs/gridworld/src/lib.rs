@@ -3,6 +3,7 @@
 //! emotional context the protocol lists, plus a registry of string IDs.
 
 pub mod blocked;
+pub mod bottleneck;
 pub mod cliff;
 pub mod grid;
 pub mod integration;
@@ -13,6 +14,7 @@ pub mod transfer;
 pub mod two_door;
 
 pub use blocked::BlockedPathGrid;
+pub use bottleneck::Bottleneck;
 pub use cliff::SlipperyCliffEnv;
 pub use integration::IntegrationGrid;
 pub use pitch_black::PitchBlack;
@@ -69,6 +71,11 @@ pub fn registry() -> Registry<MakeEnv> {
         "v3-pitch-black",
         "10x10 dark grid: find a hidden key, then the door in the far corner; +10 only then, 500 steps (V3 Exp 17)",
         |rng| Box::new(PitchBlack::new(rng)),
+    );
+    r.register(
+        "v3-bottleneck",
+        "6x6 grid cut by a wall whose one gap is a door that opens after 4 pushes in a row; goal +10 beyond (V3 Exp 20)",
+        |_| Box::new(Bottleneck::default()),
     );
     r.register(
         "slippery-cliff",

@@ -535,6 +535,7 @@ impl Env for Igt {
             counterfactual: None,
             social: Some(self.social(reward, repeated, novel)),
             exploration: None,
+            obstacle: None,
         };
         info.insert("bank".into(), self.obs.bank as f64);
         let terminated = self.obs.trial >= self.config.trials;

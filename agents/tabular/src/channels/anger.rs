@@ -159,7 +159,7 @@ impl EmotionChannel for AngerChannel {
         None
     }
 
-    fn on_action(&mut self, action: usize) {
+    fn on_action(&mut self, action: usize, _how: super::Choice) {
         self.last_action = Some(action);
     }
 
@@ -242,7 +242,7 @@ mod tests {
             blocked_td_damping: Some(0.5),
         });
         let rng = RngHandle::new(emorl_core::rng::RngKind::Fast, 0);
-        ch.on_action(2);
+        ch.on_action(2, super::super::Choice::Greedy);
         let mut q = vec![0.0; 4];
         ch.bias(0, &mut q, &rng);
         assert_eq!(q, vec![0.0; 4]);

@@ -11,6 +11,7 @@ mod curiosity;
 mod fear;
 mod joy;
 mod novelty;
+mod persistence;
 mod regret;
 
 pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
@@ -18,6 +19,7 @@ pub use curiosity::{CuriosityChannel, CuriosityConfig};
 pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource};
 pub use joy::{JoyChannel, JoyConfig};
 pub use novelty::{NoveltyChannel, NoveltyConfig};
+pub use persistence::{PersistenceChannel, PersistenceConfig};
 pub use regret::{RegretChannel, RegretConfig};
 
 use emorl_core::context::EmotionalContext;
@@ -35,6 +37,17 @@ pub struct Appraisal<'a> {
     pub next_state: usize,
     pub done: bool,
     pub context: &'a EmotionalContext,
+}
+
+/// How the learner chose an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// A channel's [`EmotionChannel::preempt`].
+    Preempted,
+    /// The exploratory branch of ε-greedy.
+    Explored,
+    /// The greedy branch (after the channels' biases).
+    Greedy,
 }
 
 /// What a channel does to one update. `None` leaves the quantity untouched.
@@ -68,6 +81,12 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// last step produced, or the reset's), before any draw of the action.
     fn perceive(&mut self, _state: usize, _context: &EmotionalContext) {}
 
+    /// Before the ε draw: `Some(a)` takes action `a` outright (e.g. an
+    /// angry agent persisting), with any draws it needs from `rng`.
+    fn preempt(&mut self, _state: usize, _rng: &RngHandle) -> Option<usize> {
+        None
+    }
+
     /// On the exploratory branch of ε-greedy: `Some(a)` replaces the
     /// uniform random action (e.g. a novelty-weighted draw from `rng`).
     fn explore(&mut self, _state: usize, _rng: &RngHandle) -> Option<usize> {
@@ -80,8 +99,8 @@ pub trait EmotionChannel: std::fmt::Debug {
         None
     }
 
-    /// Told which action was finally taken (exploratory or greedy).
-    fn on_action(&mut self, _action: usize) {}
+    /// Told which action was finally taken, and how it was chosen.
+    fn on_action(&mut self, _action: usize, _how: Choice) {}
 
     /// After the Q update: may adjust other entries of the updated state's row.
     fn after_update(&mut self, _t: &Appraisal, _q_row: &mut [f64]) {}
@@ -136,6 +155,7 @@ pub enum ChannelConfig {
     Curiosity(CuriosityConfig),
     Joy(JoyConfig),
     Novelty(NoveltyConfig),
+    Persistence(PersistenceConfig),
 }
 
 impl ChannelConfig {
@@ -148,6 +168,7 @@ impl ChannelConfig {
             ChannelConfig::Curiosity(c) => Box::new(CuriosityChannel::new(c.clone(), n_states)),
             ChannelConfig::Joy(c) => Box::new(JoyChannel::new(c.clone())),
             ChannelConfig::Novelty(c) => Box::new(NoveltyChannel::new(c.clone(), n_states)),
+            ChannelConfig::Persistence(c) => Box::new(PersistenceChannel::new(c.clone())),
         }
     }
 }
