@@ -77,3 +77,14 @@ fn bottleneck_matches_upstream_on_every_seed_and_metric() {
         5,
     );
 }
+
+#[test]
+fn changing_seasons_matches_upstream_on_every_seed_and_metric() {
+    check(
+        "exp19",
+        v3::seasons_arms().expect("arms"),
+        v3::seasons_seed,
+        600,
+        3,
+    );
+}

@@ -161,7 +161,12 @@ impl QLearner {
             .find_map(|ch| ch.preempt(state, rng));
         let (action, how) = if let Some(a) = preempted {
             (a, Choice::Preempted)
-        } else if rng.random() < self.epsilon {
+        } else if rng.random()
+            < self
+                .channels
+                .iter()
+                .fold(self.epsilon, |e, ch| ch.epsilon(e))
+        {
             let a = self
                 .channels
                 .iter_mut()
@@ -202,6 +207,7 @@ impl QLearner {
         let t = Appraisal {
             state,
             action,
+            value: self.q[state * self.n_actions + action],
             reward,
             next_state,
             done,
@@ -234,6 +240,9 @@ impl QLearner {
             }
             if let Some(f) = m.td_factor {
                 td_eff *= f;
+            }
+            if let Some(cap) = m.lr_cap {
+                lr = lr.min(cap);
             }
         }
         self.q[idx] += lr * td_eff;

@@ -4,7 +4,7 @@
 use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, CuriosityConfig,
     FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig, NoveltyConfig,
-    PersistenceConfig, RegretConfig,
+    PersistenceConfig, RegretConfig, SurpriseConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -209,6 +209,15 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         || QLearnerConfig {
             epsilon: 0.2,
             channels: vec![ChannelConfig::Persistence(PersistenceConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "surprise-ed",
+        "Q-learning (epsilon 0.2) + surprise: a gap between expected and received reward raises exploration and the learning rate (V3 Exp 19)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Surprise(SurpriseConfig::default())],
             ..Default::default()
         },
     );

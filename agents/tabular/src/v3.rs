@@ -2,17 +2,19 @@
 //! function per experiment computing one seed of one arm. With
 //! [`RngKind::Numpy`] they reproduce upstream's per-seed metrics bit for bit.
 //!
-//! Ported so far: Exp 17 (Pitch Black), Exp 20 (Bottleneck). The others follow the same
+//! Ported so far: Exp 17 (Pitch Black), Exp 19 (Changing Seasons), Exp 20
+//! (Bottleneck). The others follow the same
 //! shape: an environment in `emorl-envs-gridworld`, the emotional agent as a
 //! channel list on the one [`QLearner`], and a per-seed metric set named as
 //! in upstream's results.
 
 use crate::episode::run_episode;
 use crate::learner::{QLearner, QLearnerConfig};
-use emorl_core::numeric::mean;
+use emorl_core::numeric::{mean, pairwise_sum};
 use emorl_core::{CoreError, DiscreteEnv, RngHandle, RngKind};
 use emorl_envs_gridworld::bottleneck::Bottleneck;
 use emorl_envs_gridworld::pitch_black::{PitchBlack, MAX_STEPS};
+use emorl_envs_gridworld::seasons::{ChangingSeasons, SEASON_LENGTH};
 
 /// Per-seed metrics of one arm, in upstream's order and names.
 pub type SeedMetrics = Vec<(&'static str, f64)>;
@@ -123,5 +125,72 @@ pub fn bottleneck_seed(
         ("max_pushes", mean(&max_pushes)),
         ("first_success", first as f64),
         ("final_success", mean(last)),
+    ])
+}
+
+/// Exp 19's agents: the control (plain Q-learning at ε 0.2) and
+/// `surprise-ed`.
+pub fn seasons_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
+    let reg = crate::registry();
+    let control = QLearnerConfig {
+        epsilon: 0.2,
+        ..Default::default()
+    };
+    let surprised = (reg.get("surprise-ed")?.make)();
+    Ok([("standard", control), ("surprise", surprised)])
+}
+
+/// Exp 19, one seed of one arm: `episodes` training episodes (upstream:
+/// 600, six seasons) on one generator stream seeded once. Metrics:
+/// `mean_reward` and `total_reward` over the episodes' returns, and
+/// `recovery_time`: after each season change, the episodes until one
+/// with a positive return (the change episode counts as 1), 50 when none
+/// came within 51 — upstream's rule, which records 51 for a recovery at
+/// the 51st; the mean over changes, 50 when there were none.
+pub fn seasons_seed(
+    seed: u64,
+    agent: &QLearnerConfig,
+    kind: RngKind,
+    episodes: usize,
+) -> Result<SeedMetrics, CoreError> {
+    let rng = RngHandle::new(kind, seed);
+    let mut env = ChangingSeasons::default();
+    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let mut returns = Vec::with_capacity(episodes);
+    let give_up = SEASON_LENGTH / 2;
+    let (mut recovered, mut counter, mut times) = (true, 0u32, Vec::new());
+    for _ in 0..episodes {
+        learner.reset_episode();
+        let mut total = 0.0;
+        run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
+            total += s.step.reward;
+        });
+        returns.push(total);
+        if env.season_changed() {
+            counter = 0;
+            recovered = false;
+        }
+        if !recovered {
+            counter += 1;
+            if total > 0.0 {
+                times.push(counter as f64);
+                recovered = true;
+            } else if counter > give_up {
+                times.push(give_up as f64);
+                recovered = true;
+            }
+        }
+    }
+    Ok(vec![
+        ("mean_reward", mean(&returns)),
+        ("total_reward", pairwise_sum(&returns)),
+        (
+            "recovery_time",
+            if times.is_empty() {
+                give_up as f64
+            } else {
+                mean(&times)
+            },
+        ),
     ])
 }

@@ -8,6 +8,7 @@ pub mod cliff;
 pub mod grid;
 pub mod integration;
 pub mod pitch_black;
+pub mod seasons;
 pub mod terminal_threat;
 pub mod threat;
 pub mod transfer;
@@ -18,6 +19,7 @@ pub use bottleneck::Bottleneck;
 pub use cliff::SlipperyCliffEnv;
 pub use integration::IntegrationGrid;
 pub use pitch_black::PitchBlack;
+pub use seasons::ChangingSeasons;
 pub use terminal_threat::TerminalThreatGrid;
 pub use threat::ThreatGrid;
 pub use transfer::TransferGrid;
@@ -71,6 +73,11 @@ pub fn registry() -> Registry<MakeEnv> {
         "v3-pitch-black",
         "10x10 dark grid: find a hidden key, then the door in the far corner; +10 only then, 500 steps (V3 Exp 17)",
         |rng| Box::new(PitchBlack::new(rng)),
+    );
+    r.register(
+        "v3-changing-seasons",
+        "5x5 grid, red berries top and blue bottom; which colour pays +1 (the other -1) swaps every 100 episodes (V3 Exp 19)",
+        |_| Box::new(ChangingSeasons::default()),
     );
     r.register(
         "v3-bottleneck",

@@ -135,6 +135,7 @@ impl EmotionChannel for AngerChannel {
         Modulation {
             lr_factor,
             td_factor,
+            lr_cap: None,
         }
     }
 
@@ -201,6 +202,7 @@ mod tests {
         ch.appraise(&Appraisal {
             state: 0,
             action: 0,
+            value: 0.0,
             reward: -0.01,
             next_state: 0,
             done: false,

@@ -77,6 +77,7 @@ mod tests {
         let t = Appraisal {
             state: 0,
             action: 0,
+            value: 0.0,
             reward: 0.0,
             next_state: 2,
             done: false,

@@ -175,6 +175,7 @@ impl EmotionChannel for FearChannel {
         Modulation {
             lr_factor,
             td_factor: None,
+            lr_cap: None,
         }
     }
 
@@ -246,6 +247,7 @@ mod tests {
         Appraisal {
             state: 3,
             action: 0,
+            value: 0.0,
             reward,
             next_state: 4,
             done: false,

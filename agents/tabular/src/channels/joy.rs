@@ -44,6 +44,7 @@ impl EmotionChannel for JoyChannel {
         Modulation {
             lr_factor: (td > 0.0 && self.joy > 0.0).then_some(1.0 + self.cfg.weight * self.joy),
             td_factor: None,
+            lr_cap: None,
         }
     }
 
@@ -84,6 +85,7 @@ mod tests {
         let t = Appraisal {
             state: 0,
             action: 0,
+            value: 0.0,
             reward: 1.0,
             next_state: 1,
             done: true,

@@ -13,6 +13,7 @@ mod joy;
 mod novelty;
 mod persistence;
 mod regret;
+mod surprise;
 
 pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
 pub use curiosity::{CuriosityChannel, CuriosityConfig};
@@ -21,6 +22,7 @@ pub use joy::{JoyChannel, JoyConfig};
 pub use novelty::{NoveltyChannel, NoveltyConfig};
 pub use persistence::{PersistenceChannel, PersistenceConfig};
 pub use regret::{RegretChannel, RegretConfig};
+pub use surprise::{SurpriseChannel, SurpriseConfig};
 
 use emorl_core::context::EmotionalContext;
 use emorl_core::rng::RngHandle;
@@ -33,6 +35,8 @@ use serde::{Deserialize, Serialize};
 pub struct Appraisal<'a> {
     pub state: usize,
     pub action: usize,
+    /// `Q(state, action)` before this update.
+    pub value: f64,
     pub reward: f64,
     pub next_state: usize,
     pub done: bool,
@@ -57,6 +61,8 @@ pub struct Modulation {
     pub lr_factor: Option<f64>,
     /// Factor on the TD error.
     pub td_factor: Option<f64>,
+    /// Upper bound on the learning rate after every factor.
+    pub lr_cap: Option<f64>,
 }
 
 /// One emotion channel.
@@ -80,6 +86,12 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// Sees the state about to be acted in and its context (the one the
     /// last step produced, or the reset's), before any draw of the action.
     fn perceive(&mut self, _state: usize, _context: &EmotionalContext) {}
+
+    /// The ε of ε-greedy for the next action, given the learner's (or the
+    /// previous channel's) `epsilon`.
+    fn epsilon(&self, epsilon: f64) -> f64 {
+        epsilon
+    }
 
     /// Before the ε draw: `Some(a)` takes action `a` outright (e.g. an
     /// angry agent persisting), with any draws it needs from `rng`.
@@ -156,6 +168,7 @@ pub enum ChannelConfig {
     Joy(JoyConfig),
     Novelty(NoveltyConfig),
     Persistence(PersistenceConfig),
+    Surprise(SurpriseConfig),
 }
 
 impl ChannelConfig {
@@ -169,6 +182,7 @@ impl ChannelConfig {
             ChannelConfig::Joy(c) => Box::new(JoyChannel::new(c.clone())),
             ChannelConfig::Novelty(c) => Box::new(NoveltyChannel::new(c.clone(), n_states)),
             ChannelConfig::Persistence(c) => Box::new(PersistenceChannel::new(c.clone())),
+            ChannelConfig::Surprise(c) => Box::new(SurpriseChannel::new(c.clone())),
         }
     }
 }

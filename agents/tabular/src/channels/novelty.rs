@@ -150,6 +150,7 @@ impl EmotionChannel for NoveltyChannel {
         Modulation {
             lr_factor: Some(1.0 + self.curiosity * self.cfg.lr_gain),
             td_factor: None,
+            lr_cap: None,
         }
     }
 
@@ -229,6 +230,7 @@ mod tests {
         let t = Appraisal {
             state: 0,
             action: 1,
+            value: 0.0,
             reward: 0.0,
             next_state: 10,
             done: false,

@@ -147,6 +147,7 @@ impl EmotionChannel for PersistenceChannel {
                 Some(o) if td < 0.0 => Some(1.0 - o.progress() * self.cfg.progress_damping),
                 _ => None,
             },
+            lr_cap: None,
         }
     }
 
@@ -229,6 +230,7 @@ mod tests {
         let t = Appraisal {
             state: 0,
             action: 3,
+            value: 0.0,
             reward: -0.01,
             next_state: 0,
             done: false,

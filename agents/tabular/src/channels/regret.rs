@@ -62,6 +62,7 @@ impl EmotionChannel for RegretChannel {
         Modulation {
             lr_factor: (self.current < 0.0).then_some(1.0 + self.cfg.weight * self.current.abs()),
             td_factor: None,
+            lr_cap: None,
         }
     }
 
@@ -131,6 +132,7 @@ mod tests {
         let t = Appraisal {
             state: 0,
             action: 0,
+            value: 0.0,
             reward: 0.0,
             next_state: 0,
             done: false,
