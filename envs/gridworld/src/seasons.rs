@@ -69,7 +69,7 @@ impl Env for ChangingSeasons {
     /// Starts the next episode; the season turns every
     /// [`SEASON_LENGTH`] episodes.
     fn reset(&mut self, _seed: Option<u64>) -> (usize, Info) {
-        if self.episodes > 0 && self.episodes % SEASON_LENGTH == 0 {
+        if self.episodes > 0 && self.episodes.is_multiple_of(SEASON_LENGTH) {
             self.red_good = !self.red_good;
             self.episodes_in_season = 0;
         }
