@@ -88,3 +88,14 @@ fn changing_seasons_matches_upstream_on_every_seed_and_metric() {
         3,
     );
 }
+
+#[test]
+fn predator_prey_matches_upstream_on_every_seed_and_metric() {
+    check(
+        "exp22",
+        v3::predator_arms().expect("arms"),
+        v3::predator_seed,
+        300,
+        6,
+    );
+}

@@ -155,10 +155,12 @@ impl QLearner {
         for ch in self.channels.iter_mut() {
             ch.perceive(state, context);
         }
+        let n = self.n_actions;
+        let row = &self.q[state * n..(state + 1) * n];
         let preempted = self
             .channels
             .iter_mut()
-            .find_map(|ch| ch.preempt(state, rng));
+            .find_map(|ch| ch.preempt(state, row, rng));
         let (action, how) = if let Some(a) = preempted {
             (a, Choice::Preempted)
         } else if rng.random()
@@ -174,7 +176,6 @@ impl QLearner {
                 .unwrap_or_else(|| rng.randint(self.n_actions));
             (a, Choice::Explored)
         } else {
-            let n = self.n_actions;
             self.scratch
                 .copy_from_slice(&self.q[state * n..(state + 1) * n]);
             let scratch = &mut self.scratch;

@@ -2,9 +2,9 @@
 //! channel lists on the one Q-learner.
 
 use crate::channels::{
-    AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, ChannelConfig, CuriosityConfig,
-    FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig, NoveltyConfig,
-    PersistenceConfig, RegretConfig, SurpriseConfig,
+    AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, AnxietyConfig, ChannelConfig,
+    CuriosityConfig, FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig,
+    NoveltyConfig, PersistenceConfig, RegretConfig, SurpriseConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -218,6 +218,15 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         || QLearnerConfig {
             epsilon: 0.2,
             channels: vec![ChannelConfig::Surprise(SurpriseConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "anxious-ed",
+        "Q-learning (epsilon 0.2) + anxiety about a nearby, approaching predator: flees and avoids moves toward it (V3 Exp 22)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Anxiety(AnxietyConfig::default())],
             ..Default::default()
         },
     );

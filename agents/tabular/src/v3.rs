@@ -3,7 +3,7 @@
 //! [`RngKind::Numpy`] they reproduce upstream's per-seed metrics bit for bit.
 //!
 //! Ported so far: Exp 17 (Pitch Black), Exp 19 (Changing Seasons), Exp 20
-//! (Bottleneck). The others follow the same
+//! (Bottleneck), Exp 22 (Predator–Prey). The others follow the same
 //! shape: an environment in `emorl-envs-gridworld`, the emotional agent as a
 //! channel list on the one [`QLearner`], and a per-seed metric set named as
 //! in upstream's results.
@@ -14,6 +14,7 @@ use emorl_core::numeric::{mean, pairwise_sum};
 use emorl_core::{CoreError, DiscreteEnv, RngHandle, RngKind};
 use emorl_envs_gridworld::bottleneck::Bottleneck;
 use emorl_envs_gridworld::pitch_black::{PitchBlack, MAX_STEPS};
+use emorl_envs_gridworld::predator::PredatorPrey;
 use emorl_envs_gridworld::seasons::{ChangingSeasons, SEASON_LENGTH};
 
 /// Per-seed metrics of one arm, in upstream's order and names.
@@ -192,5 +193,54 @@ pub fn seasons_seed(
                 mean(&times)
             },
         ),
+    ])
+}
+
+/// Exp 22's agents: the control (plain Q-learning at ε 0.2) and
+/// `anxious-ed`.
+pub fn predator_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
+    let reg = crate::registry();
+    let control = QLearnerConfig {
+        epsilon: 0.2,
+        ..Default::default()
+    };
+    let anxious = (reg.get("anxious-ed")?.make)();
+    Ok([("standard", control), ("anxiety", anxious)])
+}
+
+/// Exp 22, one seed of one arm: `episodes` training episodes (upstream:
+/// 300) on one generator stream seeded once. Metrics: `mean_reward`,
+/// `mean_food`, `survival_rate` (never caught), `mean_survival_time`
+/// (steps), and `final_survival_rate` / `final_food` over the last 50.
+pub fn predator_seed(
+    seed: u64,
+    agent: &QLearnerConfig,
+    kind: RngKind,
+    episodes: usize,
+) -> Result<SeedMetrics, CoreError> {
+    let rng = RngHandle::new(kind, seed);
+    let mut env = PredatorPrey::new(rng.clone());
+    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let (mut returns, mut food, mut survived, mut steps) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..episodes {
+        learner.reset_episode();
+        let mut total = 0.0;
+        let summary = run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
+            total += s.step.reward;
+        });
+        returns.push(total);
+        food.push(env.eaten() as f64);
+        survived.push(if env.caught() { 0.0 } else { 1.0 });
+        steps.push(summary.steps as f64);
+    }
+    let last = |v: &[f64]| mean(&v[v.len().saturating_sub(50)..]);
+    Ok(vec![
+        ("mean_reward", mean(&returns)),
+        ("mean_food", mean(&food)),
+        ("survival_rate", mean(&survived)),
+        ("mean_survival_time", mean(&steps)),
+        ("final_survival_rate", last(&survived)),
+        ("final_food", last(&food)),
     ])
 }

@@ -73,6 +73,10 @@ pub struct EmotionalContext {
     pub consecutive_blocks: u32,
     /// Whether the agent is next to the threat.
     pub near_threat: bool,
+    /// The threat's cell (the environment's state index), when it moves.
+    pub threat_state: Option<usize>,
+    /// Whether the threat just came closer.
+    pub threat_approaching: bool,
     /// Whether the agent was just harmed (e.g. fell off a cliff).
     pub harmed: bool,
     /// Reward of the transition that produced this context.

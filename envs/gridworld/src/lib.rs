@@ -8,6 +8,7 @@ pub mod cliff;
 pub mod grid;
 pub mod integration;
 pub mod pitch_black;
+pub mod predator;
 pub mod seasons;
 pub mod terminal_threat;
 pub mod threat;
@@ -19,6 +20,7 @@ pub use bottleneck::Bottleneck;
 pub use cliff::SlipperyCliffEnv;
 pub use integration::IntegrationGrid;
 pub use pitch_black::PitchBlack;
+pub use predator::PredatorPrey;
 pub use seasons::ChangingSeasons;
 pub use terminal_threat::TerminalThreatGrid;
 pub use threat::ThreatGrid;
@@ -83,6 +85,11 @@ pub fn registry() -> Registry<MakeEnv> {
         "v3-bottleneck",
         "6x6 grid cut by a wall whose one gap is a door that opens after 4 pushes in a row; goal +10 beyond (V3 Exp 20)",
         |_| Box::new(Bottleneck::default()),
+    );
+    r.register(
+        "v3-predator-prey",
+        "10x10 grid, 5 food pellets (+1), a predator that chases 80% of the time; caught -50 ends it (V3 Exp 22)",
+        |rng| Box::new(PredatorPrey::new(rng)),
     );
     r.register(
         "slippery-cliff",

@@ -530,6 +530,8 @@ impl Env for Igt {
             was_blocked: self.invalid_streak > 0,
             consecutive_blocks: self.invalid_streak,
             near_threat: since_loss.is_some_and(|d| d <= 1.0),
+            threat_state: None,
+            threat_approaching: false,
             harmed,
             reward,
             counterfactual: None,

@@ -7,6 +7,7 @@
 //! order; an agent variant is a list of channels, not a copy of the learner.
 
 mod anger;
+mod anxiety;
 mod curiosity;
 mod fear;
 mod joy;
@@ -16,6 +17,7 @@ mod regret;
 mod surprise;
 
 pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
+pub use anxiety::{AnxietyChannel, AnxietyConfig};
 pub use curiosity::{CuriosityChannel, CuriosityConfig};
 pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource};
 pub use joy::{JoyChannel, JoyConfig};
@@ -94,8 +96,9 @@ pub trait EmotionChannel: std::fmt::Debug {
     }
 
     /// Before the ε draw: `Some(a)` takes action `a` outright (e.g. an
-    /// angry agent persisting), with any draws it needs from `rng`.
-    fn preempt(&mut self, _state: usize, _rng: &RngHandle) -> Option<usize> {
+    /// angry agent persisting, a frightened one fleeing), with any draws it
+    /// needs from `rng`; `q` is the state's row of Q-values.
+    fn preempt(&mut self, _state: usize, _q: &[f64], _rng: &RngHandle) -> Option<usize> {
         None
     }
 
@@ -169,6 +172,7 @@ pub enum ChannelConfig {
     Novelty(NoveltyConfig),
     Persistence(PersistenceConfig),
     Surprise(SurpriseConfig),
+    Anxiety(AnxietyConfig),
 }
 
 impl ChannelConfig {
@@ -183,6 +187,7 @@ impl ChannelConfig {
             ChannelConfig::Novelty(c) => Box::new(NoveltyChannel::new(c.clone(), n_states)),
             ChannelConfig::Persistence(c) => Box::new(PersistenceChannel::new(c.clone())),
             ChannelConfig::Surprise(c) => Box::new(SurpriseChannel::new(c.clone())),
+            ChannelConfig::Anxiety(c) => Box::new(AnxietyChannel::new(c.clone(), n_states)),
         }
     }
 }

@@ -111,7 +111,7 @@ impl EmotionChannel for PersistenceChannel {
         self.anger = self.tonic.max(phasic);
     }
 
-    fn preempt(&mut self, _state: usize, rng: &RngHandle) -> Option<usize> {
+    fn preempt(&mut self, _state: usize, _q: &[f64], rng: &RngHandle) -> Option<usize> {
         let last = self.last_greedy?;
         if !self.blocked || self.anger <= self.cfg.persist_above {
             return None;
@@ -210,16 +210,18 @@ mod tests {
         let rng = RngHandle::new(RngKind::Numpy, 0);
         ch.perceive(0, &pushing(3));
         // Nothing chosen greedily yet: no persistence, no bias.
-        assert_eq!(ch.preempt(0, &rng), None);
+        assert_eq!(ch.preempt(0, &[0.0; 4], &rng), None);
         ch.on_action(2, Choice::Explored);
-        assert_eq!(ch.preempt(0, &rng), None);
+        assert_eq!(ch.preempt(0, &[0.0; 4], &rng), None);
         ch.on_action(3, Choice::Greedy);
         let mut q = [0.0; 4];
         ch.bias(0, &mut q, &rng);
         assert_eq!(q[3], ch.phasic() * 5.0);
         // Blocked at anger 0.325 > 0.3: each call draws once and repeats 3
         // with probability min(0.8, 0.325 · 0.6).
-        let repeats = (0..200).filter(|_| ch.preempt(0, &rng) == Some(3)).count();
+        let repeats = (0..200)
+            .filter(|_| ch.preempt(0, &[0.0; 4], &rng) == Some(3))
+            .count();
         let p = (ch.phasic() * 0.6).min(0.8);
         assert!(
             (repeats as f64 / 200.0 - p).abs() < 0.12,
