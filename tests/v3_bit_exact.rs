@@ -99,3 +99,34 @@ fn predator_prey_matches_upstream_on_every_seed_and_metric() {
         6,
     );
 }
+
+#[test]
+fn hazard_transfer_matches_upstream_on_every_seed_and_metric() {
+    // Both arms share one stream, so one call computes a seed of both.
+    let data = upstream();
+    let reference = &data["exp21"]["arms"];
+    let arms = v3::transfer_arms().expect("arms");
+    let (mut mismatches, mut compared) = (Vec::new(), 0);
+    for seed in 0..50u64 {
+        for (arm, metrics) in v3::transfer_seed(seed, &arms, RngKind::Numpy).expect("run") {
+            for (metric, value) in metrics {
+                let want = reference[arm][metric][seed as usize]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("no upstream exp21 {arm}/{metric}"));
+                compared += 1;
+                if value.to_bits() != want.to_bits() {
+                    mismatches.push(format!(
+                        "{arm} seed {seed} {metric}: ours {value}, upstream {want}"
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 2 * 50 * 7);
+    assert!(
+        mismatches.is_empty(),
+        "exp21: {} of {compared} differ:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(20)].join("\n")
+    );
+}

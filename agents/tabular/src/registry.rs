@@ -3,8 +3,8 @@
 
 use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, AnxietyConfig, ChannelConfig,
-    CuriosityConfig, FearConfig, FearLearningRate, FearSelection, FearSource, JoyConfig,
-    NoveltyConfig, PersistenceConfig, RegretConfig, SurpriseConfig,
+    CuriosityConfig, FearConfig, FearLearningRate, FearSelection, FearSource, HazardConfig,
+    JoyConfig, NoveltyConfig, PersistenceConfig, RegretConfig, SurpriseConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -227,6 +227,15 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         || QLearnerConfig {
             epsilon: 0.2,
             channels: vec![ChannelConfig::Anxiety(AnxietyConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "hazard-fear",
+        "Q-learning (epsilon 0.2) + fear of a hazard feature learned from hits, avoiding every cell shown as hazardous (V3 Exp 21)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Hazard(HazardConfig::default())],
             ..Default::default()
         },
     );

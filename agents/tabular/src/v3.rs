@@ -3,7 +3,7 @@
 //! [`RngKind::Numpy`] they reproduce upstream's per-seed metrics bit for bit.
 //!
 //! Ported so far: Exp 17 (Pitch Black), Exp 19 (Changing Seasons), Exp 20
-//! (Bottleneck), Exp 22 (Predator–Prey). The others follow the same
+//! (Bottleneck), Exp 21 (Visual Hazard Transfer), Exp 22 (Predator–Prey). The others follow the same
 //! shape: an environment in `emorl-envs-gridworld`, the emotional agent as a
 //! channel list on the one [`QLearner`], and a per-seed metric set named as
 //! in upstream's results.
@@ -13,6 +13,7 @@ use crate::learner::{QLearner, QLearnerConfig};
 use emorl_core::numeric::{mean, pairwise_sum};
 use emorl_core::{CoreError, DiscreteEnv, RngHandle, RngKind};
 use emorl_envs_gridworld::bottleneck::Bottleneck;
+use emorl_envs_gridworld::hazards::HazardTransfer;
 use emorl_envs_gridworld::pitch_black::{PitchBlack, MAX_STEPS};
 use emorl_envs_gridworld::predator::PredatorPrey;
 use emorl_envs_gridworld::seasons::{ChangingSeasons, SEASON_LENGTH};
@@ -243,4 +244,84 @@ pub fn predator_seed(
         ("final_survival_rate", last(&survived)),
         ("final_food", last(&food)),
     ])
+}
+
+/// Exp 21's agents: the control (plain Q-learning at ε 0.2, arm `tabular`)
+/// and `hazard-fear` (arm `feature`).
+pub fn transfer_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
+    let reg = crate::registry();
+    let control = QLearnerConfig {
+        epsilon: 0.2,
+        ..Default::default()
+    };
+    let fearful = (reg.get("hazard-fear")?.make)();
+    Ok([("tabular", control), ("feature", fearful)])
+}
+
+/// Exp 21, one seed of both arms, which share one generator stream in
+/// upstream's order: each arm's 100 phase-A training episodes (reseeded to
+/// `seed` first); each arm's 5 zero-shot phase-B episodes without learning
+/// (reseeded to `seed · 1000 + k`); then each arm's 50 phase-B training
+/// episodes, continuing the stream (so the control's phase B depends on
+/// the other arm's draws, as upstream's does). Agents keep everything
+/// between phases. Metrics per arm: `phase_a_final_reward` / `_hits`
+/// (phase-A episodes 80–99), `zeroshot_hits` / `_reward`,
+/// `phase_b_early_hits` (phase-B episodes 0–9), `phase_b_final_hits` /
+/// `_reward` (40–49).
+pub fn transfer_seed(
+    seed: u64,
+    arms: &[(&'static str, QLearnerConfig); 2],
+    kind: RngKind,
+) -> Result<[(&'static str, SeedMetrics); 2], CoreError> {
+    let rng = RngHandle::new(kind, seed);
+    let mut learners = Vec::with_capacity(2);
+    for (_, cfg) in arms {
+        learners.push(QLearner::new(64, 4, cfg.clone())?);
+    }
+    // Returns and hits of `n` episodes of `env` for one learner.
+    let play = |learner: &mut QLearner, mut env: HazardTransfer, n: usize, learn: bool| {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            learner.reset_episode();
+            let mut total = 0.0;
+            run_episode(&mut env, learner, &rng, usize::MAX, learn, |s, _| {
+                total += s.step.reward;
+            });
+            out.push((total, env.hits() as f64));
+        }
+        out
+    };
+    let mut phase_a = Vec::new();
+    for learner in learners.iter_mut() {
+        rng.reseed(seed);
+        phase_a.push(play(learner, HazardTransfer::phase_a(), 100, true));
+    }
+    let mut zero_shot = Vec::new();
+    for learner in learners.iter_mut() {
+        let mut episodes = Vec::new();
+        for k in 0..5 {
+            rng.reseed(seed * 1000 + k);
+            episodes.extend(play(learner, HazardTransfer::phase_b(), 1, false));
+        }
+        zero_shot.push(episodes);
+    }
+    let mut phase_b = Vec::new();
+    for learner in learners.iter_mut() {
+        phase_b.push(play(learner, HazardTransfer::phase_b(), 50, true));
+    }
+    let returns = |e: &[(f64, f64)]| mean(&e.iter().map(|x| x.0).collect::<Vec<_>>());
+    let hits = |e: &[(f64, f64)]| mean(&e.iter().map(|x| x.1).collect::<Vec<_>>());
+    let metrics = |i: usize| -> SeedMetrics {
+        let (a, z, b) = (&phase_a[i], &zero_shot[i], &phase_b[i]);
+        vec![
+            ("phase_a_final_reward", returns(&a[80..])),
+            ("phase_a_final_hits", hits(&a[80..])),
+            ("zeroshot_hits", hits(z)),
+            ("zeroshot_reward", returns(z)),
+            ("phase_b_early_hits", hits(&b[..10])),
+            ("phase_b_final_hits", hits(&b[40..])),
+            ("phase_b_final_reward", returns(&b[40..])),
+        ]
+    };
+    Ok([(arms[0].0, metrics(0)), (arms[1].0, metrics(1))])
 }

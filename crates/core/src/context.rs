@@ -89,6 +89,9 @@ pub struct EmotionalContext {
     pub exploration: Option<Exploration>,
     /// A jammed barrier the agent is working on, where there is one.
     pub obstacle: Option<Obstacle>,
+    /// Cells (state indices) the environment shows as hazardous, where it
+    /// shows them (e.g. a map handed over at the start of an episode).
+    pub hazards: Option<Vec<usize>>,
 }
 
 /// Distance fear, the one formula every agent uses (the tabular fear channel

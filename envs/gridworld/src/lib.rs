@@ -6,6 +6,7 @@ pub mod blocked;
 pub mod bottleneck;
 pub mod cliff;
 pub mod grid;
+pub mod hazards;
 pub mod integration;
 pub mod pitch_black;
 pub mod predator;
@@ -18,6 +19,7 @@ pub mod two_door;
 pub use blocked::BlockedPathGrid;
 pub use bottleneck::Bottleneck;
 pub use cliff::SlipperyCliffEnv;
+pub use hazards::HazardTransfer;
 pub use integration::IntegrationGrid;
 pub use pitch_black::PitchBlack;
 pub use predator::PredatorPrey;
@@ -85,6 +87,16 @@ pub fn registry() -> Registry<MakeEnv> {
         "v3-bottleneck",
         "6x6 grid cut by a wall whose one gap is a door that opens after 4 pushes in a row; goal +10 beyond (V3 Exp 20)",
         |_| Box::new(Bottleneck::default()),
+    );
+    r.register(
+        "v3-hazards-a",
+        "8x8 grid to a goal (+10) past five red hazards (-10 a step on one), phase A layout, map shown at the start (V3 Exp 21)",
+        |_| Box::new(HazardTransfer::phase_a()),
+    );
+    r.register(
+        "v3-hazards-b",
+        "the same grid with the red hazards moved: phase B, the transfer test (V3 Exp 21)",
+        |_| Box::new(HazardTransfer::phase_b()),
     );
     r.register(
         "v3-predator-prey",

@@ -538,6 +538,7 @@ impl Env for Igt {
             social: Some(self.social(reward, repeated, novel)),
             exploration: None,
             obstacle: None,
+            hazards: None,
         };
         info.insert("bank".into(), self.obs.bank as f64);
         let terminated = self.obs.trial >= self.config.trials;

@@ -10,6 +10,7 @@ mod anger;
 mod anxiety;
 mod curiosity;
 mod fear;
+mod hazard;
 mod joy;
 mod novelty;
 mod persistence;
@@ -20,6 +21,7 @@ pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, Ang
 pub use anxiety::{AnxietyChannel, AnxietyConfig};
 pub use curiosity::{CuriosityChannel, CuriosityConfig};
 pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSource};
+pub use hazard::{HazardChannel, HazardConfig};
 pub use joy::{JoyChannel, JoyConfig};
 pub use novelty::{NoveltyChannel, NoveltyConfig};
 pub use persistence::{PersistenceChannel, PersistenceConfig};
@@ -173,6 +175,7 @@ pub enum ChannelConfig {
     Persistence(PersistenceConfig),
     Surprise(SurpriseConfig),
     Anxiety(AnxietyConfig),
+    Hazard(HazardConfig),
 }
 
 impl ChannelConfig {
@@ -188,6 +191,7 @@ impl ChannelConfig {
             ChannelConfig::Persistence(c) => Box::new(PersistenceChannel::new(c.clone())),
             ChannelConfig::Surprise(c) => Box::new(SurpriseChannel::new(c.clone())),
             ChannelConfig::Anxiety(c) => Box::new(AnxietyChannel::new(c.clone(), n_states)),
+            ChannelConfig::Hazard(c) => Box::new(HazardChannel::new(c.clone(), n_states)),
         }
     }
 }
