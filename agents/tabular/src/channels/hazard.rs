@@ -72,7 +72,7 @@ impl HazardChannel {
     }
 
     /// Whether `action` from `state` leads into a remembered hazard.
-    fn into_hazard(&self, state: usize, action: usize) -> bool {
+    fn leads_to_hazard(&self, state: usize, action: usize) -> bool {
         let side = self.side.max(1) as i64;
         let (r, c) = ((state as i64) / side, (state as i64) % side);
         let Some((dr, dc)) = MOVES.get(action).copied() else {
@@ -114,7 +114,7 @@ impl EmotionChannel for HazardChannel {
         }
         let mut p = [0.25; 4];
         for (a, w) in p.iter_mut().enumerate() {
-            if self.into_hazard(state, a) {
+            if self.leads_to_hazard(state, a) {
                 *w *= 1.0 - self.fear;
             }
         }
@@ -126,7 +126,7 @@ impl EmotionChannel for HazardChannel {
     fn bias(&mut self, state: usize, q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
         if self.fear > self.cfg.avoid_above {
             for (a, v) in q.iter_mut().enumerate().take(MOVES.len()) {
-                if self.into_hazard(state, a) {
+                if self.leads_to_hazard(state, a) {
                     *v -= self.colour_fear * self.cfg.penalty;
                 }
             }
