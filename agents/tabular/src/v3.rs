@@ -18,19 +18,47 @@ use emorl_envs_gridworld::pitch_black::{PitchBlack, MAX_STEPS};
 use emorl_envs_gridworld::predator::PredatorPrey;
 use emorl_envs_gridworld::seasons::{ChangingSeasons, SEASON_LENGTH};
 
+/// The two arms of an experiment: upstream's name and the agent.
+pub type Arms = [(&'static str, QLearnerConfig); 2];
+
+/// The control (plain Q-learning at `epsilon`) and the registered
+/// emotional `agent`, under upstream's arm `names`.
+fn arms(epsilon: f64, agent: &str, names: [&'static str; 2]) -> Result<Arms, CoreError> {
+    let control = QLearnerConfig {
+        epsilon,
+        ..Default::default()
+    };
+    let emotional = (crate::registry().get(agent)?.make)();
+    Ok([(names[0], control), (names[1], emotional)])
+}
+
+/// One episode of `learner` in `env` as upstream's loops run them: the
+/// emotional state reset, no step cap but the environment's own (terminal),
+/// learning when `learn`. Returns the return (summed step by step, as
+/// upstream does) and the steps taken; `on_step` sees every step.
+fn episode(
+    env: &mut dyn DiscreteEnv,
+    learner: &mut QLearner,
+    rng: &RngHandle,
+    learn: bool,
+    mut on_step: impl FnMut(&crate::EpisodeStep),
+) -> (f64, usize) {
+    learner.reset_episode();
+    let mut total = 0.0;
+    let summary = run_episode(env, learner, rng, usize::MAX, learn, |s, _| {
+        total += s.step.reward;
+        on_step(s);
+    });
+    (total, summary.steps)
+}
+
 /// Per-seed metrics of one arm, in upstream's order and names.
 pub type SeedMetrics = Vec<(&'static str, f64)>;
 
 /// Exp 17's agents: the control (plain Q-learning at ε 0.3) and
 /// `novelty-ed` (the same with the novelty channel).
-pub fn pitch_black_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
-    let reg = crate::registry();
-    let control = QLearnerConfig {
-        epsilon: 0.3,
-        ..Default::default()
-    };
-    let curious = (reg.get("novelty-ed")?.make)();
-    Ok([("standard", control), ("curiosity", curious)])
+pub fn pitch_black_arms() -> Result<Arms, CoreError> {
+    arms(0.3, "novelty-ed", ["standard", "curiosity"])
 }
 
 /// Exp 17, one seed of one arm: `episodes` training episodes (upstream:
@@ -53,17 +81,15 @@ pub fn pitch_black_seed(
     let mut exploration = Vec::with_capacity(episodes);
     for ep in 0..episodes {
         rng.reseed(seed * 10_000 + ep as u64);
-        learner.reset_episode();
         let mut success = false;
-        // The environment ends the episode itself at MAX_STEPS (terminal).
-        let summary = run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
+        let (_, steps) = episode(&mut env, &mut learner, &rng, true, |s| {
             success |= s.step.reward > 0.0;
         });
         successes.push(if success { 1.0 } else { 0.0 });
         if success {
-            solved_steps.push(summary.steps as f64);
+            solved_steps.push(steps as f64);
         }
-        exploration.push(env.unique_visited() as f64 / summary.steps.max(1) as f64);
+        exploration.push(env.unique_visited() as f64 / steps.max(1) as f64);
     }
     let first = successes.iter().position(|&s| s > 0.0).unwrap_or(episodes);
     Ok(vec![
@@ -83,14 +109,8 @@ pub fn pitch_black_seed(
 
 /// Exp 20's agents: the control (plain Q-learning at ε 0.2) and
 /// `persistent-anger`.
-pub fn bottleneck_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
-    let reg = crate::registry();
-    let control = QLearnerConfig {
-        epsilon: 0.2,
-        ..Default::default()
-    };
-    let angry = (reg.get("persistent-anger")?.make)();
-    Ok([("standard", control), ("anger", angry)])
+pub fn bottleneck_arms() -> Result<Arms, CoreError> {
+    arms(0.2, "persistent-anger", ["standard", "anger"])
 }
 
 /// Exp 20, one seed of one arm: `episodes` training episodes (upstream:
@@ -109,9 +129,8 @@ pub fn bottleneck_seed(
     let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
     let (mut successes, mut opened, mut max_pushes) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..episodes {
-        learner.reset_episode();
         let (mut success, mut most) = (false, 0u32);
-        run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
+        episode(&mut env, &mut learner, &rng, true, |s| {
             success |= s.step.reward > 5.0;
             most = most.max(s.step.context.obstacle.map_or(0, |o| o.pushes));
         });
@@ -132,14 +151,8 @@ pub fn bottleneck_seed(
 
 /// Exp 19's agents: the control (plain Q-learning at ε 0.2) and
 /// `surprise-ed`.
-pub fn seasons_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
-    let reg = crate::registry();
-    let control = QLearnerConfig {
-        epsilon: 0.2,
-        ..Default::default()
-    };
-    let surprised = (reg.get("surprise-ed")?.make)();
-    Ok([("standard", control), ("surprise", surprised)])
+pub fn seasons_arms() -> Result<Arms, CoreError> {
+    arms(0.2, "surprise-ed", ["standard", "surprise"])
 }
 
 /// Exp 19, one seed of one arm: `episodes` training episodes (upstream:
@@ -162,11 +175,7 @@ pub fn seasons_seed(
     let give_up = SEASON_LENGTH / 2;
     let (mut recovered, mut counter, mut times) = (true, 0u32, Vec::new());
     for _ in 0..episodes {
-        learner.reset_episode();
-        let mut total = 0.0;
-        run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
-            total += s.step.reward;
-        });
+        let (total, _) = episode(&mut env, &mut learner, &rng, true, |_| {});
         returns.push(total);
         if env.season_changed() {
             counter = 0;
@@ -199,14 +208,8 @@ pub fn seasons_seed(
 
 /// Exp 22's agents: the control (plain Q-learning at ε 0.2) and
 /// `anxious-ed`.
-pub fn predator_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
-    let reg = crate::registry();
-    let control = QLearnerConfig {
-        epsilon: 0.2,
-        ..Default::default()
-    };
-    let anxious = (reg.get("anxious-ed")?.make)();
-    Ok([("standard", control), ("anxiety", anxious)])
+pub fn predator_arms() -> Result<Arms, CoreError> {
+    arms(0.2, "anxious-ed", ["standard", "anxiety"])
 }
 
 /// Exp 22, one seed of one arm: `episodes` training episodes (upstream:
@@ -225,15 +228,11 @@ pub fn predator_seed(
     let (mut returns, mut food, mut survived, mut steps) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..episodes {
-        learner.reset_episode();
-        let mut total = 0.0;
-        let summary = run_episode(&mut env, &mut learner, &rng, usize::MAX, true, |s, _| {
-            total += s.step.reward;
-        });
+        let (total, taken) = episode(&mut env, &mut learner, &rng, true, |_| {});
         returns.push(total);
         food.push(env.eaten() as f64);
         survived.push(if env.caught() { 0.0 } else { 1.0 });
-        steps.push(summary.steps as f64);
+        steps.push(taken as f64);
     }
     let last = |v: &[f64]| mean(&v[v.len().saturating_sub(50)..]);
     Ok(vec![
@@ -248,14 +247,8 @@ pub fn predator_seed(
 
 /// Exp 21's agents: the control (plain Q-learning at ε 0.2, arm `tabular`)
 /// and `hazard-fear` (arm `feature`).
-pub fn transfer_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError> {
-    let reg = crate::registry();
-    let control = QLearnerConfig {
-        epsilon: 0.2,
-        ..Default::default()
-    };
-    let fearful = (reg.get("hazard-fear")?.make)();
-    Ok([("tabular", control), ("feature", fearful)])
+pub fn transfer_arms() -> Result<Arms, CoreError> {
+    arms(0.2, "hazard-fear", ["tabular", "feature"])
 }
 
 /// Exp 21, one seed of both arms, which share one generator stream in
@@ -270,7 +263,7 @@ pub fn transfer_arms() -> Result<[(&'static str, QLearnerConfig); 2], CoreError>
 /// `_reward` (40–49).
 pub fn transfer_seed(
     seed: u64,
-    arms: &[(&'static str, QLearnerConfig); 2],
+    arms: &Arms,
     kind: RngKind,
 ) -> Result<[(&'static str, SeedMetrics); 2], CoreError> {
     let rng = RngHandle::new(kind, seed);
@@ -282,11 +275,7 @@ pub fn transfer_seed(
     let play = |learner: &mut QLearner, mut env: HazardTransfer, n: usize, learn: bool| {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            learner.reset_episode();
-            let mut total = 0.0;
-            run_episode(&mut env, learner, &rng, usize::MAX, learn, |s, _| {
-                total += s.step.reward;
-            });
+            let (total, _) = episode(&mut env, learner, &rng, learn, |_| {});
             out.push((total, env.hits() as f64));
         }
         out

@@ -15,13 +15,11 @@
 //!   `a · avoid_penalty` of Q-value;
 //! - learning rate `· caught_lr` on the step that was caught.
 
-use super::{Appraisal, EmotionChannel, Modulation};
+use super::{Appraisal, EmotionChannel, Modulation, SquareGrid};
 use emorl_core::context::EmotionalContext;
 use emorl_core::rng::RngHandle;
 use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
-
-const MOVES: [(i64, i64); 4] = [(-1, 0), (1, 0), (0, -1), (0, 1)];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +55,7 @@ impl Default for AnxietyConfig {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AnxietyChannel {
     cfg: AnxietyConfig,
-    side: usize,
+    grid: SquareGrid,
     anxiety: f64,
     threat: Option<usize>,
 }
@@ -66,24 +64,10 @@ impl AnxietyChannel {
     pub fn new(cfg: AnxietyConfig, n_states: usize) -> Self {
         AnxietyChannel {
             cfg,
-            side: (n_states as f64).sqrt() as usize,
+            grid: SquareGrid::new(n_states),
             anxiety: 0.0,
             threat: None,
         }
-    }
-
-    fn cell(&self, state: usize) -> (i64, i64) {
-        let side = self.side.max(1);
-        ((state / side) as i64, (state % side) as i64)
-    }
-
-    /// The cell `action` leads to from `state`, if on the grid.
-    fn step(&self, state: usize, action: usize) -> Option<(i64, i64)> {
-        let (r, c) = self.cell(state);
-        let (dr, dc) = MOVES.get(action).copied()?;
-        let (nr, nc) = (r + dr, c + dc);
-        let side = self.side as i64;
-        (nr >= 0 && nr < side && nc >= 0 && nc < side).then_some((nr, nc))
     }
 
     fn distance(a: (i64, i64), b: (i64, i64)) -> i64 {
@@ -92,10 +76,11 @@ impl AnxietyChannel {
 
     /// The move that ends farthest from the threat at `threat`.
     fn flee(&self, state: usize, threat: (i64, i64), q: &[f64]) -> usize {
-        let score: Vec<f64> = (0..MOVES.len())
+        let score: Vec<f64> = (0..SquareGrid::MOVES.len())
             .map(|a| {
-                self.step(state, a)
-                    .map_or(-10.0, |p| Self::distance(p, threat) as f64)
+                self.grid
+                    .step(state, a)
+                    .map_or(-10.0, |(_, p)| Self::distance(p, threat) as f64)
             })
             .collect();
         let top = emorl_core::numeric::max(&score);
@@ -139,7 +124,7 @@ impl EmotionChannel for AnxietyChannel {
     }
 
     fn preempt(&mut self, state: usize, q: &[f64], rng: &RngHandle) -> Option<usize> {
-        let threat = self.cell(self.threat?);
+        let threat = self.grid.cell(self.threat?);
         if self.anxiety <= self.cfg.flee_above {
             return None;
         }
@@ -147,13 +132,14 @@ impl EmotionChannel for AnxietyChannel {
     }
 
     fn bias(&mut self, state: usize, q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
-        let threat = self.threat.map(|t| self.cell(t))?;
+        let threat = self.grid.cell(self.threat?);
         if self.anxiety > self.cfg.avoid_above {
-            let here = Self::distance(self.cell(state), threat);
-            for (a, v) in q.iter_mut().enumerate().take(MOVES.len()) {
+            let here = Self::distance(self.grid.cell(state), threat);
+            for (a, v) in q.iter_mut().enumerate().take(SquareGrid::MOVES.len()) {
                 if self
+                    .grid
                     .step(state, a)
-                    .is_some_and(|p| Self::distance(p, threat) < here)
+                    .is_some_and(|(_, p)| Self::distance(p, threat) < here)
                 {
                     *v -= self.anxiety * self.cfg.avoid_penalty;
                 }

@@ -17,14 +17,12 @@
 //! - `appraise` (learning steps only): a hit raises colour fear by `learn`,
 //!   to at most 1.
 
-use super::{Appraisal, EmotionChannel};
+use super::{Appraisal, EmotionChannel, SquareGrid};
 use emorl_core::context::EmotionalContext;
 use emorl_core::numeric::pairwise_sum;
 use emorl_core::rng::RngHandle;
 use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
-
-const MOVES: [(i64, i64); 4] = [(-1, 0), (1, 0), (0, -1), (0, 1)];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +52,7 @@ impl Default for HazardConfig {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HazardChannel {
     cfg: HazardConfig,
-    side: usize,
+    grid: SquareGrid,
     colour_fear: f64,
     fear: f64,
     memory: Vec<bool>,
@@ -64,7 +62,7 @@ impl HazardChannel {
     pub fn new(cfg: HazardConfig, n_states: usize) -> Self {
         HazardChannel {
             cfg,
-            side: (n_states as f64).sqrt() as usize,
+            grid: SquareGrid::new(n_states),
             colour_fear: 0.0,
             fear: 0.0,
             memory: vec![false; n_states],
@@ -73,21 +71,9 @@ impl HazardChannel {
 
     /// Whether `action` from `state` leads into a remembered hazard.
     fn leads_to_hazard(&self, state: usize, action: usize) -> bool {
-        let side = self.side.max(1) as i64;
-        let (r, c) = ((state as i64) / side, (state as i64) % side);
-        let Some((dr, dc)) = MOVES.get(action).copied() else {
-            return false;
-        };
-        let (nr, nc) = (r + dr, c + dc);
-        nr >= 0
-            && nr < side
-            && nc >= 0
-            && nc < side
-            && self
-                .memory
-                .get((nr * side + nc) as usize)
-                .copied()
-                .unwrap_or(false)
+        self.grid
+            .step(state, action)
+            .is_some_and(|(next, _)| self.memory.get(next).copied().unwrap_or(false))
     }
 }
 
@@ -125,7 +111,7 @@ impl EmotionChannel for HazardChannel {
 
     fn bias(&mut self, state: usize, q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
         if self.fear > self.cfg.avoid_above {
-            for (a, v) in q.iter_mut().enumerate().take(MOVES.len()) {
+            for (a, v) in q.iter_mut().enumerate().take(SquareGrid::MOVES.len()) {
                 if self.leads_to_hazard(state, a) {
                     *v -= self.colour_fear * self.cfg.penalty;
                 }

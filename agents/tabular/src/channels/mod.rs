@@ -196,6 +196,42 @@ impl ChannelConfig {
     }
 }
 
+/// The square grid a channel assumes its states lie on (`⌊√n_states⌋` a
+/// side, state `row · side + col`), with the environments' four moves (up,
+/// down, left, right), as upstream's V3 agents derive it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct SquareGrid {
+    side: usize,
+}
+
+impl SquareGrid {
+    /// Moves of actions 0–3 as (row, column) steps.
+    pub(crate) const MOVES: [(i64, i64); 4] = [(-1, 0), (1, 0), (0, -1), (0, 1)];
+
+    pub(crate) fn new(n_states: usize) -> Self {
+        SquareGrid {
+            side: (n_states as f64).sqrt() as usize,
+        }
+    }
+
+    /// `(row, col)` of a state.
+    pub(crate) fn cell(&self, state: usize) -> (i64, i64) {
+        let side = self.side.max(1);
+        ((state / side) as i64, (state % side) as i64)
+    }
+
+    /// The state `action` leads to from `state` and its cell; `None` off
+    /// the grid (or for an action outside 0–3).
+    pub(crate) fn step(&self, state: usize, action: usize) -> Option<(usize, (i64, i64))> {
+        let (r, c) = self.cell(state);
+        let (dr, dc) = Self::MOVES.get(action).copied()?;
+        let (nr, nc) = (r + dr, c + dc);
+        let side = self.side as i64;
+        (nr >= 0 && nr < side && nc >= 0 && nc < side)
+            .then_some(((nr * side + nc) as usize, (nr, nc)))
+    }
+}
+
 /// `(q - min) / (max - min)` for every entry, or `None` when all are equal.
 pub(crate) fn normalised(q: &[f64]) -> Option<(f64, f64)> {
     let lo = emorl_core::numeric::min(q);

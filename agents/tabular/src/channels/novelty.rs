@@ -11,16 +11,12 @@
 //! cell, exceeds `stagnation_after` (else 0). Upstream's constants make
 //! `weight` 0.5, so curiosity never exceeds 0.5.
 
-use super::{Appraisal, EmotionChannel, Modulation};
+use super::{Appraisal, EmotionChannel, Modulation, SquareGrid};
 use emorl_core::context::EmotionalContext;
 use emorl_core::numeric::pairwise_sum;
 use emorl_core::rng::RngHandle;
 use emorl_core::CoreError;
 use serde::{Deserialize, Serialize};
-
-/// Moves of action 0–3 on the grid (up, down, left, right), as the
-/// environments use them.
-const MOVES: [(i64, i64); 4] = [(-1, 0), (1, 0), (0, -1), (0, 1)];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,8 +55,7 @@ impl Default for NoveltyConfig {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct NoveltyChannel {
     cfg: NoveltyConfig,
-    /// Side of the square grid (`⌊√n_states⌋`, as upstream derives it).
-    side: usize,
+    grid: SquareGrid,
     /// Arrivals at each cell this episode (counted when acting there).
     visits: Vec<u32>,
     curiosity: f64,
@@ -70,7 +65,7 @@ impl NoveltyChannel {
     pub fn new(cfg: NoveltyConfig, n_states: usize) -> Self {
         NoveltyChannel {
             cfg,
-            side: (n_states as f64).sqrt() as usize,
+            grid: SquareGrid::new(n_states),
             visits: vec![0; n_states],
             curiosity: 0.0,
         }
@@ -83,17 +78,9 @@ impl NoveltyChannel {
 
     /// Novelty of the cell `action` leads to from `state`; 0 off the grid.
     fn neighbour_novelty(&self, state: usize, action: usize) -> f64 {
-        let side = self.side as i64;
-        let (r, c) = (
-            (state / self.side.max(1)) as i64,
-            (state % self.side.max(1)) as i64,
-        );
-        let (dr, dc) = MOVES.get(action).copied().unwrap_or((0, 0));
-        let (nr, nc) = (r + dr, c + dc);
-        if nr < 0 || nr >= side || nc < 0 || nc >= side {
-            return 0.0;
-        }
-        self.novelty((nr * side + nc) as usize)
+        self.grid
+            .step(state, action)
+            .map_or(0.0, |(next, _)| self.novelty(next))
     }
 }
 
@@ -119,7 +106,7 @@ impl EmotionChannel for NoveltyChannel {
         if self.curiosity <= self.cfg.explore_above {
             return None;
         }
-        let novelties: Vec<f64> = (0..MOVES.len())
+        let novelties: Vec<f64> = (0..SquareGrid::MOVES.len())
             .map(|a| self.neighbour_novelty(state, a))
             .collect();
         let total = pairwise_sum(&novelties);
@@ -132,7 +119,7 @@ impl EmotionChannel for NoveltyChannel {
 
     fn bias(&mut self, state: usize, q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
         if self.curiosity > self.cfg.greedy_above {
-            for (a, v) in q.iter_mut().enumerate().take(MOVES.len()) {
+            for (a, v) in q.iter_mut().enumerate().take(SquareGrid::MOVES.len()) {
                 *v += self.neighbour_novelty(state, a) * self.cfg.weight * self.cfg.greedy_gain;
             }
         }
