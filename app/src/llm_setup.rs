@@ -91,9 +91,19 @@ impl Default for LlmTrainConfig {
                 // at 1× that would be 0.6 logits after the default 12
                 // updates). Tried on SmolLM2's validation conversations, not
                 // the table's (docs/llm-design-notes.md, "One optimiser").
+                //
+                // llm-reft's interventions at 0.03× the base rate: they write
+                // into SmolLM2's late residual stream, whose entries are
+                // large, and at 1× one Adam step moved the policy 4.2
+                // nats/token and it collapsed (runs/llm-smol-r6). KL to the
+                // frozen model after updates 1–3 of `emorl train --env
+                // dialogue --agent llm-reft` (seed 0, training
+                // conversations): 0.01× → 0.002, 0.005; 0.03× → 0.016,
+                // 0.051; 0.1× → 0.19, 1.35 (docs/llm-agents.md).
                 lr_scale: [
                     ("erm.temperature".to_string(), 0.0),
                     ("erm.logit".to_string(), 10.0),
+                    ("reft".to_string(), 0.03),
                 ]
                 .into_iter()
                 .collect(),
