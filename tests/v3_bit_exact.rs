@@ -130,3 +130,14 @@ fn hazard_transfer_matches_upstream_on_every_seed_and_metric() {
         mismatches[..mismatches.len().min(20)].join("\n")
     );
 }
+
+#[test]
+fn battery_run_matches_upstream_on_every_seed_and_metric() {
+    check(
+        "exp23",
+        v3::battery_arms().expect("arms"),
+        v3::battery_seed,
+        400,
+        7,
+    );
+}

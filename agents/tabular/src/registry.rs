@@ -4,7 +4,7 @@
 use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, AnxietyConfig, ChannelConfig,
     CuriosityConfig, FearConfig, FearLearningRate, FearSelection, FearSource, HazardConfig,
-    JoyConfig, NoveltyConfig, PersistenceConfig, RegretConfig, SurpriseConfig,
+    JoyConfig, NoveltyConfig, PatienceConfig, PersistenceConfig, RegretConfig, SurpriseConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -236,6 +236,16 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         || QLearnerConfig {
             epsilon: 0.2,
             channels: vec![ChannelConfig::Hazard(HazardConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "patient-ed",
+        "Q-learning (gamma 0.95, epsilon 0.2) + patience: a low battery or an out-of-reach charger sends it to the nearest charger (V3 Exp 23)",
+        || QLearnerConfig {
+            gamma: 0.95,
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Patience(PatienceConfig::default())],
             ..Default::default()
         },
     );

@@ -3,7 +3,8 @@
 //! [`RngKind::Numpy`] they reproduce upstream's per-seed metrics bit for bit.
 //!
 //! Ported so far: Exp 17 (Pitch Black), Exp 19 (Changing Seasons), Exp 20
-//! (Bottleneck), Exp 21 (Visual Hazard Transfer), Exp 22 (Predator–Prey). The others follow the same
+//! (Bottleneck), Exp 21 (Visual Hazard Transfer), Exp 22 (Predator–Prey),
+//! Exp 23 (Battery Run): all six. The others follow the same
 //! shape: an environment in `emorl-envs-gridworld`, the emotional agent as a
 //! channel list on the one [`QLearner`], and a per-seed metric set named as
 //! in upstream's results.
@@ -12,6 +13,7 @@ use crate::episode::run_episode;
 use crate::learner::{QLearner, QLearnerConfig};
 use emorl_core::numeric::{mean, pairwise_sum};
 use emorl_core::{CoreError, DiscreteEnv, RngHandle, RngKind};
+use emorl_envs_gridworld::battery::BatteryRun;
 use emorl_envs_gridworld::bottleneck::Bottleneck;
 use emorl_envs_gridworld::hazards::HazardTransfer;
 use emorl_envs_gridworld::pitch_black::{PitchBlack, MAX_STEPS};
@@ -24,11 +26,13 @@ pub type Arms = [(&'static str, QLearnerConfig); 2];
 /// The control (plain Q-learning at `epsilon`) and the registered
 /// emotional `agent`, under upstream's arm `names`.
 fn arms(epsilon: f64, agent: &str, names: [&'static str; 2]) -> Result<Arms, CoreError> {
+    let emotional = (crate::registry().get(agent)?.make)();
+    // The control learns as the emotional arm does, without its channels.
     let control = QLearnerConfig {
         epsilon,
+        gamma: emotional.gamma,
         ..Default::default()
     };
-    let emotional = (crate::registry().get(agent)?.make)();
     Ok([(names[0], control), (names[1], emotional)])
 }
 
@@ -313,4 +317,56 @@ pub fn transfer_seed(
         ]
     };
     Ok([(arms[0].0, metrics(0)), (arms[1].0, metrics(1))])
+}
+
+/// Exp 23's agents: the control (plain Q-learning at γ 0.95, ε 0.2, arm
+/// `impulsive`) and `patient-ed` (arm `patience`).
+pub fn battery_arms() -> Result<Arms, CoreError> {
+    arms(0.2, "patient-ed", ["impulsive", "patience"])
+}
+
+/// Exp 23, one seed of one arm: `episodes` training episodes (upstream:
+/// 400) on one generator stream seeded once, each on a new layout.
+/// Metrics: `mean_reward`, `mean_waypoints`, `crash_rate` (battery ran
+/// out), `completion_rate` (all five waypoints), `mean_charges` (steps
+/// after which the battery is higher than before), and `final_completion`
+/// / `final_crash` over the last 50 episodes.
+pub fn battery_seed(
+    seed: u64,
+    agent: &QLearnerConfig,
+    kind: RngKind,
+    episodes: usize,
+) -> Result<SeedMetrics, CoreError> {
+    let rng = RngHandle::new(kind, seed);
+    let mut env = BatteryRun::new(rng.clone());
+    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let (mut returns, mut reached, mut crashed, mut completed, mut charges) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..episodes {
+        let (mut crash, mut charged, mut level) = (false, 0u32, 1.0);
+        let (total, _) = episode(&mut env, &mut learner, &rng, true, |s| {
+            crash |= s.step.reward < -10.0;
+            if let Some(r) = &s.step.context.reserve {
+                if r.level > level {
+                    charged += 1;
+                }
+                level = r.level;
+            }
+        });
+        returns.push(total);
+        reached.push(env.reached() as f64);
+        crashed.push(if crash { 1.0 } else { 0.0 });
+        completed.push(if env.reached() == 5 { 1.0 } else { 0.0 });
+        charges.push(charged as f64);
+    }
+    let last = |v: &[f64]| mean(&v[v.len().saturating_sub(50)..]);
+    Ok(vec![
+        ("mean_reward", mean(&returns)),
+        ("mean_waypoints", mean(&reached)),
+        ("crash_rate", mean(&crashed)),
+        ("completion_rate", mean(&completed)),
+        ("mean_charges", mean(&charges)),
+        ("final_completion", last(&completed)),
+        ("final_crash", last(&crashed)),
+    ])
 }

@@ -60,6 +60,18 @@ impl Obstacle {
     }
 }
 
+/// A draining resource the agent must renew at stations (a battery).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reserve {
+    /// Fraction left, in [0, 1].
+    pub level: f64,
+    /// Whether the nearest station is within reach with a margin.
+    pub can_reach_station: bool,
+    /// The stations' cells (state indices) in the environment's order, where
+    /// it shows them (e.g. at the start of an episode).
+    pub stations: Option<Vec<usize>>,
+}
+
 /// Emotional context of the state an environment just moved to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmotionalContext {
@@ -92,6 +104,8 @@ pub struct EmotionalContext {
     /// Cells (state indices) the environment shows as hazardous, where it
     /// shows them (e.g. a map handed over at the start of an episode).
     pub hazards: Option<Vec<usize>>,
+    /// A resource the agent must keep up, where there is one.
+    pub reserve: Option<Reserve>,
 }
 
 /// Distance fear, the one formula every agent uses (the tabular fear channel

@@ -12,7 +12,9 @@ pub mod registry;
 pub mod rng;
 pub mod wrappers;
 
-pub use context::{Counterfactual, EmotionalContext, Exploration, Obstacle, SocialContext};
+pub use context::{
+    Counterfactual, EmotionalContext, Exploration, Obstacle, Reserve, SocialContext,
+};
 pub use env::{DiscreteEnv, Env, Info, Step};
 pub use error::CoreError;
 pub use rng::{EmoRng, RngHandle, RngKind};

@@ -2,6 +2,7 @@
 //! blocked path, two doors, integration, transfer), each exposing the
 //! emotional context the protocol lists, plus a registry of string IDs.
 
+pub mod battery;
 pub mod blocked;
 pub mod bottleneck;
 pub mod cliff;
@@ -16,6 +17,7 @@ pub mod threat;
 pub mod transfer;
 pub mod two_door;
 
+pub use battery::BatteryRun;
 pub use blocked::BlockedPathGrid;
 pub use bottleneck::Bottleneck;
 pub use cliff::SlipperyCliffEnv;
@@ -102,6 +104,11 @@ pub fn registry() -> Registry<MakeEnv> {
         "v3-predator-prey",
         "10x10 grid, 5 food pellets (+1), a predator that chases 80% of the time; caught -50 ends it (V3 Exp 22)",
         |rng| Box::new(PredatorPrey::new(rng)),
+    );
+    r.register(
+        "v3-battery-run",
+        "12x12 grid: 5 waypoints in order (+10, +5 at the end) on a 100-step battery with 4 chargers; empty -50; new layout every episode (V3 Exp 23)",
+        |rng| Box::new(BatteryRun::new(rng)),
     );
     r.register(
         "slippery-cliff",

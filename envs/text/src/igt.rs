@@ -539,6 +539,7 @@ impl Env for Igt {
             exploration: None,
             obstacle: None,
             hazards: None,
+            reserve: None,
         };
         info.insert("bank".into(), self.obs.bank as f64);
         let terminated = self.obs.trial >= self.config.trials;

@@ -13,6 +13,7 @@ mod fear;
 mod hazard;
 mod joy;
 mod novelty;
+mod patience;
 mod persistence;
 mod regret;
 mod surprise;
@@ -24,6 +25,7 @@ pub use fear::{FearChannel, FearConfig, FearLearningRate, FearSelection, FearSou
 pub use hazard::{HazardChannel, HazardConfig};
 pub use joy::{JoyChannel, JoyConfig};
 pub use novelty::{NoveltyChannel, NoveltyConfig};
+pub use patience::{PatienceChannel, PatienceConfig};
 pub use persistence::{PersistenceChannel, PersistenceConfig};
 pub use regret::{RegretChannel, RegretConfig};
 pub use surprise::{SurpriseChannel, SurpriseConfig};
@@ -176,6 +178,7 @@ pub enum ChannelConfig {
     Surprise(SurpriseConfig),
     Anxiety(AnxietyConfig),
     Hazard(HazardConfig),
+    Patience(PatienceConfig),
 }
 
 impl ChannelConfig {
@@ -192,6 +195,7 @@ impl ChannelConfig {
             ChannelConfig::Surprise(c) => Box::new(SurpriseChannel::new(c.clone())),
             ChannelConfig::Anxiety(c) => Box::new(AnxietyChannel::new(c.clone(), n_states)),
             ChannelConfig::Hazard(c) => Box::new(HazardChannel::new(c.clone(), n_states)),
+            ChannelConfig::Patience(c) => Box::new(PatienceChannel::new(c.clone(), n_states)),
         }
     }
 }
