@@ -56,6 +56,16 @@ fn episode(
     (total, summary.steps)
 }
 
+/// The mean of the last 50 values (upstream's "final" metrics).
+fn final_mean(v: &[f64]) -> f64 {
+    mean(&v[v.len().saturating_sub(50)..])
+}
+
+/// A fresh learner for `env` with the arm's settings.
+fn learner_for(env: &dyn DiscreteEnv, agent: &QLearnerConfig) -> Result<QLearner, CoreError> {
+    QLearner::new(env.n_states(), env.n_actions(), agent.clone())
+}
+
 /// Per-seed metrics of one arm, in upstream's order and names.
 pub type SeedMetrics = Vec<(&'static str, f64)>;
 
@@ -79,7 +89,7 @@ pub fn pitch_black_seed(
 ) -> Result<SeedMetrics, CoreError> {
     let rng = RngHandle::new(kind, seed);
     let mut env = PitchBlack::new(rng.clone());
-    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let mut learner = learner_for(&env, agent)?;
     let mut successes = Vec::with_capacity(episodes);
     let mut solved_steps = Vec::new();
     let mut exploration = Vec::with_capacity(episodes);
@@ -130,7 +140,7 @@ pub fn bottleneck_seed(
 ) -> Result<SeedMetrics, CoreError> {
     let rng = RngHandle::new(kind, seed);
     let mut env = Bottleneck::default();
-    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let mut learner = learner_for(&env, agent)?;
     let (mut successes, mut opened, mut max_pushes) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..episodes {
         let (mut success, mut most) = (false, 0u32);
@@ -143,13 +153,12 @@ pub fn bottleneck_seed(
         max_pushes.push(most as f64);
     }
     let first = successes.iter().position(|&s| s > 0.0).unwrap_or(episodes);
-    let last = &successes[successes.len().saturating_sub(50)..];
     Ok(vec![
         ("success_rate", mean(&successes)),
         ("door_open_rate", mean(&opened)),
         ("max_pushes", mean(&max_pushes)),
         ("first_success", first as f64),
-        ("final_success", mean(last)),
+        ("final_success", final_mean(&successes)),
     ])
 }
 
@@ -174,7 +183,7 @@ pub fn seasons_seed(
 ) -> Result<SeedMetrics, CoreError> {
     let rng = RngHandle::new(kind, seed);
     let mut env = ChangingSeasons::default();
-    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let mut learner = learner_for(&env, agent)?;
     let mut returns = Vec::with_capacity(episodes);
     let give_up = SEASON_LENGTH / 2;
     let (mut recovered, mut counter, mut times) = (true, 0u32, Vec::new());
@@ -228,7 +237,7 @@ pub fn predator_seed(
 ) -> Result<SeedMetrics, CoreError> {
     let rng = RngHandle::new(kind, seed);
     let mut env = PredatorPrey::new(rng.clone());
-    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let mut learner = learner_for(&env, agent)?;
     let (mut returns, mut food, mut survived, mut steps) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..episodes {
@@ -238,14 +247,13 @@ pub fn predator_seed(
         survived.push(if env.caught() { 0.0 } else { 1.0 });
         steps.push(taken as f64);
     }
-    let last = |v: &[f64]| mean(&v[v.len().saturating_sub(50)..]);
     Ok(vec![
         ("mean_reward", mean(&returns)),
         ("mean_food", mean(&food)),
         ("survival_rate", mean(&survived)),
         ("mean_survival_time", mean(&steps)),
-        ("final_survival_rate", last(&survived)),
-        ("final_food", last(&food)),
+        ("final_survival_rate", final_mean(&survived)),
+        ("final_food", final_mean(&food)),
     ])
 }
 
@@ -339,7 +347,7 @@ pub fn battery_seed(
 ) -> Result<SeedMetrics, CoreError> {
     let rng = RngHandle::new(kind, seed);
     let mut env = BatteryRun::new(rng.clone());
-    let mut learner = QLearner::new(env.n_states(), env.n_actions(), agent.clone())?;
+    let mut learner = learner_for(&env, agent)?;
     let (mut returns, mut reached, mut crashed, mut completed, mut charges) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..episodes {
@@ -359,14 +367,13 @@ pub fn battery_seed(
         completed.push(if env.reached() == 5 { 1.0 } else { 0.0 });
         charges.push(charged as f64);
     }
-    let last = |v: &[f64]| mean(&v[v.len().saturating_sub(50)..]);
     Ok(vec![
         ("mean_reward", mean(&returns)),
         ("mean_waypoints", mean(&reached)),
         ("crash_rate", mean(&crashed)),
         ("completion_rate", mean(&completed)),
         ("mean_charges", mean(&charges)),
-        ("final_completion", last(&completed)),
-        ("final_crash", last(&crashed)),
+        ("final_completion", final_mean(&completed)),
+        ("final_crash", final_mean(&crashed)),
     ])
 }
