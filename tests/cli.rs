@@ -425,7 +425,13 @@ fn generate_streams_a_known_continuation() {
         "{}",
         stdout(&o)
     );
-    assert!(stderr(&o).contains("tokens/s"), "{}", stderr(&o));
+    // The summary line: prefill and decode rates apart, and what decoded.
+    let e = stderr(&o);
+    assert!(
+        e.contains("30 tokens; prefill ") && e.contains(" tok/s (5 tokens), decode "),
+        "{e}"
+    );
+    assert!(e.contains("f32 weights"), "{e}");
 }
 
 #[test]
@@ -444,6 +450,13 @@ fn generate_default_model_answers_in_chat() {
         stderr(&o)
     );
     assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
+    // `--weights auto`: SmolLM2's Q4_1 blocks decode in int4, its Q8_0
+    // output layer in int8.
+    assert!(
+        stderr(&o).contains("int4+int8 decode weights"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
