@@ -33,8 +33,13 @@ impl Bar {
     }
 
     fn restart_estimate(&self) {
+        // The bar's position first, then `since`: indicatif's drawing thread
+        // holds the bar's state while it calls `eta`, which takes `since`;
+        // the other order here deadlocked a table run (two workers and the
+        // ticker each waiting on the other's lock).
+        let pos = self.bar.position();
         let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
-        *since = (Instant::now(), self.bar.position());
+        *since = (Instant::now(), pos);
     }
 }
 
@@ -104,6 +109,31 @@ pub fn step_done(pb: &Bar, loaded: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restarting_the_estimate_while_the_bar_draws_does_not_deadlock() {
+        let pb = Arc::new(progress(u64::MAX, "test"));
+        pb.enable_steady_tick(std::time::Duration::from_millis(1));
+        let (done, finished) = std::sync::mpsc::channel();
+        for _ in 0..3 {
+            let (pb, done) = (pb.clone(), done.clone());
+            std::thread::spawn(move || {
+                // Long enough for the ticker to draw (and call the estimate)
+                // many times while the workers restart it.
+                let start = Instant::now();
+                while start.elapsed() < std::time::Duration::from_secs(2) {
+                    step_done(&pb, true);
+                }
+                let _ = done.send(());
+            });
+        }
+        for _ in 0..3 {
+            finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("workers stuck: lock-order deadlock between the bar and its estimate");
+        }
+        pb.finish_and_clear();
+    }
 
     #[test]
     fn eta_is_unknown_until_a_step_of_this_process_finishes() {
