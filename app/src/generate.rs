@@ -110,7 +110,7 @@ pub fn generate(g: GenerateArgs) -> Result<()> {
     let n: usize = gens.iter().map(|x| x.tokens.len()).sum();
     let t = model.last_generation_timing().unwrap_or_default();
     eprintln!(
-        "{n} tokens; prefill {} tok/s ({} tokens), decode {} tok/s; {held} weights, {} threads, model loaded in {load_s:.2}s",
+        "{n} tokens; prefill {} tok/s ({} tokens), decode {} tok/s; {held} weights, threads {}, model loaded in {load_s:.2}s",
         rate(t.prefill_tokens, t.prefill_rate()),
         t.prefill_tokens,
         rate(t.decode_tokens, t.decode_rate()),
