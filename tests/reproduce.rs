@@ -332,3 +332,136 @@ fn v2_dqn_writes_both_tables_curves_and_resumes() {
     assert!(stderr(&o).contains("--blocks"), "{}", stderr(&o));
     assert!(!tmp.path().join("x").exists());
 }
+
+/// `emorl reproduce v3` with numpy's generator: every metric of seeds 0–49
+/// gives upstream's own statistics exactly (its `upstream_stats`: Student's
+/// t of emotional − standard and Cohen's d), the printed numbers stand
+/// beside them, and the figure is written.
+#[test]
+fn v3_reproduces_upstreams_statistics_on_seeds_0_to_49() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("v3");
+    let o = run(&[
+        "reproduce",
+        "v3",
+        "--permutations",
+        "50",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tables: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("table.json")).expect("json"))
+            .expect("tables");
+    assert_eq!(tables.len(), 7, "a headline table and one per experiment");
+    let upstream: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/docs/v3-protocol-data/upstream_v3_per_seed_0-49.json"),
+        )
+        .expect("upstream data"),
+    )
+    .expect("json");
+    // Upstream's stats keys, in the registry's metric order.
+    let keys: [(&str, &[&str]); 6] = [
+        ("exp17", &["success", "steps", "exploration", "first"]),
+        ("exp19", &["recovery", "reward", "total"]),
+        ("exp20", &["door", "success", "pushes", "first", "final"]),
+        ("exp21", &["zeroshot_hits", "zeroshot_reward", "early_b"]),
+        ("exp22", &["time", "survival", "reward", "food"]),
+        (
+            "exp23",
+            &["crash", "reward", "waypoints", "completion", "charges"],
+        ),
+    ];
+    let mut checked = 0;
+    for (table, (exp, stats)) in tables[1..].iter().zip(keys) {
+        let rows = table["rows"].as_array().expect("rows");
+        for (row, key) in rows.iter().zip(stats) {
+            let want = &upstream[exp]["upstream_stats"][key];
+            let c = &row["comparison"];
+            // Ours is control − emotional; upstream's emotional − standard.
+            let t = -c["student_t"].as_f64().expect("t");
+            let d = c["cohens_d"].as_f64().expect("d");
+            let (wt, wd) = (want["t"].as_f64(), want["d"].as_f64().expect("d"));
+            if let Some(wt) = wt {
+                assert!(
+                    (t - wt).abs() <= 1e-9 * wt.abs().max(1.0),
+                    "{exp} {key}: t {t} vs {wt}"
+                );
+            }
+            assert!(
+                (d - wd).abs() <= 1e-9 * wd.abs().max(1.0),
+                "{exp} {key}: d {d} vs {wd}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 24);
+    // The headline rows carry upstream's printed numbers.
+    let md = std::fs::read_to_string(out.join("table.md")).expect("md");
+    assert!(
+        md.contains("| Exp 23 Battery Run: crash rate | 0–49 |"),
+        "{md}"
+    );
+    assert!(md.contains("| 0.907 | 0.000 | -73.691 |"), "{md}");
+    for f in ["distributions.svg", "distributions.png", "timing.json"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+}
+
+/// Seed blocks with a pooled row, and an interrupted run resumed from its
+/// stored seeds gives the same table as one run straight through.
+#[test]
+fn v3_blocks_pool_and_resume_to_the_same_table() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "reproduce",
+            "v3",
+            "--seeds",
+            "3",
+            "--blocks",
+            "2",
+            "--seed-offset",
+            "7",
+            "--rng",
+            "fast",
+            "--permutations",
+            "20",
+            "--jobs",
+            "2",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_str().expect("utf8").to_string()])
+        .collect()
+    };
+    let straight = tmp.path().join("a");
+    let a: Vec<String> = args(&straight);
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(straight.join("table.md")).expect("md");
+    for label in ["| 7–9 |", "| 10–12 |", "| pooled 7–12 |"] {
+        assert!(md.contains(label), "{label} missing:\n{md}");
+    }
+    // Interrupted: only some seeds stored (the others deleted), then resumed.
+    let resumed = tmp.path().join("b");
+    let b: Vec<String> = args(&resumed);
+    let o = run(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    for exp in ["pitch-black", "battery-run", "hazard-transfer"] {
+        for seed in [8, 11, 12] {
+            std::fs::remove_file(resumed.join("seeds").join(exp).join(format!("{seed}.json")))
+                .expect("stored seed");
+        }
+    }
+    std::fs::remove_file(resumed.join("table.md")).expect("table");
+    let o = run(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(resumed.join("table.json")).expect("json"),
+        std::fs::read_to_string(straight.join("table.json")).expect("json")
+    );
+}

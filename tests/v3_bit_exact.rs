@@ -17,27 +17,25 @@ fn upstream() -> serde_json::Value {
     serde_json::from_str(&text).expect("upstream json")
 }
 
-type Arms = [(&'static str, emorl_agents_tabular::QLearnerConfig); 2];
-type SeedFn = fn(
-    u64,
-    &emorl_agents_tabular::QLearnerConfig,
-    RngKind,
-    usize,
-) -> Result<v3::SeedMetrics, emorl_core::CoreError>;
-
-/// Every metric of both arms on seeds 0–49, bit for bit.
-fn check(exp: &str, arms: Arms, run: SeedFn, episodes: usize, metrics: usize) {
+/// Every metric of both arms on seeds 0–49, bit for bit, through the
+/// registry entry `id` (upstream's JSON key `key`, `metrics` per arm).
+fn check(id: &str, key: &str, metrics: usize) {
     let data = upstream();
-    let reference = &data[exp]["arms"];
+    let reference = &data[key]["arms"];
+    let exp = v3::experiment(id).expect("registered");
+    let arms = (exp.arms)().expect("arms");
+    let configs: Vec<_> = arms.iter().map(|(_, c)| c.clone()).collect();
     let mut mismatches = Vec::new();
     let mut compared = 0;
-    for (arm, agent) in arms {
-        for seed in 0..50u64 {
-            let ours = run(seed, &agent, RngKind::Numpy, episodes).expect("run");
-            for (metric, value) in ours {
+    for seed in 0..50u64 {
+        let ours = exp
+            .run_seed_raw(seed, &configs, RngKind::Numpy)
+            .expect("run");
+        for ((arm, _), values) in arms.iter().zip(ours) {
+            for (metric, value) in values {
                 let want = reference[arm][metric][seed as usize]
                     .as_f64()
-                    .unwrap_or_else(|| panic!("no upstream {exp} {arm}/{metric}"));
+                    .unwrap_or_else(|| panic!("no upstream {key} {arm}/{metric}"));
                 compared += 1;
                 if value.to_bits() != want.to_bits() {
                     mismatches.push(format!(
@@ -46,11 +44,24 @@ fn check(exp: &str, arms: Arms, run: SeedFn, episodes: usize, metrics: usize) {
                 }
             }
         }
+        // The table's view (the registry's metric list) reads the same values.
+        let table = exp.run_seed(seed, &configs, RngKind::Numpy).expect("run");
+        for ((arm, _), values) in arms.iter().zip(&table) {
+            for (m, value) in exp.metrics.iter().zip(values) {
+                let want = reference[arm][m.name][seed as usize].as_f64();
+                assert_eq!(Some(*value), want, "{key} {arm}/{} seed {seed}", m.name);
+            }
+        }
     }
-    assert_eq!(compared, 2 * 50 * metrics, "{exp}");
+    assert_eq!(compared, 2 * 50 * metrics, "{key}");
+    assert_eq!(
+        exp.metrics.len(),
+        metrics,
+        "{key}: the table reports every metric"
+    );
     assert!(
         mismatches.is_empty(),
-        "{exp}: {} of {compared} differ:\n{}",
+        "{key}: {} of {compared} differ:\n{}",
         mismatches.len(),
         mismatches[..mismatches.len().min(20)].join("\n")
     );
@@ -58,86 +69,68 @@ fn check(exp: &str, arms: Arms, run: SeedFn, episodes: usize, metrics: usize) {
 
 #[test]
 fn pitch_black_matches_upstream_on_every_seed_and_metric() {
-    check(
-        "exp17",
-        v3::pitch_black_arms().expect("arms"),
-        v3::pitch_black_seed,
-        200,
-        4,
-    );
+    check("pitch-black", "exp17", 4);
 }
 
 #[test]
 fn bottleneck_matches_upstream_on_every_seed_and_metric() {
-    check(
-        "exp20",
-        v3::bottleneck_arms().expect("arms"),
-        v3::bottleneck_seed,
-        300,
-        5,
-    );
+    check("bottleneck", "exp20", 5);
 }
 
 #[test]
 fn changing_seasons_matches_upstream_on_every_seed_and_metric() {
-    check(
-        "exp19",
-        v3::seasons_arms().expect("arms"),
-        v3::seasons_seed,
-        600,
-        3,
-    );
+    check("changing-seasons", "exp19", 3);
 }
 
 #[test]
 fn predator_prey_matches_upstream_on_every_seed_and_metric() {
-    check(
-        "exp22",
-        v3::predator_arms().expect("arms"),
-        v3::predator_seed,
-        300,
-        6,
-    );
+    check("predator-prey", "exp22", 6);
 }
 
 #[test]
 fn hazard_transfer_matches_upstream_on_every_seed_and_metric() {
-    // Both arms share one stream, so one call computes a seed of both.
-    let data = upstream();
-    let reference = &data["exp21"]["arms"];
-    let arms = v3::transfer_arms().expect("arms");
-    let (mut mismatches, mut compared) = (Vec::new(), 0);
-    for seed in 0..50u64 {
-        for (arm, metrics) in v3::transfer_seed(seed, &arms, RngKind::Numpy).expect("run") {
-            for (metric, value) in metrics {
-                let want = reference[arm][metric][seed as usize]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("no upstream exp21 {arm}/{metric}"));
-                compared += 1;
-                if value.to_bits() != want.to_bits() {
-                    mismatches.push(format!(
-                        "{arm} seed {seed} {metric}: ours {value}, upstream {want}"
-                    ));
-                }
-            }
-        }
-    }
-    assert_eq!(compared, 2 * 50 * 7);
-    assert!(
-        mismatches.is_empty(),
-        "exp21: {} of {compared} differ:\n{}",
-        mismatches.len(),
-        mismatches[..mismatches.len().min(20)].join("\n")
-    );
+    // Both arms share one generator stream: one call computes both.
+    check("hazard-transfer", "exp21", 7);
 }
 
 #[test]
 fn battery_run_matches_upstream_on_every_seed_and_metric() {
-    check(
-        "exp23",
-        v3::battery_arms().expect("arms"),
-        v3::battery_seed,
-        400,
-        7,
-    );
+    check("battery-run", "exp23", 7);
+}
+
+#[test]
+fn published_numbers_match_the_per_seed_data() {
+    // Upstream's printed d (rounded to 3 decimals) is the d of its per-seed
+    // values: the registry's copy of the results page is checked here.
+    let data = upstream();
+    let keys = ["exp17", "exp19", "exp20", "exp21", "exp22", "exp23"];
+    for (exp, key) in v3::V3_EXPERIMENTS.iter().zip(keys) {
+        for m in exp.metrics {
+            let Some(d) = m.published.and_then(|p| p.d) else {
+                continue;
+            };
+            let arms = (exp.arms)().expect("arms");
+            let col = |arm: &str| -> Vec<f64> {
+                data[key]["arms"][arm][m.name]
+                    .as_array()
+                    .expect("values")
+                    .iter()
+                    .map(|v| v.as_f64().expect("number"))
+                    .collect()
+            };
+            let (c, t) = (col(arms[0].0), col(arms[1].0));
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let var = |v: &[f64]| {
+                let m = mean(v);
+                v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+            };
+            let pooled = ((var(&c) + var(&t)) / 2.0).sqrt();
+            let ours = (mean(&t) - mean(&c)) / pooled;
+            assert!(
+                (ours - d).abs() < 0.002,
+                "{key} {}: published d {d}, per-seed data give {ours}",
+                m.name
+            );
+        }
+    }
 }

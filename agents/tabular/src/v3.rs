@@ -263,8 +263,9 @@ pub fn transfer_arms() -> Result<Arms, CoreError> {
     arms(0.2, "hazard-fear", ["tabular", "feature"])
 }
 
-/// Exp 21, one seed of both arms, which share one generator stream in
-/// upstream's order: each arm's 100 phase-A training episodes (reseeded to
+/// Exp 21, one seed of every arm in `arms` (upstream: the control, then
+/// the emotional arm), which share one generator stream in upstream's
+/// order: each arm's 100 phase-A training episodes (reseeded to
 /// `seed` first); each arm's 5 zero-shot phase-B episodes without learning
 /// (reseeded to `seed · 1000 + k`); then each arm's 50 phase-B training
 /// episodes, continuing the stream (so the control's phase B depends on
@@ -275,12 +276,12 @@ pub fn transfer_arms() -> Result<Arms, CoreError> {
 /// `_reward` (40–49).
 pub fn transfer_seed(
     seed: u64,
-    arms: &Arms,
+    arms: &[QLearnerConfig],
     kind: RngKind,
-) -> Result<[(&'static str, SeedMetrics); 2], CoreError> {
+) -> Result<Vec<SeedMetrics>, CoreError> {
     let rng = RngHandle::new(kind, seed);
-    let mut learners = Vec::with_capacity(2);
-    for (_, cfg) in arms {
+    let mut learners = Vec::with_capacity(arms.len());
+    for cfg in arms {
         learners.push(QLearner::new(64, 4, cfg.clone())?);
     }
     // Returns and hits of `n` episodes of `env` for one learner.
@@ -324,7 +325,7 @@ pub fn transfer_seed(
             ("phase_b_final_reward", returns(&b[40..])),
         ]
     };
-    Ok([(arms[0].0, metrics(0)), (arms[1].0, metrics(1))])
+    Ok((0..arms.len()).map(metrics).collect())
 }
 
 /// Exp 23's agents: the control (plain Q-learning at γ 0.95, ε 0.2, arm
@@ -376,4 +377,389 @@ pub fn battery_seed(
         ("final_completion", final_mean(&completed)),
         ("final_crash", final_mean(&crashed)),
     ])
+}
+
+/// How a table reports one per-seed metric.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricSpec {
+    /// The per-seed key (upstream's JSON name).
+    pub name: &'static str,
+    /// In words, for tables and axes.
+    pub label: &'static str,
+    /// Whether larger values are better for the agent.
+    pub higher_is_better: bool,
+    /// Upstream's published control mean, emotional mean and Cohen's d
+    /// (EXTENDED_EXPERIMENTS_RESULTS.md, seeds 0–49), where it printed them.
+    pub published: Option<Published>,
+}
+
+/// Numbers upstream printed for one metric (seeds 0–49); `None` where the
+/// results page leaves a cell out.
+#[derive(Clone, Copy, Debug)]
+pub struct Published {
+    pub control: Option<f64>,
+    pub emotional: Option<f64>,
+    pub d: Option<f64>,
+}
+
+const fn metric(
+    name: &'static str,
+    label: &'static str,
+    higher_is_better: bool,
+    published: Option<Published>,
+) -> MetricSpec {
+    MetricSpec {
+        name,
+        label,
+        higher_is_better,
+        published,
+    }
+}
+
+const fn printed(control: f64, emotional: f64, d: f64) -> Option<Published> {
+    Some(Published {
+        control: Some(control),
+        emotional: Some(emotional),
+        d: Some(d),
+    })
+}
+
+/// Computes one seed of every arm (in order) for `episodes` training
+/// episodes; each arm's metrics in [`V3Experiment::metrics`]' order.
+type RunSeed = fn(u64, &[QLearnerConfig], RngKind, usize) -> Result<Vec<SeedMetrics>, CoreError>;
+
+/// One V3 experiment as the tables run it: its arms, protocol and metrics.
+/// The registry is [`V3_EXPERIMENTS`].
+pub struct V3Experiment {
+    /// Short ID (`pitch-black`, …).
+    pub id: &'static str,
+    /// Upstream's experiment number.
+    pub number: u32,
+    pub title: &'static str,
+    /// The emotion the experiment tests.
+    pub emotion: &'static str,
+    /// Upstream's control and emotional arms.
+    pub arms: fn() -> Result<Arms, CoreError>,
+    /// Training episodes of upstream's protocol (fixed for Exp 21).
+    pub episodes: usize,
+    /// Every per-seed metric; the first is upstream's headline metric.
+    pub metrics: &'static [MetricSpec],
+    run: RunSeed,
+}
+
+impl V3Experiment {
+    /// The headline metric (upstream's summary table).
+    pub fn primary(&self) -> &MetricSpec {
+        &self.metrics[0]
+    }
+
+    /// One seed of every arm in `arms`: per arm, the values of
+    /// [`V3Experiment::metrics`] in that order. Arms run one after the
+    /// other on their own generator (reseeded as upstream's scripts do),
+    /// except Exp 21's, which share one stream in upstream's order.
+    pub fn run_seed(
+        &self,
+        seed: u64,
+        arms: &[QLearnerConfig],
+        kind: RngKind,
+    ) -> Result<Vec<Vec<f64>>, CoreError> {
+        let per_arm = (self.run)(seed, arms, kind, self.episodes)?;
+        per_arm
+            .iter()
+            .map(|values| {
+                self.metrics
+                    .iter()
+                    .map(|m| {
+                        values
+                            .iter()
+                            .find(|(name, _)| *name == m.name)
+                            .map(|&(_, v)| v)
+                            .ok_or_else(|| {
+                                CoreError::InvalidConfig(format!(
+                                    "{}: no metric '{}'",
+                                    self.id, m.name
+                                ))
+                            })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every metric upstream's protocol computes, under its own names, for
+    /// each arm (the bit-exact check compares them all).
+    pub fn run_seed_raw(
+        &self,
+        seed: u64,
+        arms: &[QLearnerConfig],
+        kind: RngKind,
+    ) -> Result<Vec<SeedMetrics>, CoreError> {
+        (self.run)(seed, arms, kind, self.episodes)
+    }
+}
+
+/// Runs a one-arm protocol for each arm in turn.
+fn each_arm(
+    run: fn(u64, &QLearnerConfig, RngKind, usize) -> Result<SeedMetrics, CoreError>,
+    seed: u64,
+    arms: &[QLearnerConfig],
+    kind: RngKind,
+    episodes: usize,
+) -> Result<Vec<SeedMetrics>, CoreError> {
+    arms.iter()
+        .map(|agent| run(seed, agent, kind, episodes))
+        .collect()
+}
+
+/// The six V3 experiments, in upstream's order. Published numbers are
+/// those of upstream's results page (EXTENDED_EXPERIMENTS_RESULTS.md).
+pub const V3_EXPERIMENTS: [V3Experiment; 6] = [
+    V3Experiment {
+        id: "pitch-black",
+        number: 17,
+        title: "Pitch Black",
+        emotion: "curiosity",
+        arms: pitch_black_arms,
+        episodes: 200,
+        metrics: &[
+            metric(
+                "success_rate",
+                "success rate",
+                true,
+                printed(0.000, 0.613, 28.858),
+            ),
+            metric(
+                "mean_steps",
+                "steps to solve",
+                false,
+                printed(500.0, 144.7, -37.313),
+            ),
+            metric(
+                "exploration",
+                "exploration efficiency",
+                true,
+                printed(0.039, 0.357, 18.527),
+            ),
+            metric(
+                "first_success",
+                "first success episode",
+                false,
+                printed(200.0, 0.5, -436.450),
+            ),
+        ],
+        run: |s, a, k, e| each_arm(pitch_black_seed, s, a, k, e),
+    },
+    V3Experiment {
+        id: "changing-seasons",
+        number: 19,
+        title: "Changing Seasons",
+        emotion: "surprise",
+        arms: seasons_arms,
+        episodes: 600,
+        metrics: &[
+            metric(
+                "recovery_time",
+                "recovery time (episodes)",
+                false,
+                printed(27.0, 12.4, -2.828),
+            ),
+            metric(
+                "mean_reward",
+                "mean reward per episode",
+                true,
+                printed(-0.153, 0.095, 2.861),
+            ),
+            metric(
+                "total_reward",
+                "total reward",
+                true,
+                printed(-92.0, 57.2, 2.861),
+            ),
+        ],
+        run: |s, a, k, e| each_arm(seasons_seed, s, a, k, e),
+    },
+    V3Experiment {
+        id: "bottleneck",
+        number: 20,
+        title: "Bottleneck",
+        emotion: "anger",
+        arms: bottleneck_arms,
+        episodes: 300,
+        metrics: &[
+            metric(
+                "door_open_rate",
+                "door open rate",
+                true,
+                printed(0.651, 0.988, 2.277),
+            ),
+            metric(
+                "success_rate",
+                "success rate",
+                true,
+                printed(0.651, 0.977, 2.198),
+            ),
+            metric(
+                "max_pushes",
+                "most consecutive pushes",
+                true,
+                printed(2.99, 3.97, 2.247),
+            ),
+            metric(
+                "first_success",
+                "first success episode",
+                false,
+                printed(88.6, 2.6, -2.142),
+            ),
+            metric(
+                "final_success",
+                "success rate, last 50 episodes",
+                true,
+                None,
+            ),
+        ],
+        run: |s, a, k, e| each_arm(bottleneck_seed, s, a, k, e),
+    },
+    V3Experiment {
+        id: "hazard-transfer",
+        number: 21,
+        title: "Visual Hazard Transfer",
+        emotion: "fear",
+        arms: transfer_arms,
+        episodes: 150,
+        metrics: &[
+            metric(
+                "zeroshot_hits",
+                "zero-shot hazard hits",
+                false,
+                printed(1.78, 0.69, -1.681),
+            ),
+            metric(
+                "zeroshot_reward",
+                "zero-shot reward",
+                true,
+                printed(-8.36, -0.51, 1.161),
+            ),
+            metric(
+                "phase_b_early_hits",
+                "hits, first 10 phase-B episodes",
+                false,
+                printed(1.35, 0.79, -1.216),
+            ),
+            metric(
+                "phase_a_final_hits",
+                "hits, end of phase A",
+                false,
+                Some(Published {
+                    control: Some(0.23),
+                    emotional: Some(0.13),
+                    d: None,
+                }),
+            ),
+            metric("phase_a_final_reward", "reward, end of phase A", true, None),
+            metric("phase_b_final_hits", "hits, end of phase B", false, None),
+            metric("phase_b_final_reward", "reward, end of phase B", true, None),
+        ],
+        run: |s, a, k, _| transfer_seed(s, a, k),
+    },
+    V3Experiment {
+        id: "predator-prey",
+        number: 22,
+        title: "Predator–Prey",
+        emotion: "anxiety",
+        arms: predator_arms,
+        episodes: 300,
+        metrics: &[
+            metric(
+                "mean_survival_time",
+                "survival time (steps)",
+                true,
+                printed(20.3, 45.5, 10.972),
+            ),
+            metric(
+                "survival_rate",
+                "survival rate",
+                true,
+                printed(0.000, 0.008, 2.177),
+            ),
+            metric(
+                "mean_reward",
+                "mean reward",
+                true,
+                printed(-49.9, -49.2, 3.884),
+            ),
+            metric(
+                "mean_food",
+                "food collected",
+                true,
+                printed(0.30, 0.89, 9.241),
+            ),
+            metric(
+                "final_survival_rate",
+                "survival rate, last 50 episodes",
+                true,
+                None,
+            ),
+            metric("final_food", "food, last 50 episodes", true, None),
+        ],
+        run: |s, a, k, e| each_arm(predator_seed, s, a, k, e),
+    },
+    V3Experiment {
+        id: "battery-run",
+        number: 23,
+        title: "Battery Run",
+        emotion: "patience",
+        arms: battery_arms,
+        episodes: 400,
+        metrics: &[
+            metric(
+                "crash_rate",
+                "crash rate",
+                false,
+                printed(0.907, 0.000, -73.691),
+            ),
+            metric(
+                "mean_reward",
+                "mean reward",
+                true,
+                printed(-44.3, 1.4, 51.760),
+            ),
+            metric(
+                "mean_waypoints",
+                "waypoints reached",
+                true,
+                printed(0.30, 0.64, 6.025),
+            ),
+            metric(
+                "completion_rate",
+                "completion rate",
+                true,
+                printed(0.001, 0.002, 0.872),
+            ),
+            metric(
+                "mean_charges",
+                "charges per episode",
+                true,
+                printed(7.90, 19.81, 12.999),
+            ),
+            metric(
+                "final_completion",
+                "completion rate, last 50 episodes",
+                true,
+                None,
+            ),
+            metric("final_crash", "crash rate, last 50 episodes", false, None),
+        ],
+        run: |s, a, k, e| each_arm(battery_seed, s, a, k, e),
+    },
+];
+
+/// The experiment `id`, or an error listing the known ones.
+pub fn experiment(id: &str) -> Result<&'static V3Experiment, CoreError> {
+    V3_EXPERIMENTS.iter().find(|e| e.id == id).ok_or_else(|| {
+        let known: Vec<&str> = V3_EXPERIMENTS.iter().map(|e| e.id).collect();
+        CoreError::InvalidConfig(format!(
+            "unknown V3 experiment '{id}' (known: {})",
+            known.join(", ")
+        ))
+    })
 }

@@ -3,7 +3,6 @@
 
 use super::common::ReproduceOptions;
 use anyhow::{anyhow, Result};
-use emorl_agents_tabular::protocol::Experiment;
 use plotters::prelude::*;
 
 /// Per-seed values of one experiment and block.
@@ -72,30 +71,39 @@ fn jitter(i: usize) -> f64 {
     (x as f64 / (1u64 << 24) as f64 - 0.5) * 0.6
 }
 
+/// One panel of [`distributions`]: an experiment's metric per seed block.
+pub struct DistributionPanel<'a> {
+    pub title: String,
+    pub control: &'a str,
+    pub treatment: &'a str,
+    /// The metric, for the y axis.
+    pub y_label: String,
+    pub blocks: &'a [Block],
+}
+
+/// The figure's title line for a reproduction's options.
+pub fn distributions_title(o: &ReproduceOptions) -> String {
+    format!(
+        "Per-seed values, {} seeds per block, rng {} (dots: seeds; bars: means)",
+        o.seeds, o.rng
+    )
+}
+
 /// One panel per experiment; per block, control and treatment side by side,
 /// each seed a dot, the mean a bar.
-pub fn distributions(
-    experiments: &[Experiment],
-    blocks: &[Vec<Block>],
-    o: &ReproduceOptions,
-) -> Result<String> {
+pub fn distributions(panels_in: &[DistributionPanel<'_>], heading: &str) -> Result<String> {
     let mut svg = String::new();
     {
-        let height = PANEL_H * experiments.len() as u32 + 40;
+        let height = PANEL_H * panels_in.len() as u32 + 40;
         let root = SVGBackend::with_string(&mut svg, (PANEL_W, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         let (title, body) = root.split_vertically(40);
         title
-            .titled(
-                &format!(
-                    "Per-seed values, {} seeds per block, rng {} (dots: seeds; bars: means)",
-                    o.seeds, o.rng
-                ),
-                ("sans-serif", 18),
-            )
+            .titled(heading, ("sans-serif", 18))
             .map_err(draw_err)?;
-        let panels = body.split_evenly((experiments.len(), 1));
-        for ((exp, exp_blocks), panel) in experiments.iter().zip(blocks).zip(panels.iter()) {
+        let areas = body.split_evenly((panels_in.len(), 1));
+        for (p, panel) in panels_in.iter().zip(areas.iter()) {
+            let exp_blocks = p.blocks;
             let values = exp_blocks
                 .iter()
                 .flat_map(|b| b.control.iter().chain(&b.treatment))
@@ -118,7 +126,7 @@ pub fn distributions(
                 .collect();
             let mut chart = ChartBuilder::on(panel)
                 .caption(
-                    format!("{} ({})", exp.title, tests.join("; ")),
+                    format!("{} ({})", p.title, tests.join("; ")),
                     ("sans-serif", 14),
                 )
                 .margin(8)
@@ -130,15 +138,15 @@ pub fn distributions(
                 .iter()
                 .flat_map(|b| {
                     [
-                        format!("{} {}", exp.control.label, b.label),
-                        format!("{} {}", exp.treatment.label, b.label),
+                        format!("{} {}", p.control, b.label),
+                        format!("{} {}", p.treatment, b.label),
                     ]
                 })
                 .collect();
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .y_desc(exp.metric.axis_label())
+                .y_desc(p.y_label.as_str())
                 .x_labels(n_cols)
                 .x_label_formatter(&|x| {
                     let i = x.round();

@@ -8,6 +8,7 @@ pub mod dqn;
 pub mod figure;
 pub mod llm;
 pub mod v2;
+pub mod v3;
 
 pub use common::{ReproduceArgs, ReproduceOptions};
 pub use v2::V2_TABULAR;
@@ -36,7 +37,7 @@ pub struct TableSpec {
 }
 
 /// The tables, in the order `--help` lists them.
-pub const TABLES: [TableSpec; 3] = [
+pub const TABLES: [TableSpec; 4] = [
     TableSpec {
         id: "v2-tabular",
         description: "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
@@ -46,6 +47,16 @@ pub const TABLES: [TableSpec; 3] = [
         blocks: true,
         llm_options: false,
         run: v2::reproduce_v2,
+    },
+    TableSpec {
+        id: "v3",
+        description: "Emotional-ED V3 fair tests, Exp 17 and 19-23: curiosity, surprise, anger, fear transfer, anxiety, patience (tabular Q-learning)",
+        default_seeds: 50,
+        default_rng: RngKind::Numpy,
+        episodes: false,
+        blocks: true,
+        llm_options: false,
+        run: v3::reproduce_v3,
     },
     TableSpec {
         id: "v2-dqn",
@@ -107,7 +118,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
         bail!("--blocks must be at least 1");
     }
     if o.blocks != 1 && !spec.blocks {
-        bail!("--blocks applies to v2-tabular only");
+        bail!("--blocks applies to v2-tabular and v3 only");
     }
     (spec.run)(args)
 }

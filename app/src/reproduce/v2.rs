@@ -73,7 +73,18 @@ pub fn reproduce_v2(args: &ReproduceArgs) -> Result<PathBuf> {
     run.write_atomic(Path::new("table.json"), table.to_json()?.as_bytes())?;
     run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
     log_tensorboard(&run, &experiments, &outcomes, &markdown)?;
-    let svg = figure::distributions(&experiments, &blocks, o)?;
+    let panels: Vec<figure::DistributionPanel<'_>> = experiments
+        .iter()
+        .zip(&blocks)
+        .map(|(exp, b)| figure::DistributionPanel {
+            title: exp.title.clone(),
+            control: &exp.control.label,
+            treatment: &exp.treatment.label,
+            y_label: exp.metric.axis_label(),
+            blocks: b,
+        })
+        .collect();
+    let svg = figure::distributions(&panels, &figure::distributions_title(o))?;
     figure::write_figure(&run, "distributions", &svg)?;
     let timing =
         serde_json::json!({ "wall_seconds": start.elapsed().as_secs_f64(), "jobs": args.jobs });
