@@ -32,10 +32,10 @@ pub fn run_arms(
     exp: &V3Experiment,
     arms: &[QLearnerConfig],
     seeds: &[u64],
-    o: &ReproduceOptions,
-    jobs: usize,
+    args: &ReproduceArgs,
     pb: &crate::progress::Bar,
 ) -> Result<Vec<V3Seed>> {
+    let (o, jobs) = (&args.options, args.jobs);
     let path = run.path().join("seeds").join(dir);
     let mut options = seed_options(o)?;
     // A stored seed is reused only for the same arms.
