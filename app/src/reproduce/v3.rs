@@ -132,9 +132,7 @@ pub fn reproduce_v3(args: &ReproduceArgs) -> Result<PathBuf> {
         pb.set_message(format!("Exp {} {}", exp.number, exp.title));
         let arms = (exp.arms)()?;
         let configs: Vec<QLearnerConfig> = arms.iter().map(|(_, c)| c.clone()).collect();
-        outcomes.push(run_arms(
-            &run, exp.id, exp, &configs, &seeds, o, args.jobs, &pb,
-        )?);
+        outcomes.push(run_arms(&run, exp.id, exp, &configs, &seeds, args, &pb)?);
     }
     pb.finish_and_clear();
     let (tables, panels) = build_tables(o, &outcomes)?;
