@@ -116,7 +116,7 @@ const CASES: &[(&str, &str)] = &[
     ("--rng", "reproduce v2-tabular --rng bogus --out OUT"),
     ("permutations", "reproduce v2-tabular --permutations 0 --out OUT"),
     ("blocks", "reproduce v2-tabular --blocks 0 --out OUT"),
-    ("--blocks applies to v2-tabular and v3 only", "reproduce v2-dqn --blocks 2 --out OUT"),
+    ("--blocks applies to v2-tabular, v3 and v3-audit only", "reproduce v2-dqn --blocks 2 --out OUT"),
     ("--episodes applies to v2-dqn and llm-modules only", "reproduce v3 --episodes 5 --out OUT"),
     ("--episodes applies to v2-dqn and llm-modules only", "reproduce v2-tabular --episodes 5 --out OUT"),
     ("episodes", "reproduce v2-dqn --episodes 0 --out OUT"),
@@ -127,6 +127,13 @@ const CASES: &[(&str, &str)] = &[
     ("no train.tsv", "reproduce llm-modules --goemotions IN/missing --model ST --out OUT"),
     ("missing.gguf", "reproduce llm-modules --model IN/missing.gguf --out OUT"),
     ("--model", "reproduce v2-tabular --model ST --out OUT"),
+    ("--config applies to llm-modules and v3-audit only", "reproduce v3 --config IN/audit-grid.toml --out OUT"),
+    ("overlap the tuning seeds", "reproduce v3-audit --seed-offset 990 --out OUT"),
+    ("tuning.grid.temperature", "reproduce v3-audit --config IN/audit-grid.toml --out OUT"),
+    ("no metric 'speed'", "reproduce v3-audit --config IN/audit-metric.toml --out OUT"),
+    ("unknown agent 'nope'", "reproduce v3-audit --config IN/audit-agent.toml --out OUT"),
+    ("unknown V3 experiment 'nope'", "reproduce v3-audit --config IN/audit-exp.toml --out OUT"),
+    ("lr", "reproduce v3-audit --config IN/audit-lr.toml --out OUT"),
     ("<TABLE>", "reproduce --out OUT"),
     // generate
     ("missing.gguf", "generate --model IN/missing.gguf --prompt hi"),
@@ -185,6 +192,23 @@ fn inputs(dir: &Path) {
     std::fs::create_dir(dir.join("nomanifest")).expect("mkdir");
     std::fs::create_dir(dir.join("badmanifest")).expect("mkdir");
     w("badmanifest/manifest.json", b"{\"format\": 99}");
+    w(
+        "audit-grid.toml",
+        b"[tuning]\ngrid = { temperature = [1.0] }\n",
+    );
+    w(
+        "audit-metric.toml",
+        b"[[experiment]]\nid = \"battery-run\"\nengineered = []\nreport = [\"speed\"]\n",
+    );
+    w(
+        "audit-agent.toml",
+        b"[[experiment]]\nid = \"bottleneck\"\nengineered = [{ label = \"x\", agent = \"nope\" }]\n",
+    );
+    w(
+        "audit-exp.toml",
+        b"[[experiment]]\nid = \"nope\"\nengineered = []\n",
+    );
+    w("audit-lr.toml", b"[tuning]\ngrid = { lr = [0.1, 7.0] }\n");
 }
 
 fn check(case: usize, needle: &str, args: &str, input: &Path) -> Option<String> {

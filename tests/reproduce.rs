@@ -465,3 +465,126 @@ fn v3_blocks_pool_and_resume_to_the_same_table() {
         std::fs::read_to_string(straight.join("table.json")).expect("json")
     );
 }
+
+/// `emorl reproduce v3-audit` with a small audit config: every tuned arm
+/// runs the best of its candidates (checked against tuning.json), the
+/// verdicts and tables are written, a rerun resumes to the same table, and
+/// the same --out with another audit config is refused.
+#[test]
+fn v3_audit_tunes_every_arm_alike_and_reports_verdicts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("audit.toml");
+    std::fs::write(
+        &config,
+        r#"
+[tuning]
+seed_offset = 5000
+seeds = 2
+grid = { lr = [0.1, 0.3], epsilon = [0.1] }
+
+[[experiment]]
+id = "pitch-black"
+engineered = [{ label = "optimistic Q", agent = "optimistic-q" }]
+
+[[experiment]]
+id = "battery-run"
+engineered = [{ label = "refuel rule", agent = "refuel-q" }]
+report = ["mean_waypoints"]
+"#,
+    )
+    .expect("config");
+    let out = tmp.path().join("audit");
+    let args = |cfg: &Path| -> Vec<String> {
+        [
+            "reproduce",
+            "v3-audit",
+            "--seeds",
+            "3",
+            "--blocks",
+            "2",
+            "--permutations",
+            "20",
+            "--jobs",
+            "2",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a = args(&config);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("table.md")).expect("md");
+    for want in [
+        "**Exp 17 Pitch Black (curiosity)**: upstream's claim",
+        "vs optimistic Q tuned on success rate",
+        "vs refuel rule tuned on waypoints reached",
+        "| pooled 0–5 |",
+        "## Tuning",
+    ] {
+        assert!(md.contains(want), "{want} missing:\n{md}");
+    }
+    assert!(
+        !md.contains("Changing Seasons"),
+        "only the configured experiments"
+    );
+    // Each tuned arm runs the best of its two candidates.
+    let tuning: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tuning.json")).expect("tuning"))
+            .expect("json");
+    let mut tuned = 0;
+    for exp in tuning.as_array().expect("experiments") {
+        let lower_better = exp["metric"] == "crash_rate";
+        for arm in exp["arms"].as_array().expect("arms") {
+            if arm["tuned"] != true {
+                assert!(arm["candidates"].as_array().expect("list").is_empty());
+                continue;
+            }
+            tuned += 1;
+            let cands = arm["candidates"].as_array().expect("list");
+            assert_eq!(cands.len(), 2, "the same budget for every arm");
+            let scores: Vec<f64> = cands
+                .iter()
+                .map(|c| c[1].as_f64().expect("score"))
+                .collect();
+            let best = if lower_better {
+                scores.iter().cloned().fold(f64::INFINITY, f64::min)
+            } else {
+                scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            };
+            assert_eq!(arm["tuning_score"].as_f64(), Some(best));
+            let chosen = &cands[scores.iter().position(|&s| s == best).expect("best")][0];
+            assert_eq!(&arm["config"], chosen);
+        }
+    }
+    assert_eq!(
+        tuned,
+        2 * 3,
+        "emotional, Q-learning and one engineered arm per experiment"
+    );
+    // Resume: the stored seeds give the same table.
+    let before = std::fs::read_to_string(out.join("table.json")).expect("json");
+    std::fs::remove_file(out.join("seeds/battery-run/2.json")).expect("stored seed");
+    let o = run(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("table.json")).expect("json"),
+        before
+    );
+    // Another audit config into the same directory is refused.
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, "[tuning]\nseeds = 3\n").expect("config");
+    let b = args(&other);
+    let o = run(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("another audit config"),
+        "{}",
+        stderr(&o)
+    );
+}

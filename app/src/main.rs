@@ -42,6 +42,8 @@ enum Command {
     /// Regenerate a results table: table.md, table.json and a figure in a run directory.
     #[command(
         after_help = "Tables:\n  v2-tabular   Emotional-ED V2 Experiment 12 (fear, anger, regret, integration, transfer)\n  \
+        v3           V3 fair tests, Exp 17 and 19-23 (curiosity, surprise, anger, fear transfer, anxiety, patience)\n  \
+        v3-audit     each V3 emotional agent vs tuned Q-learning and an engineered non-emotional fix\n  \
         v2-dqn       Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn, coupled fear-DQN, decoupled fear-dqn\n  \
         llm-modules  LLM emotional modules: forced-emotion effect (judge, held-out lexicon), dialogue vs baselines, fluency\n\n\
         Examples:\n  \
@@ -52,7 +54,9 @@ enum Command {
         emorl reproduce llm-modules --agents llm-base,llm-prompted,llm-erm\n  \
         emorl reproduce llm-modules --model ../shared/models/stories260k-f32.gguf --episodes 20\n  \
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
-        emorl reproduce v2-tabular --rng fast --seed-offset 1000\n\n\
+        emorl reproduce v2-tabular --rng fast --seed-offset 1000\n  \
+        emorl reproduce v3                               # upstream's V3 numbers, bit for bit\n  \
+        emorl reproduce v3-audit --blocks 4              # emotion vs engineered fixes, seeds 0-199\n\n\
         Finished seeds are stored under seeds/ as they end, with the options they were\n\
         computed under; rerunning with the same --out and options resumes an interrupted\n\
         run without redoing them."
@@ -258,10 +262,10 @@ enum EvalWhat {
 
 #[derive(Args)]
 struct ReproduceCli {
-    /// Table ID: v2-tabular, v2-dqn or llm-modules (`emorl tables` lists them).
+    /// Table ID: v2-tabular, v3, v3-audit, v2-dqn or llm-modules (`emorl tables` lists them).
     table: String,
-    /// Seeds per block [default: 50 for v2-tabular, 30 for v2-dqn, 64
-    /// held-out conversations for llm-modules].
+    /// Seeds per block [default: 50 for v2-tabular, v3 and v3-audit, 30 for
+    /// v2-dqn, 64 held-out conversations for llm-modules].
     #[arg(long, allow_negative_numbers = true)]
     seeds: Option<usize>,
     /// First seed.
@@ -271,7 +275,7 @@ struct ReproduceCli {
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     blocks: usize,
     /// Random-number generator: numpy (bit-exact with upstream) or fast
-    /// [default: numpy for v2-tabular, fast for v2-dqn].
+    /// [default: numpy for v2-tabular, v3 and v3-audit, fast for v2-dqn].
     #[arg(long)]
     rng: Option<emorl_core::RngKind>,
     /// Permutations of the permutation test.
@@ -285,7 +289,8 @@ struct ReproduceCli {
     /// file or a Hugging Face directory.
     #[arg(long)]
     model: Option<String>,
-    /// TOML merged over the embedded experiment (llm-modules: configs/llm/modules.toml).
+    /// TOML merged over the embedded experiment (llm-modules:
+    /// configs/llm/modules.toml; v3-audit: configs/v3/audit.toml).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Measure only these agents (llm-modules; comma-separated IDs, e.g.

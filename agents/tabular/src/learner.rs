@@ -37,9 +37,17 @@ pub struct QLearnerConfig {
     /// Bootstrap from the next state (false: a bandit learner, target = reward).
     #[serde(default = "default_true")]
     pub bootstrap: bool,
+    /// Initial value of every Q-table entry (optimistic initialisation when
+    /// above the returns the task can give; 0 as upstream).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub q_init: f64,
     /// Emotion channels, applied in this order at every hook.
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for QLearnerConfig {
@@ -49,6 +57,7 @@ impl Default for QLearnerConfig {
             gamma: default_gamma(),
             epsilon: default_epsilon(),
             bootstrap: true,
+            q_init: 0.0,
             channels: Vec::new(),
         }
     }
@@ -74,6 +83,12 @@ impl QLearnerConfig {
         }
         if !(0.0..=1.0).contains(&self.epsilon) {
             return bad("epsilon", self.epsilon);
+        }
+        if !self.q_init.is_finite() || self.q_init.abs() > 1e6 {
+            return Err(CoreError::InvalidConfig(format!(
+                "q_init = {:?} is out of range [-1e6, 1e6]",
+                self.q_init
+            )));
         }
         Ok(())
     }
@@ -117,11 +132,12 @@ impl QLearner {
             ));
         }
         let channels = cfg.channels.iter().map(|c| c.build(n_states)).collect();
+        let q = vec![cfg.q_init; n_states * n_actions];
         Ok(QLearner {
             epsilon: cfg.epsilon,
             cfg,
             n_actions,
-            q: vec![0.0; n_states * n_actions],
+            q,
             channels,
             scratch: vec![0.0; n_actions],
         })
@@ -329,6 +345,26 @@ mod tests {
         l.set_epsilon(0.0);
         let rng = RngHandle::new(RngKind::Numpy, 0);
         assert_eq!(l.act(0, &EmotionalContext::default(), &rng), 0);
+    }
+
+    #[test]
+    fn optimistic_initial_values_fill_the_table() {
+        let cfg = QLearnerConfig {
+            q_init: 2.5,
+            ..Default::default()
+        };
+        let l = QLearner::new(3, 4, cfg).expect("learner");
+        assert!(l.q_table().iter().all(|&q| q == 2.5));
+        for bad in [f64::NAN, f64::INFINITY, 1e7] {
+            let cfg = QLearnerConfig {
+                q_init: bad,
+                ..Default::default()
+            };
+            assert!(QLearner::new(1, 2, cfg).is_err(), "q_init {bad}");
+        }
+        // The default (0) is not written out, so configs stay as they were.
+        let text = toml::to_string(&QLearnerConfig::default()).expect("toml");
+        assert!(!text.contains("q_init"), "{text}");
     }
 
     #[test]

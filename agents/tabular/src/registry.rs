@@ -3,8 +3,9 @@
 
 use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, AnxietyConfig, ChannelConfig,
-    CuriosityConfig, FearConfig, FearLearningRate, FearSelection, FearSource, HazardConfig,
-    JoyConfig, NoveltyConfig, PatienceConfig, PersistenceConfig, RegretConfig, SurpriseConfig,
+    CuriosityConfig, EvadeConfig, FearConfig, FearLearningRate, FearSelection, FearSource,
+    HazardConfig, HazardMaskConfig, JoyConfig, NoveltyConfig, PatienceConfig, PersistenceConfig,
+    RefuelConfig, RegretConfig, SurpriseConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -246,6 +247,45 @@ pub fn registry() -> Registry<MakeAgentConfig> {
             gamma: 0.95,
             epsilon: 0.2,
             channels: vec![ChannelConfig::Patience(PatienceConfig::default())],
+            ..Default::default()
+        },
+    );
+    // Engineered, non-emotional baselines (the V3 audit): a plain learner
+    // given the same observation as the emotional agent it is set against.
+    r.register(
+        "optimistic-q",
+        "Q-learning with optimistic initial values (Q = 1 everywhere): untried moves look best until tried (V3 audit, Exp 17)",
+        || QLearnerConfig {
+            epsilon: 0.1,
+            q_init: 1.0,
+            ..Default::default()
+        },
+    );
+    r.register(
+        "hazard-mask-q",
+        "Q-learning (epsilon 0.2) with moves into the hazard cells shown masked out; no emotion (V3 audit, Exp 21)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::HazardMask(HazardMaskConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "evade-q",
+        "Q-learning (epsilon 0.2) with moves toward a predator within 3 cells masked out; no emotion (V3 audit, Exp 22)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Evade(EvadeConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "refuel-q",
+        "Q-learning (gamma 0.95, epsilon 0.2) with a refuelling rule: at 30% battery or less, or a charger out of reach, head for the nearest charger; no emotion (V3 audit, Exp 23)",
+        || QLearnerConfig {
+            gamma: 0.95,
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Refuel(RefuelConfig::default())],
             ..Default::default()
         },
     );

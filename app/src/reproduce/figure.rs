@@ -79,6 +79,9 @@ pub struct DistributionPanel<'a> {
     /// The metric, for the y axis.
     pub y_label: String,
     pub blocks: &'a [Block],
+    /// Column labels, two per block (default: arm label and block label);
+    /// when given, the caption is the title alone.
+    pub columns: Option<Vec<String>>,
 }
 
 /// The figure's title line for a reproduction's options.
@@ -126,7 +129,12 @@ pub fn distributions(panels_in: &[DistributionPanel<'_>], heading: &str) -> Resu
                 .collect();
             let mut chart = ChartBuilder::on(panel)
                 .caption(
-                    format!("{} ({})", p.title, tests.join("; ")),
+                    // Explicit column labels carry their own statistics.
+                    if p.columns.is_some() {
+                        p.title.clone()
+                    } else {
+                        format!("{} ({})", p.title, tests.join("; "))
+                    },
                     ("sans-serif", 14),
                 )
                 .margin(8)
@@ -134,15 +142,17 @@ pub fn distributions(panels_in: &[DistributionPanel<'_>], heading: &str) -> Resu
                 .y_label_area_size(60)
                 .build_cartesian_2d(-0.5..(n_cols as f64 - 0.5), (lo - pad)..(hi + pad))
                 .map_err(draw_err)?;
-            let labels: Vec<String> = exp_blocks
-                .iter()
-                .flat_map(|b| {
-                    [
-                        format!("{} {}", p.control, b.label),
-                        format!("{} {}", p.treatment, b.label),
-                    ]
-                })
-                .collect();
+            let labels: Vec<String> = p.columns.clone().unwrap_or_else(|| {
+                exp_blocks
+                    .iter()
+                    .flat_map(|b| {
+                        [
+                            format!("{} {}", p.control, b.label),
+                            format!("{} {}", p.treatment, b.label),
+                        ]
+                    })
+                    .collect()
+            });
             chart
                 .configure_mesh()
                 .disable_x_mesh()

@@ -9,6 +9,7 @@ pub mod figure;
 pub mod llm;
 pub mod v2;
 pub mod v3;
+pub mod v3_audit;
 
 pub use common::{ReproduceArgs, ReproduceOptions};
 pub use v2::V2_TABULAR;
@@ -31,13 +32,15 @@ pub struct TableSpec {
     pub episodes: bool,
     /// Takes `--blocks` other than 1.
     pub blocks: bool,
-    /// Takes `--model`, `--config`, `--agents` and `--goemotions`.
+    /// Takes `--model`, `--agents` and `--goemotions`.
     pub llm_options: bool,
+    /// Takes `--config` (a file merged over, or replacing, the embedded one).
+    pub takes_config: bool,
     run: fn(&ReproduceArgs) -> Result<PathBuf>,
 }
 
 /// The tables, in the order `--help` lists them.
-pub const TABLES: [TableSpec; 4] = [
+pub const TABLES: [TableSpec; 5] = [
     TableSpec {
         id: "v2-tabular",
         description: "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
@@ -46,6 +49,7 @@ pub const TABLES: [TableSpec; 4] = [
         episodes: false,
         blocks: true,
         llm_options: false,
+        takes_config: false,
         run: v2::reproduce_v2,
     },
     TableSpec {
@@ -56,7 +60,19 @@ pub const TABLES: [TableSpec; 4] = [
         episodes: false,
         blocks: true,
         llm_options: false,
+        takes_config: false,
         run: v3::reproduce_v3,
+    },
+    TableSpec {
+        id: "v3-audit",
+        description: "The V3 audit: each emotional agent vs tuned plain Q-learning and an engineered non-emotional fix, every arm tuned alike on seeds 1000+",
+        default_seeds: 50,
+        default_rng: RngKind::Numpy,
+        episodes: false,
+        blocks: true,
+        llm_options: false,
+        takes_config: true,
+        run: v3_audit::reproduce_v3_audit,
     },
     TableSpec {
         id: "v2-dqn",
@@ -66,6 +82,7 @@ pub const TABLES: [TableSpec; 4] = [
         episodes: true,
         blocks: false,
         llm_options: false,
+        takes_config: false,
         run: dqn::reproduce_dqn,
     },
     TableSpec {
@@ -76,6 +93,7 @@ pub const TABLES: [TableSpec; 4] = [
         episodes: true,
         blocks: false,
         llm_options: true,
+        takes_config: true,
         run: |args| {
             let model = args.options.model.as_deref().unwrap_or("default");
             llm::reproduce_llm(args, model, args.config.as_deref())
@@ -104,12 +122,12 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     if o.permutations == 0 {
         bail!("--permutations must be at least 1 (the permutation test's p-values need them)");
     }
-    let llm_options = o.model.is_some()
-        || args.config.is_some()
-        || args.agents.is_some()
-        || args.goemotions.is_some();
+    let llm_options = o.model.is_some() || args.agents.is_some() || args.goemotions.is_some();
     if llm_options && !spec.llm_options {
-        bail!("--model, --config, --agents and --goemotions apply to llm-modules only");
+        bail!("--model, --agents and --goemotions apply to llm-modules only");
+    }
+    if args.config.is_some() && !spec.takes_config {
+        bail!("--config applies to llm-modules and v3-audit only");
     }
     if o.episodes.is_some() && !spec.episodes {
         bail!("--episodes applies to v2-dqn and llm-modules only");
@@ -118,7 +136,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
         bail!("--blocks must be at least 1");
     }
     if o.blocks != 1 && !spec.blocks {
-        bail!("--blocks applies to v2-tabular and v3 only");
+        bail!("--blocks applies to v2-tabular, v3 and v3-audit only");
     }
     (spec.run)(args)
 }

@@ -82,6 +82,7 @@ pub fn reproduce_v2(args: &ReproduceArgs) -> Result<PathBuf> {
             treatment: &exp.treatment.label,
             y_label: exp.metric.axis_label(),
             blocks: b,
+            columns: None,
         })
         .collect();
     let svg = figure::distributions(&panels, &figure::distributions_title(o))?;

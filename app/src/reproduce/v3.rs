@@ -25,21 +25,25 @@ pub struct V3Seed {
     pub values: Vec<Vec<f64>>,
 }
 
-/// Runs every arm of `exp` on `seeds` (resumable under `run/seeds/<dir>`).
+/// Runs every arm of `exp` on `seeds` (resumable under
+/// `run/seeds/<experiment>`): together as upstream's protocol runs them
+/// (Exp 21's arms share a generator stream), or each `separately` on its
+/// own stream.
 pub fn run_arms(
     run: &RunDir,
-    dir: &str,
     exp: &V3Experiment,
     arms: &[QLearnerConfig],
+    separately: bool,
     seeds: &[u64],
     args: &ReproduceArgs,
     pb: &crate::progress::Bar,
 ) -> Result<Vec<V3Seed>> {
     let (o, jobs) = (&args.options, args.jobs);
-    let path = run.path().join("seeds").join(dir);
+    let path = run.path().join("seeds").join(exp.id);
     let mut options = seed_options(o)?;
-    // A stored seed is reused only for the same arms.
+    // A stored seed is reused only for the same arms, run the same way.
     options["arms"] = serde_json::to_value(arms).context("arm settings")?;
+    options["separately"] = serde_json::Value::Bool(separately);
     let store = SeedStore {
         dir: &path,
         options: &options,
@@ -47,8 +51,16 @@ pub fn run_arms(
     let tick = |d: emorl_stats::SeedDone| crate::progress::step_done(pb, d.loaded);
     let rng = o.rng;
     emorl_stats::run_seeds(seeds, jobs, Some(store), &tick, |seed| {
-        exp.run_seed(seed, arms, rng)
-            .map(|values| V3Seed { seed, values })
+        let values = if separately {
+            let mut v = Vec::with_capacity(arms.len());
+            for arm in arms {
+                v.extend(exp.run_seed(seed, std::slice::from_ref(arm), rng)?);
+            }
+            v
+        } else {
+            exp.run_seed(seed, arms, rng)?
+        };
+        Ok::<_, emorl_core::CoreError>(V3Seed { seed, values })
     })
     .with_context(|| format!("experiment '{}'", exp.id))
 }
@@ -132,7 +144,7 @@ pub fn reproduce_v3(args: &ReproduceArgs) -> Result<PathBuf> {
         pb.set_message(format!("Exp {} {}", exp.number, exp.title));
         let arms = (exp.arms)()?;
         let configs: Vec<QLearnerConfig> = arms.iter().map(|(_, c)| c.clone()).collect();
-        outcomes.push(run_arms(&run, exp.id, exp, &configs, &seeds, args, &pb)?);
+        outcomes.push(run_arms(&run, exp, &configs, false, &seeds, args, &pb)?);
     }
     pb.finish_and_clear();
     let (tables, panels) = build_tables(o, &outcomes)?;
@@ -159,6 +171,7 @@ pub fn reproduce_v3(args: &ReproduceArgs) -> Result<PathBuf> {
             treatment: arms[1].0,
             y_label: exp.primary().label.to_string(),
             blocks,
+            columns: None,
         })
         .collect();
     let svg = figure::distributions(&figure_panels, &figure::distributions_title(o))?;
@@ -241,7 +254,7 @@ fn build_tables(
         panels.push(blocks);
     }
     for (b, comps) in by_block.iter().enumerate() {
-        let ps: Vec<f64> = comps.iter().map(|(_, c)| c.p_value()).collect();
+        let ps: Vec<f64> = comps.iter().map(|(_, c)| c.welch_p).collect();
         let adjusted = holm(&ps);
         let label = blocks_and_pool(&outcomes[0], o.seeds)
             .get(b)
@@ -268,7 +281,7 @@ fn build_tables(
         headline.note(format!("Seeds {label}: {}.", parts.join("; ")));
     }
     headline.note(format!(
-        "p (perm.) is a {}-permutation test; Holm's correction runs over the six headline tests of each block. Upstream's columns are its printed results for seeds 0–49; with --rng numpy our seeds 0–49 reproduce its per-seed values bit for bit, so its t and d follow exactly (Student's t, table.json `student_t`). d > 0: the emotional arm's value is higher (for crash rate, recovery time and hits, lower is better).",
+        "p (perm.) is a {}-permutation test; Holm's correction runs over the Welch p-values of the six headline tests of each block. Upstream's columns are its printed results for seeds 0–49; with --rng numpy our seeds 0–49 reproduce its per-seed values bit for bit, so its t and d follow exactly (Student's t, table.json `student_t`). d > 0: the emotional arm's value is higher (for crash rate, recovery time and hits, lower is better).",
         o.permutations
     ));
     let mut tables = vec![headline];

@@ -70,17 +70,13 @@ impl AnxietyChannel {
         }
     }
 
-    fn distance(a: (i64, i64), b: (i64, i64)) -> i64 {
-        (a.0 - b.0).abs() + (a.1 - b.1).abs()
-    }
-
     /// The move that ends farthest from the threat at `threat`.
     fn flee(&self, state: usize, threat: (i64, i64), q: &[f64]) -> usize {
         let score: Vec<f64> = (0..SquareGrid::MOVES.len())
             .map(|a| {
                 self.grid
                     .step(state, a)
-                    .map_or(-10.0, |(_, p)| Self::distance(p, threat) as f64)
+                    .map_or(-10.0, |(_, p)| SquareGrid::distance(p, threat) as f64)
             })
             .collect();
         let top = emorl_core::numeric::max(&score);
@@ -134,12 +130,12 @@ impl EmotionChannel for AnxietyChannel {
     fn bias(&mut self, state: usize, q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
         let threat = self.grid.cell(self.threat?);
         if self.anxiety > self.cfg.avoid_above {
-            let here = Self::distance(self.grid.cell(state), threat);
+            let here = SquareGrid::distance(self.grid.cell(state), threat);
             for (a, v) in q.iter_mut().enumerate().take(SquareGrid::MOVES.len()) {
                 if self
                     .grid
                     .step(state, a)
-                    .is_some_and(|(_, p)| Self::distance(p, threat) < here)
+                    .is_some_and(|(_, p)| SquareGrid::distance(p, threat) < here)
                 {
                     *v -= self.anxiety * self.cfg.avoid_penalty;
                 }

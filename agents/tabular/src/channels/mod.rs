@@ -16,6 +16,7 @@ mod novelty;
 mod patience;
 mod persistence;
 mod regret;
+mod rules;
 mod surprise;
 
 pub use anger::{AngerChannel, AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection};
@@ -28,6 +29,9 @@ pub use novelty::{NoveltyChannel, NoveltyConfig};
 pub use patience::{PatienceChannel, PatienceConfig};
 pub use persistence::{PersistenceChannel, PersistenceConfig};
 pub use regret::{RegretChannel, RegretConfig};
+pub use rules::{
+    EvadeChannel, EvadeConfig, HazardMaskChannel, HazardMaskConfig, RefuelChannel, RefuelConfig,
+};
 pub use surprise::{SurpriseChannel, SurpriseConfig};
 
 use emorl_core::context::EmotionalContext;
@@ -179,6 +183,10 @@ pub enum ChannelConfig {
     Anxiety(AnxietyConfig),
     Hazard(HazardConfig),
     Patience(PatienceConfig),
+    /// Engineered rules (no emotion), for the V3 audit's baselines.
+    HazardMask(HazardMaskConfig),
+    Evade(EvadeConfig),
+    Refuel(RefuelConfig),
 }
 
 impl ChannelConfig {
@@ -196,6 +204,9 @@ impl ChannelConfig {
             ChannelConfig::Anxiety(c) => Box::new(AnxietyChannel::new(c.clone(), n_states)),
             ChannelConfig::Hazard(c) => Box::new(HazardChannel::new(c.clone(), n_states)),
             ChannelConfig::Patience(c) => Box::new(PatienceChannel::new(c.clone(), n_states)),
+            ChannelConfig::HazardMask(c) => Box::new(HazardMaskChannel::new(c.clone(), n_states)),
+            ChannelConfig::Evade(c) => Box::new(EvadeChannel::new(c.clone(), n_states)),
+            ChannelConfig::Refuel(c) => Box::new(RefuelChannel::new(c.clone(), n_states)),
         }
     }
 }
@@ -233,6 +244,36 @@ impl SquareGrid {
         let side = self.side as i64;
         (nr >= 0 && nr < side && nc >= 0 && nc < side)
             .then_some(((nr * side + nc) as usize, (nr, nc)))
+    }
+
+    /// Manhattan distance between two cells.
+    pub(crate) fn distance(a: (i64, i64), b: (i64, i64)) -> i64 {
+        (a.0 - b.0).abs() + (a.1 - b.1).abs()
+    }
+
+    /// Moves from `state` that bring the agent closer to the nearest of
+    /// `targets` (ties between equally near targets go to the first), in
+    /// action order: at most two, none when it stands on the target or
+    /// there is none.
+    pub(crate) fn moves_toward_nearest(&self, state: usize, targets: &[usize]) -> Vec<usize> {
+        let here = self.cell(state);
+        let mut nearest: Option<((i64, i64), i64)> = None;
+        for &t in targets {
+            let cell = self.cell(t);
+            let d = Self::distance(cell, here);
+            if nearest.is_none_or(|(_, best)| d < best) {
+                nearest = Some((cell, d));
+            }
+        }
+        let Some((target, d)) = nearest else {
+            return Vec::new();
+        };
+        (0..Self::MOVES.len())
+            .filter(|&a| {
+                self.step(state, a)
+                    .is_some_and(|(_, p)| Self::distance(p, target) < d)
+            })
+            .collect()
     }
 }
 

@@ -76,26 +76,7 @@ impl PatienceChannel {
     /// Moves from `state` that bring the agent closer to the nearest
     /// charger, in action order (at most two; none on the charger).
     fn toward_charger(&self, state: usize) -> Vec<usize> {
-        let here = self.grid.cell(state);
-        let distance = |a: (i64, i64), b: (i64, i64)| (a.0 - b.0).abs() + (a.1 - b.1).abs();
-        let mut nearest: Option<((i64, i64), i64)> = None;
-        for &c in &self.chargers {
-            let cell = self.grid.cell(c);
-            let d = distance(cell, here);
-            if nearest.is_none_or(|(_, best)| d < best) {
-                nearest = Some((cell, d));
-            }
-        }
-        let Some((target, d)) = nearest else {
-            return Vec::new();
-        };
-        (0..SquareGrid::MOVES.len())
-            .filter(|&a| {
-                self.grid
-                    .step(state, a)
-                    .is_some_and(|(_, p)| distance(p, target) < d)
-            })
-            .collect()
+        self.grid.moves_toward_nearest(state, &self.chargers)
     }
 }
 

@@ -1,0 +1,392 @@
+//! Engineered, non-emotional rules: what an RL engineer would give a plain
+//! Q-learner that sees the same things the V3 emotional agents see (the
+//! audit of docs/v3-protocol.md). They plug into the same hooks as the
+//! emotion channels but carry no affective state: no intensity that rises
+//! and decays, no learning-rate modulation — a fixed rule over the
+//! observation.
+//!
+//! - [`HazardMaskChannel`] (Exp 21): moves into the hazard cells the
+//!   environment currently shows are masked out — removed from the
+//!   exploratory draw and pushed down by `penalty` on the greedy branch.
+//! - [`EvadeChannel`] (Exp 22): within `radius` of the threat, moves that
+//!   end closer to it are masked the same way.
+//! - [`RefuelChannel`] (Exp 23): at a reserve level at or below `below`, or
+//!   when the nearest station is out of reach, take the first move toward
+//!   the nearest station (no draw).
+
+use super::{Appraisal, EmotionChannel, SquareGrid};
+use emorl_core::context::EmotionalContext;
+use emorl_core::rng::RngHandle;
+use emorl_core::CoreError;
+use serde::{Deserialize, Serialize};
+
+/// Removes the masked moves from the exploratory draw (uniform over the
+/// allowed moves, one draw) unless every move is masked.
+fn explore_unmasked(masked: &[bool], rng: &RngHandle) -> Option<usize> {
+    let allowed: Vec<usize> = (0..masked.len()).filter(|&a| !masked[a]).collect();
+    if allowed.is_empty() || allowed.len() == masked.len() {
+        return None;
+    }
+    Some(allowed[rng.randint(allowed.len())])
+}
+
+/// Pushes masked moves down by `penalty` on the greedy branch.
+fn penalise(masked: &[bool], q: &mut [f64], penalty: f64) {
+    for (v, &m) in q.iter_mut().zip(masked) {
+        if m {
+            *v -= penalty;
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HazardMaskConfig {
+    /// Q-value subtracted from a masked move on the greedy branch.
+    pub penalty: f64,
+}
+
+impl Default for HazardMaskConfig {
+    fn default() -> Self {
+        HazardMaskConfig { penalty: 100.0 }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HazardMaskChannel {
+    cfg: HazardMaskConfig,
+    grid: SquareGrid,
+    /// The hazards shown last (the current layout's).
+    shown: Vec<usize>,
+}
+
+impl HazardMaskChannel {
+    pub fn new(cfg: HazardMaskConfig, n_states: usize) -> Self {
+        HazardMaskChannel {
+            cfg,
+            grid: SquareGrid::new(n_states),
+            shown: Vec::new(),
+        }
+    }
+
+    fn masked(&self, state: usize) -> Vec<bool> {
+        (0..SquareGrid::MOVES.len())
+            .map(|a| {
+                self.grid
+                    .step(state, a)
+                    .is_some_and(|(s, _)| self.shown.contains(&s))
+            })
+            .collect()
+    }
+}
+
+impl EmotionChannel for HazardMaskChannel {
+    fn name(&self) -> &'static str {
+        "hazard_mask"
+    }
+
+    fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
+        if let Some(h) = &context.hazards {
+            self.shown.clone_from(h);
+        }
+    }
+
+    fn explore(&mut self, state: usize, rng: &RngHandle) -> Option<usize> {
+        explore_unmasked(&self.masked(state), rng)
+    }
+
+    fn bias(&mut self, state: usize, q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
+        penalise(&self.masked(state), q, self.cfg.penalty);
+        None
+    }
+
+    fn appraise(&mut self, _t: &Appraisal) {}
+
+    fn phasic(&self) -> f64 {
+        0.0
+    }
+
+    fn tonic(&self) -> f64 {
+        0.0
+    }
+
+    fn reset_episode(&mut self) {}
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored("hazard_mask", state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvadeConfig {
+    /// Manhattan distance from the threat within which the rule acts.
+    pub radius: f64,
+    /// Q-value subtracted from a masked move on the greedy branch.
+    pub penalty: f64,
+}
+
+impl Default for EvadeConfig {
+    fn default() -> Self {
+        EvadeConfig {
+            radius: 3.0,
+            penalty: 100.0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EvadeChannel {
+    cfg: EvadeConfig,
+    grid: SquareGrid,
+    threat: Option<usize>,
+}
+
+impl EvadeChannel {
+    pub fn new(cfg: EvadeConfig, n_states: usize) -> Self {
+        EvadeChannel {
+            cfg,
+            grid: SquareGrid::new(n_states),
+            threat: None,
+        }
+    }
+
+    /// Moves that end closer to a threat within the radius.
+    fn masked(&self, state: usize) -> Vec<bool> {
+        let moves = SquareGrid::MOVES.len();
+        let Some(threat) = self.threat.map(|t| self.grid.cell(t)) else {
+            return vec![false; moves];
+        };
+        let here = SquareGrid::distance(self.grid.cell(state), threat);
+        if here as f64 > self.cfg.radius {
+            return vec![false; moves];
+        }
+        (0..moves)
+            .map(|a| {
+                self.grid
+                    .step(state, a)
+                    .is_some_and(|(_, p)| SquareGrid::distance(p, threat) < here)
+            })
+            .collect()
+    }
+}
+
+impl EmotionChannel for EvadeChannel {
+    fn name(&self) -> &'static str {
+        "evade"
+    }
+
+    fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
+        self.threat = context.threat_state;
+    }
+
+    fn explore(&mut self, state: usize, rng: &RngHandle) -> Option<usize> {
+        explore_unmasked(&self.masked(state), rng)
+    }
+
+    fn bias(&mut self, state: usize, q: &mut [f64], _rng: &RngHandle) -> Option<usize> {
+        penalise(&self.masked(state), q, self.cfg.penalty);
+        None
+    }
+
+    fn appraise(&mut self, _t: &Appraisal) {}
+
+    fn phasic(&self) -> f64 {
+        0.0
+    }
+
+    fn tonic(&self) -> f64 {
+        0.0
+    }
+
+    fn reset_episode(&mut self) {
+        self.threat = None;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored("evade", state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefuelConfig {
+    /// Reserve level (fraction) at or below which the agent heads for a station.
+    pub below: f64,
+}
+
+impl Default for RefuelConfig {
+    fn default() -> Self {
+        RefuelConfig { below: 0.3 }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefuelChannel {
+    cfg: RefuelConfig,
+    grid: SquareGrid,
+    stations: Vec<usize>,
+    refuel: bool,
+}
+
+impl RefuelChannel {
+    pub fn new(cfg: RefuelConfig, n_states: usize) -> Self {
+        RefuelChannel {
+            cfg,
+            grid: SquareGrid::new(n_states),
+            stations: Vec::new(),
+            refuel: false,
+        }
+    }
+}
+
+impl EmotionChannel for RefuelChannel {
+    fn name(&self) -> &'static str {
+        "refuel"
+    }
+
+    fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
+        let Some(r) = &context.reserve else {
+            self.refuel = false;
+            return;
+        };
+        if let Some(s) = &r.stations {
+            self.stations.clone_from(s);
+        }
+        self.refuel = r.level <= self.cfg.below || !r.can_reach_station;
+    }
+
+    fn preempt(&mut self, state: usize, _q: &[f64], _rng: &RngHandle) -> Option<usize> {
+        if !self.refuel {
+            return None;
+        }
+        self.grid
+            .moves_toward_nearest(state, &self.stations)
+            .first()
+            .copied()
+    }
+
+    fn appraise(&mut self, _t: &Appraisal) {}
+
+    fn phasic(&self) -> f64 {
+        if self.refuel {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    fn tonic(&self) -> f64 {
+        0.0
+    }
+
+    fn reset_episode(&mut self) {
+        self.refuel = false;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored("refuel", state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emorl_core::context::Reserve;
+    use emorl_core::RngKind;
+
+    fn rng() -> RngHandle {
+        RngHandle::new(RngKind::Numpy, 0)
+    }
+
+    #[test]
+    fn hazard_mask_removes_moves_into_shown_hazards() {
+        // 4x4 grid; the agent at (1,1) = 5, a hazard right of it at (1,2) = 6.
+        let mut ch = HazardMaskChannel::new(HazardMaskConfig { penalty: 50.0 }, 16);
+        let ctx = EmotionalContext {
+            hazards: Some(vec![6]),
+            ..Default::default()
+        };
+        ch.perceive(5, &ctx);
+        let mut q = [1.0, 1.0, 1.0, 2.0];
+        ch.bias(5, &mut q, &rng());
+        assert_eq!(q, [1.0, 1.0, 1.0, -48.0]);
+        let r = rng();
+        for _ in 0..200 {
+            assert_ne!(ch.explore(5, &r), Some(3), "explored into the hazard");
+        }
+        // A context without a map keeps the last one shown.
+        ch.perceive(5, &EmotionalContext::default());
+        assert_eq!(ch.masked(5), vec![false, false, false, true]);
+        // Nothing masked: the learner's own uniform draw is kept.
+        assert_eq!(ch.explore(0, &r), None);
+    }
+
+    #[test]
+    fn evade_masks_approaching_moves_only_within_the_radius() {
+        let cfg = EvadeConfig {
+            radius: 2.0,
+            penalty: 10.0,
+        };
+        let mut ch = EvadeChannel::new(cfg, 25);
+        // Agent (2,2) = 12, threat (2,4) = 14: distance 2, "right" approaches.
+        let ctx = EmotionalContext {
+            threat_state: Some(14),
+            ..Default::default()
+        };
+        ch.perceive(12, &ctx);
+        assert_eq!(ch.masked(12), vec![false, false, false, true]);
+        // Agent (0,0): distance 6 > radius, nothing masked.
+        assert_eq!(ch.masked(0), vec![false; 4]);
+        let mut q = [0.0; 4];
+        ch.bias(12, &mut q, &rng());
+        assert_eq!(q, [0.0, 0.0, 0.0, -10.0]);
+    }
+
+    #[test]
+    fn refuel_heads_for_the_nearest_station_when_low() {
+        let mut ch = RefuelChannel::new(RefuelConfig { below: 0.3 }, 16);
+        let reserve = |level: f64, stations: Option<Vec<usize>>| EmotionalContext {
+            reserve: Some(Reserve {
+                level,
+                can_reach_station: true,
+                stations,
+            }),
+            ..Default::default()
+        };
+        // Stations at (0,0) and (3,3); the agent at (2,2) = 10 is nearer (3,3).
+        ch.perceive(10, &reserve(0.9, Some(vec![0, 15])));
+        assert_eq!(ch.preempt(10, &[0.0; 4], &rng()), None, "not low yet");
+        ch.perceive(10, &reserve(0.2, None));
+        assert_eq!(ch.preempt(10, &[0.0; 4], &rng()), Some(1), "down first");
+        // Out of reach counts as low.
+        let far = EmotionalContext {
+            reserve: Some(Reserve {
+                level: 0.9,
+                can_reach_station: false,
+                stations: None,
+            }),
+            ..Default::default()
+        };
+        ch.perceive(10, &far);
+        assert!(ch.preempt(10, &[0.0; 4], &rng()).is_some());
+        // Standing on the station: nothing to do.
+        ch.perceive(15, &reserve(0.1, None));
+        assert_eq!(ch.preempt(15, &[0.0; 4], &rng()), None);
+    }
+}
