@@ -5,7 +5,7 @@ use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, AnxietyConfig, ChannelConfig,
     CuriosityConfig, EvadeConfig, FearConfig, FearLearningRate, FearSelection, FearSource,
     HazardConfig, HazardMaskConfig, JoyConfig, NoveltyConfig, PatienceConfig, PersistenceConfig,
-    RefuelConfig, RegretConfig, SurpriseConfig,
+    RefuelConfig, RegretConfig, RepeatConfig, SurpriseConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -258,6 +258,15 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         || QLearnerConfig {
             epsilon: 0.1,
             q_init: 1.0,
+            ..Default::default()
+        },
+    );
+    r.register(
+        "repeat-q",
+        "Q-learning (epsilon 0.2) with temporally extended exploration: an exploratory move is repeated for 4 steps (ez-greedy); no emotion (V3 audit, Exp 20)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::Repeat(RepeatConfig::default())],
             ..Default::default()
         },
     );

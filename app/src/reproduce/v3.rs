@@ -70,6 +70,15 @@ pub fn column(seeds: &[V3Seed], arm: usize, m: usize) -> Vec<f64> {
     seeds.iter().map(|s| s.values[arm][m]).collect()
 }
 
+/// A p-value for prose: four decimals, or "< 0.0001".
+pub fn p_text(p: f64) -> String {
+    if p < 1e-4 {
+        "< 0.0001".to_string()
+    } else {
+        format_number(p, 4)
+    }
+}
+
 /// The seed range `first–last` as text.
 pub fn seed_range(seeds: &[V3Seed]) -> String {
     match (seeds.first(), seeds.last()) {
@@ -274,7 +283,7 @@ fn build_tables(
                     "Exp {} d {} (Holm p {}): {verdict}",
                     exp.number,
                     format_number(c.cohens_d, 2),
-                    format_number(*p, 4)
+                    p_text(*p)
                 )
             })
             .collect();

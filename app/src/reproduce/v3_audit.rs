@@ -5,7 +5,7 @@
 
 use super::common::{fresh_event_writer, open_run, write_timing, ReproduceArgs, ReproduceOptions};
 use super::figure::{self, Block};
-use super::v3::{blocks_and_pool, column, permutation_rng, run_arms, V3Seed};
+use super::v3::{blocks_and_pool, column, p_text, permutation_rng, run_arms, V3Seed};
 use crate::progress::progress;
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_tabular::v3::{experiment, MetricSpec, V3Experiment};
@@ -584,7 +584,7 @@ fn build_tables(
                     m.label,
                     verdict(m, &a.c, adjusted[i]),
                     format_number(a.c.cohens_d, 2),
-                    format_number(adjusted[i], 4)
+                    p_text(adjusted[i])
                 )
             })
             .collect();

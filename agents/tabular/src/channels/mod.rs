@@ -31,6 +31,7 @@ pub use persistence::{PersistenceChannel, PersistenceConfig};
 pub use regret::{RegretChannel, RegretConfig};
 pub use rules::{
     EvadeChannel, EvadeConfig, HazardMaskChannel, HazardMaskConfig, RefuelChannel, RefuelConfig,
+    RepeatChannel, RepeatConfig,
 };
 pub use surprise::{SurpriseChannel, SurpriseConfig};
 
@@ -187,6 +188,7 @@ pub enum ChannelConfig {
     HazardMask(HazardMaskConfig),
     Evade(EvadeConfig),
     Refuel(RefuelConfig),
+    Repeat(RepeatConfig),
 }
 
 impl ChannelConfig {
@@ -207,6 +209,7 @@ impl ChannelConfig {
             ChannelConfig::HazardMask(c) => Box::new(HazardMaskChannel::new(c.clone(), n_states)),
             ChannelConfig::Evade(c) => Box::new(EvadeChannel::new(c.clone(), n_states)),
             ChannelConfig::Refuel(c) => Box::new(RefuelChannel::new(c.clone(), n_states)),
+            ChannelConfig::Repeat(c) => Box::new(RepeatChannel::new(c.clone())),
         }
     }
 }

@@ -13,6 +13,9 @@
 //! - [`RefuelChannel`] (Exp 23): at a reserve level at or below `below`, or
 //!   when the nearest station is out of reach, take the first move toward
 //!   the nearest station (no draw).
+//! - [`RepeatChannel`] (Exp 20): temporally extended exploration
+//!   (εz-greedy, Dabney et al. 2021): an exploratory action is repeated for
+//!   the next `repeat − 1` steps.
 
 use super::{Appraisal, EmotionChannel, SquareGrid};
 use emorl_core::context::EmotionalContext;
@@ -304,6 +307,81 @@ impl EmotionChannel for RefuelChannel {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatConfig {
+    /// Steps an exploratory action lasts (1: plain ε-greedy).
+    pub repeat: u32,
+}
+
+impl Default for RepeatConfig {
+    fn default() -> Self {
+        RepeatConfig { repeat: 4 }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RepeatChannel {
+    cfg: RepeatConfig,
+    n_actions: usize,
+    /// The exploratory action being repeated and the steps it has left.
+    current: Option<(usize, u32)>,
+}
+
+impl RepeatChannel {
+    pub fn new(cfg: RepeatConfig) -> Self {
+        RepeatChannel {
+            cfg,
+            n_actions: SquareGrid::MOVES.len(),
+            current: None,
+        }
+    }
+}
+
+impl EmotionChannel for RepeatChannel {
+    fn name(&self) -> &'static str {
+        "repeat"
+    }
+
+    fn preempt(&mut self, _state: usize, q: &[f64], _rng: &RngHandle) -> Option<usize> {
+        self.n_actions = q.len();
+        let (action, left) = self.current?;
+        self.current = (left > 1).then_some((action, left - 1));
+        Some(action)
+    }
+
+    fn explore(&mut self, _state: usize, rng: &RngHandle) -> Option<usize> {
+        let a = rng.randint(self.n_actions.max(1));
+        if self.cfg.repeat > 1 {
+            self.current = Some((a, self.cfg.repeat - 1));
+        }
+        Some(a)
+    }
+
+    fn appraise(&mut self, _t: &Appraisal) {}
+
+    fn phasic(&self) -> f64 {
+        0.0
+    }
+
+    fn tonic(&self) -> f64 {
+        0.0
+    }
+
+    fn reset_episode(&mut self) {
+        self.current = None;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored("repeat", state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +434,25 @@ mod tests {
         let mut q = [0.0; 4];
         ch.bias(12, &mut q, &rng());
         assert_eq!(q, [0.0, 0.0, 0.0, -10.0]);
+    }
+
+    #[test]
+    fn repeat_holds_an_exploratory_action_for_its_duration() {
+        let mut ch = RepeatChannel::new(RepeatConfig { repeat: 3 });
+        let r = rng();
+        let q = [0.0; 4];
+        assert_eq!(ch.preempt(0, &q, &r), None, "nothing to repeat yet");
+        let a = ch.explore(0, &r).expect("draws");
+        assert_eq!(ch.preempt(1, &q, &r), Some(a));
+        assert_eq!(ch.preempt(2, &q, &r), Some(a));
+        assert_eq!(ch.preempt(3, &q, &r), None, "three steps in all");
+        ch.explore(0, &r);
+        ch.reset_episode();
+        assert_eq!(ch.preempt(0, &q, &r), None, "an episode starts afresh");
+        // repeat = 1 is plain ε-greedy.
+        let mut one = RepeatChannel::new(RepeatConfig { repeat: 1 });
+        one.explore(0, &r);
+        assert_eq!(one.preempt(0, &q, &r), None);
     }
 
     #[test]
