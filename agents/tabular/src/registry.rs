@@ -5,7 +5,7 @@ use crate::channels::{
     AngerConfig, AngerDynamics, AngerLearningRate, AngerSelection, AnxietyConfig, ChannelConfig,
     CuriosityConfig, EvadeConfig, FearConfig, FearLearningRate, FearSelection, FearSource,
     HazardConfig, HazardMaskConfig, JoyConfig, NoveltyConfig, PatienceConfig, PersistenceConfig,
-    RefuelConfig, RegretConfig, RepeatConfig, SurpriseConfig,
+    PushOnConfig, RefuelConfig, RegretConfig, RepeatConfig, SurpriseConfig,
 };
 use crate::learner::QLearnerConfig;
 use emorl_core::registry::Registry;
@@ -267,6 +267,15 @@ pub fn registry() -> Registry<MakeAgentConfig> {
         || QLearnerConfig {
             epsilon: 0.2,
             channels: vec![ChannelConfig::Repeat(RepeatConfig::default())],
+            ..Default::default()
+        },
+    );
+    r.register(
+        "push-on-q",
+        "Q-learning (epsilon 0.2) with a persistence rule: after a push that moved a jammed door without opening it, push again; no emotion (V3 audit, Exp 20)",
+        || QLearnerConfig {
+            epsilon: 0.2,
+            channels: vec![ChannelConfig::PushOn(PushOnConfig::default())],
             ..Default::default()
         },
     );

@@ -30,8 +30,8 @@ pub use patience::{PatienceChannel, PatienceConfig};
 pub use persistence::{PersistenceChannel, PersistenceConfig};
 pub use regret::{RegretChannel, RegretConfig};
 pub use rules::{
-    EvadeChannel, EvadeConfig, HazardMaskChannel, HazardMaskConfig, RefuelChannel, RefuelConfig,
-    RepeatChannel, RepeatConfig,
+    EvadeChannel, EvadeConfig, HazardMaskChannel, HazardMaskConfig, PushOnChannel, PushOnConfig,
+    RefuelChannel, RefuelConfig, RepeatChannel, RepeatConfig,
 };
 pub use surprise::{SurpriseChannel, SurpriseConfig};
 
@@ -189,6 +189,7 @@ pub enum ChannelConfig {
     Evade(EvadeConfig),
     Refuel(RefuelConfig),
     Repeat(RepeatConfig),
+    PushOn(PushOnConfig),
 }
 
 impl ChannelConfig {
@@ -210,6 +211,7 @@ impl ChannelConfig {
             ChannelConfig::Evade(c) => Box::new(EvadeChannel::new(c.clone(), n_states)),
             ChannelConfig::Refuel(c) => Box::new(RefuelChannel::new(c.clone(), n_states)),
             ChannelConfig::Repeat(c) => Box::new(RepeatChannel::new(c.clone())),
+            ChannelConfig::PushOn(c) => Box::new(PushOnChannel::new(c.clone())),
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`RefuelChannel`] (Exp 23): at a reserve level at or below `below`, or
 //!   when the nearest station is out of reach, take the first move toward
 //!   the nearest station (no draw).
+//! - [`PushOnChannel`] (Exp 20): after a move that pushed a jammed
+//!   obstacle without opening it, push again (no draw).
 //! - [`RepeatChannel`] (Exp 20): temporally extended exploration
 //!   (εz-greedy, Dabney et al. 2021): an exploratory action is repeated for
 //!   the next `repeat − 1` steps.
@@ -307,6 +309,77 @@ impl EmotionChannel for RefuelChannel {
     }
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushOnConfig {}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PushOnChannel {
+    cfg: PushOnConfig,
+    /// The last action and whether the move before acting pushed the
+    /// obstacle without opening it.
+    last: Option<usize>,
+    push_again: bool,
+}
+
+impl PushOnChannel {
+    pub fn new(cfg: PushOnConfig) -> Self {
+        PushOnChannel {
+            cfg,
+            last: None,
+            push_again: false,
+        }
+    }
+}
+
+impl EmotionChannel for PushOnChannel {
+    fn name(&self) -> &'static str {
+        "push_on"
+    }
+
+    fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
+        self.push_again = context
+            .obstacle
+            .is_some_and(|o| o.pushed && o.pushes > 0 && o.pushes < o.needed);
+    }
+
+    fn preempt(&mut self, _state: usize, _q: &[f64], _rng: &RngHandle) -> Option<usize> {
+        if self.push_again {
+            self.last
+        } else {
+            None
+        }
+    }
+
+    fn on_action(&mut self, action: usize, _how: super::Choice) {
+        self.last = Some(action);
+    }
+
+    fn appraise(&mut self, _t: &Appraisal) {}
+
+    fn phasic(&self) -> f64 {
+        0.0
+    }
+
+    fn tonic(&self) -> f64 {
+        0.0
+    }
+
+    fn reset_episode(&mut self) {
+        self.last = None;
+        self.push_again = false;
+    }
+
+    fn state(&self) -> Result<serde_json::Value, CoreError> {
+        super::state_of(self)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+        *self = super::restored("push_on", state, &self.cfg, |c: &Self| &c.cfg)?;
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepeatConfig {
@@ -434,6 +507,31 @@ mod tests {
         let mut q = [0.0; 4];
         ch.bias(12, &mut q, &rng());
         assert_eq!(q, [0.0, 0.0, 0.0, -10.0]);
+    }
+
+    #[test]
+    fn push_on_pushes_again_until_the_obstacle_gives() {
+        use emorl_core::context::Obstacle;
+        let mut ch = PushOnChannel::new(PushOnConfig::default());
+        let r = rng();
+        let q = [0.0; 4];
+        let ctx = |pushed, pushes| EmotionalContext {
+            obstacle: Some(Obstacle {
+                pushed,
+                pushes,
+                needed: 4,
+            }),
+            ..Default::default()
+        };
+        ch.on_action(3, super::super::Choice::Explored);
+        ch.perceive(0, &ctx(true, 1));
+        assert_eq!(ch.preempt(0, &q, &r), Some(3));
+        ch.perceive(0, &ctx(true, 4));
+        assert_eq!(ch.preempt(0, &q, &r), None, "it gave way");
+        ch.perceive(0, &ctx(false, 0));
+        assert_eq!(ch.preempt(0, &q, &r), None, "no push");
+        ch.perceive(0, &EmotionalContext::default());
+        assert_eq!(ch.preempt(0, &q, &r), None, "no obstacle");
     }
 
     #[test]
