@@ -70,6 +70,20 @@ pub fn column(seeds: &[V3Seed], arm: usize, m: usize) -> Vec<f64> {
     seeds.iter().map(|s| s.values[arm][m]).collect()
 }
 
+/// Writes several tables as one `table.md` (one after the other) and one
+/// `table.json` (their list); returns the markdown.
+pub fn write_tables(run: &RunDir, tables: &[Table]) -> Result<String> {
+    let markdown = tables
+        .iter()
+        .map(Table::to_markdown)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let json = serde_json::to_string_pretty(tables).context("table JSON")?;
+    run.write_atomic(Path::new("table.json"), json.as_bytes())?;
+    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    Ok(markdown)
+}
+
 /// A p-value for prose: four decimals, or "< 0.0001".
 pub fn p_text(p: f64) -> String {
     if p < 1e-4 {
@@ -157,14 +171,7 @@ pub fn reproduce_v3(args: &ReproduceArgs) -> Result<PathBuf> {
     }
     pb.finish_and_clear();
     let (tables, panels) = build_tables(o, &outcomes)?;
-    let markdown: String = tables
-        .iter()
-        .map(Table::to_markdown)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let json = serde_json::to_string_pretty(&tables).context("table JSON")?;
-    run.write_atomic(Path::new("table.json"), json.as_bytes())?;
-    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    let markdown = write_tables(&run, &tables)?;
     log_tensorboard(&run, &outcomes, &markdown)?;
     let labels: Vec<_> = V3_EXPERIMENTS
         .iter()

@@ -5,7 +5,7 @@
 
 use super::common::{fresh_event_writer, open_run, write_timing, ReproduceArgs, ReproduceOptions};
 use super::figure::{self, Block};
-use super::v3::{blocks_and_pool, column, p_text, permutation_rng, run_arms, V3Seed};
+use super::v3::{blocks_and_pool, column, p_text, permutation_rng, run_arms, write_tables, V3Seed};
 use crate::progress::progress;
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_tabular::v3::{experiment, MetricSpec, V3Experiment};
@@ -354,14 +354,7 @@ pub fn reproduce_v3_audit(args: &ReproduceArgs) -> Result<PathBuf> {
         serde_json::to_string_pretty(&tuning_json)?.as_bytes(),
     )?;
     let (tables, panels) = build_tables(o, &cfg, &tuned, &all)?;
-    let markdown: String = tables
-        .iter()
-        .map(Table::to_markdown)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let json = serde_json::to_string_pretty(&tables).context("table JSON")?;
-    run.write_atomic(Path::new("table.json"), json.as_bytes())?;
-    run.write_atomic(Path::new("table.md"), markdown.as_bytes())?;
+    let markdown = write_tables(&run, &tables)?;
     let mut tb = fresh_event_writer(&run)?;
     for ((exp, arms), seeds) in tuned.iter().zip(&all) {
         for (a, arm) in arms.iter().enumerate() {

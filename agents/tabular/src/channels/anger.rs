@@ -177,14 +177,7 @@ impl EmotionChannel for AngerChannel {
         self.last_action = None;
     }
 
-    fn state(&self) -> Result<serde_json::Value, CoreError> {
-        super::state_of(self)
-    }
-
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
-        *self = super::restored(self.name(), state, &self.cfg, |c: &Self| &c.cfg)?;
-        Ok(())
-    }
+    super::serde_state!();
 }
 
 #[cfg(test)]

@@ -81,8 +81,9 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// Short name used in logs (`emotion/<name>`).
     fn name(&self) -> &'static str;
 
-    /// Appraises a transition: updates phasic and tonic state. Called first in an update.
-    fn appraise(&mut self, t: &Appraisal);
+    /// Appraises a transition: updates phasic and tonic state. Called first
+    /// in an update. (Rules without affective state keep the default.)
+    fn appraise(&mut self, _t: &Appraisal) {}
 
     /// Additive shaping of the reward inside the TD target (e.g. a curiosity bonus).
     fn target_bonus(&self, _t: &Appraisal) -> f64 {
@@ -129,11 +130,15 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// After the Q update: may adjust other entries of the updated state's row.
     fn after_update(&mut self, _t: &Appraisal, _q_row: &mut [f64]) {}
 
-    /// Current (phasic) intensity, for logging.
-    fn phasic(&self) -> f64;
+    /// Current (phasic) intensity, for logging (0 for a rule without one).
+    fn phasic(&self) -> f64 {
+        0.0
+    }
 
-    /// Slow (tonic) level, for logging.
-    fn tonic(&self) -> f64;
+    /// Slow (tonic) level, for logging (0 for a channel without one).
+    fn tonic(&self) -> f64 {
+        0.0
+    }
 
     /// Clears per-episode state (tonic memories that should persist are kept).
     fn reset_episode(&mut self);
@@ -146,6 +151,22 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// another config is refused.
     fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError>;
 }
+
+/// `state` and `restore` of a channel whose whole state serialises with
+/// it (a `cfg` field holds its config).
+macro_rules! serde_state {
+    () => {
+        fn state(&self) -> Result<serde_json::Value, CoreError> {
+            super::state_of(self)
+        }
+
+        fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+            *self = super::restored(self.name(), state, &self.cfg, |c: &Self| &c.cfg)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use serde_state;
 
 /// A channel's state as JSON (floats round-trip exactly).
 pub(crate) fn state_of<C: Serialize>(channel: &C) -> Result<serde_json::Value, CoreError> {

@@ -19,7 +19,7 @@
 //!   (εz-greedy, Dabney et al. 2021): an exploratory action is repeated for
 //!   the next `repeat − 1` steps.
 
-use super::{Appraisal, EmotionChannel, SquareGrid};
+use super::{EmotionChannel, SquareGrid};
 use emorl_core::context::EmotionalContext;
 use emorl_core::rng::RngHandle;
 use emorl_core::CoreError;
@@ -105,26 +105,9 @@ impl EmotionChannel for HazardMaskChannel {
         None
     }
 
-    fn appraise(&mut self, _t: &Appraisal) {}
-
-    fn phasic(&self) -> f64 {
-        0.0
-    }
-
-    fn tonic(&self) -> f64 {
-        0.0
-    }
-
     fn reset_episode(&mut self) {}
 
-    fn state(&self) -> Result<serde_json::Value, CoreError> {
-        super::state_of(self)
-    }
-
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
-        *self = super::restored("hazard_mask", state, &self.cfg, |c: &Self| &c.cfg)?;
-        Ok(())
-    }
+    super::serde_state!();
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,28 +182,11 @@ impl EmotionChannel for EvadeChannel {
         None
     }
 
-    fn appraise(&mut self, _t: &Appraisal) {}
-
-    fn phasic(&self) -> f64 {
-        0.0
-    }
-
-    fn tonic(&self) -> f64 {
-        0.0
-    }
-
     fn reset_episode(&mut self) {
         self.threat = None;
     }
 
-    fn state(&self) -> Result<serde_json::Value, CoreError> {
-        super::state_of(self)
-    }
-
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
-        *self = super::restored("evade", state, &self.cfg, |c: &Self| &c.cfg)?;
-        Ok(())
-    }
+    super::serde_state!();
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -281,8 +247,6 @@ impl EmotionChannel for RefuelChannel {
             .copied()
     }
 
-    fn appraise(&mut self, _t: &Appraisal) {}
-
     fn phasic(&self) -> f64 {
         if self.refuel {
             1.0
@@ -291,22 +255,11 @@ impl EmotionChannel for RefuelChannel {
         }
     }
 
-    fn tonic(&self) -> f64 {
-        0.0
-    }
-
     fn reset_episode(&mut self) {
         self.refuel = false;
     }
 
-    fn state(&self) -> Result<serde_json::Value, CoreError> {
-        super::state_of(self)
-    }
-
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
-        *self = super::restored("refuel", state, &self.cfg, |c: &Self| &c.cfg)?;
-        Ok(())
-    }
+    super::serde_state!();
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -355,29 +308,12 @@ impl EmotionChannel for PushOnChannel {
         self.last = Some(action);
     }
 
-    fn appraise(&mut self, _t: &Appraisal) {}
-
-    fn phasic(&self) -> f64 {
-        0.0
-    }
-
-    fn tonic(&self) -> f64 {
-        0.0
-    }
-
     fn reset_episode(&mut self) {
         self.last = None;
         self.push_again = false;
     }
 
-    fn state(&self) -> Result<serde_json::Value, CoreError> {
-        super::state_of(self)
-    }
-
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
-        *self = super::restored("push_on", state, &self.cfg, |c: &Self| &c.cfg)?;
-        Ok(())
-    }
+    super::serde_state!();
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -431,28 +367,11 @@ impl EmotionChannel for RepeatChannel {
         Some(a)
     }
 
-    fn appraise(&mut self, _t: &Appraisal) {}
-
-    fn phasic(&self) -> f64 {
-        0.0
-    }
-
-    fn tonic(&self) -> f64 {
-        0.0
-    }
-
     fn reset_episode(&mut self) {
         self.current = None;
     }
 
-    fn state(&self) -> Result<serde_json::Value, CoreError> {
-        super::state_of(self)
-    }
-
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
-        *self = super::restored("repeat", state, &self.cfg, |c: &Self| &c.cfg)?;
-        Ok(())
-    }
+    super::serde_state!();
 }
 
 #[cfg(test)]
