@@ -10,8 +10,9 @@ use tch::{Device, Kind, Tensor};
 use crate::error::Result;
 use crate::params::{Linear, ParamStore};
 
-/// The emotions of the state, in tensor column order.
-pub const EMOTIONS: [&str; 4] = ["fear", "curiosity", "anger", "joy"];
+/// The emotions of the state, in tensor column order (emorl's one
+/// vocabulary, shared with the neurochemical dynamics).
+pub use emorl_core::neuro::EMOTIONS;
 /// Number of phasic emotions.
 pub const N_EMOTIONS: usize = EMOTIONS.len();
 /// Width of the conditioning vector modules read: the four phasic emotions
