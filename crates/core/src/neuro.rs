@@ -328,7 +328,7 @@ mod tests {
         for _ in 0..400 {
             n.step(&cfg, &Stimulus::default(), 1.0);
         }
-        for i in 0..4 {
+        for (i, (name, level)) in CHEMICALS.iter().zip(n.levels).enumerate() {
             // With cortisol at its baseline, serotonin settles where the
             // suppression balances its relaxation.
             let want = if i == SE {
@@ -337,7 +337,7 @@ mod tests {
             } else {
                 cfg.baseline[i]
             };
-            assert!(close(n.levels[i], want, 1e-6), "{}: {}", CHEMICALS[i], n.levels[i]);
+            assert!(close(level, want, 1e-6), "{name}: {level}");
         }
     }
 
