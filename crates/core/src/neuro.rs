@@ -21,10 +21,11 @@
 //! serotonin, negative feedback lowers them and raises cortisol; novelty
 //! raises dopamine; threat (a safety flag, harm, a near threat) raises
 //! cortisol and lowers oxytocin; warmth raises oxytocin and serotonin and
-//! soothes cortisol. Cortisol suppresses serotonin: its level at the start
-//! of a step adds `cortisol_suppression · cortisol` to serotonin's down
-//! drive (the one coupling between chemicals; held for the step, so the
-//! linear part stays exact).
+//! soothes cortisol. Cortisol above its baseline suppresses serotonin: its
+//! excess at the start of a step adds `cortisol_suppression · excess` to
+//! serotonin's down drive (the one coupling between chemicals; held for the
+//! step, so the linear part stays exact). At rest every chemical sits at
+//! its baseline.
 //!
 //! [`Neurochemistry::emotions`] maps the levels to the four emotions the
 //! LLM modules read ([`EMOTIONS`]) and [`Neurochemistry::temperature`] to a
@@ -98,7 +99,9 @@ impl Stimulus {
             if social.safety_flag {
                 s.threat = 1.0;
             }
-            s.threat = s.threat.max((f64::from(social.failed_attempts) / 3.0).min(1.0));
+            s.threat = s
+                .threat
+                .max((f64::from(social.failed_attempts) / 3.0).min(1.0));
             s.warmth = social.user_satisfaction.max(0.0);
         }
         s.clamped()
@@ -115,7 +118,7 @@ pub struct NeuroConfig {
     pub decay: [f64; 4],
     /// How strongly each stimulus drives the levels (≥ 0), per unit time.
     pub gain: f64,
-    /// Serotonin's extra down drive per unit of cortisol (≥ 0).
+    /// Serotonin's extra down drive per unit of cortisol above its baseline (≥ 0).
     pub cortisol_suppression: f64,
     /// Sampling temperature at dopamine 0 and at dopamine 1.
     pub temperature: [f64; 2],
@@ -141,7 +144,11 @@ impl NeuroConfig {
         if !self.baseline.iter().all(|b| (0.0..=1.0).contains(b)) {
             return bad("every baseline must be in [0, 1]");
         }
-        if !self.decay.iter().all(|k| k.is_finite() && *k > 0.0 && *k <= 1e6) {
+        if !self
+            .decay
+            .iter()
+            .all(|k| k.is_finite() && *k > 0.0 && *k <= 1e6)
+        {
             return bad("every decay rate must be in (0, 1e6]");
         }
         if !(self.gain.is_finite() && (0.0..=1e6).contains(&self.gain)) {
@@ -165,7 +172,7 @@ impl NeuroConfig {
     /// | chemical | up | down |
     /// | --- | --- | --- |
     /// | dopamine | feedback⁺ + 0.5 novelty | 0.5 feedback⁻ |
-    /// | serotonin | 0.5 feedback⁺ + 0.3 warmth | 0.5 feedback⁻ + suppression · cortisol |
+    /// | serotonin | 0.5 feedback⁺ + 0.3 warmth | 0.5 feedback⁻ + suppression · (cortisol − its baseline)⁺ |
     /// | cortisol | threat + 0.5 feedback⁻ | 0.3 warmth |
     /// | oxytocin | warmth | 0.3 threat |
     ///
@@ -183,7 +190,9 @@ impl NeuroConfig {
         ];
         let down = [
             g * 0.5 * neg,
-            g * 0.5 * neg + self.cortisol_suppression * cortisol.clamp(0.0, 1.0),
+            g * 0.5 * neg
+                + self.cortisol_suppression
+                    * (cortisol.clamp(0.0, 1.0) - self.baseline[CO]).max(0.0),
             g * 0.3 * s.warmth,
             g * 0.3 * s.threat,
         ];
@@ -328,16 +337,8 @@ mod tests {
         for _ in 0..400 {
             n.step(&cfg, &Stimulus::default(), 1.0);
         }
-        for (i, (name, level)) in CHEMICALS.iter().zip(n.levels).enumerate() {
-            // With cortisol at its baseline, serotonin settles where the
-            // suppression balances its relaxation.
-            let want = if i == SE {
-                cfg.decay[SE] * cfg.baseline[SE]
-                    / (cfg.decay[SE] + cfg.cortisol_suppression * cfg.baseline[CO])
-            } else {
-                cfg.baseline[i]
-            };
-            assert!(close(level, want, 1e-6), "{name}: {level}");
+        for ((name, level), want) in CHEMICALS.iter().zip(n.levels).zip(cfg.baseline) {
+            assert!(close(level, want, 1e-6), "{name}: {level} vs {want}");
         }
     }
 
@@ -355,7 +356,11 @@ mod tests {
                 feedback: rng.random() * 6.0 - 3.0,
                 novelty: rng.random() * 3.0 - 1.0,
                 threat: rng.random() * 3.0 - 1.0,
-                warmth: if rng.random() < 0.01 { f64::NAN } else { rng.random() },
+                warmth: if rng.random() < 0.01 {
+                    f64::NAN
+                } else {
+                    rng.random()
+                },
             };
             let dt = match rng.randint(4) {
                 0 => 1e-9,
@@ -429,7 +434,10 @@ mod tests {
         assert_eq!(s.novelty, 0.4);
         assert_eq!(s.warmth, 0.8);
         assert!(s.feedback < -0.9);
-        assert_eq!(Stimulus::from_context(&EmotionalContext::default()), Stimulus::default());
+        assert_eq!(
+            Stimulus::from_context(&EmotionalContext::default()),
+            Stimulus::default()
+        );
     }
 
     #[test]
