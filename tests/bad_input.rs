@@ -135,6 +135,11 @@ const CASES: &[(&str, &str)] = &[
     ("unknown V3 experiment 'nope'", "reproduce v3-audit --config IN/audit-exp.toml --out OUT"),
     ("lr", "reproduce v3-audit --config IN/audit-lr.toml --out OUT"),
     ("<TABLE>", "reproduce --out OUT"),
+    // serve (each refused before it listens or writes)
+    ("reachable from other machines", "serve --host 0.0.0.0 --out OUT"),
+    ("not an IP address", "serve --host localhost.example --out OUT"),
+    ("--token", "serve --token short --out OUT"),
+    ("--port", "serve --port 70000 --out OUT"),
     // generate
     ("missing.gguf", "generate --model IN/missing.gguf --prompt hi"),
     ("garbage.gguf", "generate --model IN/garbage.gguf --prompt hi"),
@@ -303,7 +308,7 @@ fn bad_generate_input() {
 
 #[test]
 fn bad_chat_eval_play_input() {
-    for command in ["chat", "eval", "play", "envs"] {
+    for command in ["chat", "eval", "play", "envs", "serve"] {
         run_cases(command);
     }
 }

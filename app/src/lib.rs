@@ -20,5 +20,6 @@ pub mod measure;
 pub mod play;
 pub mod progress;
 pub mod reproduce;
+pub mod serve;
 pub mod summary;
 pub mod train;

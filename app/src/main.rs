@@ -140,6 +140,36 @@ enum Command {
     Tables,
     /// Show build information: version, libtorch, threads, CUDA.
     Info,
+    /// Serve the emotion engine (neurochemical state per session) over HTTP.
+    #[command(after_help = "REST API (JSON):\n  \
+        GET  /v1/health                  liveness and the number of sessions\n  \
+        POST /v1/sessions                a new session at baseline; body {\"id\": \"name\"} optional\n  \
+        GET  /v1/sessions/ID             levels, emotions, sampling temperature, conditioning tokens\n  \
+        POST /v1/sessions/ID/events      {\"feedback\": -1..1, \"novelty\": 0..1, \"threat\": 0..1, \"warmth\": 0..1, \"dt\": 1}\n  \
+        POST /v1/sessions/ID/reset       back to baseline\n\n\
+        Examples:\n  \
+        emorl serve --port 8700 --out runs/engine\n  \
+        curl -s -X POST localhost:8700/v1/sessions -H 'content-type: application/json' -d '{\"id\": \"alice\"}'\n  \
+        curl -s -X POST localhost:8700/v1/sessions/alice/events -H 'content-type: application/json' -d '{\"threat\": 0.9}'\n\n\
+        Every acknowledged change is stored in OUT/sessions/ first: restarting on the same\n\
+        --out keeps it. Loopback only unless --token is given.")]
+    Serve {
+        /// Address to listen on (another than loopback needs --token).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port (0: any free port; the address is printed on stdout).
+        #[arg(long, default_value_t = 8700)]
+        port: u16,
+        /// Run directory holding the sessions (kept across restarts).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Bearer token every request but /v1/health must carry.
+        #[arg(long)]
+        token: Option<String>,
+        /// Directory under which a run directory is created without --out.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -395,6 +425,19 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("written to {}", dir.display());
         }
         Command::Play { env, seed, data } => emorl::play::play(&env, seed, data)?,
+        Command::Serve {
+            host,
+            port,
+            out,
+            token,
+            runs_dir,
+        } => emorl::serve::serve(emorl::serve::ServeArgs {
+            host,
+            port,
+            out,
+            runs_dir,
+            token,
+        })?,
         Command::Generate(g) => emorl::generate::generate(g)?,
         Command::Tables => {
             for t in &emorl::reproduce::TABLES {

@@ -1,0 +1,419 @@
+//! `emorl serve`: the emotion engine (seed 003) as a local HTTP service.
+//!
+//! Sessions hold neurochemical state (`emorl_core::neuro`); clients read it
+//! and post interaction events that advance the dynamics. REST under `/v1`:
+//!
+//! | method | path | does |
+//! | --- | --- | --- |
+//! | GET | `/v1/health` | liveness and the session count |
+//! | POST | `/v1/sessions` | a new session at baseline (`{"id": …}` optional) |
+//! | GET | `/v1/sessions/{id}` | its state: levels, emotions, temperature, tokens |
+//! | POST | `/v1/sessions/{id}/events` | a stimulus held for `dt` time units |
+//! | POST | `/v1/sessions/{id}/reset` | back to baseline |
+//!
+//! Every change is written atomically to `sessions/<id>.json` in the run
+//! directory before it is acknowledged, so a server killed at any moment and
+//! restarted on the same `--out` has every acknowledged update. Bad requests
+//! get a 4xx with `{"error": "…"}` and change nothing. Loopback by default;
+//! another address needs `--token`, and every request but `/v1/health` must
+//! then carry `Authorization: Bearer <token>`.
+
+use anyhow::{bail, Context, Result};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use emorl_core::neuro::{NeuroConfig, Neurochemistry, Stimulus, CHEMICALS, EMOTIONS};
+use emorl_log::RunDir;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY: usize = 16 * 1024;
+/// Most sessions one server holds.
+pub const MAX_SESSIONS: usize = 10_000;
+/// Longest step one event may ask for (time units).
+pub const MAX_DT: f64 = 86_400.0;
+
+/// `emorl serve`'s options.
+pub struct ServeArgs {
+    pub host: String,
+    pub port: u16,
+    pub out: Option<PathBuf>,
+    pub runs_dir: PathBuf,
+    pub token: Option<String>,
+}
+
+/// One session as stored and served.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Session {
+    id: String,
+    /// Acknowledged events since creation or the last reset.
+    updates: u64,
+    state: Neurochemistry,
+}
+
+struct App {
+    cfg: NeuroConfig,
+    run: RunDir,
+    token: Option<String>,
+    sessions: Mutex<BTreeMap<String, Session>>,
+}
+
+/// An error answer: status and one line.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+fn bad(status: StatusCode, msg: impl Into<String>) -> ApiError {
+    ApiError(status, msg.into())
+}
+
+/// A JSON body, or the extractor's own 4xx (400 malformed, 413 too large,
+/// 415 not JSON, 422 wrong shape) with its message.
+fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    b.map(|Json(v)| v)
+        .map_err(|e| bad(e.status(), e.body_text().replace('\n', " ")))
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The answer for a session: levels, emotions, temperature and tokens.
+fn view(cfg: &NeuroConfig, s: &Session) -> serde_json::Value {
+    let levels: BTreeMap<&str, f64> = CHEMICALS.iter().copied().zip(s.state.levels).collect();
+    let emotions: BTreeMap<&str, f64> = EMOTIONS.iter().copied().zip(s.state.emotions()).collect();
+    serde_json::json!({
+        "id": s.id,
+        "updates": s.updates,
+        "levels": levels,
+        "emotions": emotions,
+        "temperature": s.state.temperature(cfg),
+        "tokens": s.state.tokens(),
+    })
+}
+
+impl App {
+    fn authorise(&self, headers: &HeaderMap) -> ApiResult<()> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given == Some(token.as_str()) {
+            Ok(())
+        } else {
+            Err(bad(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (Authorization: Bearer <token>)",
+            ))
+        }
+    }
+
+    /// Writes the session before the change is acknowledged.
+    fn persist(&self, s: &Session) -> ApiResult<()> {
+        let text = serde_json::to_vec_pretty(s)
+            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        self.run
+            .write_atomic(Path::new("sessions").join(format!("{}.json", s.id)), &text)
+            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(())
+    }
+
+    /// Applies `change` to session `id` and stores it, all under the lock
+    /// (so updates to a session are stored in the order they are answered);
+    /// a failed store leaves the session as it was.
+    fn update(&self, id: &str, change: impl FnOnce(&mut Session)) -> ApiResult<serde_json::Value> {
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        let current = sessions
+            .get(id)
+            .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
+        let mut next = current.clone();
+        change(&mut next);
+        self.persist(&next)?;
+        let out = view(&self.cfg, &next);
+        sessions.insert(id.to_string(), next);
+        Ok(out)
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> ApiResult<Json<serde_json::Value>> {
+    let n = app.sessions.lock().map(|s| s.len()).unwrap_or(0);
+    Ok(Json(serde_json::json!({ "status": "ok", "sessions": n })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    id: Option<String>,
+}
+
+async fn create(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    b: Option<Json<CreateBody>>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    app.authorise(&headers)?;
+    let b = b.map(|Json(v)| v).unwrap_or_default();
+    let mut sessions = app
+        .sessions
+        .lock()
+        .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+    if sessions.len() >= MAX_SESSIONS {
+        return Err(bad(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("this server holds its limit of {MAX_SESSIONS} sessions"),
+        ));
+    }
+    let id = match b.id {
+        Some(id) if !valid_id(&id) => {
+            return Err(bad(
+                StatusCode::BAD_REQUEST,
+                "id: 1-64 characters from A-Z, a-z, 0-9, '-' and '_'",
+            ))
+        }
+        Some(id) if sessions.contains_key(&id) => {
+            return Err(bad(StatusCode::CONFLICT, format!("session '{id}' exists")))
+        }
+        Some(id) => id,
+        None => (sessions.len() + 1..)
+            .map(|n| format!("s{n}"))
+            .find(|k| !sessions.contains_key(k))
+            .unwrap_or_default(),
+    };
+    let s = Session {
+        id: id.clone(),
+        updates: 0,
+        state: Neurochemistry::at_baseline(&app.cfg),
+    };
+    app.persist(&s)?;
+    let out = view(&app.cfg, &s);
+    sessions.insert(id, s);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn get_session(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    app.authorise(&headers)?;
+    let sessions = app
+        .sessions
+        .lock()
+        .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+    let s = sessions
+        .get(&id)
+        .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
+    Ok(Json(view(&app.cfg, s)))
+}
+
+/// An interaction event: a stimulus held for `dt` time units.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    #[serde(default)]
+    feedback: f64,
+    #[serde(default)]
+    novelty: f64,
+    #[serde(default)]
+    threat: f64,
+    #[serde(default)]
+    warmth: f64,
+    #[serde(default = "one")]
+    dt: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Event {
+    fn check(&self) -> ApiResult<Stimulus> {
+        let in_range = |name: &str, v: f64, lo: f64| {
+            if v.is_finite() && (lo..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{name} = {v} is outside [{lo}, 1]"),
+                ))
+            }
+        };
+        in_range("feedback", self.feedback, -1.0)?;
+        in_range("novelty", self.novelty, 0.0)?;
+        in_range("threat", self.threat, 0.0)?;
+        in_range("warmth", self.warmth, 0.0)?;
+        if !(self.dt.is_finite() && self.dt > 0.0 && self.dt <= MAX_DT) {
+            return Err(bad(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("dt = {} must be in (0, {MAX_DT}]", self.dt),
+            ));
+        }
+        Ok(Stimulus {
+            feedback: self.feedback,
+            novelty: self.novelty,
+            threat: self.threat,
+            warmth: self.warmth,
+        })
+    }
+}
+
+async fn post_event(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    b: std::result::Result<Json<Event>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    app.authorise(&headers)?;
+    let e = body(b)?;
+    let stimulus = e.check()?;
+    let cfg = app.cfg.clone();
+    app.update(&id, |s| {
+        s.state.step(&cfg, &stimulus, e.dt);
+        s.updates += 1;
+    })
+    .map(Json)
+}
+
+async fn reset(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    app.authorise(&headers)?;
+    let base = Neurochemistry::at_baseline(&app.cfg);
+    app.update(&id, |s| {
+        s.state = base;
+        s.updates = 0;
+    })
+    .map(Json)
+}
+
+async fn not_found() -> ApiError {
+    bad(
+        StatusCode::NOT_FOUND,
+        "no such route (see `emorl serve --help`)",
+    )
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/sessions", post(create))
+        .route("/v1/sessions/{id}", get(get_session))
+        .route("/v1/sessions/{id}/events", post(post_event))
+        .route("/v1/sessions/{id}/reset", post(reset))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// The sessions stored in `dir` (a missing directory holds none).
+fn load_sessions(dir: &Path) -> Result<BTreeMap<String, Session>> {
+    let mut out = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // Temporary files of an interrupted write start with a dot.
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let s: Session = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a session file", path.display()))?;
+        Neurochemistry::new(s.state.levels)
+            .with_context(|| format!("{}: levels out of range", path.display()))?;
+        out.insert(s.id.clone(), s);
+    }
+    Ok(out)
+}
+
+/// Runs the server until Ctrl-C (or SIGTERM).
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let ip: IpAddr = args
+        .host
+        .parse()
+        .with_context(|| format!("--host {}: not an IP address", args.host))?;
+    if !ip.is_loopback() && args.token.is_none() {
+        bail!(
+            "--host {ip} is reachable from other machines: give --token T (clients send Authorization: Bearer T)"
+        );
+    }
+    if args
+        .token
+        .as_deref()
+        .is_some_and(|t| t.len() < 8 || t.contains(char::is_whitespace))
+    {
+        bail!("--token: at least 8 characters, no spaces");
+    }
+    let run = match &args.out {
+        Some(p) => RunDir::at(p),
+        None => RunDir::create(&args.runs_dir, "serve"),
+    }
+    .map_err(|e| crate::train::run::explain(e, false))?;
+    let sessions = load_sessions(&run.path().join("sessions"))?;
+    let cfg = NeuroConfig::default();
+    let dir = run.path().to_path_buf();
+    let n = sessions.len();
+    let app = Arc::new(App {
+        cfg,
+        run,
+        token: args.token,
+        sessions: Mutex::new(sessions),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the server's runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, args.port))
+            .await
+            .with_context(|| format!("cannot listen on {ip}:{}", args.port))?;
+        let addr = listener.local_addr()?;
+        // The first line on stdout names the address (tests read the port
+        // from it when they ask for port 0).
+        println!("listening on http://{addr}");
+        eprintln!(
+            "emotion engine: {n} stored session(s) in {}; Ctrl-C stops",
+            dir.display()
+        );
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")?;
+        Ok::<(), anyhow::Error>(())
+    })
+}

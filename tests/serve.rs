@@ -1,0 +1,303 @@
+//! `emorl serve` over loopback with a real HTTP client: the REST flow, the
+//! dynamics it serves equal the library's, every bad request answered with
+//! its 4xx and nothing changed, bearer tokens, and a server killed with
+//! SIGKILL and restarted keeps every acknowledged update.
+
+mod common;
+
+use common::emorl;
+use emorl_core::neuro::{NeuroConfig, Neurochemistry, Stimulus};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+/// A running server, killed when dropped (tests never leave one behind).
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(out: &Path, extra: &[&str]) -> Server {
+    let mut child = emorl()
+        .args(["serve", "--port", "0", "--out"])
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start emorl serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("address line");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    Server { child, base }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+fn levels(v: &Value) -> [f64; 4] {
+    ["dopamine", "serotonin", "cortisol", "oxytocin"].map(|k| {
+        v["levels"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} in {v}"))
+    })
+}
+
+#[test]
+fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = start(&tmp.path().join("engine"), &[]);
+    let (c, base) = (client(), server.base.clone());
+    let url = |p: &str| format!("{base}{p}");
+
+    let health: Value = c
+        .get(url("/v1/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    assert_eq!(health, json!({"status": "ok", "sessions": 0}));
+
+    let r = c
+        .post(url("/v1/sessions"))
+        .json(&json!({"id": "alice"}))
+        .send()
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let alice: Value = r.json().expect("json");
+    let cfg = NeuroConfig::default();
+    assert_eq!(levels(&alice), cfg.baseline);
+    let r = c.post(url("/v1/sessions")).send().expect("create unnamed");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let unnamed: Value = r.json().expect("json");
+    assert!(unnamed["id"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // Three events: the served state is the library's, bit for bit.
+    let mut want = Neurochemistry::at_baseline(&cfg);
+    let events = [
+        (
+            json!({"threat": 0.9}),
+            Stimulus {
+                threat: 0.9,
+                ..Default::default()
+            },
+            1.0,
+        ),
+        (
+            json!({"feedback": 0.5, "warmth": 0.3, "dt": 2.5}),
+            Stimulus {
+                feedback: 0.5,
+                warmth: 0.3,
+                ..Default::default()
+            },
+            2.5,
+        ),
+        (
+            json!({"novelty": 1.0, "dt": 0.1}),
+            Stimulus {
+                novelty: 1.0,
+                ..Default::default()
+            },
+            0.1,
+        ),
+    ];
+    let mut last = Value::Null;
+    for (body, stimulus, dt) in events {
+        let r = c
+            .post(url("/v1/sessions/alice/events"))
+            .json(&body)
+            .send()
+            .expect("event");
+        assert_eq!(r.status(), StatusCode::OK);
+        last = r.json().expect("json");
+        want.step(&cfg, &stimulus, dt);
+        assert_eq!(levels(&last), want.levels, "after {body}");
+    }
+    assert_eq!(last["updates"], 3);
+    assert_eq!(last["tokens"], want.tokens());
+    let got: Value = c
+        .get(url("/v1/sessions/alice"))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(got, last);
+
+    // Bad requests: each its status, and the session unchanged.
+    let big = "x".repeat(64 * 1024);
+    let cases: Vec<(reqwest::blocking::RequestBuilder, StatusCode)> = vec![
+        (
+            c.post(url("/v1/sessions/alice/events"))
+                .json(&json!({"threat": 1.5})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            c.post(url("/v1/sessions/alice/events"))
+                .json(&json!({"feedback": -2})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            c.post(url("/v1/sessions/alice/events"))
+                .json(&json!({"dt": 0})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            c.post(url("/v1/sessions/alice/events"))
+                .json(&json!({"dt": 1e9})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            c.post(url("/v1/sessions/alice/events"))
+                .json(&json!({"mood": 1})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            c.post(url("/v1/sessions/alice/events"))
+                .header("content-type", "application/json")
+                .body("{\"threat\": "),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            c.post(url("/v1/sessions/alice/events")).body("{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            c.post(url("/v1/sessions/alice/events"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"threat\": 0.1, \"pad\": \"{big}\"}}")),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            c.post(url("/v1/sessions/nobody/events")).json(&json!({})),
+            StatusCode::NOT_FOUND,
+        ),
+        (c.get(url("/v1/sessions/nobody")), StatusCode::NOT_FOUND),
+        (
+            c.post(url("/v1/sessions")).json(&json!({"id": "alice"})),
+            StatusCode::CONFLICT,
+        ),
+        (
+            c.post(url("/v1/sessions")).json(&json!({"id": "../etc"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (c.get(url("/v2/whatever")), StatusCode::NOT_FOUND),
+    ];
+    for (i, (req, status)) in cases.into_iter().enumerate() {
+        let r = req.send().expect("request");
+        assert_eq!(r.status(), status, "case {i}");
+        let err: Value = r.json().expect("a JSON error body");
+        assert!(
+            err["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "case {i}: {err}"
+        );
+        let now: Value = c
+            .get(url("/v1/sessions/alice"))
+            .send()
+            .expect("get")
+            .json()
+            .expect("json");
+        assert_eq!(now, last, "case {i} changed the session");
+    }
+
+    let r = c
+        .post(url("/v1/sessions/alice/reset"))
+        .send()
+        .expect("reset");
+    assert_eq!(r.status(), StatusCode::OK);
+    let reset: Value = r.json().expect("json");
+    assert_eq!(levels(&reset), cfg.baseline);
+    assert_eq!(reset["updates"], 0);
+    let health: Value = c
+        .get(url("/v1/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    assert_eq!(health["sessions"], 2);
+}
+
+#[test]
+fn a_server_killed_with_sigkill_keeps_every_acknowledged_update() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("engine");
+    let c = client();
+    let acknowledged = {
+        let server = start(&out, &[]);
+        let url = |p: &str| format!("{}{p}", server.base);
+        c.post(url("/v1/sessions"))
+            .json(&json!({"id": "bob"}))
+            .send()
+            .expect("create");
+        let mut last = Value::Null;
+        for k in 0..40 {
+            let body =
+                json!({"feedback": (k % 7) as f64 / 7.0 - 0.4, "threat": (k % 3) as f64 / 3.0});
+            let r = c
+                .post(url("/v1/sessions/bob/events"))
+                .json(&body)
+                .send()
+                .expect("event");
+            assert_eq!(r.status(), StatusCode::OK);
+            last = r.json().expect("json");
+        }
+        // Dropping the server sends SIGKILL: no shutdown code runs.
+        last
+    };
+    assert_eq!(acknowledged["updates"], 40);
+    let server = start(&out, &[]);
+    let now: Value = c
+        .get(format!("{}/v1/sessions/bob", server.base))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(now, acknowledged);
+}
+
+#[test]
+fn a_token_guards_every_route_but_health() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = start(&tmp.path().join("engine"), &["--token", "s3cret-token"]);
+    let c = client();
+    let url = |p: &str| format!("{}{p}", server.base);
+    assert_eq!(
+        c.get(url("/v1/health")).send().expect("health").status(),
+        StatusCode::OK
+    );
+    let r = c.post(url("/v1/sessions")).send().expect("create");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .post(url("/v1/sessions"))
+        .bearer_auth("wrong-token")
+        .send()
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .post(url("/v1/sessions"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
