@@ -50,9 +50,12 @@ fn start(out: &Path, extra: &[&str]) -> Server {
     Server { child, base }
 }
 
+/// A client that opens a connection per request (a server may close one
+/// after refusing a body it did not read, e.g. with 413).
 fn client() -> Client {
     Client::builder()
         .timeout(std::time::Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
         .build()
         .expect("client")
 }
@@ -300,4 +303,68 @@ fn a_token_guards_every_route_but_health() {
         .send()
         .expect("create");
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Two WebSocket subscribers each get the state at subscription, then every
+/// acknowledged change in order, equal to the REST answers; subscribing to
+/// an unknown session is refused with 404.
+#[test]
+fn websocket_subscribers_get_every_change_in_order() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = start(&tmp.path().join("engine"), &[]);
+    let c = client();
+    let url = |p: &str| format!("{}{p}", server.base);
+    c.post(url("/v1/sessions"))
+        .json(&json!({"id": "carol"}))
+        .send()
+        .expect("create");
+    let ws_url = format!(
+        "{}/v1/ws?session=carol",
+        server.base.replacen("http://", "ws://", 1)
+    );
+    let mut subscribers: Vec<_> = (0..2)
+        .map(|_| tungstenite::connect(ws_url.as_str()).expect("subscribe").0)
+        .collect();
+    let initial: Value = c
+        .get(url("/v1/sessions/carol"))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    let mut acks = vec![initial];
+    for k in 0..50 {
+        let body = json!({"warmth": (k % 5) as f64 / 5.0, "threat": (k % 2) as f64 / 2.0});
+        let r = c
+            .post(url("/v1/sessions/carol/events"))
+            .json(&body)
+            .send()
+            .expect("event");
+        assert_eq!(r.status(), StatusCode::OK);
+        acks.push(r.json().expect("json"));
+    }
+    let reset: Value = c
+        .post(url("/v1/sessions/carol/reset"))
+        .send()
+        .expect("reset")
+        .json()
+        .expect("json");
+    acks.push(reset);
+    for (n, ws) in subscribers.iter_mut().enumerate() {
+        for (i, want) in acks.iter().enumerate() {
+            let msg = ws.read().expect("message");
+            let got: Value = serde_json::from_str(msg.to_text().expect("text")).expect("json");
+            assert_eq!(&got, want, "subscriber {n}, message {i}");
+        }
+    }
+    for mut ws in subscribers {
+        let _ = ws.close(None);
+    }
+    let missing = format!(
+        "{}/v1/ws?session=nobody",
+        server.base.replacen("http://", "ws://", 1)
+    );
+    match tungstenite::connect(missing.as_str()) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 404),
+        other => panic!("expected a 404, got {:?}", other.map(|(_, r)| r.status())),
+    }
 }

@@ -146,7 +146,8 @@ enum Command {
         POST /v1/sessions                a new session at baseline; body {\"id\": \"name\"} optional\n  \
         GET  /v1/sessions/ID             levels, emotions, sampling temperature, conditioning tokens\n  \
         POST /v1/sessions/ID/events      {\"feedback\": -1..1, \"novelty\": 0..1, \"threat\": 0..1, \"warmth\": 0..1, \"dt\": 1}\n  \
-        POST /v1/sessions/ID/reset       back to baseline\n\n\
+        POST /v1/sessions/ID/reset       back to baseline\n  \
+        GET  /v1/ws?session=ID           WebSocket: the state now, then every change in order\n\n\
         Examples:\n  \
         emorl serve --port 8700 --out runs/engine\n  \
         curl -s -X POST localhost:8700/v1/sessions -H 'content-type: application/json' -d '{\"id\": \"alice\"}'\n  \

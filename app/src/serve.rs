@@ -10,6 +10,7 @@
 //! | GET | `/v1/sessions/{id}` | its state: levels, emotions, temperature, tokens |
 //! | POST | `/v1/sessions/{id}/events` | a stimulus held for `dt` time units |
 //! | POST | `/v1/sessions/{id}/reset` | back to baseline |
+//! | GET | `/v1/ws?session={id}` | WebSocket: the state now, then every change |
 //!
 //! Every change is written atomically to `sessions/<id>.json` in the run
 //! directory before it is acknowledged, so a server killed at any moment and
@@ -20,7 +21,8 @@
 
 use anyhow::{bail, Context, Result};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,6 +41,9 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const MAX_SESSIONS: usize = 10_000;
 /// Longest step one event may ask for (time units).
 pub const MAX_DT: f64 = 86_400.0;
+/// State changes a WebSocket subscriber may fall behind by before it is
+/// disconnected (told so) rather than silently skipped.
+pub const SUBSCRIBER_BACKLOG: usize = 4096;
 
 /// `emorl serve`'s options.
 pub struct ServeArgs {
@@ -63,6 +68,9 @@ struct App {
     run: RunDir,
     token: Option<String>,
     sessions: Mutex<BTreeMap<String, Session>>,
+    /// Per session: the channel every acknowledged state is published on,
+    /// in acknowledgement order (sent under the sessions' lock).
+    channels: Mutex<BTreeMap<String, tokio::sync::broadcast::Sender<String>>>,
 }
 
 /// An error answer: status and one line.
@@ -111,13 +119,20 @@ fn view(cfg: &NeuroConfig, s: &Session) -> serde_json::Value {
 
 impl App {
     fn authorise(&self, headers: &HeaderMap) -> ApiResult<()> {
+        self.authorise_with(headers, None)
+    }
+
+    /// Accepts the token from the `Authorization` header or, for clients
+    /// that cannot set headers (browsers' WebSockets), `query`.
+    fn authorise_with(&self, headers: &HeaderMap, query: Option<&str>) -> ApiResult<()> {
         let Some(token) = &self.token else {
             return Ok(());
         };
         let given = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or(query);
         if given == Some(token.as_str()) {
             Ok(())
         } else {
@@ -154,7 +169,27 @@ impl App {
         self.persist(&next)?;
         let out = view(&self.cfg, &next);
         sessions.insert(id.to_string(), next);
+        self.publish(id, &out);
         Ok(out)
+    }
+
+    /// Sends an acknowledged state to the session's subscribers (none
+    /// listening is fine).
+    fn publish(&self, id: &str, state: &serde_json::Value) {
+        if let Ok(channels) = self.channels.lock() {
+            if let Some(tx) = channels.get(id) {
+                let _ = tx.send(state.to_string());
+            }
+        }
+    }
+
+    /// The session's channel, made on first use.
+    fn subscribe(&self, id: &str) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        let mut channels = self.channels.lock().ok()?;
+        let tx = channels
+            .entry(id.to_string())
+            .or_insert_with(|| tokio::sync::broadcast::channel(SUBSCRIBER_BACKLOG).0);
+        Some(tx.subscribe())
     }
 }
 
@@ -311,6 +346,83 @@ async fn reset(
     .map(Json)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WsQuery {
+    session: String,
+    token: Option<String>,
+}
+
+/// `GET /v1/ws?session=ID`: sends the session's state, then every
+/// acknowledged change in order, as JSON text messages. A subscriber that
+/// falls more than [`SUBSCRIBER_BACKLOG`] changes behind gets an error
+/// message and is closed (never a silent gap).
+async fn subscribe(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: std::result::Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    ws: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> ApiResult<Response> {
+    let Query(q) = q.map_err(|e| bad(StatusCode::BAD_REQUEST, e.body_text()))?;
+    app.authorise_with(&headers, q.token.as_deref())?;
+    let ws = ws.map_err(|e| bad(e.status(), e.body_text()))?;
+    // Subscribe and read the current state under the sessions' lock, so the
+    // first message and the stream that follows have no gap or overlap.
+    let (first, rx) = {
+        let sessions = app
+            .sessions
+            .lock()
+            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        let s = sessions
+            .get(&q.session)
+            .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{}'", q.session)))?;
+        let rx = app
+            .subscribe(&q.session)
+            .ok_or_else(|| bad(StatusCode::INTERNAL_SERVER_ERROR, "channel store poisoned"))?;
+        (view(&app.cfg, s).to_string(), rx)
+    };
+    Ok(ws.on_upgrade(move |socket| forward(socket, first, rx)))
+}
+
+async fn forward(
+    mut socket: WebSocket,
+    first: String,
+    mut rx: tokio::sync::broadcast::Receiver<String>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    if socket.send(Message::Text(first.into())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(text) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let err = serde_json::json!({
+                        "error": format!("this subscriber fell {n} changes behind; reconnect for the current state")
+                    });
+                    let _ = socket.send(Message::Text(err.to_string().into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                // Clients only listen; a close or an error ends the stream.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
 async fn not_found() -> ApiError {
     bad(
         StatusCode::NOT_FOUND,
@@ -325,6 +437,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/events", post(post_event))
         .route("/v1/sessions/{id}/reset", post(reset))
+        .route("/v1/ws", get(subscribe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -388,6 +501,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         run,
         token: args.token,
         sessions: Mutex::new(sessions),
+        channels: Mutex::new(BTreeMap::new()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
