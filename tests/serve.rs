@@ -81,7 +81,8 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
         .expect("health")
         .json()
         .expect("json");
-    assert_eq!(health, json!({"status": "ok", "sessions": 0}));
+    // The default session (the MCP tools' when none is named) always exists.
+    assert_eq!(health, json!({"status": "ok", "sessions": 1}));
 
     let r = c
         .post(url("/v1/sessions"))
@@ -238,7 +239,7 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
         .expect("health")
         .json()
         .expect("json");
-    assert_eq!(health["sessions"], 2);
+    assert_eq!(health["sessions"], 3);
 }
 
 #[test]
@@ -303,6 +304,17 @@ fn a_token_guards_every_route_but_health() {
         .send()
         .expect("create");
     assert_eq!(r.status(), StatusCode::CREATED);
+    // MCP over HTTP too.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}});
+    let r = c
+        .post(url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .expect("mcp");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// Two WebSocket subscribers each get the state at subscription, then every
@@ -367,4 +379,127 @@ fn websocket_subscribers_get_every_change_in_order() {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 404),
         other => panic!("expected a 404, got {:?}", other.map(|(_, r)| r.status())),
     }
+}
+
+/// The MCP tools through the SDK's own client: list them, call both, check
+/// the state changed as the dynamics say, and that bad calls (a value out of
+/// range, an unknown session, an unknown tool) are errors that change
+/// nothing. `check` runs against any connected client.
+async fn check_mcp_tools<S: rmcp::service::Service<rmcp::RoleClient>>(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, S>,
+) {
+    use rmcp::model::CallToolRequestParams;
+    let call = |name: &'static str, args: Value| {
+        CallToolRequestParams::new(name).with_arguments(args.as_object().cloned().expect("object"))
+    };
+    let text = |r: rmcp::model::CallToolResult| -> Value {
+        let t = r.content[0].as_text().expect("text content").text.clone();
+        serde_json::from_str(&t).expect("json state")
+    };
+    let tools = client.list_all_tools().await.expect("list tools");
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["get_emotional_state", "update_emotion"]);
+    let before = text(
+        client
+            .call_tool(call("get_emotional_state", json!({})))
+            .await
+            .expect("get"),
+    );
+    assert_eq!(before["id"], "default");
+    let cfg = NeuroConfig::default();
+    let mut want = Neurochemistry::new(levels(&before)).expect("levels");
+    let after = text(
+        client
+            .call_tool(call(
+                "update_emotion",
+                json!({"threat": 0.8, "warmth": 0.1, "dt": 2.0}),
+            ))
+            .await
+            .expect("update"),
+    );
+    want.step(
+        &cfg,
+        &Stimulus {
+            threat: 0.8,
+            warmth: 0.1,
+            ..Default::default()
+        },
+        2.0,
+    );
+    assert_eq!(levels(&after), want.levels);
+    assert_eq!(after["updates"], before["updates"].as_u64().expect("n") + 1);
+    for (name, args) in [
+        ("update_emotion", json!({"threat": 3.0})),
+        ("update_emotion", json!({"feedback": -1.5})),
+        ("update_emotion", json!({"dt": -1.0})),
+        (
+            "update_emotion",
+            json!({"session": "nobody", "threat": 0.1}),
+        ),
+        ("update_emotion", json!({"mood": 1})),
+        ("get_emotional_state", json!({"session": "nobody"})),
+        ("no_such_tool", json!({})),
+    ] {
+        let r = client.call_tool(call(name, args.clone())).await;
+        assert!(
+            r.is_err() || r.as_ref().is_ok_and(|r| r.is_error == Some(true)),
+            "{name} {args} should fail: {r:?}"
+        );
+    }
+    let now = text(
+        client
+            .call_tool(call("get_emotional_state", json!({"session": "default"})))
+            .await
+            .expect("get"),
+    );
+    assert_eq!(now, after, "a bad call changed the state");
+}
+
+#[tokio::test]
+async fn mcp_over_stdio_with_the_sdk_client() {
+    use rmcp::ServiceExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("engine");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_emorl"));
+    cmd.args(["mcp", "--out"]).arg(&out).stderr(Stdio::null());
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).expect("spawn emorl mcp");
+    let client = ().serve(transport).await.expect("initialise");
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("emorl")
+    );
+    check_mcp_tools(&client).await;
+    client.cancel().await.expect("close");
+    // What the tools did is stored where `emorl serve --out` reads it.
+    let stored: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("sessions/default.json")).expect("stored session"),
+    )
+    .expect("json");
+    assert_eq!(stored["updates"], 1);
+}
+
+#[tokio::test]
+async fn mcp_over_streamable_http_shares_the_rest_sessions() {
+    use rmcp::ServiceExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = start(&tmp.path().join("engine"), &[]);
+    let transport =
+        rmcp::transport::StreamableHttpClientTransport::from_uri(format!("{}/mcp", server.base));
+    let client = ().serve(transport).await.expect("initialise");
+    check_mcp_tools(&client).await;
+    client.cancel().await.expect("close");
+    // The REST API sees what the MCP tools did.
+    let base = server.base.clone();
+    let state: Value = tokio::task::spawn_blocking(move || {
+        client_blocking_get(&format!("{base}/v1/sessions/default"))
+    })
+    .await
+    .expect("join");
+    assert_eq!(state["updates"], 1);
+}
+
+fn client_blocking_get(url: &str) -> Value {
+    client().get(url).send().expect("get").json().expect("json")
 }

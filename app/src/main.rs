@@ -155,7 +155,7 @@ enum Command {
         Every acknowledged change is stored in OUT/sessions/ first: restarting on the same\n\
         --out keeps it. Loopback only unless --token is given.")]
     Serve {
-        /// Address to listen on (another than loopback needs --token).
+        /// Address to listen on (another than loopback needs --token; MCP at /mcp).
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// Port (0: any free port; the address is printed on stdout).
@@ -167,6 +167,23 @@ enum Command {
         /// Bearer token every request but /v1/health must carry.
         #[arg(long)]
         token: Option<String>,
+        /// Directory under which a run directory is created without --out.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// The emotion engine's MCP tools (get_emotional_state, update_emotion) over stdio.
+    #[command(
+        after_help = "An MCP client configuration (e.g. an IDE's mcp.json):\n\n  \
+        {\"mcpServers\": {\"emorl\": {\"command\": \"emorl\", \"args\": [\"mcp\", \"--out\", \"/path/to/runs/engine\"]}}}\n\n\
+        Over HTTP instead, `emorl serve` answers MCP at http://HOST:PORT/mcp (streamable HTTP):\n\n  \
+        {\"mcpServers\": {\"emorl\": {\"url\": \"http://127.0.0.1:8700/mcp\"}}}\n\n\
+        Both use the sessions stored in --out (the same as `emorl serve --out`; run one\n\
+        process per directory). Without a session name the tools use \"default\"."
+    )]
+    Mcp {
+        /// Run directory holding the sessions (shared with `emorl serve --out`).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Directory under which a run directory is created without --out.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
@@ -426,6 +443,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("written to {}", dir.display());
         }
         Command::Play { env, seed, data } => emorl::play::play(&env, seed, data)?,
+        Command::Mcp { out, runs_dir } => emorl::serve::mcp_stdio(out.as_deref(), &runs_dir)?,
         Command::Serve {
             host,
             port,

@@ -19,6 +19,8 @@
 //! another address needs `--token`, and every request but `/v1/health` must
 //! then carry `Authorization: Bearer <token>`.
 
+mod mcp;
+
 use anyhow::{bail, Context, Result};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -35,6 +37,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// The session that always exists (MCP tools use it when none is named).
+pub const DEFAULT_SESSION: &str = "default";
 /// Largest request body accepted (bytes).
 pub const MAX_BODY: usize = 16 * 1024;
 /// Most sessions one server holds.
@@ -63,7 +67,7 @@ struct Session {
     state: Neurochemistry,
 }
 
-struct App {
+pub(crate) struct App {
     cfg: NeuroConfig,
     run: RunDir,
     token: Option<String>,
@@ -74,7 +78,7 @@ struct App {
 }
 
 /// An error answer: status and one line.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -141,6 +145,67 @@ impl App {
                 "missing or wrong bearer token (Authorization: Bearer <token>)",
             ))
         }
+    }
+
+    /// A new session at baseline, named `id` or the first free `s<n>`.
+    pub(crate) fn create(&self, id: Option<String>) -> ApiResult<serde_json::Value> {
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(bad(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("this server holds its limit of {MAX_SESSIONS} sessions"),
+            ));
+        }
+        let id = match id {
+            Some(id) if !valid_id(&id) => {
+                return Err(bad(
+                    StatusCode::BAD_REQUEST,
+                    "id: 1-64 characters from A-Z, a-z, 0-9, '-' and '_'",
+                ))
+            }
+            Some(id) if sessions.contains_key(&id) => {
+                return Err(bad(StatusCode::CONFLICT, format!("session '{id}' exists")))
+            }
+            Some(id) => id,
+            None => (sessions.len() + 1..)
+                .map(|n| format!("s{n}"))
+                .find(|k| !sessions.contains_key(k))
+                .unwrap_or_default(),
+        };
+        let s = Session {
+            id: id.clone(),
+            updates: 0,
+            state: Neurochemistry::at_baseline(&self.cfg),
+        };
+        self.persist(&s)?;
+        let out = view(&self.cfg, &s);
+        sessions.insert(id, s);
+        Ok(out)
+    }
+
+    /// The answer for session `id`.
+    pub(crate) fn state(&self, id: &str) -> ApiResult<serde_json::Value> {
+        let sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        let s = sessions
+            .get(id)
+            .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
+        Ok(view(&self.cfg, s))
+    }
+
+    /// Applies an event to session `id` (see [`Event`]).
+    pub(crate) fn apply(&self, id: &str, e: &Event) -> ApiResult<serde_json::Value> {
+        let stimulus = e.check()?;
+        let (cfg, dt) = (self.cfg.clone(), e.dt);
+        self.update(id, |s| {
+            s.state.step(&cfg, &stimulus, dt);
+            s.updates += 1;
+        })
     }
 
     /// Writes the session before the change is acknowledged.
@@ -211,41 +276,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     app.authorise(&headers)?;
     let b = b.map(|Json(v)| v).unwrap_or_default();
-    let mut sessions = app
-        .sessions
-        .lock()
-        .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
-    if sessions.len() >= MAX_SESSIONS {
-        return Err(bad(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("this server holds its limit of {MAX_SESSIONS} sessions"),
-        ));
-    }
-    let id = match b.id {
-        Some(id) if !valid_id(&id) => {
-            return Err(bad(
-                StatusCode::BAD_REQUEST,
-                "id: 1-64 characters from A-Z, a-z, 0-9, '-' and '_'",
-            ))
-        }
-        Some(id) if sessions.contains_key(&id) => {
-            return Err(bad(StatusCode::CONFLICT, format!("session '{id}' exists")))
-        }
-        Some(id) => id,
-        None => (sessions.len() + 1..)
-            .map(|n| format!("s{n}"))
-            .find(|k| !sessions.contains_key(k))
-            .unwrap_or_default(),
-    };
-    let s = Session {
-        id: id.clone(),
-        updates: 0,
-        state: Neurochemistry::at_baseline(&app.cfg),
-    };
-    app.persist(&s)?;
-    let out = view(&app.cfg, &s);
-    sessions.insert(id, s);
-    Ok((StatusCode::CREATED, Json(out)))
+    app.create(b.id).map(|v| (StatusCode::CREATED, Json(v)))
 }
 
 async fn get_session(
@@ -254,38 +285,31 @@ async fn get_session(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     app.authorise(&headers)?;
-    let sessions = app
-        .sessions
-        .lock()
-        .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
-    let s = sessions
-        .get(&id)
-        .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
-    Ok(Json(view(&app.cfg, s)))
+    app.state(&id).map(Json)
 }
 
 /// An interaction event: a stimulus held for `dt` time units.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Event {
+pub(crate) struct Event {
     #[serde(default)]
-    feedback: f64,
+    pub(crate) feedback: f64,
     #[serde(default)]
-    novelty: f64,
+    pub(crate) novelty: f64,
     #[serde(default)]
-    threat: f64,
+    pub(crate) threat: f64,
     #[serde(default)]
-    warmth: f64,
+    pub(crate) warmth: f64,
     #[serde(default = "one")]
-    dt: f64,
+    pub(crate) dt: f64,
 }
 
-fn one() -> f64 {
+pub(crate) fn one() -> f64 {
     1.0
 }
 
 impl Event {
-    fn check(&self) -> ApiResult<Stimulus> {
+    pub(crate) fn check(&self) -> ApiResult<Stimulus> {
         let in_range = |name: &str, v: f64, lo: f64| {
             if v.is_finite() && (lo..=1.0).contains(&v) {
                 Ok(())
@@ -323,13 +347,7 @@ async fn post_event(
 ) -> ApiResult<Json<serde_json::Value>> {
     app.authorise(&headers)?;
     let e = body(b)?;
-    let stimulus = e.check()?;
-    let cfg = app.cfg.clone();
-    app.update(&id, |s| {
-        s.state.step(&cfg, &stimulus, e.dt);
-        s.updates += 1;
-    })
-    .map(Json)
+    app.apply(&id, &e).map(Json)
 }
 
 async fn reset(
@@ -469,6 +487,46 @@ fn load_sessions(dir: &Path) -> Result<BTreeMap<String, Session>> {
     Ok(out)
 }
 
+/// Opens (or creates) the run directory, loads its sessions and makes sure
+/// the default session exists.
+fn open_app(out: Option<&Path>, runs_dir: &Path, token: Option<String>) -> Result<Arc<App>> {
+    let run = match out {
+        Some(p) => RunDir::at(p),
+        None => RunDir::create(runs_dir, "serve"),
+    }
+    .map_err(|e| crate::train::run::explain(e, false))?;
+    let sessions = load_sessions(&run.path().join("sessions"))?;
+    let app = Arc::new(App {
+        cfg: NeuroConfig::default(),
+        run,
+        token,
+        sessions: Mutex::new(sessions),
+        channels: Mutex::new(BTreeMap::new()),
+    });
+    let missing = app
+        .sessions
+        .lock()
+        .map(|s| !s.contains_key(DEFAULT_SESSION))
+        .unwrap_or(false);
+    if missing {
+        app.create(Some(DEFAULT_SESSION.to_string()))
+            .map_err(|ApiError(_, msg)| anyhow::anyhow!("creating the default session: {msg}"))?;
+    }
+    Ok(app)
+}
+
+/// Requires the bearer token on `/mcp` when the server has one.
+async fn mcp_auth(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match app.authorise(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Runs the server until Ctrl-C (or SIGTERM).
 pub fn serve(args: ServeArgs) -> Result<()> {
     let ip: IpAddr = args
@@ -487,22 +545,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     {
         bail!("--token: at least 8 characters, no spaces");
     }
-    let run = match &args.out {
-        Some(p) => RunDir::at(p),
-        None => RunDir::create(&args.runs_dir, "serve"),
-    }
-    .map_err(|e| crate::train::run::explain(e, false))?;
-    let sessions = load_sessions(&run.path().join("sessions"))?;
-    let cfg = NeuroConfig::default();
-    let dir = run.path().to_path_buf();
-    let n = sessions.len();
-    let app = Arc::new(App {
-        cfg,
-        run,
-        token: args.token,
-        sessions: Mutex::new(sessions),
-        channels: Mutex::new(BTreeMap::new()),
-    });
+    let app = open_app(args.out.as_deref(), &args.runs_dir, args.token)?;
+    let dir = app.run.path().to_path_buf();
+    let n = app.sessions.lock().map(|s| s.len()).unwrap_or(0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -513,21 +558,57 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {ip}:{}", args.port))?;
         let addr = listener.local_addr()?;
+        use rmcp::transport::streamable_http_server::{
+            session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+        };
+        let tools_app = app.clone();
+        let mcp = StreamableHttpService::new(
+            move || {
+                Ok(mcp::EngineTools {
+                    app: tools_app.clone(),
+                })
+            },
+            LocalSessionManager::default().into(),
+            StreamableHttpServerConfig::default(),
+        );
+        let mcp_router = Router::new()
+            .nest_service("/mcp", mcp)
+            .layer(axum::middleware::from_fn_with_state(app.clone(), mcp_auth));
+        let routes = router(app).merge(mcp_router);
         // The first line on stdout names the address (tests read the port
         // from it when they ask for port 0).
         println!("listening on http://{addr}");
         eprintln!(
-            "emotion engine: {n} stored session(s) in {}; Ctrl-C stops",
+            "emotion engine: {n} stored session(s) in {}; MCP at http://{addr}/mcp; Ctrl-C stops",
             dir.display()
         );
         use std::io::Write;
         std::io::stdout().flush()?;
-        axum::serve(listener, router(app))
+        axum::serve(listener, routes)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
             .context("serving")?;
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+/// `emorl mcp`: the MCP tools over stdio (stdout carries the protocol, so
+/// nothing else is printed there), on the sessions of `out`.
+pub fn mcp_stdio(out: Option<&Path>, runs_dir: &Path) -> Result<()> {
+    let app = open_app(out, runs_dir, None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the MCP runtime")?;
+    runtime.block_on(async move {
+        use rmcp::ServiceExt;
+        let service = mcp::EngineTools { app }
+            .serve(rmcp::transport::stdio())
+            .await
+            .context("starting the MCP session")?;
+        service.waiting().await.context("serving MCP")?;
         Ok::<(), anyhow::Error>(())
     })
 }
