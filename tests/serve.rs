@@ -60,6 +60,17 @@ fn client() -> Client {
         .expect("client")
 }
 
+/// Posts an event to a session and returns the acknowledged state.
+fn post_event(c: &Client, base: &str, session: &str, body: &Value) -> Value {
+    let r = c
+        .post(format!("{base}/v1/sessions/{session}/events"))
+        .json(body)
+        .send()
+        .expect("event");
+    assert_eq!(r.status(), StatusCode::OK, "{body}");
+    r.json().expect("json")
+}
+
 fn levels(v: &Value) -> [f64; 4] {
     ["dopamine", "serotonin", "cortisol", "oxytocin"].map(|k| {
         v["levels"][k]
@@ -129,13 +140,7 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
     ];
     let mut last = Value::Null;
     for (body, stimulus, dt) in events {
-        let r = c
-            .post(url("/v1/sessions/alice/events"))
-            .json(&body)
-            .send()
-            .expect("event");
-        assert_eq!(r.status(), StatusCode::OK);
-        last = r.json().expect("json");
+        last = post_event(&c, &base, "alice", &body);
         want.step(&cfg, &stimulus, dt);
         assert_eq!(levels(&last), want.levels, "after {body}");
     }
@@ -258,13 +263,7 @@ fn a_server_killed_with_sigkill_keeps_every_acknowledged_update() {
         for k in 0..40 {
             let body =
                 json!({"feedback": (k % 7) as f64 / 7.0 - 0.4, "threat": (k % 3) as f64 / 3.0});
-            let r = c
-                .post(url("/v1/sessions/bob/events"))
-                .json(&body)
-                .send()
-                .expect("event");
-            assert_eq!(r.status(), StatusCode::OK);
-            last = r.json().expect("json");
+            last = post_event(&c, &server.base, "bob", &body);
         }
         // Dropping the server sends SIGKILL: no shutdown code runs.
         last
@@ -346,13 +345,7 @@ fn websocket_subscribers_get_every_change_in_order() {
     let mut acks = vec![initial];
     for k in 0..50 {
         let body = json!({"warmth": (k % 5) as f64 / 5.0, "threat": (k % 2) as f64 / 2.0});
-        let r = c
-            .post(url("/v1/sessions/carol/events"))
-            .json(&body)
-            .send()
-            .expect("event");
-        assert_eq!(r.status(), StatusCode::OK);
-        acks.push(r.json().expect("json"));
+        acks.push(post_event(&c, &server.base, "carol", &body));
     }
     let reset: Value = c
         .post(url("/v1/sessions/carol/reset"))

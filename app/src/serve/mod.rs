@@ -147,12 +147,15 @@ impl App {
         }
     }
 
+    fn lock_sessions(&self) -> ApiResult<std::sync::MutexGuard<'_, BTreeMap<String, Session>>> {
+        self.sessions
+            .lock()
+            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))
+    }
+
     /// A new session at baseline, named `id` or the first free `s<n>`.
     pub(crate) fn create(&self, id: Option<String>) -> ApiResult<serde_json::Value> {
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        let mut sessions = self.lock_sessions()?;
         if sessions.len() >= MAX_SESSIONS {
             return Err(bad(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -188,10 +191,7 @@ impl App {
 
     /// The answer for session `id`.
     pub(crate) fn state(&self, id: &str) -> ApiResult<serde_json::Value> {
-        let sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        let sessions = self.lock_sessions()?;
         let s = sessions
             .get(id)
             .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
@@ -222,10 +222,7 @@ impl App {
     /// (so updates to a session are stored in the order they are answered);
     /// a failed store leaves the session as it was.
     fn update(&self, id: &str, change: impl FnOnce(&mut Session)) -> ApiResult<serde_json::Value> {
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        let mut sessions = self.lock_sessions()?;
         let current = sessions
             .get(id)
             .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
@@ -390,10 +387,7 @@ async fn subscribe(
     // Subscribe and read the current state under the sessions' lock, so the
     // first message and the stream that follows have no gap or overlap.
     let (first, rx) = {
-        let sessions = app
-            .sessions
-            .lock()
-            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "session store poisoned"))?;
+        let sessions = app.lock_sessions()?;
         let s = sessions
             .get(&q.session)
             .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{}'", q.session)))?;
