@@ -51,6 +51,7 @@ fn listings_show_registered_ids() {
         ("v2-tabular", "default: 50 seeds, rng numpy"),
         ("v2-dqn", "default: 30 seeds, rng fast"),
         ("v3", "default: 50 seeds, rng numpy"),
+        ("v3-audit", "default: 50 seeds x 4 blocks, rng numpy"),
         ("llm-modules", "default: 64 seeds, rng fast"),
     ] {
         let mut lines = tables.lines();

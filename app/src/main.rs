@@ -56,7 +56,7 @@ enum Command {
         emorl reproduce v2-tabular --blocks 4            # seeds 0-199 in four blocks + pooled\n  \
         emorl reproduce v2-tabular --rng fast --seed-offset 1000\n  \
         emorl reproduce v3                               # upstream's V3 numbers, bit for bit\n  \
-        emorl reproduce v3-audit --blocks 4              # emotion vs engineered fixes, seeds 0-199\n\n\
+        emorl reproduce v3-audit                         # emotion vs engineered fixes, seeds 0-199 in 4 blocks\n\n\
         Finished seeds are stored under seeds/ as they end, with the options they were\n\
         computed under; rerunning with the same --out and options resumes an interrupted\n\
         run without redoing them."
@@ -319,9 +319,10 @@ struct ReproduceCli {
     /// First seed.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed_offset: u64,
-    /// Number of consecutive seed blocks (each gets its own row; a pooled row is added).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    blocks: usize,
+    /// Number of consecutive seed blocks (each gets its own row; a pooled row
+    /// is added) [default: 4 for v3-audit, else 1].
+    #[arg(long, allow_negative_numbers = true)]
+    blocks: Option<usize>,
     /// Random-number generator: numpy (bit-exact with upstream) or fast
     /// [default: numpy for v2-tabular, v3 and v3-audit, fast for v2-dqn].
     #[arg(long)]
@@ -427,7 +428,7 @@ fn run(cli: Cli) -> Result<()> {
                     table: r.table,
                     seeds: r.seeds.unwrap_or(spec.default_seeds),
                     seed_offset: r.seed_offset,
-                    blocks: r.blocks,
+                    blocks: r.blocks.unwrap_or(spec.default_blocks),
                     rng: r.rng.unwrap_or(spec.default_rng),
                     permutations: r.permutations,
                     episodes: r.episodes,
@@ -461,8 +462,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tables => {
             for t in &emorl::reproduce::TABLES {
                 println!("{:<12} {}", t.id, t.description);
+                let blocks = if t.default_blocks > 1 {
+                    format!(" x {} blocks", t.default_blocks)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{:<12} default: {} seeds, rng {}",
+                    "{:<12} default: {} seeds{blocks}, rng {}",
                     "", t.default_seeds, t.default_rng
                 );
             }

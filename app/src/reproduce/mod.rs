@@ -28,6 +28,8 @@ pub struct TableSpec {
     pub default_seeds: usize,
     /// Random-number generator unless `--rng` says otherwise.
     pub default_rng: RngKind,
+    /// Seed blocks unless `--blocks` says otherwise.
+    pub default_blocks: usize,
     /// Takes `--episodes`.
     pub episodes: bool,
     /// Takes `--blocks` other than 1.
@@ -46,6 +48,7 @@ pub const TABLES: [TableSpec; 5] = [
         description: "Emotional-ED V2 Experiment 12: fear, anger, regret, integration, transfer (tabular Q-learning)",
         default_seeds: 50,
         default_rng: RngKind::Numpy,
+        default_blocks: 1,
         episodes: false,
         blocks: true,
         llm_options: false,
@@ -57,6 +60,7 @@ pub const TABLES: [TableSpec; 5] = [
         description: "Emotional-ED V3 fair tests, Exp 17 and 19-23: curiosity, surprise, anger, fear transfer, anxiety, patience (tabular Q-learning)",
         default_seeds: 50,
         default_rng: RngKind::Numpy,
+        default_blocks: 1,
         episodes: false,
         blocks: true,
         llm_options: false,
@@ -68,6 +72,7 @@ pub const TABLES: [TableSpec; 5] = [
         description: "The V3 audit: each emotional agent vs tuned plain Q-learning and an engineered non-emotional fix, every arm tuned alike on seeds 1000+",
         default_seeds: 50,
         default_rng: RngKind::Numpy,
+        default_blocks: 4,
         episodes: false,
         blocks: true,
         llm_options: false,
@@ -79,6 +84,7 @@ pub const TABLES: [TableSpec; 5] = [
         description: "Emotional-ED V2 Exp 16b (5x5 grid) and Exp 18 (slippery cliff): dqn vs coupled fear-DQN vs decoupled fear-dqn",
         default_seeds: 30,
         default_rng: RngKind::Fast,
+        default_blocks: 1,
         episodes: true,
         blocks: false,
         llm_options: false,
@@ -90,6 +96,7 @@ pub const TABLES: [TableSpec; 5] = [
         description: "Emotional modules on a frozen LM (prefix, gate, ERM, steering, full vs base and static prefix): markers, dialogue return, perplexity",
         default_seeds: 64,
         default_rng: RngKind::Fast,
+        default_blocks: 1,
         episodes: true,
         blocks: false,
         llm_options: true,
