@@ -24,6 +24,7 @@ fn main() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_emorl"))
         .args(["serve", "--port", "0", "--out"])
         .arg(dir.path().join("engine"))
+        .arg("--engine-only")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

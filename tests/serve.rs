@@ -5,50 +5,12 @@
 
 mod common;
 
-use common::emorl;
+use common::start_server as start;
 use emorl_core::neuro::{NeuroConfig, Neurochemistry, Stimulus};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
-
-/// A running server, killed when dropped (tests never leave one behind).
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(out: &Path, extra: &[&str]) -> Server {
-    let mut child = emorl()
-        .args(["serve", "--port", "0", "--out"])
-        .arg(out)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start emorl serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("address line");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    Server { child, base }
-}
+use std::process::Stdio;
 
 /// A client that opens a connection per request (a server may close one
 /// after refusing a body it did not read, e.g. with 413).
@@ -93,7 +55,10 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
         .json()
         .expect("json");
     // The default session (the MCP tools' when none is named) always exists.
-    assert_eq!(health, json!({"status": "ok", "sessions": 1}));
+    assert_eq!(
+        health,
+        json!({"status": "ok", "sessions": 1, "speaker": null})
+    );
 
     let r = c
         .post(url("/v1/sessions"))
@@ -492,4 +457,250 @@ async fn mcp_over_streamable_http_shares_the_rest_sessions() {
 
 fn client_blocking_get(url: &str) -> Value {
     client().get(url).send().expect("get").json().expect("json")
+}
+
+fn stories() -> String {
+    common::root()
+        .join("../shared/models/stories260k-f32.gguf")
+        .display()
+        .to_string()
+}
+
+fn reply(c: &Client, base: &str, session: &str, body: &Value) -> Value {
+    let r = c
+        .post(format!("{base}/v1/sessions/{session}/generate"))
+        .json(body)
+        .send()
+        .expect("generate");
+    assert_eq!(r.status(), StatusCode::OK, "{body}");
+    r.json().expect("json")
+}
+
+/// Replies: concurrent requests share a batch and each equals the reply it
+/// gets alone (per-row seeds); the temperature and conditioning tokens are
+/// the session's; a remembered moment biases the state of a reply to a
+/// similar message; bad requests get their 4xx and change nothing; a
+/// server without a model answers 503.
+#[test]
+fn replies_are_batched_seeded_and_biased_by_memory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("engine");
+    let model = stories();
+    let server = start(
+        &out,
+        &[
+            "--model",
+            &model,
+            "--batch-wait-ms",
+            "400",
+            "--threads",
+            "1",
+        ],
+    );
+    let (c, base) = (client(), server.base.clone());
+    let health: Value = c
+        .get(format!("{base}/v1/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    assert!(
+        health["speaker"]
+            .as_str()
+            .is_some_and(|s| s.contains("stories260k")),
+        "{health}"
+    );
+
+    // Four at once: batched, each with its own seed.
+    let bodies: Vec<Value> = (0..4)
+        .map(|i| json!({"message": "Tom went to the park", "max_tokens": 12, "seed": 100 + i}))
+        .collect();
+    let batched: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|b| {
+                let (c, base) = (&c, &base);
+                s.spawn(move || reply(c, base, "default", b))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let largest = batched
+        .iter()
+        .filter_map(|r| r["batch"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(largest >= 2, "no batching: {batched:?}");
+    let texts: Vec<&str> = batched
+        .iter()
+        .map(|r| r["reply"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        texts.iter().any(|t| *t != texts[0]),
+        "seeds gave one text: {texts:?}"
+    );
+    let cfg = NeuroConfig::default();
+    let base_state = Neurochemistry::at_baseline(&cfg);
+    for (b, r) in bodies.iter().zip(&batched) {
+        assert!(
+            r["new_tokens"]
+                .as_u64()
+                .is_some_and(|n| (1..=12).contains(&n)),
+            "{r}"
+        );
+        assert_eq!(
+            r["temperature"].as_f64(),
+            Some(base_state.temperature(&cfg))
+        );
+        assert_eq!(r["tokens"].as_str(), Some(base_state.tokens().as_str()));
+        let alone = reply(&c, &base, "default", b);
+        assert_eq!(alone["batch"], 1);
+        assert_eq!(alone["reply"], r["reply"], "seed {}", b["seed"]);
+    }
+
+    // A remembered moment: a threatening event about a text, then back to
+    // baseline; a reply to the same text is given in a state biased toward
+    // the remembered one, a reply to another text is not.
+    let scared = post_event(
+        &c,
+        &base,
+        "default",
+        &json!({"threat": 1.0, "feedback": -1.0, "dt": 3, "text": "The big dog bit Tom"}),
+    );
+    post_event(
+        &c,
+        &base,
+        "default",
+        &json!({"warmth": 1.0, "feedback": 1.0, "dt": 3, "text": "Lily gave Tom a cake"}),
+    );
+    let memory: Value = c
+        .get(format!("{base}/v1/sessions/default/memory"))
+        .send()
+        .expect("memory")
+        .json()
+        .expect("json");
+    assert_eq!(
+        memory["episodes"].as_array().map(Vec::len),
+        Some(2),
+        "{memory}"
+    );
+    assert_eq!(memory["episodes"][0]["levels"], scared["levels"]);
+    assert_eq!(memory["episodes"][0]["outcome"], -1.0);
+    let r = c
+        .post(format!("{base}/v1/sessions/default/reset"))
+        .send()
+        .expect("reset");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = reply(
+        &c,
+        &base,
+        "default",
+        &json!({"message": "The big dog bit Tom", "max_tokens": 4}),
+    );
+    assert_eq!(r["recall"]["matches"][0][0], 0, "{r}");
+    assert!(
+        r["recall"]["matches"][0][1]
+            .as_f64()
+            .is_some_and(|s| s > 0.99),
+        "{r}"
+    );
+    let biased = levels(&r);
+    assert!(
+        biased[2] > base_state.cortisol() + 0.1,
+        "cortisol {biased:?}"
+    );
+    assert!(biased[3] < base_state.oxytocin(), "oxytocin {biased:?}");
+    let r = reply(
+        &c,
+        &base,
+        "default",
+        &json!({"message": "Lily gave Tom a cake", "max_tokens": 4}),
+    );
+    assert_eq!(r["recall"]["matches"][0][0], 1, "{r}");
+    assert!(levels(&r)[3] > base_state.oxytocin(), "{r}");
+
+    // Bad requests: their status, and nothing changed.
+    let before: Value = c
+        .get(format!("{base}/v1/sessions/default"))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    let long = "x".repeat(5000);
+    for (path, body, status) in [
+        ("default/generate", json!({"message": ""}), 422),
+        (
+            "default/generate",
+            json!({"message": "hi", "max_tokens": 0}),
+            422,
+        ),
+        (
+            "default/generate",
+            json!({"message": "hi", "max_tokens": 100000}),
+            422,
+        ),
+        (
+            "default/generate",
+            json!({"message": "hi", "temperature": 2}),
+            422,
+        ),
+        ("default/generate", json!({"message": long}), 422),
+        ("nobody/generate", json!({"message": "hi"}), 404),
+        ("default/events", json!({"threat": 0.5, "text": "  "}), 422),
+        ("nobody/events", json!({"threat": 0.5, "text": "hi"}), 404),
+        // The prompt is short, but with 500 new tokens it exceeds stories260K's context.
+        (
+            "default/generate",
+            json!({"message": "hi", "max_tokens": 500}),
+            422,
+        ),
+    ] {
+        let r = c
+            .post(format!("{base}/v1/sessions/{path}"))
+            .json(&body)
+            .send()
+            .expect("request");
+        assert_eq!(r.status().as_u16(), status, "{path} {body}");
+        let e: Value = r.json().expect("json error");
+        assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    }
+    let after: Value = c
+        .get(format!("{base}/v1/sessions/default"))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(before, after);
+    let memory: Value = c
+        .get(format!("{base}/v1/sessions/default/memory"))
+        .send()
+        .expect("memory")
+        .json()
+        .expect("json");
+    assert_eq!(memory["stored"], 2);
+    drop(server);
+
+    // Restarted without a model: the memory is still there, replies are 503.
+    let server = start(&out, &[]);
+    let memory: Value = c
+        .get(format!("{}/v1/sessions/default/memory", server.base))
+        .send()
+        .expect("memory")
+        .json()
+        .expect("json");
+    assert_eq!(memory["stored"], 2);
+    for (path, body) in [
+        ("generate", json!({"message": "hi"})),
+        ("events", json!({"threat": 0.1, "text": "hi"})),
+    ] {
+        let r = c
+            .post(format!("{}/v1/sessions/default/{path}", server.base))
+            .json(&body)
+            .send()
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+    }
 }

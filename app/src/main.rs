@@ -146,14 +146,19 @@ enum Command {
         POST /v1/sessions                a new session at baseline; body {\"id\": \"name\"} optional\n  \
         GET  /v1/sessions/ID             levels, emotions, sampling temperature, conditioning tokens\n  \
         POST /v1/sessions/ID/events      {\"feedback\": -1..1, \"novelty\": 0..1, \"threat\": 0..1, \"warmth\": 0..1, \"dt\": 1}\n  \
-        POST /v1/sessions/ID/reset       back to baseline\n  \
+        POST /v1/sessions/ID/reset       back to baseline (memories are kept)\n  \
+        POST /v1/sessions/ID/generate    {\"message\": \"...\", \"max_tokens\": 64, \"seed\": 0}: a reply in the session's state\n  \
+        GET  /v1/sessions/ID/memory      the remembered episodes (events that carried a \"text\")\n  \
         GET  /v1/ws?session=ID           WebSocket: the state now, then every change in order\n\n\
         Examples:\n  \
         emorl serve --port 8700 --out runs/engine\n  \
+        emorl serve --engine-only --out runs/engine          # the dynamics only, no language model\n  \
+        emorl serve --checkpoint runs/dialogue-llm-steer-<time>/checkpoints/agent\n  \
         curl -s -X POST localhost:8700/v1/sessions -H 'content-type: application/json' -d '{\"id\": \"alice\"}'\n  \
-        curl -s -X POST localhost:8700/v1/sessions/alice/events -H 'content-type: application/json' -d '{\"threat\": 0.9}'\n\n\
-        Every acknowledged change is stored in OUT/sessions/ first: restarting on the same\n\
-        --out keeps it. Loopback only unless --token is given.")]
+        curl -s -X POST localhost:8700/v1/sessions/alice/events -H 'content-type: application/json' -d '{\"threat\": 0.9}'\n  \
+        curl -s -X POST localhost:8700/v1/sessions/alice/generate -H 'content-type: application/json' -d '{\"message\": \"Can you help me?\"}'\n\n\
+        Every acknowledged change is stored in OUT/sessions/ (memories in OUT/memory/) first:\n\
+        restarting on the same --out keeps it. Loopback only unless --token is given.")]
     Serve {
         /// Address to listen on (another than loopback needs --token; MCP at /mcp).
         #[arg(long, default_value = "127.0.0.1")]
@@ -170,6 +175,31 @@ enum Command {
         /// Directory under which a run directory is created without --out.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+        /// The model that replies: `default` (SmolLM2-135M-Instruct), a .gguf file or a
+        /// Hugging Face directory [default: with --checkpoint, the model it was trained on].
+        #[arg(long, conflicts_with = "engine_only")]
+        model: Option<String>,
+        /// Reply with a trained LLM agent (its modules read the session's emotions).
+        #[arg(long, conflicts_with = "engine_only")]
+        checkpoint: Option<PathBuf>,
+        /// Serve the dynamics only: no language model is loaded, generate answers 503.
+        #[arg(long)]
+        engine_only: bool,
+        /// How to hold the frozen weights (see `emorl generate --help`).
+        #[arg(long, value_enum, default_value_t = emorl::llm_setup::Weights::Auto)]
+        weights: emorl::llm_setup::Weights,
+        /// Most replies generated together in one batch.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+        batch: u64,
+        /// How long the first reply of a batch waits for others (milliseconds).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        batch_wait_ms: u64,
+        /// Most requests waiting for the model; more are answered 503.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        queue: u64,
+        /// libtorch threads for generation (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// The emotion engine's MCP tools (get_emotional_state, update_emotion) over stdio.
     #[command(
@@ -451,13 +481,33 @@ fn run(cli: Cli) -> Result<()> {
             out,
             token,
             runs_dir,
-        } => emorl::serve::serve(emorl::serve::ServeArgs {
-            host,
-            port,
-            out,
-            runs_dir,
-            token,
-        })?,
+            model,
+            checkpoint,
+            engine_only,
+            weights,
+            batch,
+            batch_wait_ms,
+            queue,
+            threads,
+        } => {
+            let threads = emorl_core::parallelism::resolve_threads("--threads", threads)?;
+            emorl::serve::serve(emorl::serve::ServeArgs {
+                host,
+                port,
+                out,
+                runs_dir,
+                token,
+                speaker: (!engine_only).then(|| emorl::serve::SpeakerSpec {
+                    model,
+                    checkpoint,
+                    weights,
+                    batch: batch as usize,
+                    batch_wait: std::time::Duration::from_millis(batch_wait_ms),
+                    queue: queue as usize,
+                    threads,
+                }),
+            })?
+        }
         Command::Generate(g) => emorl::generate::generate(g)?,
         Command::Tables => {
             for t in &emorl::reproduce::TABLES {

@@ -1,8 +1,9 @@
 //! Helpers shared by the CLI integration tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn root() -> PathBuf {
     // The tests belong to the `app` crate; the repository root is its parent.
@@ -81,4 +82,48 @@ pub fn tensorboard_read(dir: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("reader output is JSON")
+}
+
+/// A running server, killed when dropped (tests never leave one behind).
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `emorl serve` on a free port; without `--model` in `extra`, the
+/// dynamics only (`--engine-only`).
+pub fn start_server(out: &Path, extra: &[&str]) -> Server {
+    let engine_only: &[&str] = if extra.contains(&"--model") {
+        &[]
+    } else {
+        &["--engine-only"]
+    };
+    let mut child = emorl()
+        .args(["serve", "--port", "0", "--out"])
+        .arg(out)
+        .args(extra)
+        .args(engine_only)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start emorl serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("address line");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    Server { child, base }
 }

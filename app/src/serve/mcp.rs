@@ -80,8 +80,9 @@ impl EngineTools {
             threat: a.threat.unwrap_or(0.0),
             warmth: a.warmth.unwrap_or(0.0),
             dt: a.dt.unwrap_or_else(super::one),
+            text: None,
         };
-        answer(self.app.apply(&id, &e))
+        answer(self.app.apply(&id, &e, None))
     }
 }
 

@@ -9,8 +9,15 @@
 //! | POST | `/v1/sessions` | a new session at baseline (`{"id": …}` optional) |
 //! | GET | `/v1/sessions/{id}` | its state: levels, emotions, temperature, tokens |
 //! | POST | `/v1/sessions/{id}/events` | a stimulus held for `dt` time units |
-//! | POST | `/v1/sessions/{id}/reset` | back to baseline |
+//! | POST | `/v1/sessions/{id}/reset` | back to baseline (memories are kept) |
+//! | POST | `/v1/sessions/{id}/generate` | a reply in the session's state (see [`speaker`]) |
+//! | GET | `/v1/sessions/{id}/memory` | the session's remembered episodes |
 //! | GET | `/v1/ws?session={id}` | WebSocket: the state now, then every change |
+//!
+//! An event may carry the `text` it was about: the text's embedding is then
+//! remembered with the state the event left and its feedback as the outcome
+//! (`emorl_core::memory`), and a later reply to a similar message is given in
+//! a state biased toward how that moment felt.
 //!
 //! Every change is written atomically to `sessions/<id>.json` in the run
 //! directory before it is acknowledged, so a server killed at any moment and
@@ -20,6 +27,9 @@
 //! then carry `Authorization: Bearer <token>`.
 
 mod mcp;
+mod speaker;
+
+pub use speaker::SpeakerSpec;
 
 use anyhow::{bail, Context, Result};
 use axum::extract::rejection::JsonRejection;
@@ -29,6 +39,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use emorl_core::memory::{EmotionalMemory, MemoryConfig, Recall};
 use emorl_core::neuro::{NeuroConfig, Neurochemistry, Stimulus, CHEMICALS, EMOTIONS};
 use emorl_log::RunDir;
 use serde::{Deserialize, Serialize};
@@ -48,6 +59,10 @@ pub const MAX_DT: f64 = 86_400.0;
 /// State changes a WebSocket subscriber may fall behind by before it is
 /// disconnected (told so) rather than silently skipped.
 pub const SUBSCRIBER_BACKLOG: usize = 4096;
+/// Longest message or event text (characters).
+pub const MAX_TEXT: usize = 4000;
+/// Most new tokens one reply may ask for.
+pub const MAX_REPLY_TOKENS: usize = 512;
 
 /// `emorl serve`'s options.
 pub struct ServeArgs {
@@ -56,6 +71,8 @@ pub struct ServeArgs {
     pub out: Option<PathBuf>,
     pub runs_dir: PathBuf,
     pub token: Option<String>,
+    /// The language model that replies (`None`: the dynamics only).
+    pub speaker: Option<SpeakerSpec>,
 }
 
 /// One session as stored and served.
@@ -75,6 +92,11 @@ pub(crate) struct App {
     /// Per session: the channel every acknowledged state is published on,
     /// in acknowledgement order (sent under the sessions' lock).
     channels: Mutex<BTreeMap<String, tokio::sync::broadcast::Sender<String>>>,
+    memory_cfg: MemoryConfig,
+    /// Per session: its remembered episodes (stored in `memory/<id>.json`).
+    memories: Mutex<BTreeMap<String, EmotionalMemory>>,
+    /// Generation and embeddings (`None` with `--engine-only`).
+    worker: Option<speaker::Worker>,
 }
 
 /// An error answer: status and one line.
@@ -198,14 +220,56 @@ impl App {
         Ok(view(&self.cfg, s))
     }
 
-    /// Applies an event to session `id` (see [`Event`]).
-    pub(crate) fn apply(&self, id: &str, e: &Event) -> ApiResult<serde_json::Value> {
+    /// Applies an event to session `id` (see [`Event`]); with `embedding`
+    /// (of the event's text), the state it leaves is also remembered.
+    pub(crate) fn apply(
+        &self,
+        id: &str,
+        e: &Event,
+        embedding: Option<&[f32]>,
+    ) -> ApiResult<serde_json::Value> {
         let stimulus = e.check()?;
         let (cfg, dt) = (self.cfg.clone(), e.dt);
-        self.update(id, |s| {
-            s.state.step(&cfg, &stimulus, dt);
-            s.updates += 1;
-        })
+        let remember = embedding.map(|v| (v, e.feedback));
+        self.update_with(
+            id,
+            |s| {
+                s.state.step(&cfg, &stimulus, dt);
+                s.updates += 1;
+            },
+            remember,
+        )
+    }
+
+    fn lock_memories(
+        &self,
+    ) -> ApiResult<std::sync::MutexGuard<'_, BTreeMap<String, EmotionalMemory>>> {
+        self.memories
+            .lock()
+            .map_err(|_| bad(StatusCode::INTERNAL_SERVER_ERROR, "memory store poisoned"))
+    }
+
+    fn persist_memory(&self, id: &str, m: &EmotionalMemory) -> ApiResult<()> {
+        let text = serde_json::to_vec(m)
+            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        self.run
+            .write_atomic(Path::new("memory").join(format!("{id}.json")), &text)
+            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(())
+    }
+
+    /// Session `id`'s state and the number of episodes it remembers.
+    fn snapshot(&self, id: &str) -> ApiResult<(Session, usize)> {
+        let sessions = self.lock_sessions()?;
+        let s = sessions
+            .get(id)
+            .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?
+            .clone();
+        let n = self
+            .lock_memories()?
+            .get(id)
+            .map_or(0, EmotionalMemory::len);
+        Ok((s, n))
     }
 
     /// Writes the session before the change is acknowledged.
@@ -222,12 +286,33 @@ impl App {
     /// (so updates to a session are stored in the order they are answered);
     /// a failed store leaves the session as it was.
     fn update(&self, id: &str, change: impl FnOnce(&mut Session)) -> ApiResult<serde_json::Value> {
+        self.update_with(id, change, None)
+    }
+
+    /// Like [`App::update`]; with `remember = (embedding, outcome)` the
+    /// state the change leaves is also stored in the session's memory
+    /// (the memory first: an acknowledged change has both).
+    fn update_with(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Session),
+        remember: Option<(&[f32], f64)>,
+    ) -> ApiResult<serde_json::Value> {
         let mut sessions = self.lock_sessions()?;
         let current = sessions
             .get(id)
             .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
         let mut next = current.clone();
         change(&mut next);
+        if let Some((embedding, outcome)) = remember {
+            let mut memories = self.lock_memories()?;
+            let mut memory = memories.get(id).cloned().unwrap_or_default();
+            memory
+                .add(&self.memory_cfg, embedding, &next.state, outcome)
+                .map_err(|err| bad(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
+            self.persist_memory(id, &memory)?;
+            memories.insert(id.to_string(), memory);
+        }
         self.persist(&next)?;
         let out = view(&self.cfg, &next);
         sessions.insert(id.to_string(), next);
@@ -257,7 +342,10 @@ impl App {
 
 async fn health(State(app): State<Arc<App>>) -> ApiResult<Json<serde_json::Value>> {
     let n = app.sessions.lock().map(|s| s.len()).unwrap_or(0);
-    Ok(Json(serde_json::json!({ "status": "ok", "sessions": n })))
+    let speaker = app.worker.as_ref().map(|w| w.description.clone());
+    Ok(Json(
+        serde_json::json!({ "status": "ok", "sessions": n, "speaker": speaker }),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -299,6 +387,9 @@ pub(crate) struct Event {
     pub(crate) warmth: f64,
     #[serde(default = "one")]
     pub(crate) dt: f64,
+    /// What the event was about: remembered (with a language model).
+    #[serde(default)]
+    pub(crate) text: Option<String>,
 }
 
 pub(crate) fn one() -> f64 {
@@ -321,6 +412,9 @@ impl Event {
         in_range("novelty", self.novelty, 0.0)?;
         in_range("threat", self.threat, 0.0)?;
         in_range("warmth", self.warmth, 0.0)?;
+        if let Some(t) = &self.text {
+            check_text("text", t)?;
+        }
         if !(self.dt.is_finite() && self.dt > 0.0 && self.dt <= MAX_DT) {
             return Err(bad(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -336,6 +430,35 @@ impl Event {
     }
 }
 
+/// A message or text: not blank, at most [`MAX_TEXT`] characters.
+fn check_text(name: &str, t: &str) -> ApiResult<()> {
+    if t.trim().is_empty() {
+        return Err(bad(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{name} is empty"),
+        ));
+    }
+    let n = t.chars().count();
+    if n > MAX_TEXT {
+        return Err(bad(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{name} has {n} characters, more than {MAX_TEXT}"),
+        ));
+    }
+    Ok(())
+}
+
+impl App {
+    fn worker(&self) -> ApiResult<&speaker::Worker> {
+        self.worker.as_ref().ok_or_else(|| {
+            bad(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no language model: this server was started with --engine-only",
+            )
+        })
+    }
+}
+
 async fn post_event(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -344,7 +467,127 @@ async fn post_event(
 ) -> ApiResult<Json<serde_json::Value>> {
     app.authorise(&headers)?;
     let e = body(b)?;
-    app.apply(&id, &e).map(Json)
+    e.check()?;
+    let embedding = match &e.text {
+        Some(t) => {
+            // Refuse an unknown session before any model work.
+            app.snapshot(&id)?;
+            Some(app.worker()?.embed(t.clone()).await?)
+        }
+        None => None,
+    };
+    app.apply(&id, &e, embedding.as_deref()).map(Json)
+}
+
+fn default_reply_tokens() -> usize {
+    64
+}
+
+/// A message to answer in the session's state.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateBody {
+    message: String,
+    #[serde(default = "default_reply_tokens")]
+    max_tokens: usize,
+    /// Sampling seed (default: the session's update count).
+    seed: Option<u64>,
+}
+
+/// `POST /v1/sessions/{id}/generate`: a reply in the session's state —
+/// biased toward the states of remembered similar moments — with the
+/// sampling temperature of that state. Changes nothing.
+async fn generate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    b: std::result::Result<Json<GenerateBody>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    app.authorise(&headers)?;
+    let b = body(b)?;
+    check_text("message", &b.message)?;
+    if !(1..=MAX_REPLY_TOKENS).contains(&b.max_tokens) {
+        return Err(bad(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "max_tokens = {} must be in 1..={MAX_REPLY_TOKENS}",
+                b.max_tokens
+            ),
+        ));
+    }
+    let (session, remembered) = app.snapshot(&id)?;
+    let worker = app.worker()?;
+    let (state, recall) = if remembered > 0 {
+        let query = worker.embed(b.message.clone()).await?;
+        let memories = app.lock_memories()?;
+        match memories.get(&id) {
+            Some(m) => m
+                .bias(&app.memory_cfg, &session.state, &query)
+                .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+            None => (session.state, Recall::default()),
+        }
+    } else {
+        (session.state, Recall::default())
+    };
+    let seed = b.seed.unwrap_or(session.updates);
+    let job = speaker::GenJob {
+        message: b.message,
+        emotions: state.emotions(),
+        tokens: state.tokens(),
+        temperature: state.temperature(&app.cfg),
+        seed,
+        max_tokens: b.max_tokens,
+    };
+    let (emotions, temperature, tokens) = (job.emotions, job.temperature, job.tokens.clone());
+    let reply = worker.generate(job).await?;
+    let levels: BTreeMap<&str, f64> = CHEMICALS.iter().copied().zip(state.levels).collect();
+    let emotions: BTreeMap<&str, f64> = EMOTIONS.iter().copied().zip(emotions).collect();
+    Ok(Json(serde_json::json!({
+        "session": id,
+        "reply": reply.text,
+        "seed": seed,
+        "levels": levels,
+        "emotions": emotions,
+        "temperature": temperature,
+        "tokens": tokens,
+        "recall": { "matches": recall.matches, "mix": recall.mix },
+        "prompt_tokens": reply.prompt_tokens,
+        "new_tokens": reply.new_tokens,
+        "finish": reply.finish,
+        "batch": reply.batch,
+    })))
+}
+
+/// `GET /v1/sessions/{id}/memory`: the remembered episodes (levels,
+/// outcome, index; embeddings left out).
+async fn get_memory(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    app.authorise(&headers)?;
+    app.snapshot(&id)?;
+    let memories = app.lock_memories()?;
+    let episodes: Vec<serde_json::Value> = memories
+        .get(&id)
+        .map(|m| {
+            m.episodes()
+                .map(|e| {
+                    serde_json::json!({
+                        "index": e.index,
+                        "levels": CHEMICALS.iter().copied().zip(e.levels).collect::<BTreeMap<_, _>>(),
+                        "outcome": e.outcome,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(serde_json::json!({
+        "session": id,
+        "capacity": app.memory_cfg.capacity,
+        "stored": memories.get(&id).map_or(0, EmotionalMemory::stored),
+        "episodes": episodes,
+    })))
 }
 
 async fn reset(
@@ -449,6 +692,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/events", post(post_event))
         .route("/v1/sessions/{id}/reset", post(reset))
+        .route("/v1/sessions/{id}/generate", post(generate))
+        .route("/v1/sessions/{id}/memory", get(get_memory))
         .route("/v1/ws", get(subscribe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -481,21 +726,59 @@ fn load_sessions(dir: &Path) -> Result<BTreeMap<String, Session>> {
     Ok(out)
 }
 
-/// Opens (or creates) the run directory, loads its sessions and makes sure
-/// the default session exists.
-fn open_app(out: Option<&Path>, runs_dir: &Path, token: Option<String>) -> Result<Arc<App>> {
+/// The memories stored in `dir` (a missing directory holds none).
+fn load_memories(dir: &Path) -> Result<BTreeMap<String, EmotionalMemory>> {
+    let mut out = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let m: EmotionalMemory = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a memory file", path.display()))?;
+        out.insert(id.to_string(), m);
+    }
+    Ok(out)
+}
+
+/// Opens (or creates) the run directory, loads its sessions and memories,
+/// starts the speaker (when there is one) and makes sure the default
+/// session exists.
+fn open_app(
+    out: Option<&Path>,
+    runs_dir: &Path,
+    token: Option<String>,
+    speaker: Option<SpeakerSpec>,
+) -> Result<Arc<App>> {
+    // The model first: one that cannot be loaded leaves no run directory.
+    let worker = speaker.map(speaker::Worker::start).transpose()?;
     let run = match out {
         Some(p) => RunDir::at(p),
         None => RunDir::create(runs_dir, "serve"),
     }
     .map_err(|e| crate::train::run::explain(e, false))?;
     let sessions = load_sessions(&run.path().join("sessions"))?;
+    let memories = load_memories(&run.path().join("memory"))?;
     let app = Arc::new(App {
         cfg: NeuroConfig::default(),
         run,
         token,
         sessions: Mutex::new(sessions),
         channels: Mutex::new(BTreeMap::new()),
+        memory_cfg: MemoryConfig::default(),
+        memories: Mutex::new(memories),
+        worker,
     });
     let missing = app
         .sessions
@@ -539,9 +822,20 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     {
         bail!("--token: at least 8 characters, no spaces");
     }
-    let app = open_app(args.out.as_deref(), &args.runs_dir, args.token)?;
+    let app = open_app(
+        args.out.as_deref(),
+        &args.runs_dir,
+        args.token,
+        args.speaker,
+    )?;
     let dir = app.run.path().to_path_buf();
     let n = app.sessions.lock().map(|s| s.len()).unwrap_or(0);
+    let speaker = app
+        .worker
+        .as_ref()
+        .map_or("none (--engine-only)".to_string(), |w| {
+            w.description.clone()
+        });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -573,7 +867,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         // from it when they ask for port 0).
         println!("listening on http://{addr}");
         eprintln!(
-            "emotion engine: {n} stored session(s) in {}; MCP at http://{addr}/mcp; Ctrl-C stops",
+            "emotion engine: {n} stored session(s) in {}; replies: {speaker}; MCP at http://{addr}/mcp; Ctrl-C stops",
             dir.display()
         );
         use std::io::Write;
@@ -591,7 +885,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 /// `emorl mcp`: the MCP tools over stdio (stdout carries the protocol, so
 /// nothing else is printed there), on the sessions of `out`.
 pub fn mcp_stdio(out: Option<&Path>, runs_dir: &Path) -> Result<()> {
-    let app = open_app(out, runs_dir, None)?;
+    let app = open_app(out, runs_dir, None, None)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

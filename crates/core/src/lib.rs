@@ -6,6 +6,7 @@ pub mod context;
 pub mod determinism;
 pub mod env;
 pub mod error;
+pub mod memory;
 pub mod neuro;
 pub mod numeric;
 pub mod parallelism;

@@ -598,7 +598,43 @@ impl Model {
         prompts: &[Vec<u32>],
         opts: &GenerateOptions,
         hooks: Option<&Hooks<'_>>,
+        on_token: Option<&mut dyn FnMut(&TokenEvent<'_>)>,
+    ) -> Result<Vec<Generation>> {
+        let rngs = (0..prompts.len())
+            .map(|i| Rng::new(opts.seed, i as u64))
+            .collect();
+        self.generate_with_rngs(prompts, opts, hooks, on_token, rngs)
+    }
+
+    /// Like [`Model::generate_from_tokens`] with one sampling seed per
+    /// prompt (`opts.seed` is not used): a row samples from the same
+    /// random stream whatever batch it shares and wherever it sits in it
+    /// (for a server that batches independent requests).
+    pub fn generate_seeded(
+        &mut self,
+        prompts: &[Vec<u32>],
+        seeds: &[u64],
+        opts: &GenerateOptions,
+        hooks: Option<&Hooks<'_>>,
+    ) -> Result<Vec<Generation>> {
+        if seeds.len() != prompts.len() {
+            return Err(LmError::InvalidArgument(format!(
+                "{} seeds for {} prompts",
+                seeds.len(),
+                prompts.len()
+            )));
+        }
+        let rngs = seeds.iter().map(|&s| Rng::new(s, 0)).collect();
+        self.generate_with_rngs(prompts, opts, hooks, None, rngs)
+    }
+
+    fn generate_with_rngs(
+        &mut self,
+        prompts: &[Vec<u32>],
+        opts: &GenerateOptions,
+        hooks: Option<&Hooks<'_>>,
         mut on_token: Option<&mut dyn FnMut(&TokenEvent<'_>)>,
+        mut rngs: Vec<Rng>,
     ) -> Result<Vec<Generation>> {
         opts.validate()?;
         if prompts.is_empty() {
@@ -668,7 +704,6 @@ impl Model {
             .f_to_device(self.device)?;
         let any_padding = prompts.iter().any(|p| p.len() != len);
 
-        let mut rngs: Vec<Rng> = (0..b).map(|i| Rng::new(opts.seed, i as u64)).collect();
         let mut gens: Vec<Generation> = prompts
             .iter()
             .map(|p| Generation {

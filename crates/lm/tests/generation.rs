@@ -210,6 +210,53 @@ fn seeded_sampling_is_reproducible() {
     assert_eq!(batch[0].tokens, a[0].tokens);
 }
 
+/// Per-row seeds: a row samples as it would alone with its seed, wherever
+/// it sits in the batch (what a server batching requests relies on).
+#[test]
+fn per_row_seeds_sample_as_alone() {
+    let mut m = stories();
+    let opts = |seed| GenerateOptions {
+        max_new_tokens: 24,
+        sampling: Sampling::Sample {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        },
+        seed,
+        ..Default::default()
+    };
+    let enc = |m: &Model, p: &str| m.tokenizer().encode(p, true).unwrap();
+    let prompts = vec![
+        enc(&m, "Once upon a time"),
+        enc(&m, "Tom"),
+        enc(&m, "Once upon a time"),
+    ];
+    let seeds = [11u64, 12, 13];
+    let batch = m.generate_seeded(&prompts, &seeds, &opts(0), None).unwrap();
+    for (i, (p, &s)) in prompts.iter().zip(&seeds).enumerate() {
+        let alone = m
+            .generate_from_tokens(std::slice::from_ref(p), &opts(s), None, None)
+            .unwrap();
+        assert_eq!(batch[i].tokens, alone[0].tokens, "row {i}");
+    }
+    // Same prompt, different seeds: different samples.
+    assert_ne!(batch[0].tokens, batch[2].tokens);
+    // Reordered batch: each row keeps its sample.
+    let rev = m
+        .generate_seeded(
+            &[prompts[2].clone(), prompts[1].clone(), prompts[0].clone()],
+            &[13, 12, 11],
+            &opts(0),
+            None,
+        )
+        .unwrap();
+    assert_eq!(rev[0].tokens, batch[2].tokens);
+    assert_eq!(rev[2].tokens, batch[0].tokens);
+    assert!(m
+        .generate_seeded(&prompts, &seeds[..2], &opts(0), None)
+        .is_err());
+}
+
 #[test]
 fn stops_on_stop_tokens_and_respects_length() {
     let mut m = stories();
