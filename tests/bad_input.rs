@@ -140,6 +140,13 @@ const CASES: &[(&str, &str)] = &[
     ("not an IP address", "serve --host localhost.example --out OUT"),
     ("--token", "serve --token short --out OUT"),
     ("--port", "serve --port 70000 --out OUT"),
+    ("missing.gguf", "serve --model IN/missing.gguf --out OUT"),
+    ("garbage.gguf", "serve --model IN/garbage.gguf --out OUT"),
+    ("nothing/manifest.json", "serve --checkpoint IN/nothing --model ST --out OUT"),
+    ("--batch", "serve --batch 0 --out OUT"),
+    ("--queue", "serve --queue 0 --out OUT"),
+    ("--engine-only", "serve --engine-only --model ST --out OUT"),
+    ("--threads", "serve --threads 100000 --model ST --out OUT"),
     // generate
     ("missing.gguf", "generate --model IN/missing.gguf --prompt hi"),
     ("garbage.gguf", "generate --model IN/garbage.gguf --prompt hi"),

@@ -158,6 +158,47 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
         assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     }
+    // The agent as the emotion engine's speaker: its modules read the
+    // session's emotions; a frightened session answers differently.
+    {
+        let server = common::start_server(
+            &tmp.path().join("engine"),
+            &["--model", &model, "--checkpoint", ckpt.to_str().expect("utf8")],
+        );
+        let c = reqwest::blocking::Client::new();
+        let health: serde_json::Value = c
+            .get(format!("{}/v1/health", server.base))
+            .send()
+            .and_then(|r| r.json())
+            .expect("health");
+        assert!(
+            health["speaker"]
+                .as_str()
+                .is_some_and(|s| s.contains("agent llm-full")),
+            "{health}"
+        );
+        let ask = || -> serde_json::Value {
+            c.post(format!("{}/v1/sessions/default/generate", server.base))
+                .json(&serde_json::json!({"message": "Please help me with my garden.", "max_tokens": 12, "seed": 3}))
+                .send()
+                .and_then(|r| r.json())
+                .expect("generate")
+        };
+        let calm = ask();
+        assert!(calm["reply"].is_string(), "{calm}");
+        let r = c
+            .post(format!("{}/v1/sessions/default/events", server.base))
+            .json(&serde_json::json!({"threat": 1.0, "feedback": -1.0, "dt": 5}))
+            .send()
+            .expect("event");
+        assert!(r.status().is_success());
+        let afraid = ask();
+        assert!(
+            afraid["emotions"]["fear"].as_f64() > calm["emotions"]["fear"].as_f64(),
+            "{afraid}"
+        );
+        assert_ne!(calm["reply"], afraid["reply"], "the state changed nothing");
+    }
     // The evaluation of this one agent beside llm-base and llm-prompted.
     let small = tmp.path().join("eval.toml");
     std::fs::write(
