@@ -163,7 +163,12 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     {
         let server = common::start_server(
             &tmp.path().join("engine"),
-            &["--model", &model, "--checkpoint", ckpt.to_str().expect("utf8")],
+            &[
+                "--model",
+                &model,
+                "--checkpoint",
+                ckpt.to_str().expect("utf8"),
+            ],
         );
         let c = reqwest::blocking::Client::new();
         let health: serde_json::Value = c

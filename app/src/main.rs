@@ -255,6 +255,11 @@ struct RunSpec {
     /// a GGUF file or a Hugging Face directory (same as agent_config.model=PATH).
     #[arg(long)]
     model: Option<String>,
+    /// Where an llm-* agent's emotion comes from: its learned encoder, or
+    /// the neurochemical dynamics of the emotion engine (same as
+    /// agent_config.agent.emotion_source=neuro).
+    #[arg(long, value_parser = ["encoder", "neuro"])]
+    emotion_source: Option<String>,
 }
 
 impl RunSpec {
@@ -268,6 +273,12 @@ impl RunSpec {
     ) -> TrainArgs {
         if let Some(m) = self.model {
             overrides.insert(0, format!("agent_config.model={}", toml_string(&m)));
+        }
+        if let Some(s) = self.emotion_source {
+            overrides.insert(
+                0,
+                format!("agent_config.agent.emotion_source={}", toml_string(&s)),
+            );
         }
         TrainArgs {
             env: self.env,

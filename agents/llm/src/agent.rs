@@ -12,6 +12,7 @@ use crate::error::{LlmAgentError, Result};
 use crate::modules::emotion::{EmotionState, EmotionalEncoder, EncoderConfig, N_CONDITIONING};
 use crate::modules::erm::{EmotionalRewardModel, ErmConfig};
 use crate::modules::gate::{EmotionalGate, GateConfig};
+use crate::modules::neuro::{EmotionSource, NeuroSource, NeuroSourceConfig};
 use crate::modules::prefix::{PrefixConfig, PrefixGenerator};
 use crate::modules::reft::{EmotionalReft, ReftConfig};
 use crate::modules::steering::{DirectionSource, SteeringConfig, SteeringVectors};
@@ -173,7 +174,12 @@ pub struct AgentConfig {
     pub seed: u64,
     /// Wrap prompts in the model's chat template; `None`: when it has one.
     pub chat: Option<bool>,
+    /// Where the emotion state comes from: the learned encoder or the
+    /// neurochemical dynamics (`emorl train --emotion-source neuro`).
+    pub emotion_source: EmotionSource,
     pub encoder: EncoderConfig,
+    /// The neurochemical source's settings (`emotion_source = "neuro"`).
+    pub neuro: NeuroSourceConfig,
     pub prefix: PrefixConfig,
     pub gate: GateConfig,
     pub erm: ErmConfig,
@@ -188,7 +194,9 @@ impl Default for AgentConfig {
             temperature: 0.7,
             seed: 0,
             chat: None,
+            emotion_source: EmotionSource::Encoder,
             encoder: EncoderConfig::default(),
+            neuro: NeuroSourceConfig::default(),
             prefix: PrefixConfig::default(),
             gate: GateConfig::default(),
             erm: ErmConfig::default(),
@@ -226,7 +234,8 @@ pub fn describe_emotion(phasic: &[f32]) -> String {
 /// What the agent carries across the turns of one conversation.
 #[derive(Debug, Default)]
 struct EpisodeState {
-    tonic: Option<Tensor>,
+    /// What the emotion source carries to the next turn.
+    carry: Option<Tensor>,
     erm_tonic: Option<Tensor>,
     /// The last turn's ERM input and previous tonic state (phase-3 feedback).
     last_erm: Option<(Tensor, Option<Tensor>)>,
@@ -276,12 +285,27 @@ impl LlmAgent {
         }
         let seed = config.seed;
         let mut modules = Modules::default();
-        if kind.has_encoder() {
-            modules.encoder = Some(EmotionalEncoder::new(
-                &config.encoder,
-                seed,
-                model.device(),
-            )?);
+        match (kind.has_encoder(), config.emotion_source) {
+            (true, EmotionSource::Encoder) => {
+                modules.encoder = Some(EmotionalEncoder::new(
+                    &config.encoder,
+                    seed,
+                    model.device(),
+                )?);
+            }
+            (true, EmotionSource::Neuro) => {
+                modules.neuro = Some(NeuroSource::new(
+                    &config.neuro,
+                    config.encoder.tonic_decay,
+                    model.device(),
+                )?);
+            }
+            (false, EmotionSource::Neuro) => {
+                return Err(invalid(format!(
+                    "emotion_source = \"neuro\": {kind} reads no emotion (use an agent with modules that do)"
+                )));
+            }
+            (false, EmotionSource::Encoder) => {}
         }
         if kind.has_prefix() {
             modules.prefix = Some(PrefixGenerator::new(
@@ -448,19 +472,24 @@ impl LlmAgent {
         context: &EmotionalContext,
     ) -> Result<Generation> {
         let _g = tch::no_grad_guard();
-        let ids = match (&self.modules.encoder, self.kind.describes_emotion()) {
-            (Some(enc), true) => {
-                let state = enc.encode(&[context], self.episode.tonic.as_ref())?;
+        let described = match self.kind.describes_emotion() {
+            true => self
+                .modules
+                .encode_state(&[context], self.episode.carry.as_ref())?,
+            false => None,
+        };
+        let ids = match described {
+            Some(state) => {
                 let phasic = Vec::<f32>::try_from(&state.phasic.f_view([-1])?)?;
                 self.encode_prompt_for(obs, Some(&phasic))?
             }
-            _ => self.encode_prompt(obs)?,
+            None => self.encode_prompt(obs)?,
         };
         let (tokens, mask) = pad_left(std::slice::from_ref(&ids), self.model.tokenizer().pad_id())?;
         let emotion = self.modules.emotion(
             &mut self.model,
             &[context],
-            self.episode.tonic.as_ref(),
+            self.episode.carry.as_ref(),
             self.episode.erm_tonic.as_ref(),
             &tokens,
             &mask,
@@ -476,7 +505,7 @@ impl LlmAgent {
         if let Some(input) = &emotion.erm_input {
             self.episode.last_erm = Some((input.shallow_clone(), self.episode.erm_tonic.take()));
         }
-        self.episode.tonic = Some(emotion.state.tonic.shallow_clone());
+        self.episode.carry = Some(emotion.state.next_carry());
         self.episode.erm_tonic = emotion.erm_tonic;
         gens.pop()
             .ok_or_else(|| invalid("generation returned no sequence"))

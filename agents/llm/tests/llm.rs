@@ -748,3 +748,84 @@ fn learning_rate_scales_name_module_parts_and_freeze_at_zero() {
         assert!(bit_equal(a, b), "{n} moved at lr 0");
     }
 }
+
+/// `emotion_source = "neuro"`: the agent's state is the emotion engine's
+/// dynamics carried across the turns of a conversation (levels logged with
+/// the emotions), it survives a checkpoint, a new conversation starts at
+/// baseline, RL trains the modules as with the encoder, and an agent that
+/// reads no emotion refuses the source.
+#[test]
+fn the_neurochemical_source_carries_levels_across_turns() {
+    use emorl_agents_llm::modules::neuro::EmotionSource;
+    use emorl_core::neuro::{NeuroConfig, Neurochemistry, Stimulus};
+    let config = AgentConfig {
+        temperature: 0.0,
+        max_new_tokens: 4,
+        emotion_source: EmotionSource::Neuro,
+        ..AgentConfig::default()
+    };
+    let mut agent = LlmAgent::new(model(), AgentKind::Steer, config.clone()).unwrap();
+    assert!(agent.modules().encoder.is_none() && agent.modules().neuro.is_some());
+    let scared = EmotionalContext {
+        social: Some(SocialContext {
+            safety_flag: true,
+            failed_attempts: 2,
+            ..SocialContext::default()
+        }),
+        ..EmotionalContext::default()
+    };
+    let mut env = Dialogue::with_defaults();
+    let (obs, _) = env.reset(Some(5));
+    let level = |agent: &LlmAgent, name: &str| {
+        agent
+            .last_emotion()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{name} not logged: {:?}", agent.last_emotion()))
+    };
+    let cfg = NeuroConfig::default();
+    let mut want = Neurochemistry::at_baseline(&cfg);
+    let mut cortisol = Vec::new();
+    for _ in 0..3 {
+        agent.act(&obs, &scared).unwrap();
+        want.step(&cfg, &Stimulus::from_context(&scared), 1.0);
+        assert_eq!(level(&agent, "cortisol"), want.cortisol());
+        cortisol.push(level(&agent, "cortisol"));
+    }
+    assert!(
+        cortisol[0] < cortisol[1] && cortisol[1] < cortisol[2],
+        "{cortisol:?}"
+    );
+    assert!((level(&agent, "fear") - want.emotions()[0]).abs() < 1e-6);
+    agent.reset_episode();
+    agent.act(&obs, &EmotionalContext::default()).unwrap();
+    assert!(level(&agent, "cortisol") < cortisol[0]);
+
+    // Checkpoint: the source and its settings come back.
+    let dir = tempfile::tempdir().unwrap();
+    agent.save(dir.path()).unwrap();
+    let loaded = LlmAgent::load(dir.path(), model()).unwrap();
+    assert_eq!(loaded.config().emotion_source, EmotionSource::Neuro);
+    assert!(loaded.modules().neuro.is_some());
+
+    // RL over multi-turn prompts trains the modules with this source.
+    let before = copies(&agent.trainable_parameters());
+    let mut trainer = Trainer::new(agent, small_rl(0)).unwrap();
+    let stats = trainer.update().unwrap();
+    assert!(
+        stats.emotion_means.iter().any(|(n, _)| n == "dopamine"),
+        "{:?}",
+        stats.emotion_means
+    );
+    let moved = trainer
+        .agent()
+        .trainable_parameters()
+        .iter()
+        .zip(&before)
+        .any(|(a, b)| !bit_equal(a, b));
+    assert!(moved, "RL moved nothing");
+
+    let err = LlmAgent::new(model(), AgentKind::Base, config).unwrap_err();
+    assert!(err.to_string().contains("reads no emotion"), "{err}");
+}

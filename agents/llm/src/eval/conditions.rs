@@ -111,6 +111,7 @@ pub fn emotion_of_values(rows: &[[f32; N_EMOTIONS]], device: Device) -> Result<T
         state: EmotionState {
             phasic: table(N_EMOTIONS, &|p| p.to_vec())?,
             tonic: table(2, &|p| vec![p[0], p[3]])?,
+            carry: None,
         },
         erm: Some(table(N_ERM, &|p| {
             let mut erm = vec![0.0f32; N_ERM];

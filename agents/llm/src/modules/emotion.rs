@@ -91,6 +91,10 @@ pub fn context_features(c: &EmotionalContext) -> Vec<f32> {
 pub struct EmotionState {
     pub phasic: Tensor,
     pub tonic: Tensor,
+    /// What the next turn starts from when it is more than the tonic
+    /// state: the neurochemical source's `[batch, 6]` f64 levels and tonic
+    /// ([`crate::modules::neuro`]); `None` for the encoder.
+    pub carry: Option<Tensor>,
 }
 
 impl EmotionState {
@@ -102,6 +106,7 @@ impl EmotionState {
         Ok(EmotionState {
             phasic: Tensor::f_zeros([batch, N_EMOTIONS as i64], (Kind::Float, device))?,
             tonic: Tensor::f_zeros([batch, 2], (Kind::Float, device))?,
+            carry: None,
         })
     }
 
@@ -143,6 +148,10 @@ impl EmotionState {
         Ok(EmotionState {
             phasic: self.phasic.f_repeat_interleave_self_int(k, 0, None)?,
             tonic: self.tonic.f_repeat_interleave_self_int(k, 0, None)?,
+            carry: match &self.carry {
+                Some(c) => Some(c.f_repeat_interleave_self_int(k, 0, None)?),
+                None => None,
+            },
         })
     }
 
@@ -151,6 +160,7 @@ impl EmotionState {
         Ok(EmotionState {
             phasic: self.phasic.f_detach()?,
             tonic: self.tonic.f_detach()?,
+            carry: self.carry.as_ref().map(Tensor::shallow_clone),
         })
     }
 
@@ -159,29 +169,50 @@ impl EmotionState {
         Ok(EmotionState {
             phasic: self.phasic.f_index_select(0, index)?,
             tonic: self.tonic.f_index_select(0, index)?,
+            carry: match &self.carry {
+                Some(c) => Some(c.f_index_select(0, index)?),
+                None => None,
+            },
         })
     }
 
-    /// Row means, by [`CONDITIONING_NAMES`].
+    /// What the next turn of the conversation starts from (the tonic
+    /// state, or the neurochemical source's levels and tonic state).
+    pub fn next_carry(&self) -> Tensor {
+        match &self.carry {
+            Some(c) => c.shallow_clone(),
+            None => self.tonic.shallow_clone(),
+        }
+    }
+
+    /// Row means, by [`CONDITIONING_NAMES`], then (neurochemical source)
+    /// the four levels by `emorl_core::neuro::CHEMICALS`.
     pub fn means(&self) -> Result<Vec<(String, f64)>> {
         let c = self
             .conditioning()?
             .f_detach()?
             .f_mean_dim(0, false, Kind::Float)?;
         let v = Vec::<f32>::try_from(&c)?;
-        Ok(CONDITIONING_NAMES
+        let mut out: Vec<(String, f64)> = CONDITIONING_NAMES
             .iter()
             .zip(v)
             .map(|(n, x)| (n.to_string(), f64::from(x)))
-            .collect())
-    }
-
-    /// Detached copies (state carried between turns holds no graph).
-    pub fn detached(&self) -> Result<EmotionState> {
-        Ok(EmotionState {
-            phasic: self.phasic.f_detach()?,
-            tonic: self.tonic.f_detach()?,
-        })
+            .collect();
+        if let Some(carry) = &self.carry {
+            let levels = crate::modules::neuro::NeuroSource::levels(carry)?.f_mean_dim(
+                0,
+                false,
+                Kind::Double,
+            )?;
+            let l = Vec::<f64>::try_from(&levels)?;
+            out.extend(
+                emorl_core::neuro::CHEMICALS
+                    .iter()
+                    .zip(l)
+                    .map(|(n, x)| (n.to_string(), x)),
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -280,6 +311,10 @@ impl EmotionalEncoder {
             Some(t) => t.f_mul_scalar(d)?.f_add(&fear_joy.f_mul_scalar(1.0 - d)?)?,
             None => fear_joy.f_mul_scalar(1.0 - d)?,
         };
-        Ok(EmotionState { phasic, tonic })
+        Ok(EmotionState {
+            phasic,
+            tonic,
+            carry: None,
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! each in its own file:
 //!
 //! * [`emotion`]: context features, the [`emotion::EmotionalEncoder`] and [`emotion::EmotionState`];
+//! * [`neuro`]: the neurochemical emotion source, an alternative to the encoder;
 //! * [`prefix`]: emotion-conditioned (or static) prefix keys/values;
 //! * [`gate`]: gated bottleneck adapters;
 //! * [`erm`]: the emotional reward model and its logit/temperature modulators;
@@ -14,6 +15,7 @@
 pub mod emotion;
 pub mod erm;
 pub mod gate;
+pub mod neuro;
 pub mod prefix;
 pub mod reft;
 pub mod steering;
@@ -27,6 +29,7 @@ use crate::params::ParamStore;
 use emotion::{EmotionState, EmotionalEncoder};
 use erm::{erm_from_encoder, EmotionalRewardModel, ERM_EMOTIONS};
 use gate::EmotionalGate;
+use neuro::NeuroSource;
 use prefix::PrefixGenerator;
 use reft::EmotionalReft;
 use steering::SteeringVectors;
@@ -62,6 +65,8 @@ pub const MODULE_NAMES: [&str; 6] = ["encoder", "prefix", "gate", "erm", "steeri
 #[derive(Debug, Default)]
 pub struct Modules {
     pub encoder: Option<EmotionalEncoder>,
+    /// The neurochemical source, in place of the encoder (no parameters).
+    pub neuro: Option<NeuroSource>,
     pub prefix: Option<PrefixGenerator>,
     pub gate: Option<EmotionalGate>,
     pub erm: Option<EmotionalRewardModel>,
@@ -272,24 +277,51 @@ impl Modules {
         }
     }
 
-    /// The emotion of a batch of prompts: the encoder over `contexts` (with
-    /// `tonic` from the previous turn), and the ERM over the prompts'
-    /// read-out (`tokens`/`mask`, left-padded; `hidden`: a read-out already
-    /// computed, `[batch, seq, hidden]`, whose positions `mask` selects).
+    /// The emotion state of `contexts` from the agent's source — the
+    /// neurochemical dynamics or the encoder — given what the previous turn
+    /// carried (`None` at a conversation's start); `None` for an agent
+    /// without a source.
+    pub fn encode_state(
+        &self,
+        contexts: &[&EmotionalContext],
+        carry: Option<&Tensor>,
+    ) -> Result<Option<EmotionState>> {
+        Ok(match (&self.neuro, &self.encoder) {
+            (Some(n), _) => Some(n.encode(contexts, carry)?),
+            (None, Some(enc)) => Some(enc.encode(contexts, carry)?),
+            (None, None) => None,
+        })
+    }
+
+    /// One row of what a conversation's start carries, for batches that mix
+    /// first and later turns (`None` without a source).
+    pub fn fresh_carry(&self, device: tch::Device) -> Result<Option<Tensor>> {
+        Ok(match (&self.neuro, &self.encoder) {
+            (Some(n), _) => Some(n.start_carry()?),
+            (None, Some(_)) => Some(Tensor::f_zeros([1, 2], (Kind::Float, device))?),
+            (None, None) => None,
+        })
+    }
+
+    /// The emotion of a batch of prompts: the source over `contexts` (with
+    /// `carry` from the previous turn, see [`EmotionState::next_carry`]),
+    /// and the ERM over the prompts' read-out (`tokens`/`mask`, left-padded;
+    /// `hidden`: a read-out already computed, `[batch, seq, hidden]`, whose
+    /// positions `mask` selects).
     #[allow(clippy::too_many_arguments)]
     pub fn emotion(
         &self,
         model: &mut Model,
         contexts: &[&EmotionalContext],
-        tonic: Option<&Tensor>,
+        carry: Option<&Tensor>,
         erm_tonic: Option<&Tensor>,
         tokens: &Tensor,
         mask: &Tensor,
         hidden: Option<&Tensor>,
     ) -> Result<TurnEmotion> {
         let b = contexts.len() as i64;
-        let state = match &self.encoder {
-            Some(enc) => enc.encode(contexts, tonic)?,
+        let state = match self.encode_state(contexts, carry)? {
+            Some(s) => s,
             None => EmotionState::neutral(b, model.device())?,
         };
         let (erm, erm_tonic, erm_input) = match &self.erm {

@@ -232,7 +232,8 @@ pub struct UpdateStats {
     pub grad_norm: f64,
     /// Mean generated tokens per response.
     pub response_tokens: f64,
-    /// Batch-mean emotions by name (encoder columns, then `erm_*`).
+    /// Batch-mean emotions by name (the source's columns, the neurochemical
+    /// levels with `emotion_source = "neuro"`, then `erm_*`).
     pub emotion_means: Vec<(String, f64)>,
     /// Mean probability mass on the forced emotion's marker tokens per
     /// response position, before the step (0 when the expression objective

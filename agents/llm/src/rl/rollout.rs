@@ -26,8 +26,9 @@ pub struct PromptState {
     pub history: Vec<String>,
     pub obs: DialogueObs,
     pub context: EmotionalContext,
-    /// The encoder's tonic state after the replayed turns (`None` at turn 0).
-    pub tonic: Option<Tensor>,
+    /// What the emotion source carries after the replayed turns (the
+    /// encoder's tonic state, or the neurochemical levels; `None` at turn 0).
+    pub carry: Option<Tensor>,
 }
 
 /// Everything the objectives of one update learn from.
@@ -153,7 +154,7 @@ pub fn prompt_state(
     let (mut obs, _) = env.reset(Some(seed));
     let mut context = env.context();
     let mut history = Vec::new();
-    let mut tonic: Option<Tensor> = None;
+    let mut carry: Option<Tensor> = None;
     let mut policy = ScriptedPolicy::new(PolicyKind::Generic, seed);
     let _g = tch::no_grad_guard();
     while history.len() < target_turn {
@@ -162,8 +163,8 @@ pub fn prompt_state(
         if step.done() {
             break;
         }
-        if let Some(enc) = &agent.modules.encoder {
-            tonic = Some(enc.encode(&[&context], tonic.as_ref())?.tonic);
+        if let Some(state) = agent.modules.encode_state(&[&context], carry.as_ref())? {
+            carry = Some(state.next_carry());
         }
         history.push(action);
         obs = step.obs;
@@ -174,7 +175,7 @@ pub fn prompt_state(
         history,
         obs,
         context,
-        tonic,
+        carry,
     })
 }
 
@@ -198,7 +199,7 @@ pub fn replay_reward(
     Ok((step.reward, step.context))
 }
 
-/// The emotion of `states` (their contexts and tonic states; the ERM over
+/// The emotion of `states` (their contexts and carried states; the ERM over
 /// `tokens`/`mask` or over a given read-out `hidden`).
 pub fn emotion_of(
     agent: &mut LlmAgent,
@@ -208,22 +209,22 @@ pub fn emotion_of(
     hidden: Option<&Tensor>,
 ) -> Result<TurnEmotion> {
     let contexts: Vec<&EmotionalContext> = states.iter().map(|s| &s.context).collect();
-    // States at turn 0 have no tonic state yet: zeros for those.
-    let tonic = if states.iter().any(|s| s.tonic.is_some()) {
-        let device = agent.model.device();
-        let rows = states
-            .iter()
-            .map(|s| match &s.tonic {
-                Some(t) => Ok(t.shallow_clone()),
-                None => Ok(Tensor::f_zeros([1, 2], (Kind::Float, device))?),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Some(Tensor::f_cat(&rows, 0)?)
-    } else {
-        None
+    // States at turn 0 carry nothing yet: a conversation's start for those.
+    let carry = match agent.modules.fresh_carry(agent.model.device())? {
+        Some(fresh) if states.iter().any(|s| s.carry.is_some()) => {
+            let rows: Vec<Tensor> = states
+                .iter()
+                .map(|s| match &s.carry {
+                    Some(t) => t.shallow_clone(),
+                    None => fresh.shallow_clone(),
+                })
+                .collect();
+            Some(Tensor::f_cat(&rows, 0)?)
+        }
+        _ => None,
     };
     let (modules, model) = agent.parts_mut();
-    modules.emotion(model, &contexts, tonic.as_ref(), None, tokens, mask, hidden)
+    modules.emotion(model, &contexts, carry.as_ref(), None, tokens, mask, hidden)
 }
 
 /// The prompts' tensors and the ERM's read-out of them, once per update.
