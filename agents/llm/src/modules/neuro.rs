@@ -230,8 +230,10 @@ mod tests {
 
     #[test]
     fn bad_settings_and_shapes_are_refused() {
-        let mut cfg = NeuroSourceConfig::default();
-        cfg.turn_dt = 0.0;
+        let cfg = NeuroSourceConfig {
+            turn_dt: 0.0,
+            ..NeuroSourceConfig::default()
+        };
         assert!(NeuroSource::new(&cfg, 0.7, Device::Cpu).is_err());
         let src = NeuroSource::new(&NeuroSourceConfig::default(), 0.7, Device::Cpu).unwrap();
         assert!(NeuroSource::new(&NeuroSourceConfig::default(), 1.5, Device::Cpu).is_err());
