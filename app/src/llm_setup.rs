@@ -4,6 +4,7 @@
 
 use crate::config;
 use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_llm::lora_text::LoraTextConfig;
 use emorl_agents_llm::supervision::{EncoderPretrainConfig, ErmTextConfig};
 use emorl_agents_llm::{AgentConfig, RlConfig};
 use emorl_core::{EmotionalContext, Env};
@@ -35,6 +36,10 @@ pub struct LlmTrainConfig {
     /// train split, DailyDialog's validation split when found; skipped with
     /// a warning when no GoEmotions files are found).
     pub erm_text: ErmTextConfig,
+    /// The emotional LoRA adapters (`llm-neuro`) trained on labelled text,
+    /// one per emotion, before RL (skipped with a warning when no
+    /// GoEmotions files are found).
+    pub lora_text: LoraTextConfig,
     /// Log a whole sample conversation (with its emotion states) every this
     /// many updates, and after the last (0: only after the last).
     pub sample_every: usize,
@@ -53,6 +58,7 @@ impl Default for LlmTrainConfig {
             erm_pretrain_steps: 20,
             encoder_pretrain: EncoderPretrainConfig::default(),
             erm_text: ErmTextConfig::default(),
+            lora_text: LoraTextConfig::default(),
             sample_every: 5,
             eval_episodes: 8,
             agent: AgentConfig {
@@ -104,6 +110,10 @@ impl Default for LlmTrainConfig {
                     ("erm.temperature".to_string(), 0.0),
                     ("erm.logit".to_string(), 10.0),
                     ("reft".to_string(), 0.03),
+                    // llm-neuro's LoRA adapters at 0.02× (1e-3, the rate of
+                    // their text phase): like ReFT they write into the late
+                    // blocks; not yet tuned on KL (docs/emotion-engine.md).
+                    ("lora".to_string(), 0.02),
                 ]
                 .into_iter()
                 .collect(),

@@ -12,6 +12,7 @@ use crate::error::{LlmAgentError, Result};
 use crate::modules::emotion::{EmotionState, EmotionalEncoder, EncoderConfig, N_CONDITIONING};
 use crate::modules::erm::{EmotionalRewardModel, ErmConfig};
 use crate::modules::gate::{EmotionalGate, GateConfig};
+use crate::modules::lora::{EmotionalLora, LoraConfig};
 use crate::modules::neuro::{EmotionSource, NeuroSource, NeuroSourceConfig};
 use crate::modules::prefix::{PrefixConfig, PrefixGenerator};
 use crate::modules::reft::{EmotionalReft, ReftConfig};
@@ -21,7 +22,7 @@ use crate::optim::AdamW;
 use crate::params::invalid;
 
 /// Registry IDs of the LLM agents with one-line descriptions.
-pub const AGENT_IDS: [(&str, &str); 9] = [
+pub const AGENT_IDS: [(&str, &str); 10] = [
     ("llm-base", "The frozen language model alone (no modules)"),
     (
         "llm-prompted",
@@ -52,6 +53,10 @@ pub const AGENT_IDS: [(&str, &str); 9] = [
         "Emotional encoder + emotion-conditioned low-rank (ReFT-style) interventions on the response",
     ),
     (
+        "llm-neuro",
+        "Neurochemical dynamics (the emotion engine) blending emotional LoRA adapters on the attention projections, one per emotion, trained on labelled text",
+    ),
+    (
         "llm-full",
         "Encoder, prefix, gate, reward model and steering together",
     ),
@@ -77,12 +82,14 @@ pub enum AgentKind {
     Steer,
     #[serde(rename = "llm-reft")]
     Reft,
+    #[serde(rename = "llm-neuro")]
+    Neuro,
     #[serde(rename = "llm-full")]
     Full,
 }
 
 impl AgentKind {
-    pub const ALL: [AgentKind; 9] = [
+    pub const ALL: [AgentKind; 10] = [
         AgentKind::Base,
         AgentKind::Prompted,
         AgentKind::StaticPrefix,
@@ -91,6 +98,7 @@ impl AgentKind {
         AgentKind::Erm,
         AgentKind::Steer,
         AgentKind::Reft,
+        AgentKind::Neuro,
         AgentKind::Full,
     ];
 
@@ -105,6 +113,7 @@ impl AgentKind {
             AgentKind::Erm => "llm-erm",
             AgentKind::Steer => "llm-steer",
             AgentKind::Reft => "llm-reft",
+            AgentKind::Neuro => "llm-neuro",
             AgentKind::Full => "llm-full",
         }
     }
@@ -153,6 +162,17 @@ impl AgentKind {
     fn has_reft(self) -> bool {
         matches!(self, AgentKind::Reft)
     }
+    fn has_lora(self) -> bool {
+        matches!(self, AgentKind::Neuro)
+    }
+    /// The emotion source the kind uses: `llm-neuro` always reads the
+    /// neurochemical dynamics; the others `configured`.
+    fn emotion_source(self, configured: EmotionSource) -> EmotionSource {
+        match self {
+            AgentKind::Neuro => EmotionSource::Neuro,
+            _ => configured,
+        }
+    }
 }
 
 impl std::fmt::Display for AgentKind {
@@ -185,6 +205,7 @@ pub struct AgentConfig {
     pub erm: ErmConfig,
     pub steering: SteeringConfig,
     pub reft: ReftConfig,
+    pub lora: LoraConfig,
 }
 
 impl Default for AgentConfig {
@@ -202,6 +223,7 @@ impl Default for AgentConfig {
             erm: ErmConfig::default(),
             steering: SteeringConfig::default(),
             reft: ReftConfig::default(),
+            lora: LoraConfig::default(),
         }
     }
 }
@@ -285,7 +307,10 @@ impl LlmAgent {
         }
         let seed = config.seed;
         let mut modules = Modules::default();
-        match (kind.has_encoder(), config.emotion_source) {
+        match (
+            kind.has_encoder(),
+            kind.emotion_source(config.emotion_source),
+        ) {
             (true, EmotionSource::Encoder) => {
                 modules.encoder = Some(EmotionalEncoder::new(
                     &config.encoder,
@@ -320,6 +345,9 @@ impl LlmAgent {
         }
         if kind.has_reft() {
             modules.reft = Some(EmotionalReft::new(&model, &config.reft, seed)?);
+        }
+        if kind.has_lora() {
+            modules.lora = Some(EmotionalLora::new(&model, &config.lora, seed)?);
         }
         if kind.has_erm() {
             modules.erm = Some(EmotionalRewardModel::new(&model, &config.erm, seed)?);

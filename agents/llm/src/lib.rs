@@ -25,6 +25,7 @@ pub mod data;
 mod error;
 pub mod eval;
 pub mod lexicon;
+pub mod lora_text;
 pub mod modules;
 pub mod optim;
 pub mod params;

@@ -34,6 +34,9 @@ struct AgentResult {
     encoder: Option<EncoderReport>,
     /// The ERM's supervised phase on labelled text (agents with an ERM).
     erm_text: Option<ErmTextReport>,
+    /// The LoRA adapters' phase on labelled text (`llm-neuro`).
+    #[serde(default)]
+    lora_text: Option<emorl_agents_llm::lora_text::LoraTextReport>,
     #[serde(flatten)]
     measured: Measured,
     seconds: f64,
@@ -61,6 +64,7 @@ struct Trained {
     training: Vec<UpdateStats>,
     encoder: Option<EncoderReport>,
     erm_text: Option<ErmTextReport>,
+    lora_text: Option<emorl_agents_llm::lora_text::LoraTextReport>,
 }
 
 fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
@@ -82,6 +86,12 @@ fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
         &plan.goemotions,
         plan.dailydialog.as_deref(),
         &plan.llm.erm_text,
+    )?;
+    let lora_text = emorl_agents_llm::lora_text::pretrain_lora_on_corpora(
+        &mut agent,
+        &plan.goemotions,
+        plan.dailydialog.as_deref(),
+        &plan.llm.lora_text,
     )?;
     let mut training = Vec::new();
     if kind.trained_by_rl() {
@@ -105,6 +115,7 @@ fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
         training,
         encoder,
         erm_text,
+        lora_text,
     })
 }
 
@@ -121,6 +132,7 @@ fn run_agent(
         training,
         encoder,
         erm_text,
+        lora_text,
     } = train_agent(kind, plan, seed)?;
     let settings = MeasureSettings {
         judge,
@@ -137,6 +149,7 @@ fn run_agent(
         training,
         encoder,
         erm_text,
+        lora_text,
         measured,
         seconds: start.elapsed().as_secs_f64(),
     })

@@ -239,6 +239,45 @@ fn supervised_phases(
             ),
         }
     }
+    if agent.modules().lora.is_some() && llm.lora_text.epochs > 0 {
+        match emorl_agents_llm::data::goemotions_dir() {
+            Some(dir) => {
+                eprintln!(
+                    "LoRA adapters on labelled text, one per emotion ({})…",
+                    dir.display()
+                );
+                let dd = emorl_agents_llm::data::dailydialog_file();
+                if let Some(r) = emorl_agents_llm::lora_text::pretrain_lora_on_corpora(
+                    agent,
+                    &dir,
+                    dd.as_deref(),
+                    &llm.lora_text,
+                )? {
+                    tb.add_scalar("losses/lora_text", r.final_loss, 0)?;
+                    for p in &r.held_out {
+                        tb.add_scalar(&format!("eval/lora_{}_frozen", p.emotion), p.frozen, 0)?;
+                        tb.add_scalar(&format!("eval/lora_{}_adapted", p.emotion), p.adapted, 0)?;
+                    }
+                    let drops: Vec<String> = r
+                        .held_out
+                        .iter()
+                        .map(|p| format!("{} {:.3}→{:.3}", p.emotion, p.frozen, p.adapted))
+                        .collect();
+                    eprintln!(
+                        "LoRA on held-out GoEmotions text (nats/token, frozen→adapter): {}",
+                        drops.join(", ")
+                    );
+                    run.write_atomic(
+                        std::path::Path::new("lora_text.json"),
+                        serde_json::to_string_pretty(&r)?.as_bytes(),
+                    )?;
+                }
+            }
+            None => tracing::warn!(
+                "no GoEmotions files found (set EMORL_GOEMOTIONS_DIR): the LoRA text phase is skipped"
+            ),
+        }
+    }
     if agent.modules().erm.is_some() && llm.erm_pretrain_steps > 0 {
         let pairs = erm_pairs(&env_cfg, 16, cfg.seed)?;
         let pb = progress(llm.erm_pretrain_steps as u64, "ERM phase 1");

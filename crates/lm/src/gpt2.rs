@@ -17,7 +17,7 @@ use crate::common::{
 pub use crate::config::Gpt2Config;
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
-use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
+use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv, QkvDelta};
 use crate::weights::{GgufWeights, SafetensorsWeights, WeightSource};
 
 /// Serves the Hugging Face GPT-2 names the loader asks for from a llama.cpp
@@ -144,10 +144,14 @@ impl Attention {
         x: &Tensor,
         mask: Option<&Tensor>,
         prefix: Option<&PrefixKv>,
+        qkv_delta: &[QkvDelta<'_>],
     ) -> Result<Tensor> {
         let s = x.size();
         let (b, t, d) = (s[0], s[1], s[2]);
-        let qkv = self.c_attn.forward(x)?;
+        let mut qkv = self.c_attn.forward(x)?;
+        for f in qkv_delta {
+            qkv = qkv.f_add(&f(x)?.f_to_kind(qkv.kind())?)?;
+        }
         let parts = qkv.f_split(d, 2)?;
         let heads = |z: &Tensor| -> Result<Tensor> {
             Ok(z.f_view([b, t, self.n_head, self.head_dim])?
@@ -421,7 +425,8 @@ impl Gpt2 {
             }
             let prefix = hooks.and_then(|h| h.prefix(i));
             let h1 = self.blocks[i].ln_1.forward(&x)?;
-            let a = self.blocks[i].attn.forward(&h1, mask, prefix)?;
+            let qkv_delta = hooks.map_or(&[][..], |h| h.qkv(i));
+            let a = self.blocks[i].attn.forward(&h1, mask, prefix, qkv_delta)?;
             x = x.f_add(&a)?;
             x = apply_site(hooks, i, HookSite::AfterAttention, x, past)?;
             let blk = &self.blocks[i];

@@ -163,9 +163,16 @@ impl SiteHooks<'_> {
     }
 }
 
+/// A function of a block's attention input (`[batch, seq, hidden]`, after
+/// the norm) whose output (`[batch, seq, q + k + v width]`) is added to the
+/// fused query/key/value projection: a low-rank adapter on the attention
+/// projections (LoRA) whose base weights stay untouched.
+pub type QkvDelta<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
+
 #[derive(Default)]
 pub(crate) struct LayerHooks<'a> {
     pub(crate) prefix: Option<PrefixKv>,
+    pub(crate) qkv: Vec<QkvDelta<'a>>,
     pub(crate) after_attention: SiteHooks<'a>,
     pub(crate) after_mlp: SiteHooks<'a>,
 }
@@ -279,6 +286,23 @@ impl<'a> Hooks<'a> {
         self.with_adapter(layer, site, f)
     }
 
+    /// Adds `f(x)` to the fused query/key/value projection of `layer`'s
+    /// attention, `x` being the attention's input (see [`QkvDelta`]; the
+    /// output's last dimension is the query width plus twice the key/value
+    /// width, in that order). It acts on every column.
+    pub fn with_qkv_delta<F>(mut self, layer: usize, f: F) -> Self
+    where
+        F: Fn(&Tensor) -> Result<Tensor> + 'a,
+    {
+        self.layer_mut(layer).qkv.push(Box::new(f));
+        self
+    }
+
+    /// The q/k/v deltas of `layer`.
+    pub(crate) fn qkv(&self, layer: usize) -> &[QkvDelta<'a>] {
+        self.layers.get(layer).map_or(&[], |l| l.qkv.as_slice())
+    }
+
     /// Requests the hidden state at read-out index `index` (see the module
     /// documentation for the convention).
     pub fn with_readout(mut self, index: usize) -> Self {
@@ -304,7 +328,10 @@ impl<'a> Hooks<'a> {
     pub(crate) fn validate(&self, n_layers: usize) -> Result<()> {
         if self.layers.len() > n_layers {
             let has_any = self.layers[n_layers..].iter().any(|l| {
-                l.prefix.is_some() || !l.after_attention.is_empty() || !l.after_mlp.is_empty()
+                l.prefix.is_some()
+                    || !l.qkv.is_empty()
+                    || !l.after_attention.is_empty()
+                    || !l.after_mlp.is_empty()
             });
             if has_any {
                 return Err(LmError::InvalidArgument(format!(
@@ -346,6 +373,7 @@ impl<'a> Hooks<'a> {
     pub(crate) fn hidden_rows_independent(&self, columns: usize) -> bool {
         self.layers.iter().all(|l| {
             l.prefix.is_none()
+                && l.qkv.is_empty()
                 && !l.after_attention.acts_before(columns)
                 && !l.after_mlp.acts_before(columns)
         })

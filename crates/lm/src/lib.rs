@@ -39,7 +39,9 @@ pub use error::{LmError, Result};
 pub use generate::{
     FinishReason, GenerateOptions, Generation, GenerationTiming, Sampling, TokenEvent,
 };
-pub use hooks::{response_start, HookSite, Hooks, LogitBias, LogitsProcessor, ResidualAdapter};
+pub use hooks::{
+    response_start, HookSite, Hooks, LogitBias, LogitsProcessor, QkvDelta, ResidualAdapter,
+};
 pub use linear::{PackPlan, Packing};
 pub use model::{cache_dir, default_model_path, Architecture, DType, Model};
 pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

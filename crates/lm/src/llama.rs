@@ -26,7 +26,7 @@ pub use crate::config::LlamaConfig;
 use crate::config::RopeLayout;
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
-use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv};
+use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv, QkvDelta};
 use crate::linear::{Linear, PackPlan};
 use crate::weights::{SafetensorsWeights, WeightSource};
 
@@ -138,16 +138,18 @@ impl Attention {
         sin: &Tensor,
         mask: Option<&Tensor>,
         prefix: Option<&PrefixKv>,
+        qkv_delta: &[QkvDelta<'_>],
         packed: bool,
     ) -> Result<Tensor> {
         let s = x.size();
         let (b, t) = (s[0], s[1]);
         let qd = self.n_heads * self.head_dim;
         let kd = self.n_kv * self.head_dim;
-        let qkv = self
-            .wqkv
-            .forward(x, packed)?
-            .f_split_with_sizes([qd + kd, kd], -1)?;
+        let mut qkv = self.wqkv.forward(x, packed)?;
+        for f in qkv_delta {
+            qkv = qkv.f_add(&f(x)?.f_to_kind(qkv.kind())?)?;
+        }
+        let qkv = qkv.f_split_with_sizes([qd + kd, kd], -1)?;
         // Queries and keys rotate together, as one tensor of heads.
         let qk = qkv[0]
             .f_view([b, t, self.n_heads + self.n_kv, self.head_dim])?
@@ -501,12 +503,14 @@ impl Llama {
                 break;
             }
             let prefix = hooks.and_then(|h| h.prefix(i));
+            let qkv_delta = hooks.map_or(&[][..], |h| h.qkv(i));
             let a = blk.attn.forward(
                 &blk.attn_norm.forward(&x)?,
                 &cos,
                 &sin,
                 mask,
                 prefix,
+                qkv_delta,
                 packed,
             )?;
             x = x.f_add(&a)?;

@@ -313,6 +313,17 @@ impl Model {
         }
     }
 
+    /// Width of the fused query/key/value projection (the last dimension a
+    /// [`crate::hooks::QkvDelta`] returns): query heads, then keys, then values.
+    pub fn qkv_width(&self) -> usize {
+        let (n_kv, head_dim) = self.kv_shape();
+        let q = match &self.arch {
+            Architecture::Llama(m) => m.config().num_attention_heads * head_dim,
+            Architecture::Gpt2(m) => m.config().n_embd,
+        };
+        q + 2 * n_kv * head_dim
+    }
+
     /// Largest number of positions the model supports (hard limit for
     /// learned position embeddings).
     pub fn max_positions(&self) -> usize {

@@ -414,3 +414,42 @@ fn adapter_from_a_column_leaves_earlier_columns_alone() {
     );
     assert!(m.forward(&tokens, None, Some(&bad)).is_err());
 }
+
+/// A q/k/v delta (a LoRA on the attention projections): zero changes
+/// nothing bit for bit, a nonzero one changes the logits and receives
+/// gradients, and the cached decode equals the full forward with it.
+#[test]
+fn qkv_deltas_act_on_the_attention_projections() {
+    let mut m = stories();
+    let t = prompt(&m);
+    let plain = m.forward(&t, None, None).unwrap().logits;
+    let w = m.qkv_width() as i64;
+    let h = m.hidden_size() as i64;
+    let zero = Hooks::new().with_qkv_delta(1, move |x: &Tensor| {
+        let s = x.size();
+        Ok(Tensor::zeros([s[0], s[1], w], (Kind::Float, x.device())))
+    });
+    let same = m.forward(&t, None, Some(&zero)).unwrap().logits;
+    assert_eq!(max_diff(&plain, &same), 0.0);
+    let a = (Tensor::randn([h, 2], (Kind::Float, tch::Device::Cpu)) * 0.3).set_requires_grad(true);
+    let b = (Tensor::randn([2, w], (Kind::Float, tch::Device::Cpu)) * 0.3).set_requires_grad(true);
+    let (a2, b2) = (a.shallow_clone(), b.shallow_clone());
+    let lora = Hooks::new().with_qkv_delta(0, move |x: &Tensor| Ok(x.matmul(&a2).matmul(&b2)));
+    let out = m.forward(&t, None, Some(&lora)).unwrap().logits;
+    assert!(max_diff(&plain, &out) > 1e-3);
+    out.sum(Kind::Float).backward();
+    assert!(b.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    // Cached: prompt minus its last token, then the last token alone.
+    let n = t.size()[1];
+    let _g = tch::no_grad_guard();
+    m.clear_cache();
+    m.forward_cached(&t.narrow(1, 0, n - 1), None, Some(&lora))
+        .unwrap();
+    let last = m
+        .forward_cached(&t.narrow(1, n - 1, 1), None, Some(&lora))
+        .unwrap()
+        .logits;
+    m.clear_cache();
+    let full_last = out.detach().select(1, n - 1);
+    assert!(max_diff(&last.select(1, 0), &full_last) < 1e-4);
+}

@@ -7,7 +7,8 @@
 //! * [`gate`]: gated bottleneck adapters;
 //! * [`erm`]: the emotional reward model and its logit/temperature modulators;
 //! * [`steering`]: steering directions with emotion-scaled strengths;
-//! * [`reft`]: emotion-conditioned low-rank interventions on the response.
+//! * [`reft`]: emotion-conditioned low-rank interventions on the response;
+//! * [`lora`]: one LoRA adapter per emotion on the attention projections, blended by the state.
 //!
 //! [`Modules`] holds the ones an agent has and is the only place that knows
 //! in which order their hooks run.
@@ -15,6 +16,7 @@
 pub mod emotion;
 pub mod erm;
 pub mod gate;
+pub mod lora;
 pub mod neuro;
 pub mod prefix;
 pub mod reft;
@@ -29,6 +31,7 @@ use crate::params::ParamStore;
 use emotion::{EmotionState, EmotionalEncoder};
 use erm::{erm_from_encoder, EmotionalRewardModel, ERM_EMOTIONS};
 use gate::EmotionalGate;
+use lora::EmotionalLora;
 use neuro::NeuroSource;
 use prefix::PrefixGenerator;
 use reft::EmotionalReft;
@@ -59,7 +62,9 @@ pub(crate) fn chosen_layers(model: &Model, layers: &[i64], module: &str) -> Resu
 
 /// Names of the modules as checkpoints and parameter groups know them, in
 /// checkpoint order.
-pub const MODULE_NAMES: [&str; 6] = ["encoder", "prefix", "gate", "erm", "steering", "reft"];
+pub const MODULE_NAMES: [&str; 7] = [
+    "encoder", "prefix", "gate", "erm", "steering", "reft", "lora",
+];
 
 /// The emotional modules of an agent (each `None` when its kind lacks it).
 #[derive(Debug, Default)]
@@ -72,6 +77,7 @@ pub struct Modules {
     pub erm: Option<EmotionalRewardModel>,
     pub steering: Option<SteeringVectors>,
     pub reft: Option<EmotionalReft>,
+    pub lora: Option<EmotionalLora>,
 }
 
 /// The emotion of one turn for a batch: the encoder's state and, with an
@@ -177,6 +183,9 @@ impl Modules {
         if let Some(m) = &self.reft {
             v.push(("reft", &m.params));
         }
+        if let Some(m) = &self.lora {
+            v.push(("lora", &m.params));
+        }
         v
     }
 
@@ -235,6 +244,9 @@ impl Modules {
         if let Some(r) = &self.reft {
             h = r.attach(h, &emotion.state, response_start)?;
         }
+        if let Some(l) = &self.lora {
+            h = l.attach(h, &emotion.state)?;
+        }
         Ok(h)
     }
 
@@ -265,6 +277,7 @@ impl Modules {
             && self.steering.is_none()
             && self.gate.is_none()
             && self.reft.is_none()
+            && self.lora.is_none()
     }
 
     /// The modules' logits processing for `emotion` applied to raw model
