@@ -134,8 +134,7 @@ impl Attention {
     fn forward(
         &mut self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
         prefix: Option<&PrefixKv>,
         qkv_delta: &[QkvDelta<'_>],
@@ -506,8 +505,7 @@ impl Llama {
             let qkv_delta = hooks.map_or(&[][..], |h| h.qkv(i));
             let a = blk.attn.forward(
                 &blk.attn_norm.forward(&x)?,
-                &cos,
-                &sin,
+                (&cos, &sin),
                 mask,
                 prefix,
                 qkv_delta,
