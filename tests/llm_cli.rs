@@ -324,6 +324,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
          [agent_config.agent]\nmax_new_tokens = 6\n\
          [agent_config.encoder_pretrain]\nsteps = 20\ntrain_conversations = 10\ntest_conversations = 5\n\
          [agent_config.erm_text]\nepochs = 1\nper_class = 10\ntest_per_class = 5\n\
+         [agent_config.lora_text]\nepochs = 1\nper_class = 8\ntest_per_class = 4\n\
          [agent_config.rl]\nprompts_per_update = 2\nsamples_per_prompt = 2\n",
     )
     .expect("config");
@@ -352,10 +353,21 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         "llm-erm",
         "llm-steer",
         "llm-reft",
+        "llm-neuro",
         "llm-full",
     ] {
         assert!(out.join(format!("agents/{id}.json")).exists(), "{id}");
     }
+    // llm-neuro's adapters learned from text before RL.
+    let neuro: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("agents/llm-neuro.json")).expect("neuro"),
+    )
+    .expect("json");
+    assert_eq!(
+        neuro["lora_text"]["held_out"].as_array().map(Vec::len),
+        Some(4),
+        "{neuro}"
+    );
     let tables: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("table.json")).expect("json"))
             .expect("parse");
@@ -364,11 +376,11 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     // appropriateness, the encoder, the judge.
     assert_eq!(tables.len(), 8);
     // Targets: one row per trained module (not the three baselines).
-    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(6));
-    // Forced emotions: 9 agents x 4 emotions x 3 measures (judge, held-out
+    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(7));
+    // Forced emotions: 10 agents x 4 emotions x 3 measures (judge, held-out
     // and full lexicon).
     let marker_rows = tables[1]["rows"].as_array().expect("rows");
-    assert_eq!(marker_rows.len(), 108);
+    assert_eq!(marker_rows.len(), 120);
     let md = std::fs::read_to_string(out.join("table.md")).expect("md");
     for needle in [
         "Perplexity",
@@ -388,7 +400,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         .collect();
     // 3 prompts x 2 samples x 5 conditions per agent, plus dialogue turns.
     let forced = lines.iter().filter(|l| l["task"] == "forced").count();
-    assert_eq!(forced, 9 * 3 * 2 * 5);
+    assert_eq!(forced, 10 * 3 * 2 * 5);
     assert!(lines
         .iter()
         .any(|l| l["task"] == "dialogue" && l["agent"] == "llm-prompted"));

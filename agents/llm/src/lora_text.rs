@@ -151,14 +151,21 @@ fn batch_loss(
     Ok((nll.f_mul(&m)?.f_sum(Kind::Float)?, count))
 }
 
+/// The number of optimiser steps the phase takes for `train_texts`
+/// emotional texts (for a progress bar).
+pub fn lora_text_steps(train_texts: usize, config: &LoraTextConfig) -> usize {
+    train_texts.div_ceil(config.batch.max(1)) * config.epochs
+}
+
 /// Trains the agent's LoRA adapters on `train` (neutral texts left out)
-/// and scores each profile on `test`. `Ok(None)` for an agent without
-/// LoRA adapters.
+/// and scores each profile on `test`, calling `progress(step, loss)` after
+/// each step. `Ok(None)` for an agent without LoRA adapters.
 pub fn pretrain_lora_on_text(
     agent: &mut crate::agent::LlmAgent,
     train: &[LabelledText],
     test: &[LabelledText],
     config: &LoraTextConfig,
+    mut progress: impl FnMut(usize, f64),
 ) -> Result<Option<(usize, f64, Vec<ProfileLoss>)>> {
     if config.batch == 0 || !(config.lr.is_finite() && config.lr > 0.0) {
         return Err(invalid(
@@ -210,6 +217,7 @@ pub fn pretrain_lora_on_text(
             mean.f_backward()?;
             opt.step()?;
             steps += 1;
+            progress(steps, value);
             sum += value * n;
             count += n;
         }
@@ -243,13 +251,15 @@ pub fn pretrain_lora_on_text(
 }
 
 /// The LoRA phase on real data: GoEmotions' train split (and DailyDialog's
-/// labelled utterances when given) to learn from, its test split held out.
-/// `Ok(None)` for an agent without adapters or with `epochs = 0`.
+/// labelled utterances when given) to learn from, its test split held out;
+/// `progress(step, steps, loss)` after each step. `Ok(None)` for an agent
+/// without adapters or with `epochs = 0`.
 pub fn pretrain_lora_on_corpora(
     agent: &mut crate::agent::LlmAgent,
     goemotions: &std::path::Path,
     dailydialog: Option<&std::path::Path>,
     config: &LoraTextConfig,
+    mut progress: impl FnMut(usize, usize, f64),
 ) -> Result<Option<LoraTextReport>> {
     if config.epochs == 0 || agent.modules().lora.is_none() {
         return Ok(None);
@@ -263,16 +273,18 @@ pub fn pretrain_lora_on_corpora(
     }
     let test = goemotions_texts(&data.labels, &data.test, config.test_per_class);
     let train_texts = train.iter().filter(|t| t.class < N_EMOTIONS).count();
+    let total = lora_text_steps(train_texts, config);
     Ok(
-        pretrain_lora_on_text(agent, &train, &test, config)?.map(
-            |(steps, final_loss, held_out)| LoraTextReport {
-                goemotions: goemotions.display().to_string(),
-                dailydialog: dailydialog.map(|p| p.display().to_string()),
-                train_texts,
-                steps,
-                final_loss,
-                held_out,
-            },
-        ),
+        pretrain_lora_on_text(agent, &train, &test, config, |i, loss| {
+            progress(i, total, loss)
+        })?
+        .map(|(steps, final_loss, held_out)| LoraTextReport {
+            goemotions: goemotions.display().to_string(),
+            dailydialog: dailydialog.map(|p| p.display().to_string()),
+            train_texts,
+            steps,
+            final_loss,
+            held_out,
+        }),
     )
 }

@@ -81,9 +81,20 @@ fn lora_adapters_blend_by_the_state_and_learn_their_profiles() {
     );
 
     // The text phase on GoEmotions: held-out loss of each profile drops.
-    let report = pretrain_lora_on_corpora(&mut agent, &goemotions_dir(), None, &small_text())
-        .unwrap()
-        .expect("report");
+    let mut steps = 0;
+    let report = pretrain_lora_on_corpora(
+        &mut agent,
+        &goemotions_dir(),
+        None,
+        &small_text(),
+        |i, total, _| {
+            assert!(i <= total);
+            steps = i;
+        },
+    )
+    .unwrap()
+    .expect("report");
+    assert_eq!(steps, report.steps);
     assert_eq!(report.held_out.len(), 4);
     for p in &report.held_out {
         assert!(

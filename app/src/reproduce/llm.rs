@@ -92,6 +92,7 @@ fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
         &plan.goemotions,
         plan.dailydialog.as_deref(),
         &plan.llm.lora_text,
+        |_, _, _| {},
     )?;
     let mut training = Vec::new();
     if kind.trained_by_rl() {

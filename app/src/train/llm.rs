@@ -247,12 +247,22 @@ fn supervised_phases(
                     dir.display()
                 );
                 let dd = emorl_agents_llm::data::dailydialog_file();
-                if let Some(r) = emorl_agents_llm::lora_text::pretrain_lora_on_corpora(
+                let pb = progress(0, "LoRA text phase");
+                let report = emorl_agents_llm::lora_text::pretrain_lora_on_corpora(
                     agent,
                     &dir,
                     dd.as_deref(),
                     &llm.lora_text,
-                )? {
+                    |_, total, loss| {
+                        if pb.length() != Some(total as u64) {
+                            pb.set_length(total as u64);
+                        }
+                        pb.inc(1);
+                        pb.set_message(format!("loss {loss:.3}"));
+                    },
+                )?;
+                pb.finish_and_clear();
+                if let Some(r) = report {
                     tb.add_scalar("losses/lora_text", r.final_loss, 0)?;
                     for p in &r.held_out {
                         tb.add_scalar(&format!("eval/lora_{}_frozen", p.emotion), p.frozen, 0)?;
