@@ -22,15 +22,16 @@ fn client() -> Client {
         .expect("client")
 }
 
+/// POSTs `body` to `url`, expects 200 and returns the JSON answer.
+fn post_ok(c: &Client, url: &str, body: &Value) -> Value {
+    let r = c.post(url).json(body).send().expect("post");
+    assert_eq!(r.status(), StatusCode::OK, "{url} {body}");
+    r.json().expect("json")
+}
+
 /// Posts an event to a session and returns the acknowledged state.
 fn post_event(c: &Client, base: &str, session: &str, body: &Value) -> Value {
-    let r = c
-        .post(format!("{base}/v1/sessions/{session}/events"))
-        .json(body)
-        .send()
-        .expect("event");
-    assert_eq!(r.status(), StatusCode::OK, "{body}");
-    r.json().expect("json")
+    post_ok(c, &format!("{base}/v1/sessions/{session}/events"), body)
 }
 
 fn levels(v: &Value) -> [f64; 4] {
@@ -48,12 +49,7 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
     let (c, base) = (client(), server.base.clone());
     let url = |p: &str| format!("{base}{p}");
 
-    let health: Value = c
-        .get(url("/v1/health"))
-        .send()
-        .expect("health")
-        .json()
-        .expect("json");
+    let health: Value = get_json(&url("/v1/health"));
     // The default session (the MCP tools' when none is named) always exists.
     assert_eq!(
         health,
@@ -111,12 +107,7 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
     }
     assert_eq!(last["updates"], 3);
     assert_eq!(last["tokens"], want.tokens());
-    let got: Value = c
-        .get(url("/v1/sessions/alice"))
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
+    let got: Value = get_json(&url("/v1/sessions/alice"));
     assert_eq!(got, last);
 
     // Bad requests: each its status, and the session unchanged.
@@ -186,12 +177,7 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
             err["error"].as_str().is_some_and(|e| !e.is_empty()),
             "case {i}: {err}"
         );
-        let now: Value = c
-            .get(url("/v1/sessions/alice"))
-            .send()
-            .expect("get")
-            .json()
-            .expect("json");
+        let now: Value = get_json(&url("/v1/sessions/alice"));
         assert_eq!(now, last, "case {i} changed the session");
     }
 
@@ -203,12 +189,7 @@ fn rest_sessions_follow_the_dynamics_and_bad_requests_change_nothing() {
     let reset: Value = r.json().expect("json");
     assert_eq!(levels(&reset), cfg.baseline);
     assert_eq!(reset["updates"], 0);
-    let health: Value = c
-        .get(url("/v1/health"))
-        .send()
-        .expect("health")
-        .json()
-        .expect("json");
+    let health: Value = get_json(&url("/v1/health"));
     assert_eq!(health["sessions"], 3);
 }
 
@@ -235,12 +216,7 @@ fn a_server_killed_with_sigkill_keeps_every_acknowledged_update() {
     };
     assert_eq!(acknowledged["updates"], 40);
     let server = start(&out, &[]);
-    let now: Value = c
-        .get(format!("{}/v1/sessions/bob", server.base))
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
+    let now: Value = get_json(&format!("{}/v1/sessions/bob", server.base));
     assert_eq!(now, acknowledged);
 }
 
@@ -298,12 +274,7 @@ fn websocket_subscribers_get_every_change_in_order() {
     let mut subscribers: Vec<_> = (0..2)
         .map(|_| tungstenite::connect(ws_url.as_str()).expect("subscribe").0)
         .collect();
-    let initial: Value = c
-        .get(url("/v1/sessions/carol"))
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
+    let initial: Value = get_json(&url("/v1/sessions/carol"));
     let mut acks = vec![initial];
     for k in 0..50 {
         let body = json!({"warmth": (k % 5) as f64 / 5.0, "threat": (k % 2) as f64 / 2.0});
@@ -447,15 +418,15 @@ async fn mcp_over_streamable_http_shares_the_rest_sessions() {
     client.cancel().await.expect("close");
     // The REST API sees what the MCP tools did.
     let base = server.base.clone();
-    let state: Value = tokio::task::spawn_blocking(move || {
-        client_blocking_get(&format!("{base}/v1/sessions/default"))
-    })
-    .await
-    .expect("join");
+    let state: Value =
+        tokio::task::spawn_blocking(move || get_json(&format!("{base}/v1/sessions/default")))
+            .await
+            .expect("join");
     assert_eq!(state["updates"], 1);
 }
 
-fn client_blocking_get(url: &str) -> Value {
+/// GET `url` with a fresh client; the JSON answer.
+fn get_json(url: &str) -> Value {
     client().get(url).send().expect("get").json().expect("json")
 }
 
@@ -467,13 +438,7 @@ fn stories() -> String {
 }
 
 fn reply(c: &Client, base: &str, session: &str, body: &Value) -> Value {
-    let r = c
-        .post(format!("{base}/v1/sessions/{session}/generate"))
-        .json(body)
-        .send()
-        .expect("generate");
-    assert_eq!(r.status(), StatusCode::OK, "{body}");
-    r.json().expect("json")
+    post_ok(c, &format!("{base}/v1/sessions/{session}/generate"), body)
 }
 
 /// Replies: concurrent requests share a batch and each equals the reply it
@@ -498,12 +463,7 @@ fn replies_are_batched_seeded_and_biased_by_memory() {
         ],
     );
     let (c, base) = (client(), server.base.clone());
-    let health: Value = c
-        .get(format!("{base}/v1/health"))
-        .send()
-        .expect("health")
-        .json()
-        .expect("json");
+    let health: Value = get_json(&format!("{base}/v1/health"));
     assert!(
         health["speaker"]
             .as_str()
@@ -576,12 +536,7 @@ fn replies_are_batched_seeded_and_biased_by_memory() {
         "default",
         &json!({"warmth": 1.0, "feedback": 1.0, "dt": 3, "text": "Lily gave Tom a cake"}),
     );
-    let memory: Value = c
-        .get(format!("{base}/v1/sessions/default/memory"))
-        .send()
-        .expect("memory")
-        .json()
-        .expect("json");
+    let memory: Value = get_json(&format!("{base}/v1/sessions/default/memory"));
     assert_eq!(
         memory["episodes"].as_array().map(Vec::len),
         Some(2),
@@ -623,12 +578,7 @@ fn replies_are_batched_seeded_and_biased_by_memory() {
     assert!(levels(&r)[3] > base_state.oxytocin(), "{r}");
 
     // Bad requests: their status, and nothing changed.
-    let before: Value = c
-        .get(format!("{base}/v1/sessions/default"))
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
+    let before: Value = get_json(&format!("{base}/v1/sessions/default"));
     let long = "x".repeat(5000);
     for (path, body, status) in [
         ("default/generate", json!({"message": ""}), 422),
@@ -667,30 +617,15 @@ fn replies_are_batched_seeded_and_biased_by_memory() {
         let e: Value = r.json().expect("json error");
         assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
     }
-    let after: Value = c
-        .get(format!("{base}/v1/sessions/default"))
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
+    let after: Value = get_json(&format!("{base}/v1/sessions/default"));
     assert_eq!(before, after);
-    let memory: Value = c
-        .get(format!("{base}/v1/sessions/default/memory"))
-        .send()
-        .expect("memory")
-        .json()
-        .expect("json");
+    let memory: Value = get_json(&format!("{base}/v1/sessions/default/memory"));
     assert_eq!(memory["stored"], 2);
     drop(server);
 
     // Restarted without a model: the memory is still there, replies are 503.
     let server = start(&out, &[]);
-    let memory: Value = c
-        .get(format!("{}/v1/sessions/default/memory", server.base))
-        .send()
-        .expect("memory")
-        .json()
-        .expect("json");
+    let memory: Value = get_json(&format!("{}/v1/sessions/default/memory", server.base));
     assert_eq!(memory["stored"], 2);
     for (path, body) in [
         ("generate", json!({"message": "hi"})),

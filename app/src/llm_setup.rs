@@ -110,10 +110,14 @@ impl Default for LlmTrainConfig {
                     ("erm.temperature".to_string(), 0.0),
                     ("erm.logit".to_string(), 10.0),
                     ("reft".to_string(), 0.03),
-                    // llm-neuro's LoRA adapters at 0.02× (1e-3, the rate of
-                    // their text phase): like ReFT they write into the late
-                    // blocks; not yet tuned on KL (docs/emotion-engine.md).
-                    ("lora".to_string(), 0.02),
+                    // llm-neuro's LoRA adapters at 0.002×: KL to the frozen
+                    // model over updates 1–4 of `emorl train --env dialogue
+                    // --agent llm-neuro` (seed 0, training conversations,
+                    // after the text phase): 0.02× → 0.12, 5.25, 2.43 at
+                    // update 3 and validation return 1.28 → −0.43; 0.002× →
+                    // 0.12, 0.15, 0.15, 0.20 and 1.30 → 1.21
+                    // (docs/emotion-engine.md).
+                    ("lora".to_string(), 0.002),
                 ]
                 .into_iter()
                 .collect(),

@@ -81,6 +81,41 @@ pub fn goemotions_texts(
     out
 }
 
+/// Labelled text to learn from and to hold out, as the supervised phases use it.
+#[derive(Clone, Debug)]
+pub struct LabelledCorpora {
+    /// GoEmotions' train split (at most `per_class` per class), then
+    /// DailyDialog's utterances when a dialogues file is given.
+    pub train: Vec<LabelledText>,
+    /// GoEmotions' dev split (for choosing settings).
+    pub dev: Vec<LabelledText>,
+    /// GoEmotions' test split (reported).
+    pub test: Vec<LabelledText>,
+}
+
+/// Reads [`LabelledCorpora`] from the GoEmotions folder and an optional
+/// DailyDialog dialogues file (`phase` names the reader in errors).
+pub fn labelled_corpora(
+    goemotions: &std::path::Path,
+    dailydialog: Option<&std::path::Path>,
+    per_class: usize,
+    test_per_class: usize,
+    phase: &str,
+) -> crate::error::Result<LabelledCorpora> {
+    let data = emorl_text::GoEmotions::load(goemotions)
+        .map_err(|e| crate::params::invalid(format!("{phase}: {e}")))?;
+    let mut train = goemotions_texts(&data.labels, &data.train, per_class);
+    if let Some(dd) = dailydialog {
+        let corpus = emorl_envs_text::DailyDialogCorpus::load(dd)?;
+        train.extend(dailydialog_texts(&corpus, per_class));
+    }
+    Ok(LabelledCorpora {
+        train,
+        dev: goemotions_texts(&data.labels, &data.dev, test_per_class),
+        test: goemotions_texts(&data.labels, &data.test, test_per_class),
+    })
+}
+
 /// DailyDialog utterances labelled anger, fear, happiness (joy) or no
 /// emotion (neutral), at most `per_class` per class; DailyDialog has no
 /// curiosity label (surprise is not curiosity), and disgust and sadness

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::data::{dailydialog_texts, goemotions_texts, LabelledText};
+use crate::data::LabelledText;
 use crate::error::Result;
 use crate::modules::emotion::{EmotionState, EMOTIONS, N_EMOTIONS};
 use crate::modules::lora::EmotionalLora;
@@ -264,14 +264,13 @@ pub fn pretrain_lora_on_corpora(
     if config.epochs == 0 || agent.modules().lora.is_none() {
         return Ok(None);
     }
-    let data = emorl_text::GoEmotions::load(goemotions)
-        .map_err(|e| invalid(format!("lora text phase: {e}")))?;
-    let mut train = goemotions_texts(&data.labels, &data.train, config.per_class);
-    if let Some(dd) = dailydialog {
-        let corpus = emorl_envs_text::DailyDialogCorpus::load(dd)?;
-        train.extend(dailydialog_texts(&corpus, config.per_class));
-    }
-    let test = goemotions_texts(&data.labels, &data.test, config.test_per_class);
+    let crate::data::LabelledCorpora { train, test, .. } = crate::data::labelled_corpora(
+        goemotions,
+        dailydialog,
+        config.per_class,
+        config.test_per_class,
+        "lora text phase",
+    )?;
     let train_texts = train.iter().filter(|t| t.class < N_EMOTIONS).count();
     let total = lora_text_steps(train_texts, config);
     Ok(

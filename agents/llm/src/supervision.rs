@@ -514,15 +514,13 @@ pub fn pretrain_erm_on_corpora(
     if config.epochs == 0 {
         return Ok(None);
     }
-    let data = emorl_text::GoEmotions::load(goemotions)
-        .map_err(|e| invalid(format!("erm text supervision: {e}")))?;
-    let mut train = goemotions_texts(&data.labels, &data.train, config.per_class);
-    if let Some(dd) = dailydialog {
-        let corpus = emorl_envs_text::DailyDialogCorpus::load(dd)?;
-        train.extend(dailydialog_texts(&corpus, config.per_class));
-    }
-    let test = goemotions_texts(&data.labels, &data.test, config.test_per_class);
-    let dev = goemotions_texts(&data.labels, &data.dev, config.test_per_class);
+    let crate::data::LabelledCorpora { train, dev, test } = crate::data::labelled_corpora(
+        goemotions,
+        dailydialog,
+        config.per_class,
+        config.test_per_class,
+        "erm text supervision",
+    )?;
     let (modules, model) = agent.parts_mut();
     let Some(erm) = &modules.erm else {
         return Ok(None);

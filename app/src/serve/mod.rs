@@ -700,8 +700,13 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The sessions stored in `dir` (a missing directory holds none).
-fn load_sessions(dir: &Path) -> Result<BTreeMap<String, Session>> {
+/// The JSON files in `dir` by file stem (a missing directory holds none;
+/// temporary files of an interrupted write, whose names start with a dot,
+/// are skipped), each read as a `what` file.
+fn load_json_dir<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    what: &str,
+) -> Result<BTreeMap<String, (PathBuf, T)>> {
     let mut out = BTreeMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -711,33 +716,7 @@ fn load_sessions(dir: &Path) -> Result<BTreeMap<String, Session>> {
     for entry in entries {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        // Temporary files of an interrupted write start with a dot.
-        if name.starts_with('.') || !name.ends_with(".json") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let s: Session = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a session file", path.display()))?;
-        Neurochemistry::new(s.state.levels)
-            .with_context(|| format!("{}: levels out of range", path.display()))?;
-        out.insert(s.id.clone(), s);
-    }
-    Ok(out)
-}
-
-/// The memories stored in `dir` (a missing directory holds none).
-fn load_memories(dir: &Path) -> Result<BTreeMap<String, EmotionalMemory>> {
-    let mut out = BTreeMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some(id) = name.strip_suffix(".json") else {
+        let Some(stem) = name.strip_suffix(".json") else {
             continue;
         };
         if name.starts_with('.') {
@@ -745,11 +724,30 @@ fn load_memories(dir: &Path) -> Result<BTreeMap<String, EmotionalMemory>> {
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let m: EmotionalMemory = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a memory file", path.display()))?;
-        out.insert(id.to_string(), m);
+        let value: T = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a {what} file", path.display()))?;
+        out.insert(stem.to_string(), (path, value));
     }
     Ok(out)
+}
+
+/// The sessions stored in `dir`.
+fn load_sessions(dir: &Path) -> Result<BTreeMap<String, Session>> {
+    let mut out = BTreeMap::new();
+    for (_, (path, s)) in load_json_dir::<Session>(dir, "session")? {
+        Neurochemistry::new(s.state.levels)
+            .with_context(|| format!("{}: levels out of range", path.display()))?;
+        out.insert(s.id.clone(), s);
+    }
+    Ok(out)
+}
+
+/// The memories stored in `dir`, by session.
+fn load_memories(dir: &Path) -> Result<BTreeMap<String, EmotionalMemory>> {
+    Ok(load_json_dir::<EmotionalMemory>(dir, "memory")?
+        .into_iter()
+        .map(|(id, (_, m))| (id, m))
+        .collect())
 }
 
 /// Opens (or creates) the run directory, loads its sessions and memories,
