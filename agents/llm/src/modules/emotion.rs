@@ -199,11 +199,10 @@ impl EmotionState {
             .map(|(n, x)| (n.to_string(), f64::from(x)))
             .collect();
         if let Some(carry) = &self.carry {
-            let levels = crate::modules::neuro::NeuroSource::levels(carry)?.f_mean_dim(
-                0,
-                false,
-                Kind::Double,
-            )?;
+            // The carried state's first four columns are the levels.
+            let levels = carry
+                .f_narrow(1, 0, emorl_core::neuro::CHEMICALS.len() as i64)?
+                .f_mean_dim(0, false, Kind::Double)?;
             let l = Vec::<f64>::try_from(&levels)?;
             out.extend(
                 emorl_core::neuro::CHEMICALS

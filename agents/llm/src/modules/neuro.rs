@@ -162,11 +162,6 @@ impl NeuroSource {
         let row: Vec<f64> = base.into_iter().chain([0.0, 0.0]).collect();
         Ok(Tensor::f_from_slice(&row)?.f_view([1, NEURO_CARRY])?)
     }
-
-    /// The levels held in a carried state `[batch, 6]` → `[batch, 4]`.
-    pub fn levels(carry: &Tensor) -> Result<Tensor> {
-        Ok(carry.f_narrow(1, 0, 4)?)
-    }
 }
 
 #[cfg(test)]
