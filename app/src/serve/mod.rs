@@ -304,16 +304,23 @@ impl App {
             .ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no session '{id}'")))?;
         let mut next = current.clone();
         change(&mut next);
-        if let Some((embedding, outcome)) = remember {
-            let mut memories = self.lock_memories()?;
-            let mut memory = memories.get(id).cloned().unwrap_or_default();
-            memory
-                .add(&self.memory_cfg, embedding, &next.state, outcome)
-                .map_err(|err| bad(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
-            self.persist_memory(id, &memory)?;
+        let mut memories = self.lock_memories()?;
+        let memory = match remember {
+            Some((embedding, outcome)) => {
+                let mut memory = memories.get(id).cloned().unwrap_or_default();
+                memory
+                    .add(&self.memory_cfg, embedding, &next.state, outcome)
+                    .map_err(|err| bad(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
+                self.persist_memory(id, &memory)?;
+                Some(memory)
+            }
+            None => None,
+        };
+        self.persist(&next)?;
+        // Served only once both are stored.
+        if let Some(memory) = memory {
             memories.insert(id.to_string(), memory);
         }
-        self.persist(&next)?;
         let out = view(&self.cfg, &next);
         sessions.insert(id.to_string(), next);
         self.publish(id, &out);
