@@ -14,7 +14,7 @@ BIN="${CARGO_TARGET_DIR:-target}/release/examples/dqn_sps"
 
 ours=$("$BIN" "$STEPS" dqn "$SEED")
 peer=$(python benches/peers/dqn_peer.py --total-steps "$STEPS" --seed "$SEED")
-echo "rust  (tch):     $ours"
+echo "rust (host):     $ours"
 echo "python (torch):  $peer"
 sps() { sed -E 's/.*sps=([0-9.]+).*/\1/' <<<"$1"; }
 python - "$(sps "$ours")" "$(sps "$peer")" <<'PY'

@@ -56,6 +56,22 @@ pub enum DeviceChoice {
     Auto,
 }
 
+/// Which code computes the Q-network's forward pass, gradient and Adam step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `host` on CPU, `libtorch` elsewhere.
+    #[default]
+    Auto,
+    /// Plain Rust on the host (`ndarray` matrix products, gradients written
+    /// by hand and checked against libtorch's autograd): for the small
+    /// networks of these experiments, several times faster than libtorch,
+    /// whose per-call cost dominates them. CPU only.
+    Host,
+    /// libtorch autograd and tensor Adam (any device).
+    Libtorch,
+}
+
 impl DeviceChoice {
     pub fn resolve(self) -> Result<tch::Device, DqnError> {
         match self {
@@ -208,6 +224,9 @@ pub struct DqnConfig {
     /// Clip the global gradient L2 norm to this value.
     pub max_grad_norm: Option<f64>,
     pub device: DeviceChoice,
+    /// Who computes the Q-network's update (`auto`: the host on CPU). Both
+    /// are deterministic; they differ in float rounding, not in the algorithm.
+    pub backend: Backend,
     pub fear: Option<FearConfig>,
 }
 
@@ -229,6 +248,7 @@ impl Default for DqnConfig {
             loss: Loss::Mse,
             max_grad_norm: None,
             device: DeviceChoice::Cpu,
+            backend: Backend::Auto,
             fear: None,
         }
     }
@@ -282,6 +302,12 @@ impl DqnConfig {
                 self.buffer_size, self.batch_size
             )
         })?;
+        check(
+            !(self.backend == Backend::Host && self.device == DeviceChoice::Cuda),
+            || {
+                "backend = \"host\" computes on the CPU; device = \"cuda\" needs backend = \"libtorch\" or \"auto\"".into()
+            },
+        )?;
         check(self.train_frequency > 0, || {
             "train_frequency must be > 0".into()
         })?;

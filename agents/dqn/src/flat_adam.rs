@@ -12,6 +12,7 @@
 //! `p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)`.
 
 use crate::error::DqnError;
+use crate::kernels;
 use tch::{nn, Kind, Tensor};
 
 /// Hyperparameters of [`FlatAdam`].
@@ -35,27 +36,25 @@ impl AdamSettings {
     }
 }
 
-/// Adam whose state and parameters live in single flat tensors.
+/// The trainable variables of a `VarStore` re-pointed (`set_data`) at slices
+/// of one contiguous buffer: the variables keep their names, their place in
+/// the layers and their autograd identity, while the whole parameter vector
+/// can be read and written at once — by tensor operations, or on the host
+/// ([`host`](Self::host), [`host_mut`](Self::host_mut)) without any.
 #[derive(Debug)]
-pub struct FlatAdam {
+pub struct FlatParams {
     flat: Tensor,
     params: Vec<Tensor>,
     /// Element count of each parameter, in `params` order.
     sizes: Vec<usize>,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    steps: i32,
-    pub settings: AdamSettings,
 }
 
-impl FlatAdam {
-    /// Moves every trainable variable of `vs` into one buffer (values kept)
-    /// and builds the optimizer over them.
-    pub fn new(vs: &nn::VarStore, settings: AdamSettings) -> Result<Self, DqnError> {
+impl FlatParams {
+    /// Moves every trainable variable of `vs` into one buffer, values kept.
+    pub fn new(vs: &nn::VarStore) -> Result<Self, DqnError> {
         let mut params = vs.trainable_variables();
         let total: i64 = params.iter().map(|p| p.numel() as i64).sum();
-        let opts = (Kind::Float, vs.device());
-        let flat = Tensor::f_zeros([total], opts)?;
+        let flat = Tensor::f_zeros([total], (Kind::Float, vs.device()))?;
         let mut offset = 0i64;
         tch::no_grad(|| -> Result<(), DqnError> {
             for p in params.iter_mut() {
@@ -70,15 +69,91 @@ impl FlatAdam {
             Ok(())
         })?;
         let sizes = params.iter().map(Tensor::numel).collect();
-        Ok(FlatAdam {
+        Ok(FlatParams {
+            flat,
+            params,
             sizes,
+        })
+    }
+
+    /// Number of floats.
+    pub fn len(&self) -> usize {
+        self.flat.numel()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole buffer as one tensor (shares storage with the variables).
+    pub fn tensor(&self) -> &Tensor {
+        &self.flat
+    }
+
+    /// Every parameter, concatenated in VarStore order, read in place;
+    /// `None` unless the buffer is a non-empty CPU float tensor.
+    pub fn host(&self) -> Option<&[f32]> {
+        // SAFETY: see `host_slice`; the borrow of `self` keeps the storage
+        // alive and `host_mut` (which needs `&mut self`) out.
+        host_slice(&self.flat).map(|(ptr, n)| unsafe { std::slice::from_raw_parts(ptr, n) })
+    }
+
+    /// The buffer for writing in place (see [`host`](Self::host)).
+    pub fn host_mut(&mut self) -> Option<&mut [f32]> {
+        // SAFETY: as `host`; `&mut self` makes this the only live view made
+        // through `self`. The VarStore's variables alias the storage, but
+        // they are only read by code on the thread that owns the agent,
+        // which cannot run while this borrow lives.
+        host_slice(&self.flat)
+            .map(|(ptr, n)| unsafe { std::slice::from_raw_parts_mut(ptr as *mut f32, n) })
+    }
+
+    /// Sizes of the parameters, in order.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+}
+
+/// Pointer and length of a contiguous CPU f32 tensor's data, which stays
+/// valid as long as the tensor (and its storage) is neither freed nor
+/// resized: the callers borrow the owner for that long.
+fn host_slice(t: &Tensor) -> Option<(*const f32, usize)> {
+    let ok = t.device() == tch::Device::Cpu
+        && t.kind() == Kind::Float
+        && t.is_contiguous()
+        && t.numel() > 0;
+    ok.then(|| (t.data_ptr() as *const f32, t.numel()))
+}
+
+/// Adam whose state and parameters live in single flat tensors.
+#[derive(Debug)]
+pub struct FlatAdam {
+    params: FlatParams,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    steps: i32,
+    pub settings: AdamSettings,
+}
+
+impl FlatAdam {
+    /// Moves every trainable variable of `vs` into one buffer (values kept)
+    /// and builds the optimizer over them.
+    pub fn new(vs: &nn::VarStore, settings: AdamSettings) -> Result<Self, DqnError> {
+        let params = FlatParams::new(vs)?;
+        let opts = (Kind::Float, vs.device());
+        let total = params.len() as i64;
+        Ok(FlatAdam {
             exp_avg: Tensor::f_zeros([total], opts)?,
             exp_avg_sq: Tensor::f_zeros([total], opts)?,
-            flat,
             params,
             steps: 0,
             settings,
         })
+    }
+
+    /// The optimised parameters.
+    pub fn params(&self) -> &FlatParams {
+        &self.params
     }
 
     /// The moments `m`, `v` and the step count, for checkpoints.
@@ -113,43 +188,17 @@ impl FlatAdam {
 
     /// Number of parameters (floats) optimised.
     pub fn len(&self) -> usize {
-        self.flat.numel()
+        self.params.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Calls `f` with every parameter as a host slice (VarStore order), read
-    /// straight from the buffer without a tensor operation; `None` unless the
-    /// buffer is a contiguous CPU float tensor.
-    pub fn with_host_params<R>(&self, f: impl FnOnce(&[&[f32]]) -> R) -> Option<R> {
-        let ok = self.flat.device() == tch::Device::Cpu
-            && self.flat.kind() == Kind::Float
-            && self.flat.is_contiguous();
-        if !ok || self.flat.numel() == 0 {
-            return None;
-        }
-        let ptr = self.flat.data_ptr() as *const f32;
-        // SAFETY: `flat` is a contiguous CPU f32 tensor of `numel` elements
-        // owned by `self`; it is written only by `step` (which needs
-        // `&mut self`) and by VarStore copy/load, which cannot run while `f`
-        // holds this borrow on the single thread that owns the agent.
-        let all = unsafe { std::slice::from_raw_parts(ptr, self.flat.numel()) };
-        let mut slices = Vec::with_capacity(self.sizes.len());
-        let mut rest = all;
-        for &n in &self.sizes {
-            let (head, tail) = rest.split_at(n);
-            slices.push(head);
-            rest = tail;
-        }
-        Some(f(&slices))
-    }
-
     /// Gradients of `loss` with respect to the parameters, as one flat tensor
     /// (nothing accumulates in `.grad`).
     pub fn gradient(&self, loss: &Tensor) -> Result<Tensor, DqnError> {
-        let grads = Tensor::f_run_backward(&[loss], &self.params, false, false)?;
+        let grads = Tensor::f_run_backward(&[loss], &self.params.params, false, false)?;
         let flat: Vec<Tensor> = grads
             .iter()
             .map(|g| g.f_reshape([-1]))
@@ -184,10 +233,68 @@ impl FlatAdam {
                 .f_div_scalar_(bc2.sqrt())?
                 .f_add_scalar_(s.eps)?;
             let _ = self
+                .params
                 .flat
                 .f_addcdiv_(&self.exp_avg.f_mul_scalar(-s.lr / bc1)?, &denom)?;
             Ok(())
         })
+    }
+}
+
+impl FlatAdam {
+    /// [`step`](Self::step) on the host, for a gradient computed there
+    /// ([`crate::host_net`]): the same arithmetic in the same order, in f32,
+    /// without a tensor operation. Returns `false` (and changes nothing) when
+    /// the buffers are not host memory or `grad` has the wrong length.
+    pub fn host_step(&mut self, grad: &[f32], max_norm: Option<f64>) -> bool {
+        let (Some((m_ptr, n_m)), Some((v_ptr, n_v))) =
+            (host_slice(&self.exp_avg), host_slice(&self.exp_avg_sq))
+        else {
+            return false;
+        };
+        let s = self.settings;
+        let steps = self.steps + 1;
+        let Some(p) = self.params.host_mut() else {
+            return false;
+        };
+        if grad.len() != p.len() || n_m != p.len() || n_v != p.len() {
+            return false;
+        }
+        // SAFETY: `exp_avg` and `exp_avg_sq` are distinct contiguous CPU f32
+        // tensors owned by `self` (borrowed mutably here), of `p.len()`
+        // elements each; nothing else holds a view of them.
+        let (m, v) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(m_ptr as *mut f32, n_m),
+                std::slice::from_raw_parts_mut(v_ptr as *mut f32, n_v),
+            )
+        };
+        let mut grad_scale = 1.0f32;
+        if let Some(max_norm) = max_norm {
+            let norm = grad
+                .iter()
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+                .sqrt();
+            let c = max_norm / (norm + 1e-6);
+            if c < 1.0 {
+                grad_scale = c as f32;
+            }
+        }
+        let bc1 = 1.0 - s.beta1.powi(steps);
+        let bc2 = 1.0 - s.beta2.powi(steps);
+        let constants = kernels::AdamStep {
+            grad_scale,
+            w1: (1.0 - s.beta1) as f32,
+            beta2: s.beta2 as f32,
+            w2: (1.0 - s.beta2) as f32,
+            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+            eps: s.eps as f32,
+            step: (-s.lr / bc1) as f32,
+        };
+        kernels::adam(p, m, v, grad, constants);
+        self.steps = steps;
+        true
     }
 }
 

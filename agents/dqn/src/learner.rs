@@ -11,10 +11,11 @@
 //! one file, so every named hook point is visible in the order it runs;
 //! networks, Adam and replay are their own files.
 
-use crate::config::{DqnConfig, Loss};
+use crate::config::{Backend, DqnConfig, Loss};
 use crate::error::DqnError;
-use crate::fear::{self, BatchFear, FearModule};
-use crate::flat_adam::{AdamSettings, FlatAdam};
+use crate::fear::{self, BatchFear, FearModule, SelectionBias};
+use crate::flat_adam::{AdamSettings, FlatAdam, FlatParams};
+use crate::host_net::{HostMlp, Tape};
 use crate::network::Mlp;
 use crate::replay::{Batch, ReplayBuffer, StoredContext};
 use emorl_core::{EmotionalContext, RngHandle};
@@ -87,13 +88,87 @@ pub struct DqnAgent {
     pub(crate) online: Mlp,
     target_vs: nn::VarStore,
     pub(crate) target: Mlp,
+    /// The target network's variables in one buffer (read on the host).
+    target_params: FlatParams,
     optimizer: FlatAdam,
+    /// The Q-network's shapes for host computation, and whether updates
+    /// run there ([`Backend`]).
+    host_net: HostMlp,
+    host_updates: bool,
+    host: HostBuffers,
     pub(crate) replay: ReplayBuffer,
     pub(crate) fear: Option<Box<dyn FearModule>>,
     state: TrainingState,
     last_fear: Option<f64>,
     input_buf: Vec<f32>,
     q_buf: Vec<f32>,
+}
+
+/// Buffers the host update reuses from step to step.
+#[derive(Debug, Default)]
+struct HostBuffers {
+    act: Tape,
+    online: Tape,
+    target: Tape,
+    x: Vec<f32>,
+    x2: Vec<f32>,
+    d_out: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+/// A [`BatchFear`]'s tensors read onto the host.
+#[derive(Debug, Default)]
+struct HostFear {
+    state_input: Option<Vec<f32>>,
+    next_state_input: Option<Vec<f32>>,
+    /// Per-sample fear, its weight, and whether only overestimates are weighted.
+    loss_weighting: Option<(Vec<f32>, f32, bool)>,
+    /// Per-action danger `[B, A]`, scale and range floor.
+    next_selection: Option<(Vec<f32>, f32, f32)>,
+}
+
+fn host_vec(t: &Tensor) -> Result<Vec<f32>, DqnError> {
+    Ok(Vec::<f32>::try_from(
+        &t.f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_reshape([-1])?,
+    )?)
+}
+
+impl HostFear {
+    fn read(bf: &BatchFear) -> Result<Self, DqnError> {
+        Ok(HostFear {
+            state_input: bf.state_input.as_ref().map(host_vec).transpose()?,
+            next_state_input: bf.next_state_input.as_ref().map(host_vec).transpose()?,
+            loss_weighting: match &bf.loss_weighting {
+                Some(lw) => Some((host_vec(&lw.fear)?, lw.weight as f32, lw.only_overestimates)),
+                None => None,
+            },
+            next_selection: match &bf.next_selection {
+                Some(sb) => Some((
+                    host_vec(&sb.danger)?,
+                    sb.scale as f32,
+                    sb.range_floor as f32,
+                )),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Rows of `states` (`[rows, n]`), each followed by its entry of `extra`
+/// when given, into `out`.
+fn join_inputs(states: &[f32], n: usize, extra: Option<&[f32]>, out: &mut Vec<f32>) {
+    out.clear();
+    match extra {
+        None => out.extend_from_slice(states),
+        Some(col) => {
+            for (row, x) in states.chunks_exact(n).zip(col) {
+                out.extend_from_slice(row);
+                out.push(*x);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for DqnAgent {
@@ -134,8 +209,26 @@ impl DqnAgent {
             ));
         }
         let device = cfg.device.resolve()?;
+        let host_updates = match cfg.backend {
+            Backend::Auto => device == Device::Cpu,
+            Backend::Host if device != Device::Cpu => {
+                return Err(DqnError::InvalidConfig(
+                    "backend = \"host\" computes on the CPU, but the device resolved to CUDA"
+                        .into(),
+                ))
+            }
+            Backend::Host => true,
+            Backend::Libtorch => false,
+        };
         let fear = match &cfg.fear {
-            Some(fc) => Some(fear::build(fc, n_features, n_actions, device, rng)?),
+            Some(fc) => Some(fear::build(
+                fc,
+                n_features,
+                n_actions,
+                device,
+                host_updates,
+                rng,
+            )?),
             None => None,
         };
         let n_in = n_features + fear.as_ref().map_or(0, |f| f.q_inputs());
@@ -144,6 +237,9 @@ impl DqnAgent {
         let mut target_vs = nn::VarStore::new(device);
         let target = Mlp::new(&(target_vs.root() / "q"), n_in, &cfg.hidden, n_actions, rng)?;
         target_vs.copy(&online_vs)?;
+        let target_params = FlatParams::new(&target_vs)?;
+        let host_net = online.host();
+
         let optimizer = FlatAdam::new(
             &online_vs,
             AdamSettings {
@@ -177,7 +273,11 @@ impl DqnAgent {
             online,
             target_vs,
             target,
+            target_params,
             optimizer,
+            host_net,
+            host_updates,
+            host: HostBuffers::default(),
             fear,
             state,
             last_fear: None,
@@ -267,12 +367,15 @@ impl DqnAgent {
         }
         // On CPU the online weights are read in place and the forward pass
         // runs on the host (the same function, without ~8 libtorch calls).
-        let mut host = Vec::new();
-        let done = self
-            .optimizer
-            .with_host_params(|p| self.online.forward_host(p, &self.input_buf, &mut host));
-        if done == Some(true) {
-            return Ok(host);
+        if let Some(params) = self.optimizer.params().host() {
+            let tape = &mut self.host.act;
+            if self
+                .host_net
+                .forward(params, &self.input_buf, 1, tape)
+                .is_some()
+            {
+                return Ok(tape.output().to_vec());
+            }
         }
         let x = Tensor::f_from_slice(&self.input_buf)?.f_view([1, n_in as i64])?;
         let x = if self.device == Device::Cpu {
@@ -428,6 +531,9 @@ impl DqnAgent {
     /// One gradient step on a sampled batch; then the target copy when due,
     /// then the fear module's own step.
     pub fn update(&mut self, rng: &RngHandle) -> Result<UpdateStats, DqnError> {
+        if self.host_updates {
+            return self.update_host(rng);
+        }
         let batch = self.replay.sample(self.cfg.batch_size, rng, self.device)?;
         let bf = match self.fear.as_mut() {
             Some(f) => f.prepare_batch(&batch)?,
@@ -469,6 +575,155 @@ impl DqnAgent {
             batch_fear: self.fear.as_ref().map(|_| bf.mean),
             fear_loss,
         })
+    }
+
+    /// [`update`](Self::update) on the host: the same sample, fear hooks,
+    /// target, loss, Adam step and target copy, computed by
+    /// [`crate::host_net`] and [`FlatAdam::host_step`]. The fear module's
+    /// hooks and its own training keep their tensor interface (the batch is
+    /// built as tensors only when there is a module).
+    fn update_host(&mut self, rng: &RngHandle) -> Result<UpdateStats, DqnError> {
+        let idx = self.replay.sample_indices(self.cfg.batch_size, rng);
+        let (batch, bf) = match self.fear.as_mut() {
+            Some(f) => {
+                let batch = self.replay.gather(&idx, self.device)?;
+                let bf = f.prepare_batch(&batch)?;
+                (Some(batch), bf)
+            }
+            None => {
+                self.replay.gather_host(&idx);
+                (None, BatchFear::default())
+            }
+        };
+        let hf = HostFear::read(&bf)?;
+        let (td_loss, q_mean) = self.host_gradient(&hf)?;
+        if let Some(factor) = bf.lr_factor {
+            // Persists until overwritten (Q-16b-LRPERSIST; docs/protocols/v2.md, quirk glossary).
+            self.state.learning_rate = self.cfg.learning_rate * factor;
+            self.optimizer.settings.lr = self.state.learning_rate;
+        }
+        if !td_loss.is_finite() {
+            return Err(DqnError::Diverged {
+                update: self.state.updates + 1,
+                value: td_loss,
+            });
+        }
+        if !self
+            .optimizer
+            .host_step(&self.host.grad, self.cfg.max_grad_norm)
+        {
+            return Err(DqnError::InvalidConfig(
+                "the host backend needs the Q-network's parameters in CPU memory".into(),
+            ));
+        }
+        self.state.updates += 1;
+        if self
+            .state
+            .updates
+            .is_multiple_of(self.cfg.target_network_frequency as u64)
+        {
+            let online = self.optimizer.params().host().map(<[f32]>::to_vec);
+            match (online, self.target_params.host_mut()) {
+                (Some(src), Some(dst)) if src.len() == dst.len() => dst.copy_from_slice(&src),
+                _ => self.target_vs.copy(&self.online_vs)?,
+            }
+        }
+        let fear_loss = match (self.fear.as_mut(), &batch) {
+            (Some(f), Some(batch)) => f.train(batch)?,
+            _ => None,
+        };
+        Ok(UpdateStats {
+            td_loss,
+            q_mean,
+            learning_rate: self.state.learning_rate,
+            batch_fear: self.fear.as_ref().map(|_| bf.mean),
+            fear_loss,
+        })
+    }
+
+    /// TD loss and mean `Q(s, a)` of the batch gathered in the replay
+    /// buffer's host buffers, leaving the loss's gradient in `host.grad`.
+    /// The loss is [`q_loss`](Self::q_loss)'s, term for term.
+    fn host_gradient(&mut self, hf: &HostFear) -> Result<(f64, f64), DqnError> {
+        let no_host = || DqnError::InvalidConfig("host update: inconsistent shapes".into());
+        let hb = self.replay.host_batch();
+        let b = hb.actions.len();
+        let n = self.n_features;
+        let na = self.n_actions;
+        let h = &mut self.host;
+        join_inputs(hb.states, n, hf.state_input.as_deref(), &mut h.x);
+        join_inputs(hb.next_states, n, hf.next_state_input.as_deref(), &mut h.x2);
+        let online = self.optimizer.params().host().ok_or_else(no_host)?;
+        let target = self.target_params.host().ok_or_else(no_host)?;
+        self.host_net
+            .forward(online, &h.x, b, &mut h.online)
+            .ok_or_else(no_host)?;
+        self.host_net
+            .forward(target, &h.x2, b, &mut h.target)
+            .ok_or_else(no_host)?;
+        let (q_all, qt_all) = (h.online.output(), h.target.output());
+        let gamma = self.cfg.gamma as f32;
+        h.d_out.clear();
+        h.d_out.resize(b * na, 0.0);
+        let (mut loss_sum, mut q_sum) = (0.0f64, 0.0f64);
+        for i in 0..b {
+            let a = usize::try_from(hb.actions[i]).map_err(|_| no_host())?;
+            let q = q_all[i * na + a];
+            let qt = &qt_all[i * na..(i + 1) * na];
+            let q_next = match &hf.next_selection {
+                // The value of the action the agent would choose there.
+                Some((danger, scale, floor)) => {
+                    let row = &danger[i * na..(i + 1) * na];
+                    qt[SelectionBias::biased_choice(qt, row, *scale, *floor)]
+                }
+                None => qt.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            };
+            let y = hb.rewards[i] + q_next * (1.0 - hb.dones[i]) * gamma;
+            let d = q - y;
+            let (per, dper) = match self.cfg.loss {
+                Loss::Mse => (d * d, 2.0 * d),
+                Loss::Huber { delta } => {
+                    let delta = delta as f32;
+                    if d.abs() < delta {
+                        (0.5 * d * d, d)
+                    } else {
+                        (delta * (d.abs() - 0.5 * delta), delta * d.signum())
+                    }
+                }
+            };
+            let w = match &hf.loss_weighting {
+                // Fear weights 1 + w·F, on every sample or only on negative TD errors.
+                Some((fear, weight, only_over)) => {
+                    let on = !*only_over || y < q;
+                    1.0 + if on { weight * fear[i] } else { 0.0 }
+                }
+                None => 1.0,
+            };
+            loss_sum += f64::from(per * w);
+            q_sum += f64::from(q);
+            h.d_out[i * na + a] = dper * w / b as f32;
+        }
+        h.grad.resize(online.len(), 0.0);
+        self.host_net
+            .backward(online, &mut h.online, &h.d_out, &mut h.grad)
+            .ok_or_else(no_host)?;
+        Ok((loss_sum / b as f64, q_sum / b as f64))
+    }
+
+    /// The host backend's TD loss and gradient for a batch gathered by
+    /// [`sample_batch`](Self::sample_batch) and its fear contribution.
+    #[cfg(test)]
+    pub(crate) fn host_loss_gradient(&mut self, bf: &BatchFear) -> (f64, f64, Vec<f32>) {
+        let hf = HostFear::read(bf).expect("read fear");
+        let (loss, q_mean) = self.host_gradient(&hf).expect("host gradient");
+        (loss, q_mean, self.host.grad.clone())
+    }
+
+    /// libtorch's gradient of a loss with respect to the Q-network, flat.
+    #[cfg(test)]
+    pub(crate) fn libtorch_gradient(&self, loss: &Tensor) -> Vec<f32> {
+        let g = self.optimizer.gradient(loss).expect("gradient");
+        Vec::<f32>::try_from(&g).expect("vec")
     }
 
     /// Samples a batch without learning from it.

@@ -1,4 +1,7 @@
-//! Deep Q-networks for emorl, on libtorch (`tch`).
+//! Deep Q-networks for emorl. The networks are libtorch (`tch`) modules and
+//! checkpoints; on CPU their updates are computed on the host by default
+//! ([`host_net`], [`Backend`]: forward, hand-written gradients checked against
+//! autograd, Adam), several times faster than libtorch for networks this small.
 //!
 //! One learner ([`DqnAgent`]: online and target MLPs, replay, Adam, ε schedule)
 //! and one optional [fear module](fear). The registered agents are:
@@ -17,6 +20,8 @@ mod episode;
 mod error;
 pub mod fear;
 pub mod flat_adam;
+pub mod host_net;
+mod kernels;
 mod learner;
 pub mod network;
 pub mod protocol;
@@ -24,7 +29,7 @@ mod registry;
 pub mod replay;
 
 pub use config::{
-    CoupledCliffConfig, CoupledGridConfig, DecoupledFearConfig, DeviceChoice, DqnConfig,
+    Backend, CoupledCliffConfig, CoupledGridConfig, DecoupledFearConfig, DeviceChoice, DqnConfig,
     EpsilonSchedule, FearConfig, FearUse, Loss,
 };
 pub use episode::{run_episode, EpisodeStats};

@@ -1,6 +1,7 @@
 //! The multilayer perceptron used for Q-values and for fear.
 
 use crate::error::DqnError;
+use crate::host_net::HostMlp;
 use emorl_core::RngHandle;
 use tch::{nn, Tensor};
 
@@ -67,37 +68,11 @@ impl Mlp {
         self.n_outputs
     }
 
-    /// One input row through the network on the host, from parameters given
-    /// as slices in registration order (`weight`, `bias` per layer) — e.g.
-    /// [`crate::flat_adam::FlatAdam::with_host_params`]. For acting on CPU,
-    /// where a handful of libtorch calls would cost more than the arithmetic.
-    pub fn forward_host(&self, params: &[&[f32]], x: &[f32], out: &mut Vec<f32>) -> bool {
-        let n_layers = self.sizes.len() - 1;
-        if params.len() != 2 * n_layers || x.len() != self.n_inputs {
-            return false;
-        }
-        let mut h: Vec<f32> = x.to_vec();
-        for l in 0..n_layers {
-            let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
-            let (w, b) = (params[2 * l], params[2 * l + 1]);
-            if w.len() != n_in * n_out || b.len() != n_out {
-                return false;
-            }
-            let next: Vec<f32> = (0..n_out)
-                .map(|o| {
-                    let row = &w[o * n_in..(o + 1) * n_in];
-                    let z = b[o] + row.iter().zip(&h).map(|(a, v)| a * v).sum::<f32>();
-                    if l + 1 < n_layers {
-                        z.max(0.0)
-                    } else {
-                        z
-                    }
-                })
-                .collect();
-            h = next;
-        }
-        *out = h;
-        true
+    /// The same network's shapes for host computation
+    /// ([`crate::host_net`]), whose flat parameter layout is this network's
+    /// variables in registration order.
+    pub fn host(&self) -> HostMlp {
+        HostMlp::new(self.sizes.clone())
     }
 
     /// `[B, n_inputs] → [B, n_outputs]`.
@@ -146,33 +121,5 @@ mod tests {
             .forward(&Tensor::zeros([3, 4], tch::kind::FLOAT_CPU))
             .expect("fwd");
         assert_eq!(out.size(), vec![3, 4]);
-    }
-
-    #[test]
-    fn host_forward_matches_libtorch() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let rng = RngHandle::new(RngKind::Fast, 5);
-        let mlp = Mlp::new(&vs.root(), 5, &[64, 32], 4, &rng).expect("mlp");
-        let params: Vec<Vec<f32>> = vs
-            .trainable_variables()
-            .iter()
-            .map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).expect("vec"))
-            .collect();
-        let slices: Vec<&[f32]> = params.iter().map(Vec::as_slice).collect();
-        let x = [0.2f32, -0.4, 0.6, 0.1, 1.0];
-        let mut host = Vec::new();
-        assert!(mlp.forward_host(&slices, &x, &mut host));
-        let t = mlp
-            .forward(&Tensor::from_slice(&x).view([1, 5]))
-            .expect("fwd")
-            .view([-1]);
-        let t = Vec::<f32>::try_from(t).expect("vec");
-        assert_eq!(host.len(), 4);
-        for (a, b) in host.iter().zip(&t) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-        }
-        // Wrong shapes are refused, not misread.
-        assert!(!mlp.forward_host(&slices[..4], &x, &mut host));
-        assert!(!mlp.forward_host(&slices, &x[..4], &mut host));
     }
 }

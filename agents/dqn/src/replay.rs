@@ -42,6 +42,11 @@ pub struct Batch {
     pub dones: Tensor,
     /// Contexts of the next states, in sample order.
     pub contexts: Vec<StoredContext>,
+    /// The same states, next states and actions in host memory (row-major),
+    /// for modules that compute on the host.
+    pub host_states: Vec<f32>,
+    pub host_next_states: Vec<f32>,
+    pub host_actions: Vec<i64>,
 }
 
 impl Batch {
@@ -269,26 +274,10 @@ impl ReplayBuffer {
         self.gather(&idx, device)
     }
 
-    /// The transitions at `idx`, in that order.
+    /// The transitions at `idx`, in that order, as tensors on `device`.
     pub fn gather(&mut self, idx: &[usize], device: Device) -> Result<Batch, DqnError> {
-        let n = self.n_features;
-        let b = idx.len();
-        self.s_buf.clear();
-        self.s2_buf.clear();
-        self.a_buf.clear();
-        self.r_buf.clear();
-        self.d_buf.clear();
-        let mut contexts = Vec::with_capacity(b);
-        for &i in idx {
-            self.s_buf
-                .extend_from_slice(&self.states[i * n..(i + 1) * n]);
-            self.s2_buf
-                .extend_from_slice(&self.next_states[i * n..(i + 1) * n]);
-            self.a_buf.push(self.actions[i]);
-            self.r_buf.push(self.rewards[i]);
-            self.d_buf.push(self.dones[i]);
-            contexts.push(self.contexts[i]);
-        }
+        let contexts = self.gather_host(idx);
+        let (n, b) = (self.n_features, idx.len());
         let to = |t: Tensor| -> Result<Tensor, DqnError> {
             Ok(if device == Device::Cpu {
                 t
@@ -304,8 +293,58 @@ impl ReplayBuffer {
             next_states: to(Tensor::f_from_slice(&self.s2_buf)?.f_view(shape)?)?,
             dones: to(Tensor::f_from_slice(&self.d_buf)?)?,
             contexts,
+            host_states: self.s_buf.clone(),
+            host_next_states: self.s2_buf.clone(),
+            host_actions: self.a_buf.clone(),
         })
     }
+
+    /// Copies the transitions at `idx` into the gather buffers that
+    /// [`host_batch`](Self::host_batch) reads; returns their contexts.
+    pub fn gather_host(&mut self, idx: &[usize]) -> Vec<StoredContext> {
+        let n = self.n_features;
+        self.s_buf.clear();
+        self.s2_buf.clear();
+        self.a_buf.clear();
+        self.r_buf.clear();
+        self.d_buf.clear();
+        let mut contexts = Vec::with_capacity(idx.len());
+        for &i in idx {
+            self.s_buf
+                .extend_from_slice(&self.states[i * n..(i + 1) * n]);
+            self.s2_buf
+                .extend_from_slice(&self.next_states[i * n..(i + 1) * n]);
+            self.a_buf.push(self.actions[i]);
+            self.r_buf.push(self.rewards[i]);
+            self.d_buf.push(self.dones[i]);
+            contexts.push(self.contexts[i]);
+        }
+        contexts
+    }
+
+    /// The batch last gathered, as host slices.
+    pub fn host_batch(&self) -> HostBatch<'_> {
+        HostBatch {
+            states: &self.s_buf,
+            actions: &self.a_buf,
+            rewards: &self.r_buf,
+            next_states: &self.s2_buf,
+            dones: &self.d_buf,
+        }
+    }
+}
+
+/// A gathered minibatch in host memory (row-major), as
+/// [`ReplayBuffer::host_batch`] lends it.
+#[derive(Clone, Copy, Debug)]
+pub struct HostBatch<'a> {
+    /// `[B, n_features]`
+    pub states: &'a [f32],
+    pub actions: &'a [i64],
+    pub rewards: &'a [f32],
+    pub next_states: &'a [f32],
+    /// 1.0 where the episode terminated.
+    pub dones: &'a [f32],
 }
 
 /// `[B, n]` float tensor from rows of equal length (tests and tools).

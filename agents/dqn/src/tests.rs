@@ -425,6 +425,12 @@ fn decoupled_bias_target_bootstraps_from_the_biased_choice() {
     let (a, b) = (loss.double_value(&[]), manual.double_value(&[]));
     assert!((a - b).abs() < 1e-6 * b.abs().max(1.0), "{a} vs {b}");
     assert_ne!(a, plain.double_value(&[]));
+    // The host backend bootstraps from the same biased choice.
+    let (host, _, _) = agent.host_loss_gradient(&forbidding);
+    assert!(
+        (host - b).abs() < 1e-5 * b.abs().max(1.0),
+        "host {host} vs {b}"
+    );
 }
 
 #[test]
@@ -457,4 +463,149 @@ fn wrong_feature_lengths_and_actions_are_errors() {
         .observe(&[0.0; 4], 1, 0.0, &[0.0; 5], false, &ctx, &rng)
         .is_err());
     assert!(DqnAgent::new(0, 4, DqnConfig::default(), &rng).is_err());
+}
+
+/// The host backend takes the same steps as libtorch: from the same seed,
+/// after 60 updates on the same replay samples (fear hooks, loss weights,
+/// LR modulation, biased targets, target copies every 25 updates, Huber and
+/// clipping included) every Q-network weight agrees to float rounding.
+#[test]
+fn host_and_libtorch_backends_take_the_same_steps() {
+    use crate::config::{Backend, Loss};
+    let variants: Vec<(&str, DqnConfig)> = crate::registry()
+        .entries()
+        .iter()
+        .map(|e| (e.id, (e.make)()))
+        .chain([(
+            "dqn huber+clip",
+            DqnConfig {
+                loss: Loss::Huber { delta: 1.0 },
+                max_grad_norm: Some(0.5),
+                ..Default::default()
+            },
+        )])
+        .collect();
+    for (name, base) in variants {
+        let run = |backend: Backend| {
+            seed_everything(7);
+            let rng = RngHandle::new(RngKind::Fast, 7);
+            let cfg = DqnConfig {
+                backend,
+                target_network_frequency: 25,
+                ..base.clone()
+            };
+            let mut agent = DqnAgent::new(4, 4, cfg, &rng).expect("agent");
+            fill_replay(&mut agent, &rng, 400);
+            let mut losses = Vec::new();
+            for _ in 0..60 {
+                let st = agent.update(&rng).expect("update");
+                losses.push((st.td_loss, st.q_mean, st.learning_rate, st.fear_loss));
+            }
+            // The Q-network's weights, then the fear network's when it has one.
+            let mut stores = vec![&agent.online_vs];
+            stores.extend(agent.fear.as_ref().and_then(|f| f.var_store()));
+            let weights: Vec<f32> = stores
+                .iter()
+                .flat_map(|vs| vs.trainable_variables())
+                .flat_map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).expect("vec"))
+                .collect();
+            let q = agent.q_values(&[0.1, 0.4, 0.2, 0.9], None);
+            (weights, losses, q.ok())
+        };
+        let (w_host, l_host, q_host) = run(Backend::Host);
+        let (w_torch, l_torch, q_torch) = run(Backend::Libtorch);
+        assert_eq!(w_host.len(), w_torch.len());
+        let max_diff = w_host
+            .iter()
+            .zip(&w_torch)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max_diff < 1e-4, "{name}: weights differ by {max_diff}");
+        let moved = w_host
+            .iter()
+            .zip(&w_torch)
+            .zip(run(Backend::Host).0.iter())
+            .all(|((a, _), c)| a == c);
+        assert!(moved, "{name}: the host backend is deterministic");
+        for (i, (a, b)) in l_host.iter().zip(&l_torch).enumerate() {
+            let tol = 1e-4 * (1.0 + b.0.abs());
+            assert!(
+                (a.0 - b.0).abs() < tol,
+                "{name} update {i}: loss {a:?} vs {b:?}"
+            );
+            assert!(
+                (a.1 - b.1).abs() < 1e-4,
+                "{name} update {i}: q {a:?} vs {b:?}"
+            );
+            assert_eq!(a.2, b.2, "{name} update {i}: learning rate");
+            match (a.3, b.3) {
+                (Some(x), Some(y)) => assert!(
+                    (x - y).abs() < 1e-4,
+                    "{name} update {i}: fear loss {x} vs {y}"
+                ),
+                (x, y) => assert_eq!(x.is_some(), y.is_some(), "{name}: fear loss"),
+            }
+        }
+        if let (Some(a), Some(b)) = (q_host, q_torch) {
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-4, "{name}: q {x} vs {y}");
+            }
+        }
+    }
+}
+
+/// The host backend's TD loss and its gradient equal libtorch's autograd of
+/// [`DqnAgent::q_loss`] on the same batch and fear contribution, for every
+/// registered agent (inputs, loss weights, biased targets) and Huber.
+#[test]
+fn host_td_gradient_matches_libtorch_autograd() {
+    use crate::config::Loss;
+    let mut configs: Vec<(String, DqnConfig)> = crate::registry()
+        .entries()
+        .iter()
+        .map(|e| (e.id.to_string(), (e.make)()))
+        .collect();
+    configs.push((
+        "dqn huber".into(),
+        DqnConfig {
+            loss: Loss::Huber { delta: 0.05 },
+            ..Default::default()
+        },
+    ));
+    for (name, cfg) in configs {
+        seed_everything(3);
+        let rng = RngHandle::new(RngKind::Fast, 3);
+        let mut agent = DqnAgent::new(4, 4, cfg, &rng).expect("agent");
+        fill_replay(&mut agent, &rng, 300);
+        // A few steps first, so that the weights are not at initialisation.
+        for _ in 0..5 {
+            agent.update(&rng).expect("update");
+        }
+        let batch = agent.sample_batch(&rng).expect("batch");
+        let bf = match agent.fear_mut() {
+            Some(f) => f.prepare_batch(&batch).expect("prepare"),
+            None => BatchFear::default(),
+        };
+        let (loss, q_mean) = agent.q_loss(&batch, &bf).expect("q loss");
+        let reference = agent.libtorch_gradient(&loss);
+        let loss = loss.double_value(&[]);
+        let (host_loss, host_q, grad) = agent.host_loss_gradient(&bf);
+        assert!(
+            (host_loss - loss).abs() <= 1e-5 * (1.0 + loss.abs()),
+            "{name}: loss {host_loss} vs {loss}"
+        );
+        assert!(
+            (host_q - q_mean).abs() < 1e-5,
+            "{name}: q {host_q} vs {q_mean}"
+        );
+        assert_eq!(grad.len(), reference.len());
+        let scale = reference.iter().fold(0f32, |m, g| m.max(g.abs()));
+        assert!(scale > 0.0, "{name}: a gradient to compare");
+        for (i, (a, b)) in grad.iter().zip(&reference).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * scale,
+                "{name}: grad[{i}] {a} vs autograd {b}"
+            );
+        }
+    }
 }

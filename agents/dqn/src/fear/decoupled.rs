@@ -13,6 +13,7 @@ use super::{fear_tensors, BatchFear, FearModule, SelectionBias, StateFear};
 use crate::config::{DecoupledFearConfig, FearUse};
 use crate::error::DqnError;
 use crate::flat_adam::{AdamSettings, FlatAdam};
+use crate::host_net::{HostMlp, Tape};
 use crate::network::Mlp;
 use crate::replay::{Batch, StoredContext};
 use emorl_core::{EmotionalContext, RngHandle};
@@ -33,6 +34,21 @@ pub struct DecoupledFear {
     /// Per-action danger of the state last appraised.
     danger: Vec<f32>,
     input_buf: Vec<f32>,
+    /// The network computed on the host (forward, BCE gradient, Adam)
+    /// instead of through libtorch, when the learner's backend is the host.
+    host: Option<HostFearNet>,
+}
+
+#[derive(Debug)]
+struct HostFearNet {
+    net: HostMlp,
+    tape: Tape,
+    d_out: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
 }
 
 impl std::fmt::Debug for DecoupledFear {
@@ -50,6 +66,7 @@ impl DecoupledFear {
         n_features: usize,
         n_actions: usize,
         device: Device,
+        host: bool,
         rng: &RngHandle,
     ) -> Result<Self, DqnError> {
         let vs = nn::VarStore::new(device);
@@ -61,7 +78,14 @@ impl DecoupledFear {
             rng,
         )?;
         let opt = FlatAdam::new(&vs, AdamSettings::with_lr(cfg.learning_rate))?;
+        let host = (host && opt.params().host().is_some()).then(|| HostFearNet {
+            net: net.host(),
+            tape: Tape::default(),
+            d_out: Vec::new(),
+            grad: Vec::new(),
+        });
         Ok(DecoupledFear {
+            host,
             cfg,
             n_features,
             device,
@@ -76,6 +100,53 @@ impl DecoupledFear {
     /// Per-action danger probabilities `[B, n_actions]`, outside autograd.
     pub fn danger(&self, states: &Tensor) -> Result<Tensor, DqnError> {
         tch::no_grad(|| Ok(self.net.forward(states)?.f_sigmoid()?))
+    }
+
+    /// Logits of `rows` host states on the host network, left in its tape;
+    /// `None` without a host network.
+    fn host_forward(&mut self, states: &[f32], rows: usize) -> Option<&[f32]> {
+        let h = self.host.as_mut()?;
+        let params = self.opt.params().host()?;
+        h.net.forward(params, states, rows, &mut h.tape)?;
+        Some(h.tape.output())
+    }
+
+    /// Per-action danger of host states, `[rows, n_actions]`, on the host.
+    fn host_danger(&mut self, states: &[f32], rows: usize) -> Option<Vec<f32>> {
+        Some(
+            self.host_forward(states, rows)?
+                .iter()
+                .map(|&z| sigmoid(z))
+                .collect(),
+        )
+    }
+
+    /// One BCE step on the host: mean over the batch of
+    /// `BCE(sigmoid(logit(s, a)), label)`, libtorch's stable form, its
+    /// gradient `(sigmoid(z) − y) / B` at the taken actions, then Adam.
+    fn host_train(&mut self, batch: &Batch) -> Option<f64> {
+        let rows = batch.len();
+        let na = self.danger.len();
+        let radius = self.cfg.danger_radius;
+        self.host_forward(&batch.host_states, rows)?;
+        let h = self.host.as_mut()?;
+        let z_all = h.tape.output();
+        h.d_out.clear();
+        h.d_out.resize(rows * na, 0.0);
+        let mut loss = 0.0f64;
+        for (i, (c, &a)) in batch.contexts.iter().zip(&batch.host_actions).enumerate() {
+            let a = usize::try_from(a).ok()?;
+            let z = z_all[i * na + a];
+            let y = danger_label(c, radius);
+            loss += f64::from(z.max(0.0) - z * y + (-z.abs()).exp().ln_1p());
+            h.d_out[i * na + a] = (sigmoid(z) - y) / rows as f32;
+        }
+        let params = self.opt.params().host()?;
+        h.grad.resize(params.len(), 0.0);
+        h.net.backward(params, &mut h.tape, &h.d_out, &mut h.grad)?;
+        self.opt
+            .host_step(&h.grad, None)
+            .then_some(loss / rows as f64)
     }
 
     /// State fear `max_a danger(s, a)` as a `[B, 1]` column, outside autograd.
@@ -111,6 +182,17 @@ impl FearModule for DecoupledFear {
         }
         self.input_buf.clear();
         self.input_buf.extend_from_slice(features);
+        let input = std::mem::take(&mut self.input_buf);
+        let host = self.host_danger(&input, 1);
+        self.input_buf = input;
+        if let Some(d) = host {
+            self.danger = d;
+            let level = self.danger.iter().fold(0.0f32, |m, &x| m.max(x));
+            return Ok(StateFear {
+                level: level as f64,
+                q_input: (self.cfg.fear_use == FearUse::Input).then_some(level),
+            });
+        }
         let x = Tensor::f_from_slice(&self.input_buf)?
             .f_to_device(self.device)?
             .f_view([1, self.n_features as i64])?;
@@ -125,17 +207,7 @@ impl FearModule for DecoupledFear {
 
     fn select(&mut self, _fear: &StateFear, q: &mut [f32], _rng: &RngHandle) -> Option<usize> {
         if let FearUse::SelectionBias { scale, range_floor } = self.cfg.fear_use {
-            let bias = SelectionBias {
-                danger: Tensor::from_slice(&self.danger).view([1, -1]),
-                scale,
-                range_floor,
-            };
-            let biased = bias
-                .apply(&Tensor::from_slice(q).view([1, -1]))
-                .and_then(|t| Ok(Vec::<f32>::try_from(t.f_view([-1])?)?));
-            if let Ok(biased) = biased {
-                q.copy_from_slice(&biased);
-            }
+            SelectionBias::apply_host(q, &self.danger, scale as f32, range_floor as f32);
         }
         None
     }
@@ -148,10 +220,16 @@ impl FearModule for DecoupledFear {
             .collect();
         let mean = labels.iter().map(|&x| x as f64).sum::<f64>() / labels.len().max(1) as f64;
         if let FearUse::SelectionBias { scale, range_floor } = self.cfg.fear_use {
+            let danger = match self.host_danger(&batch.host_next_states, batch.len()) {
+                Some(d) => Tensor::f_from_slice(&d)?
+                    .f_view([batch.len() as i64, -1])?
+                    .f_to_device(self.device)?,
+                None => self.danger(&batch.next_states)?,
+            };
             return Ok(BatchFear {
                 mean,
                 next_selection: Some(SelectionBias {
-                    danger: self.danger(&batch.next_states)?,
+                    danger,
                     scale,
                     range_floor,
                 }),
@@ -200,6 +278,14 @@ impl FearModule for DecoupledFear {
     }
 
     fn train(&mut self, batch: &Batch) -> Result<Option<f64>, DqnError> {
+        if self.host.is_some() {
+            return match self.host_train(batch) {
+                Some(loss) => Ok(Some(loss)),
+                None => Err(DqnError::InvalidConfig(
+                    "fear network: host training needs its parameters in CPU memory".into(),
+                )),
+            };
+        }
         let Some(loss) = self.fear_loss(batch)? else {
             return Ok(None);
         };

@@ -73,6 +73,37 @@ pub struct SelectionBias {
 }
 
 impl SelectionBias {
+    /// The bias's span for one row of Q-values: its range (at least
+    /// `range_floor`) times `scale`, as [`apply`](Self::apply) computes it.
+    fn host_span(q: &[f32], scale: f32, range_floor: f32) -> f32 {
+        let hi = q.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lo = q.iter().copied().fold(f32::INFINITY, f32::min);
+        (hi - lo).max(range_floor) * scale
+    }
+
+    /// [`apply`](Self::apply) to one row of Q-values, in place, on the host.
+    pub fn apply_host(q: &mut [f32], danger: &[f32], scale: f32, range_floor: f32) {
+        let span = Self::host_span(q, scale, range_floor);
+        for (v, &d) in q.iter_mut().zip(danger) {
+            *v -= span * d;
+        }
+    }
+
+    /// The action a biased agent picks in one state: the first maximum of
+    /// the biased row (as `argmax` of [`apply`](Self::apply)), on the host.
+    pub fn biased_choice(q: &[f32], danger: &[f32], scale: f32, range_floor: f32) -> usize {
+        let span = Self::host_span(q, scale, range_floor);
+        let mut best = 0;
+        let mut best_v = f32::NEG_INFINITY;
+        for (j, (&v, &d)) in q.iter().zip(danger).enumerate() {
+            let biased = v - span * d;
+            if biased > best_v {
+                (best, best_v) = (j, biased);
+            }
+        }
+        best
+    }
+
     /// `q` (`[B, n_actions]`) with the bias applied.
     pub fn apply(&self, q: &Tensor) -> Result<Tensor, DqnError> {
         let hi = q.f_amax([1i64].as_slice(), true)?;
@@ -161,12 +192,14 @@ pub trait FearModule: std::fmt::Debug {
     }
 }
 
-/// Builds the module described by `cfg`.
+/// Builds the module described by `cfg`; `host`: a module with a network
+/// of its own computes it on the host (the learner's [`crate::Backend`]).
 pub fn build(
     cfg: &FearConfig,
     n_features: usize,
     n_actions: usize,
     device: Device,
+    host: bool,
     rng: &RngHandle,
 ) -> Result<Box<dyn FearModule>, DqnError> {
     Ok(match cfg {
@@ -177,6 +210,7 @@ pub fn build(
             n_features,
             n_actions,
             device,
+            host,
             rng,
         )?),
     })
