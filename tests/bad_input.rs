@@ -130,7 +130,7 @@ const CASES: &[(&str, &str)] = &[
     ("no train.tsv", "reproduce llm-modules --goemotions IN/missing --model ST --out OUT"),
     ("missing.gguf", "reproduce llm-modules --model IN/missing.gguf --out OUT"),
     ("--model", "reproduce v2-tabular --model ST --out OUT"),
-    ("--config applies to llm-modules and v3-audit only", "reproduce v3 --config IN/audit-grid.toml --out OUT"),
+    ("--config applies to llm-modules, v3-audit and v2-dqn only", "reproduce v3 --config IN/audit-grid.toml --out OUT"),
     ("overlap the tuning seeds", "reproduce v3-audit --seed-offset 990 --out OUT"),
     ("tuning.grid.temperature", "reproduce v3-audit --config IN/audit-grid.toml --out OUT"),
     ("no metric 'speed'", "reproduce v3-audit --config IN/audit-metric.toml --out OUT"),

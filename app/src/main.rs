@@ -380,7 +380,8 @@ struct ReproduceCli {
     #[arg(long)]
     model: Option<String>,
     /// TOML merged over the embedded experiment (llm-modules:
-    /// configs/llm/modules.toml; v3-audit: configs/v3/audit.toml).
+    /// configs/llm/modules.toml; v3-audit: configs/v3/audit.toml; v2-dqn:
+    /// configs/v2/dqn.toml).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Measure only these agents (llm-modules; comma-separated IDs, e.g.

@@ -1,10 +1,11 @@
 //! Environment steps per second of DQN learning on the Exp 16b grid, one
 //! libtorch thread — the Rust side of `benches/dqn_side_by_side.sh`.
 //!
-//! `cargo run --release -p emorl-agents-dqn --example dqn_sps -- [steps] [agent] [seed]`
+//! `cargo run --release -p emorl-agents-dqn --example dqn_sps -- [steps] [agent] [seed] [backend]`
+//! (backend: auto, host or libtorch; default auto, i.e. host on CPU)
 //! prints one line: `sps=<steps/s> steps=<n> episodes=<n> secs=<s> mean_return_last20=<r>`.
 
-use emorl_agents_dqn::{protocol::seed_everything, registry, DqnAgent};
+use emorl_agents_dqn::{protocol::seed_everything, registry, Backend, DqnAgent, DqnConfig};
 use emorl_core::{DiscreteEnv, Env, RngHandle, RngKind};
 use emorl_envs_gridworld::TerminalThreatGrid;
 use std::time::Instant;
@@ -18,8 +19,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(20_000);
     let agent_id = args.next().unwrap_or_else(|| "dqn".to_string());
     let seed: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let backend: Backend = match args.next() {
+        Some(b) => serde_json::from_value(serde_json::Value::String(b))?,
+        None => Backend::Auto,
+    };
     seed_everything(seed);
-    let cfg = (registry().get(&agent_id)?.make)();
+    let cfg = DqnConfig {
+        backend,
+        ..(registry().get(&agent_id)?.make)()
+    };
     let rng = RngHandle::new(RngKind::Fast, seed);
     let mut env = TerminalThreatGrid::new();
     let mut agent = DqnAgent::new(4, env.n_actions(), cfg, &rng)?;

@@ -84,11 +84,17 @@ struct ArmRunner<'a> {
 }
 
 impl ArmRunner<'_> {
+    /// `settings`: the experiment's resolved settings, stored with each seed
+    /// beside the options and the arm's configuration, so that a seed
+    /// computed under other settings, hyperparameters or backend is never
+    /// reused.
+    #[allow(clippy::too_many_arguments)]
     fn run<T, E>(
         &self,
         experiment: &str,
         title: &str,
         arms: &[Arm],
+        settings: &impl serde::Serialize,
         arm_seconds: &mut serde_json::Map<String, serde_json::Value>,
         one: impl Fn(u64, &Arm) -> std::result::Result<T, E> + Sync,
     ) -> Result<Vec<Vec<T>>>
@@ -101,13 +107,18 @@ impl ArmRunner<'_> {
             let t0 = Instant::now();
             self.pb.set_message(format!("{title} {}", arm.id));
             let store = self.seeds_dir.join(experiment).join(&arm.id);
+            let stored_under = serde_json::json!({
+                "options": self.stored_under,
+                "settings": settings,
+                "agent": arm.config,
+            });
             out.push(
                 emorl_stats::run_seeds(
                     self.seeds,
                     self.jobs,
                     Some(emorl_stats::SeedStore {
                         dir: &store,
-                        options: self.stored_under,
+                        options: &stored_under,
                     }),
                     self.tick,
                     |seed| one(seed, arm),
@@ -137,13 +148,17 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     if o.blocks != 1 {
         bail!("v2-dqn has no seed blocks; leave out --blocks");
     }
-    let spec: DqnExperiments = toml::from_str(V2_DQN).map_err(|e| {
-        anyhow::anyhow!(config::describe_toml_error(
-            "configs/v2/dqn.toml",
-            V2_DQN,
-            &e
-        ))
-    })?;
+    const ORIGIN: &str = "configs/v2/dqn.toml";
+    let mut table = config::parse_table(ORIGIN, V2_DQN)?;
+    if let Some(p) = args.config.as_deref() {
+        config::merge(&mut table, config::read_table(p)?);
+    }
+    let origin = args
+        .config
+        .as_deref()
+        .map_or(ORIGIN.to_string(), |p| p.display().to_string());
+    let resolved = toml::to_string(&table).context("v2-dqn experiment")?;
+    let spec: DqnExperiments = config::from_table(&origin, table)?;
     let mut s16 = spec.exp16b.settings.clone();
     let mut s18 = spec.exp18.settings.clone();
     s16.rng = o.rng;
@@ -160,7 +175,7 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let arms16 = arms(&spec.control, &spec.exp16b.treatments, &spec.agents)?;
     let arms18 = arms(&spec.control, &spec.exp18.treatments, &spec.agents)?;
     let run = open_run(args)?;
-    run.write_atomic(Path::new("experiment.toml"), V2_DQN.as_bytes())?;
+    run.write_atomic(Path::new("experiment.toml"), resolved.as_bytes())?;
     let seeds: Vec<u64> = (0..o.seeds as u64).map(|i| o.seed_offset + i).collect();
     let start = Instant::now();
     let total = (arms16.len() + arms18.len()) * seeds.len();
@@ -180,10 +195,11 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         "exp16b",
         "Exp 16b",
         &arms16,
+        &s16,
         &mut arm_seconds,
         |seed, arm| coupled_grid_seed(seed, &arm.config, &s16),
     )?;
-    let r18 = ctx.run("exp18", "Exp 18", &arms18, &mut arm_seconds, |seed, arm| {
+    let r18 = ctx.run("exp18", "Exp 18", &arms18, &s18, &mut arm_seconds, |seed, arm| {
         cliff_seed(seed, &arm.config, &s18)
     })?;
     pb.finish_and_clear();

@@ -88,7 +88,7 @@ pub const TABLES: [TableSpec; 5] = [
         episodes: true,
         blocks: false,
         llm_options: false,
-        takes_config: false,
+        takes_config: true,
         run: dqn::reproduce_dqn,
     },
     TableSpec {
@@ -134,7 +134,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
         bail!("--model, --agents and --goemotions apply to llm-modules only");
     }
     if args.config.is_some() && !spec.takes_config {
-        bail!("--config applies to llm-modules and v3-audit only");
+        bail!("--config applies to llm-modules, v3-audit and v2-dqn only");
     }
     if o.episodes.is_some() && !spec.episodes {
         bail!("--episodes applies to v2-dqn and llm-modules only");
