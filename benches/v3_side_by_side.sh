@@ -12,8 +12,8 @@ if [[ -z "${UPSTREAM:-}" ]]; then
     exit 2
 fi
 source scripts/env.sh
-cargo build --release -q --bin emorl
-BIN="${CARGO_TARGET_DIR:-target}/release/emorl"
+cargo build --profile dist -q --bin emorl --bin emorl-torch
+BIN="${CARGO_TARGET_DIR:-target}/dist/emorl"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 

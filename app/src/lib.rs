@@ -7,10 +7,14 @@
 //!   progress bars, the terminal summary;
 //! * `llm_setup`: what every LLM command shares (agent config, model loading);
 //! * one module per subcommand: `train`, `reproduce`, `chat` (also
-//!   `generate --checkpoint`), `generate`, `play`, `eval_llm`.
+//!   `generate --checkpoint`), `generate`, `play`, `eval_llm`, `serve`;
+//! * `cli` (the arguments) and `commands` (what each does; the split
+//!   between the `emorl` and `emorl-torch` executables).
 
 pub mod catalog;
 pub mod chat;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod eval_llm;
 pub mod generate;

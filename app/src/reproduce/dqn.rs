@@ -199,9 +199,14 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         &mut arm_seconds,
         |seed, arm| coupled_grid_seed(seed, &arm.config, &s16),
     )?;
-    let r18 = ctx.run("exp18", "Exp 18", &arms18, &s18, &mut arm_seconds, |seed, arm| {
-        cliff_seed(seed, &arm.config, &s18)
-    })?;
+    let r18 = ctx.run(
+        "exp18",
+        "Exp 18",
+        &arms18,
+        &s18,
+        &mut arm_seconds,
+        |seed, arm| cliff_seed(seed, &arm.config, &s18),
+    )?;
     pb.finish_and_clear();
 
     let pick16 = |f: fn(&CoupledGridSeed) -> f64| -> Vec<Vec<f64>> {

@@ -38,7 +38,6 @@ pub struct TableSpec {
     pub llm_options: bool,
     /// Takes `--config` (a file merged over, or replacing, the embedded one).
     pub takes_config: bool,
-    run: fn(&ReproduceArgs) -> Result<PathBuf>,
 }
 
 /// The tables, in the order `--help` lists them.
@@ -53,7 +52,6 @@ pub const TABLES: [TableSpec; 5] = [
         blocks: true,
         llm_options: false,
         takes_config: false,
-        run: v2::reproduce_v2,
     },
     TableSpec {
         id: "v3",
@@ -65,7 +63,6 @@ pub const TABLES: [TableSpec; 5] = [
         blocks: true,
         llm_options: false,
         takes_config: false,
-        run: v3::reproduce_v3,
     },
     TableSpec {
         id: "v3-audit",
@@ -77,7 +74,6 @@ pub const TABLES: [TableSpec; 5] = [
         blocks: true,
         llm_options: false,
         takes_config: true,
-        run: v3_audit::reproduce_v3_audit,
     },
     TableSpec {
         id: "v2-dqn",
@@ -89,7 +85,6 @@ pub const TABLES: [TableSpec; 5] = [
         blocks: false,
         llm_options: false,
         takes_config: true,
-        run: dqn::reproduce_dqn,
     },
     TableSpec {
         id: "llm-modules",
@@ -101,10 +96,6 @@ pub const TABLES: [TableSpec; 5] = [
         blocks: false,
         llm_options: true,
         takes_config: true,
-        run: |args| {
-            let model = args.options.model.as_deref().unwrap_or("default");
-            llm::reproduce_llm(args, model, args.config.as_deref())
-        },
     },
 ];
 
@@ -121,6 +112,40 @@ pub fn table(id: &str) -> Result<&'static TableSpec> {
 
 /// Runs the reproduction; returns the run directory.
 pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
+    let spec = check(args)?;
+    if let Some(done) = run_light(spec, args) {
+        return done;
+    }
+    match spec.id {
+        "v2-dqn" => dqn::reproduce_dqn(args),
+        "llm-modules" => {
+            let model = args.options.model.as_deref().unwrap_or("default");
+            llm::reproduce_llm(args, model, args.config.as_deref())
+        }
+        other => bail!("table '{other}' has no runner"),
+    }
+}
+
+/// The reproduction of a table that needs no libtorch (the tabular ones);
+/// `Ok(None)` for the others, after the options are checked. Only this
+/// function's callees are linked into the `emorl` executable, which starts
+/// without loading libtorch.
+pub fn reproduce_light(args: &ReproduceArgs) -> Result<Option<PathBuf>> {
+    let spec = check(args)?;
+    run_light(spec, args).transpose()
+}
+
+fn run_light(spec: &TableSpec, args: &ReproduceArgs) -> Option<Result<PathBuf>> {
+    match spec.id {
+        "v2-tabular" => Some(v2::reproduce_v2(args)),
+        "v3" => Some(v3::reproduce_v3(args)),
+        "v3-audit" => Some(v3_audit::reproduce_v3_audit(args)),
+        _ => None,
+    }
+}
+
+/// The table's options checked against what it takes.
+fn check(args: &ReproduceArgs) -> Result<&'static TableSpec> {
     let o = &args.options;
     let spec = table(&o.table)?;
     if o.seeds < 2 {
@@ -145,5 +170,5 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
     if o.blocks != 1 && !spec.blocks {
         bail!("--blocks applies to v2-tabular, v3 and v3-audit only");
     }
-    (spec.run)(args)
+    Ok(spec)
 }

@@ -17,8 +17,17 @@ use anyhow::{bail, Result};
 use run::Start;
 use std::path::PathBuf;
 
-/// Runs `emorl train`; returns the run directory.
-pub fn train(args: &TrainArgs) -> Result<PathBuf> {
+/// A run resolved and checked, not yet started.
+struct Prepared<'a> {
+    cfg: TrainConfig,
+    start: Start<'a>,
+    env_family: EnvFamily,
+    agent_family: AgentFamily,
+}
+
+/// Resolves the configuration (or the stored one with `--resume`) and the
+/// families of its environment and agent; writes nothing.
+fn prepare(args: &TrainArgs) -> Result<Prepared<'_>> {
     let (cfg, start) = if args.resume {
         let (cfg, run) = run::open_stored(args)?;
         (cfg, Start::Resume(run))
@@ -39,6 +48,35 @@ pub fn train(args: &TrainArgs) -> Result<PathBuf> {
             cfg.agent
         );
     }
+    Ok(Prepared {
+        cfg,
+        start,
+        env_family,
+        agent_family,
+    })
+}
+
+/// `emorl train` for the runs that need no libtorch (tabular agents);
+/// `None` for the others, which [`train`] runs. Nothing is written before
+/// that answer.
+pub fn train_light(args: &TrainArgs) -> Result<Option<PathBuf>> {
+    let p = prepare(args)?;
+    match (p.env_family, p.agent_family) {
+        (EnvFamily::Discrete(make_env), AgentFamily::Tabular(_)) => {
+            tabular::train_tabular(&p.cfg, make_env, p.start).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Runs `emorl train`; returns the run directory.
+pub fn train(args: &TrainArgs) -> Result<PathBuf> {
+    let Prepared {
+        cfg,
+        start,
+        env_family,
+        agent_family,
+    } = prepare(args)?;
     match (env_family, agent_family) {
         (EnvFamily::Discrete(make_env), AgentFamily::Tabular(_)) => {
             tabular::train_tabular(&cfg, make_env, start)
