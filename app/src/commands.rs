@@ -4,7 +4,7 @@
 //! initialisation (≈ 0.25 s); every other command is handed, with the same
 //! arguments, to the `emorl-torch` executable beside it, which runs [`run`].
 
-use crate::cli::{Cli, Command, ConfigWhat, EvalWhat, ReproduceCli};
+use crate::cli::{Cli, Command, ConfigWhat, EvalWhat, ReproduceCli, RunSpec};
 use crate::train;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -15,11 +15,7 @@ pub fn run_light(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Config {
             what: ConfigWhat::Show { run, overrides },
-        } => {
-            let cfg =
-                train::resolve(&run.into_args(overrides, None, PathBuf::from("runs"), false))?;
-            print!("{}", toml::to_string(&cfg)?);
-        }
+        } => config_show(run, overrides)?,
         Command::Train(t) => {
             match train::train_light(&t.run.into_args(t.overrides, t.out, t.runs_dir, t.resume))? {
                 Some(dir) => println!("{}", dir.display()),
@@ -39,6 +35,13 @@ pub fn run_light(cli: Cli) -> Result<bool> {
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `emorl config show`: the resolved configuration as TOML.
+fn config_show(run: RunSpec, overrides: Vec<String>) -> Result<()> {
+    let cfg = train::resolve(&run.into_args(overrides, None, PathBuf::from("runs"), false))?;
+    print!("{}", toml::to_string(&cfg)?);
+    Ok(())
 }
 
 fn reproduce_args(r: ReproduceCli) -> Result<crate::reproduce::ReproduceArgs> {
@@ -68,11 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Config {
             what: ConfigWhat::Show { run, overrides },
-        } => {
-            let cfg =
-                train::resolve(&run.into_args(overrides, None, PathBuf::from("runs"), false))?;
-            print!("{}", toml::to_string(&cfg)?);
-        }
+        } => config_show(run, overrides)?,
         Command::Train(t) => {
             let dir = train::train(&t.run.into_args(t.overrides, t.out, t.runs_dir, t.resume))?;
             println!("{}", dir.display());

@@ -11,6 +11,38 @@
 //! same bits whichever instruction set the CPU offers (AVX-512, AVX2+FMA or
 //! none; chosen once at run time).
 
+/// Calls `body(args…)` compiled for the best instruction set the CPU offers —
+/// AVX-512, AVX2 with FMA, or the baseline — chosen at run time. `body` is
+/// `#[inline(always)]`, so each variant is the same code compiled for its
+/// target.
+macro_rules! with_best_simd {
+    ($body:ident($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F (checked just above);
+                // the function has no other requirement.
+                return unsafe { avx512($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above, for AVX2 and FMA.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $body($($arg),*)
+    }};
+}
+
 /// `A` as a strided view: element `(i, p)` is `data[i * rs + p * cs]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Strided<'a> {
@@ -44,50 +76,15 @@ pub fn gemm(
             "gemm: A shorter than its strides"
         );
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above); the
-            // function has no other requirement.
-            unsafe { gemm_avx512(m, n, k, a, b, c, accumulate) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above, for AVX2 and FMA.
-            unsafe { gemm_avx2(m, n, k, a, b, c, accumulate) };
-            return;
-        }
-    }
-    gemm_body(m, n, k, a, b, c, accumulate);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gemm_avx512(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Strided<'_>,
-    b: &[f32],
-    c: &mut [f32],
-    acc: bool,
-) {
-    gemm_body(m, n, k, a, b, c, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Strided<'_>,
-    b: &[f32],
-    c: &mut [f32],
-    acc: bool,
-) {
-    gemm_body(m, n, k, a, b, c, acc);
+    with_best_simd!(gemm_body(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: Strided<'_>,
+        b: &[f32],
+        c: &mut [f32],
+        accumulate: bool
+    ));
 }
 
 #[inline(always)]
@@ -230,32 +227,13 @@ pub struct AdamStep {
 /// vectorised where the CPU allows (IEEE `sqrt` and division, so the same
 /// bits either way).
 pub fn adam(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamStep) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            unsafe { adam_avx512(p, m, v, g, s) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above, for AVX2.
-            unsafe { adam_avx2(p, m, v, g, s) };
-            return;
-        }
-    }
-    adam_body(p, m, v, g, s);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn adam_avx512(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamStep) {
-    adam_body(p, m, v, g, s);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn adam_avx2(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamStep) {
-    adam_body(p, m, v, g, s);
+    with_best_simd!(adam_body(
+        p: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+        s: AdamStep
+    ));
 }
 
 #[inline(always)]

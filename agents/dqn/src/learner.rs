@@ -540,12 +540,21 @@ impl DqnAgent {
             None => BatchFear::default(),
         };
         let (loss, q_mean) = self.q_loss(&batch, &bf)?;
+        let td_loss = loss.f_double_value(&[])?;
+        self.before_step(&bf, td_loss)?;
+        let grad = self.optimizer.gradient(&loss)?;
+        self.optimizer.step(&grad, self.cfg.max_grad_norm)?;
+        self.after_step(td_loss, q_mean, &bf, Some(&batch))
+    }
+
+    /// What every update does before its step: the fear module's learning
+    /// rate factor, and a stop on a non-finite loss.
+    fn before_step(&mut self, bf: &BatchFear, td_loss: f64) -> Result<(), DqnError> {
         if let Some(factor) = bf.lr_factor {
             // Persists until overwritten (Q-16b-LRPERSIST; docs/protocols/v2.md, quirk glossary).
             self.state.learning_rate = self.cfg.learning_rate * factor;
             self.optimizer.settings.lr = self.state.learning_rate;
         }
-        let td_loss = loss.f_double_value(&[])?;
         if !td_loss.is_finite() {
             // Stop before the step spreads it into the weights: the last
             // checkpoint on disk still holds the last good state.
@@ -554,19 +563,33 @@ impl DqnAgent {
                 value: td_loss,
             });
         }
-        let grad = self.optimizer.gradient(&loss)?;
-        self.optimizer.step(&grad, self.cfg.max_grad_norm)?;
+        Ok(())
+    }
+
+    /// What every update does after its step: count it, copy the target
+    /// when due, train the fear module's own network on the batch.
+    fn after_step(
+        &mut self,
+        td_loss: f64,
+        q_mean: f64,
+        bf: &BatchFear,
+        batch: Option<&Batch>,
+    ) -> Result<UpdateStats, DqnError> {
         self.state.updates += 1;
         if self
             .state
             .updates
             .is_multiple_of(self.cfg.target_network_frequency as u64)
         {
-            self.target_vs.copy(&self.online_vs)?;
+            let online = self.optimizer.params().host().map(<[f32]>::to_vec);
+            match (online, self.target_params.host_mut()) {
+                (Some(src), Some(dst)) if src.len() == dst.len() => dst.copy_from_slice(&src),
+                _ => self.target_vs.copy(&self.online_vs)?,
+            }
         }
-        let fear_loss = match self.fear.as_mut() {
-            Some(f) => f.train(&batch)?,
-            None => None,
+        let fear_loss = match (self.fear.as_mut(), batch) {
+            (Some(f), Some(batch)) => f.train(batch)?,
+            _ => None,
         };
         Ok(UpdateStats {
             td_loss,
@@ -597,17 +620,7 @@ impl DqnAgent {
         };
         let hf = HostFear::read(&bf)?;
         let (td_loss, q_mean) = self.host_gradient(&hf)?;
-        if let Some(factor) = bf.lr_factor {
-            // Persists until overwritten (Q-16b-LRPERSIST; docs/protocols/v2.md, quirk glossary).
-            self.state.learning_rate = self.cfg.learning_rate * factor;
-            self.optimizer.settings.lr = self.state.learning_rate;
-        }
-        if !td_loss.is_finite() {
-            return Err(DqnError::Diverged {
-                update: self.state.updates + 1,
-                value: td_loss,
-            });
-        }
+        self.before_step(&bf, td_loss)?;
         if !self
             .optimizer
             .host_step(&self.host.grad, self.cfg.max_grad_norm)
@@ -616,29 +629,7 @@ impl DqnAgent {
                 "the host backend needs the Q-network's parameters in CPU memory".into(),
             ));
         }
-        self.state.updates += 1;
-        if self
-            .state
-            .updates
-            .is_multiple_of(self.cfg.target_network_frequency as u64)
-        {
-            let online = self.optimizer.params().host().map(<[f32]>::to_vec);
-            match (online, self.target_params.host_mut()) {
-                (Some(src), Some(dst)) if src.len() == dst.len() => dst.copy_from_slice(&src),
-                _ => self.target_vs.copy(&self.online_vs)?,
-            }
-        }
-        let fear_loss = match (self.fear.as_mut(), &batch) {
-            (Some(f), Some(batch)) => f.train(batch)?,
-            _ => None,
-        };
-        Ok(UpdateStats {
-            td_loss,
-            q_mean,
-            learning_rate: self.state.learning_rate,
-            batch_fear: self.fear.as_ref().map(|_| bf.mean),
-            fear_loss,
-        })
+        self.after_step(td_loss, q_mean, &bf, batch.as_ref())
     }
 
     /// TD loss and mean `Q(s, a)` of the batch gathered in the replay
