@@ -238,7 +238,7 @@ impl DqnAgent {
         let target = Mlp::new(&(target_vs.root() / "q"), n_in, &cfg.hidden, n_actions, rng)?;
         target_vs.copy(&online_vs)?;
         let target_params = FlatParams::new(&target_vs)?;
-        let host_net = online.host();
+        let host_net = HostMlp::new(online.sizes().to_vec());
 
         let optimizer = FlatAdam::new(
             &online_vs,

@@ -1,7 +1,6 @@
 //! The multilayer perceptron used for Q-values and for fear.
 
 use crate::error::DqnError;
-use crate::host_net::HostMlp;
 use emorl_core::RngHandle;
 use tch::{nn, Tensor};
 
@@ -68,11 +67,11 @@ impl Mlp {
         self.n_outputs
     }
 
-    /// The same network's shapes for host computation
-    /// ([`crate::host_net`]), whose flat parameter layout is this network's
-    /// variables in registration order.
-    pub fn host(&self) -> HostMlp {
-        HostMlp::new(self.sizes.clone())
+    /// Layer widths, inputs first (the shapes [`crate::host_net`] computes
+    /// with: its flat parameter layout is this network's variables in
+    /// registration order).
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
     }
 
     /// `[B, n_inputs] → [B, n_outputs]`.

@@ -79,7 +79,7 @@ impl DecoupledFear {
         )?;
         let opt = FlatAdam::new(&vs, AdamSettings::with_lr(cfg.learning_rate))?;
         let host = (host && opt.params().host().is_some()).then(|| HostFearNet {
-            net: net.host(),
+            net: HostMlp::new(net.sizes().to_vec()),
             tape: Tape::default(),
             d_out: Vec::new(),
             grad: Vec::new(),
