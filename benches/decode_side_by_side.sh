@@ -2,7 +2,8 @@
 # Prefill (128 tokens) and batch-1 decode speed of emorl-lm against llama.cpp
 # (benches/peers/llama_cpp_peer.py) on the same GGUF, same thread count, run
 # one after the other in this command; ours dense f32 and with the packed
-# decode weights `emorl generate` uses by default (--weights auto).
+# decode weights `emorl generate` uses by default (--weights auto), the
+# latter with the decode glue as tensor operations and on the host (default).
 #   benches/decode_side_by_side.sh [threads] [decode-steps] [model.gguf]
 # Defaults: 2 threads, 64 decode steps, SmolLM2-135M-Instruct Q4_1.
 # The peer needs llama-cpp-python; when missing it is built from PyPI's
@@ -38,17 +39,24 @@ trap 'rm -rf "$TMP"' EXIT
 echo "machine: $(getconf _NPROCESSORS_ONLN) cores, $(uptime | sed 's/.*load/load/')"
 echo "model: $(basename "$MODEL"), $THREADS threads, $STEPS decode steps"
 "$BIN" "$MODEL" --decode-steps="$STEPS" | tee "$TMP/f32.json"
+"$BIN" "$MODEL" --weights=auto --host-decode=off --decode-steps="$STEPS" | tee "$TMP/ops.json"
 "$BIN" "$MODEL" --weights=auto --decode-steps="$STEPS" | tee "$TMP/auto.json"
 python benches/peers/llama_cpp_peer.py "$MODEL" --threads "$THREADS" --decode-steps "$STEPS" | tee "$TMP/peer.json"
 python - "$TMP" <<'PY'
 import json, sys, os
 d = sys.argv[1]
-r = {k: json.load(open(os.path.join(d, k + ".json"))) for k in ("f32", "auto", "peer")}
+r = {k: json.load(open(os.path.join(d, k + ".json"))) for k in ("f32", "ops", "auto", "peer")}
 peer = r["peer"]
-print(f"{'':34s}{'prefill tok/s':>14s}{'decode tok/s':>14s}{'decode vs llama.cpp':>21s}")
-rows = [("emorl f32 (dense)", r["f32"]), (f"emorl {r['auto']['weights']} decode (auto)", r["auto"]), (peer["engine"], peer)]
+print(f"{'':38s}{'prefill tok/s':>14s}{'decode tok/s':>14s}{'decode vs llama.cpp':>21s}{'batch-8 decode':>16s}")
+rows = [
+    ("emorl f32 (dense)", r["f32"]),
+    (f"emorl {r['ops']['weights']}, tensor-op glue", r["ops"]),
+    (f"emorl {r['auto']['weights']} (auto, host glue)", r["auto"]),
+    (peer["engine"], peer),
+]
 for name, x in rows:
     ratio = x["decode_b1_tok_s"] / peer["decode_b1_tok_s"]
-    print(f"{name:34s}{x['prefill_tok_s']:14.1f}{x['decode_b1_tok_s']:14.1f}{ratio:20.2f}x")
+    b8 = f"{x['decode_b8_tok_s']:16.1f}" if "decode_b8_tok_s" in x else f"{'-':>16s}"
+    print(f"{name:38s}{x['prefill_tok_s']:14.1f}{x['decode_b1_tok_s']:14.1f}{ratio:20.2f}x{b8}")
 PY
 echo "load after: $(uptime | sed 's/.*load/load/')"

@@ -2,8 +2,11 @@
 //! (batch 1 and 8, KV cache, greedy), printed as one JSON line. Used by
 //! benches/lm/bench.py, which runs the same measurements with transformers.
 //!
-//! `cargo run --release -p emorl-lm --example bench -- [MODEL] [--bf16] [--weights=int8|int4] [--decode-steps=N]`
+//! `cargo run --release -p emorl-lm --example bench -- [MODEL] [--bf16] [--weights=int8|int4|auto] [--host-decode=off|packed|always] [--decode-steps=N]`
 //!
+//! `--host-decode` picks which decode steps do the work between matmuls
+//! on the host (default `packed`: those with packed weights; `off` is the
+//! all-tensor-operations reference).
 //! Decode runs through `Model::generate_from_tokens` (greedy, no stop
 //! token), the path `emorl generate` and RL sampling take, so `--weights`
 //! measures the packed decode weights where generation uses them.
@@ -14,7 +17,7 @@
 //! DailyDialog dialogues file token by token under each weight format.
 use std::time::Instant;
 
-use emorl_lm::{DType, GenerateOptions, Model, PackPlan, Packing, Sampling};
+use emorl_lm::{DType, GenerateOptions, HostDecode, Model, PackPlan, Packing, Sampling};
 use tch::{Kind, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -183,6 +186,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("--weights={other}: expected int8, int4 or auto").into()),
     };
     model.pack_weights(plan)?;
+    let host = match args.iter().find_map(|a| a.strip_prefix("--host-decode=")) {
+        None | Some("packed") => HostDecode::Packed,
+        Some("off") => HostDecode::Off,
+        Some("always") => HostDecode::Always,
+        Some(other) => {
+            return Err(format!("--host-decode={other}: expected off, packed or always").into())
+        }
+    };
+    model.set_host_decode(host);
     let load_s = t0.elapsed().as_secs_f64();
     let _g = tch::no_grad_guard();
     let vocab = model.vocab_size() as i64;
@@ -233,9 +245,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         decode.push((b, median(runs)));
     }
     println!(
-        "{{\"engine\": \"emorl-lm\", \"dtype\": \"{:?}\", \"weights\": \"{}\", \"threads\": {}, \"load_s\": {:.2}, \"prefill_tok_s\": {:.1}, \"decode_b1_tok_s\": {:.1}, \"decode_b8_tok_s\": {:.1}}}",
+        "{{\"engine\": \"emorl-lm\", \"dtype\": \"{:?}\", \"weights\": \"{}\", \"host_decode\": \"{:?}\", \"threads\": {}, \"load_s\": {:.2}, \"prefill_tok_s\": {:.1}, \"decode_b1_tok_s\": {:.1}, \"decode_b8_tok_s\": {:.1}}}",
         dtype,
         plan.name(),
+        host,
         tch::get_num_threads(),
         load_s,
         median(prefill),

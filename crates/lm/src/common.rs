@@ -218,20 +218,70 @@ impl KvCache {
             return Ok((kk, vv));
         }
         if need > cs[2] {
-            let cap = (2 * need).max(need + 64);
-            let grow = |old: &Tensor, new: &Tensor| -> Result<Tensor> {
-                let buf = Tensor::f_empty([cs[0], cs[1], cap, cs[3]], (new.kind(), new.device()))?;
-                buf.f_narrow(2, 0, self.len)?
-                    .f_copy_(&old.f_narrow(2, 0, self.len)?)?;
-                Ok(buf)
-            };
-            self.k = grow(&self.k, k)?;
-            self.v = grow(&self.v, v)?;
+            self.grow(need, k.kind())?;
         }
         self.k.f_narrow(2, self.len, t)?.f_copy_(k)?;
         self.v.f_narrow(2, self.len, t)?.f_copy_(v)?;
         self.len = need;
         Ok((self.k.f_narrow(2, 0, need)?, self.v.f_narrow(2, 0, need)?))
+    }
+}
+
+impl KvCache {
+    /// Moves the valid positions into fresh `kind` buffers with room for
+    /// `need` positions and more (geometric growth).
+    fn grow(&mut self, need: i64, kind: Kind) -> Result<()> {
+        let cs = self.k.size();
+        let cap = (2 * need).max(need + 64);
+        let len = self.len;
+        let grow = |old: &Tensor| -> Result<Tensor> {
+            let buf = Tensor::f_empty([cs[0], cs[1], cap, cs[3]], (kind, old.device()))?;
+            buf.f_narrow(2, 0, len)?
+                .f_copy_(&old.f_narrow(2, 0, len)?.f_to_kind(kind)?)?;
+            Ok(buf)
+        };
+        self.k = grow(&self.k)?;
+        self.v = grow(&self.v)?;
+        Ok(())
+    }
+
+    /// The cache as host buffers with room for `extra` more positions:
+    /// keys and values `[batch, kv_heads, cap, head_dim]` (f32, CPU,
+    /// contiguous; the first [`KvCache::len`] positions filled) and `cap`.
+    /// Positions written past `len` count once [`KvCache::advance`]d.
+    pub(crate) fn host_buffers(&mut self, extra: i64) -> Result<(&mut [f32], &mut [f32], usize)> {
+        let need = self.len + extra;
+        let cs = self.k.size();
+        let fits = cs.len() == 4
+            && cs[2] >= need
+            && self.k.kind() == Kind::Float
+            && self.k.is_contiguous()
+            && self.v.is_contiguous()
+            && self.v.size() == cs;
+        if !fits {
+            if cs.len() != 4 {
+                return Err(LmError::InvalidArgument(format!(
+                    "KV cache of shape {cs:?}, expected [batch, kv_heads, len, head_dim]"
+                )));
+            }
+            self.grow(need, Kind::Float)?;
+        }
+        let cap = self.k.size()[2] as usize;
+        Ok((
+            crate::host::f32_view_mut(&mut self.k)?,
+            crate::host::f32_view_mut(&mut self.v)?,
+            cap,
+        ))
+    }
+
+    /// Positions filled.
+    pub(crate) fn len(&self) -> i64 {
+        self.len
+    }
+
+    /// Counts `n` positions written through [`KvCache::host_buffers`].
+    pub(crate) fn advance(&mut self, n: i64) {
+        self.len += n;
     }
 }
 

@@ -27,6 +27,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gpt2;
 pub mod hooks;
+pub mod host;
 pub mod linear;
 pub mod llama;
 pub mod model;
@@ -42,6 +43,7 @@ pub use generate::{
 pub use hooks::{
     response_start, HookSite, Hooks, LogitBias, LogitsProcessor, QkvDelta, ResidualAdapter,
 };
+pub use host::HostDecode;
 pub use linear::{PackPlan, Packing};
 pub use model::{cache_dir, default_model_path, Architecture, DType, Model};
 pub use tokenizer::{ChatMessage, ChatTemplate, Tokenizer};

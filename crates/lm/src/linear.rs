@@ -225,6 +225,35 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `x · Wᵀ` for `rows` host rows of `x` (`rows × in`), into `out`
+    /// (`rows × out`): through the packed copy where there is one (bf16
+    /// activations, as [`Linear::forward`]), else the dense weight (which
+    /// must then be f32). One libtorch call; the decode glue of
+    /// [`crate::host`] uses it.
+    pub(crate) fn forward_host(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        match &self.packed {
+            Some(packed) => {
+                let a = crate::host::rows_tensor(x, rows, Kind::BFloat16)?;
+                let y = match packed {
+                    Packed::Int8 { q, scales } => a.f_internal_weight_int8pack_mm(q, scales)?,
+                    Packed::Int4 { q, scales_zeros } => {
+                        a.f_internal_weight_int4pack_mm_for_cpu(q, INT4_GROUP, scales_zeros)?
+                    }
+                };
+                out.extend(crate::host::bf16_view(&y)?.iter().map(|v| v.to_f32()));
+            }
+            None => {
+                let a = crate::host::rows_tensor(x, rows, Kind::Float)?;
+                let y = a.f_linear::<&Tensor>(&self.weight, None)?;
+                out.extend_from_slice(crate::host::f32_view(&y)?);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `t` rounded to the nearest bf16 value, kept in f32.
 fn bf16_exact(t: &Tensor) -> Result<Tensor> {
     Ok(t.f_to_kind(Kind::BFloat16)?.f_to_kind(Kind::Float)?)

@@ -27,6 +27,7 @@ use crate::config::RopeLayout;
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
 use crate::hooks::{apply_site, HookSite, Hooks, PrefixKv, QkvDelta};
+use crate::host::HostDecode;
 use crate::linear::{Linear, PackPlan};
 use crate::weights::{SafetensorsWeights, WeightSource};
 
@@ -259,6 +260,8 @@ pub struct Llama {
     past: i64,
     /// Whether forward passes may use the packed weights (generation).
     use_packed: bool,
+    /// Which decode steps run their glue on the host ([`crate::host`]).
+    host_decode: HostDecode,
 }
 
 impl std::fmt::Debug for Llama {
@@ -307,6 +310,130 @@ impl Llama {
     /// Lets forward passes use the packed weights (where they have any).
     pub(crate) fn set_use_packed(&mut self, on: bool) {
         self.use_packed = on;
+    }
+
+    /// Which decode steps do their glue on the host.
+    pub(crate) fn set_host_decode(&mut self, mode: HostDecode) {
+        self.host_decode = mode;
+    }
+
+    /// Whether a pass of `tokens` `[batch, 1]` may take the host decode
+    /// path: generation with packed weights, no hooks, an f32 model on the
+    /// CPU, every layer's cache filled and without prefix positions.
+    fn host_step_applies(&self, t: i64, hooks: Option<&Hooks<'_>>) -> bool {
+        t == 1
+            && self.use_packed
+            && match self.host_decode {
+                HostDecode::Off => false,
+                HostDecode::Packed => self.pack_plan().blocks.is_some(),
+                HostDecode::Always => true,
+            }
+            && hooks.is_none()
+            && self.kind == Kind::Float
+            && self.device == Device::Cpu
+            && self.embed.kind() == Kind::Float
+            && self.embed.is_contiguous()
+            && self.blocks.iter().all(|b| {
+                b.attn
+                    .kv_cache
+                    .as_ref()
+                    .is_some_and(|c| c.prefix_len == 0 && c.len() == self.past)
+            })
+    }
+
+    /// One decode step for `ids` (one token per batch row) with the glue on
+    /// the host (see [`crate::host`]); `valid[r][j]` says whether cached
+    /// position `j` of row `r` is a real token (`None`: all are).
+    fn host_step(&mut self, ids: &[i64], valid: Option<&[Vec<bool>]>) -> Result<Tensor> {
+        use crate::host;
+        let c = &self.config;
+        let (d, hd) = (c.hidden_size, c.head_dim);
+        let heads = host::Heads {
+            query: c.num_attention_heads,
+            kv: c.num_key_value_heads,
+            dim: hd,
+        };
+        let (qd, kd, ffn) = (heads.query * hd, heads.kv * hd, c.intermediate_size);
+        let eps = c.rms_norm_eps;
+        let b = ids.len();
+        let past = self.past as usize;
+        let embed = host::f32_view(&self.embed)?;
+        let vocab = embed.len() / d;
+        let mut x = Vec::with_capacity(b * d);
+        for &id in ids {
+            let row = usize::try_from(id)
+                .ok()
+                .filter(|&i| i < vocab)
+                .ok_or_else(|| {
+                    LmError::InvalidArgument(format!(
+                        "token id {id} outside the vocabulary of {vocab}"
+                    ))
+                })?;
+            x.extend_from_slice(&embed[row * d..(row + 1) * d]);
+        }
+        // Each row's position: its count of real tokens before this one.
+        let positions: Vec<f32> = (0..b)
+            .map(|r| {
+                let p = valid.map_or(past, |v| v[r].iter().filter(|&&k| k).count());
+                let p = p as f32;
+                c.rope_linear_factor.map_or(p, |f| p / f as f32)
+            })
+            .collect();
+        let inv_freq = host::f32_view(&self.inv_freq)?;
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        let (mut h, mut proj, mut y, mut act, mut scores) = (
+            Vec::new(),
+            Vec::new(),
+            vec![0f32; b * qd],
+            Vec::new(),
+            Vec::new(),
+        );
+        for blk in &mut self.blocks {
+            host::rms_norm(&x, host::f32_view(&blk.attn_norm.weight)?, eps, &mut h);
+            blk.attn.wqkv.forward_host(&h, b, &mut proj)?;
+            let cache =
+                blk.attn.kv_cache.as_mut().ok_or_else(|| {
+                    LmError::InvalidArgument("decode step without a KV cache".into())
+                })?;
+            let len = cache.len() as usize;
+            let (kbuf, vbuf, cap) = cache.host_buffers(1)?;
+            for r in 0..b {
+                let row = &mut proj[r * (qd + 2 * kd)..(r + 1) * (qd + 2 * kd)];
+                host::rope_angles(positions[r], inv_freq, &mut cos, &mut sin);
+                let (qk, v) = row.split_at_mut(qd + kd);
+                host::rope(qk, hd, &cos, &sin);
+                for g in 0..heads.kv {
+                    let at = ((r * heads.kv + g) * cap + len) * hd;
+                    kbuf[at..at + hd].copy_from_slice(&qk[qd + g * hd..qd + (g + 1) * hd]);
+                    vbuf[at..at + hd].copy_from_slice(&v[g * hd..(g + 1) * hd]);
+                }
+                let stride = heads.kv * cap * hd;
+                let keep = |j: usize| valid.is_none_or(|v| j >= len || v[r][j]);
+                host::attend(
+                    &qk[..qd],
+                    &kbuf[r * stride..(r + 1) * stride],
+                    &vbuf[r * stride..(r + 1) * stride],
+                    heads,
+                    cap,
+                    len + 1,
+                    &keep,
+                    &mut scores,
+                    &mut y[r * qd..(r + 1) * qd],
+                );
+            }
+            cache.advance(1);
+            blk.attn.wo.forward_host(&y, b, &mut proj)?;
+            x.iter_mut().zip(&proj).for_each(|(a, o)| *a += o);
+            host::rms_norm(&x, host::f32_view(&blk.ffn_norm.weight)?, eps, &mut h);
+            blk.mlp.gate_up.forward_host(&h, b, &mut proj)?;
+            host::silu_mul(&proj, ffn, &mut act);
+            blk.mlp.down.forward_host(&act, b, &mut proj)?;
+            x.iter_mut().zip(&proj).for_each(|(a, o)| *a += o);
+        }
+        self.past += 1;
+        host::rms_norm(&x, host::f32_view(&self.norm.weight)?, eps, &mut h);
+        self.lm_head.forward_host(&h, b, &mut proj)?;
+        Ok(Tensor::f_from_slice(&proj)?.f_view([b as i64, 1, -1])?)
     }
 
     /// Loads a Llama model from a GGUF file.
@@ -415,6 +542,7 @@ impl Llama {
             device,
             past: 0,
             use_packed: false,
+            host_decode: HostDecode::default(),
         })
     }
 
@@ -476,6 +604,32 @@ impl Llama {
             h.validate(self.blocks.len())?;
         }
         let (b, t) = (s[0], s[1]);
+        if self.host_step_applies(t, hooks) {
+            let ids = Vec::<i64>::try_from(tokens.f_reshape([-1])?)?;
+            let valid = match padding_mask {
+                Some(m) => {
+                    let kv = self.past + 1;
+                    if m.size() != [b, kv] {
+                        return Err(LmError::InvalidArgument(format!(
+                            "padding mask has shape {:?}, expected [{b}, {kv}] (batch, cached + new tokens)",
+                            m.size()
+                        )));
+                    }
+                    let flat = Vec::<i64>::try_from(m.f_reshape([-1])?.f_to_kind(Kind::Int64)?)?;
+                    Some(
+                        flat.chunks(kv as usize)
+                            .map(|r| r[..r.len() - 1].iter().map(|&v| v != 0).collect())
+                            .collect::<Vec<Vec<bool>>>(),
+                    )
+                }
+                None => None,
+            };
+            let logits = self.host_step(&ids, valid.as_deref())?;
+            return Ok(ForwardOutput {
+                logits,
+                hidden: Vec::new(),
+            });
+        }
         let tokens = tokens.f_to_device(self.device)?;
         let sm = step_mask(padding_mask, b, t, self.past, self.device)?;
         let mut x = Tensor::f_embedding(&self.embed, &tokens, -1, false, false)?;

@@ -431,6 +431,19 @@ impl Model {
         }
     }
 
+    /// Which decode steps do the work between matmuls on the host
+    /// ([`HostDecode::Packed`], the default: those with packed weights and
+    /// no hooks, about forty fewer libtorch calls per layer) instead of as
+    /// tensor operations ([`HostDecode::Off`]: the reference the host path
+    /// is tested and benchmarked against). Both compute the same function
+    /// up to f32 rounding order.
+    #[doc(hidden)]
+    pub fn set_host_decode(&mut self, mode: crate::HostDecode) {
+        if let Architecture::Llama(m) = &mut self.arch {
+            m.set_host_decode(mode);
+        }
+    }
+
     /// Turns off (`true`) or on (`false`, the default) generation's prefill
     /// shortcut: output-layer logits of the last position only. It does
     /// not change any token or log-prob; tests compare both paths. `true`

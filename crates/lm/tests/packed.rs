@@ -5,7 +5,7 @@
 
 mod common;
 
-use emorl_lm::{DType, GenerateOptions, Model, PackPlan, Packing, Sampling};
+use emorl_lm::{DType, GenerateOptions, HostDecode, Model, PackPlan, Packing, Sampling};
 use tch::{Kind, Tensor};
 
 /// A fixed English text, tokenised by `model` (BOS first).
@@ -149,5 +149,125 @@ fn greedy() -> GenerateOptions {
         stop_on_eos: false,
         chat: true,
         ..Default::default()
+    }
+}
+
+/// Log-probabilities of every next token of `ids` when decoding them one
+/// at a time after a prefill of the first `prefill` (the cache as
+/// generation builds it), the packed weights allowed.
+fn decode_logprobs(model: &mut Model, ids: &[i64], prefill: usize) -> Vec<Tensor> {
+    let _g = tch::no_grad_guard();
+    model.set_use_packed(true);
+    model.clear_cache();
+    let mut out = Vec::new();
+    let first = model
+        .forward_cached(
+            &Tensor::from_slice(&ids[..prefill]).view([1, -1]),
+            None,
+            None,
+        )
+        .expect("prefill");
+    out.push(
+        first
+            .logits
+            .select(1, prefill as i64 - 1)
+            .log_softmax(-1, Kind::Float),
+    );
+    for &id in &ids[prefill..ids.len() - 1] {
+        let step = model
+            .forward_cached(&Tensor::from_slice(&[id]).view([1, 1]), None, None)
+            .expect("decode step");
+        out.push(step.logits.select(1, 0).log_softmax(-1, Kind::Float));
+    }
+    model.clear_cache();
+    model.set_use_packed(false);
+    out
+}
+
+/// Worst relative L2 distance between matching steps, how many steps are
+/// bit for bit equal, and how many greedy choices differ.
+fn step_gaps(reference: &[Tensor], other: &[Tensor]) -> (f64, usize, usize) {
+    assert_eq!(reference.len(), other.len());
+    let (mut worst, mut equal, mut flips) = (0f64, 0, 0);
+    for (r, h) in reference.iter().zip(other) {
+        equal += usize::from(r.equal(h));
+        flips += usize::from(r.argmax(-1, false) != h.argmax(-1, false));
+        let rel = (h - r).norm().double_value(&[]) / r.norm().double_value(&[]);
+        worst = worst.max(rel);
+    }
+    (worst, equal, flips)
+}
+
+#[test]
+fn host_decode_steps_compute_what_the_tensor_path_computes() {
+    let mut model = Model::load(common::smollm2(), DType::F32).expect("load SmolLM2");
+    let ids = text_ids(&model);
+    let n = ids.len() - 5;
+
+    // Dense weights: only the glue differs, in f32 rounding order.
+    model.set_host_decode(HostDecode::Off);
+    let dense = decode_logprobs(&mut model, &ids, 5);
+    model.set_host_decode(HostDecode::Packed);
+    assert!(
+        decode_logprobs(&mut model, &ids, 5)
+            .iter()
+            .zip(&dense)
+            .all(|(a, b)| a.equal(b)),
+        "the default host path ran without packed weights"
+    );
+    model.set_host_decode(HostDecode::Always);
+    let (rel, equal, flips) = step_gaps(&dense, &decode_logprobs(&mut model, &ids, 5));
+    eprintln!("dense, host glue vs tensor ops: {n} steps, worst relative L2 {rel:.2e}, {flips} greedy choices differ");
+    // The prefill (step 0) is the same code; decode steps are not bit equal.
+    assert!(equal < n, "decode steps did not take the host path");
+    assert!(
+        rel < 1e-5 && flips == 0,
+        "relative L2 {rel:.2e}, {flips} flips"
+    );
+
+    // Packed weights: activations are rounded to bf16 before each packed
+    // matmul, so a last-bit difference in the glue can move an input by a
+    // bf16 step (through outlier dimensions, visibly). The host path must
+    // stay as close to the dense model as the tensor path is.
+    model.pack_weights(model.auto_pack_plan()).expect("pack");
+    model.set_host_decode(HostDecode::Off);
+    let packed = decode_logprobs(&mut model, &ids, 5);
+    model.set_host_decode(HostDecode::Packed);
+    let host = decode_logprobs(&mut model, &ids, 5);
+    let (rel, _, flips) = step_gaps(&packed, &host);
+    let (tensor_rel, _, tensor_flips) = step_gaps(&dense, &packed);
+    let (host_rel, _, host_flips) = step_gaps(&dense, &host);
+    eprintln!(
+        "packed: host vs tensor ops {rel:.2e} ({flips} flips); against dense: tensor ops {tensor_rel:.2e} ({tensor_flips} flips), host {host_rel:.2e} ({host_flips} flips)"
+    );
+    assert!(
+        host_rel < 1.5 * tensor_rel,
+        "{host_rel:.2e} vs {tensor_rel:.2e}"
+    );
+    assert!(
+        host_flips <= tensor_flips + 2,
+        "{host_flips} vs {tensor_flips}"
+    );
+
+    // Batched generation with left padding takes the same path (a wrong
+    // mask or position would change tokens and log-probs by whole nats;
+    // the packed path's own gap to dense reaches 0.15, docs).
+    let opts = greedy();
+    let prompts = ["Tell me about the sea.", "Hi!"];
+    model.set_host_decode(HostDecode::Off);
+    let want = model.generate(&prompts, &opts, None).unwrap();
+    model.set_host_decode(HostDecode::Packed);
+    let got = model.generate(&prompts, &opts, None).unwrap();
+    for (w, g) in want.iter().zip(&got) {
+        let agree = w
+            .tokens
+            .iter()
+            .zip(&g.tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(agree >= 4, "{:?} vs {:?}", w.tokens, g.tokens);
+        for (a, b) in w.logprobs.iter().zip(&g.logprobs).take(agree) {
+            assert!((a - b).abs() < 0.2, "{a} vs {b}");
+        }
     }
 }
