@@ -179,6 +179,20 @@ const CASES: &[(&str, &str)] = &[
     ("nonexistent.txt", "play --env dialogue --data IN/nonexistent.txt"),
     ("--seed", "play --env dialogue --seed x"),
     ("--log", "--log shouty envs"),
+    // sweep
+    ("missing.toml", "sweep IN/missing.toml --out OUT"),
+    ("sweep-seeds.toml: seeds", "sweep IN/sweep-seeds.toml --out OUT"),
+    ("axes.agent: no values", "sweep IN/sweep-axis.toml --out OUT"),
+    ("agent_config.lr", "sweep IN/sweep-value.toml --out OUT"),
+    ("unknown field `bogus`", "sweep IN/sweep-key.toml --out OUT"),
+    ("control.agent", "sweep IN/sweep-control.toml --out OUT"),
+    ("--backend", "sweep IN/sweep-ok.toml --backend pbs --out OUT"),
+    ("max_array", "sweep IN/sweep-ok.toml --backend slurm --dry-run --max-array 0 --out OUT"),
+    ("slurm partition", "sweep IN/sweep-ok.toml --backend slurm --dry-run --partition a;b --out OUT"),
+    ("--jobs", "sweep IN/sweep-ok.toml --jobs 100000 --out OUT"),
+    ("not a sweep directory", "sweep collect IN/"),
+    ("not a sweep directory", "sweep run-task IN/ --task 0"),
+    ("--task", "sweep run-task IN/ --task x"),
 ];
 
 fn stories() -> PathBuf {
@@ -224,6 +238,32 @@ fn inputs(dir: &Path) {
         b"[[experiment]]\nid = \"nope\"\nengineered = []\n",
     );
     w("audit-lr.toml", b"[tuning]\ngrid = { lr = [0.1, 7.0] }\n");
+    let sweep = format!(
+        "base = \"{}\"\nseeds = \"0..2\"\ncontrol = {{ agent = \"q-learning\" }}\n[axes]\nagent = [\"q-learning\", \"emotional-ed\"]\n",
+        common::root().join("configs/train/threat-grid.toml").display()
+    );
+    w("sweep-ok.toml", sweep.as_bytes());
+    w(
+        "sweep-seeds.toml",
+        sweep.replace("\"0..2\"", "\"3..1\"").as_bytes(),
+    );
+    w(
+        "sweep-axis.toml",
+        sweep
+            .replace("[\"q-learning\", \"emotional-ed\"]", "[]")
+            .as_bytes(),
+    );
+    w(
+        "sweep-value.toml",
+        format!("{sweep}\"agent_config.lr\" = [\"fast\"]\n").as_bytes(),
+    );
+    w("sweep-key.toml", format!("bogus = 1\n{sweep}").as_bytes());
+    w(
+        "sweep-control.toml",
+        sweep
+            .replace("agent = \"q-learning\" }", "agent = \"sarsa\" }")
+            .as_bytes(),
+    );
 }
 
 fn check(case: usize, needle: &str, args: &str, input: &Path) -> Option<String> {
@@ -318,7 +358,7 @@ fn bad_generate_input() {
 
 #[test]
 fn bad_chat_eval_play_input() {
-    for command in ["chat", "eval", "play", "envs", "serve"] {
+    for command in ["chat", "eval", "play", "envs", "serve", "sweep"] {
         run_cases(command);
     }
 }

@@ -135,6 +135,9 @@ fn readme_commands_run_as_written() {
         .canonicalize()
         .expect("../shared");
     std::os::unix::fs::symlink(&shared, tmp.path().join("shared")).expect("link shared");
+    // The clone's shipped configs (sweep files and training configs).
+    std::os::unix::fs::symlink(common::root().join("configs"), root.join("configs"))
+        .expect("link configs");
 
     // The `<time>` of the README's checkpoint commands: a run made here
     // under that name (stories260K, one RL update), so that the commands

@@ -65,6 +65,19 @@ pub enum Command {
         run without redoing them."
     )]
     Reproduce(ReproduceCli),
+    /// Run a grid of trainings (axes of settings x seeds) here or as a Slurm job array, then one table.
+    #[command(after_help = "Examples:\n  \
+        emorl sweep configs/sweeps/threat-grid-lr.toml                   # all cores, then the table\n  \
+        emorl sweep configs/sweeps/threat-grid-lr.toml --backend slurm   # one sbatch job array\n  \
+        emorl sweep configs/sweeps/threat-grid-lr.toml --backend slurm --dry-run --partition short\n  \
+        emorl sweep collect runs/sweep-threat-grid-lr                    # the table, once all runs ended\n\n\
+        A sweep file names a training config (base = \"...\", relative to the sweep file, and/or\n\
+        [config]), the axes ([axes] key = [values], keys as in `emorl train KEY=VALUE`), the seeds\n\
+        (\"0..20\" or a list), the metrics ([[metrics]] name, key of metrics.jsonl, reduce =\n\
+        tail|last|mean|max|min) and optionally a control (control = { agent = \"q-learning\" }).\n\
+        Each run is `emorl train` in runs/<cell>/seed-<n>/ of the sweep directory; its result is\n\
+        stored as it ends, so rerunning the same command resumes. See docs/sweeps.md.")]
+    Sweep(SweepCli),
     /// Play a text environment yourself: type the assistant's replies at the terminal.
     #[command(
         after_help = "Examples:\n  emorl play --env dialogue\n  emorl play --env dialogue --seed 7 --data ../shared/data/dailydialog/dialogues_test.txt\n  emorl play --env igt\n  emorl play --env gridworld-text\n\n\
@@ -349,6 +362,69 @@ pub enum EvalWhat {
         /// Directory under which run directories are created.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepCli {
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
+    /// Sweep file (TOML).
+    #[arg(required = true)]
+    pub file: Option<PathBuf>,
+    /// Where the runs execute: local (this machine) or slurm (an sbatch job array).
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: crate::sweep::Backend,
+    /// Runs at a time (local backend; 0 = one per core).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub jobs: usize,
+    /// Sweep directory [default: <runs-dir>/sweep-<name>]; the same directory resumes.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Parent of the default sweep directory.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Slurm: write and print the job script without submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Slurm partition (over the sweep file's [slurm] partition).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Slurm time limit per array task, e.g. 00:30:00.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Slurm CPUs per array task (also its parallel runs).
+    #[arg(long, allow_negative_numbers = true)]
+    pub cpus_per_task: Option<u32>,
+    /// Slurm memory per array task, e.g. 2G.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Most array tasks in one submission (runs are chunked to fit) [default: 1000].
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_array: Option<usize>,
+    /// Runs per array task [default: 1]; short runs are cheaper in chunks.
+    #[arg(long, allow_negative_numbers = true)]
+    pub runs_per_task: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub enum SweepAction {
+    /// Build table.md, table.json and the figure of a sweep whose runs have all ended.
+    Collect {
+        /// The sweep directory.
+        dir: PathBuf,
+    },
+    /// Run one Slurm array task's share of a submitted sweep (the job script calls this).
+    RunTask {
+        /// The sweep directory.
+        dir: PathBuf,
+        /// Array task index ($SLURM_ARRAY_TASK_ID).
+        #[arg(long, allow_negative_numbers = true)]
+        task: usize,
+        /// Runs at a time [default: $SLURM_CPUS_PER_TASK, else 1].
+        #[arg(long, allow_negative_numbers = true)]
+        jobs: Option<usize>,
     },
 }
 

@@ -4,7 +4,9 @@
 //! initialisation (≈ 0.25 s); every other command is handed, with the same
 //! arguments, to the `emorl-torch` executable beside it, which runs [`run`].
 
-use crate::cli::{Cli, Command, ConfigWhat, EvalWhat, ReproduceCli, RunSpec};
+use crate::cli::{
+    Cli, Command, ConfigWhat, EvalWhat, ReproduceCli, RunSpec, SweepAction, SweepCli,
+};
 use crate::train;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -29,12 +31,56 @@ pub fn run_light(cli: Cli) -> Result<bool> {
                 None => return Ok(false),
             }
         }
+        Command::Sweep(s) => sweep(s)?,
         Command::Tables => tables(),
         Command::Envs => envs(),
         Command::Agents => agents(),
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `emorl sweep`: runs start `emorl train` processes, which hand over to
+/// `emorl-torch` themselves where they need it, so a sweep never does.
+fn sweep(s: SweepCli) -> Result<()> {
+    match (s.action, s.file) {
+        (Some(SweepAction::Collect { dir }), _) => crate::sweep::collect_dir(&dir),
+        (Some(SweepAction::RunTask { dir, task, jobs }), _) => {
+            let jobs = match jobs {
+                Some(j) => j,
+                None => std::env::var("SLURM_CPUS_PER_TASK")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            };
+            let jobs = emorl_core::parallelism::resolve_threads("--jobs", jobs)?;
+            crate::sweep::run_task(&dir, task, jobs)
+        }
+        (None, Some(file)) => {
+            let args = crate::sweep::SweepArgs {
+                file,
+                backend: s.backend,
+                jobs: emorl_core::parallelism::resolve_threads("--jobs", s.jobs)?,
+                out: s.out,
+                runs_dir: s.runs_dir,
+                dry_run: s.dry_run,
+                slurm: crate::cluster::SlurmOptions {
+                    partition: s.partition,
+                    time: s.time,
+                    cpus_per_task: s.cpus_per_task,
+                    mem: s.mem,
+                    max_array: s.max_array,
+                    runs_per_task: s.runs_per_task,
+                },
+            };
+            let dir = crate::sweep::sweep(&args)?;
+            if args.backend == crate::sweep::Backend::Local {
+                eprintln!("written to {}", dir.display());
+            }
+            Ok(())
+        }
+        (None, None) => anyhow::bail!("give a sweep file, or `collect DIR`"),
+    }
 }
 
 /// `emorl config show`: the resolved configuration as TOML.
@@ -113,6 +159,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let dir = crate::reproduce::reproduce(&reproduce_args(r)?)?;
             eprintln!("written to {}", dir.display());
         }
+        Command::Sweep(s) => sweep(s)?,
         Command::Play { env, seed, data } => crate::play::play(&env, seed, data)?,
         Command::Mcp { out, runs_dir } => crate::serve::mcp_stdio(out.as_deref(), &runs_dir)?,
         Command::Serve {

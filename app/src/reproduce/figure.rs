@@ -193,6 +193,100 @@ pub fn distributions(panels_in: &[DistributionPanel<'_>], heading: &str) -> Resu
     Ok(svg)
 }
 
+/// One panel of [`values`]: a metric, one column per cell.
+pub struct ValuesPanel {
+    pub title: String,
+    /// `(label, per-seed values, whether it is the control)` per column.
+    pub columns: Vec<(String, Vec<f64>, bool)>,
+}
+
+/// One panel per metric; per column, each seed a dot, the mean a bar and
+/// its 95% interval (mean ± 2 standard errors, 1.96 above 30 values) a
+/// whisker; control columns in blue, the others in red.
+pub fn values(panels: &[ValuesPanel], heading: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let widest = panels.iter().map(|p| p.columns.len()).max().unwrap_or(1);
+        let width = PANEL_W.max(90 * widest as u32 + 120);
+        let height = PANEL_H * panels.len().max(1) as u32 + 40;
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let (title, body) = root.split_vertically(40);
+        title
+            .titled(heading, ("sans-serif", 16))
+            .map_err(draw_err)?;
+        let areas = body.split_evenly((panels.len().max(1), 1));
+        for (panel, area) in panels.iter().zip(areas.iter()) {
+            let summaries: Vec<emorl_stats::ArmSummary> = panel
+                .columns
+                .iter()
+                .map(|(_, v, _)| emorl_stats::ArmSummary::of(v))
+                .collect();
+            let finite = |x: f64| x.is_finite().then_some(x);
+            let all = panel
+                .columns
+                .iter()
+                .flat_map(|(_, v, _)| v.iter().copied())
+                .chain(summaries.iter().flat_map(|s| [s.ci_low, s.ci_high]))
+                .filter_map(finite);
+            let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(v), h.max(v))
+            });
+            let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+            let pad = ((hi - lo) * 0.1)
+                .max(hi.abs().max(lo.abs()) * 1e-3)
+                .max(1e-9);
+            let n = panel.columns.len().max(1);
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title.as_str(), ("sans-serif", 14))
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.5..(n as f64 - 0.5), (lo - pad)..(hi + pad))
+                .map_err(draw_err)?;
+            let labels: Vec<String> = panel.columns.iter().map(|c| c.0.clone()).collect();
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(n)
+                .x_label_formatter(&|x| {
+                    let i = x.round();
+                    if (x - i).abs() < 1e-6 && i >= 0.0 {
+                        labels.get(i as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .draw()
+                .map_err(draw_err)?;
+            for (i, ((_, vals, control), s)) in panel.columns.iter().zip(&summaries).enumerate() {
+                let x0 = i as f64;
+                let color = if *control { BLUE } else { RED };
+                chart
+                    .draw_series(vals.iter().enumerate().map(|(j, v)| {
+                        Circle::new((x0 + jitter(j), *v), 3, color.mix(0.5).filled())
+                    }))
+                    .map_err(draw_err)?;
+                let mut lines = vec![vec![(x0 - 0.35, s.mean), (x0 + 0.35, s.mean)]];
+                if s.ci_low.is_finite() && s.ci_high.is_finite() {
+                    lines.push(vec![(x0, s.ci_low), (x0, s.ci_high)]);
+                    lines.push(vec![(x0 - 0.12, s.ci_low), (x0 + 0.12, s.ci_low)]);
+                    lines.push(vec![(x0 - 0.12, s.ci_high), (x0 + 0.12, s.ci_high)]);
+                }
+                chart
+                    .draw_series(
+                        lines
+                            .into_iter()
+                            .map(|l| PathElement::new(l, BLACK.stroke_width(2))),
+                    )
+                    .map_err(draw_err)?;
+            }
+        }
+        root.present().map_err(draw_err)?;
+    }
+    Ok(svg)
+}
+
 /// One line of a learning-curve panel: mean and a band per episode.
 pub struct Curve {
     pub label: String,

@@ -10,7 +10,9 @@ pub mod scripted;
 pub mod spec;
 pub mod tabular;
 
-pub use spec::{flatten, resolve, resolve_over, resolve_text, TrainArgs, TrainConfig};
+pub use spec::{
+    flatten, resolve, resolve_over, resolve_table, resolve_text, TrainArgs, TrainConfig,
+};
 
 use crate::catalog::{self, AgentFamily, EnvFamily, TextEnv};
 use anyhow::{bail, Result};

@@ -166,6 +166,25 @@ fn merge_file(t: &mut Table, mut file: Table) {
     config::merge(t, file);
 }
 
+/// [`resolve`] of a configuration given as a table (as if it were the
+/// `--config` file) with `overrides` (`key=value`) and no other flags.
+pub fn resolve_table(config: Table, overrides: Vec<String>) -> Result<TrainConfig> {
+    let mut base = defaults();
+    merge_file(&mut base, config);
+    let args = TrainArgs {
+        env: None,
+        agent: None,
+        config: None,
+        seed: None,
+        episodes: None,
+        out: None,
+        out_root: PathBuf::from("runs"),
+        overrides,
+        resume: false,
+    };
+    resolve_over(&args, base)
+}
+
 /// [`resolve`] over `base` instead of the defaults (a stored run's config,
 /// when it is resumed).
 pub fn resolve_over(args: &TrainArgs, base: Table) -> Result<TrainConfig> {
