@@ -179,6 +179,12 @@ const CASES: &[(&str, &str)] = &[
     ("nonexistent.txt", "play --env dialogue --data IN/nonexistent.txt"),
     ("--seed", "play --env dialogue --seed x"),
     ("--log", "--log shouty envs"),
+    // reproduce on Slurm
+    ("v2-tabular and v3 only", "reproduce v2-dqn --backend slurm --dry-run --out OUT"),
+    ("v2-tabular and v3 only", "reproduce v3-audit --block 0 --out OUT"),
+    ("--block 2", "reproduce v2-tabular --blocks 2 --block 2 --out OUT"),
+    ("--block needs --out", "reproduce v2-tabular --block 0"),
+    ("slurm time", "reproduce v2-tabular --backend slurm --dry-run --time 1;2 --out OUT"),
     // sweep
     ("missing.toml", "sweep IN/missing.toml --out OUT"),
     ("sweep-seeds.toml: seeds", "sweep IN/sweep-seeds.toml --out OUT"),

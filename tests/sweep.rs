@@ -42,6 +42,18 @@ reduce = "last"
     p
 }
 
+/// `emorl sweep FILE --out OUT EXTRA...`.
+fn sweep(file: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "sweep",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn results(dir: &Path) -> usize {
     walk(&dir.join("results"))
         .iter()
@@ -152,12 +164,7 @@ fn a_local_sweep_makes_one_table_and_a_rerun_resumes_without_redoing() {
     // A different sweep into the same directory is refused; nothing changes.
     let other = tmp.path().join("other.toml");
     std::fs::write(&other, read(&file).replace("\"0..3\"", "\"0..4\"")).unwrap();
-    let o = run(&[
-        "sweep",
-        other.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = sweep(&other, &out, &[]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
@@ -172,14 +179,7 @@ fn a_killed_sweep_resumes_to_the_table_of_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().expect("tmp");
     let file = sweep_file(tmp.path(), "0..6", 300);
     let whole = tmp.path().join("whole");
-    let o = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        whole.to_str().unwrap(),
-        "--jobs",
-        "2",
-    ]);
+    let o = sweep(&file, &whole, &["--jobs", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let cut = tmp.path().join("cut");
@@ -216,14 +216,7 @@ fn a_killed_sweep_resumes_to_the_table_of_an_uninterrupted_one() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!cut.join("table.md").exists());
 
-    let o = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        cut.to_str().unwrap(),
-        "--jobs",
-        "2",
-    ]);
+    let o = sweep(&file, &cut, &["--jobs", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(results(&cut), 24);
     assert_eq!(
@@ -238,31 +231,26 @@ fn array_tasks_fill_the_same_table_as_a_local_sweep() {
     let tmp = tempfile::tempdir().expect("tmp");
     let file = sweep_file(tmp.path(), "0..2", 20);
     let local = tmp.path().join("local");
-    let o = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        local.to_str().unwrap(),
-    ]);
+    let o = sweep(&file, &local, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     // --dry-run writes the plan and the script; nothing runs.
     let arr = tmp.path().join("arr");
-    let o = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        arr.to_str().unwrap(),
-        "--backend",
-        "slurm",
-        "--dry-run",
-        "--max-array",
-        "3",
-        "--partition",
-        "short",
-        "--time",
-        "00:05:00",
-    ]);
+    let o = sweep(
+        &file,
+        &arr,
+        &[
+            "--backend",
+            "slurm",
+            "--dry-run",
+            "--max-array",
+            "3",
+            "--partition",
+            "short",
+            "--time",
+            "00:05:00",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let script = stdout(&o);
     assert_eq!(script, read(&arr.join("slurm/sweep.sbatch")));
@@ -273,7 +261,7 @@ fn array_tasks_fill_the_same_table_as_a_local_sweep() {
     let abs = std::fs::canonicalize(&arr).unwrap();
     assert!(
         script.contains(&format!(
-            "'sweep' 'run-task' '{}' --task \"$SLURM_ARRAY_TASK_ID\"",
+            "'sweep' 'run-task' '{}' '--task' \"$SLURM_ARRAY_TASK_ID\"",
             abs.display()
         )),
         "{script}"
@@ -313,14 +301,7 @@ fn array_tasks_fill_the_same_table_as_a_local_sweep() {
     );
 
     // Everything already done: resubmitting says so instead of submitting.
-    let o = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        arr.to_str().unwrap(),
-        "--backend",
-        "slurm",
-    ]);
+    let o = sweep(&file, &arr, &["--backend", "slurm"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("all 8 runs have results"),
@@ -367,12 +348,7 @@ fn malformed_sweeps_are_one_line_and_write_nothing() {
         let file = tmp.path().join("t.toml");
         std::fs::write(&file, &text).unwrap();
         let out = tmp.path().join("never");
-        let o = run(&[
-            "sweep",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = sweep(&file, &out, &[]);
         assert_eq!(o.status.code(), Some(2), "{needle}: {}", stderr(&o));
         let e = stderr(&o);
         assert_eq!(e.trim_end().lines().count(), 1, "{needle}: {e}");
@@ -391,31 +367,71 @@ fn malformed_sweeps_are_one_line_and_write_nothing() {
     );
 }
 
+const V2: [&str; 6] = ["reproduce", "v2-tabular", "--seeds", "3", "--blocks", "2"];
+
+/// `emorl reproduce v2-tabular --seeds 3 --blocks 2 --out OUT EXTRA...`.
+fn v2(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = V2.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
-fn a_real_slurm_runs_a_sweep_whose_table_equals_the_local_one() {
-    let Some(cluster) = common::slurm::start_or_skip() else {
-        return;
-    };
+fn reproduce_blocks_computed_apart_make_the_table_of_one_run() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let file = sweep_file(tmp.path(), "0..3", 20);
-    let local = tmp.path().join("local");
-    let o = run(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        local.to_str().unwrap(),
-    ]);
+    let whole = tmp.path().join("whole");
+    let o = v2(&whole, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let arr = tmp.path().join("arr");
+    let split = tmp.path().join("split");
+    let o = v2(&split, &["--backend", "slurm", "--dry-run", "--mem", "1G"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = stdout(&o);
+    assert!(script.contains("#SBATCH --array=0-1\n"), "{script}");
+    assert!(script.contains("#SBATCH --mem=1G\n"), "{script}");
+    assert!(
+        script.contains("'--out' '") && script.contains("'--block' \"$SLURM_ARRAY_TASK_ID\"\n"),
+        "{script}"
+    );
+    assert!(!split.join("table.json").exists());
+    // The two array tasks, run here; they store seeds and write no table.
+    for block in ["1", "0"] {
+        let o = v2(&split, &["--block", block]);
+        assert!(o.status.success(), "block {block}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("block {block}: seeds")),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!split.join("table.json").exists());
+    }
+    // The command without --backend finds every seed stored.
+    let o = v2(&split, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        read(&split.join("table.json")),
+        read(&whole.join("table.json"))
+    );
+
+    // Tables that do not split by block say so, before writing anything.
+    let o = run(&["reproduce", "v2-dqn", "--backend", "slurm", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("v2-tabular and v3 only"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Runs `emorl ARGS` (a submission) against `cluster` and waits for the
+/// array job it printed; the job ID and the submission's output.
+fn submit_and_wait(
+    cluster: &common::slurm::Cluster,
+    args: &[&str],
+) -> (String, std::process::Output) {
     let o = emorl()
-        .args([
-            "sweep",
-            file.to_str().unwrap(),
-            "--out",
-            arr.to_str().unwrap(),
-        ])
-        .args(["--backend", "slurm", "--runs-per-task", "5"])
+        .args(args)
         .env("SLURM_CONF", cluster.conf())
         .output()
         .expect("submit");
@@ -430,16 +446,44 @@ fn a_real_slurm_runs_a_sweep_whose_table_equals_the_local_one() {
         !job.is_empty() && job.bytes().all(|b| b.is_ascii_digit()),
         "{job:?}"
     );
+    if let Err(e) = cluster.wait_job(&job, Duration::from_secs(300)) {
+        panic!("{e}\n{}", cluster.log_tails());
+    }
+    (job, o)
+}
+
+#[test]
+fn a_real_slurm_runs_a_sweep_whose_table_equals_the_local_one() {
+    let Some(cluster) = common::slurm::start_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = sweep_file(tmp.path(), "0..3", 20);
+    let local = tmp.path().join("local");
+    let o = sweep(&file, &local, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // 12 runs, 5 per task: 3 array tasks.
+    let arr = tmp.path().join("arr");
+    let (job, o) = submit_and_wait(
+        &cluster,
+        &[
+            "sweep",
+            file.to_str().unwrap(),
+            "--out",
+            arr.to_str().unwrap(),
+            "--backend",
+            "slurm",
+            "--runs-per-task",
+            "5",
+        ],
+    );
     assert!(
         stderr(&o).contains(&format!("squeue -j {job}")),
         "{}",
         stderr(&o)
     );
-    // 12 runs, 5 per task: 3 array tasks.
     assert!(read(&arr.join("slurm/sweep.sbatch")).contains("#SBATCH --array=0-2\n"));
-    if let Err(e) = cluster.wait_job(&job, Duration::from_secs(300)) {
-        panic!("{e}\n{}", cluster.log_tails());
-    }
     for task in 0..3 {
         let log = arr.join(format!("slurm/{job}_{task}.out"));
         assert!(
@@ -456,6 +500,21 @@ fn a_real_slurm_runs_a_sweep_whose_table_equals_the_local_one() {
         read(&local.join("table.json"))
     );
     assert_eq!(read(&arr.join("table.md")), read(&local.join("table.md")));
+
+    // A reproduce table fanned out by seed block, then built here.
+    let whole = tmp.path().join("v2-whole");
+    let o = v2(&whole, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let split = tmp.path().join("v2-split");
+    let mut args = V2.to_vec();
+    args.extend(["--out", split.to_str().unwrap(), "--backend", "slurm"]);
+    submit_and_wait(&cluster, &args);
+    let o = v2(&split, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        read(&split.join("table.json")),
+        read(&whole.join("table.json"))
+    );
 
     let pids = cluster.daemon_pids();
     drop(cluster);

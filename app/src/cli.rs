@@ -373,9 +373,6 @@ pub struct SweepCli {
     /// Sweep file (TOML).
     #[arg(required = true)]
     pub file: Option<PathBuf>,
-    /// Where the runs execute: local (this machine) or slurm (an sbatch job array).
-    #[arg(long, value_enum, default_value = "local")]
-    pub backend: crate::sweep::Backend,
     /// Runs at a time (local backend; 0 = one per core).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub jobs: usize,
@@ -385,10 +382,23 @@ pub struct SweepCli {
     /// Parent of the default sweep directory.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Runs per array task [default: 1]; short runs are cheaper in chunks.
+    #[arg(long, allow_negative_numbers = true)]
+    pub runs_per_task: Option<usize>,
+}
+
+/// Where a command's runs execute, and Slurm's settings (`sweep`, `reproduce`).
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// Where the runs execute: local (this machine) or slurm (an sbatch job array).
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: crate::cluster::Backend,
     /// Slurm: write and print the job script without submitting it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Slurm partition (over the sweep file's [slurm] partition).
+    /// Slurm partition.
     #[arg(long)]
     pub partition: Option<String>,
     /// Slurm time limit per array task, e.g. 00:30:00.
@@ -400,12 +410,27 @@ pub struct SweepCli {
     /// Slurm memory per array task, e.g. 2G.
     #[arg(long)]
     pub mem: Option<String>,
-    /// Most array tasks in one submission (runs are chunked to fit) [default: 1000].
+    /// Most array tasks in one submission [default: 1000].
     #[arg(long, allow_negative_numbers = true)]
     pub max_array: Option<usize>,
-    /// Runs per array task [default: 1]; short runs are cheaper in chunks.
-    #[arg(long, allow_negative_numbers = true)]
-    pub runs_per_task: Option<usize>,
+}
+
+impl ClusterArgs {
+    /// The Slurm submission these flags ask for (`runs_per_task`: the
+    /// command's own chunking, if it has one).
+    pub fn submission(&self, runs_per_task: Option<usize>) -> crate::cluster::Submission {
+        crate::cluster::Submission {
+            options: crate::cluster::SlurmOptions {
+                partition: self.partition.clone(),
+                time: self.time.clone(),
+                cpus_per_task: self.cpus_per_task,
+                mem: self.mem.clone(),
+                max_array: self.max_array,
+                runs_per_task,
+            },
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -432,6 +457,14 @@ pub enum SweepAction {
 pub struct ReproduceCli {
     /// Table ID: v2-tabular, v3, v3-audit, v2-dqn or llm-modules (`emorl tables` lists them).
     pub table: String,
+    /// With --backend slurm (v2-tabular, v3): one array task per seed block;
+    /// the same command without it then builds the table from the stored seeds.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Compute only this seed block's seeds and store them, no table (what
+    /// each Slurm array task runs).
+    #[arg(long, allow_negative_numbers = true)]
+    pub block: Option<usize>,
     /// Seeds per block [default: 50 for v2-tabular, v3 and v3-audit, 30 for
     /// v2-dqn, 64 held-out conversations for llm-modules].
     #[arg(long, allow_negative_numbers = true)]

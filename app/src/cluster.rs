@@ -11,6 +11,25 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Command;
 
+/// Where a command's runs execute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// This machine, `--jobs` at a time.
+    #[default]
+    Local,
+    /// A Slurm job array (`sbatch`); results land in the same directory.
+    Slurm,
+}
+
+/// How to hand work to Slurm: its options, and whether to stop at
+/// writing the script.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub options: SlurmOptions,
+    /// Write and print the script, do not submit it.
+    pub dry_run: bool,
+}
+
 /// Array tasks per submission unless asked otherwise (Slurm's own default
 /// `MaxArraySize` is 1001 indices).
 pub const DEFAULT_MAX_ARRAY: usize = 1000;
@@ -90,9 +109,9 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The `sbatch` script of a job array of `tasks` tasks, each running
-/// `command` (program and arguments, quoted here) with
-/// `--task $SLURM_ARRAY_TASK_ID` appended; each task's output goes to
-/// `log_dir/%A_%a.out`.
+/// `command` (program and arguments, quoted here) with the task's index
+/// (`$SLURM_ARRAY_TASK_ID`) appended, so the command ends with the flag
+/// that takes it; each task's output goes to `log_dir/%A_%a.out`.
 pub fn array_script(
     job_name: &str,
     tasks: usize,
@@ -136,10 +155,25 @@ pub fn array_script(
     s.push_str("set -euo pipefail\n");
     let words: Vec<String> = command.iter().map(|w| shell_quote(w)).collect();
     s.push_str(&format!(
-        "exec {} --task \"$SLURM_ARRAY_TASK_ID\"\n",
+        "exec {} \"$SLURM_ARRAY_TASK_ID\"\n",
         words.join(" ")
     ));
     s
+}
+
+/// Writes `script` to `path` and submits it, or prints it with
+/// `dry_run`; the job ID when submitted.
+pub fn write_and_submit(path: &Path, script: &str, dry_run: bool) -> Result<Option<String>> {
+    emorl_log::write_atomic(path, script.as_bytes())?;
+    if dry_run {
+        print!("{script}");
+        eprintln!(
+            "not submitted (--dry-run); submit with: sbatch {}",
+            path.display()
+        );
+        return Ok(None);
+    }
+    submit(path).map(Some)
 }
 
 /// Submits `script` with `sbatch --parsable`; the job ID.
@@ -188,7 +222,11 @@ mod tests {
             cpus_per_task: Some(4),
             ..Default::default()
         };
-        let cmd = vec!["/opt/em orl".to_string(), "it's".to_string()];
+        let cmd = vec![
+            "/opt/em orl".to_string(),
+            "it's".to_string(),
+            "--task".to_string(),
+        ];
         let s = array_script("my sweep", 3, Path::new("/d/slurm"), &o, &cmd, "a\nb");
         assert!(s.starts_with("#!/bin/bash\n# a\n# b\n"), "{s}");
         assert!(s.contains("#SBATCH --job-name=my_sweep\n"));
@@ -196,7 +234,7 @@ mod tests {
         assert!(s.contains("#SBATCH --output=/d/slurm/%A_%a.out\n"));
         assert!(s.contains("#SBATCH --partition=gpu\n#SBATCH --cpus-per-task=4\n"));
         assert!(!s.contains("--time") && !s.contains("--mem"));
-        assert!(s.ends_with("exec '/opt/em orl' 'it'\\''s' --task \"$SLURM_ARRAY_TASK_ID\"\n"));
+        assert!(s.ends_with("exec '/opt/em orl' 'it'\\''s' '--task' \"$SLURM_ARRAY_TASK_ID\"\n"));
     }
 
     #[test]

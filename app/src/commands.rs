@@ -59,22 +59,14 @@ fn sweep(s: SweepCli) -> Result<()> {
         (None, Some(file)) => {
             let args = crate::sweep::SweepArgs {
                 file,
-                backend: s.backend,
+                backend: s.cluster.backend,
                 jobs: emorl_core::parallelism::resolve_threads("--jobs", s.jobs)?,
                 out: s.out,
                 runs_dir: s.runs_dir,
-                dry_run: s.dry_run,
-                slurm: crate::cluster::SlurmOptions {
-                    partition: s.partition,
-                    time: s.time,
-                    cpus_per_task: s.cpus_per_task,
-                    mem: s.mem,
-                    max_array: s.max_array,
-                    runs_per_task: s.runs_per_task,
-                },
+                slurm: s.cluster.submission(s.runs_per_task),
             };
             let dir = crate::sweep::sweep(&args)?;
-            if args.backend == crate::sweep::Backend::Local {
+            if args.backend == crate::cluster::Backend::Local {
                 eprintln!("written to {}", dir.display());
             }
             Ok(())
@@ -109,6 +101,9 @@ fn reproduce_args(r: ReproduceCli) -> Result<crate::reproduce::ReproduceArgs> {
         jobs: emorl_core::parallelism::resolve_threads("--jobs", r.jobs)?,
         out: r.out,
         out_root: r.runs_dir,
+        backend: r.cluster.backend,
+        slurm: r.cluster.submission(None),
+        block: r.block,
     })
 }
 

@@ -39,6 +39,40 @@ pub struct ReproduceArgs {
     pub jobs: usize,
     pub out: Option<PathBuf>,
     pub out_root: PathBuf,
+    /// Where the seeds are computed (slurm: one array task per block).
+    pub backend: crate::cluster::Backend,
+    pub slurm: crate::cluster::Submission,
+    /// Compute and store only this block's seeds; no table.
+    pub block: Option<usize>,
+}
+
+/// The seeds this process computes: all `blocks × seeds` from the offset,
+/// or only block `block`'s.
+pub(crate) fn seeds_to_run(o: &ReproduceOptions, block: Option<usize>) -> Vec<u64> {
+    let per = o.seeds as u64;
+    let (first, n) = match block {
+        Some(b) => (o.seed_offset + b as u64 * per, per),
+        None => (o.seed_offset, per * o.blocks as u64),
+    };
+    (first..first + n).collect()
+}
+
+/// With `--block`: says what this process stored and returns the run
+/// directory (no table: it needs every block); `None` otherwise.
+pub(crate) fn block_done(
+    run: &RunDir,
+    args: &ReproduceArgs,
+    seeds: &[u64],
+    experiments: usize,
+) -> Option<PathBuf> {
+    let b = args.block?;
+    eprintln!(
+        "block {b}: seeds {}–{} of {experiments} experiments stored in {}/seeds",
+        seeds.first().copied().unwrap_or_default(),
+        seeds.last().copied().unwrap_or_default(),
+        run.path().display()
+    );
+    Some(run.path().to_path_buf())
 }
 
 /// Writes `timing.json`, adding the times this process measured (the keys
@@ -114,9 +148,11 @@ pub(crate) fn seed_options(o: &ReproduceOptions) -> Result<serde_json::Value> {
 /// and checks it belongs to a reproduction with the same options: a new
 /// directory gets `options.toml`, an existing one must hold the same.
 pub(crate) fn open_run(args: &ReproduceArgs) -> Result<RunDir> {
-    let run = match &args.out {
-        Some(p) => RunDir::at(p),
-        None => RunDir::create(&args.out_root, &format!("reproduce-{}", args.options.table)),
+    let run = match (&args.out, args.block) {
+        // Array tasks fill the seed store side by side; the table waits.
+        (Some(p), Some(_)) => RunDir::shared_at(p),
+        (Some(p), None) => RunDir::at(p),
+        (None, _) => RunDir::create(&args.out_root, &format!("reproduce-{}", args.options.table)),
     }
     .map_err(|e| crate::train::run::explain(e, false))?;
     let path = run.path().join("options.toml");

@@ -65,6 +65,17 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure: {e:?}")
 }
 
+/// The label of the column at tick `x` (columns sit at 0, 1, 2, ...;
+/// ticks between them get none).
+fn column_label(labels: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 {
+        labels.get(i as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// Deterministic jitter in [-0.3, 0.3] from an index (no RNG needed).
 fn jitter(i: usize) -> f64 {
     let x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
@@ -158,14 +169,7 @@ pub fn distributions(panels_in: &[DistributionPanel<'_>], heading: &str) -> Resu
                 .disable_x_mesh()
                 .y_desc(p.y_label.as_str())
                 .x_labels(n_cols)
-                .x_label_formatter(&|x| {
-                    let i = x.round();
-                    if (x - i).abs() < 1e-6 && i >= 0.0 {
-                        labels.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_label_formatter(&|x| column_label(&labels, *x))
                 .draw()
                 .map_err(draw_err)?;
             for (b, block) in exp_blocks.iter().enumerate() {
@@ -249,14 +253,7 @@ pub fn values(panels: &[ValuesPanel], heading: &str) -> Result<String> {
                 .configure_mesh()
                 .disable_x_mesh()
                 .x_labels(n)
-                .x_label_formatter(&|x| {
-                    let i = x.round();
-                    if (x - i).abs() < 1e-6 && i >= 0.0 {
-                        labels.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_label_formatter(&|x| column_label(&labels, *x))
                 .draw()
                 .map_err(draw_err)?;
             for (i, ((_, vals, control), s)) in panel.columns.iter().zip(&summaries).enumerate() {

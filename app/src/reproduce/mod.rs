@@ -14,6 +14,7 @@ pub mod v3_audit;
 pub use common::{ReproduceArgs, ReproduceOptions};
 pub use v2::V2_TABULAR;
 
+use crate::cluster::Backend;
 use anyhow::{bail, Result};
 use emorl_core::RngKind;
 use std::path::PathBuf;
@@ -136,6 +137,10 @@ pub fn reproduce_light(args: &ReproduceArgs) -> Result<Option<PathBuf>> {
 }
 
 fn run_light(spec: &TableSpec, args: &ReproduceArgs) -> Option<Result<PathBuf>> {
+    if args.backend == Backend::Slurm {
+        // `check` let only the tables that split by block through.
+        return Some(submit_blocks(args));
+    }
     match spec.id {
         "v2-tabular" => Some(v2::reproduce_v2(args)),
         "v3" => Some(v3::reproduce_v3(args)),
@@ -170,5 +175,103 @@ fn check(args: &ReproduceArgs) -> Result<&'static TableSpec> {
     if o.blocks != 1 && !spec.blocks {
         bail!("--blocks applies to v2-tabular, v3 and v3-audit only");
     }
+    let splits = BY_BLOCK.contains(&spec.id);
+    if (args.backend == Backend::Slurm || args.block.is_some()) && !splits {
+        bail!(
+            "--backend slurm and --block apply to {} only (one array task per seed block)",
+            BY_BLOCK.join(" and ")
+        );
+    }
+    if let Some(b) = args.block {
+        if b >= o.blocks {
+            bail!("--block {b}: the run has blocks 0 to {}", o.blocks - 1);
+        }
+        if args.out.is_none() {
+            bail!("--block needs --out (the directory the blocks are stored in)");
+        }
+        if args.backend == Backend::Slurm {
+            bail!("--block is what each array task runs; not with --backend slurm");
+        }
+    }
+    args.slurm.options.validate()?;
     Ok(spec)
+}
+
+/// Tables whose seeds Slurm computes one block per array task.
+const BY_BLOCK: [&str; 2] = ["v2-tabular", "v3"];
+
+/// `--backend slurm`: a job array with one task per seed block, each
+/// running this command with `--block` (its seeds go to the run's seed
+/// store); the same command without `--backend` afterwards finds every
+/// seed stored and builds the table.
+fn submit_blocks(args: &ReproduceArgs) -> Result<PathBuf> {
+    let o = &args.options;
+    let run = common::open_run(args)?;
+    let abs = crate::cluster::absolute(run.path())?;
+    let slurm = &args.slurm.options;
+    if o.blocks > slurm.max_array.unwrap_or(crate::cluster::DEFAULT_MAX_ARRAY) {
+        bail!(
+            "{} blocks are more array tasks than --max-array allows",
+            o.blocks
+        );
+    }
+    let exe = crate::cluster::absolute(&std::env::current_exe()?)?;
+    let options: Vec<String> = vec![
+        "--seeds".into(),
+        o.seeds.to_string(),
+        "--seed-offset".into(),
+        o.seed_offset.to_string(),
+        "--blocks".into(),
+        o.blocks.to_string(),
+        "--rng".into(),
+        o.rng.to_string(),
+        "--permutations".into(),
+        o.permutations.to_string(),
+    ];
+    let mut command = vec![
+        exe.display().to_string(),
+        "reproduce".into(),
+        o.table.clone(),
+    ];
+    command.extend(options.iter().cloned());
+    command.extend([
+        "--jobs".into(),
+        slurm.cpus_per_task.unwrap_or(1).to_string(),
+        "--out".into(),
+        abs.display().to_string(),
+        "--block".into(),
+    ]);
+    let table_command = format!(
+        "emorl reproduce {} {} --out {}",
+        o.table,
+        options.join(" "),
+        abs.display()
+    );
+    let comment = format!(
+        "emorl reproduce {}: {} blocks of {} seeds, one array task each; the seeds\n\
+         are stored in {}/seeds. Afterwards: {table_command}",
+        o.table,
+        o.blocks,
+        o.seeds,
+        abs.display()
+    );
+    let script = crate::cluster::array_script(
+        &format!("emorl-reproduce-{}", o.table),
+        o.blocks,
+        &abs.join("slurm"),
+        slurm,
+        &command,
+        &comment,
+    );
+    std::fs::create_dir_all(abs.join("slurm"))?;
+    let path = abs.join("slurm").join("reproduce.sbatch");
+    if let Some(job) = crate::cluster::write_and_submit(&path, &script, args.slurm.dry_run)? {
+        println!("{job}");
+        eprintln!(
+            "submitted job {job}: {} array tasks ({})\n  watch: squeue -j {job}\n  then:  {table_command}",
+            o.blocks,
+            path.display()
+        );
+    }
+    Ok(abs)
 }

@@ -3,7 +3,8 @@
 //! upstream under `--rng numpy`.
 
 use super::common::{
-    fresh_event_writer, open_run, seed_options, write_timing, ReproduceArgs, ReproduceOptions,
+    block_done, fresh_event_writer, open_run, seed_options, seeds_to_run, write_timing,
+    ReproduceArgs, ReproduceOptions,
 };
 use super::figure::{self, Block};
 use crate::progress::progress;
@@ -45,8 +46,8 @@ pub fn reproduce_v2(args: &ReproduceArgs) -> Result<PathBuf> {
     let run = open_run(args)?;
     let start = Instant::now();
     let total_seeds = o.seeds * o.blocks;
-    let seeds: Vec<u64> = (0..total_seeds as u64).map(|i| o.seed_offset + i).collect();
-    let pb = progress((experiments.len() * total_seeds) as u64, "seeds");
+    let seeds = seeds_to_run(o, args.block);
+    let pb = progress((experiments.len() * seeds.len()) as u64, "seeds");
     let stored_under = seed_options(o)?;
     let mut outcomes = Vec::new();
     for exp in &experiments {
@@ -68,6 +69,9 @@ pub fn reproduce_v2(args: &ReproduceArgs) -> Result<PathBuf> {
         outcomes.push(results);
     }
     pb.finish_and_clear();
+    if let Some(done) = block_done(&run, args, &seeds, experiments.len()) {
+        return Ok(done);
+    }
     let (table, blocks) = build_table(o, &experiments, &outcomes)?;
     let markdown = table.to_markdown();
     run.write_atomic(Path::new("table.json"), table.to_json()?.as_bytes())?;

@@ -3,7 +3,8 @@
 //! `--rng numpy`, with upstream's published numbers beside ours.
 
 use super::common::{
-    fresh_event_writer, open_run, seed_options, write_timing, ReproduceArgs, ReproduceOptions,
+    block_done, fresh_event_writer, open_run, seed_options, seeds_to_run, write_timing,
+    ReproduceArgs, ReproduceOptions,
 };
 use super::figure::{self, Block};
 use crate::progress::progress;
@@ -159,9 +160,8 @@ pub fn reproduce_v3(args: &ReproduceArgs) -> Result<PathBuf> {
     let o = &args.options;
     let run = open_run(args)?;
     let start = Instant::now();
-    let total = o.seeds * o.blocks;
-    let seeds: Vec<u64> = (0..total as u64).map(|i| o.seed_offset + i).collect();
-    let pb = progress((V3_EXPERIMENTS.len() * total) as u64, "seeds");
+    let seeds = seeds_to_run(o, args.block);
+    let pb = progress((V3_EXPERIMENTS.len() * seeds.len()) as u64, "seeds");
     let mut outcomes = Vec::new();
     for exp in &V3_EXPERIMENTS {
         pb.set_message(format!("Exp {} {}", exp.number, exp.title));
@@ -170,6 +170,9 @@ pub fn reproduce_v3(args: &ReproduceArgs) -> Result<PathBuf> {
         outcomes.push(run_arms(&run, exp, &configs, false, &seeds, args, &pb)?);
     }
     pb.finish_and_clear();
+    if let Some(done) = block_done(&run, args, &seeds, V3_EXPERIMENTS.len()) {
+        return Ok(done);
+    }
     let (tables, panels) = build_tables(o, &outcomes)?;
     let markdown = write_tables(&run, &tables)?;
     log_tensorboard(&run, &outcomes, &markdown)?;
@@ -199,7 +202,7 @@ pub fn reproduce_v3(args: &ReproduceArgs) -> Result<PathBuf> {
     eprintln!(
         "reproduced {} ({} seeds x {} experiments) in {:.2}s",
         o.table,
-        total,
+        seeds.len(),
         V3_EXPERIMENTS.len(),
         start.elapsed().as_secs_f64()
     );

@@ -14,7 +14,7 @@
 pub mod collect;
 pub mod spec;
 
-use crate::cluster::{self, SlurmOptions};
+use crate::cluster::{self, Backend, Submission};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use spec::{Plan, Run};
@@ -25,15 +25,6 @@ pub const PLAN_FILE: &str = "sweep.json";
 /// The array assignment of the latest Slurm submission.
 const ARRAY_FILE: &str = "slurm/array.json";
 
-/// Where a sweep's runs execute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// This machine, `--jobs` runs at a time.
-    Local,
-    /// A Slurm job array (`sbatch`); results land in the same directory.
-    Slurm,
-}
-
 /// `emorl sweep FILE`'s options.
 #[derive(Debug, Clone)]
 pub struct SweepArgs {
@@ -43,10 +34,9 @@ pub struct SweepArgs {
     pub jobs: usize,
     pub out: Option<PathBuf>,
     pub runs_dir: PathBuf,
-    /// Slurm: write and print the script, do not submit.
-    pub dry_run: bool,
-    /// Slurm options from flags (over the sweep file's `[slurm]`).
-    pub slurm: SlurmOptions,
+    /// Slurm options from flags (over the sweep file's `[slurm]`), and
+    /// whether to stop at the script.
+    pub slurm: Submission,
 }
 
 /// A Slurm submission's work: array task `i` runs `runs[j]` for every `j`
@@ -62,7 +52,7 @@ pub fn sweep(args: &SweepArgs) -> Result<PathBuf> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read sweep file {}", args.file.display()))?;
     let sweep = spec::read(&args.file)?;
-    let slurm = sweep.slurm.overridden_by(&args.slurm);
+    let slurm = sweep.slurm.overridden_by(&args.slurm.options);
     slurm.validate()?;
     let plan = sweep.plan;
     let out = args
@@ -77,7 +67,7 @@ pub fn sweep(args: &SweepArgs) -> Result<PathBuf> {
             let markdown = collect::write(&dir, &plan)?;
             crate::summary::print_result(&markdown);
         }
-        Backend::Slurm => submit(dir.path(), &plan, &slurm, args.dry_run)?,
+        Backend::Slurm => submit(dir.path(), &plan, &slurm, args.slurm.dry_run)?,
     }
     Ok(out)
 }
@@ -278,7 +268,7 @@ fn die_with_parent(cmd: &mut std::process::Command) {
 
 /// Writes the job-array script for the runs without a result and submits
 /// it (or prints it, with `dry_run`).
-fn submit(dir: &Path, plan: &Plan, slurm: &SlurmOptions, dry_run: bool) -> Result<()> {
+fn submit(dir: &Path, plan: &Plan, slurm: &cluster::SlurmOptions, dry_run: bool) -> Result<()> {
     let runs = plan.runs();
     let pending: Vec<usize> = (0..runs.len())
         .filter(|&i| !dir.join(result_rel(&runs[i])).exists())
@@ -308,6 +298,7 @@ fn submit(dir: &Path, plan: &Plan, slurm: &SlurmOptions, dry_run: bool) -> Resul
         "sweep".into(),
         "run-task".into(),
         abs.display().to_string(),
+        "--task".into(),
     ];
     let comment = format!(
         "emorl sweep {}: {} of {} runs ({} cells x {} seeds) in {tasks} array tasks.\n\
@@ -330,16 +321,9 @@ fn submit(dir: &Path, plan: &Plan, slurm: &SlurmOptions, dry_run: bool) -> Resul
         &comment,
     );
     let script_path = abs.join("slurm").join("sweep.sbatch");
-    emorl_log::write_atomic(&script_path, script.as_bytes())?;
-    if dry_run {
-        print!("{script}");
-        eprintln!(
-            "not submitted (--dry-run); submit with: sbatch {}",
-            script_path.display()
-        );
+    let Some(job) = cluster::write_and_submit(&script_path, &script, dry_run)? else {
         return Ok(());
-    }
-    let job = cluster::submit(&script_path)?;
+    };
     println!("{job}");
     eprintln!(
         "submitted job {job}: {} runs in {tasks} array tasks ({})\n  watch:   squeue -j {job}\n  logs:    {}/slurm/{job}_<task>.out\n  then:    emorl sweep collect {}",

@@ -139,20 +139,7 @@ pub fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
 /// --config FILE` reads it; `origin` names it in errors. (The config fuzz
 /// target and its in-suite counterpart drive this.)
 pub fn resolve_text(origin: &str, text: &str) -> Result<TrainConfig> {
-    let mut t = defaults();
-    merge_file(&mut t, config::parse_table(origin, text)?);
-    let args = TrainArgs {
-        env: None,
-        agent: None,
-        config: None,
-        seed: None,
-        episodes: None,
-        out: None,
-        out_root: PathBuf::from("runs"),
-        overrides: Vec::new(),
-        resume: false,
-    };
-    resolve_over(&args, t)
+    resolve_table(config::parse_table(origin, text)?, Vec::new())
 }
 
 /// Merges a config file's table over `t`. Its `[agent_config]` and

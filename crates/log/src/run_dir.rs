@@ -84,6 +84,30 @@ impl RunDir {
         Ok(RunDir { path, _lock: lock })
     }
 
+    /// Like [`at`](Self::at), but the lock is shared: several processes
+    /// that each write only files of their own (array tasks filling a
+    /// store) hold it together, while [`at`](Self::at) and
+    /// [`new_at`](Self::new_at) are refused as long as any of them runs.
+    pub fn shared_at(path: impl AsRef<Path>) -> Result<RunDir> {
+        let path = path.as_ref().to_path_buf();
+        fs::create_dir_all(&path).map_err(io_err("create run directory", &path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.join(LOCK_FILE))
+            .map_err(io_err("open lock file", &path))?;
+        match fs4::FileExt::try_lock_shared(&file) {
+            Ok(()) => Ok(RunDir {
+                path,
+                _lock: Arc::new(file),
+            }),
+            Err(fs4::TryLockError::WouldBlock) => Err(LogError::Locked { path }),
+            Err(fs4::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+        }
+    }
+
     /// Uses exactly `path` for a new run: created if missing, locked, and
     /// refused ([`LogError::NotEmpty`]) if it already holds anything. A
     /// refused directory is left exactly as it was.
@@ -419,6 +443,24 @@ mod tests {
         assert_eq!(utc_stamp(1_735_689_600), "20250101-000000");
         assert_eq!(utc_stamp(4_107_542_400), "21000301-000000"); // 2100 not leap
         assert_eq!(utc_stamp(-1), "19691231-235959");
+    }
+
+    #[test]
+    fn shared_holders_exclude_an_exclusive_one_and_back() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let a = RunDir::shared_at(root.path()).expect("first shared");
+        let b = RunDir::shared_at(root.path()).expect("second shared");
+        assert!(matches!(
+            RunDir::at(root.path()),
+            Err(LogError::Locked { .. })
+        ));
+        drop((a, b));
+        let x = RunDir::at(root.path()).expect("exclusive once they are gone");
+        assert!(matches!(
+            RunDir::shared_at(root.path()),
+            Err(LogError::Locked { .. })
+        ));
+        drop(x);
     }
 
     #[test]
