@@ -180,8 +180,8 @@ const CASES: &[(&str, &str)] = &[
     ("--seed", "play --env dialogue --seed x"),
     ("--log", "--log shouty envs"),
     // reproduce on Slurm
-    ("v2-tabular and v3 only", "reproduce v2-dqn --backend slurm --dry-run --out OUT"),
-    ("v2-tabular and v3 only", "reproduce v3-audit --block 0 --out OUT"),
+    ("v2-tabular, v3, v3-audit only", "reproduce v2-dqn --backend slurm --dry-run --out OUT"),
+    ("v2-tabular, v3, v3-audit only", "reproduce llm-modules --block 0 --out OUT"),
     ("--block 2", "reproduce v2-tabular --blocks 2 --block 2 --out OUT"),
     ("--block needs --out", "reproduce v2-tabular --block 0"),
     ("slurm time", "reproduce v2-tabular --backend slurm --dry-run --time 1;2 --out OUT"),

@@ -418,9 +418,54 @@ fn reproduce_blocks_computed_apart_make_the_table_of_one_run() {
     let o = run(&["reproduce", "v2-dqn", "--backend", "slurm", "--dry-run"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("v2-tabular and v3 only"),
+        stderr(&o).contains("v2-tabular, v3, v3-audit only"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn audit_blocks_take_the_audit_config_along() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // A small tuning grid keeps the four tunings (one per process) quick.
+    let cfg = tmp.path().join("audit.toml");
+    std::fs::write(
+        &cfg,
+        "[tuning]\nseeds = 2\ngrid = { lr = [0.1], epsilon = [0.1, 0.2] }\n",
+    )
+    .unwrap();
+    let audit = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["reproduce", "v3-audit", "--seeds", "2", "--blocks", "2"];
+        args.extend([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let whole = tmp.path().join("whole");
+    let o = audit(&whole, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let split = tmp.path().join("split");
+    let o = audit(&split, &["--backend", "slurm", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let abs = std::fs::canonicalize(&cfg).unwrap();
+    assert!(
+        stdout(&o).contains(&format!("'--config' '{}'", abs.display())),
+        "{}",
+        stdout(&o)
+    );
+    for block in ["0", "1"] {
+        let o = audit(&split, &["--block", block]);
+        assert!(o.status.success(), "block {block}: {}", stderr(&o));
+    }
+    let o = audit(&split, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        read(&split.join("table.json")),
+        read(&whole.join("table.json"))
     );
 }
 

@@ -457,7 +457,7 @@ pub enum SweepAction {
 pub struct ReproduceCli {
     /// Table ID: v2-tabular, v3, v3-audit, v2-dqn or llm-modules (`emorl tables` lists them).
     pub table: String,
-    /// With --backend slurm (v2-tabular, v3): one array task per seed block;
+    /// With --backend slurm (v2-tabular, v3, v3-audit): one array task per seed block;
     /// the same command without it then builds the table from the stored seeds.
     #[command(flatten)]
     pub cluster: ClusterArgs,

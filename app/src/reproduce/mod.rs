@@ -179,7 +179,7 @@ fn check(args: &ReproduceArgs) -> Result<&'static TableSpec> {
     if (args.backend == Backend::Slurm || args.block.is_some()) && !splits {
         bail!(
             "--backend slurm and --block apply to {} only (one array task per seed block)",
-            BY_BLOCK.join(" and ")
+            BY_BLOCK.join(", ")
         );
     }
     if let Some(b) = args.block {
@@ -198,7 +198,7 @@ fn check(args: &ReproduceArgs) -> Result<&'static TableSpec> {
 }
 
 /// Tables whose seeds Slurm computes one block per array task.
-const BY_BLOCK: [&str; 2] = ["v2-tabular", "v3"];
+const BY_BLOCK: [&str; 3] = ["v2-tabular", "v3", "v3-audit"];
 
 /// `--backend slurm`: a job array with one task per seed block, each
 /// running this command with `--block` (its seeds go to the run's seed
@@ -228,6 +228,14 @@ fn submit_blocks(args: &ReproduceArgs) -> Result<PathBuf> {
         "--permutations".into(),
         o.permutations.to_string(),
     ];
+    let mut options = options;
+    if let Some(c) = &args.config {
+        // The tasks read it by absolute path, from the shared filesystem.
+        options.extend([
+            "--config".into(),
+            crate::cluster::absolute(c)?.display().to_string(),
+        ]);
+    }
     let mut command = vec![
         exe.display().to_string(),
         "reproduce".into(),

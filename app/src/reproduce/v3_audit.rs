@@ -3,7 +3,10 @@
 //! (configs/v3/audit.toml), every arm given the same tuning budget on seeds
 //! the table never uses.
 
-use super::common::{fresh_event_writer, open_run, write_timing, ReproduceArgs, ReproduceOptions};
+use super::common::{
+    block_done, fresh_event_writer, open_run, seeds_to_run, write_timing, ReproduceArgs,
+    ReproduceOptions,
+};
 use super::figure::{self, Block};
 use super::v3::{blocks_and_pool, column, p_text, permutation_rng, run_arms, write_tables, V3Seed};
 use crate::progress::progress;
@@ -313,8 +316,7 @@ pub fn reproduce_v3_audit(args: &ReproduceArgs) -> Result<PathBuf> {
         }
     }
     let start = Instant::now();
-    let total = o.seeds * o.blocks;
-    let seeds: Vec<u64> = (0..total as u64).map(|i| o.seed_offset + i).collect();
+    let seeds = seeds_to_run(o, args.block);
     let mut all = Vec::new();
     let mut plans = Vec::new();
     for a in &cfg.experiment {
@@ -337,7 +339,7 @@ pub fn reproduce_v3_audit(args: &ReproduceArgs) -> Result<PathBuf> {
     }
     pb.finish_and_clear();
     let runs: usize = tuned.iter().map(|(_, a)| a.len()).sum();
-    let pb = progress((runs * total) as u64, "seed runs");
+    let pb = progress((runs * seeds.len()) as u64, "seed runs");
     for (exp, arms) in &tuned {
         pb.set_message(format!("Exp {} {}", exp.number, exp.title));
         let configs: Vec<QLearnerConfig> = arms.iter().map(|a| a.config.clone()).collect();
@@ -345,6 +347,9 @@ pub fn reproduce_v3_audit(args: &ReproduceArgs) -> Result<PathBuf> {
         all.push(results);
     }
     pb.finish_and_clear();
+    if let Some(done) = block_done(&run, args, &seeds, tuned.len()) {
+        return Ok(done);
+    }
     let tuning_json = serde_json::json!(tuned
         .iter()
         .map(|(exp, arms)| serde_json::json!({ "experiment": exp.id, "metric": exp.primary().name, "arms": arms }))
@@ -387,7 +392,7 @@ pub fn reproduce_v3_audit(args: &ReproduceArgs) -> Result<PathBuf> {
         &format!(
             "V3 audit: seeds {}–{} pooled; each pair: the other arm (blue), then the tuned emotional agent (red)",
             o.seed_offset,
-            o.seed_offset + total as u64 - 1
+            o.seed_offset + seeds.len() as u64 - 1
         ),
     )?;
     figure::write_figure(&run, "audit", &svg)?;
@@ -398,7 +403,7 @@ pub fn reproduce_v3_audit(args: &ReproduceArgs) -> Result<PathBuf> {
     eprintln!(
         "audited {} experiments ({} seeds per arm, {} tuning seeds per candidate) in {:.1}s",
         tuned.len(),
-        total,
+        seeds.len(),
         cfg.tuning.seeds,
         start.elapsed().as_secs_f64()
     );
