@@ -28,7 +28,7 @@
 //! Corpus conversations do not branch: the next user turn is the corpus'
 //! next line for that speaker (the other speaker's lines are replaced by
 //! the agent's), and what a turn calls for comes from its emotion label
-//! ([`crate::dailydialog::Emotion::need`]).
+//! ([`crate::dailydialog::EmotionNeed::need`]).
 //!
 //! The social context ([`crate::signals`]) is computed from the text of the
 //! conversation, not from the scenario label.
@@ -38,7 +38,7 @@
 //! its parts that stand alone are already their own modules (scoring, safety,
 //! signals, metrics, scenarios).
 
-use crate::dailydialog::DailyDialogCorpus;
+use crate::dailydialog::{DailyDialogCorpus, EmotionNeed};
 use crate::error::TextEnvError;
 use crate::metrics::{split_feeling_tag, EpisodeLog, EpisodeMetrics, Outcome, TurnRecord};
 use crate::safety::{classify_request, judge_response};

@@ -19,6 +19,9 @@ pub enum TextEnvError {
         line: usize,
         reason: String,
     },
+    /// A corpus file could not be loaded.
+    #[error(transparent)]
+    Text(#[from] emorl_text::TextError),
     /// A configuration value is out of range or inconsistent.
     #[error("invalid config: {0}")]
     InvalidConfig(String),

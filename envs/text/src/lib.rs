@@ -27,7 +27,7 @@ pub mod speaker;
 pub mod text;
 pub mod textgrid;
 
-pub use dailydialog::{DailyDialogCorpus, Emotion};
+pub use dailydialog::{DailyDialogCorpus, Emotion, EmotionNeed};
 pub use dialogue::{Dialogue, DialogueConfig, DialogueObs, OracleView, Speaker, Turn};
 pub use error::TextEnvError;
 pub use igt::{Deck, Igt, IgtConfig, IgtObs};
