@@ -445,6 +445,44 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     let o = run(&some);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(sub.join("agents/llm-erm.json").exists() && !sub.join("agents/llm-gate.json").exists());
+    // By agent, as Slurm array tasks would (one agent each, run here):
+    // the table equals that of one process measuring both.
+    let by_agent = |out: &std::path::Path, extra: &[&str]| {
+        let mut a: Vec<&str> = args[..args.len() - 2].to_vec();
+        a.extend([
+            "--agents",
+            "llm-prompted,llm-base",
+            "--out",
+            out.to_str().expect("utf8"),
+        ]);
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let whole = tmp.path().join("whole");
+    let o = by_agent(&whole, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let split = tmp.path().join("split");
+    let o = by_agent(&split, &["--backend", "slurm", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(script.contains("#SBATCH --array=0-1\n"), "{script}");
+    // The registry's order, fixed for the tasks and the table command.
+    assert!(
+        script.contains("'--agents' 'llm-base,llm-prompted'"),
+        "{script}"
+    );
+    for block in ["1", "0"] {
+        let o = by_agent(&split, &["--block", block]);
+        assert!(o.status.success(), "block {block}: {}", stderr(&o));
+        assert!(!split.join("table.json").exists());
+    }
+    assert!(split.join("agents/llm-base.json").exists());
+    let o = by_agent(&split, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(split.join("table.json")).expect("split"),
+        std::fs::read_to_string(whole.join("table.json")).expect("whole")
+    );
     let bad = tmp.path().join("bad");
     let mut wrong: Vec<&str> = args[..args.len() - 2].to_vec();
     wrong.extend(["--agents", "llm-nope", "--out", bad.to_str().expect("utf8")]);

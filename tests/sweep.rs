@@ -413,15 +413,53 @@ fn reproduce_blocks_computed_apart_make_the_table_of_one_run() {
         read(&split.join("table.json")),
         read(&whole.join("table.json"))
     );
+}
 
-    // Tables that do not split by block say so, before writing anything.
-    let o = run(&["reproduce", "v2-dqn", "--backend", "slurm", "--dry-run"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("v2-tabular, v3, v3-audit only"),
-        "{}",
-        stderr(&o)
+/// v2-dqn splits by seed block too: blocks computed apart pool into the
+/// table of one run (the DQN seeds are stored per experiment and arm).
+#[test]
+fn dqn_blocks_computed_apart_make_the_table_of_one_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dqn = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "reproduce",
+            "v2-dqn",
+            "--seeds",
+            "2",
+            "--blocks",
+            "2",
+            "--episodes",
+            "12",
+            "--permutations",
+            "50",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let whole = tmp.path().join("whole");
+    let o = dqn(&whole, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let split = tmp.path().join("split");
+    let o = dqn(&split, &["--backend", "slurm", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = stdout(&o);
+    assert!(script.contains("#SBATCH --array=0-1\n"), "{script}");
+    assert!(script.contains("'--episodes' '12'"), "{script}");
+    for block in ["0", "1"] {
+        let o = dqn(&split, &["--block", block]);
+        assert!(o.status.success(), "block {block}: {}", stderr(&o));
+        assert!(!split.join("table.json").exists());
+    }
+    let o = dqn(&split, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        read(&split.join("table.json")),
+        read(&whole.join("table.json"))
     );
+    // Four seeds in the title: the blocks pool.
+    assert!(read(&whole.join("table.md")).contains("4 seeds (0–3)"));
 }
 
 #[test]

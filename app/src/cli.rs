@@ -457,12 +457,13 @@ pub enum SweepAction {
 pub struct ReproduceCli {
     /// Table ID: v2-tabular, v3, v3-audit, v2-dqn or llm-modules (`emorl tables` lists them).
     pub table: String,
-    /// With --backend slurm (v2-tabular, v3, v3-audit): one array task per seed block;
-    /// the same command without it then builds the table from the stored seeds.
+    /// With --backend slurm: one array task per seed block (llm-modules: per
+    /// agent); the same command without it then builds the table from what
+    /// the tasks stored.
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Compute only this seed block's seeds and store them, no table (what
-    /// each Slurm array task runs).
+    /// Compute only this seed block's seeds (llm-modules: the N-th agent of
+    /// --agents) and store them, no table (what each Slurm array task runs).
     #[arg(long, allow_negative_numbers = true)]
     pub block: Option<usize>,
     /// Seeds per block [default: 50 for v2-tabular, v3 and v3-audit, 30 for
@@ -472,8 +473,9 @@ pub struct ReproduceCli {
     /// First seed.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed_offset: u64,
-    /// Number of consecutive seed blocks (each gets its own row; a pooled row
-    /// is added) [default: 4 for v3-audit, else 1].
+    /// Number of consecutive seed blocks (tabular tables: each gets its own
+    /// row and a pooled row is added; v2-dqn pools them) [default: 4 for
+    /// v3-audit, else 1].
     #[arg(long, allow_negative_numbers = true)]
     pub blocks: Option<usize>,
     /// Random-number generator: numpy (bit-exact with upstream) or fast

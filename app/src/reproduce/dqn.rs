@@ -1,7 +1,10 @@
 //! `emorl reproduce v2-dqn`: Exp 16b and Exp 18 for the baseline DQN, the
 //! coupled fear-DQNs upstream measured and the decoupled `fear-dqn`.
 
-use super::common::{fresh_event_writer, open_run, seed_options, write_timing, ReproduceArgs};
+use super::common::{
+    block_done, fresh_event_writer, open_run, seed_options, seeds_to_run, write_timing,
+    ReproduceArgs,
+};
 use super::figure::{self, Curve, CurvePanel};
 use crate::config;
 use crate::progress::{progress, step_done};
@@ -145,9 +148,6 @@ struct Metric {
 /// Runs the reproduction; returns the run directory.
 pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let o = &args.options;
-    if o.blocks != 1 {
-        bail!("v2-dqn has no seed blocks; leave out --blocks");
-    }
     const ORIGIN: &str = "configs/v2/dqn.toml";
     let mut table = config::parse_table(ORIGIN, V2_DQN)?;
     if let Some(p) = args.config.as_deref() {
@@ -176,7 +176,8 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let arms18 = arms(&spec.control, &spec.exp18.treatments, &spec.agents)?;
     let run = open_run(args)?;
     run.write_atomic(Path::new("experiment.toml"), resolved.as_bytes())?;
-    let seeds: Vec<u64> = (0..o.seeds as u64).map(|i| o.seed_offset + i).collect();
+    // Blocks pool: the table covers seeds × blocks seeds from the offset.
+    let seeds = seeds_to_run(o, args.block);
     let start = Instant::now();
     let total = (arms16.len() + arms18.len()) * seeds.len();
     let pb = progress(total as u64, "seed runs");
@@ -208,6 +209,9 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
         |seed, arm| cliff_seed(seed, &arm.config, &s18),
     )?;
     pb.finish_and_clear();
+    if let Some(done) = block_done(&run, args, &seeds, 2) {
+        return Ok(done);
+    }
 
     let pick16 = |f: fn(&CoupledGridSeed) -> f64| -> Vec<Vec<f64>> {
         r16.iter().map(|a| a.iter().map(f).collect()).collect()
@@ -279,9 +283,9 @@ pub fn reproduce_dqn(args: &ReproduceArgs) -> Result<std::path::PathBuf> {
     let mut perm_rng = EmoRng::new(o.rng, o.seed_offset);
     let mut table = Table::comparisons(format!(
         "Emotional-ED V2 DQN experiments — {} seeds ({}–{}), rng {}, {} permutations; control: {}",
-        o.seeds,
+        seeds.len(),
         o.seed_offset,
-        o.seed_offset + o.seeds as u64 - 1,
+        o.seed_offset + seeds.len() as u64 - 1,
         o.rng,
         o.permutations,
         spec.control

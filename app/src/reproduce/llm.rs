@@ -261,6 +261,32 @@ fn selected_agents(list: Option<&str>) -> Result<Vec<AgentKind>> {
 }
 
 /// Runs the reproduction; returns the run directory.
+/// `--backend slurm`: one array task per agent (`--block N` measures the
+/// N-th of `--agents`), the agent list, model and judge data fixed by
+/// absolute path so that every task and the table command agree.
+pub fn submit_agents(args: &ReproduceArgs, model: &str) -> Result<std::path::PathBuf> {
+    let kinds = selected_agents(args.agents.as_deref())?;
+    super::check_array_size(args, kinds.len(), "agents")?;
+    let ids: Vec<&str> = kinds.iter().map(|k| k.id()).collect();
+    let model = if Path::new(model).exists() {
+        crate::cluster::absolute(Path::new(model))?
+            .display()
+            .to_string()
+    } else {
+        model.to_string()
+    };
+    let goemotions = crate::cluster::absolute(&goemotions_dir(args.goemotions.as_deref())?)?;
+    let extra = vec![
+        "--agents".into(),
+        ids.join(","),
+        "--model".into(),
+        model,
+        "--goemotions".into(),
+        goemotions.display().to_string(),
+    ];
+    super::submit_array(args, kinds.len(), "agents", extra)
+}
+
 pub fn reproduce_llm(
     args: &ReproduceArgs,
     model: &str,
@@ -278,6 +304,14 @@ pub fn reproduce_llm(
     }
     llm.rl.validate().map_err(|e| anyhow!("{e}"))?;
     let kinds = selected_agents(args.agents.as_deref())?;
+    if let Some(b) = args.block {
+        if b >= kinds.len() {
+            bail!(
+                "--block {b}: llm-modules has agents 0 to {} here (one array task per --agents entry)",
+                kinds.len() - 1
+            );
+        }
+    }
     // Fail on a bad model or missing judge data before anything is written.
     drop(load_model(model, llm.bf16)?);
     let goemotions = goemotions_dir(args.goemotions.as_deref())?;
@@ -327,6 +361,27 @@ pub fn reproduce_llm(
         }
     }
     let start = Instant::now();
+    if let Some(b) = args.block {
+        // One array task: one agent (and its extra training-seed curves).
+        let kind = kinds[b];
+        let (result, loaded) = load_or_run(&run, kind, &plan, &judge, o.seed_offset)?;
+        if !result.training.is_empty() && curve_agents.contains(&kind) {
+            for k in 1..curve_seeds as u64 {
+                load_or_train_curve(&run, kind, &plan, o.seed_offset + k)?;
+            }
+        }
+        eprintln!(
+            "block {b}: agent {} {} in {}/agents",
+            kind.id(),
+            if loaded {
+                "was already stored"
+            } else {
+                "stored"
+            },
+            run.path().display()
+        );
+        return Ok(run.path().to_path_buf());
+    }
     let pb = progress(kinds.len() as u64, "agents");
     let mut results = Vec::new();
     for &kind in &kinds {

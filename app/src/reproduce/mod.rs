@@ -83,7 +83,7 @@ pub const TABLES: [TableSpec; 5] = [
         default_rng: RngKind::Fast,
         default_blocks: 1,
         episodes: true,
-        blocks: false,
+        blocks: true,
         llm_options: false,
         takes_config: true,
     },
@@ -121,6 +121,9 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<PathBuf> {
         "v2-dqn" => dqn::reproduce_dqn(args),
         "llm-modules" => {
             let model = args.options.model.as_deref().unwrap_or("default");
+            if args.backend == Backend::Slurm {
+                return llm::submit_agents(args, model);
+            }
             llm::reproduce_llm(args, model, args.config.as_deref())
         }
         other => bail!("table '{other}' has no runner"),
@@ -137,8 +140,7 @@ pub fn reproduce_light(args: &ReproduceArgs) -> Result<Option<PathBuf>> {
 }
 
 fn run_light(spec: &TableSpec, args: &ReproduceArgs) -> Option<Result<PathBuf>> {
-    if args.backend == Backend::Slurm {
-        // `check` let only the tables that split by block through.
+    if args.backend == Backend::Slurm && spec.id != "llm-modules" {
         return Some(submit_blocks(args));
     }
     match spec.id {
@@ -173,17 +175,11 @@ fn check(args: &ReproduceArgs) -> Result<&'static TableSpec> {
         bail!("--blocks must be at least 1");
     }
     if o.blocks != 1 && !spec.blocks {
-        bail!("--blocks applies to v2-tabular, v3 and v3-audit only");
-    }
-    let splits = BY_BLOCK.contains(&spec.id);
-    if (args.backend == Backend::Slurm || args.block.is_some()) && !splits {
-        bail!(
-            "--backend slurm and --block apply to {} only (one array task per seed block)",
-            BY_BLOCK.join(", ")
-        );
+        bail!("--blocks applies to v2-tabular, v3, v3-audit and v2-dqn only");
     }
     if let Some(b) = args.block {
-        if b >= o.blocks {
+        // llm-modules' blocks are its agents, counted where they are resolved.
+        if spec.blocks && b >= o.blocks {
             bail!("--block {b}: the run has blocks 0 to {}", o.blocks - 1);
         }
         if args.out.is_none() {
@@ -197,24 +193,37 @@ fn check(args: &ReproduceArgs) -> Result<&'static TableSpec> {
     Ok(spec)
 }
 
-/// Tables whose seeds Slurm computes one block per array task.
-const BY_BLOCK: [&str; 3] = ["v2-tabular", "v3", "v3-audit"];
-
-/// `--backend slurm`: a job array with one task per seed block, each
-/// running this command with `--block` (its seeds go to the run's seed
-/// store); the same command without `--backend` afterwards finds every
-/// seed stored and builds the table.
+/// `--backend slurm` for the seed-block tables: one array task per block.
 fn submit_blocks(args: &ReproduceArgs) -> Result<PathBuf> {
     let o = &args.options;
+    let unit = format!("blocks of {} seeds", o.seeds);
+    submit_array(args, o.blocks, &unit, Vec::new())
+}
+
+/// Refuses a job array larger than `--max-array` allows.
+pub(crate) fn check_array_size(args: &ReproduceArgs, tasks: usize, unit: &str) -> Result<()> {
+    let cap = args.slurm.options.max_array;
+    if tasks > cap.unwrap_or(crate::cluster::DEFAULT_MAX_ARRAY) {
+        bail!("{tasks} {unit} are more array tasks than --max-array allows");
+    }
+    Ok(())
+}
+
+/// A job array of `tasks` array tasks, each running this command with
+/// `--block` (its results go to the run's stores: seeds, or agents for
+/// llm-modules) and `extra` options; the same command without `--backend`
+/// afterwards finds everything stored and builds the table.
+pub(crate) fn submit_array(
+    args: &ReproduceArgs,
+    tasks: usize,
+    unit: &str,
+    extra: Vec<String>,
+) -> Result<PathBuf> {
+    let o = &args.options;
+    let slurm = &args.slurm.options;
+    check_array_size(args, tasks, unit)?;
     let run = common::open_run(args)?;
     let abs = crate::cluster::absolute(run.path())?;
-    let slurm = &args.slurm.options;
-    if o.blocks > slurm.max_array.unwrap_or(crate::cluster::DEFAULT_MAX_ARRAY) {
-        bail!(
-            "{} blocks are more array tasks than --max-array allows",
-            o.blocks
-        );
-    }
     let exe = crate::cluster::absolute(&std::env::current_exe()?)?;
     let options: Vec<String> = vec![
         "--seeds".into(),
@@ -229,6 +238,10 @@ fn submit_blocks(args: &ReproduceArgs) -> Result<PathBuf> {
         o.permutations.to_string(),
     ];
     let mut options = options;
+    if let Some(n) = o.episodes {
+        options.extend(["--episodes".into(), n.to_string()]);
+    }
+    options.extend(extra);
     if let Some(c) = &args.config {
         // The tasks read it by absolute path, from the shared filesystem.
         options.extend([
@@ -256,16 +269,14 @@ fn submit_blocks(args: &ReproduceArgs) -> Result<PathBuf> {
         abs.display()
     );
     let comment = format!(
-        "emorl reproduce {}: {} blocks of {} seeds, one array task each; the seeds\n\
-         are stored in {}/seeds. Afterwards: {table_command}",
+        "emorl reproduce {}: {tasks} {unit}, one array task each, stored in\n\
+         {}. Afterwards: {table_command}",
         o.table,
-        o.blocks,
-        o.seeds,
         abs.display()
     );
     let script = crate::cluster::array_script(
         &format!("emorl-reproduce-{}", o.table),
-        o.blocks,
+        tasks,
         &abs.join("slurm"),
         slurm,
         &command,
@@ -276,8 +287,7 @@ fn submit_blocks(args: &ReproduceArgs) -> Result<PathBuf> {
     if let Some(job) = crate::cluster::write_and_submit(&path, &script, args.slurm.dry_run)? {
         println!("{job}");
         eprintln!(
-            "submitted job {job}: {} array tasks ({})\n  watch: squeue -j {job}\n  then:  {table_command}",
-            o.blocks,
+            "submitted job {job}: {tasks} array tasks ({})\n  watch: squeue -j {job}\n  then:  {table_command}",
             path.display()
         );
     }
