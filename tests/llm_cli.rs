@@ -267,6 +267,91 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     );
 }
 
+/// `llm-dual`: the supervised phase on DailyDialog logs every loss term and
+/// the gate per step, writes its held-out perplexities, then RL runs and
+/// the checkpoint generates.
+#[test]
+fn llm_dual_learns_from_dailydialog_then_rl() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("dual");
+    let model = stories();
+    let o = run(&[
+        "train",
+        "--env",
+        "dialogue",
+        "--agent",
+        "llm-dual",
+        "--model",
+        &model,
+        "--episodes",
+        "1",
+        "--out",
+        out.to_str().expect("utf8"),
+        "agent_config.threads=1",
+        "agent_config.eval_episodes=0",
+        "agent_config.rl.prompts_per_update=2",
+        "agent_config.rl.samples_per_prompt=2",
+        "agent_config.agent.max_new_tokens=6",
+        "agent_config.encoder_pretrain.steps=5",
+        "agent_config.dual_text.steps=12",
+        "agent_config.dual_text.batch=4",
+        "agent_config.dual_text.max_tokens=32",
+        "agent_config.dual_text.held_out=16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("held-out response perplexity"),
+        "{}",
+        stderr(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("dual_text.json")).expect("dual"))
+            .expect("json");
+    assert_eq!(report["held_out"]["examples"], 16, "{report}");
+    let tb = tensorboard_read(&out);
+    for tag in [
+        "dual/loss_lm",
+        "dual/loss_propagation",
+        "dual/loss_distillation",
+        "dual/loss_total",
+        "dual/gate_mean",
+        "dual/gate_sparsity",
+    ] {
+        assert_eq!(
+            tb["scalars"][tag].as_array().map(Vec::len),
+            Some(12),
+            "{tag}: {}",
+            tb["scalars"]
+        );
+    }
+    for tag in [
+        "eval/dual_perplexity_frozen",
+        "eval/dual_perplexity_trained",
+    ] {
+        assert_eq!(
+            tb["scalars"][tag].as_array().map(Vec::len),
+            Some(1),
+            "{tag}"
+        );
+    }
+    assert_eq!(
+        tb["scalars"]["charts/reward"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let o = run(&[
+        "generate",
+        "--checkpoint",
+        out.join("checkpoints/agent").to_str().expect("utf8"),
+        "--model",
+        &model,
+        "--emotion",
+        "joy=0.9",
+        "--prompt",
+        "Hello",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn llm_training_refuses_bad_input_without_writing_a_run() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -325,6 +410,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
          [agent_config.encoder_pretrain]\nsteps = 20\ntrain_conversations = 10\ntest_conversations = 5\n\
          [agent_config.erm_text]\nepochs = 1\nper_class = 10\ntest_per_class = 5\n\
          [agent_config.lora_text]\nepochs = 1\nper_class = 8\ntest_per_class = 4\n\
+         [agent_config.dual_text]\nsteps = 3\nbatch = 4\nmax_tokens = 32\nheld_out = 8\n\
          [agent_config.rl]\nprompts_per_update = 2\nsamples_per_prompt = 2\n",
     )
     .expect("config");
@@ -355,9 +441,17 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         "llm-reft",
         "llm-neuro",
         "llm-full",
+        "llm-dual",
     ] {
         assert!(out.join(format!("agents/{id}.json")).exists(), "{id}");
     }
+    // llm-dual's adapters learned from DailyDialog before RL.
+    let dual: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("agents/llm-dual.json")).expect("dual"),
+    )
+    .expect("json");
+    assert_eq!(dual["dual_text"]["steps"], 3, "{dual}");
+    assert_eq!(dual["dual_text"]["held_out"]["examples"], 8, "{dual}");
     // llm-neuro's adapters learned from text before RL.
     let neuro: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("agents/llm-neuro.json")).expect("neuro"),
@@ -376,11 +470,11 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     // appropriateness, the encoder, the judge.
     assert_eq!(tables.len(), 8);
     // Targets: one row per trained module (not the three baselines).
-    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(7));
-    // Forced emotions: 10 agents x 4 emotions x 3 measures (judge, held-out
+    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(8));
+    // Forced emotions: 11 agents x 4 emotions x 3 measures (judge, held-out
     // and full lexicon).
     let marker_rows = tables[1]["rows"].as_array().expect("rows");
-    assert_eq!(marker_rows.len(), 120);
+    assert_eq!(marker_rows.len(), 132);
     let md = std::fs::read_to_string(out.join("table.md")).expect("md");
     for needle in [
         "Perplexity",
@@ -400,7 +494,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
         .collect();
     // 3 prompts x 2 samples x 5 conditions per agent, plus dialogue turns.
     let forced = lines.iter().filter(|l| l["task"] == "forced").count();
-    assert_eq!(forced, 10 * 3 * 2 * 5);
+    assert_eq!(forced, 11 * 3 * 2 * 5);
     assert!(lines
         .iter()
         .any(|l| l["task"] == "dialogue" && l["agent"] == "llm-prompted"));

@@ -4,6 +4,7 @@
 
 use crate::config;
 use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_llm::dual_text::DualTextConfig;
 use emorl_agents_llm::lora_text::LoraTextConfig;
 use emorl_agents_llm::supervision::{EncoderPretrainConfig, ErmTextConfig};
 use emorl_agents_llm::{AgentConfig, RlConfig};
@@ -40,6 +41,9 @@ pub struct LlmTrainConfig {
     /// one per emotion, before RL (skipped with a warning when no
     /// GoEmotions files are found).
     pub lora_text: LoraTextConfig,
+    /// The dual-head adapters (`llm-dual`) trained on DailyDialog responses
+    /// before RL (skipped with a warning when no DailyDialog files are found).
+    pub dual_text: DualTextConfig,
     /// Log a whole sample conversation (with its emotion states) every this
     /// many updates, and after the last (0: only after the last).
     pub sample_every: usize,
@@ -59,6 +63,7 @@ impl Default for LlmTrainConfig {
             encoder_pretrain: EncoderPretrainConfig::default(),
             erm_text: ErmTextConfig::default(),
             lora_text: LoraTextConfig::default(),
+            dual_text: DualTextConfig::default(),
             sample_every: 5,
             eval_episodes: 8,
             agent: AgentConfig {
@@ -235,6 +240,9 @@ pub fn resolve_config(origin: &str, table: toml::Table) -> Result<LlmTrainConfig
     cfg.rl.max_new_tokens = cfg.agent.max_new_tokens;
     cfg.rl.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
     cfg.encoder_pretrain
+        .validate()
+        .map_err(|e| anyhow!("{origin}: {e}"))?;
+    cfg.dual_text
         .validate()
         .map_err(|e| anyhow!("{origin}: {e}"))?;
     if cfg.agent.max_new_tokens == 0 {

@@ -9,6 +9,7 @@ use tch::Tensor;
 
 use crate::batch::pad_left;
 use crate::error::{LlmAgentError, Result};
+use crate::modules::dual::{DualAdapter, DualConfig};
 use crate::modules::emotion::{EmotionState, EmotionalEncoder, EncoderConfig, N_CONDITIONING};
 use crate::modules::erm::{EmotionalRewardModel, ErmConfig};
 use crate::modules::gate::{EmotionalGate, GateConfig};
@@ -22,7 +23,7 @@ use crate::optim::AdamW;
 use crate::params::invalid;
 
 /// Registry IDs of the LLM agents with one-line descriptions.
-pub const AGENT_IDS: [(&str, &str); 10] = [
+pub const AGENT_IDS: [(&str, &str); 11] = [
     ("llm-base", "The frozen language model alone (no modules)"),
     (
         "llm-prompted",
@@ -60,6 +61,10 @@ pub const AGENT_IDS: [(&str, &str); 10] = [
         "llm-full",
         "Encoder, prefix, gate, reward model and steering together",
     ),
+    (
+        "llm-dual",
+        "Emotional encoder + dual-head emotional adapters (semantic and emotional attention mixed by a gate), first trained on DailyDialog responses (seed 004)",
+    ),
 ];
 
 /// Which modules an agent has.
@@ -86,10 +91,12 @@ pub enum AgentKind {
     Neuro,
     #[serde(rename = "llm-full")]
     Full,
+    #[serde(rename = "llm-dual")]
+    Dual,
 }
 
 impl AgentKind {
-    pub const ALL: [AgentKind; 10] = [
+    pub const ALL: [AgentKind; 11] = [
         AgentKind::Base,
         AgentKind::Prompted,
         AgentKind::StaticPrefix,
@@ -100,6 +107,7 @@ impl AgentKind {
         AgentKind::Reft,
         AgentKind::Neuro,
         AgentKind::Full,
+        AgentKind::Dual,
     ];
 
     /// The registry ID.
@@ -115,6 +123,7 @@ impl AgentKind {
             AgentKind::Reft => "llm-reft",
             AgentKind::Neuro => "llm-neuro",
             AgentKind::Full => "llm-full",
+            AgentKind::Dual => "llm-dual",
         }
     }
 
@@ -165,6 +174,9 @@ impl AgentKind {
     fn has_lora(self) -> bool {
         matches!(self, AgentKind::Neuro)
     }
+    fn has_dual(self) -> bool {
+        matches!(self, AgentKind::Dual)
+    }
     /// The emotion source the kind uses: `llm-neuro` always reads the
     /// neurochemical dynamics; the others `configured`.
     fn emotion_source(self, configured: EmotionSource) -> EmotionSource {
@@ -206,6 +218,8 @@ pub struct AgentConfig {
     pub steering: SteeringConfig,
     pub reft: ReftConfig,
     pub lora: LoraConfig,
+    /// The dual-head emotional adapters (`llm-dual`).
+    pub dual: DualConfig,
 }
 
 impl Default for AgentConfig {
@@ -224,6 +238,7 @@ impl Default for AgentConfig {
             steering: SteeringConfig::default(),
             reft: ReftConfig::default(),
             lora: LoraConfig::default(),
+            dual: DualConfig::default(),
         }
     }
 }
@@ -348,6 +363,9 @@ impl LlmAgent {
         }
         if kind.has_lora() {
             modules.lora = Some(EmotionalLora::new(&model, &config.lora, seed)?);
+        }
+        if kind.has_dual() {
+            modules.dual = Some(DualAdapter::new(&model, &config.dual, seed)?);
         }
         if kind.has_erm() {
             modules.erm = Some(EmotionalRewardModel::new(&model, &config.erm, seed)?);

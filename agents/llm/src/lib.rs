@@ -22,6 +22,7 @@ pub mod agent;
 pub mod batch;
 pub mod checkpoint;
 pub mod data;
+pub mod dual_text;
 mod error;
 pub mod eval;
 pub mod lexicon;

@@ -14,6 +14,7 @@ use crate::measure::{
 
 use crate::progress::{progress, step_done};
 use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_llm::dual_text::{pretrain_dual_on_dailydialog, DualTextReport};
 use emorl_agents_llm::eval::Judge;
 use emorl_agents_llm::supervision::{
     pretrain_encoder_on_dialogue, pretrain_erm_on_corpora, EncoderReport, ErmTextReport,
@@ -37,6 +38,9 @@ struct AgentResult {
     /// The LoRA adapters' phase on labelled text (`llm-neuro`).
     #[serde(default)]
     lora_text: Option<emorl_agents_llm::lora_text::LoraTextReport>,
+    /// The dual adapters' phase on DailyDialog (`llm-dual`).
+    #[serde(default)]
+    dual_text: Option<DualTextReport>,
     #[serde(flatten)]
     measured: Measured,
     seconds: f64,
@@ -65,6 +69,7 @@ struct Trained {
     encoder: Option<EncoderReport>,
     erm_text: Option<ErmTextReport>,
     lora_text: Option<emorl_agents_llm::lora_text::LoraTextReport>,
+    dual_text: Option<DualTextReport>,
 }
 
 fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
@@ -94,6 +99,15 @@ fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
         &plan.llm.lora_text,
         |_, _, _| {},
     )?;
+    let dual_text = match plan.dailydialog.as_deref().and_then(Path::parent) {
+        Some(dir) => {
+            pretrain_dual_on_dailydialog(&mut agent, dir, &plan.llm.dual_text, seed, |_, _, _| {})?
+        }
+        None if agent.modules().dual.is_some() && plan.llm.dual_text.steps > 0 => {
+            bail!("{kind} learns from DailyDialog first: no DailyDialog files found (set EMORL_DAILYDIALOG_DIR)")
+        }
+        None => None,
+    };
     let mut training = Vec::new();
     if kind.trained_by_rl() {
         if agent.modules().erm.is_some() {
@@ -117,6 +131,7 @@ fn train_agent(kind: AgentKind, plan: &Plan, seed: u64) -> Result<Trained> {
         encoder,
         erm_text,
         lora_text,
+        dual_text,
     })
 }
 
@@ -134,6 +149,7 @@ fn run_agent(
         encoder,
         erm_text,
         lora_text,
+        dual_text,
     } = train_agent(kind, plan, seed)?;
     let settings = MeasureSettings {
         judge,
@@ -151,6 +167,7 @@ fn run_agent(
         encoder,
         erm_text,
         lora_text,
+        dual_text,
         measured,
         seconds: start.elapsed().as_secs_f64(),
     })

@@ -288,6 +288,9 @@ fn supervised_phases(
             ),
         }
     }
+    if agent.modules().dual.is_some() && llm.dual_text.steps > 0 {
+        dual_phase(cfg, llm, agent, run, tb)?;
+    }
     if agent.modules().erm.is_some() && llm.erm_pretrain_steps > 0 {
         let pairs = erm_pairs(&env_cfg, 16, cfg.seed)?;
         let pb = progress(llm.erm_pretrain_steps as u64, "ERM phase 1");
@@ -305,6 +308,76 @@ fn supervised_phases(
         serde_json::to_string(&before)?.as_bytes(),
     )?;
     Ok(before)
+}
+
+/// `llm-dual`'s supervised phase on DailyDialog: every loss term and the
+/// gate's mean and sparsity per step in TensorBoard, the held-out response
+/// perplexity of the frozen model and of the adapter before and after.
+fn dual_phase(
+    cfg: &TrainConfig,
+    llm: &LlmTrainConfig,
+    agent: &mut LlmAgent,
+    run: &RunDir,
+    tb: &mut EventWriter,
+) -> Result<()> {
+    let Some(dir) = emorl_agents_llm::data::dailydialog_file()
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+    else {
+        tracing::warn!(
+            "no DailyDialog files found (set EMORL_DAILYDIALOG_DIR): the dual adapters' supervised phase is skipped"
+        );
+        return Ok(());
+    };
+    eprintln!(
+        "dual adapters on DailyDialog responses ({}; dialogues_validation held out)…",
+        dir.display()
+    );
+    let pb = progress(llm.dual_text.steps as u64, "dual phase");
+    let mut logged: Result<()> = Ok(());
+    let report = emorl_agents_llm::dual_text::pretrain_dual_on_dailydialog(
+        agent,
+        &dir,
+        &llm.dual_text,
+        cfg.seed,
+        |i, _, t| {
+            let step = i as i64;
+            let mut log = || -> Result<()> {
+                tb.add_scalar("dual/loss_lm", t.lm, step)?;
+                tb.add_scalar("dual/loss_propagation", t.propagation, step)?;
+                tb.add_scalar("dual/loss_distillation", t.distillation, step)?;
+                tb.add_scalar("dual/loss_total", t.total, step)?;
+                tb.add_scalar("dual/gate_mean", t.gate_mean, step)?;
+                tb.add_scalar("dual/gate_sparsity", t.gate_sparsity, step)?;
+                Ok(())
+            };
+            if logged.is_ok() {
+                logged = log();
+            }
+            pb.inc(1);
+            pb.set_message(format!("lm {:.3} prop {:.3}", t.lm, t.propagation));
+        },
+    )?;
+    pb.finish_and_clear();
+    logged?;
+    if let Some(r) = report {
+        let h = &r.held_out;
+        tb.add_scalar("eval/dual_perplexity_frozen", h.frozen.exp(), 0)?;
+        tb.add_scalar("eval/dual_perplexity_untrained", h.untrained.exp(), 0)?;
+        tb.add_scalar("eval/dual_perplexity_trained", h.trained.exp(), 0)?;
+        eprintln!(
+            "dual adapters: held-out response perplexity {:.2} (frozen) → {:.2} (trained) on {} responses",
+            h.frozen.exp(),
+            h.trained.exp(),
+            h.examples
+        );
+        run.write_atomic(
+            Path::new("dual_text.json"),
+            serde_json::to_string_pretty(&r)?.as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes the trainer's checkpoint: a new directory replaces the old one

@@ -8,11 +8,13 @@
 //! * [`erm`]: the emotional reward model and its logit/temperature modulators;
 //! * [`steering`]: steering directions with emotion-scaled strengths;
 //! * [`reft`]: emotion-conditioned low-rank interventions on the response;
-//! * [`lora`]: one LoRA adapter per emotion on the attention projections, blended by the state.
+//! * [`lora`]: one LoRA adapter per emotion on the attention projections, blended by the state;
+//! * [`dual`]: dual-head (semantic and emotional attention) adapters mixed by a gate (seed 004).
 //!
 //! [`Modules`] holds the ones an agent has and is the only place that knows
 //! in which order their hooks run.
 
+pub mod dual;
 pub mod emotion;
 pub mod erm;
 pub mod gate;
@@ -28,6 +30,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::Result;
 use crate::params::ParamStore;
+use dual::DualAdapter;
 use emotion::{EmotionState, EmotionalEncoder};
 use erm::{erm_from_encoder, EmotionalRewardModel, ERM_EMOTIONS};
 use gate::EmotionalGate;
@@ -62,8 +65,8 @@ pub(crate) fn chosen_layers(model: &Model, layers: &[i64], module: &str) -> Resu
 
 /// Names of the modules as checkpoints and parameter groups know them, in
 /// checkpoint order.
-pub const MODULE_NAMES: [&str; 7] = [
-    "encoder", "prefix", "gate", "erm", "steering", "reft", "lora",
+pub const MODULE_NAMES: [&str; 8] = [
+    "encoder", "prefix", "gate", "erm", "steering", "reft", "lora", "dual",
 ];
 
 /// The emotional modules of an agent (each `None` when its kind lacks it).
@@ -78,6 +81,7 @@ pub struct Modules {
     pub steering: Option<SteeringVectors>,
     pub reft: Option<EmotionalReft>,
     pub lora: Option<EmotionalLora>,
+    pub dual: Option<DualAdapter>,
 }
 
 /// The emotion of one turn for a batch: the encoder's state and, with an
@@ -186,6 +190,9 @@ impl Modules {
         if let Some(m) = &self.lora {
             v.push(("lora", &m.params));
         }
+        if let Some(m) = &self.dual {
+            v.push(("dual", &m.params));
+        }
         v
     }
 
@@ -247,6 +254,9 @@ impl Modules {
         if let Some(l) = &self.lora {
             h = l.attach(h, &emotion.state)?;
         }
+        if let Some(d) = &self.dual {
+            h = d.attach(h, &emotion.state)?;
+        }
         Ok(h)
     }
 
@@ -278,6 +288,7 @@ impl Modules {
             && self.gate.is_none()
             && self.reft.is_none()
             && self.lora.is_none()
+            && self.dual.is_none()
     }
 
     /// The modules' logits processing for `emotion` applied to raw model
