@@ -208,7 +208,7 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     let small = tmp.path().join("eval.toml");
     std::fs::write(
         &small,
-        "[markers]\nprompts = 2\nsamples = 2\nmax_new_tokens = 6\n[agent_config]\nthreads = 1\n\
+        "[markers]\nprompts = 2\nsamples = 2\nmax_new_tokens = 6\nalignment_responses = 6\n[agent_config]\nthreads = 1\n\
          [agent_config.encoder_pretrain]\nsteps = 10\ntrain_conversations = 5\ntest_conversations = 5\n",
     )
     .expect("config");
@@ -239,6 +239,14 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     assert_eq!(
         samples.matches("\"task\":\"forced\"").count(),
         3 * 2 * 2 * 5
+    );
+    // Six held-out DailyDialog responses per agent under their target
+    // emotion (anger, fear, joy in turn), compared with both baselines.
+    assert_eq!(samples.matches("\"task\":\"alignment\"").count(), 3 * 6);
+    assert!(
+        md.contains("Emotional alignment (emo_alignment_score) on 6 held-out DailyDialog")
+            && md.contains("| llm-full | llm-prompted |"),
+        "{md}"
     );
     // A used directory is refused, and nothing in it changes.
     let o = run(&eval_args);
@@ -405,7 +413,7 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     let cfg = tmp.path().join("small.toml");
     std::fs::write(
         &cfg,
-        "[markers]\nprompts = 3\nsamples = 2\nmax_new_tokens = 6\n[agent_config]\nthreads = 1\nerm_pretrain_steps = 1\n\
+        "[markers]\nprompts = 3\nsamples = 2\nmax_new_tokens = 6\nalignment_responses = 4\n[agent_config]\nthreads = 1\nerm_pretrain_steps = 1\n\
          [agent_config.agent]\nmax_new_tokens = 6\n\
          [agent_config.encoder_pretrain]\nsteps = 20\ntrain_conversations = 10\ntest_conversations = 5\n\
          [agent_config.erm_text]\nepochs = 1\nper_class = 10\ntest_per_class = 5\n\
@@ -467,8 +475,8 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
             .expect("parse");
     let tables = tables.as_array().expect("tables");
     // Targets, forced emotions, dialogue summary and comparisons, fluency,
-    // appropriateness, the encoder, the judge.
-    assert_eq!(tables.len(), 8);
+    // appropriateness, alignment, the encoder, the judge.
+    assert_eq!(tables.len(), 9);
     // Targets: one row per trained module (not the three baselines).
     assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(8));
     // Forced emotions: 11 agents x 4 emotions x 3 measures (judge, held-out
@@ -495,6 +503,8 @@ fn reproduce_llm_modules_writes_every_table_and_resumes() {
     // 3 prompts x 2 samples x 5 conditions per agent, plus dialogue turns.
     let forced = lines.iter().filter(|l| l["task"] == "forced").count();
     assert_eq!(forced, 11 * 3 * 2 * 5);
+    let aligned = lines.iter().filter(|l| l["task"] == "alignment").count();
+    assert_eq!(aligned, 11 * 4);
     assert!(lines
         .iter()
         .any(|l| l["task"] == "dialogue" && l["agent"] == "llm-prompted"));

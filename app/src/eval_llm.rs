@@ -62,6 +62,11 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
     let eval_seeds: Vec<u64> = (0..args.seeds as u64)
         .map(|i| 1_000_000 + args.seed_offset + i)
         .collect();
+    let alignment = crate::measure::alignment_examples(
+        emorl_agents_llm::data::dailydialog_file().as_deref(),
+        plan.alignment_responses,
+        plan.llm.dual_text.history_turns,
+    )?;
     let settings = MeasureSettings {
         judge: &judge,
         env: &plan.llm.rl.env,
@@ -70,6 +75,7 @@ pub fn eval_llm(args: &EvalArgs) -> Result<PathBuf> {
         marker_samples: plan.marker_samples,
         marker_tokens: plan.marker_tokens,
         marker_seed: manifest.config.seed ^ 0x6d61_726b,
+        alignment: &alignment,
     };
     let mut samples = Vec::new();
     let mut results: Vec<(String, Measured)> = Vec::new();

@@ -6,10 +6,11 @@
 use crate::llm_setup::LlmTrainConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use emorl_agents_llm::eval::{
-    appropriateness, appropriateness_table, compare_dialogue, dialogue_comparison_table,
-    dialogue_fluency, dialogue_summary_table, encoder_table, evaluate_dialogue, fluency_table,
-    holm_adjust, judge_table, marker_run, marker_table, targets_table, Appropriateness,
-    DialogueEval, EmotionEffect, Fluency, Judge, EVAL_PROMPTS,
+    alignment_table, appropriateness, appropriateness_table, compare_dialogue,
+    dialogue_comparison_table, dialogue_fluency, dialogue_summary_table, encoder_table,
+    evaluate_dialogue, fluency_table, holm_adjust, judge_table, marker_run, marker_table,
+    measure_alignment, targets_table, AlignmentEval, Appropriateness, DialogueEval, EmotionEffect,
+    Fluency, Judge, EVAL_PROMPTS,
 };
 use emorl_agents_llm::supervision::EncoderReport;
 use emorl_agents_llm::{AgentKind, LlmAgent};
@@ -26,6 +27,10 @@ pub(crate) struct Measured {
     fluency: Fluency,
     dialogue: DialogueEval,
     appropriateness: Appropriateness,
+    /// Alignment with target emotions on held-out DailyDialog responses
+    /// (empty in runs from before it was measured).
+    #[serde(default)]
+    alignment: AlignmentEval,
 }
 
 /// How agents are measured: the judge, the forced-emotion prompts and the
@@ -38,6 +43,9 @@ pub(crate) struct MeasureSettings<'a> {
     pub marker_samples: usize,
     pub marker_tokens: usize,
     pub marker_seed: u64,
+    /// Held-out DailyDialog examples of the alignment measurement (empty:
+    /// not measured).
+    pub alignment: &'a [emorl_text::DialogueExample],
 }
 
 /// Measures a trained `agent` (labelled `label`), appending every text it
@@ -87,11 +95,25 @@ pub(crate) fn measure(
     }
     let fluency = dialogue_fluency(agent.model_mut(), &dialogue)?;
     let appropriateness = appropriateness(&dialogue, m.judge)?;
+    let mut alignment = measure_alignment(agent, m.judge, m.alignment, m.marker_seed)?;
+    for (i, text) in alignment.replies.iter().enumerate() {
+        samples.push(serde_json::to_string(&Sample {
+            agent: label,
+            task: "alignment",
+            condition: &alignment.targets[i],
+            prompt: &alignment.examples[i],
+            index: i,
+            seed: m.marker_seed.wrapping_add(i as u64),
+            text,
+        })?);
+    }
+    alignment.replies.clear();
     Ok(Measured {
         markers: run.effects,
         fluency,
         dialogue,
         appropriateness,
+        alignment,
     })
 }
 
@@ -123,6 +145,12 @@ pub(crate) fn measured_tables(
         dialogue_comparison_table(&comparisons)?,
         fluency_table(&fluency)?,
         appropriateness_table(&coherence)?,
+        alignment_table(
+            &measured
+                .iter()
+                .map(|(a, r)| (a.clone(), r.alignment.clone()))
+                .collect::<Vec<_>>(),
+        )?,
         encoder_table(encoders)?,
         judge_table(judge.report())?,
     ])
@@ -132,12 +160,12 @@ pub(crate) fn measured_tables(
 #[derive(Serialize)]
 struct Sample<'a> {
     agent: &'a str,
-    /// `forced` (the forced-emotion measurement) or `dialogue`.
+    /// `forced` (the forced-emotion measurement), `dialogue` or `alignment`.
     task: &'a str,
-    /// The forced condition, or the dialogue turn's need.
+    /// The forced condition, the dialogue turn's need, or the target emotion.
     condition: &'a str,
     prompt: &'a str,
-    /// Sample index (forced) or turn (dialogue).
+    /// Sample index (forced), turn (dialogue) or example (alignment).
     index: usize,
     /// The sampling seed (forced) or the conversation seed (dialogue).
     seed: u64,
@@ -175,6 +203,9 @@ struct MarkerSettings {
     prompts: usize,
     samples: usize,
     max_new_tokens: usize,
+    /// Held-out DailyDialog responses of the alignment measurement (0: none).
+    #[serde(default)]
+    alignment_responses: usize,
 }
 
 /// Writes `table.json` and `table.md`; returns the markdown.
@@ -202,6 +233,7 @@ pub(crate) struct PlanSettings {
     pub marker_prompts: usize,
     pub marker_samples: usize,
     pub marker_tokens: usize,
+    pub alignment_responses: usize,
     /// The merged experiment file as TOML (stored with a run).
     pub resolved: String,
 }
@@ -244,6 +276,7 @@ pub(crate) fn plan_settings(config: Option<&Path>) -> Result<PlanSettings> {
         marker_prompts: m.prompts,
         marker_samples: m.samples,
         marker_tokens: m.max_new_tokens,
+        alignment_responses: m.alignment_responses,
         resolved,
     })
 }
@@ -271,4 +304,23 @@ pub(crate) fn goemotions_dir(arg: Option<&Path>) -> Result<std::path::PathBuf> {
             )
         }),
     }
+}
+
+/// The held-out examples of the alignment measurement: `n` of the
+/// DailyDialog dialogues no agent learns from
+/// ([`emorl_agents_llm::dual_text::DailyDialogSplits::evaluation`]), the
+/// targets taken in turn; none without the files or with `n = 0`.
+pub(crate) fn alignment_examples(
+    dailydialog: Option<&Path>,
+    n: usize,
+    history_turns: usize,
+) -> Result<Vec<emorl_text::DialogueExample>> {
+    let Some(dir) = dailydialog.and_then(Path::parent) else {
+        return Ok(Vec::new());
+    };
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let d = emorl_agents_llm::dual_text::dailydialog_examples(dir, history_turns, 0)?;
+    Ok(emorl_agents_llm::eval::alignment_examples(&d.evaluation, n))
 }

@@ -11,6 +11,7 @@
 //! learn; the frozen model is read, never written. Held-out examples (other
 //! dialogues) are scored before and after: per-token response loss under
 //! the frozen model, the adapter as initialised, and the trained adapter.
+//! Which dialogues serve which purpose: [`DailyDialogSplits`].
 
 use std::sync::{Arc, Mutex};
 
@@ -439,25 +440,45 @@ pub fn pretrain_dual_on_dialogues(
     }))
 }
 
-/// DailyDialog examples to learn from and to hold out: responses of the
-/// corpus' test split (`dialogues_test.txt`) to learn from and of its
-/// validation split (`dialogues_validation.txt`) held out — different
-/// dialogues — each shuffled with `seed`. `dir` holds the files.
+/// The DailyDialog examples of the LLM tables, kept apart by dialogue:
+/// `llm-dual` learns from 80% of the test split's dialogues (`train`, by a
+/// stable hash of the dialogue ID) and its response perplexity is held out
+/// on the validation split (`held_out`); the other 20% of the test split's
+/// dialogues (`evaluation`) are what no agent learns from (the ERM and LoRA
+/// text phases read the validation split), for the alignment measurement.
+#[derive(Clone, Debug)]
+pub struct DailyDialogSplits {
+    pub train: Vec<DialogueExample>,
+    pub held_out: Vec<DialogueExample>,
+    pub evaluation: Vec<DialogueExample>,
+}
+
+/// Share of the test split's dialogues `llm-dual` learns from.
+pub const DUAL_TRAIN_SHARE: f64 = 0.8;
+
+/// [`DailyDialogSplits`] from the files in `dir`, `history_turns` turns of
+/// history per example; `train` and `held_out` shuffled with `seed`,
+/// `evaluation` in corpus order.
 pub fn dailydialog_examples(
     dir: &std::path::Path,
     history_turns: usize,
     seed: u64,
-) -> Result<(Vec<DialogueExample>, Vec<DialogueExample>)> {
+) -> Result<DailyDialogSplits> {
     let load = |name: &str| -> Result<Vec<DialogueExample>> {
         let corpus = emorl_text::DailyDialogCorpus::load(&dir.join(name))?;
-        let mut ex = emorl_text::examples(&corpus.to_dialogues(), history_turns);
-        emorl_text::shuffle_seeded(&mut ex, seed);
-        Ok(ex)
+        Ok(emorl_text::examples(&corpus.to_dialogues(), history_turns))
     };
-    Ok((
-        load("dialogues_test.txt")?,
-        load("dialogues_validation.txt")?,
-    ))
+    let fractions = emorl_text::SplitFractions::new(DUAL_TRAIN_SHARE, 0.0, 1.0 - DUAL_TRAIN_SHARE)?;
+    let split = emorl_text::split_examples(load("dialogues_test.txt")?, &fractions);
+    let mut train = split.train;
+    let mut held_out = load("dialogues_validation.txt")?;
+    emorl_text::shuffle_seeded(&mut train, seed);
+    emorl_text::shuffle_seeded(&mut held_out, seed);
+    Ok(DailyDialogSplits {
+        train,
+        held_out,
+        evaluation: split.test,
+    })
 }
 
 /// The phase on the DailyDialog files in `dir` (see
@@ -475,9 +496,9 @@ pub fn pretrain_dual_on_dailydialog(
         return Ok(None);
     }
     config.validate()?;
-    let (train, held_out) = dailydialog_examples(dir, config.history_turns, seed)?;
+    let d = dailydialog_examples(dir, config.history_turns, seed)?;
     let steps = config.steps;
-    pretrain_dual_on_dialogues(agent, &train, &held_out, config, |i, t| {
+    pretrain_dual_on_dialogues(agent, &d.train, &d.held_out, config, |i, t| {
         progress(i, steps, t)
     })
 }

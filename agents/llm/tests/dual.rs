@@ -93,8 +93,16 @@ fn dual_adapters_learn_dailydialog_responses_and_leave_the_model_frozen() {
         0.0
     );
 
-    let (train, held_out) = dailydialog_examples(&dailydialog_dir(), 2, 7).unwrap();
+    let d = dailydialog_examples(&dailydialog_dir(), 2, 7).unwrap();
+    let (train, held_out) = (&d.train, &d.held_out);
     assert!(train.len() > 1000 && held_out.len() > 1000);
+    // The three parts are different dialogues.
+    let ids = |v: &[emorl_text::DialogueExample]| -> std::collections::BTreeSet<String> {
+        v.iter().map(|e| e.dialogue_id.clone()).collect()
+    };
+    let (a, b, c) = (ids(train), ids(held_out), ids(&d.evaluation));
+    assert!(a.is_disjoint(&b) && a.is_disjoint(&c) && b.is_disjoint(&c));
+    assert!(c.len() > 100 && c.len() < 300, "{}", c.len());
     let cfg = DualTextConfig {
         steps: 60,
         lr: 3e-3,
@@ -105,7 +113,7 @@ fn dual_adapters_learn_dailydialog_responses_and_leave_the_model_frozen() {
         ..DualTextConfig::default()
     };
     let mut seen = Vec::new();
-    let report = pretrain_dual_on_dialogues(&mut agent, &train, &held_out, &cfg, |i, t| {
+    let report = pretrain_dual_on_dialogues(&mut agent, train, held_out, &cfg, |i, t| {
         seen.push((i, t.clone()));
     })
     .unwrap()
@@ -184,7 +192,8 @@ fn dual_adapters_learn_dailydialog_responses_and_leave_the_model_frozen() {
 #[test]
 fn the_dual_phase_refuses_bad_settings() {
     let mut agent = LlmAgent::new(model(), AgentKind::Dual, config()).unwrap();
-    let (train, held) = dailydialog_examples(&dailydialog_dir(), 2, 0).unwrap();
+    let d = dailydialog_examples(&dailydialog_dir(), 2, 0).unwrap();
+    let (train, held) = (&d.train, &d.held_out);
     for bad in [
         DualTextConfig {
             batch: 0,

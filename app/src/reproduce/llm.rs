@@ -58,6 +58,8 @@ struct Plan {
     eval_seeds: Vec<u64>,
     marker_prompts: usize,
     marker_samples: usize,
+    /// Held-out DailyDialog examples of the alignment measurement.
+    alignment: Vec<emorl_text::DialogueExample>,
     marker_tokens: usize,
 }
 
@@ -159,6 +161,7 @@ fn run_agent(
         marker_samples: plan.marker_samples,
         marker_tokens: plan.marker_tokens,
         marker_seed: seed ^ 0x6d61_726b,
+        alignment: &plan.alignment,
     };
     let measured = measure(&mut agent, kind.id(), &settings, samples)?;
     Ok(AgentResult {
@@ -336,6 +339,11 @@ pub fn reproduce_llm(
     let judge = Judge::train(&goemotions)?;
     let resolved = settings.resolved;
     let (curve_agents, curve_seeds) = (settings.curve_agents, settings.curve_seeds);
+    let alignment = crate::measure::alignment_examples(
+        emorl_agents_llm::data::dailydialog_file().as_deref(),
+        settings.alignment_responses,
+        llm.dual_text.history_turns,
+    )?;
     let plan = Plan {
         model: model.to_string(),
         goemotions,
@@ -348,6 +356,7 @@ pub fn reproduce_llm(
         marker_prompts: settings.marker_prompts,
         marker_samples: settings.marker_samples,
         marker_tokens: settings.marker_tokens,
+        alignment,
     };
     crate::llm_setup::set_threads(plan.llm.threads);
     let run = open_run(args)?;

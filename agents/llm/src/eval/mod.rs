@@ -18,6 +18,8 @@
 //!   requests and joy on thanks, against the other turns;
 //! * **alignment** ([`emo_alignment`]): the cosine between the judge's
 //!   scores of a response and a target emotion, and their [`EmotionEma`];
+//!   measured on held-out DailyDialog responses under their target emotion
+//!   ([`measure_alignment`], [`alignment_table`]);
 //!
 //! and the markdown/JSON tables of all of them ([`targets_table`] …).
 
@@ -30,6 +32,7 @@ mod judge;
 mod markers;
 mod perplexity;
 mod prompts;
+mod responses;
 mod tables;
 
 pub use crate::lexicon::*;
@@ -42,4 +45,5 @@ pub use judge::*;
 pub use markers::*;
 pub use perplexity::*;
 pub use prompts::*;
+pub use responses::*;
 pub use tables::*;
