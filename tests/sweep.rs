@@ -415,6 +415,97 @@ fn reproduce_blocks_computed_apart_make_the_table_of_one_run() {
     );
 }
 
+/// A sweep over a `reproduce` table: every run is the v2-dqn table at the
+/// cell's settings from its own seed offset; the metrics are the table's
+/// numbers, and bad metric specs are one line before anything runs.
+#[test]
+fn a_sweep_over_a_reproduce_table_collects_its_numbers() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("dqn.toml");
+    let text = r#"name = "dqn"
+reproduce = "v2-dqn"
+seeds = [0, 1]
+[options]
+seeds = 2
+episodes = 6
+permutations = 20
+[axes]
+"exp16b.settings.max_steps" = [30, 60]
+[[metrics]]
+name = "reward"
+row = ["Exp 16b final reward", "fear-dqn vs dqn"]
+key = "Treatment mean"
+"#;
+    std::fs::write(&file, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = sweep(&file, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(results(&out), 4);
+    let md = read(&out.join("table.md"));
+    assert!(md.contains("exp16b.settings.max_steps"), "{md}");
+    // Each run: the table from seed offset 2 × the sweep seed, at the
+    // cell's setting; the collected value is the table's.
+    let cells: Vec<PathBuf> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(cells.len(), 2);
+    for cell in &cells {
+        let id = cell.file_name().unwrap().to_str().unwrap();
+        let cfg = read(&out.join(format!("cells/{id}.toml")));
+        assert!(
+            cfg.contains("max_steps = 30") || cfg.contains("max_steps = 60"),
+            "{cfg}"
+        );
+        let table = read(&cell.join("seed-1/table.md"));
+        assert!(table.contains("2 seeds (2–3)"), "{table}");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("| Exp 16b final reward | fear-dqn vs dqn |"))
+            .expect("row");
+        let treatment: f64 = line.split('|').nth(7).unwrap().trim().parse().unwrap();
+        let result: serde_json::Value =
+            serde_json::from_str(&read(&out.join(format!("results/{id}/seed-1.json")))).unwrap();
+        assert_eq!(result["metrics"]["reward"].as_f64(), Some(treatment));
+    }
+    // Rerun: everything stored, same table.
+    let o = sweep(&file, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&out.join("table.md")), md);
+    for (bad, needle) in [
+        (
+            text.replace(
+                "row = [\"Exp 16b final reward\", \"fear-dqn vs dqn\"]\n",
+                "",
+            ),
+            "name the row",
+        ),
+        (
+            text.replace("episodes = 6", "episodes = 6\njobs = 2"),
+            "options.jobs",
+        ),
+        (
+            text.replace("reproduce = \"v2-dqn\"", "reproduce = \"v2-tabular\""),
+            "takes no --config",
+        ),
+        (
+            text.replace("reproduce = \"v2-dqn\"", "reproduce = \"nope\""),
+            "unknown table 'nope'",
+        ),
+    ] {
+        std::fs::write(&file, &bad).unwrap();
+        let never = tmp.path().join("never");
+        let o = sweep(&file, &never, &[]);
+        assert_eq!(o.status.code(), Some(2), "{needle}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert_eq!(e.trim_end().lines().count(), 1, "{needle}: {e}");
+        assert!(e.contains(needle), "{needle}: {e}");
+        assert!(!never.exists());
+    }
+}
+
 /// v2-dqn splits by seed block too: blocks computed apart pool into the
 /// table of one run (the DQN seeds are stored per experiment and arm).
 #[test]

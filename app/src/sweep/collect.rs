@@ -67,6 +67,58 @@ pub fn run_metrics(run_dir: &Path, metrics: &[Metric]) -> Result<BTreeMap<String
     Ok(out)
 }
 
+/// The sweep's metrics of the finished `reproduce` run in `run_dir`: each
+/// the number in column `key` of the first row (of any of its tables)
+/// whose first cells are `row`.
+pub fn table_metrics(run_dir: &Path, metrics: &[Metric]) -> Result<BTreeMap<String, f64>> {
+    let path = run_dir.join("table.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let tables: Vec<Table> = match serde_json::from_str::<Vec<Table>>(&text) {
+        Ok(t) => t,
+        Err(_) => vec![serde_json::from_str::<Table>(&text)
+            .with_context(|| format!("{} is not a table", path.display()))?],
+    };
+    let mut out = BTreeMap::new();
+    for m in metrics {
+        let found = tables.iter().find_map(|t| {
+            let col = t.columns.iter().position(|c| c == &m.key)?;
+            let row = t.rows.iter().find(|r| {
+                r.cells.len() >= m.row.len()
+                    && r.cells
+                        .iter()
+                        .zip(&m.row)
+                        .all(|(c, want)| c.render() == *want)
+            })?;
+            Some(row.cells.get(col)?.render())
+        });
+        let Some(text) = found else {
+            let columns: Vec<&str> = tables
+                .iter()
+                .flat_map(|t| t.columns.iter().map(String::as_str))
+                .collect();
+            bail!(
+                "metric {}: no row starting {:?} with a column {:?} in {} (columns there: {})",
+                m.name,
+                m.row,
+                m.key,
+                path.display(),
+                columns.join(", ")
+            );
+        };
+        let value: f64 = text.trim().parse().map_err(|_| {
+            anyhow!(
+                "metric {}: {:?} in {} is not a number",
+                m.name,
+                text,
+                path.display()
+            )
+        })?;
+        out.insert(m.name.clone(), value);
+    }
+    Ok(out)
+}
+
 /// Every cell's values per metric, in seed order; an error naming the
 /// first run without a result.
 fn load(dir: &Path, plan: &Plan) -> Result<BTreeMap<String, BTreeMap<String, Vec<f64>>>> {
@@ -161,6 +213,9 @@ pub fn write(dir: &emorl_log::RunDir, plan: &Plan) -> Result<String> {
 }
 
 fn reduce_name(m: &Metric) -> &'static str {
+    if !m.row.is_empty() {
+        return "table value";
+    }
     match m.reduce {
         super::spec::Reduce::Last => "last value",
         super::spec::Reduce::Mean => "mean",

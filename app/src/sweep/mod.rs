@@ -95,14 +95,20 @@ fn open_dir(out: &Path, plan: &Plan, file_text: &str) -> Result<emorl_log::RunDi
     }
     let dir = emorl_log::RunDir::at(out)?;
     for cell in &plan.cells {
-        let cfg = crate::train::resolve_table(plan.base.clone(), cell.overrides())?;
+        let cfg = match &plan.reproduce {
+            None => toml::to_string(&crate::train::resolve_table(
+                plan.base.clone(),
+                cell.overrides(),
+            )?)?,
+            Some(_) => toml::to_string(&spec::reproduce_config(&plan.base, cell)?)?,
+        };
         let mut text = format!(
             "# sweep {}, cell {}: {}\n",
             plan.name,
             cell.id,
             cell.label()
         );
-        text.push_str(&toml::to_string(&cfg)?);
+        text.push_str(&cfg);
         dir.write_atomic(cell_config_rel(&cell.id), text.as_bytes())?;
     }
     dir.write_atomic("sweep.toml", file_text.as_bytes())?;
@@ -132,7 +138,7 @@ pub fn load_plan(dir: &Path) -> Result<Plan> {
 fn first_difference(a: &Plan, b: &Plan) -> Option<&'static str> {
     if a.name != b.name {
         Some("name")
-    } else if a.base != b.base {
+    } else if a.base != b.base || a.reproduce != b.reproduce {
         Some("base config")
     } else if a.axes != b.axes || a.cells != b.cells {
         Some("axes")
@@ -208,12 +214,34 @@ fn run_one(exe: &Path, dir: &Path, plan: &Plan, run: &Run<'_>) -> Result<bool> {
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot write {}", log_path.display()))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("train")
-        .arg("--config")
-        .arg(dir.join(cell_config_rel(&run.cell.id)))
-        .arg("--seed")
-        .arg(run.seed.to_string())
-        .arg("--out")
+    let config = dir.join(cell_config_rel(&run.cell.id));
+    match &plan.reproduce {
+        None => {
+            cmd.arg("train")
+                .arg("--config")
+                .arg(&config)
+                .arg("--seed")
+                .arg(run.seed.to_string());
+        }
+        Some(r) => {
+            cmd.arg("reproduce").arg(&r.table);
+            for (k, v) in &r.options {
+                cmd.arg(format!("--{k}")).arg(v);
+            }
+            if crate::reproduce::table(&r.table)?.takes_config {
+                cmd.arg("--config").arg(&config);
+            }
+            let offset = run
+                .seed
+                .checked_mul(r.seeds_per_table)
+                .ok_or_else(|| anyhow!("seed {} × {} overflows", run.seed, r.seeds_per_table))?;
+            cmd.arg("--seed-offset")
+                .arg(offset.to_string())
+                .arg("--jobs")
+                .arg("1");
+        }
+    }
+    cmd.arg("--out")
         .arg(&run_dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -237,7 +265,10 @@ fn run_one(exe: &Path, dir: &Path, plan: &Plan, run: &Run<'_>) -> Result<bool> {
             log_path.display()
         );
     }
-    let metrics = collect::run_metrics(&run_dir, &plan.metrics)?;
+    let metrics = match plan.reproduce {
+        None => collect::run_metrics(&run_dir, &plan.metrics)?,
+        Some(_) => collect::table_metrics(&run_dir, &plan.metrics)?,
+    };
     let record = collect::RunResult {
         cell: run.cell.id.clone(),
         seed: run.seed,

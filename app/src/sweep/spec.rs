@@ -20,6 +20,13 @@ struct SweepFile {
     name: Option<String>,
     /// A training config (`emorl train --config`), relative to the sweep file.
     base: Option<PathBuf>,
+    /// Or a `reproduce` table: each run is that table (its `--config` the
+    /// cell's settings), its metrics read from the table.
+    reproduce: Option<String>,
+    /// `reproduce` options every run takes (`seeds`, `episodes`, `blocks`,
+    /// `rng`, `permutations`, `agents`, `model`).
+    #[serde(default)]
+    options: BTreeMap<String, Value>,
     /// Settings merged over `base` (or the whole training config).
     #[serde(default)]
     config: Table,
@@ -79,10 +86,36 @@ impl Reduce {
 pub struct Metric {
     /// Column name in the table.
     pub name: String,
-    /// A key of the run's `metrics.jsonl` (what TensorBoard shows as a tag).
+    /// A key of the run's `metrics.jsonl` (what TensorBoard shows as a tag);
+    /// over a `reproduce` table: a column of the table.
     pub key: String,
     #[serde(default)]
     pub reduce: Reduce,
+    /// Over a `reproduce` table: the row, by its first cells (e.g.
+    /// `["Exp 16b final reward", "fear-dqn vs dqn"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row: Vec<String>,
+}
+
+/// The `reproduce` options a sweep over a table may set.
+pub const REPRODUCE_OPTIONS: [&str; 7] = [
+    "seeds",
+    "episodes",
+    "blocks",
+    "rng",
+    "permutations",
+    "agents",
+    "model",
+];
+
+/// A sweep over a `reproduce` table: its ID and the options every run takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReproduceBase {
+    pub table: String,
+    /// `(option, value)` as command-line flags (`--seeds 10`).
+    pub options: Vec<(String, String)>,
+    /// Seeds per table: run seed `s` computes seeds from `s × this` on.
+    pub seeds_per_table: u64,
 }
 
 /// One combination of axis values.
@@ -134,8 +167,12 @@ pub fn value_text(v: &Value) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub name: String,
-    /// The training config every cell starts from (base file + `config`).
+    /// The training config every cell starts from (base file + `config`);
+    /// over a `reproduce` table, the table's `--config` (its `config`).
     pub base: Table,
+    /// Set when every run is a `reproduce` table instead of a training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproduce: Option<ReproduceBase>,
     /// Axis keys in expansion order (sorted).
     pub axes: Vec<String>,
     pub seeds: Vec<u64>,
@@ -211,6 +248,16 @@ pub fn read(path: &Path) -> Result<Sweep> {
     {
         bail!("{origin}: name {name:?}: use letters, digits, '-', '_' and '.'");
     }
+    if file.base.is_some() && file.reproduce.is_some() {
+        bail!("{origin}: base and reproduce: a sweep runs trainings or a table, not both");
+    }
+    if file.reproduce.is_none() && !file.options.is_empty() {
+        bail!("{origin}: options: only a sweep over a reproduce table takes them");
+    }
+    let reproduce = match &file.reproduce {
+        Some(id) => Some(reproduce_base(&origin, id, &file.options)?),
+        None => None,
+    };
     let mut base = match &file.base {
         Some(b) => {
             let at = path.parent().unwrap_or(Path::new(".")).join(b);
@@ -221,14 +268,31 @@ pub fn read(path: &Path) -> Result<Sweep> {
     config::merge(&mut base, file.config);
     let seeds = parse_seeds(&file.seeds).map_err(|e| anyhow!("{origin}: seeds: {e}"))?;
     let metrics = if file.metrics.is_empty() {
+        if reproduce.is_some() {
+            bail!("{origin}: metrics: a sweep over a reproduce table names its metrics (row and column)");
+        }
         vec![Metric {
             name: "return".into(),
             key: "charts/episodic_return".into(),
             reduce: Reduce::Tail,
+            row: Vec::new(),
         }]
     } else {
         file.metrics
     };
+    for m in &metrics {
+        if reproduce.is_some() == m.row.is_empty() {
+            bail!(
+                "{origin}: metrics: {:?}: {}",
+                m.name,
+                if m.row.is_empty() {
+                    "over a reproduce table, name the row (its first cells) and the column (key)"
+                } else {
+                    "row applies to sweeps over a reproduce table"
+                }
+            );
+        }
+    }
     let mut names = std::collections::BTreeSet::new();
     for m in &metrics {
         if m.name.is_empty() || m.key.is_empty() || !names.insert(m.name.as_str()) {
@@ -295,9 +359,26 @@ pub fn read(path: &Path) -> Result<Sweep> {
             bail!("{origin}: control: name at least one axis value");
         }
     }
+    if let Some(r) = &reproduce {
+        let spec = crate::reproduce::table(&r.table)?;
+        if !spec.takes_config && (!base.is_empty() || !file.axes.is_empty()) {
+            bail!(
+                "{origin}: {} takes no --config: a sweep over it has no config or axes (only seeds)",
+                r.table
+            );
+        }
+    }
     for cell in &cells {
-        crate::train::resolve_table(base.clone(), cell.overrides())
-            .with_context(|| format!("{origin}: cell {}", cell.label()))?;
+        match &reproduce {
+            None => {
+                crate::train::resolve_table(base.clone(), cell.overrides())
+                    .with_context(|| format!("{origin}: cell {}", cell.label()))?;
+            }
+            Some(_) => {
+                reproduce_config(&base, cell)
+                    .with_context(|| format!("{origin}: cell {}", cell.label()))?;
+            }
+        }
     }
     file.slurm
         .validate()
@@ -306,6 +387,7 @@ pub fn read(path: &Path) -> Result<Sweep> {
         plan: Plan {
             name,
             base,
+            reproduce,
             axes,
             seeds,
             metrics,
@@ -314,6 +396,65 @@ pub fn read(path: &Path) -> Result<Sweep> {
         },
         slurm: file.slurm,
     })
+}
+
+/// The table and its options, checked: a known table, known options with
+/// plain values.
+fn reproduce_base(
+    origin: &str,
+    id: &str,
+    options: &BTreeMap<String, Value>,
+) -> Result<ReproduceBase> {
+    let spec = crate::reproduce::table(id).map_err(|e| anyhow!("{origin}: reproduce: {e}"))?;
+    let mut flags = Vec::new();
+    for (k, v) in options {
+        if !REPRODUCE_OPTIONS.contains(&k.as_str()) {
+            bail!(
+                "{origin}: options.{k}: not a reproduce option a sweep sets ({})",
+                REPRODUCE_OPTIONS.join(", ")
+            );
+        }
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Integer(i) if *i >= 0 => i.to_string(),
+            other => bail!("{origin}: options.{k}: {other} is not a string or whole number ≥ 0"),
+        };
+        flags.push((k.clone(), text));
+    }
+    let seeds_per_table = match options.get("seeds") {
+        Some(Value::Integer(i)) => *i as u64,
+        Some(other) => bail!("{origin}: options.seeds: {other} is not a whole number"),
+        None => spec.default_seeds as u64,
+    };
+    Ok(ReproduceBase {
+        table: spec.id.to_string(),
+        options: flags,
+        seeds_per_table: seeds_per_table.max(1),
+    })
+}
+
+/// A cell's `--config` for a sweep over a table: the sweep's `config` with
+/// the cell's settings written at their dotted keys.
+pub fn reproduce_config(base: &Table, cell: &Cell) -> Result<Table> {
+    let mut t = base.clone();
+    for (key, value) in &cell.settings {
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            bail!("{key}: not a dotted key");
+        }
+        let mut at = &mut t;
+        for p in &parts[..parts.len() - 1] {
+            let entry = at
+                .entry((*p).to_string())
+                .or_insert_with(|| Value::Table(Table::new()));
+            at = match entry {
+                Value::Table(inner) => inner,
+                _ => bail!("{key}: {p} is not a table"),
+            };
+        }
+        at.insert(parts[parts.len() - 1].to_string(), value.clone());
+    }
+    Ok(t)
 }
 
 fn parse_seeds(v: &Value) -> Result<Vec<u64>> {
