@@ -16,9 +16,12 @@
 //!   the dialogue responses and their distinct-2;
 //! * **appropriateness** ([`appropriateness`]): the judge's fear on unsafe
 //!   requests and joy on thanks, against the other turns;
+//! * **alignment** ([`emo_alignment`]): the cosine between the judge's
+//!   scores of a response and a target emotion, and their [`EmotionEma`];
 //!
 //! and the markdown/JSON tables of all of them ([`targets_table`] …).
 
+mod alignment;
 mod appropriateness;
 mod conditions;
 mod dialogue;
@@ -30,6 +33,7 @@ mod prompts;
 mod tables;
 
 pub use crate::lexicon::*;
+pub use alignment::*;
 pub use appropriateness::*;
 pub use conditions::*;
 pub use dialogue::*;
