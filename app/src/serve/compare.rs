@@ -152,9 +152,18 @@ fn unprocessable(msg: impl Into<String>) -> super::ApiError {
     bad(StatusCode::UNPROCESSABLE_ENTITY, msg)
 }
 
-/// The judge label of the target and the state forced on the emotional
-/// side: one-hot for fear, curiosity, anger or joy, all zero for neutral.
-fn resolve_target(name: &str) -> ApiResult<(&'static str, [f64; 4])> {
+/// A requested target emotion.
+#[derive(Clone, Copy)]
+struct Target {
+    /// The judge label it stands for.
+    label: &'static str,
+    /// The state forced on the emotional side: one-hot for fear,
+    /// curiosity, anger or joy, all zero for neutral.
+    forced: [f64; 4],
+}
+
+/// The judge label of the target and the state forced on the emotional side.
+fn resolve_target(name: &str) -> ApiResult<Target> {
     let label = target_label(name).ok_or_else(|| {
         unprocessable(format!(
             "target '{name}' is not one of {} (or DailyDialog's happiness, none)",
@@ -165,14 +174,19 @@ fn resolve_target(name: &str) -> ApiResult<(&'static str, [f64; 4])> {
     if let Some(i) = EMOTIONS.iter().position(|&e| e == label) {
         forced[i] = 1.0;
     }
-    Ok((label, forced))
+    Ok(Target { label, forced })
 }
 
-/// The request checked: the history as chat messages, the turn number
-/// (user messages so far) and the target.
-fn check(
-    b: &CompareBody,
-) -> ApiResult<(Vec<ChatMessage>, usize, Option<(&'static str, [f64; 4])>)> {
+/// A checked request.
+struct Checked {
+    /// The history as chat messages.
+    history: Vec<ChatMessage>,
+    /// The user messages so far.
+    turn: usize,
+    target: Option<Target>,
+}
+
+fn check(b: &CompareBody) -> ApiResult<Checked> {
     if b.history.is_empty() {
         return Err(unprocessable(
             "history is empty: send at least one user message",
@@ -209,7 +223,11 @@ fn check(
         .iter()
         .map(|m| ChatMessage::new(m.role.as_str(), m.content.as_str()))
         .collect();
-    Ok((messages, turn, target))
+    Ok(Checked {
+        history: messages,
+        turn,
+        target,
+    })
 }
 
 /// The judge's scores of `text` normalised to sum 1 over its labels.
@@ -240,21 +258,25 @@ pub(crate) async fn compare(
 ) -> ApiResult<Json<serde_json::Value>> {
     app.authorise(&headers)?;
     let b = body(b)?;
-    let (history, turn, target) = check(&b)?;
+    let Checked {
+        history,
+        turn,
+        target,
+    } = check(&b)?;
     let worker = app.worker()?;
     let judge = app.compare.judge().await?;
     let cfg = NeuroConfig::default();
     let seed = b.seed.unwrap_or(turn as u64);
     let job = CompareJob {
         history,
-        forced: target.map(|t| t.1),
+        forced: target.map(|t| t.forced),
         // A fresh session's sampling temperature, as `generate` uses.
         temperature: Neurochemistry::at_baseline(&cfg).temperature(&cfg),
         seed,
         max_tokens: b.max_tokens,
     };
     let reply = worker.compare(job).await?;
-    let target_index = target.and_then(|(label, _)| JUDGE_LABELS.iter().position(|&l| l == label));
+    let target_index = target.and_then(|t| JUDGE_LABELS.iter().position(|&l| l == t.label));
     let base_p = distribution(&judge, &reply.base);
     let emo_p = distribution(&judge, &reply.emotional);
     let alignment = |p: &[f64]| target_index.map(|t| emo_alignment(p, t));
@@ -268,7 +290,7 @@ pub(crate) async fn compare(
     let state: BTreeMap<String, f64> = reply.state.into_iter().collect();
     let out = serde_json::json!({
         "turn": turn,
-        "target": target.map(|t| t.0),
+        "target": target.map(|t| t.label),
         "seed": seed,
         "base": {
             "reply": reply.base,
