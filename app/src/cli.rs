@@ -165,7 +165,9 @@ pub enum Command {
         POST /v1/sessions/ID/reset       back to baseline (memories are kept)\n  \
         POST /v1/sessions/ID/generate    {\"message\": \"...\", \"max_tokens\": 64, \"seed\": 0}: a reply in the session's state\n  \
         GET  /v1/sessions/ID/memory      the remembered episodes (events that carried a \"text\")\n  \
-        GET  /v1/ws?session=ID           WebSocket: the state now, then every change in order\n\n\
+        GET  /v1/ws?session=ID           WebSocket: the state now, then every change in order\n  \
+        GET  /                           the compare page: base model and emotional agent side by side\n  \
+        POST /v1/compare                 {\"history\": [{\"role\": \"user\", \"content\": \"...\"}], \"target\": \"joy\"}: both replies, judged\n\n\
         Examples:\n  \
         emorl serve --port 8700 --out runs/engine\n  \
         emorl serve --engine-only --out runs/engine          # the dynamics only, no language model\n  \
@@ -216,6 +218,10 @@ pub enum Command {
         /// libtorch threads for generation (0: all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// GoEmotions folder for the judge that scores /v1/compare's replies
+        /// [default: $EMORL_GOEMOTIONS_DIR, else shared/data/goemotions].
+        #[arg(long, value_name = "DIR")]
+        goemotions: Option<PathBuf>,
     },
     /// The emotion engine's MCP tools (get_emotional_state, update_emotion) over stdio.
     #[command(

@@ -171,6 +171,7 @@ pub fn run(cli: Cli) -> Result<()> {
             batch_wait_ms,
             queue,
             threads,
+            goemotions,
         } => {
             let threads = emorl_core::parallelism::resolve_threads("--threads", threads)?;
             crate::serve::serve(crate::serve::ServeArgs {
@@ -188,6 +189,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     queue: queue as usize,
                     threads,
                 }),
+                goemotions,
             })?
         }
         Command::Generate(g) => crate::generate::generate(g)?,

@@ -102,12 +102,18 @@ impl Drop for Server {
 /// Starts `emorl serve` on a free port; without `--model` in `extra`, the
 /// dynamics only (`--engine-only`).
 pub fn start_server(out: &Path, extra: &[&str]) -> Server {
+    start_server_with(out, extra, &[])
+}
+
+/// [`start_server`] with environment variables `envs` set for the server.
+pub fn start_server_with(out: &Path, extra: &[&str], envs: &[(&str, &Path)]) -> Server {
     let engine_only: &[&str] = if extra.contains(&"--model") {
         &[]
     } else {
         &["--engine-only"]
     };
     let mut child = emorl()
+        .envs(envs.iter().copied())
         .args(["serve", "--port", "0", "--out"])
         .arg(out)
         .args(extra)

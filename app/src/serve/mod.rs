@@ -13,6 +13,9 @@
 //! | POST | `/v1/sessions/{id}/generate` | a reply in the session's state (see [`speaker`]) |
 //! | GET | `/v1/sessions/{id}/memory` | the session's remembered episodes |
 //! | GET | `/v1/ws?session={id}` | WebSocket: the state now, then every change |
+//! | GET | `/` | the compare page: base model and emotional agent side by side |
+//! | GET | `/v1/compare/info` | who answers on each side, targets, judge labels |
+//! | POST | `/v1/compare` | both replies to a chat history, judged (see [`compare`]) |
 //!
 //! An event may carry the `text` it was about: the text's embedding is then
 //! remembered with the state the event left and its feedback as the outcome
@@ -26,6 +29,7 @@
 //! another address needs `--token`, and every request but `/v1/health` must
 //! then carry `Authorization: Bearer <token>`.
 
+mod compare;
 mod mcp;
 mod speaker;
 
@@ -73,6 +77,8 @@ pub struct ServeArgs {
     pub token: Option<String>,
     /// The language model that replies (`None`: the dynamics only).
     pub speaker: Option<SpeakerSpec>,
+    /// GoEmotions files for `/v1/compare`'s judge (`None`: found on disk).
+    pub goemotions: Option<PathBuf>,
 }
 
 /// One session as stored and served.
@@ -97,6 +103,8 @@ pub(crate) struct App {
     memories: Mutex<BTreeMap<String, EmotionalMemory>>,
     /// Generation and embeddings (`None` with `--engine-only`).
     worker: Option<speaker::Worker>,
+    /// `/v1/compare`'s judge and turn log.
+    compare: compare::Compare,
 }
 
 /// An error answer: status and one line.
@@ -702,6 +710,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/sessions/{id}/generate", post(generate))
         .route("/v1/sessions/{id}/memory", get(get_memory))
         .route("/v1/ws", get(subscribe))
+        .route("/", get(compare::page))
+        .route("/v1/compare/info", get(compare::info))
+        .route("/v1/compare", post(compare::compare))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -765,6 +776,7 @@ fn open_app(
     runs_dir: &Path,
     token: Option<String>,
     speaker: Option<SpeakerSpec>,
+    judge_dir: std::result::Result<PathBuf, String>,
 ) -> Result<Arc<App>> {
     // The model first: one that cannot be loaded leaves no run directory.
     let worker = speaker.map(speaker::Worker::start).transpose()?;
@@ -775,6 +787,7 @@ fn open_app(
     .map_err(|e| crate::train::run::explain(e, false))?;
     let sessions = load_sessions(&run.path().join("sessions"))?;
     let memories = load_memories(&run.path().join("memory"))?;
+    let compare = compare::Compare::new(judge_dir, run.path().join(compare::LOG_FILE));
     let app = Arc::new(App {
         cfg: NeuroConfig::default(),
         run,
@@ -784,6 +797,7 @@ fn open_app(
         memory_cfg: MemoryConfig::default(),
         memories: Mutex::new(memories),
         worker,
+        compare,
     });
     let missing = app
         .sessions
@@ -827,11 +841,19 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     {
         bail!("--token: at least 8 characters, no spaces");
     }
+    // An explicit --goemotions must hold the files; without it, a server
+    // that finds none still serves everything but /v1/compare (503).
+    let judge_dir = match &args.goemotions {
+        Some(dir) => Ok(crate::measure::goemotions_dir(Some(dir))?),
+        None => crate::measure::goemotions_dir(None)
+            .map_err(|e| format!("/v1/compare has no judge: {e}")),
+    };
     let app = open_app(
         args.out.as_deref(),
         &args.runs_dir,
         args.token,
         args.speaker,
+        judge_dir,
     )?;
     let dir = app.run.path().to_path_buf();
     let n = app.sessions.lock().map(|s| s.len()).unwrap_or(0);
@@ -890,7 +912,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 /// `emorl mcp`: the MCP tools over stdio (stdout carries the protocol, so
 /// nothing else is printed there), on the sessions of `out`.
 pub fn mcp_stdio(out: Option<&Path>, runs_dir: &Path) -> Result<()> {
-    let app = open_app(out, runs_dir, None, None)?;
+    let app = open_app(out, runs_dir, None, None, Err("no language model".into()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use axum::http::StatusCode;
-use emorl_agents_llm::{describe_emotion, LlmAgent};
+use emorl_agents_llm::{describe_emotion, LlmAgent, CONDITIONING_NAMES};
+use emorl_core::neuro::EMOTIONS;
 use emorl_lm::{ChatMessage, GenerateOptions, Hooks, Model, Sampling};
 use tch::{Kind, Tensor};
 
@@ -71,6 +72,27 @@ type Answer<T> = tokio::sync::oneshot::Sender<std::result::Result<T, ApiError>>;
 enum Job {
     Generate(GenJob, Answer<GenReply>),
     Embed(String, Answer<Vec<f32>>),
+    Compare(CompareJob, Answer<CompareReply>),
+}
+
+/// Two replies to one chat history (`POST /v1/compare`).
+pub(crate) struct CompareJob {
+    /// `user` and `assistant` messages, the last one the user's.
+    pub history: Vec<ChatMessage>,
+    /// The four emotions (fear, curiosity, anger, joy) forced on the
+    /// emotional side; `None`: the agent's own emotion source reads the turn.
+    pub forced: Option<[f64; 4]>,
+    pub temperature: f64,
+    pub seed: u64,
+    pub max_tokens: usize,
+}
+
+/// The base model's and the emotional side's replies, and the emotion
+/// state the emotional side answered in (by name).
+pub(crate) struct CompareReply {
+    pub base: String,
+    pub emotional: String,
+    pub state: Vec<(String, f64)>,
 }
 
 enum Speaker {
@@ -121,6 +143,35 @@ pub(crate) struct Worker {
     tx: mpsc::SyncSender<Job>,
     /// What speaks, in words (for `/v1/health` and the start-up line).
     pub description: String,
+    /// The two sides of `/v1/compare`, in words.
+    pub compare_names: CompareNames,
+}
+
+/// What answers on each side of `/v1/compare`.
+#[derive(Clone, Debug)]
+pub(crate) struct CompareNames {
+    /// The frozen model alone.
+    pub base: String,
+    /// The trained agent, or the frozen model told its state.
+    pub emotional: String,
+}
+
+impl Speaker {
+    fn compare_names(&self) -> CompareNames {
+        let file = |m: &Model| {
+            let p = m.source();
+            p.file_name()
+                .unwrap_or(p.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        };
+        let base = file(self.model());
+        let emotional = match self {
+            Speaker::Agent(a) => format!("{} on {base}", a.kind().id()),
+            Speaker::Model(_) => format!("{base} with its state in a system message"),
+        };
+        CompareNames { base, emotional }
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> ApiError {
@@ -132,7 +183,7 @@ impl Worker {
     /// ready; a model that cannot be loaded is an error here, not later.
     pub fn start(spec: SpeakerSpec) -> Result<Worker> {
         let (tx, rx) = mpsc::sync_channel::<Job>(spec.queue.max(1));
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(String, CompareNames)>>();
         let s = spec.clone();
         std::thread::Builder::new()
             .name("emorl-speaker".into())
@@ -144,7 +195,7 @@ impl Worker {
                 });
                 let (speaker, center) = match loaded {
                     Ok((speaker, center, description)) => {
-                        let _ = ready_tx.send(Ok(description));
+                        let _ = ready_tx.send(Ok((description, speaker.compare_names())));
                         (speaker, center)
                     }
                     Err(e) => {
@@ -155,10 +206,14 @@ impl Worker {
                 run(speaker, center, rx, s.batch.max(1), s.batch_wait);
             })
             .context("starting the generation thread")?;
-        let description = ready_rx
+        let (description, compare_names) = ready_rx
             .recv()
             .map_err(|_| anyhow!("the generation thread stopped while loading the model"))??;
-        Ok(Worker { tx, description })
+        Ok(Worker {
+            tx,
+            description,
+            compare_names,
+        })
     }
 
     fn send<T>(
@@ -184,6 +239,13 @@ impl Worker {
     /// A reply, generated in the next batch.
     pub async fn generate(&self, job: GenJob) -> std::result::Result<GenReply, ApiError> {
         let rx = self.send(|a| Job::Generate(job, a))?;
+        rx.await
+            .map_err(|_| failed("the generation thread stopped"))?
+    }
+
+    /// The base and emotional replies to one history, generated together.
+    pub async fn compare(&self, job: CompareJob) -> std::result::Result<CompareReply, ApiError> {
+        let rx = self.send(|a| Job::Compare(job, a))?;
         rx.await
             .map_err(|_| failed("the generation thread stopped"))?
     }
@@ -255,6 +317,9 @@ fn run(
                     let _ = answer.send(embed(speaker.model_mut(), &center, &text));
                 }
                 Job::Generate(g, answer) => gens.push((g, answer)),
+                Job::Compare(c, answer) => {
+                    let _ = answer.send(compare(&mut speaker, &c));
+                }
             }
         }
         // Groups of equal token limit, in arrival order.
@@ -456,4 +521,153 @@ fn generate_group(speaker: &mut Speaker, group: Vec<(GenJob, Answer<GenReply>)>)
             }
         }
     }
+}
+
+/// The two replies of a [`CompareJob`], one after the other with the same
+/// seed: the frozen model alone answering the chat history, then the
+/// emotional side. An agent's modules read the forced state, or else the
+/// state its emotion source gives for this prompt (neutral context, no
+/// state carried: the request holds the whole conversation); the frozen
+/// model alone is told the state (forced, or neutral) in a system message.
+fn compare(speaker: &mut Speaker, job: &CompareJob) -> std::result::Result<CompareReply, ApiError> {
+    let _g = tch::no_grad_guard();
+    let opts = GenerateOptions {
+        max_new_tokens: job.max_tokens,
+        sampling: Sampling::Sample {
+            temperature: job.temperature,
+            top_k: 0,
+            top_p: 1.0,
+        },
+        ..GenerateOptions::default()
+    };
+    let chat = GenerateOptions {
+        chat: speaker.model().tokenizer().chat_template().is_some(),
+        ..GenerateOptions::default()
+    };
+    let base_ids = speaker
+        .model()
+        .encode_messages(&job.history, &chat)
+        .map_err(failed)?;
+    let base = one_reply(speaker.model_mut(), base_ids, job, &opts, None)?;
+    let (emotional, state) = match speaker {
+        Speaker::Model(model) => {
+            let phasic = job.forced.unwrap_or_default().map(|v| v as f32);
+            let mut messages = vec![ChatMessage::system(describe_emotion(&phasic))];
+            messages.extend(job.history.iter().cloned());
+            let ids = model.encode_messages(&messages, &chat).map_err(failed)?;
+            let state = EMOTIONS
+                .iter()
+                .zip(phasic)
+                .map(|(n, v)| (n.to_string(), f64::from(v)))
+                .collect();
+            (one_reply(model, ids, job, &opts, None)?, state)
+        }
+        Speaker::Agent(agent) => agent_reply(agent, job, &opts)?,
+    };
+    Ok(CompareReply {
+        base,
+        emotional,
+        state,
+    })
+}
+
+/// The agent's reply to the history and the state its modules read
+/// (the conditioning columns: four phasic emotions, tonic fear and joy).
+fn agent_reply(
+    agent: &mut LlmAgent,
+    job: &CompareJob,
+    opts: &GenerateOptions,
+) -> std::result::Result<(String, Vec<(String, f64)>), ApiError> {
+    use emorl_envs_text::{DialogueConfig, DialogueObs, Speaker as Role, Turn};
+    let (last, before) = job
+        .history
+        .split_last()
+        .ok_or_else(|| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "history is empty".into()))?;
+    let history: Vec<Turn> = before
+        .iter()
+        .map(|m| Turn {
+            speaker: if m.role == "assistant" {
+                Role::Assistant
+            } else {
+                Role::User
+            },
+            text: m.content.clone(),
+        })
+        .collect();
+    let obs = DialogueObs {
+        turn: history
+            .iter()
+            .filter(|t| t.speaker == Role::Assistant)
+            .count(),
+        history,
+        user_message: last.content.clone(),
+        max_turns: DialogueConfig::default().max_turns,
+        ended: false,
+    };
+    let device = agent.model().device();
+    let emotion = match job.forced {
+        Some(v) => emorl_agents_llm::eval::emotion_of_values(&[v.map(|x| x as f32)], device)
+            .map_err(failed)?,
+        None => {
+            let ids = agent.encode_prompt(&obs).map_err(failed)?;
+            let (tokens, mask) = emorl_agents_llm::pad_left(
+                std::slice::from_ref(&ids),
+                agent.model().tokenizer().pad_id(),
+            )
+            .map_err(failed)?;
+            let context = emorl_core::EmotionalContext::default();
+            let (modules, model) = agent.parts_mut();
+            modules
+                .emotion(model, &[&context], None, None, &tokens, &mask, None)
+                .map_err(failed)?
+        }
+    };
+    let phasic = emotion
+        .state
+        .phasic
+        .f_view([-1])
+        .and_then(|t| t.f_to_device(tch::Device::Cpu))
+        .map_err(failed)
+        .and_then(|t| Vec::<f32>::try_from(&t).map_err(failed))?;
+    let ids = agent
+        .encode_prompt_for(&obs, Some(&phasic))
+        .map_err(failed)?;
+    let hooks = agent.hooks(&emotion, ids.len()).map_err(failed)?;
+    let state = emotion
+        .means()
+        .map_err(failed)?
+        .into_iter()
+        .filter(|(n, _)| CONDITIONING_NAMES.contains(&n.as_str()))
+        .collect();
+    let text = one_reply(agent.model_mut(), ids, job, opts, Some(&hooks))?;
+    Ok((text, state))
+}
+
+/// One seeded generation from `ids` (refused with 422 when the prompt and
+/// the reply do not fit the model's context).
+fn one_reply(
+    model: &mut Model,
+    ids: Vec<u32>,
+    job: &CompareJob,
+    opts: &GenerateOptions,
+    hooks: Option<&Hooks<'_>>,
+) -> std::result::Result<String, ApiError> {
+    let max_positions = model.max_positions();
+    if ids.len() + job.max_tokens > max_positions {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the conversation ({} tokens) plus max_tokens ({}) exceed the model's context of {max_positions} tokens",
+                ids.len(),
+                job.max_tokens
+            ),
+        ));
+    }
+    let gens = model
+        .generate_seeded(&[ids], &[job.seed], opts, hooks)
+        .map_err(failed)?;
+    gens.into_iter()
+        .next()
+        .map(|g| g.text.trim().to_string())
+        .ok_or_else(|| failed("generation returned no sequence"))
 }
