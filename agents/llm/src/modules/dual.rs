@@ -414,7 +414,7 @@ mod tests {
         let want = |x0: f64, x1: f64| {
             [
                 x0 + (1.0 - gv) * 2.0 + gv * 2.0,
-                x1 + (1.0 - gv) * 4.5 + gv * -1.0,
+                x1 + (1.0 - gv) * 4.5 - gv,
             ]
         };
         let y: Vec<f32> = Vec::try_from(y.flatten(0, -1)).unwrap();
