@@ -202,6 +202,11 @@ pub struct AgentConfig {
     pub max_new_tokens: usize,
     /// Sampling temperature of `act` (0: greedy).
     pub temperature: f64,
+    /// Sample only among the `top_k` most likely tokens when acting,
+    /// evaluating, chatting and serving (0: all; seed 004's dual-head
+    /// decoder samples top-k at inference). RL samples from the whole
+    /// distribution whatever this says.
+    pub top_k: usize,
     /// Seed of module initialisation and of `act`'s sampling.
     pub seed: u64,
     /// Wrap prompts in the model's chat template; `None`: when it has one.
@@ -227,6 +232,7 @@ impl Default for AgentConfig {
         AgentConfig {
             max_new_tokens: 64,
             temperature: 0.7,
+            top_k: 0,
             seed: 0,
             chat: None,
             emotion_source: EmotionSource::Encoder,
@@ -492,7 +498,7 @@ impl LlmAgent {
             } else {
                 Sampling::Sample {
                     temperature: self.config.temperature,
-                    top_k: 0,
+                    top_k: self.config.top_k,
                     top_p: 1.0,
                 }
             },

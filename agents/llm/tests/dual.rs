@@ -229,3 +229,24 @@ fn the_dual_phase_refuses_bad_settings() {
     .unwrap()
     .is_none());
 }
+
+/// `top_k = 1` leaves one token to sample from: the greedy reply, at any
+/// temperature.
+#[test]
+fn top_k_one_samples_the_greedy_reply() {
+    let d = dailydialog_examples(&dailydialog_dir(), 2, 0).unwrap();
+    let obs = emorl_agents_llm::dual_text::observation(&d.evaluation[0]);
+    let reply = |top_k: usize, temperature: f64| {
+        let cfg = AgentConfig {
+            top_k,
+            temperature,
+            max_new_tokens: 12,
+            ..config()
+        };
+        let mut a = LlmAgent::new(model(), AgentKind::Dual, cfg).unwrap();
+        emorl_agents_llm::eval::generate_with_emotion(&mut a, &obs, [0.0, 0.0, 0.0, 1.0], 3)
+            .unwrap()
+            .text
+    };
+    assert_eq!(reply(1, 1.5), reply(0, 0.0));
+}

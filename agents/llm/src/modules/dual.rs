@@ -411,12 +411,8 @@ mod tests {
         let (y, g, e) = block.forward(&x).unwrap();
         let gv = 1.0 / (1.0 + (-1.0f64).exp());
         // S·W_s + b_s = (2, 4.5); E·W_e = (2, -1).
-        let want = |x0: f64, x1: f64| {
-            [
-                x0 + (1.0 - gv) * 2.0 + gv * 2.0,
-                x1 + (1.0 - gv) * 4.5 - gv,
-            ]
-        };
+        let want =
+            |x0: f64, x1: f64| [x0 + (1.0 - gv) * 2.0 + gv * 2.0, x1 + (1.0 - gv) * 4.5 - gv];
         let y: Vec<f32> = Vec::try_from(y.flatten(0, -1)).unwrap();
         let mut expected = Vec::new();
         expected.extend(want(0.1, 0.2));
