@@ -243,14 +243,7 @@ fn compare_rest_judges_both_replies_and_logs_every_turn() {
     let emo2 = check_turn(&v2, 2, None);
     assert!(v2["target"].is_null());
     let state = v2["emotional"]["state"].as_object().expect("state");
-    for name in [
-        "fear",
-        "curiosity",
-        "anger",
-        "joy",
-        "tonic_fear",
-        "tonic_joy",
-    ] {
+    for name in emorl_agents_llm::modules::emotion::CONDITIONING_NAMES {
         assert!(state[name].as_f64().is_some(), "{name}: {state:?}");
     }
     for (i, l) in JUDGE_LABELS.iter().enumerate() {

@@ -245,7 +245,7 @@ fn llm_training_logs_tensorboard_and_chat_loads_the_checkpoint() {
     assert_eq!(samples.matches("\"task\":\"alignment\"").count(), 3 * 6);
     assert!(
         md.contains("Emotional alignment (emo_alignment_score) on 6 held-out DailyDialog")
-            && md.contains("| llm-full | llm-prompted |"),
+            && md.contains("| llm-full | llm-prompted | alignment |"),
         "{md}"
     );
     // A used directory is refused, and nothing in it changes.

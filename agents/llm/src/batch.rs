@@ -22,3 +22,17 @@ pub fn pad_left(seqs: &[Vec<u32>], pad: u32) -> Result<(Tensor, Tensor)> {
         Tensor::f_from_slice(&mask)?.f_view(shape)?,
     ))
 }
+
+/// Negative log-likelihood of next tokens, `[batch, n]`: the logits
+/// (`[batch, seq, vocab]`) at columns `from .. from + n` scoring the tokens
+/// (`[batch, seq]`) one column later.
+pub fn next_token_nll(logits: &Tensor, tokens: &Tensor, from: i64, n: i64) -> Result<Tensor> {
+    let logp = logits
+        .f_narrow(1, from, n)?
+        .f_log_softmax(-1, tch::Kind::Float)?;
+    let targets = tokens.f_narrow(1, from + 1, n)?.f_unsqueeze(-1)?;
+    Ok(logp
+        .f_gather(-1, &targets, false)?
+        .f_squeeze_dim(-1)?
+        .f_neg()?)
+}

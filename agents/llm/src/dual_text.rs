@@ -236,14 +236,7 @@ fn batches(
 /// Summed response NLL and token count of `logits` `[b, s, v]`.
 fn response_nll(logits: &Tensor, b: &Batch) -> Result<(Tensor, f64)> {
     let s = b.tokens.size()[1];
-    let logp = logits
-        .f_narrow(1, 0, s - 1)?
-        .f_log_softmax(-1, Kind::Float)?;
-    let target = b.tokens.f_narrow(1, 1, s - 1)?.f_unsqueeze(-1)?;
-    let nll = logp
-        .f_gather(-1, &target, false)?
-        .f_squeeze_dim(-1)?
-        .f_neg()?;
+    let nll = crate::batch::next_token_nll(logits, &b.tokens, 0, s - 1)?;
     let count = b.response_next.f_sum(Kind::Float)?.f_double_value(&[])?;
     Ok((nll.f_mul(&b.response_next)?.f_sum(Kind::Float)?, count))
 }

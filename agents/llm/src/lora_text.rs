@@ -138,14 +138,7 @@ fn batch_loss(
         .forward(&b.tokens, Some(&b.mask), hooks.as_ref())?
         .logits;
     let s = b.tokens.size()[1];
-    let logp = logits
-        .f_narrow(1, 0, s - 1)?
-        .f_log_softmax(-1, Kind::Float)?;
-    let target = b.tokens.f_narrow(1, 1, s - 1)?.f_unsqueeze(-1)?;
-    let nll = logp
-        .f_gather(-1, &target, false)?
-        .f_squeeze_dim(-1)?
-        .f_neg()?;
+    let nll = crate::batch::next_token_nll(&logits, &b.tokens, 0, s - 1)?;
     let m = b.mask.f_narrow(1, 1, s - 1)?.f_to_kind(Kind::Float)?;
     let count = m.f_sum(Kind::Float)?.f_double_value(&[])?;
     Ok((nll.f_mul(&m)?.f_sum(Kind::Float)?, count))

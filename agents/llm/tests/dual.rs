@@ -6,9 +6,7 @@
 //! trains them.
 
 mod common;
-use common::model;
-
-use std::path::{Path, PathBuf};
+use common::{dailydialog_dir, model};
 
 use emorl_agents_llm::dual_text::{
     dailydialog_examples, pretrain_dual_on_dialogues, DualTextConfig,
@@ -17,22 +15,6 @@ use emorl_agents_llm::eval::emotion_of_values;
 use emorl_agents_llm::modules::dual::DualConfig;
 use emorl_agents_llm::{AgentConfig, AgentKind, LlmAgent, RlConfig, Trainer};
 use tch::Tensor;
-
-fn dailydialog_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("EMORL_DAILYDIALOG_DIR") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for c in [
-        root.join("shared/data/dailydialog"),
-        root.join("../shared/data/dailydialog"),
-    ] {
-        if c.join("dialogues_test.txt").is_file() {
-            return c;
-        }
-    }
-    panic!("DailyDialog not found beside {}", root.display());
-}
 
 fn config() -> AgentConfig {
     AgentConfig {

@@ -4,17 +4,6 @@
 
 use emorl_text::{dailydialog_to_judge, goemotions_to_judge};
 
-/// DailyDialog's emotion names in the order of its label ids.
-const DAILYDIALOG_NAMES: [&str; 7] = [
-    "none",
-    "anger",
-    "disgust",
-    "fear",
-    "happiness",
-    "sadness",
-    "surprise",
-];
-
 /// `emo_alignment_score`: the cosine between the judge's scores of a
 /// response (`judge_probs`, one per judge label) and the one-hot vector of
 /// label `target`, i.e. `p_t / ||p||`; 0 for a zero vector or a `target`
@@ -35,8 +24,7 @@ pub fn emo_alignment(judge_probs: &[f64], target: usize) -> f64 {
 /// (`emorl_text::dailydialog_to_judge`) and give `None`, as does any other name.
 pub fn target_label(name: &str) -> Option<&'static str> {
     goemotions_to_judge(name).or_else(|| {
-        let id = DAILYDIALOG_NAMES.iter().position(|&n| n == name)?;
-        dailydialog_to_judge(u8::try_from(id).ok()?)
+        dailydialog_to_judge(emorl_text::dialogues::dailydialog::Emotion::from_name(name)?.label())
     })
 }
 

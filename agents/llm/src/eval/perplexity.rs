@@ -2,7 +2,7 @@
 
 use emorl_lm::{Generation, Model};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind};
+use tch::Device;
 
 use crate::batch::pad_left;
 use crate::error::Result;
@@ -51,14 +51,7 @@ pub fn perplexity(model: &mut Model, pairs: &[(Vec<u32>, Vec<u32>)]) -> Result<P
         }
         let logits = model.forward(&tokens, Some(&mask), None)?.logits;
         // Positions len−1−n_max .. len−2 predict the last n_max tokens.
-        let logp = logits
-            .f_narrow(1, len - 1 - n_max, n_max)?
-            .f_log_softmax(-1, Kind::Float)?;
-        let targets = tokens.f_narrow(1, len - n_max, n_max)?.f_unsqueeze(-1)?;
-        let nll = logp
-            .f_gather(-1, &targets, false)?
-            .f_squeeze_dim(-1)?
-            .f_neg()?;
+        let nll = crate::batch::next_token_nll(&logits, &tokens, len - 1 - n_max, n_max)?;
         let nll =
             Vec::<f32>::try_from(&nll.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?)?;
         for (i, (_, r)) in chunk.iter().enumerate() {

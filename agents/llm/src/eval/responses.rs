@@ -8,14 +8,15 @@
 //! with `llm-base` and `llm-prompted` (paired t, d_z, Wilcoxon, Holm over
 //! the table).
 
-use emorl_stats::{holm, min_detectable_dz, paired_compare, Cell, Row, Table};
+use emorl_stats::{holm, paired_compare, Table};
 use emorl_text::DialogueExample;
 use serde::{Deserialize, Serialize};
 
 use super::alignment::{emo_alignment, target_label};
 use super::conditions::generate_with_emotion;
+use super::dialogue::DialogueComparison;
 use super::judge::{Judge, JUDGE_LABELS};
-use super::tables::ALPHA;
+use super::tables::paired_comparison_table;
 use crate::agent::LlmAgent;
 use crate::error::Result;
 use crate::modules::emotion::{EMOTIONS, N_EMOTIONS};
@@ -86,89 +87,57 @@ pub fn measure_alignment(
     Ok(out)
 }
 
-/// Mean alignment per agent, and each agent against `llm-base` and
-/// `llm-prompted` (paired by example, Holm over every comparison).
+/// Each agent against `llm-base` and `llm-prompted` (paired by example,
+/// Holm over every comparison), with the mean alignment per agent.
 pub fn alignment_table(results: &[(String, AlignmentEval)]) -> Result<Table> {
     let n = results.first().map_or(0, |(_, r)| r.scores.len());
-    let mut t = Table::new(
-        format!("Emotional alignment (emo_alignment_score) on {n} held-out DailyDialog responses under their target emotion"),
-        [
-            "Agent",
-            "Baseline",
-            "Baseline mean",
-            "Agent mean",
-            "Mean difference",
-            "95% CI",
-            "d_z",
-            "p (paired t)",
-            "p (Holm)",
-            "p (Wilcoxon)",
-            "Better",
-        ],
+    let title = format!(
+        "Emotional alignment (emo_alignment_score) on {n} held-out DailyDialog responses under their target emotion"
     );
-    if n < 2 {
-        t.note("Not measured: no DailyDialog validation files (set EMORL_DAILYDIALOG_DIR).");
-        return Ok(t);
-    }
-    let mut rows = Vec::new();
-    for baseline in ["llm-base", "llm-prompted"] {
-        let Some((_, b)) = results.iter().find(|(a, _)| a == baseline) else {
-            continue;
-        };
-        for (agent, r) in results {
-            if agent == baseline || agent == "llm-base" || r.examples != b.examples {
+    let mut comparisons = Vec::new();
+    if n >= 2 {
+        for baseline in ["llm-base", "llm-prompted"] {
+            let Some((_, b)) = results.iter().find(|(a, _)| a == baseline) else {
                 continue;
+            };
+            for (agent, r) in results {
+                if agent == baseline || agent == "llm-base" || r.examples != b.examples {
+                    continue;
+                }
+                let paired = paired_compare(&b.scores, &r.scores)
+                    .map_err(|e| crate::params::invalid(format!("alignment table: {e}")))?;
+                comparisons.push(DialogueComparison {
+                    agent: agent.clone(),
+                    baseline: baseline.to_string(),
+                    metric: "alignment".into(),
+                    paired,
+                    p_holm: f64::NAN,
+                });
             }
-            let c = paired_compare(&b.scores, &r.scores)
-                .map_err(|e| crate::params::invalid(format!("alignment table: {e}")))?;
-            rows.push((agent.clone(), baseline, c));
         }
     }
-    let p_holm = holm(&rows.iter().map(|(_, _, c)| c.p).collect::<Vec<_>>());
-    for ((agent, baseline, c), ph) in rows.iter().zip(&p_holm) {
-        t.push_row(Row::new([
-            Cell::text(agent.as_str()),
-            Cell::text(*baseline),
-            Cell::number(c.control_mean, 4),
-            Cell::number(c.treatment_mean, 4),
-            Cell::number(c.mean_diff, 4),
-            Cell::text(format!("[{:.3}, {:.3}]", c.ci_low, c.ci_high)),
-            Cell::number(c.d_z, 3),
-            Cell::number(c.p, 6),
-            Cell::number(*ph, 6),
-            Cell::number(c.wilcoxon_p, 6),
-            Cell::text(if c.mean_diff > 0.0 && *ph < ALPHA {
-                "yes"
-            } else {
-                "no"
-            }),
-        ]))?;
+    let adjusted = holm(&comparisons.iter().map(|c| c.paired.p).collect::<Vec<_>>());
+    for (c, p) in comparisons.iter_mut().zip(adjusted) {
+        c.p_holm = p;
+    }
+    let mut t = paired_comparison_table(&title, "responses", &comparisons)?;
+    if n < 2 {
+        t.note("Not measured: no DailyDialog files (set EMORL_DAILYDIALOG_DIR) or alignment_responses < 2.");
+        return Ok(t);
     }
     let means: Vec<String> = results
         .iter()
         .map(|(a, r)| format!("{a} {:.3}", emorl_core::numeric::mean(&r.scores)))
         .collect();
-    let targets = results.first().map(|(_, r)| {
-        let count = |l: &str| r.targets.iter().filter(|t| *t == l).count();
-        format!(
-            "targets: anger {}, fear {}, joy {}",
-            count("anger"),
-            count("fear"),
-            count("joy")
-        )
-    });
+    let count = |l: &str| results[0].1.targets.iter().filter(|t| *t == l).count();
     t.note(format!(
         "emo_alignment_score = cosine between the judge's scores of the reply (fear, curiosity, \
-         anger, joy, neutral) and the one-hot target; DailyDialog validation turns, {}; \
-         mean per agent: {}.",
-        targets.unwrap_or_default(),
+         anger, joy, neutral) and the one-hot target; DailyDialog test-split dialogues no agent \
+         learns from, targets anger {}, fear {}, joy {}; mean per agent: {}.",
+        count("anger"),
+        count("fear"),
+        count("joy"),
         means.join(", ")
-    ));
-    t.note(format!(
-        "Better: higher with Holm-adjusted paired p < 0.05 (Holm over all {} rows). With {n} \
-         paired responses a paired t-test detects d_z ≥ {:.2} at 80% power (α = 0.05).",
-        rows.len(),
-        min_detectable_dz(n, ALPHA, 0.8)
     ));
     Ok(t)
 }

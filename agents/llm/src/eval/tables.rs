@@ -139,8 +139,22 @@ pub fn dialogue_summary_table(evals: &[DialogueEval]) -> Result<Table> {
 
 /// Dialogue comparisons: one row per agent × baseline × metric, paired by seed.
 pub fn dialogue_comparison_table(comparisons: &[DialogueComparison]) -> Result<Table> {
-    let mut t = Table::new(
+    paired_comparison_table(
         "Dialogue metrics vs baselines (paired by conversation seed)",
+        "conversations",
+        comparisons,
+    )
+}
+
+/// A table of paired comparisons of agents with baselines, one row each,
+/// `unit` naming what the pairs are (for the power note).
+pub fn paired_comparison_table(
+    title: &str,
+    unit: &str,
+    comparisons: &[DialogueComparison],
+) -> Result<Table> {
+    let mut t = Table::new(
+        title,
         [
             "Agent",
             "Baseline",
@@ -177,7 +191,7 @@ pub fn dialogue_comparison_table(comparisons: &[DialogueComparison]) -> Result<T
         let n = first.paired.n;
         t.note(format!(
             "Better: higher with Holm-adjusted paired p < 0.05 (Holm over all {} rows). With {n} \
-             paired conversations a paired t-test detects d_z ≥ {:.2} at 80% power (α = 0.05).",
+             paired {unit} a paired t-test detects d_z ≥ {:.2} at 80% power (α = 0.05).",
             comparisons.len(),
             min_detectable_dz(n, ALPHA, 0.8)
         ));

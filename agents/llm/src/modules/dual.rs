@@ -26,16 +26,11 @@ use crate::error::{lm_err, Result};
 use crate::modules::emotion::EmotionState;
 use crate::params::{invalid, Linear, ParamStore};
 
-/// DailyDialog's emotion labels, the rows of the emotion embedding table.
-pub const DUAL_LABELS: [&str; 7] = [
-    "none",
-    "anger",
-    "disgust",
-    "fear",
-    "happiness",
-    "sadness",
-    "surprise",
-];
+/// DailyDialog's emotion labels in label-id order: the rows of the
+/// emotion embedding table.
+pub use emorl_text::dialogues::dailydialog::Emotion as DualLabel;
+/// Rows of the emotion embedding table.
+pub const N_DUAL_LABELS: usize = DualLabel::ALL.len();
 
 /// Configuration of the [`DualAdapter`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -198,7 +193,7 @@ impl DualAdapter {
         let e = config.embedding as i64;
         let (ns, ne) = (config.semantic_slots as i64, config.emotion_slots as i64);
         let mut params = ParamStore::new(seed, "dual", model.device());
-        let embeddings = params.normal("embeddings", &[DUAL_LABELS.len() as i64, e], 1.0)?;
+        let embeddings = params.normal("embeddings", &[N_DUAL_LABELS as i64, e], 1.0)?;
         let zero_linear = |params: &mut ParamStore, name: &str| -> Result<Linear> {
             Ok(Linear {
                 weight: params.constant(&format!("{name}.weight"), &[w, h], 0.0)?,
@@ -360,16 +355,14 @@ pub fn label_mixture(phasic: &Tensor) -> Result<Tensor> {
 /// One-hot label mixtures `[n, 7]` of DailyDialog label names (an unknown
 /// name is an error).
 pub fn one_hot_labels(labels: &[&str], device: tch::Device) -> Result<Tensor> {
-    let mut m = vec![0f32; labels.len() * DUAL_LABELS.len()];
+    let mut m = vec![0f32; labels.len() * N_DUAL_LABELS];
     for (r, l) in labels.iter().enumerate() {
-        let i = DUAL_LABELS
-            .iter()
-            .position(|d| d == l)
+        let i = DualLabel::from_name(l)
             .ok_or_else(|| invalid(format!("dual: unknown emotion label '{l}'")))?;
-        m[r * DUAL_LABELS.len() + i] = 1.0;
+        m[r * N_DUAL_LABELS + usize::from(i.label())] = 1.0;
     }
     Ok(Tensor::f_from_slice(&m)?
-        .f_view([labels.len() as i64, DUAL_LABELS.len() as i64])?
+        .f_view([labels.len() as i64, N_DUAL_LABELS as i64])?
         .f_to_device(device)?)
 }
 

@@ -51,6 +51,24 @@ pub fn goemotions_dir() -> PathBuf {
     panic!("GoEmotions not found beside {}", root.display());
 }
 
+/// The DailyDialog files (`EMORL_DAILYDIALOG_DIR`, or `shared/` beside the repository).
+#[allow(dead_code)]
+pub fn dailydialog_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("EMORL_DAILYDIALOG_DIR") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for c in [
+        root.join("shared/data/dailydialog"),
+        root.join("../shared/data/dailydialog"),
+    ] {
+        if c.join("dialogues_test.txt").is_file() {
+            return c;
+        }
+    }
+    panic!("DailyDialog not found beside {}", root.display());
+}
+
 /// Prompts of the dialogue environment's first turns (different lengths).
 #[allow(dead_code)]
 pub fn dialogue_prompts(agent: &LlmAgent, seeds: &[u64]) -> Vec<Vec<u32>> {

@@ -45,6 +45,11 @@ impl Emotion {
         Emotion::Surprise,
     ];
 
+    /// The emotion of a label name ([`Emotion::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.name() == name)
+    }
+
     /// The emotion of a corpus label id (0..=6).
     pub fn from_label(label: u8) -> Option<Self> {
         Self::ALL.get(usize::from(label)).copied()
