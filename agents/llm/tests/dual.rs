@@ -101,6 +101,14 @@ fn dual_adapters_learn_dailydialog_responses_and_leave_the_model_frozen() {
     .unwrap()
     .expect("report");
     assert_eq!(seen.len(), 60);
+    // The first step runs the untrained adapter: the frozen model, so the
+    // distillation term (KL to the frozen model) is zero; the gate starts at
+    // sigmoid(0) = 0.5 up to its small random weights.
+    assert!(seen[0].1.distillation.abs() < 1e-6, "{:?}", seen[0]);
+    assert!((seen[0].1.gate_mean - 0.5).abs() < 0.05, "{:?}", seen[0]);
+    let t = &seen[0].1;
+    let total = t.lm + 0.1 * t.propagation + 0.1 * t.distillation + 0.01 * t.gate_mean;
+    assert!((t.total - total).abs() < 1e-5, "{t:?}");
     for (_, t) in &seen {
         assert!(t.lm.is_finite() && t.propagation >= 0.0 && t.propagation <= 2.0 + 1e-6);
         assert!(t.distillation >= -1e-6, "{t:?}");
