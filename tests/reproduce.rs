@@ -319,10 +319,10 @@ fn v2_dqn_writes_both_tables_curves_and_resumes() {
         std::fs::read_to_string(out.join("table.md")).expect("md"),
         before
     );
-    // Blocks do not apply to the DQN table.
+    // Seed blocks do not apply to the LLM table (it splits by agent).
     let o = run(&[
         "reproduce",
-        "v2-dqn",
+        "llm-modules",
         "--blocks",
         "2",
         "--out",
