@@ -16,7 +16,6 @@
 //! [`crate::llama`]): every number a table, a scorer or an RL learning pass
 //! reads still comes from the tensor path.
 
-use half::bf16;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{LmError, Result};
@@ -75,36 +74,10 @@ pub(crate) fn f32_view_mut(t: &mut Tensor) -> Result<&mut [f32]> {
     Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) })
 }
 
-/// The elements of a contiguous CPU bf16 tensor, borrowed.
-pub(crate) fn bf16_view(t: &Tensor) -> Result<&[bf16]> {
-    check_host(t, Kind::BFloat16)?;
-    let n = t.numel();
-    if n == 0 {
-        return Ok(&[]);
-    }
-    // SAFETY: as in `f32_view`; `half::bf16` is a `repr(transparent)` u16,
-    // the layout of libtorch's BFloat16.
-    Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const bf16, n) })
-}
-
-/// `rows × k` values as a `[rows, k]` tensor of `kind` (f32 or bf16,
-/// rounded to nearest even as libtorch's conversion does).
-pub(crate) fn rows_tensor(x: &[f32], rows: usize, kind: Kind) -> Result<Tensor> {
+/// `rows × k` values as a `[rows, k]` f32 tensor.
+pub(crate) fn rows_tensor(x: &[f32], rows: usize) -> Result<Tensor> {
     let k = x.len() / rows.max(1);
-    let size = [rows as i64, k as i64];
-    let bytes: Vec<u8> = match kind {
-        Kind::BFloat16 => x
-            .iter()
-            .flat_map(|&v| bf16::from_f32(v).to_bits().to_le_bytes())
-            .collect(),
-        Kind::Float => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        other => {
-            return Err(LmError::InvalidArgument(format!(
-                "host rows as {other:?}: only f32 and bf16"
-            )))
-        }
-    };
-    Ok(Tensor::f_from_data_size(&bytes, &size, kind)?)
+    Ok(Tensor::f_from_slice(x)?.f_view([rows as i64, k as i64])?)
 }
 
 /// Root-mean-square normalisation of each `w.len()`-wide row of `x`,
@@ -342,16 +315,10 @@ mod tests {
         assert_eq!(f32_view(&t).unwrap().len(), 24);
         let e = f32_view(&t.transpose(0, 1)).unwrap_err().to_string();
         assert!(e.contains("contiguous: false"), "{e}");
-        assert!(bf16_view(&t).is_err());
+        assert!(f32_view(&t.to_kind(Kind::Half)).is_err());
         let x: Vec<f32> = vec![1.0, -2.5, 3.0e-3, 7.0];
-        for kind in [Kind::Float, Kind::BFloat16] {
-            let r = rows_tensor(&x, 2, kind).unwrap();
-            assert_eq!(r.size(), vec![2, 2]);
-            let want = Tensor::from_slice(&x).view([2, 2]).to_kind(kind);
-            assert!(r.equal(&want), "{kind:?}");
-        }
-        let b = rows_tensor(&x, 1, Kind::BFloat16).unwrap();
-        let back: Vec<f32> = bf16_view(&b).unwrap().iter().map(|v| v.to_f32()).collect();
-        assert_eq!(back, host(&b.to_kind(Kind::Float)));
+        let r = rows_tensor(&x, 2).unwrap();
+        assert_eq!(host(&r), x);
+        assert_eq!(r.size(), vec![2, 2]);
     }
 }

@@ -31,6 +31,7 @@ pub mod host;
 pub mod linear;
 pub mod llama;
 pub mod model;
+pub mod qmatmul;
 pub mod quant;
 pub mod tokenizer;
 pub mod weights;

@@ -283,20 +283,19 @@ impl Llama {
     /// Builds or drops weight-only quantized copies of every linear layer
     /// and the output layer (see [`crate::linear`]).
     pub(crate) fn pack_weights(&mut self, plan: PackPlan) -> Result<()> {
-        // Every shape first, so that a refusal changes nothing.
-        for b in &self.blocks {
-            for l in [&b.attn.wqkv, &b.attn.wo, &b.mlp.gate_up, &b.mlp.down] {
-                l.check(plan.blocks)?;
+        let mut pack = |plan: PackPlan| -> Result<()> {
+            for b in &mut self.blocks {
+                b.attn.wqkv.pack(plan.blocks)?;
+                b.attn.wo.pack(plan.blocks)?;
+                b.mlp.gate_up.pack(plan.blocks)?;
+                b.mlp.down.pack(plan.blocks)?;
             }
-        }
-        self.lm_head.check(plan.output)?;
-        for b in &mut self.blocks {
-            b.attn.wqkv.pack(plan.blocks)?;
-            b.attn.wo.pack(plan.blocks)?;
-            b.mlp.gate_up.pack(plan.blocks)?;
-            b.mlp.down.pack(plan.blocks)?;
-        }
-        self.lm_head.pack(plan.output)
+            self.lm_head.pack(plan.output)
+        };
+        // A refusal (a scale outside f16's range) leaves no layer packed.
+        pack(plan).inspect_err(|_| {
+            let _ = pack(PackPlan::default());
+        })
     }
 
     /// The packed copies' formats.

@@ -15,10 +15,6 @@ fn ids_tensor(ids: &[u32]) -> Tensor {
     Tensor::from_slice(&ids.iter().map(|&x| x as i64).collect::<Vec<_>>()).view([1, -1])
 }
 
-/// llama2.c doc/stories260K.md: `./run stories260K.bin -z tok512.bin -t 0.0`
-/// (no prompt: BOS only) prints this greedy sample.
-const DOC_SAMPLE: &str = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do. She said, \"I want to play with your ball, but I can't find it.\"\n";
-
 #[test]
 fn acceptance_a_stories260k_prompt_continuation() {
     let mut m = stories();
@@ -36,8 +32,7 @@ fn acceptance_a_stories260k_prompt_continuation() {
     };
     let g = m.generate(&["Once upon a time"], &opts, None).unwrap();
     let full = format!("Once upon a time{}", g[0].text);
-    let expected = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said,";
-    assert!(full.starts_with(expected), "got: {full:?}");
+    assert!(full.starts_with(common::DOC_CONTINUATION), "got: {full:?}");
 }
 
 #[test]
@@ -51,7 +46,11 @@ fn acceptance_a_stories260k_bos_only_matches_doc() {
     let g = m
         .generate_from_tokens(&[vec![bos]], &opts, None, None)
         .unwrap();
-    assert!(g[0].text.starts_with(DOC_SAMPLE), "got: {:?}", g[0].text);
+    assert!(
+        g[0].text.starts_with(common::DOC_SAMPLE),
+        "got: {:?}",
+        g[0].text
+    );
 }
 
 #[test]

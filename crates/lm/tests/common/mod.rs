@@ -3,6 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+/// The beginning of llama2.c's greedy continuation of "Once upon a time"
+/// (the same story as [`DOC_SAMPLE`]).
+pub const DOC_CONTINUATION: &str = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said,";
+
+/// llama2.c doc/stories260K.md: `./run stories260K.bin -z tok512.bin -t 0.0`
+/// (no prompt: BOS only) prints this greedy sample.
+pub const DOC_SAMPLE: &str = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do. She said, \"I want to play with your ball, but I can't find it.\"\n";
+
 /// The stories260K GGUF (llama2.c's tiny test model, shipped in the
 /// project's shared/ folder): `$EMORL_STORIES260K`, else `shared/models/`
 /// inside or beside the repository.

@@ -1,0 +1,968 @@
+//! Weight-only quantized matrices and their matmul on the host.
+//!
+//! A decode step multiplies a few activation rows by every weight matrix of
+//! the model; its speed is bounded by the bytes of weights it reads and by
+//! the work spent on each weight once read. A [`QuantMatrix`] stores a `[n,
+//! k]` weight in blocks of [`BLOCK`] inputs — 4-bit codes with an f16 scale
+//! and offset per block (`w = d·q + m`, `q ∈ 0..=15`: Q4_1's form, Q4_0's
+//! `d·(q − 8)` is a case of it) or 8-bit codes with an f16 scale (`w = d·q`,
+//! `q ∈ −127..=127`: Q8_0's form). Weights dequantised from such blocks (a
+//! GGUF file's) are kept bit for bit ([`QuantMatrix::exact`]); others are
+//! rounded to the nearest code.
+//!
+//! [`QuantMatrix::matmul`] works as llama.cpp's CPU kernels do: each
+//! activation row is quantized to 8 bits per block of 32 (`x ≈ e·p`, `e =
+//! max|x| / 127`), the products of codes are summed exactly in integers,
+//! and each block's sum is scaled in f32:
+//!
+//! `y_j = Σ_b [ (Σ_i q_ji p_i) · (d_jb · e_b) + m_jb · (e_b · Σ_i p_i) ]`
+//!
+//! (no offset term for int8). Every output is summed in that order, block
+//! after block, whatever the CPU, the thread count or the rows beside it:
+//! results do not depend on any of them. Weights are laid out for sixteen
+//! output features at a time, so that one AVX-512 VNNI instruction
+//! multiplies four inputs of sixteen features and the expanded codes of a
+//! block serve up to [`TILE`] rows before the next block is read; a CPU
+//! without AVX-512 VNNI runs the same arithmetic in plain Rust.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use half::f16;
+
+use crate::error::{LmError, Result};
+
+/// Inputs per block (Q4_1's and Q8_0's block size).
+pub const BLOCK: usize = 32;
+
+/// Activation rows multiplied by each block's codes before the next.
+pub const TILE: usize = 8;
+
+/// Output features per group of the layout (the lanes of one vector).
+const GROUP: usize = 16;
+
+/// Bytes of codes per block and group.
+const INT4_BYTES: usize = GROUP * BLOCK / 2;
+const INT8_BYTES: usize = GROUP * BLOCK;
+
+/// The codes of a [`QuantMatrix`], group by group, block by block. Within
+/// a block of a group, vector `t ∈ 0..8` (64 bytes for int8; for int4 the
+/// low nibbles of 64 bytes for `t < 4`, the high nibbles for `t ≥ 4`)
+/// holds, for each feature `l` of the group, its codes of inputs `4t ..
+/// 4t + 4` of the block at bytes `4l .. 4l + 4`.
+#[derive(Clone)]
+enum Codes {
+    Int4 {
+        codes: Vec<u8>,
+        min: Vec<f16>,
+    },
+    /// With `−128 · Σ q` per block and feature: the activations enter the
+    /// unsigned × signed product as `p + 128`.
+    Int8 {
+        codes: Vec<i8>,
+        bias: Vec<i32>,
+    },
+}
+
+/// A `[n, k]` weight quantized in blocks of [`BLOCK`] inputs (see the
+/// module documentation).
+#[derive(Clone)]
+pub struct QuantMatrix {
+    n: usize,
+    k: usize,
+    /// `k` rounded up to whole blocks (zero inputs after `k`).
+    kp: usize,
+    codes: Codes,
+    /// f16 scales, `[group][block][feature of the group]`.
+    scale: Vec<f16>,
+    exact: bool,
+}
+
+impl std::fmt::Debug for QuantMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuantMatrix")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("bits", &self.bits())
+            .field("exact", &self.exact)
+            .finish()
+    }
+}
+
+fn check_shape(w: &[f32], n: usize, k: usize) -> Result<()> {
+    if k == 0 || w.len() != n * k {
+        return Err(LmError::InvalidArgument(format!(
+            "a quantized matrix needs a [n, k] weight with k > 0; got {} values for [{n}, {k}]",
+            w.len()
+        )));
+    }
+    Ok(())
+}
+
+fn f16_exact(v: f32) -> Option<f16> {
+    let h = f16::from_f32(v);
+    (h.to_f32() == v).then_some(h)
+}
+
+/// f16 `d` and `m` with every value of `block` equal to `d·q + m` (f32
+/// product, then sum, as the GGUF loader computes it) for an integer `q ∈
+/// 0..=15`; `None` when there are none.
+fn exact_int4(block: &[f32]) -> Option<(f16, f16, [u8; BLOCK])> {
+    let lo = block.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let m = f16_exact(lo).filter(|m| m.is_finite() && hi.is_finite())?;
+    let mut q = [0u8; BLOCK];
+    if lo == hi {
+        return Some((f16::ZERO, m, q));
+    }
+    for top in (1..=15u8).rev() {
+        let d = f16::from_f32((hi - lo) / top as f32);
+        let df = d.to_f32();
+        if !(df > 0.0 && df.is_finite()) {
+            continue;
+        }
+        let fits = block.iter().zip(q.iter_mut()).all(|(&w, c)| {
+            let code = ((w - lo) / df).round();
+            *c = code as u8;
+            (0.0..=15.0).contains(&code) && df * code + lo == w
+        });
+        if fits {
+            return Some((d, m, q));
+        }
+    }
+    None
+}
+
+/// f16 `d` with every value of `block` equal to `d·q` for an integer `q ∈
+/// −127..=127`; `None` when there is none.
+fn exact_int8(block: &[f32]) -> Option<(f16, [i8; BLOCK])> {
+    let amax = block.iter().fold(0f32, |a, w| a.max(w.abs()));
+    let mut q = [0i8; BLOCK];
+    if !amax.is_finite() {
+        return None;
+    }
+    if amax == 0.0 {
+        return Some((f16::ZERO, q));
+    }
+    // The codes of a Q8_0 block reach ±127 in all but rare blocks; a few
+    // smaller tops find most of the rest.
+    for top in (112..=127u8).rev() {
+        let d = f16::from_f32(amax / top as f32);
+        let df = d.to_f32();
+        if !(df > 0.0 && df.is_finite()) {
+            continue;
+        }
+        let fits = block.iter().zip(q.iter_mut()).all(|(&w, c)| {
+            let code = (w / df).round();
+            *c = code as i8;
+            (-127.0..=127.0).contains(&code) && df * code == w
+        });
+        if fits {
+            return Some((d, q));
+        }
+    }
+    None
+}
+
+fn out_of_range(what: &str) -> LmError {
+    LmError::InvalidArgument(format!(
+        "{what}: a block's scale or offset is outside f16's range (or not finite)"
+    ))
+}
+
+fn nearest_int4(block: &[f32]) -> Result<(f16, f16, [u8; BLOCK])> {
+    let lo = block.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (d, m) = (f16::from_f32((hi - lo) / 15.0), f16::from_f32(lo));
+    if !(d.is_finite() && m.is_finite()) {
+        return Err(out_of_range("int4 weights"));
+    }
+    let (df, mf) = (d.to_f32(), m.to_f32());
+    let mut q = [0u8; BLOCK];
+    if df > 0.0 {
+        for (c, &w) in q.iter_mut().zip(block) {
+            *c = ((w - mf) / df).round().clamp(0.0, 15.0) as u8;
+        }
+    }
+    Ok((d, m, q))
+}
+
+fn nearest_int8(block: &[f32]) -> Result<(f16, [i8; BLOCK])> {
+    let amax = block.iter().fold(0f32, |a, w| a.max(w.abs()));
+    let d = f16::from_f32(amax / 127.0);
+    if !d.is_finite() {
+        return Err(out_of_range("int8 weights"));
+    }
+    let df = d.to_f32();
+    let mut q = [0i8; BLOCK];
+    if df > 0.0 {
+        for (c, &w) in q.iter_mut().zip(block) {
+            *c = (w / df).round().clamp(-127.0, 127.0) as i8;
+        }
+    }
+    Ok((d, q))
+}
+
+impl QuantMatrix {
+    /// 4-bit blocks of the `[n, k]` row-major weight `w`.
+    pub fn int4(w: &[f32], n: usize, k: usize) -> Result<QuantMatrix> {
+        Self::build(w, n, k, 4)
+    }
+
+    /// 8-bit blocks of the `[n, k]` row-major weight `w`.
+    pub fn int8(w: &[f32], n: usize, k: usize) -> Result<QuantMatrix> {
+        Self::build(w, n, k, 8)
+    }
+
+    fn build(w: &[f32], n: usize, k: usize, bits: u32) -> Result<QuantMatrix> {
+        check_shape(w, n, k)?;
+        let kp = k.div_ceil(BLOCK) * BLOCK;
+        let (nb, groups) = (kp / BLOCK, n.div_ceil(GROUP));
+        let lanes = groups * nb * GROUP;
+        let mut scale = vec![f16::ZERO; lanes];
+        let mut min = vec![f16::ZERO; if bits == 4 { lanes } else { 0 }];
+        let mut bias = vec![0i32; if bits == 8 { lanes } else { 0 }];
+        let mut c4 = vec![
+            0u8;
+            if bits == 4 {
+                groups * nb * INT4_BYTES
+            } else {
+                0
+            }
+        ];
+        let mut c8 = vec![
+            0i8;
+            if bits == 8 {
+                groups * nb * INT8_BYTES
+            } else {
+                0
+            }
+        ];
+        let mut exact = true;
+        let mut row = vec![0f32; kp];
+        for j in 0..n {
+            let (g, l) = (j / GROUP, j % GROUP);
+            row[..k].copy_from_slice(&w[j * k..(j + 1) * k]);
+            for b in 0..nb {
+                let block = &row[b * BLOCK..(b + 1) * BLOCK];
+                let gb = g * nb + b;
+                let lane = gb * GROUP + l;
+                if bits == 4 {
+                    let (d, m, q) = match exact_int4(block) {
+                        Some(found) => found,
+                        None => {
+                            exact = false;
+                            nearest_int4(block)?
+                        }
+                    };
+                    (scale[lane], min[lane]) = (d, m);
+                    for (i, &c) in q.iter().enumerate() {
+                        let (t, e) = (i / 4, i % 4);
+                        let at = gb * INT4_BYTES + (t % 4) * 64 + l * 4 + e;
+                        c4[at] |= if t < 4 { c } else { c << 4 };
+                    }
+                } else {
+                    let (d, q) = match exact_int8(block) {
+                        Some(found) => found,
+                        None => {
+                            exact = false;
+                            nearest_int8(block)?
+                        }
+                    };
+                    scale[lane] = d;
+                    bias[lane] = -128 * q.iter().map(|&c| c as i32).sum::<i32>();
+                    for (i, &c) in q.iter().enumerate() {
+                        let (t, e) = (i / 4, i % 4);
+                        c8[gb * INT8_BYTES + t * 64 + l * 4 + e] = c;
+                    }
+                }
+            }
+        }
+        let codes = if bits == 4 {
+            Codes::Int4 { codes: c4, min }
+        } else {
+            Codes::Int8 { codes: c8, bias }
+        };
+        Ok(QuantMatrix {
+            n,
+            k,
+            kp,
+            codes,
+            scale,
+            exact,
+        })
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Bits per code (4 or 8).
+    pub fn bits(&self) -> u32 {
+        match self.codes {
+            Codes::Int4 { .. } => 4,
+            Codes::Int8 { .. } => 8,
+        }
+    }
+
+    /// Whether every block holds the weight it was packed from bit for bit
+    /// (the zero inputs that fill the last block included).
+    pub fn exact(&self) -> bool {
+        self.exact
+    }
+
+    /// The weights the codes stand for, `[n, k]` row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let nb = self.kp / BLOCK;
+        let mut out = vec![0f32; self.n * self.kp];
+        for (j, row) in out.chunks_exact_mut(self.kp).enumerate() {
+            let (g, l) = (j / GROUP, j % GROUP);
+            for b in 0..nb {
+                let gb = g * nb + b;
+                let d = self.scale[gb * GROUP + l].to_f32();
+                for i in 0..BLOCK {
+                    let (t, e) = (i / 4, i % 4);
+                    row[b * BLOCK + i] = match &self.codes {
+                        Codes::Int4 { codes, min } => {
+                            let byte = codes[gb * INT4_BYTES + (t % 4) * 64 + l * 4 + e];
+                            let q = if t < 4 { byte & 0x0f } else { byte >> 4 };
+                            d * q as f32 + min[gb * GROUP + l].to_f32()
+                        }
+                        Codes::Int8 { codes, .. } => {
+                            d * codes[gb * INT8_BYTES + t * 64 + l * 4 + e] as f32
+                        }
+                    };
+                }
+            }
+        }
+        if self.kp != self.k {
+            out = out
+                .chunks_exact(self.kp)
+                .flat_map(|row| &row[..self.k])
+                .copied()
+                .collect();
+        }
+        out
+    }
+
+    /// `x · Wᵀ` for `rows` rows of `x` (`rows × k`, row-major), into `out`
+    /// (`rows × n`), on libtorch's thread count.
+    pub fn matmul(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+        self.matmul_threads(x, rows, out, threads)
+    }
+
+    /// [`QuantMatrix::matmul`] on `threads` threads.
+    pub fn matmul_threads(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        threads: usize,
+    ) -> Result<()> {
+        self.matmul_on(x, rows, out, threads, simd())
+    }
+
+    fn matmul_on(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        threads: usize,
+        simd: bool,
+    ) -> Result<()> {
+        if x.len() != rows * self.k {
+            return Err(LmError::InvalidArgument(format!(
+                "{} activations for {rows} rows of a [{}, {}] quantized matrix",
+                x.len(),
+                self.n,
+                self.k
+            )));
+        }
+        out.clear();
+        out.resize(rows * self.n, 0.0);
+        if rows == 0 {
+            return Ok(());
+        }
+        let padded;
+        let x = if self.kp == self.k {
+            x
+        } else {
+            padded = x
+                .chunks_exact(self.k)
+                .flat_map(|r| {
+                    r.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(0.0, self.kp - self.k))
+                })
+                .collect::<Vec<f32>>();
+            &padded
+        };
+        let acts = Activations::quantize(x, rows, self.bits() == 8);
+        let groups = self.n.div_ceil(GROUP);
+        // Outputs as [group][row][feature of the group].
+        let mut grouped = vec![0f32; groups * rows * GROUP];
+        let run = |g0: usize, part: &mut [f32]| {
+            for (dg, o) in part.chunks_exact_mut(rows * GROUP).enumerate() {
+                self.group(g0 + dg, &acts, o, simd);
+            }
+        };
+        let chunk = groups.div_ceil(threads * 4).max(1);
+        match (threads > 1 && groups > chunk)
+            .then(|| pool(threads))
+            .flatten()
+        {
+            Some(pool) => {
+                use rayon::prelude::*;
+                pool.install(|| {
+                    grouped
+                        .par_chunks_mut(chunk * rows * GROUP)
+                        .enumerate()
+                        .for_each(|(c, part)| run(c * chunk, part));
+                });
+            }
+            None => run(0, &mut grouped),
+        }
+        for (g, part) in grouped.chunks_exact(rows * GROUP).enumerate() {
+            let width = GROUP.min(self.n - g * GROUP);
+            for (r, lanes) in part.chunks_exact(GROUP).enumerate() {
+                let at = r * self.n + g * GROUP;
+                out[at..at + width].copy_from_slice(&lanes[..width]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Group `g`'s outputs for every row, into `out` (`[row][feature]`).
+    fn group(&self, g: usize, acts: &Activations, out: &mut [f32], simd: bool) {
+        let rows = acts.rows;
+        let mut r0 = 0;
+        while r0 < rows {
+            let t = (rows - r0).min(TILE);
+            let o = &mut out[r0 * GROUP..(r0 + t) * GROUP];
+            match t {
+                1 => self.tile::<1>(g, acts, r0, o, simd),
+                2 => self.tile::<2>(g, acts, r0, o, simd),
+                3 => self.tile::<3>(g, acts, r0, o, simd),
+                4 => self.tile::<4>(g, acts, r0, o, simd),
+                5 => self.tile::<5>(g, acts, r0, o, simd),
+                6 => self.tile::<6>(g, acts, r0, o, simd),
+                7 => self.tile::<7>(g, acts, r0, o, simd),
+                _ => self.tile::<8>(g, acts, r0, o, simd),
+            }
+            r0 += t;
+        }
+    }
+
+    /// Rows `r0 .. r0 + R` of group `g`, into `out` (`[R][GROUP]`).
+    fn tile<const R: usize>(
+        &self,
+        g: usize,
+        acts: &Activations,
+        r0: usize,
+        out: &mut [f32],
+        simd: bool,
+    ) {
+        let nb = self.kp / BLOCK;
+        let lanes = g * nb * GROUP..(g + 1) * nb * GROUP;
+        let x = &acts.codes[r0 * self.kp..(r0 + R) * self.kp];
+        let (e, s) = (
+            &acts.scale[r0 * nb..(r0 + R) * nb],
+            &acts.sum[r0 * nb..(r0 + R) * nb],
+        );
+        let scale = &self.scale[lanes.clone()];
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: the CPU has AVX-512F/BW/VNNI (checked at run time);
+            // every slice holds what the kernel reads: `nb` blocks of this
+            // group's codes, scales and offsets, `R` rows of `k` codes and
+            // `nb` scales and sums, `R × GROUP` outputs.
+            unsafe {
+                match &self.codes {
+                    Codes::Int4 { codes, min } => avx512::int4::<R>(
+                        &codes[g * nb * INT4_BYTES..(g + 1) * nb * INT4_BYTES],
+                        scale,
+                        &min[lanes],
+                        x,
+                        e,
+                        s,
+                        nb,
+                        out,
+                    ),
+                    Codes::Int8 { codes, bias } => avx512::int8::<R>(
+                        &codes[g * nb * INT8_BYTES..(g + 1) * nb * INT8_BYTES],
+                        scale,
+                        &bias[lanes],
+                        x,
+                        e,
+                        nb,
+                        out,
+                    ),
+                }
+            }
+            return;
+        }
+        let k = self.kp;
+        let mut acc = [[0f32; GROUP]; R];
+        for b in 0..nb {
+            for l in 0..GROUP {
+                let lane = b * GROUP + l;
+                let d = scale[lane].to_f32();
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let xb = &x[r * k + b * BLOCK..r * k + (b + 1) * BLOCK];
+                    let (er, sr) = (e[r * nb + b], s[r * nb + b]);
+                    a[l] = match &self.codes {
+                        Codes::Int4 { codes, min } => {
+                            let c = &codes[(g * nb + b) * INT4_BYTES..];
+                            let dot: i32 = (0..BLOCK)
+                                .map(|i| {
+                                    let byte = c[(i / 4 % 4) * 64 + l * 4 + i % 4];
+                                    let q = if i < 16 { byte & 0x0f } else { byte >> 4 };
+                                    q as i32 * xb[i] as i8 as i32
+                                })
+                                .sum();
+                            let a = (dot as f32).mul_add(d * er, a[l]);
+                            min[lanes.start + lane].to_f32().mul_add(sr, a)
+                        }
+                        Codes::Int8 { codes, bias } => {
+                            let c = &codes[(g * nb + b) * INT8_BYTES..];
+                            let dot: i32 = bias[lanes.start + lane]
+                                + (0..BLOCK)
+                                    .map(|i| c[(i / 4) * 64 + l * 4 + i % 4] as i32 * xb[i] as i32)
+                                    .sum::<i32>();
+                            (dot as f32).mul_add(d * er, a[l])
+                        }
+                    };
+                }
+            }
+        }
+        for (o, a) in out.chunks_exact_mut(GROUP).zip(&acc) {
+            o.copy_from_slice(a);
+        }
+    }
+}
+
+/// Activation rows quantized to 8 bits per block: codes `p` (stored as
+/// `p + 128` for int8 weights, `p` as a two's-complement byte for int4),
+/// scales `e` and `e · Σ p` per row and block.
+struct Activations {
+    rows: usize,
+    codes: Vec<u8>,
+    scale: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+impl Activations {
+    fn quantize(x: &[f32], rows: usize, unsigned: bool) -> Activations {
+        let blocks = x.len() / BLOCK;
+        let mut a = Activations {
+            rows,
+            codes: Vec::with_capacity(x.len()),
+            scale: Vec::with_capacity(blocks),
+            sum: Vec::with_capacity(blocks),
+        };
+        for block in x.chunks_exact(BLOCK) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let e = amax / 127.0;
+            let inv = if e > 0.0 { 1.0 / e } else { 0.0 };
+            let mut total = 0i32;
+            for &v in block {
+                let p = round_even((v * inv).clamp(-127.0, 127.0)) as i32;
+                total += p;
+                a.codes.push(if unsigned {
+                    (p + 128) as u8
+                } else {
+                    p as i8 as u8
+                });
+            }
+            a.scale.push(e);
+            a.sum.push(e * total as f32);
+        }
+        a
+    }
+}
+
+/// `v` rounded to the nearest integer, ties to even, for `|v| < 2²²`:
+/// adding and removing 1.5·2²³ leaves no fraction bits (`f32::round`
+/// is a library call on CPUs without SSE4.1, a tenth of a decode step).
+fn round_even(v: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    (v + SHIFT) - SHIFT
+}
+
+/// A pool of `threads` workers, built once per count (`None` if its
+/// threads cannot be started: the caller's thread does the work).
+fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    type Pools = Vec<(usize, Arc<rayon::ThreadPool>)>;
+    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(t, _)| *t == threads) {
+        return Some(p.clone());
+    }
+    let built = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("emorl-qmatmul-{i}"))
+        .build()
+        .ok()
+        .map(Arc::new)?;
+    pools.push((threads, built.clone()));
+    Some(built)
+}
+
+/// Whether this CPU runs the AVX-512 VNNI kernel.
+fn simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{BLOCK, GROUP, INT4_BYTES, INT8_BYTES};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    /// Sixteen f16 values as f32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn f16x16(p: *const f16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+
+    /// Four activation codes of row `x` from input `i`, in every lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn four(x: *const u8, i: usize) -> __m512i {
+        _mm512_set1_epi32((x.add(i) as *const i32).read_unaligned())
+    }
+
+    /// `R` rows times one group of int4 features; see the module
+    /// documentation of `qmatmul` for the layout and the order of sums.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn int4<const R: usize>(
+        codes: &[u8],
+        scale: &[f16],
+        min: &[f16],
+        x: &[u8],
+        e: &[f32],
+        s: &[f32],
+        nb: usize,
+        out: &mut [f32],
+    ) {
+        let k = nb * BLOCK;
+        let low = _mm512_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let c = codes.as_ptr().add(b * INT4_BYTES);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for t in 0..4 {
+                let v = _mm512_loadu_si512(c.add(t * 64) as *const __m512i);
+                w[t] = _mm512_and_si512(v, low);
+                w[t + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+            }
+            let d = f16x16(scale.as_ptr().add(b * GROUP));
+            let m = f16x16(min.as_ptr().add(b * GROUP));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xr = x.as_ptr().add(r * k + b * BLOCK);
+                let mut dot = _mm512_setzero_si512();
+                for (t, wt) in w.iter().enumerate() {
+                    dot = _mm512_dpbusd_epi32(dot, *wt, four(xr, 4 * t));
+                }
+                let de = _mm512_mul_ps(d, _mm512_set1_ps(*e.get_unchecked(r * nb + b)));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), de, *acc);
+                *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*s.get_unchecked(r * nb + b)), *acc);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.as_mut_ptr().add(r * GROUP), *a);
+        }
+    }
+
+    /// `R` rows times one group of int8 features (activation codes `p +
+    /// 128`, corrected by the stored bias).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn int8<const R: usize>(
+        codes: &[i8],
+        scale: &[f16],
+        bias: &[i32],
+        x: &[u8],
+        e: &[f32],
+        nb: usize,
+        out: &mut [f32],
+    ) {
+        let k = nb * BLOCK;
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let c = codes.as_ptr().add(b * INT8_BYTES);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for (t, wt) in w.iter_mut().enumerate() {
+                *wt = _mm512_loadu_si512(c.add(t * 64) as *const __m512i);
+            }
+            let d = f16x16(scale.as_ptr().add(b * GROUP));
+            let bias = _mm512_loadu_si512(bias.as_ptr().add(b * GROUP) as *const __m512i);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xr = x.as_ptr().add(r * k + b * BLOCK);
+                let mut dot = bias;
+                for (t, wt) in w.iter().enumerate() {
+                    dot = _mm512_dpbusd_epi32(dot, four(xr, 4 * t), *wt);
+                }
+                let de = _mm512_mul_ps(d, _mm512_set1_ps(*e.get_unchecked(r * nb + b)));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), de, *acc);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.as_mut_ptr().add(r * GROUP), *a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (no dependency for the tests).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+        fn vec(&mut self, n: usize) -> Vec<f32> {
+            (0..n).map(|_| self.next()).collect()
+        }
+    }
+
+    fn f16r(v: f32) -> f32 {
+        f16::from_f32(v).to_f32()
+    }
+
+    /// Q4_1-style weights: d·q + m with f16 d and m.
+    fn q4_1_like(rng: &mut Lcg, n: usize, k: usize) -> Vec<f32> {
+        let mut w = Vec::with_capacity(n * k);
+        for blk in 0..n * k / BLOCK {
+            let d = f16r(0.01 + 0.05 * rng.next().abs());
+            let m = f16r(-8.0 * d + 0.01 * rng.next());
+            // Most blocks span all codes; some only part of them.
+            let top = if blk % 5 == 0 { 11.0 } else { 15.0 };
+            for i in 0..BLOCK {
+                let q = match i {
+                    3 => 0.0,
+                    17 => top,
+                    _ => ((rng.next() + 1.0) * top / 2.0).round(),
+                };
+                w.push(d * q + m);
+            }
+        }
+        w
+    }
+
+    /// What the kernels compute, from the documented formula in f64: the
+    /// dequantized weights times the quantized activations.
+    fn reference(m: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f64> {
+        let (n, k) = (m.n(), m.k());
+        let w = m.dequantize();
+        let mut xq = vec![0f64; rows * k];
+        // Blocks of 32 inputs within each row (the last one may be short:
+        // the kernels fill it with zeros).
+        let blocks = x.chunks_exact(k).flat_map(|row| row.chunks(BLOCK));
+        let mut at = 0;
+        for block in blocks {
+            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let e = amax / 127.0;
+            for &v in block {
+                let p = if e > 0.0 {
+                    (v * (1.0 / e)).round_ties_even()
+                } else {
+                    0.0
+                };
+                xq[at] = p as f64 * e as f64;
+                at += 1;
+            }
+        }
+        let mut out = vec![0f64; rows * n];
+        for r in 0..rows {
+            for j in 0..n {
+                out[r * n + j] = (0..k).map(|i| w[j * k + i] as f64 * xq[r * k + i]).sum();
+            }
+        }
+        out
+    }
+
+    fn max_rel_err(got: &[f32], want: &[f64]) -> f64 {
+        let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+        got.iter()
+            .zip(want)
+            .fold(0f64, |a, (&g, &w)| a.max((g as f64 - w).abs()))
+            / scale
+    }
+
+    #[test]
+    fn gguf_style_blocks_are_kept_exactly() {
+        let mut rng = Lcg(1);
+        let (n, k) = (48, 96);
+        let w = q4_1_like(&mut rng, n, k);
+        let m = QuantMatrix::int4(&w, n, k).unwrap();
+        assert!(m.exact());
+        assert_eq!(m.dequantize(), w);
+        // Q4_0: d·(q − 8).
+        let q4_0: Vec<f32> = (0..n * k)
+            .map(|i| {
+                let d = f16r(0.02 + 0.001 * (i / BLOCK % 7) as f32);
+                d * ((i * 7 % 16) as i32 - 8) as f32
+            })
+            .collect();
+        let m = QuantMatrix::int4(&q4_0, n, k).unwrap();
+        assert!(m.exact());
+        assert_eq!(m.dequantize(), q4_0);
+        // Q8_0: d·q with q in −127..=127.
+        let q8: Vec<f32> = (0..n * k)
+            .map(|i| {
+                let d = f16r(0.003 + 0.0001 * (i / BLOCK % 5) as f32);
+                let q = if i % BLOCK == 5 {
+                    -127
+                } else {
+                    (i * 37 % 255) as i32 - 127
+                };
+                d * q as f32
+            })
+            .collect();
+        let m = QuantMatrix::int8(&q8, n, k).unwrap();
+        assert!(m.exact());
+        assert_eq!(m.dequantize(), q8);
+    }
+
+    #[test]
+    fn other_weights_are_rounded_to_the_nearest_codes() {
+        let mut rng = Lcg(2);
+        let (n, k) = (20, 64);
+        let w = rng.vec(n * k);
+        for (m, step) in [
+            (QuantMatrix::int4(&w, n, k).unwrap(), 2.0 / 15.0),
+            (QuantMatrix::int8(&w, n, k).unwrap(), 1.0 / 127.0),
+        ] {
+            assert!(!m.exact());
+            let err = m
+                .dequantize()
+                .iter()
+                .zip(&w)
+                .fold(0f32, |a, (d, w)| a.max((d - w).abs()));
+            assert!(err > 0.0 && err <= step * 0.51, "{} bits: {err}", m.bits());
+        }
+        let flat = [vec![0.25f32; BLOCK], vec![0.0; BLOCK]].concat();
+        let m = QuantMatrix::int4(&flat, 2, BLOCK).unwrap();
+        assert!(m.exact());
+        assert_eq!(m.dequantize(), flat);
+        let m = QuantMatrix::int8(&flat[BLOCK..], 1, BLOCK).unwrap();
+        assert_eq!(m.dequantize(), vec![0.0; BLOCK]);
+        let e = QuantMatrix::int4(&[1e6f32; BLOCK], 1, BLOCK).unwrap_err();
+        assert!(e.to_string().contains("f16's range"), "{e}");
+        for v in [0.5f32, 1.5, -2.5, 126.49, -126.51, 3.0] {
+            assert_eq!(round_even(v), v.round_ties_even(), "{v}");
+        }
+    }
+
+    #[test]
+    fn matmul_is_the_documented_sum_for_any_rows_and_threads() {
+        let mut rng = Lcg(3);
+        // 40 features: two full groups of 16 and a part.
+        let (n, k) = (40, 160);
+        for m in [
+            QuantMatrix::int4(&q4_1_like(&mut rng, n, k), n, k).unwrap(),
+            QuantMatrix::int8(&rng.vec(n * k), n, k).unwrap(),
+        ] {
+            let rows = 19;
+            let mut x = rng.vec(rows * k);
+            x[5] = 40.0; // an outlier in one block
+            x[k..k + BLOCK].fill(0.0); // an all-zero block
+            let want = reference(&m, &x, rows);
+            let mut first: Option<Vec<f32>> = None;
+            for threads in [1, 2, 3] {
+                let mut out = Vec::new();
+                m.matmul_threads(&x, rows, &mut out, threads).unwrap();
+                let err = max_rel_err(&out, &want);
+                assert!(err < 1e-5, "{} bits, {threads} threads: {err}", m.bits());
+                match &first {
+                    None => first = Some(out),
+                    Some(f) => assert_eq!(f, &out, "{threads} threads"),
+                }
+            }
+            // A row's result does not depend on the rows beside it.
+            let all = first.unwrap_or_default();
+            for r in [0, 7, 8, 18] {
+                let mut one = Vec::new();
+                m.matmul_threads(&x[r * k..(r + 1) * k], 1, &mut one, 2)
+                    .unwrap();
+                assert_eq!(one, all[r * n..(r + 1) * n], "row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn inputs_off_the_blocks_are_padded_with_zeros() {
+        let mut rng = Lcg(5);
+        let (n, k) = (18, 44);
+        let w = rng.vec(n * k);
+        for m in [
+            QuantMatrix::int4(&w, n, k).unwrap(),
+            QuantMatrix::int8(&w, n, k).unwrap(),
+        ] {
+            assert_eq!(m.dequantize().len(), n * k);
+            let x = rng.vec(3 * k);
+            let mut out = Vec::new();
+            m.matmul(&x, 3, &mut out).unwrap();
+            let want = reference(&m, &x, 3);
+            let err = max_rel_err(&out, &want);
+            assert!(err < 1e-5, "{} bits: {err}", m.bits());
+        }
+    }
+
+    #[test]
+    fn the_portable_path_computes_the_same_bits() {
+        let mut rng = Lcg(4);
+        let (n, k) = (36, 96);
+        for m in [
+            QuantMatrix::int4(&q4_1_like(&mut rng, n, k), n, k).unwrap(),
+            QuantMatrix::int8(&rng.vec(n * k), n, k).unwrap(),
+        ] {
+            let x = rng.vec(11 * k);
+            let (mut fast, mut plain) = (Vec::new(), Vec::new());
+            m.matmul_on(&x, 11, &mut fast, 2, simd()).unwrap();
+            m.matmul_on(&x, 11, &mut plain, 1, false).unwrap();
+            assert_eq!(fast, plain, "{} bits", m.bits());
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let e = QuantMatrix::int4(&[], 1, 0).unwrap_err().to_string();
+        assert!(e.contains("k > 0"), "{e}");
+        let e = QuantMatrix::int8(&[0.0; 64], 3, 32)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("64 values for [3, 32]"), "{e}");
+        let m = QuantMatrix::int8(&[0.0; 64], 2, 32).unwrap();
+        let e = m.matmul(&[0.0; 33], 1, &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("33 activations"), "{e}");
+    }
+}
