@@ -15,6 +15,8 @@
 //! - `--groups N`: sampling in N batches of prompts of similar length;
 //! - `--no-share-prefill`: every row prefilled, instead of each prompt
 //!   once for its `k` samples (`RlConfig::share_prompt_prefill`, the default);
+//! - `--dense-sampling`: sampling reads the dense f32 weights instead of the
+//!   file's own quantization (`RlConfig::packed_sampling`, the default);
 //! - `--json`: a last line of JSON with the median update time (the first,
 //!   warm-up update excluded when there are more than one).
 
@@ -34,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut args = Vec::new();
     let (mut recompute, mut stand_in, mut json, mut share) = (false, false, false, true);
+    let mut packed = true;
     let mut dump: Option<String> = None;
     let mut groups: Option<usize> = None;
     let mut new_tokens: Option<usize> = None;
@@ -42,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match a.as_str() {
             "--recompute" => recompute = true,
             "--no-share-prefill" => share = false,
+            "--dense-sampling" => packed = false,
             "--stand-in-reward" => stand_in = true,
             "--json" => json = true,
             "--new-tokens" => {
@@ -63,13 +67,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let source = model.source().display().to_string();
     println!(
-        "model {source} ({} layers, hidden {}, vocab {}), agent {kind}, torch threads {}{}{}",
+        "model {source} ({} layers, hidden {}, vocab {}), agent {kind}, torch threads {}{}{}{}",
         model.n_layers(),
         model.hidden_size(),
         model.vocab_size(),
         tch::get_num_threads(),
         if recompute { ", recompute" } else { "" },
         if stand_in { ", stand-in reward" } else { "" },
+        if packed { "" } else { ", dense sampling" },
     );
     let agent = LlmAgent::from_id(model, &kind, AgentConfig::default())?;
     let defaults = RlConfig::default();
@@ -77,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         updates,
         sampling_groups: groups.unwrap_or(defaults.sampling_groups),
         share_prompt_prefill: share,
+        packed_sampling: packed,
         max_new_tokens: new_tokens.unwrap_or(defaults.max_new_tokens),
         ..defaults
     };
@@ -136,6 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "engine": "emorl (tch)",
                 "kind": kind,
                 "recompute": recompute,
+                "packed_sampling": packed,
                 "threads": tch::get_num_threads(),
                 "median_s": m,
                 "times_s": times,

@@ -128,6 +128,7 @@ fn packed_ppl(
     ids.truncate(n + 1);
     let _g = tch::no_grad_guard();
     let mut line = Vec::new();
+    let mut dense_argmax: Vec<i64> = Vec::new();
     let auto = model.auto_pack_plan();
     for plan in [
         PackPlan::default(),
@@ -139,16 +140,31 @@ fn packed_ppl(
         model.set_use_packed(true);
         model.clear_cache();
         let mut nll = 0f64;
+        let mut argmax = Vec::new();
         for w in ids.windows(2) {
             let out =
                 model.forward_cached(&Tensor::from_slice(&w[..1]).view([1, 1]), None, None)?;
             let lp = out.logits.view([-1]).log_softmax(-1, Kind::Float);
             nll -= lp.double_value(&[w[1]]);
+            argmax.push(lp.argmax(-1, false).int64_value(&[]));
         }
         model.clear_cache();
         model.set_use_packed(false);
         let ppl = (nll / (ids.len() - 1) as f64).exp();
-        line.push(format!("\"{}\": {ppl:.4}", plan.name()));
+        if dense_argmax.is_empty() {
+            dense_argmax = argmax.clone();
+        }
+        // Teacher-forced greedy choices that agree with the dense model's.
+        let agree = argmax
+            .iter()
+            .zip(&dense_argmax)
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / argmax.len().max(1) as f64;
+        line.push(format!(
+            "\"{}\": {{\"ppl\": {ppl:.4}, \"greedy_agreement\": {agree:.4}}}",
+            plan.name()
+        ));
     }
     println!("{{\"tokens\": {}, {}}}", ids.len() - 1, line.join(", "));
     Ok(())

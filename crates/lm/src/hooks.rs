@@ -379,6 +379,18 @@ impl<'a> Hooks<'a> {
         })
     }
 
+    /// Whether a hook reads or changes hidden states (anything but logits
+    /// processors).
+    pub(crate) fn touches_hidden(&self) -> bool {
+        !self.readout.is_empty()
+            || self.layers.iter().any(|l| {
+                l.prefix.is_some()
+                    || !l.qkv.is_empty()
+                    || !l.after_attention.is_empty()
+                    || !l.after_mlp.is_empty()
+            })
+    }
+
     /// Runs the logits processors.
     pub(crate) fn process_logits(&self, logits: Tensor) -> Result<Tensor> {
         let mut l = logits;

@@ -102,6 +102,7 @@ fn sum_of(it: impl Iterator<Item = f32>) -> f32 {
     acc.iter().sum()
 }
 
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -163,9 +164,59 @@ pub(crate) struct Heads {
 /// of which the first `len` positions are filled; `keep(j)` says whether
 /// position `j` is attended to (padding is not). Query head `h` reads kv
 /// head `h / (query / kv)` (grouped-query attention). Writes `[query heads
-/// × dim]` into `out`.
+/// × dim]` into `out`. Its dot products and weighted sums run on AVX-512
+/// where the CPU has it and `dim` is a multiple of 16 (sums in another
+/// order: results differ from the plain path by rounding).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    heads: Heads,
+    cap: usize,
+    len: usize,
+    keep: &dyn Fn(usize) -> bool,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if heads.dim % 16 == 0 && avx512::available() {
+        // SAFETY: the CPU has AVX-512F (checked at run time) and every
+        // head's width is a multiple of 16.
+        unsafe { avx512::attend(q, k, v, heads, cap, len, keep, scores, out) };
+        return;
+    }
+    attend_with::<Plain>(q, k, v, heads, cap, len, keep, scores, out);
+}
+
+/// The two vector operations of attention.
+trait Lanes {
+    /// `a · b`.
+    fn dot(a: &[f32], b: &[f32]) -> f32;
+    /// `y += w · x`.
+    fn axpy(y: &mut [f32], w: f32, x: &[f32]);
+}
+
+struct Plain;
+
+impl Lanes for Plain {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+    #[inline(always)]
+    fn axpy(y: &mut [f32], w: f32, x: &[f32]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o += w * v;
+        }
+    }
+}
+
+/// [`attend`]'s work: the query heads of one kv head read its keys and
+/// values together.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_with<L: Lanes>(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -179,38 +230,103 @@ pub(crate) fn attend(
     let d = heads.dim;
     let group = heads.query / heads.kv;
     let scale = 1.0 / (d as f32).sqrt();
-    for h in 0..heads.query {
-        let g = h / group;
-        let qh = &q[h * d..(h + 1) * d];
+    // scores[i * len + j]: query head i of the group at position j.
+    scores.clear();
+    scores.resize(group * len, 0.0);
+    for g in 0..heads.kv {
         let kg = &k[g * cap * d..];
         let vg = &v[g * cap * d..];
-        scores.clear();
-        let mut max = f32::NEG_INFINITY;
+        let qg = &q[g * group * d..(g + 1) * group * d];
         for j in 0..len {
-            let s = if keep(j) {
-                dot(qh, &kg[j * d..(j + 1) * d]) * scale
-            } else {
-                f32::NEG_INFINITY
-            };
-            max = max.max(s);
-            scores.push(s);
-        }
-        let mut total = 0.0;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            total += *s;
-        }
-        let oh = &mut out[h * d..(h + 1) * d];
-        oh.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            if p == 0.0 {
-                continue;
-            }
-            let w = p / total;
-            for (o, &x) in oh.iter_mut().zip(&vg[j * d..(j + 1) * d]) {
-                *o += w * x;
+            let kj = &kg[j * d..(j + 1) * d];
+            let kept = keep(j);
+            for (i, qh) in qg.chunks_exact(d).enumerate() {
+                scores[i * len + j] = if kept {
+                    L::dot(qh, kj) * scale
+                } else {
+                    f32::NEG_INFINITY
+                };
             }
         }
+        for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0;
+            for s in row.iter_mut() {
+                *s = (*s - max).exp();
+                total += *s;
+            }
+            let h = g * group + i;
+            let oh = &mut out[h * d..(h + 1) * d];
+            oh.fill(0.0);
+            for (j, &p) in row.iter().enumerate() {
+                if p != 0.0 {
+                    L::axpy(oh, p / total, &vg[j * d..(j + 1) * d]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{attend_with, Heads, Lanes};
+    use std::arch::x86_64::*;
+
+    pub(super) fn available() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    }
+
+    /// Lanes of 16 (slices whose length is a multiple of 16); only reached
+    /// through [`attend`], after the CPU check.
+    struct Avx512;
+
+    impl Lanes for Avx512 {
+        #[inline(always)]
+        fn dot(a: &[f32], b: &[f32]) -> f32 {
+            // SAFETY: reached only from `attend` below (AVX-512F present);
+            // both slices hold `a.len()` values, a multiple of 16.
+            unsafe {
+                let mut acc = _mm512_setzero_ps();
+                for i in (0..a.len()).step_by(16) {
+                    acc = _mm512_fmadd_ps(
+                        _mm512_loadu_ps(a.as_ptr().add(i)),
+                        _mm512_loadu_ps(b.as_ptr().add(i)),
+                        acc,
+                    );
+                }
+                _mm512_reduce_add_ps(acc)
+            }
+        }
+        #[inline(always)]
+        fn axpy(y: &mut [f32], w: f32, x: &[f32]) {
+            // SAFETY: as in `dot`; `x` holds as many values as `y`.
+            unsafe {
+                let w = _mm512_set1_ps(w);
+                for i in (0..y.len()).step_by(16) {
+                    let p = y.as_mut_ptr().add(i);
+                    let r =
+                        _mm512_fmadd_ps(w, _mm512_loadu_ps(x.as_ptr().add(i)), _mm512_loadu_ps(p));
+                    _mm512_storeu_ps(p, r);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn attend(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        heads: Heads,
+        cap: usize,
+        len: usize,
+        keep: &dyn Fn(usize) -> bool,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        attend_with::<Avx512>(q, k, v, heads, cap, len, keep, scores, out);
     }
 }
 

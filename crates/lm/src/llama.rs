@@ -317,7 +317,8 @@ impl Llama {
     }
 
     /// Whether a pass of `tokens` `[batch, 1]` may take the host decode
-    /// path: generation with packed weights, no hooks, an f32 model on the
+    /// path: generation with packed weights, no hooks on hidden states
+    /// (logits processors run on its logits), an f32 model on the
     /// CPU, every layer's cache filled and without prefix positions.
     fn host_step_applies(&self, t: i64, hooks: Option<&Hooks<'_>>) -> bool {
         t == 1
@@ -327,7 +328,7 @@ impl Llama {
                 HostDecode::Packed => self.pack_plan().blocks.is_some(),
                 HostDecode::Always => true,
             }
-            && hooks.is_none()
+            && hooks.is_none_or(|h| !h.touches_hidden())
             && self.kind == Kind::Float
             && self.device == Device::Cpu
             && self.embed.kind() == Kind::Float
@@ -380,6 +381,7 @@ impl Llama {
             .collect();
         let inv_freq = host::f32_view(&self.inv_freq)?;
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
         let (mut h, mut proj, mut y, mut act, mut scores) = (
             Vec::new(),
             Vec::new(),
@@ -406,19 +408,39 @@ impl Llama {
                     kbuf[at..at + hd].copy_from_slice(&qk[qd + g * hd..qd + (g + 1) * hd]);
                     vbuf[at..at + hd].copy_from_slice(&v[g * hd..(g + 1) * hd]);
                 }
-                let stride = heads.kv * cap * hd;
+            }
+            let (kbuf, vbuf, qkv) = (&*kbuf, &*vbuf, &proj[..]);
+            let stride = heads.kv * cap * hd;
+            // Rows attend independently: on libtorch's threads when there
+            // are several (each row's result is the same either way).
+            let attend_row = |r: usize, yr: &mut [f32], scores: &mut Vec<f32>| {
                 let keep = |j: usize| valid.is_none_or(|v| j >= len || v[r][j]);
                 host::attend(
-                    &qk[..qd],
+                    &qkv[r * (qd + 2 * kd)..r * (qd + 2 * kd) + qd],
                     &kbuf[r * stride..(r + 1) * stride],
                     &vbuf[r * stride..(r + 1) * stride],
                     heads,
                     cap,
                     len + 1,
                     &keep,
-                    &mut scores,
-                    &mut y[r * qd..(r + 1) * qd],
+                    scores,
+                    yr,
                 );
+            };
+            match (b > 1).then(|| crate::qmatmul::pool(threads)).flatten() {
+                Some(pool) => {
+                    use rayon::prelude::*;
+                    pool.install(|| {
+                        y.par_chunks_mut(qd)
+                            .enumerate()
+                            .for_each_init(Vec::new, |scores, (r, yr)| attend_row(r, yr, scores))
+                    });
+                }
+                None => {
+                    for (r, yr) in y.chunks_mut(qd).enumerate() {
+                        attend_row(r, yr, &mut scores);
+                    }
+                }
             }
             cache.advance(1);
             blk.attn.wo.forward_host(&y, b, &mut proj)?;
@@ -623,7 +645,10 @@ impl Llama {
                 }
                 None => None,
             };
-            let logits = self.host_step(&ids, valid.as_deref())?;
+            let mut logits = self.host_step(&ids, valid.as_deref())?;
+            if let Some(h) = hooks {
+                logits = h.process_logits(logits)?;
+            }
             return Ok(ForwardOutput {
                 logits,
                 hidden: Vec::new(),

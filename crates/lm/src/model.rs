@@ -68,6 +68,8 @@ pub struct Model {
     reference_generation: bool,
     /// Prefill a prompt that repeats in a generation batch once.
     share_repeated_prompts: bool,
+    /// Generation reads the packed copies (set by `pack_weights`).
+    packed_generation: bool,
     /// Where the last generation's time went.
     last_timing: Option<GenerationTiming>,
     /// GGUF storage types of the blocks' weights and the output layer.
@@ -179,6 +181,7 @@ impl Model {
                 source: path.to_path_buf(),
                 reference_generation: false,
                 share_repeated_prompts: false,
+                packed_generation: false,
                 last_timing: None,
                 stored_types: None,
             };
@@ -209,6 +212,7 @@ impl Model {
             source: path.to_path_buf(),
             reference_generation: false,
             share_repeated_prompts: false,
+            packed_generation: false,
             last_timing: None,
             stored_types,
         };
@@ -375,13 +379,20 @@ impl Model {
 
     /// Builds weight-only quantized copies of the linear layers and the
     /// output layer as `plan` says ([`PackPlan::default`] drops them).
-    /// Generation then reads them for its decode steps (few rows, no
-    /// gradient); every other forward pass, and prefills of many tokens,
-    /// keep the dense weights (see [`crate::linear`]). Llama-architecture
-    /// models only.
+    /// Generation then reads them (see [`Model::set_packed_generation`])
+    /// for passes of few rows (decode steps, short prompts; no gradient);
+    /// every other forward pass, and prefills of many tokens, keep the
+    /// dense weights (see [`crate::linear`]). On an error no layer is
+    /// packed. Llama-architecture models only.
     pub fn pack_weights(&mut self, plan: PackPlan) -> Result<()> {
+        self.packed_generation = false;
+        let packed = plan != PackPlan::default();
         match &mut self.arch {
-            Architecture::Llama(m) => m.pack_weights(plan),
+            Architecture::Llama(m) => {
+                m.pack_weights(plan)?;
+                self.packed_generation = packed;
+                Ok(())
+            }
             Architecture::Gpt2(_) if plan == PackPlan::default() => Ok(()),
             Architecture::Gpt2(_) => Err(LmError::Unsupported(format!(
                 "{} weights are implemented for Llama-architecture models; {} is GPT-2 (use f32 or bf16)",
@@ -389,6 +400,19 @@ impl Model {
                 self.source.display()
             ))),
         }
+    }
+
+    /// Whether generation reads the packed copies (on after
+    /// [`Model::pack_weights`] packs; off: generation keeps the dense
+    /// weights, the copies stay for the callers that turn it on again,
+    /// e.g. RL sampling while evaluation stays dense).
+    pub fn set_packed_generation(&mut self, on: bool) {
+        self.packed_generation = on;
+    }
+
+    /// See [`Model::set_packed_generation`].
+    pub fn packed_generation(&self) -> bool {
+        self.packed_generation
     }
 
     /// The packed copies generation decodes with.
@@ -751,7 +775,7 @@ impl Model {
 
         let _guard = tch::no_grad_guard();
         self.clear_cache();
-        self.set_use_packed(true);
+        self.set_use_packed(self.packed_generation);
         let mut timing = GenerationTiming {
             prefill_tokens: prefill_rows.iter().map(|&r| prompts[r].len()).sum(),
             ..Default::default()

@@ -389,52 +389,65 @@ impl QuantMatrix {
         if rows == 0 {
             return Ok(());
         }
-        let padded;
-        let x = if self.kp == self.k {
-            x
-        } else {
-            padded = x
-                .chunks_exact(self.k)
-                .flat_map(|r| {
-                    r.iter()
-                        .copied()
-                        .chain(std::iter::repeat_n(0.0, self.kp - self.k))
-                })
-                .collect::<Vec<f32>>();
-            &padded
-        };
-        let acts = Activations::quantize(x, rows, self.bits() == 8);
-        let groups = self.n.div_ceil(GROUP);
-        // Outputs as [group][row][feature of the group].
-        let mut grouped = vec![0f32; groups * rows * GROUP];
-        let run = |g0: usize, part: &mut [f32]| {
-            for (dg, o) in part.chunks_exact_mut(rows * GROUP).enumerate() {
-                self.group(g0 + dg, &acts, o, simd);
+        // Buffers reused from call to call on this thread: a decode step
+        // would otherwise fault in megabytes of fresh pages per matmul.
+        SCRATCH.with(|cell| {
+            let mut fresh = Scratch::default();
+            let mut held = cell.try_borrow_mut();
+            let scratch = match held.as_mut() {
+                Ok(s) => &mut **s,
+                Err(_) => &mut fresh,
+            };
+            let Scratch {
+                padded,
+                acts,
+                grouped,
+            } = scratch;
+            let x = if self.kp == self.k {
+                x
+            } else {
+                padded.clear();
+                for r in x.chunks_exact(self.k) {
+                    padded.extend_from_slice(r);
+                    padded.resize(padded.len() + self.kp - self.k, 0.0);
+                }
+                &padded[..]
+            };
+            acts.quantize(x, rows, self.bits() == 8);
+            let acts = &*acts;
+            let groups = self.n.div_ceil(GROUP);
+            // Outputs as [group][row][feature of the group].
+            grouped.clear();
+            grouped.resize(groups * rows * GROUP, 0.0);
+            let run = |g0: usize, part: &mut [f32]| {
+                for (dg, o) in part.chunks_exact_mut(rows * GROUP).enumerate() {
+                    self.group(g0 + dg, acts, o, simd);
+                }
+            };
+            let chunk = groups.div_ceil(threads * 4).max(1);
+            match (threads > 1 && groups > chunk)
+                .then(|| pool(threads))
+                .flatten()
+            {
+                Some(pool) => {
+                    use rayon::prelude::*;
+                    pool.install(|| {
+                        grouped
+                            .par_chunks_mut(chunk * rows * GROUP)
+                            .enumerate()
+                            .for_each(|(c, part)| run(c * chunk, part));
+                    });
+                }
+                None => run(0, grouped),
             }
-        };
-        let chunk = groups.div_ceil(threads * 4).max(1);
-        match (threads > 1 && groups > chunk)
-            .then(|| pool(threads))
-            .flatten()
-        {
-            Some(pool) => {
-                use rayon::prelude::*;
-                pool.install(|| {
-                    grouped
-                        .par_chunks_mut(chunk * rows * GROUP)
-                        .enumerate()
-                        .for_each(|(c, part)| run(c * chunk, part));
-                });
+            for (g, part) in grouped.chunks_exact(rows * GROUP).enumerate() {
+                let width = GROUP.min(self.n - g * GROUP);
+                for (r, lanes) in part.chunks_exact(GROUP).enumerate() {
+                    let at = r * self.n + g * GROUP;
+                    out[at..at + width].copy_from_slice(&lanes[..width]);
+                }
             }
-            None => run(0, &mut grouped),
-        }
-        for (g, part) in grouped.chunks_exact(rows * GROUP).enumerate() {
-            let width = GROUP.min(self.n - g * GROUP);
-            for (r, lanes) in part.chunks_exact(GROUP).enumerate() {
-                let at = r * self.n + g * GROUP;
-                out[at..at + width].copy_from_slice(&lanes[..width]);
-            }
-        }
+        });
         Ok(())
     }
 
@@ -550,6 +563,7 @@ impl QuantMatrix {
 /// Activation rows quantized to 8 bits per block: codes `p` (stored as
 /// `p + 128` for int8 weights, `p` as a two's-complement byte for int4),
 /// scales `e` and `e · Σ p` per row and block.
+#[derive(Default)]
 struct Activations {
     rows: usize,
     codes: Vec<u8>,
@@ -558,14 +572,12 @@ struct Activations {
 }
 
 impl Activations {
-    fn quantize(x: &[f32], rows: usize, unsigned: bool) -> Activations {
-        let blocks = x.len() / BLOCK;
-        let mut a = Activations {
-            rows,
-            codes: Vec::with_capacity(x.len()),
-            scale: Vec::with_capacity(blocks),
-            sum: Vec::with_capacity(blocks),
-        };
+    /// Quantizes `rows` rows `x` (whole blocks) into these buffers.
+    fn quantize(&mut self, x: &[f32], rows: usize, unsigned: bool) {
+        self.rows = rows;
+        self.codes.clear();
+        self.scale.clear();
+        self.sum.clear();
         for block in x.chunks_exact(BLOCK) {
             let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
             let e = amax / 127.0;
@@ -574,17 +586,28 @@ impl Activations {
             for &v in block {
                 let p = round_even((v * inv).clamp(-127.0, 127.0)) as i32;
                 total += p;
-                a.codes.push(if unsigned {
+                self.codes.push(if unsigned {
                     (p + 128) as u8
                 } else {
                     p as i8 as u8
                 });
             }
-            a.scale.push(e);
-            a.sum.push(e * total as f32);
+            self.scale.push(e);
+            self.sum.push(e * total as f32);
         }
-        a
     }
+}
+
+/// A matmul's working buffers (see [`QuantMatrix::matmul_threads`]).
+#[derive(Default)]
+struct Scratch {
+    padded: Vec<f32>,
+    acts: Activations,
+    grouped: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// `v` rounded to the nearest integer, ties to even, for `|v| < 2²²`:
@@ -595,15 +618,19 @@ fn round_even(v: f32) -> f32 {
     (v + SHIFT) - SHIFT
 }
 
-/// A pool of `threads` workers, built once per count (`None` if its
-/// threads cannot be started: the caller's thread does the work).
-fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+/// A pool of `threads` workers, built once per count (`None` for one
+/// thread, or if its threads cannot be started: the caller's thread does
+/// the work).
+pub(crate) fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
     type Pools = Vec<(usize, Arc<rayon::ThreadPool>)>;
     static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
     let mut pools = POOLS
         .get_or_init(|| Mutex::new(Vec::new()))
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    if threads <= 1 {
+        return None;
+    }
     if let Some((_, p)) = pools.iter().find(|(t, _)| *t == threads) {
         return Some(p.clone());
     }

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use emorl_core::{EmotionalContext, Env};
 use emorl_envs_text::{Dialogue, DialogueConfig, DialogueObs, PolicyKind, ScriptedPolicy};
-use emorl_lm::{GenerateOptions, Generation, Model, Sampling};
+use emorl_lm::{GenerateOptions, Generation, Model, PackPlan, Sampling};
 use tch::{Kind, Tensor};
 
 use crate::agent::LlmAgent;
@@ -391,8 +391,13 @@ fn sample_batch(
         ..GenerateOptions::default()
     };
     model.set_share_repeated_prompts(cfg.share_prompt_prefill);
+    let dense_elsewhere = !model.packed_generation();
+    model.set_packed_generation(cfg.packed_sampling && model.pack_plan() != PackPlan::default());
     let gens = model.generate_from_tokens(batch, &opts, Some(&hooks), None);
     model.set_share_repeated_prompts(false);
+    if dense_elsewhere {
+        model.set_packed_generation(false);
+    }
     let gens = gens?;
     drop(hooks);
     let steps = recorded.into_inner();

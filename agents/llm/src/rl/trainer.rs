@@ -118,11 +118,25 @@ fn param_groups(agent: &LlmAgent, config: &RlConfig) -> Result<Vec<ParamGroup>> 
     Ok(groups)
 }
 
+/// Packs the frozen weights in the file's own quantization for sampling
+/// (see [`RlConfig::packed_sampling`]), unless they already are; other
+/// generation keeps reading the dense weights.
+fn pack_for_sampling(model: &mut emorl_lm::Model) -> Result<()> {
+    if model.pack_plan() == emorl_lm::PackPlan::default() {
+        model.pack_weights(model.auto_pack_plan())?;
+        model.set_packed_generation(false);
+    }
+    Ok(())
+}
+
 impl Trainer {
-    pub fn new(agent: LlmAgent, config: RlConfig) -> Result<Self> {
+    pub fn new(mut agent: LlmAgent, config: RlConfig) -> Result<Self> {
         config.validate()?;
         if agent.trainable_parameters().is_empty() {
             return Err(LlmAgentError::NothingToTrain(agent.kind().id().into()));
+        }
+        if config.packed_sampling {
+            pack_for_sampling(agent.model_mut())?;
         }
         let env = Dialogue::new(config.env.clone())?;
         let opt = AdamW::with_groups(param_groups(&agent, &config)?)?;
