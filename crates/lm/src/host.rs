@@ -180,7 +180,7 @@ pub(crate) fn attend(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if heads.dim % 16 == 0 && avx512::available() {
+    if heads.dim.is_multiple_of(16) && avx512::available() {
         // SAFETY: the CPU has AVX-512F (checked at run time) and every
         // head's width is a multiple of 16.
         unsafe { avx512::attend(q, k, v, heads, cap, len, keep, scores, out) };
