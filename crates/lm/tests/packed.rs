@@ -290,7 +290,7 @@ fn host_decode_steps_compute_what_the_tensor_path_computes() {
     );
     model.set_host_decode(HostDecode::Packed);
     let biased = emorl_lm::Hooks::new().with_logits_fn(|l: &Tensor| {
-        let mut b = l.copy();
+        let b = l.copy();
         let _ = b.narrow(-1, 42, 1).fill_(1e4);
         Ok(b)
     });
