@@ -242,8 +242,9 @@ pub(crate) fn sample_row(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> u
     cand[keep - 1].0
 }
 
-/// `[batch, vocab]` f32 logits to rows of `f32`.
-pub(crate) fn logits_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+/// `[batch, vocab]` logits as one flat row-major `f32` vector and the
+/// vocabulary size (one copy; rows are `chunks(vocab)`).
+pub(crate) fn logits_rows(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
     let l = logits.f_to_kind(Kind::Float)?.f_contiguous()?;
     let s = l.size();
     if s.len() != 2 {
@@ -252,8 +253,7 @@ pub(crate) fn logits_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
         )));
     }
     let flat = Vec::<f32>::try_from(&l.f_view([-1])?)?;
-    let v = s[1].max(1) as usize;
-    Ok(flat.chunks(v).map(|c| c.to_vec()).collect())
+    Ok((flat, s[1].max(1) as usize))
 }
 
 /// Incremental detokenisation for streaming: the text a new token adds.
