@@ -157,8 +157,9 @@ pub fn load_model(spec: &str, bf16: bool) -> Result<Model> {
 }
 
 /// How `emorl generate` and `emorl chat` hold the frozen weights
-/// (`--weights`). Training and evaluation run dense f32 (or bf16 with
-/// their `bf16` setting): their numbers must not depend on a decode kernel.
+/// (`--weights`). Evaluation and every learning pass run dense f32 (or
+/// bf16 with their `bf16` setting); RL sampling reads the file's own
+/// quantization unless `rl.packed_sampling = false`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Weights {
     /// Keep the file's quantization: int4 decode weights for 4-bit GGUF
