@@ -159,23 +159,26 @@ pub(crate) struct Heads {
     pub(crate) dim: usize,
 }
 
-/// One query row attending over a cache row: `q` is `[query heads ×
-/// dim]`; `k` and `v` are that batch row's `[kv heads, cap, dim]` buffers
-/// of which the first `len` positions are filled; `keep(j)` says whether
-/// position `j` is attended to (padding is not). Query head `h` reads kv
-/// head `h / (query / kv)` (grouped-query attention). Writes `[query heads
-/// × dim]` into `out`. Its dot products and weighted sums run on AVX-512
+/// One batch row of a KV cache: `k` and `v` are `[kv heads, cap, dim]`
+/// buffers of which the first `len` positions are filled; `keep(j)` says
+/// whether position `j` is attended to (padding is not).
+pub(crate) struct CacheRow<'a> {
+    pub(crate) k: &'a [f32],
+    pub(crate) v: &'a [f32],
+    pub(crate) cap: usize,
+    pub(crate) len: usize,
+    pub(crate) keep: &'a dyn Fn(usize) -> bool,
+}
+
+/// One query row `q` (`[query heads × dim]`) attending over a cache row.
+/// Query head `h` reads kv head `h / (query / kv)` (grouped-query
+/// attention). Writes `[query heads × dim]` into `out`. Its dot products and weighted sums run on AVX-512
 /// where the CPU has it and `dim` is a multiple of 16 (sums in another
 /// order: results differ from the plain path by rounding).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    row: &CacheRow<'_>,
     heads: Heads,
-    cap: usize,
-    len: usize,
-    keep: &dyn Fn(usize) -> bool,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
@@ -183,10 +186,10 @@ pub(crate) fn attend(
     if heads.dim.is_multiple_of(16) && avx512::available() {
         // SAFETY: the CPU has AVX-512F (checked at run time) and every
         // head's width is a multiple of 16.
-        unsafe { avx512::attend(q, k, v, heads, cap, len, keep, scores, out) };
+        unsafe { avx512::attend(q, row, heads, scores, out) };
         return;
     }
-    attend_with::<Plain>(q, k, v, heads, cap, len, keep, scores, out);
+    attend_with::<Plain>(q, row, heads, scores, out);
 }
 
 /// The two vector operations of attention.
@@ -215,18 +218,20 @@ impl Lanes for Plain {
 /// [`attend`]'s work: the query heads of one kv head read its keys and
 /// values together.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn attend_with<L: Lanes>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    row: &CacheRow<'_>,
     heads: Heads,
-    cap: usize,
-    len: usize,
-    keep: &dyn Fn(usize) -> bool,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    let CacheRow {
+        k,
+        v,
+        cap,
+        len,
+        keep,
+    } = *row;
     let d = heads.dim;
     let group = heads.query / heads.kv;
     let scale = 1.0 / (d as f32).sqrt();
@@ -269,7 +274,7 @@ fn attend_with<L: Lanes>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{attend_with, Heads, Lanes};
+    use super::{attend_with, CacheRow, Heads, Lanes};
     use std::arch::x86_64::*;
 
     pub(super) fn available() -> bool {
@@ -314,19 +319,14 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn attend(
         q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        row: &CacheRow<'_>,
         heads: Heads,
-        cap: usize,
-        len: usize,
-        keep: &dyn Fn(usize) -> bool,
         scores: &mut Vec<f32>,
         out: &mut [f32],
     ) {
-        attend_with::<Avx512>(q, k, v, heads, cap, len, keep, scores, out);
+        attend_with::<Avx512>(q, row, heads, scores, out);
     }
 }
 
@@ -411,17 +411,15 @@ mod tests {
             kv: hkv as usize,
             dim: d as usize,
         };
-        attend(
-            &host(&q),
-            &host(&k),
-            &host(&v),
-            heads,
-            cap as usize,
-            len as usize,
-            &keep,
-            &mut Vec::new(),
-            &mut got,
-        );
+        let (kh, vh) = (host(&k), host(&v));
+        let row = CacheRow {
+            k: &kh,
+            v: &vh,
+            cap: cap as usize,
+            len: len as usize,
+            keep: &keep,
+        };
+        attend(&host(&q), &row, heads, &mut Vec::new(), &mut got);
         close(&got, &host(&want), 1e-5);
     }
 

@@ -415,17 +415,15 @@ impl Llama {
             // are several (each row's result is the same either way).
             let attend_row = |r: usize, yr: &mut [f32], scores: &mut Vec<f32>| {
                 let keep = |j: usize| valid.is_none_or(|v| j >= len || v[r][j]);
-                host::attend(
-                    &qkv[r * (qd + 2 * kd)..r * (qd + 2 * kd) + qd],
-                    &kbuf[r * stride..(r + 1) * stride],
-                    &vbuf[r * stride..(r + 1) * stride],
-                    heads,
+                let row = host::CacheRow {
+                    k: &kbuf[r * stride..(r + 1) * stride],
+                    v: &vbuf[r * stride..(r + 1) * stride],
                     cap,
-                    len + 1,
-                    &keep,
-                    scores,
-                    yr,
-                );
+                    len: len + 1,
+                    keep: &keep,
+                };
+                let q = &qkv[r * (qd + 2 * kd)..r * (qd + 2 * kd) + qd];
+                host::attend(q, &row, heads, scores, yr);
             };
             match (b > 1).then(|| crate::qmatmul::pool(threads)).flatten() {
                 Some(pool) => {
