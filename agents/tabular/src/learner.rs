@@ -3,7 +3,7 @@
 //! select: ε draw → (greedy) channel biases in order → argmax;
 //! update: channels appraise → TD target → channel modulation in order → Q update → after-update hooks.
 
-use crate::channels::{Appraisal, ChannelConfig, Choice, EmotionChannel};
+use crate::channels::{Appraisal, Channel, ChannelConfig, Choice, EmotionChannel};
 use emorl_core::numeric::{argmax, max};
 use emorl_core::{CoreError, EmotionalContext, RngHandle};
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,7 @@ pub struct QLearner {
     cfg: QLearnerConfig,
     n_actions: usize,
     q: Vec<f64>,
-    channels: Vec<Box<dyn EmotionChannel>>,
+    channels: Vec<Channel>,
     epsilon: f64,
     scratch: Vec<f64>,
 }
@@ -159,7 +159,7 @@ impl QLearner {
         self.epsilon = epsilon;
     }
 
-    pub fn channels(&self) -> &[Box<dyn EmotionChannel>] {
+    pub fn channels(&self) -> &[Channel] {
         &self.channels
     }
 

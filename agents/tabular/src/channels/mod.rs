@@ -215,27 +215,146 @@ pub enum ChannelConfig {
 
 impl ChannelConfig {
     /// Builds the channel for a task with `n_states` states.
-    pub fn build(&self, n_states: usize) -> Box<dyn EmotionChannel> {
+    pub fn build(&self, n_states: usize) -> Channel {
         match self {
-            ChannelConfig::Fear(c) => Box::new(FearChannel::new(c.clone(), n_states)),
-            ChannelConfig::Anger(c) => Box::new(AngerChannel::new(c.clone())),
-            ChannelConfig::Regret(c) => Box::new(RegretChannel::new(c.clone(), n_states)),
-            ChannelConfig::Curiosity(c) => Box::new(CuriosityChannel::new(c.clone(), n_states)),
-            ChannelConfig::Joy(c) => Box::new(JoyChannel::new(c.clone())),
-            ChannelConfig::Novelty(c) => Box::new(NoveltyChannel::new(c.clone(), n_states)),
-            ChannelConfig::Persistence(c) => Box::new(PersistenceChannel::new(c.clone())),
-            ChannelConfig::Surprise(c) => Box::new(SurpriseChannel::new(c.clone())),
-            ChannelConfig::Anxiety(c) => Box::new(AnxietyChannel::new(c.clone(), n_states)),
-            ChannelConfig::Hazard(c) => Box::new(HazardChannel::new(c.clone(), n_states)),
-            ChannelConfig::Patience(c) => Box::new(PatienceChannel::new(c.clone(), n_states)),
-            ChannelConfig::HazardMask(c) => Box::new(HazardMaskChannel::new(c.clone(), n_states)),
-            ChannelConfig::Evade(c) => Box::new(EvadeChannel::new(c.clone(), n_states)),
-            ChannelConfig::Refuel(c) => Box::new(RefuelChannel::new(c.clone(), n_states)),
-            ChannelConfig::Repeat(c) => Box::new(RepeatChannel::new(c.clone())),
-            ChannelConfig::PushOn(c) => Box::new(PushOnChannel::new(c.clone())),
+            ChannelConfig::Fear(c) => Channel::Fear(FearChannel::new(c.clone(), n_states)),
+            ChannelConfig::Anger(c) => Channel::Anger(AngerChannel::new(c.clone())),
+            ChannelConfig::Regret(c) => Channel::Regret(RegretChannel::new(c.clone(), n_states)),
+            ChannelConfig::Curiosity(c) => {
+                Channel::Curiosity(CuriosityChannel::new(c.clone(), n_states))
+            }
+            ChannelConfig::Joy(c) => Channel::Joy(JoyChannel::new(c.clone())),
+            ChannelConfig::Novelty(c) => Channel::Novelty(NoveltyChannel::new(c.clone(), n_states)),
+            ChannelConfig::Persistence(c) => {
+                Channel::Persistence(PersistenceChannel::new(c.clone()))
+            }
+            ChannelConfig::Surprise(c) => Channel::Surprise(SurpriseChannel::new(c.clone())),
+            ChannelConfig::Anxiety(c) => Channel::Anxiety(AnxietyChannel::new(c.clone(), n_states)),
+            ChannelConfig::Hazard(c) => Channel::Hazard(HazardChannel::new(c.clone(), n_states)),
+            ChannelConfig::Patience(c) => {
+                Channel::Patience(PatienceChannel::new(c.clone(), n_states))
+            }
+            ChannelConfig::HazardMask(c) => {
+                Channel::HazardMask(HazardMaskChannel::new(c.clone(), n_states))
+            }
+            ChannelConfig::Evade(c) => Channel::Evade(EvadeChannel::new(c.clone(), n_states)),
+            ChannelConfig::Refuel(c) => Channel::Refuel(RefuelChannel::new(c.clone(), n_states)),
+            ChannelConfig::Repeat(c) => Channel::Repeat(RepeatChannel::new(c.clone())),
+            ChannelConfig::PushOn(c) => Channel::PushOn(PushOnChannel::new(c.clone())),
         }
     }
 }
+
+/// `$call` on the channel inside `$channel` (bound to `$c`), whichever of
+/// `$kind` it is.
+macro_rules! on_channel {
+    ($channel:expr, [$($kind:ident),+], $c:ident => $call:expr) => {
+        match $channel {
+            $(Channel::$kind($c) => $call,)+
+        }
+    };
+}
+
+/// Declares [`Channel`] with these kinds and forwards every hook to the
+/// channel inside.
+macro_rules! channel_kinds {
+    ($($kind:ident($channel:ty)),+ $(,)?) => {
+        /// A built channel of any kind. An enum rather than a
+        /// `Box<dyn EmotionChannel>`: the learner calls every hook of every
+        /// channel at every step, and through a `match` those calls inline,
+        /// so a hook a channel leaves at its default costs nothing.
+        #[derive(Debug)]
+        pub enum Channel {
+            $($kind($channel),)+
+        }
+
+        impl EmotionChannel for Channel {
+            #[inline]
+            fn name(&self) -> &'static str {
+                on_channel!(self, [$($kind),+], c => c.name())
+            }
+            #[inline]
+            fn appraise(&mut self, t: &Appraisal) {
+                on_channel!(self, [$($kind),+], c => c.appraise(t))
+            }
+            #[inline]
+            fn target_bonus(&self, t: &Appraisal) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.target_bonus(t))
+            }
+            #[inline]
+            fn modulate(&self, t: &Appraisal, td: f64) -> Modulation {
+                on_channel!(self, [$($kind),+], c => c.modulate(t, td))
+            }
+            #[inline]
+            fn perceive(&mut self, state: usize, context: &EmotionalContext) {
+                on_channel!(self, [$($kind),+], c => c.perceive(state, context))
+            }
+            #[inline]
+            fn epsilon(&self, epsilon: f64) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.epsilon(epsilon))
+            }
+            #[inline]
+            fn preempt(&mut self, state: usize, q: &[f64], rng: &RngHandle) -> Option<usize> {
+                on_channel!(self, [$($kind),+], c => c.preempt(state, q, rng))
+            }
+            #[inline]
+            fn explore(&mut self, state: usize, rng: &RngHandle) -> Option<usize> {
+                on_channel!(self, [$($kind),+], c => c.explore(state, rng))
+            }
+            #[inline]
+            fn bias(&mut self, state: usize, q: &mut [f64], rng: &RngHandle) -> Option<usize> {
+                on_channel!(self, [$($kind),+], c => c.bias(state, q, rng))
+            }
+            #[inline]
+            fn on_action(&mut self, action: usize, how: Choice) {
+                on_channel!(self, [$($kind),+], c => c.on_action(action, how))
+            }
+            #[inline]
+            fn after_update(&mut self, t: &Appraisal, q_row: &mut [f64]) {
+                on_channel!(self, [$($kind),+], c => c.after_update(t, q_row))
+            }
+            #[inline]
+            fn phasic(&self) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.phasic())
+            }
+            #[inline]
+            fn tonic(&self) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.tonic())
+            }
+            #[inline]
+            fn reset_episode(&mut self) {
+                on_channel!(self, [$($kind),+], c => c.reset_episode())
+            }
+            #[inline]
+            fn state(&self) -> Result<serde_json::Value, CoreError> {
+                on_channel!(self, [$($kind),+], c => c.state())
+            }
+            #[inline]
+            fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+                on_channel!(self, [$($kind),+], c => c.restore(state))
+            }
+        }
+    };
+}
+
+channel_kinds!(
+    Fear(FearChannel),
+    Anger(AngerChannel),
+    Regret(RegretChannel),
+    Curiosity(CuriosityChannel),
+    Joy(JoyChannel),
+    Novelty(NoveltyChannel),
+    Persistence(PersistenceChannel),
+    Surprise(SurpriseChannel),
+    Anxiety(AnxietyChannel),
+    Hazard(HazardChannel),
+    Patience(PatienceChannel),
+    HazardMask(HazardMaskChannel),
+    Evade(EvadeChannel),
+    Refuel(RefuelChannel),
+    Repeat(RepeatChannel),
+    PushOn(PushOnChannel),
+);
 
 /// The square grid a channel assumes its states lie on (`⌊√n_states⌋` a
 /// side, state `row · side + col`), with the environments' four moves (up,
