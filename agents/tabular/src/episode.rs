@@ -39,9 +39,8 @@ pub fn run_episode(
     }
     let mut env = EpisodeStatistics::new(TimeLimit::new(ByRef(env), max_steps));
     let (mut state, _) = env.reset(None);
-    let mut context = env.context();
+    let mut action = agent.act(state, &env.context(), rng);
     loop {
-        let action = agent.act(state, &context, rng);
         let step = env.step(&action);
         let update = learn.then(|| {
             agent.update(
@@ -70,6 +69,7 @@ pub fn run_episode(
             };
         }
         state = step.obs;
-        context = step.context;
+        // Acting here, while the step is at hand, spares a copy of its context.
+        action = agent.act(state, &step.context, rng);
     }
 }

@@ -3,7 +3,7 @@
 //! select: ε draw → (greedy) channel biases in order → argmax;
 //! update: channels appraise → TD target → channel modulation in order → Q update → after-update hooks.
 
-use crate::channels::{Appraisal, ChannelConfig, Choice, EmotionChannel};
+use crate::channels::{Appraisal, Channel, ChannelConfig, Choice, EmotionChannel, Hooks};
 use emorl_core::numeric::{argmax, max};
 use emorl_core::{CoreError, EmotionalContext, RngHandle};
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,9 @@ pub struct QLearner {
     cfg: QLearnerConfig,
     n_actions: usize,
     q: Vec<f64>,
-    channels: Vec<Box<dyn EmotionChannel>>,
+    channels: Vec<Channel>,
+    /// The optional hooks some channel implements (the others are skipped).
+    hooks: Hooks,
     epsilon: f64,
     scratch: Vec<f64>,
 }
@@ -131,7 +133,10 @@ impl QLearner {
                 "a tabular learner needs at least one state and one action".into(),
             ));
         }
-        let channels = cfg.channels.iter().map(|c| c.build(n_states)).collect();
+        let channels: Vec<Channel> = cfg.channels.iter().map(|c| c.build(n_states)).collect();
+        let hooks = channels
+            .iter()
+            .fold(Hooks::NONE, |hooks, ch| hooks.union(ch.hooks()));
         let q = vec![cfg.q_init; n_states * n_actions];
         Ok(QLearner {
             epsilon: cfg.epsilon,
@@ -139,6 +144,7 @@ impl QLearner {
             n_actions,
             q,
             channels,
+            hooks,
             scratch: vec![0.0; n_actions],
         })
     }
@@ -159,8 +165,19 @@ impl QLearner {
         self.epsilon = epsilon;
     }
 
-    pub fn channels(&self) -> &[Box<dyn EmotionChannel>] {
+    pub fn channels(&self) -> &[Channel] {
         &self.channels
+    }
+
+    /// The ε of the next action: the learner's, as the channels adjust it.
+    fn exploration_rate(&self) -> f64 {
+        if self.hooks.epsilon {
+            self.channels
+                .iter()
+                .fold(self.epsilon, |e, ch| ch.epsilon(e))
+        } else {
+            self.epsilon
+        }
     }
 
     /// ε-greedy action in `state`, whose emotional `context` the channels
@@ -168,28 +185,32 @@ impl QLearner {
     /// ε draw), replace the exploratory draw, or bias the greedy branch;
     /// every channel is told the action and how it was chosen.
     pub fn act(&mut self, state: usize, context: &EmotionalContext, rng: &RngHandle) -> usize {
-        for ch in self.channels.iter_mut() {
-            ch.perceive(state, context);
+        let hooks = self.hooks;
+        if hooks.perceive {
+            for ch in self.channels.iter_mut() {
+                ch.perceive(state, context);
+            }
         }
         let n = self.n_actions;
         let row = &self.q[state * n..(state + 1) * n];
-        let preempted = self
-            .channels
-            .iter_mut()
-            .find_map(|ch| ch.preempt(state, row, rng));
+        let preempted = if hooks.preempt {
+            self.channels
+                .iter_mut()
+                .find_map(|ch| ch.preempt(state, row, rng))
+        } else {
+            None
+        };
         let (action, how) = if let Some(a) = preempted {
             (a, Choice::Preempted)
-        } else if rng.random()
-            < self
-                .channels
-                .iter()
-                .fold(self.epsilon, |e, ch| ch.epsilon(e))
-        {
-            let a = self
-                .channels
-                .iter_mut()
-                .find_map(|ch| ch.explore(state, rng))
-                .unwrap_or_else(|| rng.randint(self.n_actions));
+        } else if rng.random() < self.exploration_rate() {
+            let explored = if hooks.explore {
+                self.channels
+                    .iter_mut()
+                    .find_map(|ch| ch.explore(state, rng))
+            } else {
+                None
+            };
+            let a = explored.unwrap_or_else(|| rng.randint(self.n_actions));
             (a, Choice::Explored)
         } else {
             self.scratch
@@ -204,8 +225,10 @@ impl QLearner {
                 Choice::Greedy,
             )
         };
-        for ch in self.channels.iter_mut() {
-            ch.on_action(action, how);
+        if hooks.on_action {
+            for ch in self.channels.iter_mut() {
+                ch.on_action(action, how);
+            }
         }
         action
     }
@@ -235,10 +258,12 @@ impl QLearner {
         }
         let n = self.n_actions;
         let mut r = reward;
-        for ch in &self.channels {
-            let bonus = ch.target_bonus(&t);
-            if bonus != 0.0 {
-                r += bonus;
+        if self.hooks.target_bonus {
+            for ch in &self.channels {
+                let bonus = ch.target_bonus(&t);
+                if bonus != 0.0 {
+                    r += bonus;
+                }
             }
         }
         let target = if done || !self.cfg.bootstrap {
@@ -263,9 +288,11 @@ impl QLearner {
             }
         }
         self.q[idx] += lr * td_eff;
-        let row = &mut self.q[state * n..(state + 1) * n];
-        for ch in self.channels.iter_mut() {
-            ch.after_update(&t, row);
+        if self.hooks.after_update {
+            let row = &mut self.q[state * n..(state + 1) * n];
+            for ch in self.channels.iter_mut() {
+                ch.after_update(&t, row);
+            }
         }
         UpdateStats {
             td_error: td,

@@ -28,21 +28,28 @@ pub fn write_figure(run: &emorl_log::RunDir, stem: &str, svg: &str) -> Result<()
     Ok(())
 }
 
-/// `svg` rasterised at `scale` and encoded as PNG.
+/// `svg` rasterised at `scale` onto white and encoded as PNG.
 pub fn png_of(svg: &str, scale: f32) -> Result<Vec<u8>> {
+    use resvg::usvg::fontdb::Source;
     use resvg::{tiny_skia, usvg};
+    use std::sync::Arc;
     let mut options = usvg::Options::default();
     {
         let fonts = options.fontdb_mut();
-        fonts.load_font_data(dejavu::sans::regular().to_vec());
-        fonts.load_font_data(dejavu::sans::bold().to_vec());
-        fonts.load_font_data(dejavu::sans::oblique().to_vec());
+        for font in [
+            dejavu::sans::regular(),
+            dejavu::sans::bold(),
+            dejavu::sans::oblique(),
+        ] {
+            fonts.load_font_source(Source::Binary(Arc::new(font)));
+        }
         fonts.set_sans_serif_family("DejaVu Sans");
         fonts.set_serif_family("DejaVu Sans");
         fonts.set_monospace_family("DejaVu Sans");
     }
     options.font_family = "DejaVu Sans".into();
-    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| anyhow!("figure SVG: {e}"))?;
+    let tree = usvg::Tree::from_str(&paint_opacity(svg), &options)
+        .map_err(|e| anyhow!("figure SVG: {e}"))?;
     let size = tree
         .size()
         .to_int_size()
@@ -56,9 +63,49 @@ pub fn png_of(svg: &str, scale: f32) -> Result<Vec<u8>> {
         tiny_skia::Transform::from_scale(scale, scale),
         &mut pixmap.as_mut(),
     );
-    pixmap
-        .encode_png()
-        .map_err(|e| anyhow!("encoding the PNG: {e}"))
+    encode_rgb(&pixmap).map_err(|e| anyhow!("encoding the PNG: {e}"))
+}
+
+/// plotters marks a translucent shape with `opacity`, which resvg draws
+/// through a layer of its own (a pixmap per dot and grid line, the
+/// figure's slowest part). Its shapes have a fill or a stroke, never both,
+/// so `fill-opacity` and `stroke-opacity` draw them the same, directly.
+fn paint_opacity(svg: &str) -> String {
+    let mut parts = svg.split(" opacity=\"");
+    let mut out = String::with_capacity(svg.len() * 2);
+    out.push_str(parts.next().unwrap_or_default());
+    for part in parts {
+        let (value, rest) = part.split_at(part.find('"').unwrap_or(0));
+        out.push_str(&format!(
+            " fill-opacity=\"{value}\" stroke-opacity=\"{value}"
+        ));
+        out.push_str(rest);
+    }
+    out
+}
+
+/// A pixmap drawn on an opaque background as an RGB PNG, row by row (its
+/// alpha is 255 throughout, so the colours are the pixmap's as they are).
+fn encode_rgb(pixmap: &resvg::tiny_skia::Pixmap) -> Result<Vec<u8>, png::EncodingError> {
+    use std::io::Write;
+    let mut data = Vec::new();
+    let mut encoder = png::Encoder::new(&mut data, pixmap.width(), pixmap.height());
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    // Flat colours: unfiltered rows compress fastest, and smallest.
+    encoder.set_filter(png::FilterType::NoFilter);
+    let mut writer = encoder.write_header()?;
+    let mut stream = writer.stream_writer()?;
+    let mut row = vec![0; pixmap.width() as usize * 3];
+    for line in pixmap.data().chunks_exact(pixmap.width() as usize * 4) {
+        for (rgb, rgba) in row.chunks_exact_mut(3).zip(line.chunks_exact(4)) {
+            rgb.copy_from_slice(&rgba[..3]);
+        }
+        stream.write_all(&row)?;
+    }
+    stream.finish()?;
+    writer.finish()?;
+    Ok(data)
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

@@ -6,6 +6,7 @@ use super::spec::{AgentSettings, TrainConfig, TABULAR_CHECKPOINT_EVERY};
 use crate::interrupt;
 use crate::progress::progress;
 use anyhow::{anyhow, bail, Context, Result};
+use emorl_agents_tabular::channels::EmotionChannel;
 use emorl_agents_tabular::{run_episode, QLearner, QLearnerState};
 use emorl_core::RngHandle;
 use emorl_log::{EventWriter, RunDir};

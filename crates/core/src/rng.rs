@@ -76,16 +76,24 @@ impl NumpyRng {
         }
     }
 
+    #[cold]
     fn twist(&mut self) {
         const UPPER: u32 = 0x8000_0000;
         const LOWER: u32 = 0x7fff_ffff;
         const MATRIX_A: u32 = 0x9908_b0df;
+        let mix = |word: u32, next: u32, far: u32| {
+            let y = (word & UPPER) | (next & LOWER);
+            far ^ (y >> 1) ^ if y & 1 == 1 { MATRIX_A } else { 0 }
+        };
         let mt = &mut self.mt;
-        for i in 0..MT_N {
-            let y = (mt[i] & UPPER) | (mt[(i + 1) % MT_N] & LOWER);
-            let mag = if y & 1 == 1 { MATRIX_A } else { 0 };
-            mt[i] = mt[(i + MT_M) % MT_N] ^ (y >> 1) ^ mag;
+        // The reference's three ranges: no `% MT_N` per word, so they vectorise.
+        for i in 0..MT_N - MT_M {
+            mt[i] = mix(mt[i], mt[i + 1], mt[i + MT_M]);
         }
+        for i in MT_N - MT_M..MT_N - 1 {
+            mt[i] = mix(mt[i], mt[i + 1], mt[i + MT_M - MT_N]);
+        }
+        mt[MT_N - 1] = mix(mt[MT_N - 1], mt[0], mt[MT_M - 1]);
         self.pos = 0;
     }
 
@@ -314,9 +322,11 @@ impl RngHandle {
     pub fn reseed(&self, seed: u64) {
         self.0.borrow_mut().reseed(seed)
     }
+    #[inline]
     pub fn random(&self) -> f64 {
         self.0.borrow_mut().random()
     }
+    #[inline]
     pub fn randint(&self, n: usize) -> usize {
         self.0.borrow_mut().randint(n)
     }

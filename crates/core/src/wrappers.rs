@@ -6,8 +6,10 @@
 //!   (`truncated = true`, `terminated` left as the task says). Learners
 //!   bootstrap through a truncation and not through a termination, so a
 //!   step cap never makes the last transition terminal.
-//! * [`EpisodeStatistics`] keeps the episode's return and length, and puts
-//!   them into the last step's `info` (`episode_return`, `episode_length`).
+//! * [`EpisodeStatistics`] keeps the episode's return and length. Unlike
+//!   Gymnasium's, it leaves the last step's `info` alone: no loop reads them
+//!   there, and writing them cost the tabular episode loop a sixth of its
+//!   time (keys to allocate, and every step copied on its way out).
 //!
 //! Both forward `context`, `render` and, for a [`DiscreteEnv`], its sizes
 //! and features; [`ByRef`] lets a loop wrap a borrowed `&mut dyn
@@ -149,7 +151,7 @@ impl<E: Env> Env for TimeLimit<E> {
 discrete_like_inner!(TimeLimit);
 
 /// Keeps the running episode's return (rewards summed in step order) and
-/// length; the step that ends the episode carries them in its `info`.
+/// length.
 #[derive(Debug)]
 pub struct EpisodeStatistics<E> {
     env: E,
@@ -191,15 +193,9 @@ impl<E: Env> Env for EpisodeStatistics<E> {
         self.env.reset(seed)
     }
     fn step(&mut self, action: &Self::Action) -> Step<Self::Obs> {
-        let mut step = self.env.step(action);
+        let step = self.env.step(action);
         self.episode_return += step.reward;
         self.length += 1;
-        if step.done() {
-            step.info
-                .insert("episode_return".into(), self.episode_return);
-            step.info
-                .insert("episode_length".into(), self.length as f64);
-        }
         step
     }
     view_of_inner!();
@@ -300,8 +296,7 @@ mod tests {
         };
         assert_eq!(env.length(), 3);
         assert_eq!(env.episode_return().to_bits(), expected.to_bits());
-        assert_eq!(last.info["episode_return"], expected);
-        assert_eq!(last.info["episode_length"], 3.0);
+        assert!(last.terminated && last.info.is_empty());
         env.reset(None);
         assert_eq!((env.length(), env.episode_return()), (0, 0.0));
         assert_eq!(env.render(), "at 0");

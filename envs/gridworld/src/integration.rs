@@ -30,7 +30,11 @@ pub struct IntegrationGrid {
     wall_hits: u32,
     consecutive_wall_hits: u32,
     wall_broken: bool,
-    last: EmotionalContext,
+    /// What the last step showed besides the position (for `context`):
+    /// whether the move was blocked, its reward and the goal it collected.
+    blocked: bool,
+    reward: f64,
+    goal: Option<usize>,
 }
 
 impl Default for IntegrationGrid {
@@ -42,7 +46,9 @@ impl Default for IntegrationGrid {
             wall_hits: 0,
             consecutive_wall_hits: 0,
             wall_broken: false,
-            last: EmotionalContext::default(),
+            blocked: false,
+            reward: 0.0,
+            goal: None,
         }
     }
 }
@@ -72,7 +78,6 @@ impl Env for IntegrationGrid {
 
     fn reset(&mut self, _seed: Option<u64>) -> (usize, Info) {
         *self = IntegrationGrid::default();
-        self.last = self.context_at(false, 0, None, 0.0);
         (grid::index(self.pos, SIZE), Info::new())
     }
 
@@ -81,7 +86,6 @@ impl Env for IntegrationGrid {
         let d = grid::delta(*action);
         let mut new = (self.pos.0 + d.0, self.pos.1 + d.1);
         let mut was_blocked = false;
-        let mut cb = 0;
         if !grid::inside(new, SIZE, SIZE) {
             was_blocked = true;
             new = self.pos;
@@ -90,7 +94,6 @@ impl Env for IntegrationGrid {
             was_blocked = true;
             self.wall_hits += 1;
             self.consecutive_wall_hits += 1;
-            cb = self.consecutive_wall_hits;
             if self.wall_hits >= HITS_TO_BREAK {
                 // The fourth hit breaks the whole wall and the agent moves in.
                 self.wall_broken = true;
@@ -103,22 +106,17 @@ impl Env for IntegrationGrid {
         }
         self.pos = new;
 
-        let threat_distance = grid::euclid(self.pos, THREAT);
         let mut reward = -0.01;
-        if threat_distance < 0.5 {
+        if self.pos == THREAT {
             reward -= 0.2;
         }
-        let mut counterfactual = None;
+        self.goal = None;
         let mut info = Info::new();
-        for (i, (name, at, value, foregone)) in GOALS.iter().enumerate() {
+        for (i, (name, at, value, _)) in GOALS.iter().enumerate() {
             if self.pos == *at && !self.collected[i] {
                 reward += value;
                 self.collected[i] = true;
-                counterfactual = Some(Counterfactual {
-                    obtained: *value,
-                    foregone: *foregone,
-                    foregone_action: None,
-                });
+                self.goal = Some(i);
                 info.insert(format!("goal_{name}"), 1.0);
             }
         }
@@ -128,19 +126,38 @@ impl Env for IntegrationGrid {
                 info.insert(format!("collected_{name}"), 1.0);
             }
         }
-        self.last = self.context_at(was_blocked, cb, counterfactual, reward);
+        self.blocked = was_blocked;
+        self.reward = reward;
         Step {
             obs: grid::index(self.pos, SIZE),
             reward,
             terminated: done,
             truncated: false,
-            context: self.last.clone(),
+            context: self.context(),
             info,
         }
     }
 
     fn context(&self) -> EmotionalContext {
-        self.last.clone()
+        let threat_distance = grid::euclid(self.pos, THREAT);
+        EmotionalContext {
+            threat_distance: Some(threat_distance),
+            goal_distance: Some(self.min_goal_distance()),
+            was_blocked: self.blocked,
+            // Zero unless the last move hit the wall.
+            consecutive_blocks: self.consecutive_wall_hits,
+            near_threat: threat_distance < 1.5,
+            reward: self.reward,
+            counterfactual: self.goal.map(|i| {
+                let (_, _, obtained, foregone) = GOALS[i];
+                Counterfactual {
+                    obtained,
+                    foregone,
+                    foregone_action: None,
+                }
+            }),
+            ..Default::default()
+        }
     }
 
     fn render(&self) -> String {
@@ -154,28 +171,6 @@ impl Env for IntegrationGrid {
             p if !broken && WALL.contains(&p) => '#',
             _ => '.',
         })
-    }
-}
-
-impl IntegrationGrid {
-    fn context_at(
-        &self,
-        was_blocked: bool,
-        consecutive_blocks: u32,
-        counterfactual: Option<Counterfactual>,
-        reward: f64,
-    ) -> EmotionalContext {
-        let threat_distance = grid::euclid(self.pos, THREAT);
-        EmotionalContext {
-            threat_distance: Some(threat_distance),
-            goal_distance: Some(self.min_goal_distance()),
-            was_blocked,
-            consecutive_blocks,
-            near_threat: threat_distance < 1.5,
-            reward,
-            counterfactual,
-            ..Default::default()
-        }
     }
 }
 

@@ -88,6 +88,15 @@ impl EmotionChannel for AngerChannel {
         "anger"
     }
 
+    super::unused_hooks!(
+        perceive,
+        epsilon,
+        preempt,
+        explore,
+        target_bonus,
+        after_update
+    );
+
     fn appraise(&mut self, t: &Appraisal) {
         let ctx = t.context;
         let f = self.frustration;

@@ -97,6 +97,8 @@ impl EmotionChannel for AnxietyChannel {
         "anxiety"
     }
 
+    super::unused_hooks!(epsilon, explore, on_action, target_bonus, after_update);
+
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         self.threat = context.threat_state;
         let Some(d) = context.threat_distance else {

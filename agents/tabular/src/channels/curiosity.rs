@@ -33,6 +33,8 @@ impl EmotionChannel for CuriosityChannel {
         "curiosity"
     }
 
+    super::unused_hooks!(perceive, epsilon, preempt, explore, on_action, after_update);
+
     fn appraise(&mut self, t: &Appraisal) {
         self.visits[t.next_state] += 1;
         self.current = 1.0 / (1.0 + self.visits[t.next_state] as f64);

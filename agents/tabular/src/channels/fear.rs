@@ -120,6 +120,16 @@ impl EmotionChannel for FearChannel {
         "fear"
     }
 
+    super::unused_hooks!(
+        perceive,
+        epsilon,
+        preempt,
+        explore,
+        on_action,
+        target_bonus,
+        after_update
+    );
+
     fn appraise(&mut self, t: &Appraisal) {
         let d = t.context.threat_distance.unwrap_or(f64::INFINITY);
         match self.cfg.source {

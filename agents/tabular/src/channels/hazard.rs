@@ -82,6 +82,8 @@ impl EmotionChannel for HazardChannel {
         "hazard"
     }
 
+    super::unused_hooks!(epsilon, preempt, on_action, target_bonus, after_update);
+
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         for &cell in context.hazards.iter().flatten() {
             if let Some(m) = self.memory.get_mut(cell) {

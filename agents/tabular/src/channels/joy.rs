@@ -35,6 +35,16 @@ impl EmotionChannel for JoyChannel {
         "joy"
     }
 
+    super::unused_hooks!(
+        perceive,
+        epsilon,
+        preempt,
+        explore,
+        on_action,
+        target_bonus,
+        after_update
+    );
+
     fn appraise(&mut self, t: &Appraisal) {
         self.joy = t.reward.clamp(0.0, 1.0);
         self.mood += self.cfg.mood_rate * (self.joy - self.mood);

@@ -5,6 +5,9 @@
 //!
 //! A learner holds an ordered list of channels and calls each hook in that
 //! order; an agent variant is a list of channels, not a copy of the learner.
+//! Hooks most channels leave as no-ops are [`Hooks`]: each channel names
+//! the ones it does not use ([`unused_hooks!`]), and a learner skips a hook
+//! none of its channels uses.
 
 mod anger;
 mod anxiety;
@@ -81,42 +84,40 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// Short name used in logs (`emotion/<name>`).
     fn name(&self) -> &'static str;
 
+    /// The optional hooks (see [`Hooks`]) the channel implements; a
+    /// channel says which it does not with [`unused_hooks!`].
+    fn hooks(&self) -> Hooks;
+
     /// Appraises a transition: updates phasic and tonic state. Called first
     /// in an update. (Rules without affective state keep the default.)
     fn appraise(&mut self, _t: &Appraisal) {}
 
-    /// Additive shaping of the reward inside the TD target (e.g. a curiosity bonus).
-    fn target_bonus(&self, _t: &Appraisal) -> f64 {
-        0.0
-    }
+    /// Optional. Additive shaping of the reward inside the TD target (e.g.
+    /// a curiosity bonus).
+    fn target_bonus(&self, t: &Appraisal) -> f64;
 
     /// Learning-rate and TD-error modulation, given the raw TD error `td`.
     fn modulate(&self, _t: &Appraisal, _td: f64) -> Modulation {
         Modulation::default()
     }
 
-    /// Sees the state about to be acted in and its context (the one the
-    /// last step produced, or the reset's), before any draw of the action.
-    fn perceive(&mut self, _state: usize, _context: &EmotionalContext) {}
+    /// Optional. Sees the state about to be acted in and its context (the
+    /// one the last step produced, or the reset's), before any draw of the
+    /// action.
+    fn perceive(&mut self, state: usize, context: &EmotionalContext);
 
-    /// The ε of ε-greedy for the next action, given the learner's (or the
-    /// previous channel's) `epsilon`.
-    fn epsilon(&self, epsilon: f64) -> f64 {
-        epsilon
-    }
+    /// Optional. The ε of ε-greedy for the next action, given the
+    /// learner's (or the previous channel's) `epsilon`.
+    fn epsilon(&self, epsilon: f64) -> f64;
 
-    /// Before the ε draw: `Some(a)` takes action `a` outright (e.g. an
-    /// angry agent persisting, a frightened one fleeing), with any draws it
-    /// needs from `rng`; `q` is the state's row of Q-values.
-    fn preempt(&mut self, _state: usize, _q: &[f64], _rng: &RngHandle) -> Option<usize> {
-        None
-    }
+    /// Optional. Before the ε draw: `Some(a)` takes action `a` outright
+    /// (e.g. an angry agent persisting, a frightened one fleeing), with any
+    /// draws it needs from `rng`; `q` is the state's row of Q-values.
+    fn preempt(&mut self, state: usize, q: &[f64], rng: &RngHandle) -> Option<usize>;
 
-    /// On the exploratory branch of ε-greedy: `Some(a)` replaces the
-    /// uniform random action (e.g. a novelty-weighted draw from `rng`).
-    fn explore(&mut self, _state: usize, _rng: &RngHandle) -> Option<usize> {
-        None
-    }
+    /// Optional. On the exploratory branch of ε-greedy: `Some(a)` replaces
+    /// the uniform random action (e.g. a novelty-weighted draw from `rng`).
+    fn explore(&mut self, state: usize, rng: &RngHandle) -> Option<usize>;
 
     /// Biases a copy of the greedy Q-values of `state`. Returning `Some(a)`
     /// overrides the choice (an emotion-driven exploratory action).
@@ -124,11 +125,12 @@ pub trait EmotionChannel: std::fmt::Debug {
         None
     }
 
-    /// Told which action was finally taken, and how it was chosen.
-    fn on_action(&mut self, _action: usize, _how: Choice) {}
+    /// Optional. Told which action was finally taken, and how it was chosen.
+    fn on_action(&mut self, action: usize, how: Choice);
 
-    /// After the Q update: may adjust other entries of the updated state's row.
-    fn after_update(&mut self, _t: &Appraisal, _q_row: &mut [f64]) {}
+    /// Optional. After the Q update: may adjust other entries of the
+    /// updated state's row.
+    fn after_update(&mut self, t: &Appraisal, q_row: &mut [f64]);
 
     /// Current (phasic) intensity, for logging (0 for a rule without one).
     fn phasic(&self) -> f64 {
@@ -151,6 +153,104 @@ pub trait EmotionChannel: std::fmt::Debug {
     /// another config is refused.
     fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError>;
 }
+
+/// The optional hooks of [`EmotionChannel`]: those most channels leave as
+/// no-ops. A learner calls one only if a channel of its list implements
+/// it — at every step of every episode, the calls to no-ops would cost
+/// more than some channels' work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hooks {
+    pub perceive: bool,
+    pub epsilon: bool,
+    pub preempt: bool,
+    pub explore: bool,
+    pub on_action: bool,
+    pub target_bonus: bool,
+    pub after_update: bool,
+}
+
+impl Hooks {
+    pub const ALL: Hooks = Hooks {
+        perceive: true,
+        epsilon: true,
+        preempt: true,
+        explore: true,
+        on_action: true,
+        target_bonus: true,
+        after_update: true,
+    };
+
+    pub const NONE: Hooks = Hooks {
+        perceive: false,
+        epsilon: false,
+        preempt: false,
+        explore: false,
+        on_action: false,
+        target_bonus: false,
+        after_update: false,
+    };
+
+    /// The hooks either set holds.
+    pub fn union(self, other: Hooks) -> Hooks {
+        Hooks {
+            perceive: self.perceive || other.perceive,
+            epsilon: self.epsilon || other.epsilon,
+            preempt: self.preempt || other.preempt,
+            explore: self.explore || other.explore,
+            on_action: self.on_action || other.on_action,
+            target_bonus: self.target_bonus || other.target_bonus,
+            after_update: self.after_update || other.after_update,
+        }
+    }
+}
+
+/// Inside a channel's `impl EmotionChannel`: the optional hooks it does not
+/// use, as no-ops, and [`EmotionChannel::hooks`] saying so. The compiler
+/// keeps the list right: a hook listed and implemented is defined twice,
+/// one neither listed nor implemented is missing.
+macro_rules! unused_hooks {
+    ($($hook:ident),* $(,)?) => {
+        // `..ALL` is needless when every optional hook is listed.
+        #[allow(clippy::needless_update)]
+        fn hooks(&self) -> $crate::channels::Hooks {
+            $crate::channels::Hooks {
+                $($hook: false,)*
+                ..$crate::channels::Hooks::ALL
+            }
+        }
+        $($crate::channels::unused_hooks!(@no_op $hook);)*
+    };
+    (@no_op perceive) => {
+        fn perceive(&mut self, _: usize, _: &emorl_core::EmotionalContext) {}
+    };
+    (@no_op epsilon) => {
+        fn epsilon(&self, epsilon: f64) -> f64 {
+            epsilon
+        }
+    };
+    (@no_op preempt) => {
+        fn preempt(&mut self, _: usize, _: &[f64], _: &emorl_core::RngHandle) -> Option<usize> {
+            None
+        }
+    };
+    (@no_op explore) => {
+        fn explore(&mut self, _: usize, _: &emorl_core::RngHandle) -> Option<usize> {
+            None
+        }
+    };
+    (@no_op on_action) => {
+        fn on_action(&mut self, _: usize, _: $crate::channels::Choice) {}
+    };
+    (@no_op target_bonus) => {
+        fn target_bonus(&self, _: &$crate::channels::Appraisal) -> f64 {
+            0.0
+        }
+    };
+    (@no_op after_update) => {
+        fn after_update(&mut self, _: &$crate::channels::Appraisal, _: &mut [f64]) {}
+    };
+}
+pub(crate) use unused_hooks;
 
 /// `state` and `restore` of a channel whose whole state serialises with
 /// it (a `cfg` field holds its config).
@@ -215,27 +315,150 @@ pub enum ChannelConfig {
 
 impl ChannelConfig {
     /// Builds the channel for a task with `n_states` states.
-    pub fn build(&self, n_states: usize) -> Box<dyn EmotionChannel> {
+    pub fn build(&self, n_states: usize) -> Channel {
         match self {
-            ChannelConfig::Fear(c) => Box::new(FearChannel::new(c.clone(), n_states)),
-            ChannelConfig::Anger(c) => Box::new(AngerChannel::new(c.clone())),
-            ChannelConfig::Regret(c) => Box::new(RegretChannel::new(c.clone(), n_states)),
-            ChannelConfig::Curiosity(c) => Box::new(CuriosityChannel::new(c.clone(), n_states)),
-            ChannelConfig::Joy(c) => Box::new(JoyChannel::new(c.clone())),
-            ChannelConfig::Novelty(c) => Box::new(NoveltyChannel::new(c.clone(), n_states)),
-            ChannelConfig::Persistence(c) => Box::new(PersistenceChannel::new(c.clone())),
-            ChannelConfig::Surprise(c) => Box::new(SurpriseChannel::new(c.clone())),
-            ChannelConfig::Anxiety(c) => Box::new(AnxietyChannel::new(c.clone(), n_states)),
-            ChannelConfig::Hazard(c) => Box::new(HazardChannel::new(c.clone(), n_states)),
-            ChannelConfig::Patience(c) => Box::new(PatienceChannel::new(c.clone(), n_states)),
-            ChannelConfig::HazardMask(c) => Box::new(HazardMaskChannel::new(c.clone(), n_states)),
-            ChannelConfig::Evade(c) => Box::new(EvadeChannel::new(c.clone(), n_states)),
-            ChannelConfig::Refuel(c) => Box::new(RefuelChannel::new(c.clone(), n_states)),
-            ChannelConfig::Repeat(c) => Box::new(RepeatChannel::new(c.clone())),
-            ChannelConfig::PushOn(c) => Box::new(PushOnChannel::new(c.clone())),
+            ChannelConfig::Fear(c) => Channel::Fear(FearChannel::new(c.clone(), n_states)),
+            ChannelConfig::Anger(c) => Channel::Anger(AngerChannel::new(c.clone())),
+            ChannelConfig::Regret(c) => Channel::Regret(RegretChannel::new(c.clone(), n_states)),
+            ChannelConfig::Curiosity(c) => {
+                Channel::Curiosity(CuriosityChannel::new(c.clone(), n_states))
+            }
+            ChannelConfig::Joy(c) => Channel::Joy(JoyChannel::new(c.clone())),
+            ChannelConfig::Novelty(c) => Channel::Novelty(NoveltyChannel::new(c.clone(), n_states)),
+            ChannelConfig::Persistence(c) => {
+                Channel::Persistence(PersistenceChannel::new(c.clone()))
+            }
+            ChannelConfig::Surprise(c) => Channel::Surprise(SurpriseChannel::new(c.clone())),
+            ChannelConfig::Anxiety(c) => Channel::Anxiety(AnxietyChannel::new(c.clone(), n_states)),
+            ChannelConfig::Hazard(c) => Channel::Hazard(HazardChannel::new(c.clone(), n_states)),
+            ChannelConfig::Patience(c) => {
+                Channel::Patience(PatienceChannel::new(c.clone(), n_states))
+            }
+            ChannelConfig::HazardMask(c) => {
+                Channel::HazardMask(HazardMaskChannel::new(c.clone(), n_states))
+            }
+            ChannelConfig::Evade(c) => Channel::Evade(EvadeChannel::new(c.clone(), n_states)),
+            ChannelConfig::Refuel(c) => Channel::Refuel(RefuelChannel::new(c.clone(), n_states)),
+            ChannelConfig::Repeat(c) => Channel::Repeat(RepeatChannel::new(c.clone())),
+            ChannelConfig::PushOn(c) => Channel::PushOn(PushOnChannel::new(c.clone())),
         }
     }
 }
+
+/// `$call` on the channel inside `$channel` (bound to `$c`), whichever of
+/// `$kind` it is.
+macro_rules! on_channel {
+    ($channel:expr, [$($kind:ident),+], $c:ident => $call:expr) => {
+        match $channel {
+            $(Channel::$kind($c) => $call,)+
+        }
+    };
+}
+
+/// Declares [`Channel`] with these kinds and forwards every hook to the
+/// channel inside.
+macro_rules! channel_kinds {
+    ($($kind:ident($channel:ty)),+ $(,)?) => {
+        /// A built channel of any kind. An enum rather than a
+        /// `Box<dyn EmotionChannel>`: the learner calls every hook of every
+        /// channel at every step, and through a `match` those calls inline,
+        /// so a hook a channel leaves at its default costs nothing.
+        #[derive(Debug)]
+        pub enum Channel {
+            $($kind($channel),)+
+        }
+
+        impl EmotionChannel for Channel {
+            #[inline]
+            fn name(&self) -> &'static str {
+                on_channel!(self, [$($kind),+], c => c.name())
+            }
+            #[inline]
+            fn hooks(&self) -> Hooks {
+                on_channel!(self, [$($kind),+], c => c.hooks())
+            }
+            #[inline]
+            fn appraise(&mut self, t: &Appraisal) {
+                on_channel!(self, [$($kind),+], c => c.appraise(t))
+            }
+            #[inline]
+            fn target_bonus(&self, t: &Appraisal) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.target_bonus(t))
+            }
+            #[inline]
+            fn modulate(&self, t: &Appraisal, td: f64) -> Modulation {
+                on_channel!(self, [$($kind),+], c => c.modulate(t, td))
+            }
+            #[inline]
+            fn perceive(&mut self, state: usize, context: &EmotionalContext) {
+                on_channel!(self, [$($kind),+], c => c.perceive(state, context))
+            }
+            #[inline]
+            fn epsilon(&self, epsilon: f64) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.epsilon(epsilon))
+            }
+            #[inline]
+            fn preempt(&mut self, state: usize, q: &[f64], rng: &RngHandle) -> Option<usize> {
+                on_channel!(self, [$($kind),+], c => c.preempt(state, q, rng))
+            }
+            #[inline]
+            fn explore(&mut self, state: usize, rng: &RngHandle) -> Option<usize> {
+                on_channel!(self, [$($kind),+], c => c.explore(state, rng))
+            }
+            #[inline]
+            fn bias(&mut self, state: usize, q: &mut [f64], rng: &RngHandle) -> Option<usize> {
+                on_channel!(self, [$($kind),+], c => c.bias(state, q, rng))
+            }
+            #[inline]
+            fn on_action(&mut self, action: usize, how: Choice) {
+                on_channel!(self, [$($kind),+], c => c.on_action(action, how))
+            }
+            #[inline]
+            fn after_update(&mut self, t: &Appraisal, q_row: &mut [f64]) {
+                on_channel!(self, [$($kind),+], c => c.after_update(t, q_row))
+            }
+            #[inline]
+            fn phasic(&self) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.phasic())
+            }
+            #[inline]
+            fn tonic(&self) -> f64 {
+                on_channel!(self, [$($kind),+], c => c.tonic())
+            }
+            #[inline]
+            fn reset_episode(&mut self) {
+                on_channel!(self, [$($kind),+], c => c.reset_episode())
+            }
+            #[inline]
+            fn state(&self) -> Result<serde_json::Value, CoreError> {
+                on_channel!(self, [$($kind),+], c => c.state())
+            }
+            #[inline]
+            fn restore(&mut self, state: &serde_json::Value) -> Result<(), CoreError> {
+                on_channel!(self, [$($kind),+], c => c.restore(state))
+            }
+        }
+    };
+}
+
+channel_kinds!(
+    Fear(FearChannel),
+    Anger(AngerChannel),
+    Regret(RegretChannel),
+    Curiosity(CuriosityChannel),
+    Joy(JoyChannel),
+    Novelty(NoveltyChannel),
+    Persistence(PersistenceChannel),
+    Surprise(SurpriseChannel),
+    Anxiety(AnxietyChannel),
+    Hazard(HazardChannel),
+    Patience(PatienceChannel),
+    HazardMask(HazardMaskChannel),
+    Evade(EvadeChannel),
+    Refuel(RefuelChannel),
+    Repeat(RepeatChannel),
+    PushOn(PushOnChannel),
+);
 
 /// The square grid a channel assumes its states lie on (`⌊√n_states⌋` a
 /// side, state `row · side + col`), with the environments' four moves (up,

@@ -89,6 +89,8 @@ impl EmotionChannel for NoveltyChannel {
         "novelty"
     }
 
+    super::unused_hooks!(epsilon, preempt, on_action, after_update);
+
     fn perceive(&mut self, state: usize, context: &EmotionalContext) {
         if let Some(v) = self.visits.get_mut(state) {
             *v += 1;

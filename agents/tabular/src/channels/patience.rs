@@ -85,6 +85,8 @@ impl EmotionChannel for PatienceChannel {
         "patience"
     }
 
+    super::unused_hooks!(epsilon, explore, on_action, target_bonus, after_update);
+
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         let Some(r) = &context.reserve else {
             return;

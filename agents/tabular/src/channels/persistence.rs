@@ -89,6 +89,8 @@ impl EmotionChannel for PersistenceChannel {
         "persistence"
     }
 
+    super::unused_hooks!(epsilon, explore, target_bonus, after_update);
+
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         let obstacle = context.obstacle.filter(|o| o.pushed);
         self.blocked = context.was_blocked;

@@ -48,6 +48,8 @@ impl EmotionChannel for RegretChannel {
         "regret"
     }
 
+    super::unused_hooks!(perceive, epsilon, preempt, explore, on_action, target_bonus);
+
     fn appraise(&mut self, t: &Appraisal) {
         self.current = match &t.context.counterfactual {
             Some(cf) => (cf.obtained - cf.foregone) * self.cfg.sensitivity,

@@ -90,6 +90,8 @@ impl EmotionChannel for HazardMaskChannel {
         "hazard_mask"
     }
 
+    super::unused_hooks!(epsilon, preempt, on_action, target_bonus, after_update);
+
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         if let Some(h) = &context.hazards {
             self.shown.clone_from(h);
@@ -169,6 +171,8 @@ impl EmotionChannel for EvadeChannel {
         "evade"
     }
 
+    super::unused_hooks!(epsilon, preempt, on_action, target_bonus, after_update);
+
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         self.threat = context.threat_state;
     }
@@ -225,6 +229,8 @@ impl EmotionChannel for RefuelChannel {
     fn name(&self) -> &'static str {
         "refuel"
     }
+
+    super::unused_hooks!(epsilon, explore, on_action, target_bonus, after_update);
 
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         let Some(r) = &context.reserve else {
@@ -290,6 +296,8 @@ impl EmotionChannel for PushOnChannel {
         "push_on"
     }
 
+    super::unused_hooks!(epsilon, explore, target_bonus, after_update);
+
     fn perceive(&mut self, _state: usize, context: &EmotionalContext) {
         self.push_again = context
             .obstacle
@@ -351,6 +359,8 @@ impl EmotionChannel for RepeatChannel {
     fn name(&self) -> &'static str {
         "repeat"
     }
+
+    super::unused_hooks!(perceive, epsilon, on_action, target_bonus, after_update);
 
     fn preempt(&mut self, _state: usize, q: &[f64], _rng: &RngHandle) -> Option<usize> {
         self.n_actions = q.len();

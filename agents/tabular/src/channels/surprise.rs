@@ -68,6 +68,15 @@ impl EmotionChannel for SurpriseChannel {
         "surprise"
     }
 
+    super::unused_hooks!(
+        perceive,
+        preempt,
+        explore,
+        on_action,
+        target_bonus,
+        after_update
+    );
+
     fn appraise(&mut self, t: &Appraisal) {
         let error = (t.value - t.reward).abs();
         let phasic = if error > self.cfg.threshold {
