@@ -159,8 +159,6 @@ const CASES: &[(&str, &str)] = &[
     ("--top-p", "generate --model ST --prompt hi --top-p 2"),
     ("--top-p", "generate --model ST --prompt hi --top-p -0.5"),
     ("--max-new-tokens", "generate --model ST --prompt hi --max-new-tokens -3"),
-    ("[64, 172]", "generate --model ST --prompt hi --weights int8"),
-    ("[344, 64]", "generate --model ST --prompt hi --weights int4"),
     ("--weights", "generate --model ST --prompt hi --weights int3"),
     ("--checkpoint", "generate --prompt hi --emotion fear=1"),
     ("manifest.json", "generate --checkpoint IN/nomanifest --prompt hi"),

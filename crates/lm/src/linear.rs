@@ -9,10 +9,12 @@
 //! instead (activations rounded to 8 bits per block of 32, as llama.cpp
 //! does).
 //!
-//! The packed copy is used only where it is both valid and faster: when
-//! the caller asks for it (generation), no gradient flows through the
-//! input, and the pass has at most [`PACKED_MAX_ROWS`] rows (decode steps;
-//! a prefill of many tokens is faster with the dense matmul).
+//! The packed copy is used only by decode steps: when the caller asks for
+//! it (generation), no gradient flows through the input, the pass has one
+//! position per row and at most [`PACKED_MAX_ROWS`] rows. Prefills keep
+//! the dense weights and f32 activations: the prompt's states are what
+//! every later token reads, and with 8-bit activations there SmolLM2's
+//! greedy answer to "What is the capital of France?" lost "Paris".
 //!
 //! Formats (blocks of 32 inputs, as GGUF's):
 //! - **int8**: a scale per block, `w = d · q`, `q ∈ [-127, 127]` (Q8_0's
@@ -101,17 +103,19 @@ impl PackPlan {
     }
 }
 
-/// Rows (batch × positions) up to which a pass uses the packed weights.
+/// Rows (sequences of a decode step) up to which it uses the packed weights.
 /// Measured (one thread, SmolLM2's shapes, all 30 blocks and the output
 /// layer): the packed kernels take 3.3 ms for one row, 8.8 for 8, 33 for
-/// 32 and 66 for 64, the dense f32 matmuls 24, 72, 83 and 124 ms; longer
-/// prefills stay dense, where every activation keeps its f32 precision.
+/// 32 and 66 for 64, the dense f32 matmuls 24, 72, 83 and 124 ms.
 pub const PACKED_MAX_ROWS: i64 = 64;
 
 /// A frozen `[out, in]` weight, optionally with a packed copy.
 pub(crate) struct Linear {
     weight: Tensor,
     packed: Option<QuantMatrix>,
+    /// Multiply the packed copy with ≈ 16-bit activations
+    /// ([`QuantMatrix::matmul_refined`]; the output layer).
+    refined: bool,
 }
 
 impl std::fmt::Debug for Linear {
@@ -129,6 +133,7 @@ impl Linear {
         Linear {
             weight,
             packed: None,
+            refined: false,
         }
     }
 
@@ -148,6 +153,24 @@ impl Linear {
             4 => Packing::Int4,
             _ => Packing::Int8,
         })
+    }
+
+    /// Makes the packed copy read activations to ≈ 16 bits (two passes).
+    pub(crate) fn refine_activations(&mut self) {
+        self.refined = true;
+    }
+
+    fn packed_matmul(
+        &self,
+        packed: &QuantMatrix,
+        x: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        match self.refined {
+            true => packed.matmul_refined(x, rows, out),
+            false => packed.matmul(x, rows, out),
+        }
     }
 
     /// Builds (or replaces) the packed copy of the weight; `None` drops it.
@@ -181,7 +204,9 @@ impl Linear {
         let s = x.size();
         let k = *s.last().unwrap_or(&0);
         let rows: i64 = s[..s.len().saturating_sub(1)].iter().product();
-        if rows > PACKED_MAX_ROWS || rows == 0 {
+        // `[batch, positions, k]` with several positions is a prefill.
+        let prefill = s.len() == 3 && s[1] > 1;
+        if prefill || rows > PACKED_MAX_ROWS || rows == 0 {
             return Ok(x.f_linear::<&Tensor>(&self.weight, None)?);
         }
         let a = x
@@ -189,7 +214,7 @@ impl Linear {
             .f_to_kind(Kind::Float)?
             .f_contiguous()?;
         let mut y = Vec::new();
-        packed.matmul(crate::host::f32_view(&a)?, rows as usize, &mut y)?;
+        self.packed_matmul(packed, crate::host::f32_view(&a)?, rows as usize, &mut y)?;
         let mut out = s.clone();
         if let Some(last) = out.last_mut() {
             *last = self.out_features();
@@ -209,7 +234,7 @@ impl Linear {
     pub(crate) fn forward_host(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
         out.clear();
         match &self.packed {
-            Some(packed) => packed.matmul(x, rows, out)?,
+            Some(packed) => self.packed_matmul(packed, x, rows, out)?,
             None => {
                 let a = crate::host::rows_tensor(x, rows)?;
                 let y = a.f_linear::<&Tensor>(&self.weight, None)?;

@@ -290,7 +290,9 @@ impl Llama {
                 b.mlp.gate_up.pack(plan.blocks)?;
                 b.mlp.down.pack(plan.blocks)?;
             }
-            self.lm_head.pack(plan.output)
+            self.lm_head.pack(plan.output)?;
+            self.lm_head.refine_activations();
+            Ok(())
         };
         // A refusal (a scale outside f16's range) leaves no layer packed.
         pack(plan).inspect_err(|_| {

@@ -380,9 +380,10 @@ impl Model {
     /// Builds weight-only quantized copies of the linear layers and the
     /// output layer as `plan` says ([`PackPlan::default`] drops them).
     /// Generation then reads them (see [`Model::set_packed_generation`])
-    /// for passes of few rows (decode steps, short prompts; no gradient);
-    /// every other forward pass, and prefills of many tokens, keep the
-    /// dense weights (see [`crate::linear`]). On an error no layer is
+    /// for decode steps (one position per row, up to
+    /// [`crate::linear::PACKED_MAX_ROWS`] rows, no gradient); prefills and
+    /// every other forward pass keep the dense weights (see
+    /// [`crate::linear`]). On an error no layer is
     /// packed. Llama-architecture models only.
     pub fn pack_weights(&mut self, plan: PackPlan) -> Result<()> {
         self.packed_generation = false;
@@ -444,9 +445,9 @@ impl Model {
     }
 
     /// Lets forward passes use the packed weights (see
-    /// [`Model::pack_weights`]) while on: passes of at most
-    /// [`crate::linear::PACKED_MAX_ROWS`] rows through which no gradient
-    /// flows. Generation turns it on for its duration and off after; this
+    /// [`Model::pack_weights`]) while on: decode steps (one position per
+    /// row) of at most [`crate::linear::PACKED_MAX_ROWS`] rows through
+    /// which no gradient flows. Generation turns it on for its duration and off after; this
     /// is for callers that decode with [`Model::forward_cached`] themselves
     /// (e.g. to score text the way generation computes it).
     pub fn set_use_packed(&mut self, on: bool) {
