@@ -391,13 +391,11 @@ fn sample_batch(
         ..GenerateOptions::default()
     };
     model.set_share_repeated_prompts(cfg.share_prompt_prefill);
-    let dense_elsewhere = !model.packed_generation();
+    let before = model.packed_generation();
     model.set_packed_generation(cfg.packed_sampling && model.pack_plan() != PackPlan::default());
     let gens = model.generate_from_tokens(batch, &opts, Some(&hooks), None);
     model.set_share_repeated_prompts(false);
-    if dense_elsewhere {
-        model.set_packed_generation(false);
-    }
+    model.set_packed_generation(before);
     let gens = gens?;
     drop(hooks);
     let steps = recorded.into_inner();
