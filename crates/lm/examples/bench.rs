@@ -238,7 +238,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prefill.push(prefill_len as f64 / s.elapsed().as_secs_f64());
     }
     let mut decode = Vec::new();
-    for b in [1i64, 8] {
+    // `--batch=N` measures one batch size (for profiling); default 1 and 8.
+    let batches: Vec<i64> = match args.iter().find_map(|a| a.strip_prefix("--batch=")) {
+        Some(n) => vec![n.parse()?],
+        None => vec![1, 8],
+    };
+    for &b in &batches {
         let mut runs = Vec::new();
         let opts = GenerateOptions {
             max_new_tokens: decode_steps + 1,
@@ -260,6 +265,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model.clear_cache();
         decode.push((b, median(runs)));
     }
+    let rate = |b: i64| decode.iter().find(|d| d.0 == b).map_or(f64::NAN, |d| d.1);
     println!(
         "{{\"engine\": \"emorl-lm\", \"dtype\": \"{:?}\", \"weights\": \"{}\", \"host_decode\": \"{:?}\", \"threads\": {}, \"load_s\": {:.2}, \"prefill_tok_s\": {:.1}, \"decode_b1_tok_s\": {:.1}, \"decode_b8_tok_s\": {:.1}}}",
         dtype,
@@ -268,8 +274,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tch::get_num_threads(),
         load_s,
         median(prefill),
-        decode[0].1,
-        decode[1].1
+        rate(1),
+        rate(8)
     );
     Ok(())
 }

@@ -166,13 +166,53 @@ pub struct ForwardOutput {
 /// every decode step. Where autograd is involved (any of the tensors
 /// requires grad, e.g. trainable prefix keys/values) it concatenates, as
 /// in-place writes would break the graph.
+///
+/// Rows that continue one prompt (RL samples) may share its positions
+/// ([`KvCache::share_rows`]): the host decode path reads them in place, so
+/// a decode step reads each prompt's keys and values once per prompt
+/// instead of once per row; any other use copies them out first.
 pub(crate) struct KvCache {
-    /// Buffers; the first `len` positions are valid.
+    /// Buffers; the first `len` positions are valid (after the shared
+    /// ones, if any).
     k: Tensor,
     v: Tensor,
+    /// Positions of each row, shared ones included.
     len: i64,
     /// Leading positions that hold prefix keys/values (not tokens).
     pub(crate) prefix_len: i64,
+    shared: Option<SharedRows>,
+}
+
+/// Leading positions read from another cache's rows: row `r` reads the
+/// first `len` positions of row `row_of[r]` of `k` and `v`.
+struct SharedRows {
+    k: Tensor,
+    v: Tensor,
+    len: i64,
+    row_of: Vec<usize>,
+}
+
+/// A cache's buffers on the host (see [`KvCache::host_buffers`]).
+pub(crate) struct HostKv<'a> {
+    /// Each row's own positions, `[batch, kv_heads, cap, head_dim]`; the
+    /// first `own` are filled.
+    pub(crate) k: &'a mut [f32],
+    pub(crate) v: &'a mut [f32],
+    pub(crate) cap: usize,
+    pub(crate) own: usize,
+    /// The positions before them that rows share, if any.
+    pub(crate) shared: Option<SharedKv<'a>>,
+}
+
+/// Shared leading positions: `[rows, kv_heads, cap, head_dim]` buffers of
+/// which the first `len` positions are filled; batch row `r` reads row
+/// `row_of[r]`.
+pub(crate) struct SharedKv<'a> {
+    pub(crate) k: &'a [f32],
+    pub(crate) v: &'a [f32],
+    pub(crate) cap: usize,
+    pub(crate) len: usize,
+    pub(crate) row_of: &'a [usize],
 }
 
 impl KvCache {
@@ -184,20 +224,76 @@ impl KvCache {
             v,
             len,
             prefix_len,
+            shared: None,
         }
+    }
+
+    /// Positions in this cache's own buffers (after the shared ones).
+    fn own_len(&self) -> i64 {
+        self.len - self.shared.as_ref().map_or(0, |s| s.len)
+    }
+
+    /// Copies shared positions into each row's buffers (nothing to do for
+    /// a cache without them).
+    fn materialize(&mut self) -> Result<()> {
+        let Some(sh) = self.shared.take() else {
+            return Ok(());
+        };
+        let own = self.len - sh.len;
+        let rows: Vec<i64> = sh.row_of.iter().map(|&r| r as i64).collect();
+        let idx = Tensor::f_from_slice(&rows)?.f_to_device(sh.k.device())?;
+        let join = |shared: &Tensor, mine: &Tensor| -> Result<Tensor> {
+            let head = shared.f_narrow(2, 0, sh.len)?.f_index_select(0, &idx)?;
+            let tail = mine.f_narrow(2, 0, own)?.f_to_kind(head.kind())?;
+            Ok(Tensor::f_cat(&[&head, &tail], 2)?)
+        };
+        self.k = join(&sh.k, &self.k)?;
+        self.v = join(&sh.v, &self.v)?;
+        Ok(())
     }
 
     /// The cache of the batch rows `index` (`[new_batch]`, i64) of this one,
     /// in that order (a row may repeat). The valid positions are copied.
-    pub(crate) fn select_rows(&self, index: &Tensor) -> Result<KvCache> {
+    pub(crate) fn select_rows(&mut self, index: &Tensor) -> Result<KvCache> {
+        self.materialize()?;
         let k = self.k.f_narrow(2, 0, self.len)?.f_index_select(0, index)?;
         let v = self.v.f_narrow(2, 0, self.len)?.f_index_select(0, index)?;
         Ok(KvCache::new(k, v, self.prefix_len))
     }
 
+    /// A cache whose row `r` continues row `row_of[r]` of this one, sharing
+    /// its positions instead of copying them (copied where gradients flow).
+    pub(crate) fn share_rows(&mut self, row_of: &[usize]) -> Result<KvCache> {
+        self.materialize()?;
+        let cs = self.k.size();
+        let fits = cs.len() == 4 && row_of.iter().all(|&r| (r as i64) < cs[0]);
+        if !fits || self.k.requires_grad() || self.v.requires_grad() {
+            let rows: Vec<i64> = row_of.iter().map(|&r| r as i64).collect();
+            let idx = Tensor::f_from_slice(&rows)?.f_to_device(self.k.device())?;
+            return self.select_rows(&idx);
+        }
+        let empty = Tensor::f_empty(
+            [row_of.len() as i64, cs[1], 0, cs[3]],
+            (self.k.kind(), self.k.device()),
+        )?;
+        Ok(KvCache {
+            k: empty.shallow_clone(),
+            v: empty,
+            len: self.len,
+            prefix_len: self.prefix_len,
+            shared: Some(SharedRows {
+                k: self.k.shallow_clone(),
+                v: self.v.shallow_clone(),
+                len: self.len,
+                row_of: row_of.to_vec(),
+            }),
+        })
+    }
+
     /// Appends `k` and `v` (`[batch, kv_heads, t, head_dim]`) and returns
     /// the whole cached keys and values.
     pub(crate) fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.materialize()?;
         let ks = k.size();
         let cs = self.k.size();
         if ks.len() != 4 || cs.len() != 4 || ks[0] != cs[0] || ks[1] != cs[1] || ks[3] != cs[3] {
@@ -228,12 +324,12 @@ impl KvCache {
 }
 
 impl KvCache {
-    /// Moves the valid positions into fresh `kind` buffers with room for
-    /// `need` positions and more (geometric growth).
+    /// Moves the own positions into fresh `kind` buffers with room for
+    /// `need` of them and more (geometric growth).
     fn grow(&mut self, need: i64, kind: Kind) -> Result<()> {
         let cs = self.k.size();
         let cap = (2 * need).max(need + 64);
-        let len = self.len;
+        let len = self.own_len();
         let grow = |old: &Tensor| -> Result<Tensor> {
             let buf = Tensor::f_empty([cs[0], cs[1], cap, cs[3]], (kind, old.device()))?;
             buf.f_narrow(2, 0, len)?
@@ -245,19 +341,24 @@ impl KvCache {
         Ok(())
     }
 
-    /// The cache as host buffers with room for `extra` more positions:
-    /// keys and values `[batch, kv_heads, cap, head_dim]` (f32, CPU,
-    /// contiguous; the first [`KvCache::len`] positions filled) and `cap`.
-    /// Positions written past `len` count once [`KvCache::advance`]d.
-    pub(crate) fn host_buffers(&mut self, extra: i64) -> Result<(&mut [f32], &mut [f32], usize)> {
-        let need = self.len + extra;
+    /// The cache as host buffers with room for `extra` more positions in
+    /// each row's own buffers (f32, CPU, contiguous), and the shared
+    /// positions before them if any. Positions written past the own ones
+    /// count once [`KvCache::advance`]d.
+    pub(crate) fn host_buffers(&mut self, extra: i64) -> Result<HostKv<'_>> {
+        let host =
+            |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous();
+        if self
+            .shared
+            .as_ref()
+            .is_some_and(|s| !host(&s.k) || !host(&s.v) || s.k.size() != s.v.size())
+        {
+            self.materialize()?;
+        }
+        let need = self.own_len() + extra;
         let cs = self.k.size();
-        let fits = cs.len() == 4
-            && cs[2] >= need
-            && self.k.kind() == Kind::Float
-            && self.k.is_contiguous()
-            && self.v.is_contiguous()
-            && self.v.size() == cs;
+        let fits =
+            cs.len() == 4 && cs[2] >= need && host(&self.k) && host(&self.v) && self.v.size() == cs;
         if !fits {
             if cs.len() != 4 {
                 return Err(LmError::InvalidArgument(format!(
@@ -267,11 +368,24 @@ impl KvCache {
             self.grow(need, Kind::Float)?;
         }
         let cap = self.k.size()[2] as usize;
-        Ok((
-            crate::host::f32_view_mut(&mut self.k)?,
-            crate::host::f32_view_mut(&mut self.v)?,
+        let own = self.own_len() as usize;
+        let shared = match &self.shared {
+            None => None,
+            Some(sh) => Some(SharedKv {
+                k: crate::host::f32_view(&sh.k)?,
+                v: crate::host::f32_view(&sh.v)?,
+                cap: sh.k.size()[2] as usize,
+                len: sh.len as usize,
+                row_of: &sh.row_of,
+            }),
+        };
+        Ok(HostKv {
+            k: crate::host::f32_view_mut(&mut self.k)?,
+            v: crate::host::f32_view_mut(&mut self.v)?,
             cap,
-        ))
+            own,
+            shared,
+        })
     }
 
     /// Positions filled.
@@ -304,8 +418,19 @@ pub(crate) trait LayerCaches {
     /// rows.
     fn select_cache_rows(&mut self, index: &Tensor) -> Result<()> {
         for c in self.caches_mut() {
-            if let Some(kv) = c.as_ref() {
+            if let Some(kv) = c.as_mut() {
                 *c = Some(kv.select_rows(index)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`LayerCaches::select_cache_rows`], but the new row `r` shares
+    /// the cached positions of row `row_of[r]` (see [`KvCache::share_rows`]).
+    fn share_cache_rows(&mut self, row_of: &[usize]) -> Result<()> {
+        for c in self.caches_mut() {
+            if let Some(kv) = c.as_mut() {
+                *c = Some(kv.share_rows(row_of)?);
             }
         }
         Ok(())
@@ -344,6 +469,40 @@ mod tests {
         // A batch that does not fit is an error, not a silent broadcast.
         let bad = Tensor::randn([1, 3, 1, 4], (Kind::Float, Device::Cpu));
         assert!(c.append(&bad, &bad).is_err());
+    }
+
+    #[test]
+    fn shared_rows_read_like_copied_rows() {
+        let (k0, v0) = (r(5), r(5));
+        let r3 = || Tensor::randn([3, 3, 1, 4], (Kind::Float, Device::Cpu));
+        let rows = [1usize, 0, 1];
+        let idx = Tensor::from_slice(&[1i64, 0, 1]);
+        let mut copied = KvCache::new(k0.shallow_clone(), v0.shallow_clone(), 0)
+            .select_rows(&idx)
+            .unwrap();
+        let mut shared = KvCache::new(k0, v0, 0).share_rows(&rows).unwrap();
+        // One position written on the host into the rows' own buffers,
+        // after the shared ones; the same position appended to the copy.
+        let (xk, xv) = (r3(), r3());
+        let kv = shared.host_buffers(1).unwrap();
+        let sh = kv.shared.as_ref().expect("shared positions");
+        assert_eq!((kv.own, sh.len, sh.row_of), (0, 5, &rows[..]));
+        let (hk, hv) = (
+            Vec::<f32>::try_from(xk.view([-1])).unwrap(),
+            Vec::<f32>::try_from(xv.view([-1])).unwrap(),
+        );
+        for rg in 0..9 {
+            kv.k[rg * kv.cap * 4..][..4].copy_from_slice(&hk[rg * 4..][..4]);
+            kv.v[rg * kv.cap * 4..][..4].copy_from_slice(&hv[rg * 4..][..4]);
+        }
+        shared.advance(1);
+        let _ = copied.append(&xk, &xv).unwrap();
+        assert_eq!(shared.len(), 6);
+        // A tensor append copies the shared positions out first.
+        let (nk, nv) = (r3(), r3());
+        let (sk, sv) = shared.append(&nk, &nv).unwrap();
+        let (ck, cv) = copied.append(&nk, &nv).unwrap();
+        assert!(sk.equal(&ck) && sv.equal(&cv));
     }
 
     #[test]

@@ -194,6 +194,9 @@ pub(crate) fn sample_row(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> u
         return argmax();
     }
     let inv_t = 1.0 / temperature;
+    if top_k == 0 && top_p >= 1.0 {
+        return sample_tempered(logits, inv_t as f32, rng).unwrap_or_else(argmax);
+    }
     let mut cand: Vec<(usize, f64)> = logits
         .iter()
         .enumerate()
@@ -240,6 +243,135 @@ pub(crate) fn sample_row(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> u
         }
     }
     cand[keep - 1].0
+}
+
+/// Temperature sampling from the whole vocabulary (no top-k or top-p) by
+/// inverse transform: weights `exp((x − max)·inv_t)` in f32 ([`exp_nonpos`]),
+/// sums over blocks of 64 tokens in f64, then one walk over the blocks and
+/// one inside a block. `None` when no logit is finite.
+fn sample_tempered(logits: &[f32], inv_t: f32, rng: &mut Rng) -> Option<usize> {
+    const BLOCK: usize = 64;
+    // Non-finite logits (masked tokens) get no weight.
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = logits.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(if v.is_finite() { v } else { f32::NEG_INFINITY });
+        }
+    }
+    let max = chunks.remainder().iter().filter(|v| v.is_finite()).fold(
+        lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        |a, &b| a.max(b),
+    );
+    if max == f32::NEG_INFINITY {
+        return None;
+    }
+    WEIGHTS.with(|cell| {
+        let mut held = cell.try_borrow_mut();
+        let mut fresh = (Vec::new(), Vec::new());
+        let (weights, blocks) = match held.as_mut() {
+            Ok(w) => {
+                let (a, b) = &mut **w;
+                (a, b)
+            }
+            Err(_) => (&mut fresh.0, &mut fresh.1),
+        };
+        weights.clear();
+        weights.resize(logits.len(), 0.0);
+        fill_weights(weights, logits, max, inv_t);
+        blocks.clear();
+        blocks.extend(weights.chunks(BLOCK).map(|b| {
+            let mut l = [0f32; 16];
+            let mut c = b.chunks_exact(16);
+            for part in &mut c {
+                l.iter_mut().zip(part).for_each(|(a, &w)| *a += w);
+            }
+            let tail: f64 = c.remainder().iter().map(|&w| w as f64).sum();
+            l.iter().map(|&v| v as f64).sum::<f64>() + tail
+        }));
+        let total: f64 = blocks.iter().sum();
+        let u = rng.uniform() * total;
+        let mut acc = 0.0;
+        let last = weights.iter().rposition(|&w| w > 0.0)?;
+        for (bi, &bs) in blocks.iter().enumerate() {
+            if u < acc + bs {
+                for (j, &w) in weights[bi * BLOCK..].iter().take(BLOCK).enumerate() {
+                    acc += w as f64;
+                    if u < acc && w > 0.0 {
+                        return Some(bi * BLOCK + j);
+                    }
+                }
+                return weights[bi * BLOCK..]
+                    .iter()
+                    .take(BLOCK)
+                    .rposition(|&w| w > 0.0)
+                    .map(|j| bi * BLOCK + j);
+            }
+            acc += bs;
+        }
+        Some(last)
+    })
+}
+
+thread_local! {
+    /// [`sample_tempered`]'s weights and block sums, reused.
+    static WEIGHTS: std::cell::RefCell<(Vec<f32>, Vec<f64>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `weights[i] = exp_nonpos((logits[i] − max)·inv_t)`, sixteen lanes wide
+/// where the CPU has AVX-512 (the same operations either way, so the same
+/// bits: Rust never fuses a multiply and an add on its own).
+fn fill_weights(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
+    #[inline(always)]
+    fn body(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
+        for (w, &x) in weights.iter_mut().zip(logits) {
+            *w = exp_nonpos((x - max) * inv_t);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
+            body(weights, logits, max, inv_t)
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { wide(weights, logits, max, inv_t) };
+            return;
+        }
+    }
+    body(weights, logits, max, inv_t)
+}
+
+/// `eˣ` for `−87 ≤ x ≤ 0` to a few ulps, 0 elsewhere (NaN and ±∞ included):
+/// `2ⁿ·eʳ` with `n` the integer nearest `x·log₂e`, `r = x − n·ln 2` (ln 2 in
+/// two parts) and `eʳ` by Cephes' polynomial. Plain multiplies and adds,
+/// without branches, so that loops over it vectorise.
+#[inline(always)]
+pub(crate) fn exp_nonpos(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let live = (-87.0..=0.0).contains(&x);
+    let x = if live { x } else { 0.0 };
+    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_2e-4;
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = p * r + c;
+    }
+    let y = 1.0 + r + r * r * p;
+    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    if live {
+        y * scale
+    } else {
+        0.0
+    }
 }
 
 /// `[batch, vocab]` logits as one flat row-major `f32` vector and the
@@ -313,6 +445,21 @@ impl StreamText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_nonpos_is_close_and_zero_outside() {
+        for i in 0..=87_000 {
+            let x = -(i as f32) / 1000.0;
+            let (got, want) = (exp_nonpos(x) as f64, (x as f64).exp());
+            assert!(
+                (got - want).abs() / want < 4.0 * f32::EPSILON as f64,
+                "exp({x}) = {got}"
+            );
+        }
+        for x in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -88.0, 0.5] {
+            assert_eq!(exp_nonpos(x), 0.0, "{x}");
+        }
+    }
 
     #[test]
     fn greedy_is_argmax() {

@@ -77,7 +77,22 @@ pub(crate) fn f32_view_mut(t: &mut Tensor) -> Result<&mut [f32]> {
 /// `rows × k` values as a `[rows, k]` f32 tensor.
 pub(crate) fn rows_tensor(x: &[f32], rows: usize) -> Result<Tensor> {
     let k = x.len() / rows.max(1);
-    Ok(Tensor::f_from_slice(x)?.f_view([rows as i64, k as i64])?)
+    f32_tensor(x, &[rows as i64, k as i64])
+}
+
+/// `x` as an f32 CPU tensor of `shape` (one copy). `Tensor::from_slice`
+/// zero-fills its tensor first, on libtorch's thread pool for a vocabulary
+/// of logits, whose threads then spin beside the decode kernels.
+pub(crate) fn f32_tensor(x: &[f32], shape: &[i64]) -> Result<Tensor> {
+    if shape.iter().product::<i64>() != x.len() as i64 {
+        return Err(LmError::InvalidArgument(format!(
+            "{} values for a tensor of shape {shape:?}",
+            x.len()
+        )));
+    }
+    let mut t = Tensor::f_empty(shape, (Kind::Float, Device::Cpu))?;
+    f32_view_mut(&mut t)?.copy_from_slice(x);
+    Ok(t)
 }
 
 /// Root-mean-square normalisation of each `w.len()`-wide row of `x`,
@@ -159,14 +174,22 @@ pub(crate) struct Heads {
     pub(crate) dim: usize,
 }
 
-/// One batch row of a KV cache: `k` and `v` are `[kv heads, cap, dim]`
-/// buffers of which the first `len` positions are filled; `keep(j)` says
-/// whether position `j` is attended to (padding is not).
-pub(crate) struct CacheRow<'a> {
+/// Keys and values of some positions of one batch row: `[kv heads, cap,
+/// dim]` buffers of which the first `len` positions are filled.
+#[derive(Clone, Copy)]
+pub(crate) struct Span<'a> {
     pub(crate) k: &'a [f32],
     pub(crate) v: &'a [f32],
     pub(crate) cap: usize,
     pub(crate) len: usize,
+}
+
+/// One batch row of a KV cache: the positions it shares with other rows
+/// (`shared`, first), then its own; `keep(j)` says whether position `j`
+/// (counted over both) is attended to (padding is not).
+pub(crate) struct CacheRow<'a> {
+    pub(crate) shared: Option<Span<'a>>,
+    pub(crate) own: Span<'a>,
     pub(crate) keep: &'a dyn Fn(usize) -> bool,
 }
 
@@ -196,8 +219,12 @@ pub(crate) fn attend(
 trait Lanes {
     /// `a · b`.
     fn dot(a: &[f32], b: &[f32]) -> f32;
-    /// `y += w · x`.
-    fn axpy(y: &mut [f32], w: f32, x: &[f32]);
+    /// `y = Σ w·x` over `item(j)` for `j < n`, in order of `j` (items
+    /// that are `None` add nothing); each `x` is as long as `y`.
+    fn weighted_sum<'a>(y: &mut [f32], n: usize, item: impl Fn(usize) -> Option<(f32, &'a [f32])>);
+    /// Replaces each `s` of `row` by `exp(s − max(row))` and returns their
+    /// sum (`-inf` scores become 0).
+    fn exp_shifted(row: &mut [f32]) -> f32;
 }
 
 struct Plain;
@@ -208,10 +235,23 @@ impl Lanes for Plain {
         dot(a, b)
     }
     #[inline(always)]
-    fn axpy(y: &mut [f32], w: f32, x: &[f32]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o += w * v;
+    fn weighted_sum<'a>(y: &mut [f32], n: usize, item: impl Fn(usize) -> Option<(f32, &'a [f32])>) {
+        y.fill(0.0);
+        for (w, x) in (0..n).filter_map(item) {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o += w * v;
+            }
         }
+    }
+    #[inline(always)]
+    fn exp_shifted(row: &mut [f32]) -> f32 {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            total += *s;
+        }
+        total
     }
 }
 
@@ -225,13 +265,17 @@ fn attend_with<L: Lanes>(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let CacheRow {
-        k,
-        v,
-        cap,
-        len,
-        keep,
-    } = *row;
+    let keep = row.keep;
+    let none = Span {
+        k: &[],
+        v: &[],
+        cap: 0,
+        len: 0,
+    };
+    let (first, own) = (row.shared.unwrap_or(none), row.own);
+    let len = first.len + own.len;
+    // Position `j` of kv head `g` in `k` (or `v`) of its span.
+    let at = |span: &Span<'_>, g: usize, j: usize| (g * span.cap + j) * heads.dim;
     let d = heads.dim;
     let group = heads.query / heads.kv;
     let scale = 1.0 / (d as f32).sqrt();
@@ -239,11 +283,12 @@ fn attend_with<L: Lanes>(
     scores.clear();
     scores.resize(group * len, 0.0);
     for g in 0..heads.kv {
-        let kg = &k[g * cap * d..];
-        let vg = &v[g * cap * d..];
         let qg = &q[g * group * d..(g + 1) * group * d];
         for j in 0..len {
-            let kj = &kg[j * d..(j + 1) * d];
+            let kj = match j < first.len {
+                true => &first.k[at(&first, g, j)..][..d],
+                false => &own.k[at(&own, g, j - first.len)..][..d],
+            };
             let kept = keep(j);
             for (i, qh) in qg.chunks_exact(d).enumerate() {
                 scores[i * len + j] = if kept {
@@ -254,20 +299,19 @@ fn attend_with<L: Lanes>(
             }
         }
         for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0.0;
-            for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                total += *s;
-            }
+            let inv = 1.0 / L::exp_shifted(row);
             let h = g * group + i;
-            let oh = &mut out[h * d..(h + 1) * d];
-            oh.fill(0.0);
-            for (j, &p) in row.iter().enumerate() {
-                if p != 0.0 {
-                    L::axpy(oh, p / total, &vg[j * d..(j + 1) * d]);
-                }
-            }
+            let row = &*row;
+            L::weighted_sum(&mut out[h * d..(h + 1) * d], len, |j| {
+                let p = row[j];
+                (p != 0.0).then(|| {
+                    let vj = match j < first.len {
+                        true => &first.v[at(&first, g, j)..][..d],
+                        false => &own.v[at(&own, g, j - first.len)..][..d],
+                    };
+                    (p * inv, vj)
+                })
+            });
         }
     }
 }
@@ -303,19 +347,134 @@ mod avx512 {
                 _mm512_reduce_add_ps(acc)
             }
         }
+        /// Sixty-four outputs at a time stay in registers over all `j`
+        /// (the same sums, in the same order, as the plain path's, fused).
         #[inline(always)]
-        fn axpy(y: &mut [f32], w: f32, x: &[f32]) {
-            // SAFETY: as in `dot`; `x` holds as many values as `y`.
+        fn weighted_sum<'a>(
+            y: &mut [f32],
+            n: usize,
+            item: impl Fn(usize) -> Option<(f32, &'a [f32])>,
+        ) {
+            // SAFETY: as in `dot`; every `x` holds `y.len()` values, a
+            // multiple of 16.
             unsafe {
-                let w = _mm512_set1_ps(w);
-                for i in (0..y.len()).step_by(16) {
-                    let p = y.as_mut_ptr().add(i);
-                    let r =
-                        _mm512_fmadd_ps(w, _mm512_loadu_ps(x.as_ptr().add(i)), _mm512_loadu_ps(p));
-                    _mm512_storeu_ps(p, r);
+                let mut base = 0;
+                // Four named accumulators (an array of them is kept in
+                // memory, which puts a store and a load in every step).
+                while base + 64 <= y.len() {
+                    let (mut a0, mut a1, mut a2, mut a3) = (
+                        _mm512_setzero_ps(),
+                        _mm512_setzero_ps(),
+                        _mm512_setzero_ps(),
+                        _mm512_setzero_ps(),
+                    );
+                    for (w, x) in (0..n).filter_map(&item) {
+                        let w = _mm512_set1_ps(w);
+                        let x = x.as_ptr().add(base);
+                        a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x), a0);
+                        a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x.add(16)), a1);
+                        a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x.add(32)), a2);
+                        a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(x.add(48)), a3);
+                    }
+                    let o = y.as_mut_ptr().add(base);
+                    _mm512_storeu_ps(o, a0);
+                    _mm512_storeu_ps(o.add(16), a1);
+                    _mm512_storeu_ps(o.add(32), a2);
+                    _mm512_storeu_ps(o.add(48), a3);
+                    base += 64;
+                }
+                while base < y.len() {
+                    let mut a = _mm512_setzero_ps();
+                    for (w, x) in (0..n).filter_map(&item) {
+                        a = _mm512_fmadd_ps(
+                            _mm512_set1_ps(w),
+                            _mm512_loadu_ps(x.as_ptr().add(base)),
+                            a,
+                        );
+                    }
+                    _mm512_storeu_ps(y.as_mut_ptr().add(base), a);
+                    base += 16;
                 }
             }
         }
+
+        #[inline(always)]
+        fn exp_shifted(row: &mut [f32]) -> f32 {
+            // SAFETY: as in `dot`; loads and stores stay inside `row`
+            // (the last, partial vector through a lane mask).
+            unsafe {
+                let n = row.len();
+                let p = row.as_mut_ptr();
+                let mask = |i: usize| -> __mmask16 {
+                    match n - i >= 16 {
+                        true => 0xffff,
+                        false => (1u16 << (n - i)) - 1,
+                    }
+                };
+                let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+                for i in (0..n).step_by(16) {
+                    m = _mm512_mask_max_ps(m, mask(i), m, _mm512_maskz_loadu_ps(mask(i), p.add(i)));
+                }
+                let max = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+                let mut total = _mm512_setzero_ps();
+                for i in (0..n).step_by(16) {
+                    let k = mask(i);
+                    let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p.add(i)), max));
+                    let e = _mm512_maskz_mov_ps(k, e);
+                    _mm512_mask_storeu_ps(p.add(i), k, e);
+                    total = _mm512_add_ps(total, e);
+                }
+                _mm512_reduce_add_ps(total)
+            }
+        }
+    }
+
+    /// `exp(x)` for `x ≤ 0` to about two ulps: `2ⁿ·eʳ` with `n` the nearest
+    /// integer to `x·log₂e`, `r = x − n·ln 2` (ln 2 in two parts) and `eʳ`
+    /// by Cephes' degree-7 polynomial; below −87.3 (where f32 runs out of
+    /// normal numbers) the result is 0.
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        let live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3), _CMP_GE_OQ);
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-88.0));
+        let n = _mm512_roundscale_ps(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut q = _mm512_set1_ps(1.987_569_2e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c));
+        }
+        let y = _mm512_add_ps(
+            _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r),
+            _mm512_set1_ps(1.0),
+        );
+        _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n))
+    }
+
+    #[cfg(test)]
+    pub(super) fn exp_of(x: &[f32]) -> Vec<f32> {
+        assert!(available());
+        x.chunks(16)
+            .flat_map(|c| {
+                let mut buf = [0f32; 16];
+                buf[..c.len()].copy_from_slice(c);
+                // SAFETY: AVX-512F checked above.
+                let e = unsafe { exp(_mm512_loadu_ps(buf.as_ptr())) };
+                let mut out = [0f32; 16];
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr(), e) };
+                out[..c.len()].to_vec()
+            })
+            .collect()
     }
 
     #[target_feature(enable = "avx512f")]
@@ -384,6 +543,26 @@ mod tests {
         close(&got, &host(&want), 1e-6);
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_exp_is_within_three_ulps() {
+        if !avx512::available() {
+            return;
+        }
+        let xs: Vec<f32> = (0..=87_000).map(|i| -(i as f32) / 1000.0).collect();
+        let got = avx512::exp_of(&xs);
+        for (&x, &e) in xs.iter().zip(&got) {
+            let want = (x as f64).exp();
+            let err = ((e as f64) - want).abs() / want;
+            assert!(
+                err < 3.0 * f32::EPSILON as f64,
+                "exp({x}) = {e}, want {want}"
+            );
+        }
+        let edge = avx512::exp_of(&[f32::NEG_INFINITY, -100.0, -87.5, 0.0]);
+        assert_eq!(edge, vec![0.0, 0.0, 0.0, 1.0]);
+    }
+
     #[test]
     fn attention_matches_sdpa_with_groups_and_padding() {
         // 4 query heads over 2 kv heads of 16; a cache of capacity 9 with 7
@@ -413,14 +592,45 @@ mod tests {
         };
         let (kh, vh) = (host(&k), host(&v));
         let row = CacheRow {
-            k: &kh,
-            v: &vh,
-            cap: cap as usize,
-            len: len as usize,
+            shared: None,
+            own: Span {
+                k: &kh,
+                v: &vh,
+                cap: cap as usize,
+                len: len as usize,
+            },
             keep: &keep,
         };
         attend(&host(&q), &row, heads, &mut Vec::new(), &mut got);
         close(&got, &host(&want), 1e-5);
+
+        // The same positions split: the first 3 in a buffer of capacity 4
+        // (shared by rows), the rest in the row's own buffer; same bits.
+        let split = |t: &Tensor, from: i64, n: i64, cap: i64| {
+            let buf = Tensor::zeros([1, hkv, cap, d], (Kind::Float, Device::Cpu));
+            buf.narrow(2, 0, n).copy_(&t.narrow(2, from, n));
+            host(&buf)
+        };
+        let (sk, sv) = (split(&k, 0, 3, 4), split(&v, 0, 3, 4));
+        let (ok, ov) = (split(&k, 3, len - 3, 6), split(&v, 3, len - 3, 6));
+        let row = CacheRow {
+            shared: Some(Span {
+                k: &sk,
+                v: &sv,
+                cap: 4,
+                len: 3,
+            }),
+            own: Span {
+                k: &ok,
+                v: &ov,
+                cap: 6,
+                len: (len - 3) as usize,
+            },
+            keep: &keep,
+        };
+        let mut parts = vec![0f32; (hq * d) as usize];
+        attend(&host(&q), &row, heads, &mut Vec::new(), &mut parts);
+        assert_eq!(parts, got);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod qmatmul;
 pub mod quant;
 pub mod tokenizer;
 pub mod weights;
+mod workers;
 
 pub use common::{ForwardOutput, LogitsScope};
 pub use error::{LmError, Result};

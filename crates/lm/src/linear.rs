@@ -219,9 +219,7 @@ impl Linear {
         if let Some(last) = out.last_mut() {
             *last = self.out_features();
         }
-        Ok(Tensor::f_from_slice(&y)?
-            .f_reshape(&out[..])?
-            .f_to_kind(x.kind())?)
+        Ok(crate::host::f32_tensor(&y, &out)?.f_to_kind(x.kind())?)
     }
 }
 

@@ -31,6 +31,11 @@ use crate::host::HostDecode;
 use crate::linear::{Linear, PackPlan};
 use crate::weights::{SafetensorsWeights, WeightSource};
 
+thread_local! {
+    /// Attention scores of one decode row, reused from step to step.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Maps the GGUF tensor names the loader asks for to Hugging Face Llama
 /// names (`model.layers.N.self_attn.q_proj.weight`, ...).
 struct HfLlamaNames<'a> {
@@ -384,13 +389,8 @@ impl Llama {
         let inv_freq = host::f32_view(&self.inv_freq)?;
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
         let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
-        let (mut h, mut proj, mut y, mut act, mut scores) = (
-            Vec::new(),
-            Vec::new(),
-            vec![0f32; b * qd],
-            Vec::new(),
-            Vec::new(),
-        );
+        let (mut h, mut proj, mut y, mut act) =
+            (Vec::new(), Vec::new(), vec![0f32; b * qd], Vec::new());
         for blk in &mut self.blocks {
             host::rms_norm(&x, host::f32_view(&blk.attn_norm.weight)?, eps, &mut h);
             blk.attn.wqkv.forward_host(&h, b, &mut proj)?;
@@ -399,49 +399,53 @@ impl Llama {
                     LmError::InvalidArgument("decode step without a KV cache".into())
                 })?;
             let len = cache.len() as usize;
-            let (kbuf, vbuf, cap) = cache.host_buffers(1)?;
+            let kv = cache.host_buffers(1)?;
+            let (kbuf, vbuf, cap, own) = (kv.k, kv.v, kv.cap, kv.own);
             for r in 0..b {
                 let row = &mut proj[r * (qd + 2 * kd)..(r + 1) * (qd + 2 * kd)];
                 host::rope_angles(positions[r], inv_freq, &mut cos, &mut sin);
                 let (qk, v) = row.split_at_mut(qd + kd);
                 host::rope(qk, hd, &cos, &sin);
                 for g in 0..heads.kv {
-                    let at = ((r * heads.kv + g) * cap + len) * hd;
+                    let at = ((r * heads.kv + g) * cap + own) * hd;
                     kbuf[at..at + hd].copy_from_slice(&qk[qd + g * hd..qd + (g + 1) * hd]);
                     vbuf[at..at + hd].copy_from_slice(&v[g * hd..(g + 1) * hd]);
                 }
             }
-            let (kbuf, vbuf, qkv) = (&*kbuf, &*vbuf, &proj[..]);
+            let (kbuf, vbuf, qkv, shared) = (&*kbuf, &*vbuf, &proj[..], &kv.shared);
             let stride = heads.kv * cap * hd;
             // Rows attend independently: on libtorch's threads when there
             // are several (each row's result is the same either way).
             let attend_row = |r: usize, yr: &mut [f32], scores: &mut Vec<f32>| {
                 let keep = |j: usize| valid.is_none_or(|v| j >= len || v[r][j]);
                 let row = host::CacheRow {
-                    k: &kbuf[r * stride..(r + 1) * stride],
-                    v: &vbuf[r * stride..(r + 1) * stride],
-                    cap,
-                    len: len + 1,
+                    shared: shared.as_ref().map(|sh| {
+                        let (p, n) = (sh.row_of[r], heads.kv * sh.cap * hd);
+                        host::Span {
+                            k: &sh.k[p * n..(p + 1) * n],
+                            v: &sh.v[p * n..(p + 1) * n],
+                            cap: sh.cap,
+                            len: sh.len,
+                        }
+                    }),
+                    own: host::Span {
+                        k: &kbuf[r * stride..(r + 1) * stride],
+                        v: &vbuf[r * stride..(r + 1) * stride],
+                        cap,
+                        len: own + 1,
+                    },
                     keep: &keep,
                 };
                 let q = &qkv[r * (qd + 2 * kd)..r * (qd + 2 * kd) + qd];
                 host::attend(q, &row, heads, scores, yr);
             };
-            match (b > 1).then(|| crate::qmatmul::pool(threads)).flatten() {
-                Some(pool) => {
-                    use rayon::prelude::*;
-                    pool.install(|| {
-                        y.par_chunks_mut(qd)
-                            .enumerate()
-                            .for_each_init(Vec::new, |scores, (r, yr)| attend_row(r, yr, scores))
-                    });
-                }
-                None => {
-                    for (r, yr) in y.chunks_mut(qd).enumerate() {
-                        attend_row(r, yr, &mut scores);
-                    }
-                }
-            }
+            let workers = (b > 1).then(|| crate::workers::workers(threads)).flatten();
+            crate::workers::for_chunks(workers, &mut y, qd, &|r, yr| {
+                SCORES.with(|s| match s.try_borrow_mut() {
+                    Ok(mut s) => attend_row(r, yr, &mut s),
+                    Err(_) => attend_row(r, yr, &mut Vec::new()),
+                })
+            });
             cache.advance(1);
             blk.attn.wo.forward_host(&y, b, &mut proj)?;
             x.iter_mut().zip(&proj).for_each(|(a, o)| *a += o);
@@ -454,7 +458,7 @@ impl Llama {
         self.past += 1;
         host::rms_norm(&x, host::f32_view(&self.norm.weight)?, eps, &mut h);
         self.lm_head.forward_host(&h, b, &mut proj)?;
-        Ok(Tensor::f_from_slice(&proj)?.f_view([b as i64, 1, -1])?)
+        host::f32_tensor(&proj, &[b as i64, 1, (proj.len() / b.max(1)) as i64])
     }
 
     /// Loads a Llama model from a GGUF file.

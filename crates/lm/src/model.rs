@@ -362,6 +362,16 @@ impl Model {
         }
     }
 
+    /// As [`Model::select_cache_rows`] with `index` = `row_of`, sharing the
+    /// cached positions between the rows that repeat a row instead of
+    /// copying them (the host decode path reads them in place).
+    pub(crate) fn share_cache_rows(&mut self, row_of: &[usize]) -> Result<()> {
+        match &mut self.arch {
+            Architecture::Llama(m) => m.share_cache_rows(row_of),
+            Architecture::Gpt2(m) => m.share_cache_rows(row_of),
+        }
+    }
+
     /// Makes generation prefill each distinct prompt of a batch once and
     /// copy its KV cache to the rows that repeat it (RL sampling passes
     /// every prompt k times), when the hooks are `None` or act on no hidden
@@ -810,7 +820,8 @@ impl Model {
             let positions = out.logits.size().get(1).copied().unwrap_or(0);
             let mut last = out.logits.f_select(1, positions - 1)?;
             if let Some(idx) = &row_index {
-                self.select_cache_rows(idx)?;
+                let rows: Vec<usize> = row_of.iter().map(|&r| r as usize).collect();
+                self.share_cache_rows(&rows)?;
                 last = last.f_index_select(0, idx)?;
                 if let Some(h) = hooks {
                     last = h.process_logits(last.f_unsqueeze(1)?)?.f_select(1, 0)?;

@@ -25,7 +25,7 @@
 //! block serve up to [`TILE`] rows before the next block is read; a CPU
 //! without AVX-512 VNNI runs the same arithmetic in plain Rust.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use half::f16;
 
@@ -357,23 +357,37 @@ impl QuantMatrix {
     /// (SmolLM2 answered "What is the capital of France?" without
     /// "Paris").
     pub fn matmul_refined(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
-        self.matmul(x, rows, out)?;
-        let mut rest = Vec::with_capacity(x.len());
+        if x.len() != rows * self.k {
+            return Err(LmError::InvalidArgument(format!(
+                "{} activations for {rows} rows of a [{}, {}] quantized matrix",
+                x.len(),
+                self.n,
+                self.k
+            )));
+        }
+        // Each row followed by what its rounding loses: one matmul of twice
+        // the rows, so that both passes share every weight load.
+        let mut both = Vec::with_capacity(2 * x.len());
         for row in x.chunks_exact(self.k) {
+            both.extend_from_slice(row);
             for block in row.chunks(BLOCK) {
                 let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let e = amax / 127.0;
                 let inv = if e > 0.0 { 1.0 / e } else { 0.0 };
-                rest.extend(
+                both.extend(
                     block
                         .iter()
                         .map(|&v| v - round_even((v * inv).clamp(-127.0, 127.0)) * e),
                 );
             }
         }
-        let mut second = Vec::new();
-        self.matmul(&rest, rows, &mut second)?;
-        out.iter_mut().zip(&second).for_each(|(o, s)| *o += s);
+        let mut pair = Vec::new();
+        self.matmul(&both, 2 * rows, &mut pair)?;
+        out.clear();
+        for two in pair.chunks_exact(2 * self.n) {
+            let (first, second) = two.split_at(self.n);
+            out.extend(first.iter().zip(second).map(|(f, s)| f + s));
+        }
         Ok(())
     }
 
@@ -453,21 +467,12 @@ impl QuantMatrix {
             };
             let chunk = groups.div_ceil(threads * 4).max(1);
             let work = rows * self.n * self.kp;
-            match (threads > 1 && groups > chunk && work >= MIN_PARALLEL)
-                .then(|| pool(threads))
-                .flatten()
-            {
-                Some(pool) => {
-                    use rayon::prelude::*;
-                    pool.install(|| {
-                        grouped
-                            .par_chunks_mut(chunk * rows * GROUP)
-                            .enumerate()
-                            .for_each(|(c, part)| run(c * chunk, part));
-                    });
-                }
-                None => run(0, grouped),
-            }
+            let workers = (threads > 1 && groups > chunk && work >= MIN_PARALLEL)
+                .then(|| crate::workers::workers(threads))
+                .flatten();
+            crate::workers::for_chunks(workers, grouped, chunk * rows * GROUP, &|c, part| {
+                run(c * chunk, part)
+            });
             for (g, part) in grouped.chunks_exact(rows * GROUP).enumerate() {
                 let width = GROUP.min(self.n - g * GROUP);
                 for (r, lanes) in part.chunks_exact(GROUP).enumerate() {
@@ -646,38 +651,11 @@ fn round_even(v: f32) -> f32 {
     (v + SHIFT) - SHIFT
 }
 
-/// A pool of `threads` workers, built once per count (`None` for one
-/// thread, or if its threads cannot be started: the caller's thread does
-/// the work).
-pub(crate) fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
-    type Pools = Vec<(usize, Arc<rayon::ThreadPool>)>;
-    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(|| Mutex::new(Vec::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if threads <= 1 {
-        return None;
-    }
-    if let Some((_, p)) = pools.iter().find(|(t, _)| *t == threads) {
-        return Some(p.clone());
-    }
-    let built = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("emorl-qmatmul-{i}"))
-        .build()
-        .ok()
-        .map(Arc::new)?;
-    pools.push((threads, built.clone()));
-    Some(built)
-}
-
-/// Multiply-adds below which a matmul stays on the caller's thread: waking
-/// the pool costs more than it saves on smaller ones (SmolLM2, two threads:
-/// batch-1 decode 151 tok/s with every matmul split, 170 with this bound,
-/// which keeps a decode step's attention output projection and query/key/
-/// value projection on one thread).
-const MIN_PARALLEL: usize = 1 << 20;
+/// Multiply-adds below which a matmul stays on the caller's thread, where
+/// handing out its parts costs more than it saves (SmolLM2 batch-1 decode,
+/// two threads: 186–192 tok/s at 2²⁰, 219–227 at 2¹⁸, 209–221 at 2¹⁶ and
+/// 2¹⁷; every projection of a decode step is split at 2¹⁸).
+const MIN_PARALLEL: usize = 1 << 18;
 
 /// Whether this CPU runs the AVX-512 VNNI kernel.
 fn simd() -> bool {
