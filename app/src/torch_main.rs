@@ -5,6 +5,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Tensor commands allocate and free large buffers in loops.
+    emorl_lm::keep_freed_memory();
     match emorl::cli::parse() {
         Ok(cli) => emorl::cli::exit_code(emorl::commands::run(cli)),
         Err(code) => code,

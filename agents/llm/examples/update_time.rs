@@ -33,6 +33,8 @@ fn stand_in_reward(g: &emorl_lm::Generation) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As `emorl-torch` does.
+    emorl_lm::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut args = Vec::new();
     let (mut recompute, mut stand_in, mut json, mut share) = (false, false, false, true);

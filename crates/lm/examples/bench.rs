@@ -171,6 +171,8 @@ fn packed_ppl(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As `emorl-torch` does.
+    emorl_lm::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dtype = if args.iter().any(|a| a == "--bf16") {
         DType::BF16

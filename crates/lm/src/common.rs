@@ -281,9 +281,11 @@ impl KvCache {
             v: empty,
             len: self.len,
             prefix_len: self.prefix_len,
+            // Contiguous, for the host path (a prefill's keys and values
+            // are views of its projections).
             shared: Some(SharedRows {
-                k: self.k.shallow_clone(),
-                v: self.v.shallow_clone(),
+                k: self.k.f_narrow(2, 0, self.len)?.f_contiguous()?,
+                v: self.v.f_narrow(2, 0, self.len)?.f_contiguous()?,
                 len: self.len,
                 row_of: row_of.to_vec(),
             }),

@@ -20,6 +20,7 @@
 //! # Ok::<(), emorl_lm::LmError>(())
 //! ```
 
+pub mod alloc;
 pub mod common;
 pub mod config;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod tokenizer;
 pub mod weights;
 mod workers;
 
+pub use alloc::keep_freed_memory;
 pub use common::{ForwardOutput, LogitsScope};
 pub use error::{LmError, Result};
 pub use generate::{
