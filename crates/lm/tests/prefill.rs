@@ -273,3 +273,23 @@ fn last_position_logits_match_the_full_forward() {
     assert_eq!(last.hidden.len(), 1);
     assert!(full.hidden[0].1.equal(&last.hidden[0].1));
 }
+
+/// With packed weights, decode steps run on the host and the rows of a
+/// repeated prompt read its shared KV cache in place (instead of copies):
+/// the tokens and log-probs are those of prefilling every row.
+#[test]
+fn host_decode_reads_shared_prompt_caches_like_copies() {
+    let mut m = stories();
+    m.pack_weights(emorl_lm::PackPlan::uniform(Some(emorl_lm::Packing::Int8)))
+        .expect("pack");
+    m.set_host_decode(emorl_lm::HostDecode::Packed);
+    m.set_packed_generation(true);
+    let prompts = rl_batch(&m);
+    for opts in [sampled(3), sampled(11), GenerateOptions::default()] {
+        let every_row = m.generate_from_tokens(&prompts, &opts, None, None).unwrap();
+        m.set_share_repeated_prompts(true);
+        let shared = m.generate_from_tokens(&prompts, &opts, None, None).unwrap();
+        m.set_share_repeated_prompts(false);
+        assert_same(&every_row, &shared);
+    }
+}
