@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// How long an idle helper waits for the next job before it parks.
 const SPIN: Duration = Duration::from_millis(2);
 
+/// Spins between two yields of an idle helper's core.
+const YIELD_EVERY: u32 = 64;
+
 /// `state`: the job's epoch (high 32 bits), a closed flag (bit 31) and the
 /// number of helpers inside the job (low bits).
 const CLOSED: u64 = 1 << 31;
@@ -216,11 +219,14 @@ fn helper(s: &'static Shared, h: usize) {
                 break st;
             }
             spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(256) {
+            if !spins.is_multiple_of(YIELD_EVERY) {
                 std::hint::spin_loop();
                 continue;
             }
             if since.elapsed() < SPIN {
+                // Lets a thread that waits for this core run (libtorch's
+                // OpenMP workers between decode steps).
+                std::thread::yield_now();
                 continue;
             }
             s.sleeping[h].store(true, SeqCst);

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::eval::{forced_emotions, EmotionCondition};
 use crate::lexicon::{emotion_markers, marker_token_ids, LexiconPart};
 use crate::rl::config::{RlConfig, UpdateStats};
-use crate::rl::objective::Objective;
+use crate::rl::objective::{tempered_log_softmax, Objective};
 use crate::rl::rollout::{pack, response_targets, Chunk, Rollout};
 
 /// The expression objective's settings and its emotions' word ids.
@@ -178,7 +178,7 @@ impl Objective for Expression {
                 (out.logits.f_narrow(1, lp - 1, lr)?, frozen, packed.resp)
             }
         };
-        let logp = logits.f_mul_scalar(t_inv)?.f_log_softmax(-1, Kind::Float)?;
+        let logp = tempered_log_softmax(&logits, t_inv)?;
         let index = Tensor::f_from_slice(&which.iter().map(|&e| e as i64).collect::<Vec<_>>())?
             .f_to_device(device)?;
         let row_masks = self.masks.f_index_select(0, &index)?.f_unsqueeze(1)?; // [b, 1, V]
@@ -200,7 +200,7 @@ impl Objective for Expression {
             per_token = per_token.f_add(&unlikelihood.f_mul_scalar(self.repeat_coef)?)?;
         }
         if self.kl > 0.0 {
-            let ref_logp = frozen.f_mul_scalar(t_inv)?.f_log_softmax(-1, Kind::Float)?;
+            let ref_logp = tempered_log_softmax(&frozen, t_inv)?;
             let kl = logp
                 .f_exp()?
                 .f_mul(&logp.f_sub(&ref_logp)?)?

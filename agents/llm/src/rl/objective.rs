@@ -37,3 +37,15 @@ pub trait Objective: std::fmt::Debug {
     /// Adds what it measured during the update to `stats`.
     fn report(&mut self, _stats: &mut UpdateStats) {}
 }
+
+/// `log_softmax(logits · t_inv)` over the vocabulary; at `t_inv` 1 (the
+/// default temperature) without the scaled copy, which for an update's
+/// `[rows, steps, vocab]` logits is a pass over hundreds of megabytes
+/// forward and another backward.
+pub(crate) fn tempered_log_softmax(logits: &Tensor, t_inv: f64) -> Result<Tensor> {
+    let kind = tch::Kind::Float;
+    Ok(match t_inv == 1.0 {
+        true => logits.f_log_softmax(-1, kind)?,
+        false => logits.f_mul_scalar(t_inv)?.f_log_softmax(-1, kind)?,
+    })
+}

@@ -8,7 +8,7 @@ use crate::agent::LlmAgent;
 use crate::error::Result;
 use crate::modules::TurnEmotion;
 use crate::rl::config::{RlConfig, UpdateStats};
-use crate::rl::objective::Objective;
+use crate::rl::objective::{tempered_log_softmax, Objective};
 use crate::rl::rollout::{emotion_of, pack, response_targets, Chunk, Packed, Rollout};
 
 /// Policy gradient with KL and entropy terms.
@@ -79,7 +79,7 @@ impl PolicyGradient {
             let (targets, resp, _) = response_targets(gens, device)?;
             let ref_logp = {
                 let _g = tch::no_grad_guard();
-                raw.f_mul_scalar(t_inv)?.f_log_softmax(-1, Kind::Float)?
+                tempered_log_softmax(&raw, t_inv)?
             };
             let view = rollout.prompt_view(chunk)?;
             let emotion = self
@@ -91,11 +91,8 @@ impl PolicyGradient {
                     view.hidden.as_ref(),
                 )?)?
                 .repeat_rows(k)?;
-            let logp = agent
-                .modules
-                .process_logits(&emotion, &raw)?
-                .f_mul_scalar(t_inv)?
-                .f_log_softmax(-1, Kind::Float)?;
+            let logp =
+                tempered_log_softmax(&agent.modules.process_logits(&emotion, &raw)?, t_inv)?;
             return Ok((logp, ref_logp, targets, resp));
         }
         let pad = i64::from(agent.model.tokenizer().pad_id());
@@ -116,9 +113,9 @@ impl PolicyGradient {
                 hooks = hooks.with_readout(r);
             }
             let out = agent.model.forward(&tokens, Some(&mask), Some(&hooks))?;
-            let l = out.logits.f_narrow(1, lp - 1, lr)?.f_mul_scalar(t_inv)?;
+            let l = out.logits.f_narrow(1, lp - 1, lr)?;
             (
-                l.f_log_softmax(-1, Kind::Float)?,
+                tempered_log_softmax(&l, t_inv)?,
                 out.hidden.into_iter().next().map(|(_, h)| h),
             )
         };
@@ -148,11 +145,7 @@ impl PolicyGradient {
             .repeat_rows(k)?;
         let hooks = agent.modules.hooks(&emotion, lp as usize)?;
         let out = agent.model.forward(&tokens, Some(&mask), Some(&hooks))?;
-        let logp = out
-            .logits
-            .f_narrow(1, lp - 1, lr)?
-            .f_mul_scalar(t_inv)?
-            .f_log_softmax(-1, Kind::Float)?;
+        let logp = tempered_log_softmax(&out.logits.f_narrow(1, lp - 1, lr)?, t_inv)?;
         Ok((logp, ref_logp, targets, resp))
     }
 }
