@@ -91,8 +91,7 @@ impl PolicyGradient {
                     view.hidden.as_ref(),
                 )?)?
                 .repeat_rows(k)?;
-            let logp =
-                tempered_log_softmax(&agent.modules.process_logits(&emotion, &raw)?, t_inv)?;
+            let logp = tempered_log_softmax(&agent.modules.process_logits(&emotion, &raw)?, t_inv)?;
             return Ok((logp, ref_logp, targets, resp));
         }
         let pad = i64::from(agent.model.tokenizer().pad_id());
