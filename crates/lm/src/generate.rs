@@ -350,19 +350,13 @@ fn fill_weights(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
 /// without branches, so that loops over it vectorise.
 #[inline(always)]
 pub(crate) fn exp_nonpos(x: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
     let live = (-87.0..=0.0).contains(&x);
     let x = if live { x } else { 0.0 };
-    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_2e-4;
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ] {
+    let n = crate::qmatmul::round_even(x * std::f32::consts::LOG2_E);
+    let [hi, lo] = crate::host::LN2_PARTS;
+    let r = x - n * hi - n * lo;
+    let mut p = crate::host::EXP_POLY[0];
+    for c in &crate::host::EXP_POLY[1..] {
         p = p * r + c;
     }
     let y = 1.0 + r + r * r * p;

@@ -166,6 +166,19 @@ pub(crate) fn silu_mul(gu: &[f32], ffn: usize, out: &mut Vec<f32>) {
     }
 }
 
+/// Cephes' `expf`: `eˣ = 2ⁿ·eʳ` with `r = x − n·ln 2` (ln 2 in two parts,
+/// the first exact in a few bits) and `eʳ ≈ 1 + r + r²·p(r)` on
+/// |r| ≤ ln 2 / 2, `p`'s coefficients from the highest power down.
+pub(crate) const LN2_PARTS: [f32; 2] = [0.693_359_4, -2.121_944_4e-4];
+pub(crate) const EXP_POLY: [f32; 6] = [
+    1.987_569_2e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+
 /// Heads of one attention layer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Heads {
@@ -441,17 +454,12 @@ mod avx512 {
             _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
         );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut q = _mm512_set1_ps(1.987_569_2e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            0.166_666_65,
-            0.5,
-        ] {
-            q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c));
+        let [hi, lo] = super::LN2_PARTS;
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(hi), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(lo), r);
+        let mut q = _mm512_set1_ps(super::EXP_POLY[0]);
+        for c in &super::EXP_POLY[1..] {
+            q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(*c));
         }
         let y = _mm512_add_ps(
             _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r),

@@ -357,14 +357,7 @@ impl QuantMatrix {
     /// (SmolLM2 answered "What is the capital of France?" without
     /// "Paris").
     pub fn matmul_refined(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
-        if x.len() != rows * self.k {
-            return Err(LmError::InvalidArgument(format!(
-                "{} activations for {rows} rows of a [{}, {}] quantized matrix",
-                x.len(),
-                self.n,
-                self.k
-            )));
-        }
+        self.check_rows(x, rows)?;
         // Each row followed by what its rounding loses: one matmul of twice
         // the rows, so that both passes share every weight load.
         let mut both = Vec::with_capacity(2 * x.len());
@@ -387,6 +380,19 @@ impl QuantMatrix {
         for two in pair.chunks_exact(2 * self.n) {
             let (first, second) = two.split_at(self.n);
             out.extend(first.iter().zip(second).map(|(f, s)| f + s));
+        }
+        Ok(())
+    }
+
+    /// An error unless `x` holds `rows` rows of this matrix's width.
+    fn check_rows(&self, x: &[f32], rows: usize) -> Result<()> {
+        if x.len() != rows * self.k {
+            return Err(LmError::InvalidArgument(format!(
+                "{} activations for {rows} rows of a [{}, {}] quantized matrix",
+                x.len(),
+                self.n,
+                self.k
+            )));
         }
         Ok(())
     }
@@ -417,14 +423,7 @@ impl QuantMatrix {
         threads: usize,
         simd: bool,
     ) -> Result<()> {
-        if x.len() != rows * self.k {
-            return Err(LmError::InvalidArgument(format!(
-                "{} activations for {rows} rows of a [{}, {}] quantized matrix",
-                x.len(),
-                self.n,
-                self.k
-            )));
-        }
+        self.check_rows(x, rows)?;
         out.clear();
         out.resize(rows * self.n, 0.0);
         if rows == 0 {
@@ -646,7 +645,8 @@ thread_local! {
 /// `v` rounded to the nearest integer, ties to even, for `|v| < 2²²`:
 /// adding and removing 1.5·2²³ leaves no fraction bits (`f32::round`
 /// is a library call on CPUs without SSE4.1, a tenth of a decode step).
-fn round_even(v: f32) -> f32 {
+#[inline(always)]
+pub(crate) fn round_even(v: f32) -> f32 {
     const SHIFT: f32 = 12_582_912.0;
     (v + SHIFT) - SHIFT
 }
