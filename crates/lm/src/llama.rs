@@ -414,8 +414,9 @@ impl Llama {
             }
             let (kbuf, vbuf, qkv, shared) = (&*kbuf, &*vbuf, &proj[..], &kv.shared);
             let stride = heads.kv * cap * hd;
-            // Rows attend independently: on libtorch's threads when there
-            // are several (each row's result is the same either way).
+            // Rows attend independently: on the decode workers when there
+            // are several (each row's result is the same either way); the
+            // samples of a prompt read its shared positions in place.
             let attend_row = |r: usize, yr: &mut [f32], scores: &mut Vec<f32>| {
                 let keep = |j: usize| valid.is_none_or(|v| j >= len || v[r][j]);
                 let row = host::CacheRow {
