@@ -268,8 +268,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         decode.push((b, median(runs)));
     }
     let rate = |b: i64| decode.iter().find(|d| d.0 == b).map_or(f64::NAN, |d| d.1);
+    // Other batch sizes (`--batch=N`) after the two the side-by-side reads.
+    let others: String = decode
+        .iter()
+        .filter(|d| d.0 != 1 && d.0 != 8)
+        .map(|(b, r)| format!(", \"decode_b{b}_tok_s\": {r:.1}"))
+        .collect();
     println!(
-        "{{\"engine\": \"emorl-lm\", \"dtype\": \"{:?}\", \"weights\": \"{}\", \"host_decode\": \"{:?}\", \"threads\": {}, \"load_s\": {:.2}, \"prefill_tok_s\": {:.1}, \"decode_b1_tok_s\": {:.1}, \"decode_b8_tok_s\": {:.1}}}",
+        "{{\"engine\": \"emorl-lm\", \"dtype\": \"{:?}\", \"weights\": \"{}\", \"host_decode\": \"{:?}\", \"threads\": {}, \"load_s\": {:.2}, \"prefill_tok_s\": {:.1}, \"decode_b1_tok_s\": {:.1}, \"decode_b8_tok_s\": {:.1}{others}}}",
         dtype,
         plan.name(),
         host,

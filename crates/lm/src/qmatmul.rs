@@ -23,7 +23,12 @@
 //! output features at a time, so that one AVX-512 VNNI instruction
 //! multiplies four inputs of sixteen features and the expanded codes of a
 //! block serve up to [`TILE`] rows before the next block is read; a CPU
-//! without AVX-512 VNNI runs the same arithmetic in plain Rust.
+//! without AVX-512 VNNI runs the same arithmetic in plain Rust. From
+//! [`AMX_MIN_ROWS`] rows on, where the CPU and the OS run AMX-INT8, one tile
+//! instruction forms a block's integer sums for up to sixteen rows and
+//! sixteen features, and AVX-512 scales them in the same order: the same
+//! bits again (tested), but the per-block scaling, not the products, then
+//! bounds the speed.
 
 use std::sync::OnceLock;
 
@@ -412,7 +417,7 @@ impl QuantMatrix {
         out: &mut Vec<f32>,
         threads: usize,
     ) -> Result<()> {
-        self.matmul_on(x, rows, out, threads, simd())
+        self.matmul_on(x, rows, out, threads, Kernel::for_rows(rows))
     }
 
     fn matmul_on(
@@ -421,7 +426,7 @@ impl QuantMatrix {
         rows: usize,
         out: &mut Vec<f32>,
         threads: usize,
-        simd: bool,
+        kernel: Kernel,
     ) -> Result<()> {
         self.check_rows(x, rows)?;
         out.clear();
@@ -454,12 +459,23 @@ impl QuantMatrix {
                 &padded[..]
             };
             acts.quantize(x, rows, self.bits() == 8);
+            if kernel == Kernel::Amx {
+                acts.pad_to(amx_tiles(rows).0 * amx_tiles(rows).1);
+            }
             let acts = &*acts;
             let groups = self.n.div_ceil(GROUP);
             // Outputs as [group][row][feature of the group].
             grouped.clear();
             grouped.resize(groups * rows * GROUP, 0.0);
             let run = |g0: usize, part: &mut [f32]| {
+                #[cfg(target_arch = "x86_64")]
+                if kernel == Kernel::Amx {
+                    // SAFETY: `Kernel::Amx` is only chosen where the CPU
+                    // and the OS run AMX (`amx_ready`).
+                    unsafe { self.amx_groups(g0, acts, rows, part) };
+                    return;
+                }
+                let simd = kernel != Kernel::Portable;
                 for (dg, o) in part.chunks_exact_mut(rows * GROUP).enumerate() {
                     self.group(g0 + dg, acts, o, simd);
                 }
@@ -592,6 +608,110 @@ impl QuantMatrix {
     }
 }
 
+impl QuantMatrix {
+    /// Groups `g0 ..` (as many as `part` holds) for every row with the AMX
+    /// kernel, into `part` (`[group][row][feature]`).
+    ///
+    /// # Safety
+    /// The CPU and the OS must run AMX-INT8 ([`amx_ready`]), and `acts`
+    /// must be padded to whole tiles ([`amx_tiles`]).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn amx_groups(&self, g0: usize, acts: &Activations, rows: usize, part: &mut [f32]) {
+        let nb = self.kp / BLOCK;
+        let (tiles, height) = amx_tiles(rows);
+        amx::configure(height);
+        UNPACKED.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut held = cell.try_borrow_mut();
+            let unpacked = match held.as_mut() {
+                Ok(v) => &mut **v,
+                Err(_) => &mut fresh,
+            };
+            let mut sums = [0f32; AMX_ROWS * GROUP];
+            for (dg, o) in part.chunks_exact_mut(rows * GROUP).enumerate() {
+                let g = g0 + dg;
+                let lanes = g * nb * GROUP;
+                let scale = self.scale[lanes..].as_ptr();
+                let (w, min, bias) = match &self.codes {
+                    Codes::Int4 { codes, min } => {
+                        amx::unpack(
+                            &codes[g * nb * INT4_BYTES..(g + 1) * nb * INT4_BYTES],
+                            unpacked,
+                        );
+                        (
+                            unpacked.as_ptr() as *const i8,
+                            min[lanes..].as_ptr(),
+                            std::ptr::null(),
+                        )
+                    }
+                    Codes::Int8 { codes, bias } => (
+                        codes[g * nb * INT8_BYTES..].as_ptr(),
+                        std::ptr::null(),
+                        bias[lanes..].as_ptr(),
+                    ),
+                };
+                for tile in 0..tiles {
+                    let r0 = tile * height;
+                    let args = amx::Args {
+                        w,
+                        scale,
+                        min,
+                        bias,
+                        x: acts.codes[r0 * self.kp..].as_ptr(),
+                        kp: self.kp,
+                        e: acts.scale[r0 * nb..].as_ptr(),
+                        s: acts.sum[r0 * nb..].as_ptr(),
+                        nb,
+                        out: sums.as_mut_ptr(),
+                    };
+                    match (height, self.bits() == 8) {
+                        (1, false) => amx::tile::<1, false>(&args),
+                        (2, false) => amx::tile::<2, false>(&args),
+                        (3, false) => amx::tile::<3, false>(&args),
+                        (4, false) => amx::tile::<4, false>(&args),
+                        (5, false) => amx::tile::<5, false>(&args),
+                        (6, false) => amx::tile::<6, false>(&args),
+                        (7, false) => amx::tile::<7, false>(&args),
+                        (8, false) => amx::tile::<8, false>(&args),
+                        (9, false) => amx::tile::<9, false>(&args),
+                        (10, false) => amx::tile::<10, false>(&args),
+                        (11, false) => amx::tile::<11, false>(&args),
+                        (12, false) => amx::tile::<12, false>(&args),
+                        (13, false) => amx::tile::<13, false>(&args),
+                        (14, false) => amx::tile::<14, false>(&args),
+                        (15, false) => amx::tile::<15, false>(&args),
+                        (_, false) => amx::tile::<16, false>(&args),
+                        (1, true) => amx::tile::<1, true>(&args),
+                        (2, true) => amx::tile::<2, true>(&args),
+                        (3, true) => amx::tile::<3, true>(&args),
+                        (4, true) => amx::tile::<4, true>(&args),
+                        (5, true) => amx::tile::<5, true>(&args),
+                        (6, true) => amx::tile::<6, true>(&args),
+                        (7, true) => amx::tile::<7, true>(&args),
+                        (8, true) => amx::tile::<8, true>(&args),
+                        (9, true) => amx::tile::<9, true>(&args),
+                        (10, true) => amx::tile::<10, true>(&args),
+                        (11, true) => amx::tile::<11, true>(&args),
+                        (12, true) => amx::tile::<12, true>(&args),
+                        (13, true) => amx::tile::<13, true>(&args),
+                        (14, true) => amx::tile::<14, true>(&args),
+                        (15, true) => amx::tile::<15, true>(&args),
+                        (_, true) => amx::tile::<16, true>(&args),
+                    }
+                    let real = height.min(rows - r0);
+                    o[r0 * GROUP..(r0 + real) * GROUP].copy_from_slice(&sums[..real * GROUP]);
+                }
+            }
+        });
+        amx::release();
+    }
+}
+
+thread_local! {
+    /// A group's int4 codes widened to bytes for the AMX kernel.
+    static UNPACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Activation rows quantized to 8 bits per block: codes `p` (stored as
 /// `p + 128` for int8 weights, `p` as a two's-complement byte for int4),
 /// scales `e` and `e · Σ p` per row and block.
@@ -630,6 +750,20 @@ impl Activations {
     }
 }
 
+impl Activations {
+    /// Appends zero rows up to `total` rows (whole AMX tiles); `rows`
+    /// stays the count of real rows.
+    fn pad_to(&mut self, total: usize) {
+        if self.rows == 0 || total <= self.rows {
+            return;
+        }
+        let (kp, nb) = (self.codes.len() / self.rows, self.scale.len() / self.rows);
+        self.codes.resize(total * kp, 0);
+        self.scale.resize(total * nb, 0.0);
+        self.sum.resize(total * nb, 0.0);
+    }
+}
+
 /// A matmul's working buffers (see [`QuantMatrix::matmul_threads`]).
 #[derive(Default)]
 struct Scratch {
@@ -656,6 +790,81 @@ pub(crate) fn round_even(v: f32) -> f32 {
 /// two threads: 186–192 tok/s at 2²⁰, 219–227 at 2¹⁸, 209–221 at 2¹⁶ and
 /// 2¹⁷; every projection of a decode step is split at 2¹⁸).
 const MIN_PARALLEL: usize = 1 << 18;
+
+/// The kernels of [`QuantMatrix::matmul`]; all compute the same bits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kernel {
+    /// Plain Rust.
+    Portable,
+    /// AVX-512 VNNI: sixteen features by four inputs per instruction.
+    Vnni,
+    /// AMX: a tile of up to sixteen rows by sixteen features by one block
+    /// per instruction, each block's integer sums scaled by AVX-512.
+    Amx,
+}
+
+impl Kernel {
+    /// The fastest kernel for `rows` activation rows on this machine.
+    fn for_rows(rows: usize) -> Kernel {
+        if rows >= AMX_MIN_ROWS && amx_ready() {
+            Kernel::Amx
+        } else if simd() {
+            Kernel::Vnni
+        } else {
+            Kernel::Portable
+        }
+    }
+}
+
+/// Activation rows from which the AMX kernel is used: SmolLM2 decode, two
+/// threads, gained 15% at 32 rows and 2% at 16, nothing measurable at 4
+/// and 8 (`docs/language-models.md`).
+const AMX_MIN_ROWS: usize = 16;
+
+/// Rows per AMX tile.
+const AMX_ROWS: usize = 16;
+
+/// `(tiles, rows per tile)` for `rows` activation rows: as few tiles as
+/// the tile height allows, of equal height (rows past `rows` are zeros).
+fn amx_tiles(rows: usize) -> (usize, usize) {
+    let tiles = rows.div_ceil(AMX_ROWS).max(1);
+    (tiles, rows.div_ceil(tiles).max(1))
+}
+
+/// Whether the CPU has AMX-INT8 and the kernel lets this process use its
+/// tiles (Linux hands out their 8 KiB of state per process on request).
+/// `EMORL_AMX=0` turns the AMX kernel off.
+fn amx_ready() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        static READY: OnceLock<bool> = OnceLock::new();
+        *READY.get_or_init(|| {
+            if !simd() || std::env::var_os("EMORL_AMX").is_some_and(|v| v == "0") {
+                return false;
+            }
+            // CPUID leaf 7: EDX bit 24 is AMX-TILE, bit 25 AMX-INT8.
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID leaf 7 exists on every CPU with AVX-512.
+            let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+            if leaf.edx & (3 << 24) != 3 << 24 {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: arch_prctl with this request only asks the kernel
+            // for permission to use the tile state; it touches no memory.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                ) == 0
+            }
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    false
+}
 
 /// Whether this CPU runs the AVX-512 VNNI kernel.
 fn simd() -> bool {
@@ -770,6 +979,218 @@ mod avx512 {
         }
         for (r, a) in acc.iter().enumerate() {
             _mm512_storeu_ps(out.as_mut_ptr().add(r * GROUP), *a);
+        }
+    }
+}
+
+/// The AMX kernel. A tile instruction multiplies up to sixteen rows of one
+/// block's 32 activation codes by the block's codes of sixteen features
+/// (laid out as the VNNI kernel reads them: row `t` of the weight tile is
+/// vector `t`) into exact int32 sums; AVX-512 then scales and adds each
+/// block's sums in the VNNI kernel's order, so both give the same bits.
+/// Two sets of tiles alternate, so that one block's tile product runs while
+/// the previous block's sums are scaled.
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use super::{BLOCK, GROUP, INT4_BYTES, INT8_BYTES};
+    use half::f16;
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    /// The tile configuration `ldtilecfg` reads (palette 1).
+    #[repr(C, align(64))]
+    struct Config {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    /// Configures this thread's tiles for `height` activation rows:
+    /// tmm0, tmm1 hold `height × 16` int32 sums, tmm2, tmm3 `height × 32`
+    /// activation codes, tmm4, tmm5 a block's `8 × 64` weight codes.
+    ///
+    /// # Safety
+    /// The CPU and the OS must run AMX; `1 ≤ height ≤ 16`.
+    pub(super) unsafe fn configure(height: usize) {
+        let mut c = Config {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb: [0; 16],
+            rows: [0; 16],
+        };
+        for t in 0..2 {
+            (c.rows[t], c.colsb[t]) = (height as u8, 64);
+            (c.rows[2 + t], c.colsb[2 + t]) = (height as u8, BLOCK as u16);
+            (c.rows[4 + t], c.colsb[4 + t]) = (8, 64);
+        }
+        asm!("ldtilecfg [{}]", in(reg) &c, options(nostack, readonly, preserves_flags));
+    }
+
+    /// Returns the tiles to their initial state (no configuration).
+    ///
+    /// # Safety
+    /// The CPU and the OS must run AMX.
+    pub(super) unsafe fn release() {
+        asm!("tilerelease", options(nostack, nomem, preserves_flags));
+    }
+
+    /// A group's int4 codes (low nibbles of vector `t` are row `t`, high
+    /// nibbles row `t + 4`) as one byte per code, block after block.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn unpack(codes: &[u8], out: &mut Vec<u8>) {
+        let n = codes.len() / INT4_BYTES * INT8_BYTES;
+        if out.len() < n {
+            out.resize(n, 0);
+        }
+        let low = _mm512_set1_epi8(0x0f);
+        for (b, c) in codes.chunks_exact(INT4_BYTES).enumerate() {
+            let dst = out.as_mut_ptr().add(b * INT8_BYTES);
+            for t in 0..4 {
+                let v = _mm512_loadu_si512(c.as_ptr().add(t * 64) as *const __m512i);
+                _mm512_storeu_si512(dst.add(t * 64) as *mut __m512i, _mm512_and_si512(v, low));
+                let high = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+                _mm512_storeu_si512(dst.add((t + 4) * 64) as *mut __m512i, high);
+            }
+        }
+    }
+
+    /// One tile of rows times one group: see [`tile`].
+    pub(super) struct Args {
+        /// The group's codes as bytes, `nb` blocks of `INT8_BYTES`.
+        pub w: *const i8,
+        /// The group's scales, offsets (int4) or biases (int8) per block.
+        pub scale: *const f16,
+        pub min: *const f16,
+        pub bias: *const i32,
+        /// The tile's first activation row (`kp` codes per row) and its
+        /// scales and sums per block (`nb` per row).
+        pub x: *const u8,
+        pub kp: usize,
+        pub e: *const f32,
+        pub s: *const f32,
+        pub nb: usize,
+        /// `R × 16` outputs.
+        pub out: *mut f32,
+    }
+
+    /// Block `b`'s tile product into tmm0 (`C = 0`) or tmm1 (`C = 1`):
+    /// signed activation codes for int4 weights, `p + 128` for int8.
+    #[inline(always)]
+    unsafe fn product<const C: usize, const INT8: bool>(a: &Args, b: usize) {
+        let (x, w) = (a.x.add(b * BLOCK), a.w.add(b * INT8_BYTES));
+        let (kp, row) = (a.kp, 64usize);
+        match (C, INT8) {
+            (0, false) => asm!(
+                "tilezero tmm0",
+                "tileloadd tmm2, [{x} + {kp}*1]",
+                "tileloadd tmm4, [{w} + {row}*1]",
+                "tdpbssd tmm0, tmm2, tmm4",
+                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
+                options(nostack, readonly, preserves_flags)
+            ),
+            (0, true) => asm!(
+                "tilezero tmm0",
+                "tileloadd tmm2, [{x} + {kp}*1]",
+                "tileloadd tmm4, [{w} + {row}*1]",
+                "tdpbusd tmm0, tmm2, tmm4",
+                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
+                options(nostack, readonly, preserves_flags)
+            ),
+            (_, false) => asm!(
+                "tilezero tmm1",
+                "tileloadd tmm3, [{x} + {kp}*1]",
+                "tileloadd tmm5, [{w} + {row}*1]",
+                "tdpbssd tmm1, tmm3, tmm5",
+                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
+                options(nostack, readonly, preserves_flags)
+            ),
+            (_, true) => asm!(
+                "tilezero tmm1",
+                "tileloadd tmm3, [{x} + {kp}*1]",
+                "tileloadd tmm5, [{w} + {row}*1]",
+                "tdpbusd tmm1, tmm3, tmm5",
+                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
+                options(nostack, readonly, preserves_flags)
+            ),
+        }
+    }
+
+    /// Stores tmm0 (`C = 0`) or tmm1 into `sums` (`16 × 16` int32).
+    #[inline(always)]
+    unsafe fn store<const C: usize>(sums: &mut [i32; 256]) {
+        let (p, row) = (sums.as_mut_ptr(), 64usize);
+        if C == 0 {
+            asm!("tilestored [{p} + {row}*1], tmm0", p = in(reg) p, row = in(reg) row,
+                options(nostack, preserves_flags));
+        } else {
+            asm!("tilestored [{p} + {row}*1], tmm1", p = in(reg) p, row = in(reg) row,
+                options(nostack, preserves_flags));
+        }
+    }
+
+    /// Adds block `b`'s scaled sums to the accumulators, in the order of
+    /// the VNNI kernel.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scale_in<const R: usize, const INT8: bool>(
+        a: &Args,
+        b: usize,
+        sums: &[i32; 256],
+        acc: &mut [__m512; R],
+    ) {
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(a.scale.add(b * GROUP) as *const __m256i));
+        if INT8 {
+            let bias = _mm512_loadu_si512(a.bias.add(b * GROUP) as *const __m512i);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let dot = _mm512_loadu_si512(sums.as_ptr().add(r * GROUP) as *const __m512i);
+                let dot = _mm512_add_epi32(dot, bias);
+                let de = _mm512_mul_ps(d, _mm512_set1_ps(*a.e.add(r * a.nb + b)));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), de, *acc);
+            }
+        } else {
+            let m = _mm512_cvtph_ps(_mm256_loadu_si256(a.min.add(b * GROUP) as *const __m256i));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let dot = _mm512_loadu_si512(sums.as_ptr().add(r * GROUP) as *const __m512i);
+                let de = _mm512_mul_ps(d, _mm512_set1_ps(*a.e.add(r * a.nb + b)));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), de, *acc);
+                *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*a.s.add(r * a.nb + b)), *acc);
+            }
+        }
+    }
+
+    /// `R` rows times one group, every block, into `a.out`.
+    ///
+    /// # Safety
+    /// The tiles are configured for `R` rows ([`configure`]) and every
+    /// pointer of `a` holds what it documents.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile<const R: usize, const INT8: bool>(a: &Args) {
+        let mut acc = [_mm512_setzero_ps(); R];
+        let (mut even, mut odd) = ([0i32; 256], [0i32; 256]);
+        let nb = a.nb;
+        let mut b = 0;
+        while b < nb {
+            product::<0, INT8>(a, b);
+            if b > 0 {
+                store::<1>(&mut odd);
+                scale_in::<R, INT8>(a, b - 1, &odd, &mut acc);
+            }
+            if b + 1 < nb {
+                product::<1, INT8>(a, b + 1);
+            }
+            store::<0>(&mut even);
+            scale_in::<R, INT8>(a, b, &even, &mut acc);
+            b += 2;
+        }
+        if nb.is_multiple_of(2) {
+            store::<1>(&mut odd);
+            scale_in::<R, INT8>(a, nb - 1, &odd, &mut acc);
+        }
+        for (r, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(a.out.add(r * GROUP), *v);
         }
     }
 }
@@ -1005,18 +1426,36 @@ mod tests {
     }
 
     #[test]
-    fn the_portable_path_computes_the_same_bits() {
+    fn every_kernel_computes_the_same_bits() {
+        let mut kernels = vec![Kernel::Portable];
+        if simd() {
+            kernels.push(Kernel::Vnni);
+        }
+        if amx_ready() {
+            kernels.push(Kernel::Amx);
+        }
+        eprintln!("kernels on this machine: {kernels:?}");
         let mut rng = Lcg(4);
-        let (n, k) = (36, 96);
-        for m in [
-            QuantMatrix::int4(&q4_1_like(&mut rng, n, k), n, k).unwrap(),
-            QuantMatrix::int8(&rng.vec(n * k), n, k).unwrap(),
-        ] {
-            let x = rng.vec(11 * k);
-            let (mut fast, mut plain) = (Vec::new(), Vec::new());
-            m.matmul_on(&x, 11, &mut fast, 2, simd()).unwrap();
-            m.matmul_on(&x, 11, &mut plain, 1, false).unwrap();
-            assert_eq!(fast, plain, "{} bits", m.bits());
+        // An odd and an even count of blocks (the AMX kernel alternates
+        // two sets of tiles), a part group, and rows that fill one, two
+        // and three AMX tiles partly or wholly.
+        for (n, k) in [(36, 96), (40, 128)] {
+            for m in [
+                QuantMatrix::int4(&q4_1_like(&mut rng, n, k), n, k).unwrap(),
+                QuantMatrix::int8(&rng.vec(n * k), n, k).unwrap(),
+            ] {
+                for rows in [1, 3, 4, 8, 11, 16, 17, 33] {
+                    let x = rng.vec(rows * k);
+                    let mut plain = Vec::new();
+                    m.matmul_on(&x, rows, &mut plain, 1, Kernel::Portable)
+                        .unwrap();
+                    for &kernel in &kernels[1..] {
+                        let mut fast = Vec::new();
+                        m.matmul_on(&x, rows, &mut fast, 2, kernel).unwrap();
+                        assert_eq!(fast, plain, "{kernel:?}, {} bits, {rows} rows", m.bits());
+                    }
+                }
+            }
         }
     }
 
