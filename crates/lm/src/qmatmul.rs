@@ -429,8 +429,9 @@ impl QuantMatrix {
         kernel: Kernel,
     ) -> Result<()> {
         self.check_rows(x, rows)?;
+        let total = rows * self.n;
         out.clear();
-        out.resize(rows * self.n, 0.0);
+        out.reserve(total);
         if rows == 0 {
             return Ok(());
         }
@@ -443,11 +444,7 @@ impl QuantMatrix {
                 Ok(s) => &mut **s,
                 Err(_) => &mut fresh,
             };
-            let Scratch {
-                padded,
-                acts,
-                grouped,
-            } = scratch;
+            let Scratch { padded, acts } = scratch;
             let x = if self.kp == self.k {
                 x
             } else {
@@ -460,42 +457,61 @@ impl QuantMatrix {
             };
             acts.quantize(x, rows, self.bits() == 8);
             if kernel == Kernel::Amx {
-                acts.pad_to(amx_tiles(rows).0 * amx_tiles(rows).1);
+                let (tiles, height) = amx_tiles(rows);
+                acts.pad_to(tiles * height);
             }
             let acts = &*acts;
             let groups = self.n.div_ceil(GROUP);
-            // Outputs as [group][row][feature of the group].
-            grouped.clear();
-            grouped.resize(groups * rows * GROUP, 0.0);
-            let run = |g0: usize, part: &mut [f32]| {
-                #[cfg(target_arch = "x86_64")]
-                if kernel == Kernel::Amx {
-                    // SAFETY: `Kernel::Amx` is only chosen where the CPU
-                    // and the OS run AMX (`amx_ready`).
-                    unsafe { self.amx_groups(g0, acts, rows, part) };
-                    return;
-                }
-                let simd = kernel != Kernel::Portable;
-                for (dg, o) in part.chunks_exact_mut(rows * GROUP).enumerate() {
-                    self.group(g0 + dg, acts, o, simd);
+            let dst = OutPtr(out.as_mut_ptr());
+            let dst = &dst;
+            // Group `g`'s outputs (`[row][feature of the group]`) into
+            // their columns of `out`.
+            let store = |g: usize, lanes: &[f32]| {
+                let width = GROUP.min(self.n - g * GROUP);
+                for (r, v) in lanes.chunks_exact(GROUP).enumerate() {
+                    // SAFETY: `out` holds `total` elements of capacity;
+                    // row `r`, columns `16g .. 16g + width` lie inside it
+                    // and belong to group `g` alone, which one task stores.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            v.as_ptr(),
+                            dst.0.add(r * self.n + g * GROUP),
+                            width,
+                        )
+                    };
                 }
             };
             let chunk = groups.div_ceil(threads * 4).max(1);
+            let run = |c: usize| {
+                let span = c * chunk..((c + 1) * chunk).min(groups);
+                #[cfg(target_arch = "x86_64")]
+                if kernel == Kernel::Amx {
+                    // SAFETY: `Kernel::Amx` is only chosen where the CPU
+                    // and the OS run AMX (`amx_ready`); `acts` is padded.
+                    unsafe { self.amx_groups(span, acts, rows, &store) };
+                    return;
+                }
+                let simd = kernel != Kernel::Portable;
+                with_group_out(rows, |o| {
+                    for g in span {
+                        self.group(g, acts, o, simd);
+                        store(g, o);
+                    }
+                });
+            };
             let work = rows * self.n * self.kp;
             let workers = (threads > 1 && groups > chunk && work >= MIN_PARALLEL)
                 .then(|| crate::workers::workers(threads))
                 .flatten();
-            crate::workers::for_chunks(workers, grouped, chunk * rows * GROUP, &|c, part| {
-                run(c * chunk, part)
-            });
-            for (g, part) in grouped.chunks_exact(rows * GROUP).enumerate() {
-                let width = GROUP.min(self.n - g * GROUP);
-                for (r, lanes) in part.chunks_exact(GROUP).enumerate() {
-                    let at = r * self.n + g * GROUP;
-                    out[at..at + width].copy_from_slice(&lanes[..width]);
-                }
+            let tasks = groups.div_ceil(chunk);
+            match workers {
+                Some(w) => w.run(tasks, &run),
+                None => (0..tasks).for_each(run),
             }
         });
+        // SAFETY: the tasks above stored every element of `out[..total]`
+        // (every group's columns of every row) and have all finished.
+        unsafe { out.set_len(total) };
         Ok(())
     }
 
@@ -609,99 +625,107 @@ impl QuantMatrix {
 }
 
 impl QuantMatrix {
-    /// Groups `g0 ..` (as many as `part` holds) for every row with the AMX
-    /// kernel, into `part` (`[group][row][feature]`).
+    /// Groups `span` for every row with the AMX kernel, each handed to
+    /// `store` (`[row][feature of the group]`).
     ///
     /// # Safety
     /// The CPU and the OS must run AMX-INT8 ([`amx_ready`]), and `acts`
     /// must be padded to whole tiles ([`amx_tiles`]).
     #[cfg(target_arch = "x86_64")]
-    unsafe fn amx_groups(&self, g0: usize, acts: &Activations, rows: usize, part: &mut [f32]) {
+    unsafe fn amx_groups(
+        &self,
+        span: std::ops::Range<usize>,
+        acts: &Activations,
+        rows: usize,
+        store: &dyn Fn(usize, &[f32]),
+    ) {
         let nb = self.kp / BLOCK;
         let (tiles, height) = amx_tiles(rows);
         amx::configure(height);
-        UNPACKED.with(|cell| {
-            let mut fresh = Vec::new();
-            let mut held = cell.try_borrow_mut();
-            let unpacked = match held.as_mut() {
-                Ok(v) => &mut **v,
-                Err(_) => &mut fresh,
-            };
-            let mut sums = [0f32; AMX_ROWS * GROUP];
-            for (dg, o) in part.chunks_exact_mut(rows * GROUP).enumerate() {
-                let g = g0 + dg;
-                let lanes = g * nb * GROUP;
-                let scale = self.scale[lanes..].as_ptr();
-                let (w, min, bias) = match &self.codes {
-                    Codes::Int4 { codes, min } => {
-                        amx::unpack(
-                            &codes[g * nb * INT4_BYTES..(g + 1) * nb * INT4_BYTES],
-                            unpacked,
-                        );
-                        (
-                            unpacked.as_ptr() as *const i8,
-                            min[lanes..].as_ptr(),
-                            std::ptr::null(),
-                        )
-                    }
-                    Codes::Int8 { codes, bias } => (
-                        codes[g * nb * INT8_BYTES..].as_ptr(),
-                        std::ptr::null(),
-                        bias[lanes..].as_ptr(),
-                    ),
+        with_group_out(rows, |o| {
+            UNPACKED.with(|cell| {
+                let mut fresh = Vec::new();
+                let mut held = cell.try_borrow_mut();
+                let unpacked = match held.as_mut() {
+                    Ok(v) => &mut **v,
+                    Err(_) => &mut fresh,
                 };
-                for tile in 0..tiles {
-                    let r0 = tile * height;
-                    let args = amx::Args {
-                        w,
-                        scale,
-                        min,
-                        bias,
-                        x: acts.codes[r0 * self.kp..].as_ptr(),
-                        kp: self.kp,
-                        e: acts.scale[r0 * nb..].as_ptr(),
-                        s: acts.sum[r0 * nb..].as_ptr(),
-                        nb,
-                        out: sums.as_mut_ptr(),
+                let mut sums = [0f32; AMX_ROWS * GROUP];
+                for g in span {
+                    let lanes = g * nb * GROUP;
+                    let scale = self.scale[lanes..].as_ptr();
+                    let (w, min, bias) = match &self.codes {
+                        Codes::Int4 { codes, min } => {
+                            amx::unpack(
+                                &codes[g * nb * INT4_BYTES..(g + 1) * nb * INT4_BYTES],
+                                unpacked,
+                            );
+                            (
+                                unpacked.as_ptr() as *const i8,
+                                min[lanes..].as_ptr(),
+                                std::ptr::null(),
+                            )
+                        }
+                        Codes::Int8 { codes, bias } => (
+                            codes[g * nb * INT8_BYTES..].as_ptr(),
+                            std::ptr::null(),
+                            bias[lanes..].as_ptr(),
+                        ),
                     };
-                    match (height, self.bits() == 8) {
-                        (1, false) => amx::tile::<1, false>(&args),
-                        (2, false) => amx::tile::<2, false>(&args),
-                        (3, false) => amx::tile::<3, false>(&args),
-                        (4, false) => amx::tile::<4, false>(&args),
-                        (5, false) => amx::tile::<5, false>(&args),
-                        (6, false) => amx::tile::<6, false>(&args),
-                        (7, false) => amx::tile::<7, false>(&args),
-                        (8, false) => amx::tile::<8, false>(&args),
-                        (9, false) => amx::tile::<9, false>(&args),
-                        (10, false) => amx::tile::<10, false>(&args),
-                        (11, false) => amx::tile::<11, false>(&args),
-                        (12, false) => amx::tile::<12, false>(&args),
-                        (13, false) => amx::tile::<13, false>(&args),
-                        (14, false) => amx::tile::<14, false>(&args),
-                        (15, false) => amx::tile::<15, false>(&args),
-                        (_, false) => amx::tile::<16, false>(&args),
-                        (1, true) => amx::tile::<1, true>(&args),
-                        (2, true) => amx::tile::<2, true>(&args),
-                        (3, true) => amx::tile::<3, true>(&args),
-                        (4, true) => amx::tile::<4, true>(&args),
-                        (5, true) => amx::tile::<5, true>(&args),
-                        (6, true) => amx::tile::<6, true>(&args),
-                        (7, true) => amx::tile::<7, true>(&args),
-                        (8, true) => amx::tile::<8, true>(&args),
-                        (9, true) => amx::tile::<9, true>(&args),
-                        (10, true) => amx::tile::<10, true>(&args),
-                        (11, true) => amx::tile::<11, true>(&args),
-                        (12, true) => amx::tile::<12, true>(&args),
-                        (13, true) => amx::tile::<13, true>(&args),
-                        (14, true) => amx::tile::<14, true>(&args),
-                        (15, true) => amx::tile::<15, true>(&args),
-                        (_, true) => amx::tile::<16, true>(&args),
+                    for tile in 0..tiles {
+                        let r0 = tile * height;
+                        let args = amx::Args {
+                            w,
+                            scale,
+                            min,
+                            bias,
+                            x: acts.codes[r0 * self.kp..].as_ptr(),
+                            kp: self.kp,
+                            e: acts.scale[r0 * nb..].as_ptr(),
+                            s: acts.sum[r0 * nb..].as_ptr(),
+                            nb,
+                            out: sums.as_mut_ptr(),
+                        };
+                        match (height, self.bits() == 8) {
+                            (1, false) => amx::tile::<1, false>(&args),
+                            (2, false) => amx::tile::<2, false>(&args),
+                            (3, false) => amx::tile::<3, false>(&args),
+                            (4, false) => amx::tile::<4, false>(&args),
+                            (5, false) => amx::tile::<5, false>(&args),
+                            (6, false) => amx::tile::<6, false>(&args),
+                            (7, false) => amx::tile::<7, false>(&args),
+                            (8, false) => amx::tile::<8, false>(&args),
+                            (9, false) => amx::tile::<9, false>(&args),
+                            (10, false) => amx::tile::<10, false>(&args),
+                            (11, false) => amx::tile::<11, false>(&args),
+                            (12, false) => amx::tile::<12, false>(&args),
+                            (13, false) => amx::tile::<13, false>(&args),
+                            (14, false) => amx::tile::<14, false>(&args),
+                            (15, false) => amx::tile::<15, false>(&args),
+                            (_, false) => amx::tile::<16, false>(&args),
+                            (1, true) => amx::tile::<1, true>(&args),
+                            (2, true) => amx::tile::<2, true>(&args),
+                            (3, true) => amx::tile::<3, true>(&args),
+                            (4, true) => amx::tile::<4, true>(&args),
+                            (5, true) => amx::tile::<5, true>(&args),
+                            (6, true) => amx::tile::<6, true>(&args),
+                            (7, true) => amx::tile::<7, true>(&args),
+                            (8, true) => amx::tile::<8, true>(&args),
+                            (9, true) => amx::tile::<9, true>(&args),
+                            (10, true) => amx::tile::<10, true>(&args),
+                            (11, true) => amx::tile::<11, true>(&args),
+                            (12, true) => amx::tile::<12, true>(&args),
+                            (13, true) => amx::tile::<13, true>(&args),
+                            (14, true) => amx::tile::<14, true>(&args),
+                            (15, true) => amx::tile::<15, true>(&args),
+                            (_, true) => amx::tile::<16, true>(&args),
+                        }
+                        let real = height.min(rows - r0);
+                        o[r0 * GROUP..(r0 + real) * GROUP].copy_from_slice(&sums[..real * GROUP]);
                     }
-                    let real = height.min(rows - r0);
-                    o[r0 * GROUP..(r0 + real) * GROUP].copy_from_slice(&sums[..real * GROUP]);
+                    store(g, o);
                 }
-            }
+            })
         });
         amx::release();
     }
@@ -769,11 +793,34 @@ impl Activations {
 struct Scratch {
     padded: Vec<f32>,
     acts: Activations,
-    grouped: Vec<f32>,
+}
+
+/// `out`'s buffer, shared by the tasks of one matmul, each of which stores
+/// only its own groups' columns.
+struct OutPtr(*mut f32);
+// SAFETY: see `store` in `QuantMatrix::matmul_on`: tasks write disjoint
+// elements, and the matmul waits for all of them.
+unsafe impl Sync for OutPtr {}
+
+/// Runs `f` with this thread's buffer for one group's outputs of `rows`
+/// rows (`[row][feature of the group]`).
+fn with_group_out<R>(rows: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    GROUP_OUT.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut held = cell.try_borrow_mut();
+        let buf = match held.as_mut() {
+            Ok(v) => &mut **v,
+            Err(_) => &mut fresh,
+        };
+        buf.clear();
+        buf.resize(rows * GROUP, 0.0);
+        f(buf)
+    })
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    static GROUP_OUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `v` rounded to the nearest integer, ties to even, for `|v| < 2²²`:
