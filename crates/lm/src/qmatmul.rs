@@ -369,9 +369,7 @@ impl QuantMatrix {
         for row in x.chunks_exact(self.k) {
             both.extend_from_slice(row);
             for block in row.chunks(BLOCK) {
-                let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let e = amax / 127.0;
-                let inv = if e > 0.0 { 1.0 / e } else { 0.0 };
+                let (e, inv) = block_scale(block);
                 both.extend(
                     block
                         .iter()
@@ -455,7 +453,7 @@ impl QuantMatrix {
                 }
                 &padded[..]
             };
-            acts.quantize(x, rows, self.bits() == 8);
+            acts.quantize(x, rows, self.bits() == 8, kernel != Kernel::Portable);
             if kernel == Kernel::Amx {
                 let (tiles, height) = amx_tiles(rows);
                 acts.pad_to(tiles * height);
@@ -748,30 +746,48 @@ struct Activations {
 }
 
 impl Activations {
-    /// Quantizes `rows` rows `x` (whole blocks) into these buffers.
-    fn quantize(&mut self, x: &[f32], rows: usize, unsigned: bool) {
+    /// Quantizes `rows` rows `x` (whole blocks) into these buffers, with
+    /// AVX-512 if `simd` (the same bits).
+    fn quantize(&mut self, x: &[f32], rows: usize, unsigned: bool, simd: bool) {
         self.rows = rows;
-        self.codes.clear();
-        self.scale.clear();
-        self.sum.clear();
-        for block in x.chunks_exact(BLOCK) {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let e = amax / 127.0;
-            let inv = if e > 0.0 { 1.0 / e } else { 0.0 };
+        let blocks = x.len() / BLOCK;
+        self.codes.resize(blocks * BLOCK, 0);
+        self.scale.resize(blocks, 0.0);
+        self.sum.resize(blocks, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` only where the CPU has AVX-512F/BW; the
+            // buffers hold `blocks` blocks.
+            unsafe {
+                avx512::quantize(x, unsigned, &mut self.codes, &mut self.scale, &mut self.sum)
+            };
+            return;
+        }
+        for (b, block) in x.chunks_exact(BLOCK).enumerate() {
+            let (e, inv) = block_scale(block);
             let mut total = 0i32;
-            for &v in block {
+            for (c, &v) in self.codes[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(block) {
                 let p = round_even((v * inv).clamp(-127.0, 127.0)) as i32;
                 total += p;
-                self.codes.push(if unsigned {
+                *c = if unsigned {
                     (p + 128) as u8
                 } else {
                     p as i8 as u8
-                });
+                };
             }
-            self.scale.push(e);
-            self.sum.push(e * total as f32);
+            self.scale[b] = e;
+            self.sum[b] = e * total as f32;
         }
     }
+}
+
+/// A block's activation scale `e = max|x| / 127` and its inverse (0 for
+/// an all-zero block).
+#[inline]
+fn block_scale(block: &[f32]) -> (f32, f32) {
+    let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let e = amax / 127.0;
+    (e, if e > 0.0 { 1.0 / e } else { 0.0 })
 }
 
 impl Activations {
@@ -946,6 +962,51 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn four(x: *const u8, i: usize) -> __m512i {
         _mm512_set1_epi32((x.add(i) as *const i32).read_unaligned())
+    }
+
+    /// [`super::Activations::quantize`]'s blocks with the same operations
+    /// in the same order, sixteen lanes at a time (the same bits).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize(
+        x: &[f32],
+        unsigned: bool,
+        codes: &mut [u8],
+        scale: &mut [f32],
+        sum: &mut [f32],
+    ) {
+        let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+        let offset = _mm512_set1_epi32(if unsigned { 128 } else { 0 });
+        for (b, block) in x.chunks_exact(BLOCK).enumerate() {
+            let v0 = _mm512_loadu_ps(block.as_ptr());
+            let v1 = _mm512_loadu_ps(block.as_ptr().add(16));
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            let e = amax / 127.0;
+            let inv = _mm512_set1_ps(if e > 0.0 { 1.0 / e } else { 0.0 });
+            // Clamped, rounded to the nearest (ties to even) and converted.
+            macro_rules! code {
+                ($v:expr) => {
+                    _mm512_cvtps_epi32(_mm512_roundscale_ps::<
+                        { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                    >(_mm512_min_ps(
+                        _mm512_max_ps(_mm512_mul_ps($v, inv), lo),
+                        hi,
+                    )))
+                };
+            }
+            let (p0, p1) = (code!(v0), code!(v1));
+            let total = _mm512_reduce_add_epi32(_mm512_add_epi32(p0, p1));
+            let out = codes.as_mut_ptr().add(b * BLOCK);
+            _mm_storeu_si128(
+                out as *mut __m128i,
+                _mm512_cvtepi32_epi8(_mm512_add_epi32(p0, offset)),
+            );
+            _mm_storeu_si128(
+                out.add(16) as *mut __m128i,
+                _mm512_cvtepi32_epi8(_mm512_add_epi32(p1, offset)),
+            );
+            scale[b] = e;
+            sum[b] = e * total as f32;
+        }
     }
 
     /// `R` rows times one group of int4 features; see the module
@@ -1492,7 +1553,10 @@ mod tests {
                 QuantMatrix::int8(&rng.vec(n * k), n, k).unwrap(),
             ] {
                 for rows in [1, 3, 4, 8, 11, 16, 17, 33] {
-                    let x = rng.vec(rows * k);
+                    let mut x = rng.vec(rows * k);
+                    x[BLOCK..2 * BLOCK].fill(0.0); // an all-zero block
+                    x[2 * BLOCK + 3] = -40.0; // an outlier
+                    x[2 * BLOCK + 4] = 40.0 * 2.5 / 127.0; // about 2.5 codes: next to a tie
                     let mut plain = Vec::new();
                     m.matmul_on(&x, rows, &mut plain, 1, Kernel::Portable)
                         .unwrap();
