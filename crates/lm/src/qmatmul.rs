@@ -879,9 +879,9 @@ impl Kernel {
     }
 }
 
-/// Activation rows from which the AMX kernel is used: SmolLM2 decode, two
-/// threads, gained 15% at 32 rows and 2% at 16, nothing measurable at 4
-/// and 8 (`docs/language-models.md`).
+/// Activation rows from which the AMX kernel is used: in SmolLM2 decode
+/// (two threads) it gained 6% at 32 rows and nothing measurable at 4, 8
+/// and 16 (`docs/language-models.md`).
 const AMX_MIN_ROWS: usize = 16;
 
 /// Rows per AMX tile.
@@ -1190,39 +1190,24 @@ mod amx {
     unsafe fn product<const C: usize, const INT8: bool>(a: &Args, b: usize) {
         let (x, w) = (a.x.add(b * BLOCK), a.w.add(b * INT8_BYTES));
         let (kp, row) = (a.kp, 64usize);
+        // Sums in tmm`$c`, activations in tmm`$c + 2`, weights in tmm`$c + 4`.
+        macro_rules! product {
+            ($c:literal, $a:literal, $w:literal, $op:literal) => {
+                asm!(
+                    concat!("tilezero tmm", $c),
+                    concat!("tileloadd tmm", $a, ", [{x} + {kp}*1]"),
+                    concat!("tileloadd tmm", $w, ", [{w} + {row}*1]"),
+                    concat!($op, " tmm", $c, ", tmm", $a, ", tmm", $w),
+                    x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
+                    options(nostack, readonly, preserves_flags)
+                )
+            };
+        }
         match (C, INT8) {
-            (0, false) => asm!(
-                "tilezero tmm0",
-                "tileloadd tmm2, [{x} + {kp}*1]",
-                "tileloadd tmm4, [{w} + {row}*1]",
-                "tdpbssd tmm0, tmm2, tmm4",
-                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
-                options(nostack, readonly, preserves_flags)
-            ),
-            (0, true) => asm!(
-                "tilezero tmm0",
-                "tileloadd tmm2, [{x} + {kp}*1]",
-                "tileloadd tmm4, [{w} + {row}*1]",
-                "tdpbusd tmm0, tmm2, tmm4",
-                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
-                options(nostack, readonly, preserves_flags)
-            ),
-            (_, false) => asm!(
-                "tilezero tmm1",
-                "tileloadd tmm3, [{x} + {kp}*1]",
-                "tileloadd tmm5, [{w} + {row}*1]",
-                "tdpbssd tmm1, tmm3, tmm5",
-                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
-                options(nostack, readonly, preserves_flags)
-            ),
-            (_, true) => asm!(
-                "tilezero tmm1",
-                "tileloadd tmm3, [{x} + {kp}*1]",
-                "tileloadd tmm5, [{w} + {row}*1]",
-                "tdpbusd tmm1, tmm3, tmm5",
-                x = in(reg) x, kp = in(reg) kp, w = in(reg) w, row = in(reg) row,
-                options(nostack, readonly, preserves_flags)
-            ),
+            (0, false) => product!("0", "2", "4", "tdpbssd"),
+            (0, true) => product!("0", "2", "4", "tdpbusd"),
+            (_, false) => product!("1", "3", "5", "tdpbssd"),
+            (_, true) => product!("1", "3", "5", "tdpbusd"),
         }
     }
 
