@@ -1,4 +1,5 @@
-//! Keeping freed memory in the process, for the processes that run models.
+//! Keeping memory: freed memory stays in the process (for the processes that
+//! run models), and hot loops reuse per-thread buffers ([`with_reused`]).
 //!
 //! A decode step or an RL update allocates and frees tensors of megabytes
 //! (a batch's logits) to hundreds of megabytes (an update's recorded
@@ -29,4 +30,17 @@ pub fn keep_freed_memory() -> bool {
     {
         false
     }
+}
+
+/// Runs `f` on this thread's value in `key`: buffers reused from call to
+/// call, so that hot loops do not allocate and fault in fresh pages. A
+/// re-entrant call (the value already borrowed) gets a fresh default value.
+pub(crate) fn with_reused<T: Default + 'static, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<T>>,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut value) => f(&mut value),
+        Err(_) => f(&mut T::default()),
+    })
 }

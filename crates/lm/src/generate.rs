@@ -266,16 +266,7 @@ fn sample_tempered(logits: &[f32], inv_t: f32, rng: &mut Rng) -> Option<usize> {
     if max == f32::NEG_INFINITY {
         return None;
     }
-    WEIGHTS.with(|cell| {
-        let mut held = cell.try_borrow_mut();
-        let mut fresh = (Vec::new(), Vec::new());
-        let (weights, blocks) = match held.as_mut() {
-            Ok(w) => {
-                let (a, b) = &mut **w;
-                (a, b)
-            }
-            Err(_) => (&mut fresh.0, &mut fresh.1),
-        };
+    crate::alloc::with_reused(&WEIGHTS, |(weights, blocks)| {
         weights.clear();
         weights.resize(logits.len(), 0.0);
         fill_weights(weights, logits, max, inv_t);

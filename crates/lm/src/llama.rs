@@ -442,10 +442,7 @@ impl Llama {
             };
             let workers = (b > 1).then(|| crate::workers::workers(threads)).flatten();
             crate::workers::for_chunks(workers, &mut y, qd, &|r, yr| {
-                SCORES.with(|s| match s.try_borrow_mut() {
-                    Ok(mut s) => attend_row(r, yr, &mut s),
-                    Err(_) => attend_row(r, yr, &mut Vec::new()),
-                })
+                crate::alloc::with_reused(&SCORES, |s| attend_row(r, yr, s))
             });
             cache.advance(1);
             blk.attn.wo.forward_host(&y, b, &mut proj)?;

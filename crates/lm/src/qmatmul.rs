@@ -435,13 +435,7 @@ impl QuantMatrix {
         }
         // Buffers reused from call to call on this thread: a decode step
         // would otherwise fault in megabytes of fresh pages per matmul.
-        SCRATCH.with(|cell| {
-            let mut fresh = Scratch::default();
-            let mut held = cell.try_borrow_mut();
-            let scratch = match held.as_mut() {
-                Ok(s) => &mut **s,
-                Err(_) => &mut fresh,
-            };
+        crate::alloc::with_reused(&SCRATCH, |scratch| {
             let Scratch { padded, acts } = scratch;
             let x = if self.kp == self.k {
                 x
@@ -641,13 +635,7 @@ impl QuantMatrix {
         let (tiles, height) = amx_tiles(rows);
         amx::configure(height);
         with_group_out(rows, |o| {
-            UNPACKED.with(|cell| {
-                let mut fresh = Vec::new();
-                let mut held = cell.try_borrow_mut();
-                let unpacked = match held.as_mut() {
-                    Ok(v) => &mut **v,
-                    Err(_) => &mut fresh,
-                };
+            crate::alloc::with_reused(&UNPACKED, |unpacked| {
                 let mut sums = [0f32; AMX_ROWS * GROUP];
                 for g in span {
                     let lanes = g * nb * GROUP;
@@ -684,39 +672,19 @@ impl QuantMatrix {
                             nb,
                             out: sums.as_mut_ptr(),
                         };
-                        match (height, self.bits() == 8) {
-                            (1, false) => amx::tile::<1, false>(&args),
-                            (2, false) => amx::tile::<2, false>(&args),
-                            (3, false) => amx::tile::<3, false>(&args),
-                            (4, false) => amx::tile::<4, false>(&args),
-                            (5, false) => amx::tile::<5, false>(&args),
-                            (6, false) => amx::tile::<6, false>(&args),
-                            (7, false) => amx::tile::<7, false>(&args),
-                            (8, false) => amx::tile::<8, false>(&args),
-                            (9, false) => amx::tile::<9, false>(&args),
-                            (10, false) => amx::tile::<10, false>(&args),
-                            (11, false) => amx::tile::<11, false>(&args),
-                            (12, false) => amx::tile::<12, false>(&args),
-                            (13, false) => amx::tile::<13, false>(&args),
-                            (14, false) => amx::tile::<14, false>(&args),
-                            (15, false) => amx::tile::<15, false>(&args),
-                            (_, false) => amx::tile::<16, false>(&args),
-                            (1, true) => amx::tile::<1, true>(&args),
-                            (2, true) => amx::tile::<2, true>(&args),
-                            (3, true) => amx::tile::<3, true>(&args),
-                            (4, true) => amx::tile::<4, true>(&args),
-                            (5, true) => amx::tile::<5, true>(&args),
-                            (6, true) => amx::tile::<6, true>(&args),
-                            (7, true) => amx::tile::<7, true>(&args),
-                            (8, true) => amx::tile::<8, true>(&args),
-                            (9, true) => amx::tile::<9, true>(&args),
-                            (10, true) => amx::tile::<10, true>(&args),
-                            (11, true) => amx::tile::<11, true>(&args),
-                            (12, true) => amx::tile::<12, true>(&args),
-                            (13, true) => amx::tile::<13, true>(&args),
-                            (14, true) => amx::tile::<14, true>(&args),
-                            (15, true) => amx::tile::<15, true>(&args),
-                            (_, true) => amx::tile::<16, true>(&args),
+                        // The tile height as a constant (1 to 16 rows).
+                        macro_rules! by_height {
+                            ($int8:literal: $($h:literal)*) => {
+                                match height {
+                                    $($h => amx::tile::<$h, $int8>(&args),)*
+                                    _ => amx::tile::<16, $int8>(&args),
+                                }
+                            };
+                        }
+                        if self.bits() == 8 {
+                            by_height!(true: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+                        } else {
+                            by_height!(false: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
                         }
                         let real = height.min(rows - r0);
                         o[r0 * GROUP..(r0 + real) * GROUP].copy_from_slice(&sums[..real * GROUP]);
@@ -821,13 +789,7 @@ unsafe impl Sync for OutPtr {}
 /// Runs `f` with this thread's buffer for one group's outputs of `rows`
 /// rows (`[row][feature of the group]`).
 fn with_group_out<R>(rows: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    GROUP_OUT.with(|cell| {
-        let mut fresh = Vec::new();
-        let mut held = cell.try_borrow_mut();
-        let buf = match held.as_mut() {
-            Ok(v) => &mut **v,
-            Err(_) => &mut fresh,
-        };
+    crate::alloc::with_reused(&GROUP_OUT, |buf| {
         buf.clear();
         buf.resize(rows * GROUP, 0.0);
         f(buf)
