@@ -242,7 +242,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut decode = Vec::new();
     // `--batch=N` measures one batch size (for profiling); default 1 and 8.
     let batches: Vec<i64> = match args.iter().find_map(|a| a.strip_prefix("--batch=")) {
-        Some(n) => vec![n.parse()?],
+        Some(n) => match n.parse::<i64>() {
+            Ok(b) if b > 0 => vec![b],
+            _ => return Err(format!("--batch={n}: expected a positive whole number").into()),
+        },
         None => vec![1, 8],
     };
     for &b in &batches {
