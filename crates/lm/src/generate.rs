@@ -252,17 +252,7 @@ pub(crate) fn sample_row(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> u
 fn sample_tempered(logits: &[f32], inv_t: f32, rng: &mut Rng) -> Option<usize> {
     const BLOCK: usize = 64;
     // Non-finite logits (masked tokens) get no weight.
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = logits.chunks_exact(16);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = m.max(if v.is_finite() { v } else { f32::NEG_INFINITY });
-        }
-    }
-    let max = chunks.remainder().iter().filter(|v| v.is_finite()).fold(
-        lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        |a, &b| a.max(b),
-    );
+    let max = finite_max(logits);
     if max == f32::NEG_INFINITY {
         return None;
     }
@@ -302,6 +292,66 @@ fn sample_tempered(logits: &[f32], inv_t: f32, rng: &mut Rng) -> Option<usize> {
         }
         Some(last)
     })
+}
+
+/// The largest finite logit (`-inf` when there is none).
+fn finite_max(logits: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = logits.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(if v.is_finite() { v } else { f32::NEG_INFINITY });
+        }
+    }
+    chunks.remainder().iter().filter(|v| v.is_finite()).fold(
+        lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        |a, &b| a.max(b),
+    )
+}
+
+/// `log softmax(logits)[token]`, on the host: `logits[token] − max − ln Σ
+/// exp(logits − max)` over the finite logits, the exponentials by
+/// [`exp_nonpos`] (sixteen lanes wide where the CPU has AVX-512), summed in
+/// f32 over 256 logits at a time and in f64 across them. Agrees with
+/// libtorch's `log_softmax` to about 1e-6; no tensor operation, so a decode
+/// loop whose matmuls run on the host wakes no libtorch thread.
+pub(crate) fn log_prob(logits: &[f32], token: usize) -> f32 {
+    #[inline(always)]
+    fn exp_sum(logits: &[f32], max: f32) -> f64 {
+        logits
+            .chunks(256)
+            .map(|c| {
+                let mut lanes = [0f32; 16];
+                let mut parts = c.chunks_exact(16);
+                for part in &mut parts {
+                    for (a, &x) in lanes.iter_mut().zip(part) {
+                        *a += exp_nonpos(x - max);
+                    }
+                }
+                let tail: f32 = parts.remainder().iter().map(|&x| exp_nonpos(x - max)).sum();
+                lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
+            })
+            .sum()
+    }
+    let max = finite_max(logits);
+    let total = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide(logits: &[f32], max: f32) -> f64 {
+                exp_sum(logits, max)
+            }
+            match is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just here).
+                true => unsafe { wide(logits, max) },
+                false => exp_sum(logits, max),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        exp_sum(logits, max)
+    };
+    let x = logits.get(token).copied().unwrap_or(f32::NAN);
+    ((x - max) as f64 - total.ln()) as f32
 }
 
 thread_local! {
@@ -443,6 +493,30 @@ mod tests {
         }
         for x in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -88.0, 0.5] {
             assert_eq!(exp_nonpos(x), 0.0, "{x}");
+        }
+    }
+
+    #[test]
+    fn host_log_prob_matches_libtorch_log_softmax() {
+        tch::manual_seed(11);
+        let logits = Tensor::randn([3, 1000], (Kind::Float, tch::Device::Cpu)) * 6.0;
+        let _ = logits.get(2).narrow(0, 5, 40).fill_(f64::NEG_INFINITY);
+        let want = logits.log_softmax(-1, Kind::Float);
+        let (flat, vocab) = logits_rows(&logits).unwrap();
+        for (r, row) in flat.chunks(vocab).enumerate() {
+            for tok in [0, 1, 17, 44, 999] {
+                let (got, want) = (
+                    log_prob(row, tok),
+                    want.double_value(&[r as i64, tok as i64]),
+                );
+                match want.is_finite() {
+                    true => assert!(
+                        (got as f64 - want).abs() < 2e-6,
+                        "{r},{tok}: {got} vs {want}"
+                    ),
+                    false => assert_eq!(got, f32::NEG_INFINITY),
+                }
+            }
         }
     }
 

@@ -13,8 +13,8 @@ use tch::{Device, Kind, Tensor};
 use crate::common::{ForwardOutput, LayerCaches, LogitsScope};
 use crate::error::{LmError, Result};
 use crate::generate::{
-    logits_rows, sample_row, FinishReason, GenerateOptions, Generation, GenerationTiming, Rng,
-    StreamText, TokenEvent,
+    log_prob, logits_rows, sample_row, FinishReason, GenerateOptions, Generation, GenerationTiming,
+    Rng, StreamText, TokenEvent,
 };
 use crate::gguf::GgufFile;
 use crate::gpt2::Gpt2;
@@ -833,29 +833,16 @@ impl Model {
                 seconds: &mut timing.decode_seconds,
             };
             for step in 0..opts.max_new_tokens {
-                let logp = last.f_log_softmax(-1, Kind::Float)?;
                 let (flat, vocab) = logits_rows(&last)?;
                 let rows: Vec<&[f32]> = flat.chunks(vocab).collect();
-                // Sample every row first, then read only the chosen
-                // tokens' log-probs (not a copy of all of them).
-                let chosen: Vec<i64> = (0..b)
-                    .map(|i| match done[i] {
-                        true => 0,
-                        false => sample_row(rows[i], opts.sampling, &mut rngs[i]) as i64,
-                    })
-                    .collect();
-                let idx = Tensor::f_from_slice(&chosen)?
-                    .f_view([b as i64, 1])?
-                    .f_to_device(logp.device())?;
-                let lps = Vec::<f32>::try_from(logp.f_gather(1, &idx, false)?.f_view([-1])?)?;
                 let mut next = Vec::with_capacity(b);
                 for i in 0..b {
                     if done[i] {
                         next.push(pad);
                         continue;
                     }
-                    let tok = chosen[i] as usize;
-                    let lp = lps[i];
+                    let tok = sample_row(rows[i], opts.sampling, &mut rngs[i]);
+                    let lp = log_prob(rows[i], tok);
                     let tok = tok as u32;
                     gens[i].tokens.push(tok);
                     gens[i].logprobs.push(lp);
