@@ -171,17 +171,37 @@ impl Rng {
     }
 }
 
+avx512_or_plain! {
+    /// The index of the first largest logit, NaNs aside (where every logit
+    /// is NaN, the last index).
+    fn argmax(logits: &[f32]) -> usize = argmax_body
+}
+
+#[inline(always)]
+fn argmax_body(logits: &[f32]) -> usize {
+    // The largest non-NaN value, sixteen lanes at a time (a NaN compares
+    // false), then its first position.
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = logits.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    logits
+        .iter()
+        .position(|&v| v == max)
+        .unwrap_or(logits.len().saturating_sub(1))
+}
+
 /// Picks a token from one row of logits.
 pub(crate) fn sample_row(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> usize {
-    let argmax = || {
-        let mut best = 0;
-        for (i, &v) in logits.iter().enumerate() {
-            if v > logits[best] || logits[best].is_nan() {
-                best = i;
-            }
-        }
-        best
-    };
+    let argmax = || argmax(logits);
     let (temperature, top_k, top_p) = match sampling {
         Sampling::Greedy => return argmax(),
         Sampling::Sample {
@@ -295,6 +315,7 @@ fn sample_tempered(logits: &[f32], inv_t: f32, rng: &mut Rng) -> Option<usize> {
 }
 
 /// The largest finite logit (`-inf` when there is none).
+#[inline(always)]
 fn finite_max(logits: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let mut chunks = logits.chunks_exact(16);
@@ -316,42 +337,34 @@ fn finite_max(logits: &[f32]) -> f32 {
 /// libtorch's `log_softmax` to about 1e-6; no tensor operation, so a decode
 /// loop whose matmuls run on the host wakes no libtorch thread.
 pub(crate) fn log_prob(logits: &[f32], token: usize) -> f32 {
-    #[inline(always)]
-    fn exp_sum(logits: &[f32], max: f32) -> f64 {
-        logits
-            .chunks(256)
-            .map(|c| {
-                let mut lanes = [0f32; 16];
-                let mut parts = c.chunks_exact(16);
-                for part in &mut parts {
-                    for (a, &x) in lanes.iter_mut().zip(part) {
-                        *a += exp_nonpos(x - max);
-                    }
-                }
-                let tail: f32 = parts.remainder().iter().map(|&x| exp_nonpos(x - max)).sum();
-                lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
-            })
-            .sum()
-    }
-    let max = finite_max(logits);
-    let total = {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn wide(logits: &[f32], max: f32) -> f64 {
-                exp_sum(logits, max)
-            }
-            match is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just here).
-                true => unsafe { wide(logits, max) },
-                false => exp_sum(logits, max),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        exp_sum(logits, max)
-    };
     let x = logits.get(token).copied().unwrap_or(f32::NAN);
+    let (max, total) = max_and_exp_sum(logits);
     ((x - max) as f64 - total.ln()) as f32
+}
+
+avx512_or_plain! {
+    /// The largest finite logit and `Σ exp(logit − max)` (see [`log_prob`]).
+    fn max_and_exp_sum(logits: &[f32]) -> (f32, f64) = max_and_exp_sum_body
+}
+
+#[inline(always)]
+fn max_and_exp_sum_body(logits: &[f32]) -> (f32, f64) {
+    let max = finite_max(logits);
+    let total = logits
+        .chunks(256)
+        .map(|c| {
+            let mut lanes = [0f32; 16];
+            let mut parts = c.chunks_exact(16);
+            for part in &mut parts {
+                for (a, &x) in lanes.iter_mut().zip(part) {
+                    *a += exp_nonpos(x - max);
+                }
+            }
+            let tail: f32 = parts.remainder().iter().map(|&x| exp_nonpos(x - max)).sum();
+            lanes.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
+        })
+        .sum();
+    (max, total)
 }
 
 thread_local! {
@@ -360,29 +373,16 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `weights[i] = exp_nonpos((logits[i] − max)·inv_t)`, sixteen lanes wide
-/// where the CPU has AVX-512 (the same operations either way, so the same
-/// bits: Rust never fuses a multiply and an add on its own).
-fn fill_weights(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
-    #[inline(always)]
-    fn body(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
-        for (w, &x) in weights.iter_mut().zip(logits) {
-            *w = exp_nonpos((x - max) * inv_t);
-        }
+avx512_or_plain! {
+    /// `weights[i] = exp_nonpos((logits[i] − max)·inv_t)`.
+    fn fill_weights(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) = fill_weights_body
+}
+
+#[inline(always)]
+fn fill_weights_body(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
+    for (w, &x) in weights.iter_mut().zip(logits) {
+        *w = exp_nonpos((x - max) * inv_t);
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) {
-            body(weights, logits, max, inv_t)
-        }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            unsafe { wide(weights, logits, max, inv_t) };
-            return;
-        }
-    }
-    body(weights, logits, max, inv_t)
 }
 
 /// `eˣ` for `−87 ≤ x ≤ 0` to a few ulps, 0 elsewhere (NaN and ±∞ included):
@@ -527,6 +527,35 @@ mod tests {
             sample_row(&[0.1, 3.0, -1.0, 2.9], Sampling::Greedy, &mut r),
             1
         );
+        // The first of equal maxima, wherever it lies (lanes, the tail past
+        // the last whole vector); NaNs never win; a row of NaNs gives its
+        // last index, a row of -inf its first.
+        let mut rng = Rng::new(5, 0);
+        for len in [1usize, 15, 16, 17, 100, 1000] {
+            for _ in 0..20 {
+                let mut row: Vec<f32> = (0..len)
+                    .map(|_| (rng.uniform() * 8.0).floor() as f32)
+                    .collect();
+                if len > 3 {
+                    row[len / 3] = f32::NAN;
+                    row[len - 1] = f32::NEG_INFINITY;
+                }
+                let mut best = 0;
+                for (i, &v) in row.iter().enumerate() {
+                    if v > row[best] || row[best].is_nan() {
+                        best = i;
+                    }
+                }
+                assert_eq!(argmax(&row), best, "{row:?}");
+            }
+        }
+        let mut tail = vec![1.0f32; 37];
+        tail[35] = 2.0;
+        tail[36] = 2.0;
+        assert_eq!(argmax(&tail), 35);
+        assert_eq!(argmax(&[f32::NAN; 20]), 19);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 20]), 0);
+        assert_eq!(argmax(&[f32::NAN, f32::NEG_INFINITY, 1.0]), 2);
     }
 
     #[test]

@@ -157,12 +157,26 @@ pub(crate) fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
-/// `silu(gate) · up` for each row of `gu` laid out `[gate (ffn) | up (ffn)]`.
-pub(crate) fn silu_mul(gu: &[f32], ffn: usize, out: &mut Vec<f32>) {
+avx512_or_plain! {
+    /// `silu(gate) · up` for each row of `gu` laid out `[gate (ffn) | up
+    /// (ffn)]`, into `out`.
+    pub(crate) fn silu_mul(gu: &[f32], ffn: usize, out: &mut Vec<f32>) = silu_mul_body
+}
+
+/// `silu(g) = g · σ(g)` with `σ(g) = 1 / (1 + e⁻ᵍ)` for `g ≥ 0` and `eᵍ /
+/// (1 + eᵍ)` below, `e^−|g|` by [`crate::generate::exp_nonpos`] (no libm
+/// call: the loop vectorises).
+#[inline(always)]
+fn silu_mul_body(gu: &[f32], ffn: usize, out: &mut Vec<f32>) {
     out.clear();
-    for row in gu.chunks_exact(2 * ffn) {
+    out.resize(gu.len() / 2, 0.0);
+    for (o, row) in out.chunks_exact_mut(ffn).zip(gu.chunks_exact(2 * ffn)) {
         let (g, u) = row.split_at(ffn);
-        out.extend(g.iter().zip(u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u));
+        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+            let e = crate::generate::exp_nonpos(-g.abs());
+            let sigmoid = if g >= 0.0 { 1.0 } else { e } / (1.0 + e);
+            *o = g * sigmoid * u;
+        }
     }
 }
 

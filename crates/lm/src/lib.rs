@@ -20,6 +20,31 @@
 //! # Ok::<(), emorl_lm::LmError>(())
 //! ```
 
+/// Defines `$name`, which calls `$body` (an `#[inline(always)]` function of
+/// plain loops) compiled for AVX-512 where the CPU has it, so that LLVM
+/// runs its loops sixteen lanes wide, and as it is elsewhere. The same
+/// operations either way, so the same bits (Rust never fuses a multiply
+/// and an add on its own).
+macro_rules! avx512_or_plain {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $body:ident) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn wide($($a: $t),*) $(-> $r)? {
+                    $body($($a),*)
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just here).
+                    return unsafe { wide($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+
 pub mod alloc;
 pub mod common;
 pub mod config;

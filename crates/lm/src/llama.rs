@@ -387,7 +387,15 @@ impl Llama {
             })
             .collect();
         let inv_freq = host::f32_view(&self.inv_freq)?;
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        // Each row's rotary cosines and sines, the same in every layer.
+        let half = inv_freq.len();
+        let (mut cos, mut sin) = (Vec::with_capacity(b * half), Vec::with_capacity(b * half));
+        let (mut c_row, mut s_row) = (Vec::new(), Vec::new());
+        for &p in &positions {
+            host::rope_angles(p, inv_freq, &mut c_row, &mut s_row);
+            cos.extend_from_slice(&c_row);
+            sin.extend_from_slice(&s_row);
+        }
         let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
         let (mut h, mut proj, mut y, mut act) =
             (Vec::new(), Vec::new(), vec![0f32; b * qd], Vec::new());
@@ -403,9 +411,9 @@ impl Llama {
             let (kbuf, vbuf, cap, own) = (kv.k, kv.v, kv.cap, kv.own);
             for r in 0..b {
                 let row = &mut proj[r * (qd + 2 * kd)..(r + 1) * (qd + 2 * kd)];
-                host::rope_angles(positions[r], inv_freq, &mut cos, &mut sin);
                 let (qk, v) = row.split_at_mut(qd + kd);
-                host::rope(qk, hd, &cos, &sin);
+                let angles = r * half..(r + 1) * half;
+                host::rope(qk, hd, &cos[angles.clone()], &sin[angles]);
                 for g in 0..heads.kv {
                     let at = ((r * heads.kv + g) * cap + own) * hd;
                     kbuf[at..at + hd].copy_from_slice(&qk[qd + g * hd..qd + (g + 1) * hd]);
