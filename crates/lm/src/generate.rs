@@ -199,6 +199,31 @@ fn argmax_body(logits: &[f32]) -> usize {
         .unwrap_or(logits.len().saturating_sub(1))
 }
 
+/// Each row's token and its log-probability ([`sample_row`],
+/// [`log_prob`]), `None` for rows that are `done`. Rows run on the decode
+/// workers when there are several; each draws from its own random stream,
+/// so the picks do not depend on the thread count.
+pub(crate) fn pick_rows(
+    rows: &[&[f32]],
+    done: &[bool],
+    sampling: Sampling,
+    rngs: &mut [Rng],
+) -> Vec<Option<(usize, f32)>> {
+    let mut slots: Vec<(&mut Rng, Option<(usize, f32)>)> =
+        rngs.iter_mut().map(|r| (r, None)).collect();
+    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
+    let workers = (rows.len() > 1)
+        .then(|| crate::workers::workers(threads))
+        .flatten();
+    crate::workers::for_chunks(workers, &mut slots, 1, &|i, slot| {
+        if let (Some(row), Some(false), [(rng, pick)]) = (rows.get(i), done.get(i).copied(), slot) {
+            let tok = sample_row(row, sampling, rng);
+            *pick = Some((tok, log_prob(row, tok)));
+        }
+    });
+    slots.into_iter().map(|(_, pick)| pick).collect()
+}
+
 /// Picks a token from one row of logits.
 pub(crate) fn sample_row(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> usize {
     let argmax = || argmax(logits);
@@ -409,18 +434,21 @@ pub(crate) fn exp_nonpos(x: f32) -> f32 {
     }
 }
 
-/// `[batch, vocab]` logits as one flat row-major `f32` vector and the
-/// vocabulary size (one copy; rows are `chunks(vocab)`).
-pub(crate) fn logits_rows(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
-    let l = logits.f_to_kind(Kind::Float)?.f_contiguous()?;
-    let s = l.size();
+/// `[batch, vocab]` logits as a contiguous f32 CPU tensor (the same
+/// tensor, not a copy, when it is one already; its values are
+/// [`crate::host::f32_view`], row after row) and the vocabulary size.
+pub(crate) fn host_logits(logits: &Tensor) -> Result<(Tensor, usize)> {
+    let s = logits.size();
     if s.len() != 2 {
         return Err(LmError::InvalidArgument(format!(
             "expected [batch, vocab] logits, got {s:?}"
         )));
     }
-    let flat = Vec::<f32>::try_from(&l.f_view([-1])?)?;
-    Ok((flat, s[1].max(1) as usize))
+    let l = logits
+        .f_to_device(tch::Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?;
+    Ok((l, s[1].max(1) as usize))
 }
 
 /// Incremental detokenisation for streaming: the text a new token adds.
@@ -502,7 +530,8 @@ mod tests {
         let logits = Tensor::randn([3, 1000], (Kind::Float, tch::Device::Cpu)) * 6.0;
         let _ = logits.get(2).narrow(0, 5, 40).fill_(f64::NEG_INFINITY);
         let want = logits.log_softmax(-1, Kind::Float);
-        let (flat, vocab) = logits_rows(&logits).unwrap();
+        let (host, vocab) = host_logits(&logits).unwrap();
+        let flat = crate::host::f32_view(&host).unwrap();
         for (r, row) in flat.chunks(vocab).enumerate() {
             for tok in [0, 1, 17, 44, 999] {
                 let (got, want) = (

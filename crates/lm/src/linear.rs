@@ -224,6 +224,26 @@ impl Linear {
 }
 
 impl Linear {
+    /// `x · Wᵀ` for `rows` host rows of `x` as a `[rows, out]` f32 tensor,
+    /// the packed copy's outputs stored in it directly (the output layer of
+    /// a decode step: a vocabulary of logits per row, copied once less).
+    pub(crate) fn forward_host_tensor(&self, x: &[f32], rows: usize) -> Result<Tensor> {
+        let Some(packed) = &self.packed else {
+            let a = crate::host::rows_tensor(x, rows)?;
+            return Ok(a.f_linear::<&Tensor>(&self.weight, None)?);
+        };
+        let mut y = Tensor::f_empty(
+            [rows as i64, self.out_features()],
+            (Kind::Float, tch::Device::Cpu),
+        )?;
+        let out = crate::host::f32_view_mut(&mut y)?;
+        match self.refined {
+            true => packed.matmul_refined_into(x, rows, out)?,
+            false => packed.matmul_into(x, rows, out)?,
+        }
+        Ok(y)
+    }
+
     /// `x · Wᵀ` for `rows` host rows of `x` (`rows × in`), into `out`
     /// (`rows × out`): through the packed copy where there is one, else
     /// the dense weight (which

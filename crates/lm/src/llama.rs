@@ -463,8 +463,8 @@ impl Llama {
         }
         self.past += 1;
         host::rms_norm(&x, host::f32_view(&self.norm.weight)?, eps, &mut h);
-        self.lm_head.forward_host(&h, b, &mut proj)?;
-        host::f32_tensor(&proj, &[b as i64, 1, (proj.len() / b.max(1)) as i64])
+        let logits = self.lm_head.forward_host_tensor(&h, b)?;
+        Ok(logits.f_unsqueeze(1)?)
     }
 
     /// Loads a Llama model from a GGUF file.

@@ -13,8 +13,8 @@ use tch::{Device, Kind, Tensor};
 use crate::common::{ForwardOutput, LayerCaches, LogitsScope};
 use crate::error::{LmError, Result};
 use crate::generate::{
-    log_prob, logits_rows, sample_row, FinishReason, GenerateOptions, Generation, GenerationTiming,
-    Rng, StreamText, TokenEvent,
+    host_logits, pick_rows, FinishReason, GenerateOptions, Generation, GenerationTiming, Rng,
+    StreamText, TokenEvent,
 };
 use crate::gguf::GgufFile;
 use crate::gpt2::Gpt2;
@@ -833,16 +833,16 @@ impl Model {
                 seconds: &mut timing.decode_seconds,
             };
             for step in 0..opts.max_new_tokens {
-                let (flat, vocab) = logits_rows(&last)?;
+                let (host, vocab) = host_logits(&last)?;
+                let flat = crate::host::f32_view(&host)?;
                 let rows: Vec<&[f32]> = flat.chunks(vocab).collect();
+                let picks = pick_rows(&rows, &done, opts.sampling, &mut rngs);
                 let mut next = Vec::with_capacity(b);
                 for i in 0..b {
-                    if done[i] {
+                    let Some((tok, lp)) = picks[i] else {
                         next.push(pad);
                         continue;
-                    }
-                    let tok = sample_row(rows[i], opts.sampling, &mut rngs[i]);
-                    let lp = log_prob(rows[i], tok);
+                    };
                     let tok = tok as u32;
                     gens[i].tokens.push(tok);
                     gens[i].logprobs.push(lp);

@@ -405,8 +405,28 @@ impl QuantMatrix {
     /// "Paris").
     pub fn matmul_refined(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
         self.check_rows(x, rows)?;
+        // SAFETY: `x` holds `rows` rows (checked); `into_vec` gives room
+        // for `rows × n` outputs.
+        into_vec(out, rows * self.n, |dst| unsafe {
+            self.refined_to(x, rows, dst)
+        })
+    }
+
+    /// [`QuantMatrix::matmul_refined`] into `out` (`rows × n` values).
+    pub fn matmul_refined_into(&self, x: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        self.check_rows(x, rows)?;
+        self.check_out(out, rows)?;
+        // SAFETY: `out` holds `rows × n` values (checked).
+        unsafe { self.refined_to(x, rows, out.as_mut_ptr()) };
+        Ok(())
+    }
+
+    /// # Safety
+    /// `x` holds `rows` rows of `k`; `dst` has room for `rows × n` values.
+    unsafe fn refined_to(&self, x: &[f32], rows: usize, dst: *mut f32) {
         // Each row followed by what its rounding loses: one matmul of twice
-        // the rows, so that both passes share every weight load.
+        // the rows, so that both passes share every weight load, whose
+        // outputs are added pair by pair as they are stored.
         let mut both = Vec::with_capacity(2 * x.len());
         for row in x.chunks_exact(self.k) {
             both.extend_from_slice(row);
@@ -419,14 +439,15 @@ impl QuantMatrix {
                 );
             }
         }
-        let mut pair = Vec::new();
-        self.matmul(&both, 2 * rows, &mut pair)?;
-        out.clear();
-        for two in pair.chunks_exact(2 * self.n) {
-            let (first, second) = two.split_at(self.n);
-            out.extend(first.iter().zip(second).map(|(f, s)| f + s));
-        }
-        Ok(())
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+        self.matmul_to(
+            &both,
+            2 * rows,
+            dst,
+            threads,
+            Kernel::for_rows(2 * rows),
+            true,
+        );
     }
 
     /// An error unless `x` holds `rows` rows of this matrix's width.
@@ -442,11 +463,44 @@ impl QuantMatrix {
         Ok(())
     }
 
+    /// An error unless `out` holds `rows` rows of outputs.
+    fn check_out(&self, out: &[f32], rows: usize) -> Result<()> {
+        if out.len() != rows * self.n {
+            return Err(LmError::InvalidArgument(format!(
+                "room for {} outputs, {rows} rows of a [{}, {}] quantized matrix give {}",
+                out.len(),
+                self.n,
+                self.k,
+                rows * self.n
+            )));
+        }
+        Ok(())
+    }
+
     /// `x · Wᵀ` for `rows` rows of `x` (`rows × k`, row-major), into `out`
     /// (`rows × n`), on libtorch's thread count.
     pub fn matmul(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<()> {
         let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
         self.matmul_threads(x, rows, out, threads)
+    }
+
+    /// [`QuantMatrix::matmul`] into `out` (`rows × n` values).
+    pub fn matmul_into(&self, x: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        self.check_rows(x, rows)?;
+        self.check_out(out, rows)?;
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+        // SAFETY: `x` and `out` hold `rows` rows (checked).
+        unsafe {
+            self.matmul_to(
+                x,
+                rows,
+                out.as_mut_ptr(),
+                threads,
+                Kernel::for_rows(rows),
+                false,
+            )
+        };
+        Ok(())
     }
 
     /// [`QuantMatrix::matmul`] on `threads` threads.
@@ -469,11 +523,31 @@ impl QuantMatrix {
         kernel: Kernel,
     ) -> Result<()> {
         self.check_rows(x, rows)?;
-        let total = rows * self.n;
-        out.clear();
-        out.reserve(total);
+        // SAFETY: `x` holds `rows` rows (checked); `into_vec` gives room
+        // for `rows × n` outputs.
+        into_vec(out, rows * self.n, |dst| unsafe {
+            self.matmul_to(x, rows, dst, threads, kernel, false)
+        })
+    }
+
+    /// `x · Wᵀ` into `dst` (`rows × n`), or with `pairs`, the sum of each
+    /// two consecutive rows' outputs (`rows / 2 × n`: row `r` the first
+    /// of pair `r` plus the second).
+    ///
+    /// # Safety
+    /// `x` holds `rows` rows of `k` (an even count with `pairs`), and `dst`
+    /// has room for every output.
+    unsafe fn matmul_to(
+        &self,
+        x: &[f32],
+        rows: usize,
+        dst: *mut f32,
+        threads: usize,
+        kernel: Kernel,
+        pairs: bool,
+    ) {
         if rows == 0 {
-            return Ok(());
+            return;
         }
         // Buffers reused from call to call on this thread: a decode step
         // would otherwise fault in megabytes of fresh pages per matmul.
@@ -496,16 +570,28 @@ impl QuantMatrix {
             }
             let acts = &*acts;
             let groups = self.n.div_ceil(GROUP);
-            let dst = OutPtr(out.as_mut_ptr());
+            let dst = OutPtr(dst);
             let dst = &dst;
             // Group `g`'s outputs (`[row][feature of the group]`) into
-            // their columns of `out`.
+            // their columns of `dst`.
             let store = |g: usize, lanes: &[f32]| {
                 let width = GROUP.min(self.n - g * GROUP);
+                if pairs {
+                    for (r, two) in lanes.chunks_exact(2 * GROUP).enumerate() {
+                        let (first, second) = two.split_at(GROUP);
+                        // SAFETY: as below, for `rows / 2` rows.
+                        let o = unsafe { dst.0.add(r * self.n + g * GROUP) };
+                        for (l, (f, s)) in first.iter().zip(second).take(width).enumerate() {
+                            // SAFETY: as below.
+                            unsafe { *o.add(l) = f + s };
+                        }
+                    }
+                    return;
+                }
                 for (r, v) in lanes.chunks_exact(GROUP).enumerate() {
-                    // SAFETY: `out` holds `total` elements of capacity;
-                    // row `r`, columns `16g .. 16g + width` lie inside it
-                    // and belong to group `g` alone, which one task stores.
+                    // SAFETY: `dst` has room for every row's outputs; row
+                    // `r`, columns `16g .. 16g + width` belong to group `g`
+                    // alone, which one task stores.
                     unsafe {
                         std::ptr::copy_nonoverlapping(
                             v.as_ptr(),
@@ -543,10 +629,6 @@ impl QuantMatrix {
                 None => (0..tasks).for_each(run),
             }
         });
-        // SAFETY: the tasks above stored every element of `out[..total]`
-        // (every group's columns of every row) and have all finished.
-        unsafe { out.set_len(total) };
-        Ok(())
     }
 
     /// Group `g`'s outputs for every row, into `out` (`[row][feature]`).
@@ -826,6 +908,18 @@ impl Activations {
 struct Scratch {
     padded: Vec<f32>,
     acts: Activations,
+}
+
+/// Fills `out` with `total` values that `write` stores through the pointer
+/// it is given (every one of them, as the matmuls do).
+fn into_vec(out: &mut Vec<f32>, total: usize, write: impl FnOnce(*mut f32)) -> Result<()> {
+    out.clear();
+    out.reserve(total);
+    write(out.as_mut_ptr());
+    // SAFETY: `write` stored every element of `out[..total]` (every
+    // group's columns of every row) within the capacity reserved.
+    unsafe { out.set_len(total) };
+    Ok(())
 }
 
 /// `out`'s buffer, shared by the tasks of one matmul, each of which stores
@@ -1557,6 +1651,17 @@ mod tests {
         let (mut once, mut refined) = (Vec::new(), Vec::new());
         m.matmul(&x, 3, &mut once).unwrap();
         m.matmul_refined(&x, 3, &mut refined).unwrap();
+        // The same into a slice; a slice of the wrong size is an error.
+        let mut into = vec![0f32; 3 * n];
+        m.matmul_refined_into(&x, 3, &mut into).unwrap();
+        assert_eq!(into, refined);
+        m.matmul_into(&x, 3, &mut into).unwrap();
+        assert_eq!(into, once);
+        let e = m
+            .matmul_into(&x, 3, &mut into[1..])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("room for 119 outputs"), "{e}");
         let (e1, e2) = (max_rel_err(&once, &exact), max_rel_err(&refined, &exact));
         assert!(
             e2 < 1e-4 && e2 * 20.0 < e1,
@@ -1595,6 +1700,27 @@ mod tests {
                         let mut fast = Vec::new();
                         m.matmul_on(&x, rows, &mut fast, 2, kernel).unwrap();
                         assert_eq!(fast, plain, "{kernel:?}, {} bits, {rows} rows", m.bits());
+                    }
+                    // Pairs of rows added as they are stored (the refined
+                    // output layer): the sums of the rows' outputs.
+                    if rows % 2 == 0 {
+                        let want: Vec<f32> = plain
+                            .chunks_exact(2 * n)
+                            .flat_map(|two| {
+                                let (f, s) = two.split_at(n);
+                                f.iter().zip(s).map(|(f, s)| f + s).collect::<Vec<_>>()
+                            })
+                            .collect();
+                        for &kernel in &kernels {
+                            let mut got = Vec::new();
+                            // SAFETY: `x` holds `rows` rows, an even count;
+                            // `into_vec` gives room for `rows / 2` rows.
+                            into_vec(&mut got, rows / 2 * n, |dst| unsafe {
+                                m.matmul_to(&x, rows, dst, 2, kernel, true)
+                            })
+                            .unwrap();
+                            assert_eq!(got, want, "pairs, {kernel:?}, {rows} rows");
+                        }
                     }
                 }
             }
