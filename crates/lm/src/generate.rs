@@ -179,24 +179,32 @@ avx512_or_plain! {
 
 #[inline(always)]
 fn argmax_body(logits: &[f32]) -> usize {
-    // The largest non-NaN value, sixteen lanes at a time (a NaN compares
-    // false), then its first position.
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = logits.chunks_exact(16);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    // The largest non-NaN value (a NaN compares false), then its first
+    // position.
+    let max = lanes_max(logits, |_| true);
     logits
         .iter()
         .position(|&v| v == max)
         .unwrap_or(logits.len().saturating_sub(1))
+}
+
+/// The largest of the logits that `keep` accepts and that are not NaN
+/// (`-inf` when there is none), sixteen lanes at a time.
+#[inline(always)]
+fn lanes_max(logits: &[f32], keep: impl Fn(f32) -> bool) -> f32 {
+    let larger = |m: f32, v: f32| if keep(v) && v > m { v } else { m };
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = logits.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = larger(*m, v);
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| larger(m, v))
 }
 
 /// Each row's token and its log-probability ([`sample_row`],
@@ -342,17 +350,7 @@ fn sample_tempered(logits: &[f32], inv_t: f32, rng: &mut Rng) -> Option<usize> {
 /// The largest finite logit (`-inf` when there is none).
 #[inline(always)]
 fn finite_max(logits: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = logits.chunks_exact(16);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = m.max(if v.is_finite() { v } else { f32::NEG_INFINITY });
-        }
-    }
-    chunks.remainder().iter().filter(|v| v.is_finite()).fold(
-        lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        |a, &b| a.max(b),
-    )
+    lanes_max(logits, f32::is_finite)
 }
 
 /// `log softmax(logits)[token]`, on the host: `logits[token] − max − ln Σ

@@ -452,26 +452,19 @@ impl QuantMatrix {
 
     /// An error unless `x` holds `rows` rows of this matrix's width.
     fn check_rows(&self, x: &[f32], rows: usize) -> Result<()> {
-        if x.len() != rows * self.k {
-            return Err(LmError::InvalidArgument(format!(
-                "{} activations for {rows} rows of a [{}, {}] quantized matrix",
-                x.len(),
-                self.n,
-                self.k
-            )));
-        }
-        Ok(())
+        self.check_len("activations", x.len(), rows * self.k, rows)
     }
 
-    /// An error unless `out` holds `rows` rows of outputs.
+    /// An error unless `out` has room for `rows` rows of outputs.
     fn check_out(&self, out: &[f32], rows: usize) -> Result<()> {
-        if out.len() != rows * self.n {
+        self.check_len("places for outputs", out.len(), rows * self.n, rows)
+    }
+
+    fn check_len(&self, what: &str, len: usize, want: usize, rows: usize) -> Result<()> {
+        if len != want {
             return Err(LmError::InvalidArgument(format!(
-                "room for {} outputs, {rows} rows of a [{}, {}] quantized matrix give {}",
-                out.len(),
-                self.n,
-                self.k,
-                rows * self.n
+                "{len} {what} for {rows} rows of a [{}, {}] quantized matrix (expected {want})",
+                self.n, self.k
             )));
         }
         Ok(())
@@ -1661,7 +1654,7 @@ mod tests {
             .matmul_into(&x, 3, &mut into[1..])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("room for 119 outputs"), "{e}");
+        assert!(e.contains("119 places for outputs for 3 rows"), "{e}");
         let (e1, e2) = (max_rel_err(&once, &exact), max_rel_err(&refined, &exact));
         assert!(
             e2 < 1e-4 && e2 * 20.0 < e1,
