@@ -8,6 +8,7 @@
 use tch::{Kind, Tensor};
 
 use crate::error::{LmError, Result};
+use crate::host::exp_nonpos;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -408,30 +409,6 @@ fn fill_weights_body(weights: &mut [f32], logits: &[f32], max: f32, inv_t: f32) 
     }
 }
 
-/// `eˣ` for `−87 ≤ x ≤ 0` to a few ulps, 0 elsewhere (NaN and ±∞ included):
-/// `2ⁿ·eʳ` with `n` the integer nearest `x·log₂e`, `r = x − n·ln 2` (ln 2 in
-/// two parts) and `eʳ` by Cephes' polynomial. Plain multiplies and adds,
-/// without branches, so that loops over it vectorise.
-#[inline(always)]
-pub(crate) fn exp_nonpos(x: f32) -> f32 {
-    let live = (-87.0..=0.0).contains(&x);
-    let x = if live { x } else { 0.0 };
-    let n = crate::qmatmul::round_even(x * std::f32::consts::LOG2_E);
-    let [hi, lo] = crate::host::LN2_PARTS;
-    let r = x - n * hi - n * lo;
-    let mut p = crate::host::EXP_POLY[0];
-    for c in &crate::host::EXP_POLY[1..] {
-        p = p * r + c;
-    }
-    let y = 1.0 + r + r * r * p;
-    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
-    if live {
-        y * scale
-    } else {
-        0.0
-    }
-}
-
 /// `[batch, vocab]` logits as a contiguous f32 CPU tensor (the same
 /// tensor, not a copy, when it is one already; its values are
 /// [`crate::host::f32_view`], row after row) and the vocabulary size.
@@ -506,21 +483,6 @@ impl StreamText {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_nonpos_is_close_and_zero_outside() {
-        for i in 0..=87_000 {
-            let x = -(i as f32) / 1000.0;
-            let (got, want) = (exp_nonpos(x) as f64, (x as f64).exp());
-            assert!(
-                (got - want).abs() / want < 4.0 * f32::EPSILON as f64,
-                "exp({x}) = {got}"
-            );
-        }
-        for x in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -88.0, 0.5] {
-            assert_eq!(exp_nonpos(x), 0.0, "{x}");
-        }
-    }
 
     #[test]
     fn host_log_prob_matches_libtorch_log_softmax() {

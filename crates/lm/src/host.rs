@@ -164,7 +164,7 @@ avx512_or_plain! {
 }
 
 /// `silu(g) = g · σ(g)` with `σ(g) = 1 / (1 + e⁻ᵍ)` for `g ≥ 0` and `eᵍ /
-/// (1 + eᵍ)` below, `e^−|g|` by [`crate::generate::exp_nonpos`] (no libm
+/// (1 + eᵍ)` below, `e^−|g|` by [`exp_nonpos`] (no libm
 /// call: the loop vectorises).
 #[inline(always)]
 fn silu_mul_body(gu: &[f32], ffn: usize, out: &mut Vec<f32>) {
@@ -173,7 +173,7 @@ fn silu_mul_body(gu: &[f32], ffn: usize, out: &mut Vec<f32>) {
     for (o, row) in out.chunks_exact_mut(ffn).zip(gu.chunks_exact(2 * ffn)) {
         let (g, u) = row.split_at(ffn);
         for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-            let e = crate::generate::exp_nonpos(-g.abs());
+            let e = exp_nonpos(-g.abs());
             let sigmoid = if g >= 0.0 { 1.0 } else { e } / (1.0 + e);
             *o = g * sigmoid * u;
         }
@@ -192,6 +192,30 @@ pub(crate) const EXP_POLY: [f32; 6] = [
     0.166_666_65,
     0.5,
 ];
+
+/// `eˣ` for `−87 ≤ x ≤ 0` to a few ulps, 0 elsewhere (NaN and ±∞ included):
+/// `2ⁿ·eʳ` with `n` the integer nearest `x·log₂e`, `r = x − n·ln 2` (ln 2 in
+/// two parts) and `eʳ` by Cephes' polynomial. Plain multiplies and adds,
+/// without branches, so that loops over it vectorise.
+#[inline(always)]
+pub(crate) fn exp_nonpos(x: f32) -> f32 {
+    let live = (-87.0..=0.0).contains(&x);
+    let x = if live { x } else { 0.0 };
+    let n = crate::qmatmul::round_even(x * std::f32::consts::LOG2_E);
+    let [hi, lo] = LN2_PARTS;
+    let r = x - n * hi - n * lo;
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p * r + c;
+    }
+    let y = 1.0 + r + r * r * p;
+    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    if live {
+        y * scale
+    } else {
+        0.0
+    }
+}
 
 /// Heads of one attention layer.
 #[derive(Debug, Clone, Copy)]
@@ -647,6 +671,21 @@ mod tests {
     }
 
     #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exp_nonpos_is_close_and_zero_outside() {
+        for i in 0..=87_000 {
+            let x = -(i as f32) / 1000.0;
+            let (got, want) = (exp_nonpos(x) as f64, (x as f64).exp());
+            assert!(
+                (got - want).abs() / want < 4.0 * f32::EPSILON as f64,
+                "exp({x}) = {got}"
+            );
+        }
+        for x in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -88.0, 0.5] {
+            assert_eq!(exp_nonpos(x), 0.0, "{x}");
+        }
+    }
+
     #[test]
     fn vector_exp_is_within_three_ulps() {
         if !avx512::available() {
