@@ -391,37 +391,16 @@ mod avx512 {
         fn dot(a: &[f32], b: &[f32]) -> f32 {
             // SAFETY: reached only from `attend` below (AVX-512F present);
             // both slices hold `a.len()` values, a multiple of 16.
-            unsafe { lane_sum(products(a.as_ptr(), b.as_ptr(), a.len())) }
-        }
-        /// Sixteen keys at a time: their sixteen vectors of products are
-        /// reduced together into one vector of sums (45 operations instead
-        /// of sixteen reductions of about eight), each in the order of
-        /// [`lane_sum`], which the remaining keys take one by one: a
-        /// score's bits do not depend on where its key falls.
-        #[inline(always)]
-        fn scores(q: &[f32], k: &[f32], d: usize, scale: f32, out: &mut [f32], stride: usize) {
-            let n = k.len() / d;
-            // SAFETY: as in `dot`; `q` holds whole heads of `d` (a multiple
-            // of 16), `k` `n` keys of `d`, and `out` row `i` (one per head)
-            // `n` scores from `i · stride`.
             unsafe {
-                let scale = _mm512_set1_ps(scale);
-                for (i, qi) in q.chunks_exact(d).enumerate() {
-                    let o = out[i * stride..][..n].as_mut_ptr();
-                    let mut j = 0;
-                    while j + 16 <= n {
-                        let v: [__m512; 16] = std::array::from_fn(|p| {
-                            products(qi.as_ptr(), k.as_ptr().add((j + p) * d), d)
-                        });
-                        _mm512_storeu_ps(o.add(j), _mm512_mul_ps(sums16(&v), scale));
-                        j += 16;
-                    }
-                    for j in j..n {
-                        let kj = k.as_ptr().add(j * d);
-                        *o.add(j) =
-                            lane_sum(products(qi.as_ptr(), kj, d)) * _mm512_cvtss_f32(scale);
-                    }
+                let mut acc = _mm512_setzero_ps();
+                for i in (0..a.len()).step_by(16) {
+                    acc = _mm512_fmadd_ps(
+                        _mm512_loadu_ps(a.as_ptr().add(i)),
+                        _mm512_loadu_ps(b.as_ptr().add(i)),
+                        acc,
+                    );
                 }
+                _mm512_reduce_add_ps(acc)
             }
         }
         /// Sixty-four outputs at a time stay in registers over all `j`
@@ -547,61 +526,6 @@ mod avx512 {
                 out[..c.len()].to_vec()
             })
             .collect()
-    }
-
-    /// `Σ a_t·b_t` over `d` values (a multiple of 16), sixteen lanes of
-    /// fused multiply-adds in order of `t`.
-    #[inline(always)]
-    unsafe fn products(a: *const f32, b: *const f32, d: usize) -> __m512 {
-        let mut acc = _mm512_setzero_ps();
-        for t in (0..d).step_by(16) {
-            acc = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(t)), _mm512_loadu_ps(b.add(t)), acc);
-        }
-        acc
-    }
-
-    /// The sum of a vector's lanes `x`: within each quarter `(x0 + x2) +
-    /// (x1 + x3)`, then over quarters `(Q0 + Q2) + (Q1 + Q3)`.
-    #[inline(always)]
-    unsafe fn lane_sum(v: __m512) -> f32 {
-        let v = _mm512_add_ps(v, _mm512_permute_ps::<0b01_00_11_10>(v));
-        let v = _mm512_add_ps(v, _mm512_permute_ps::<0b10_11_00_01>(v));
-        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0b01_00_11_10>(v, v));
-        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0b10_11_00_01>(v, v));
-        _mm512_cvtss_f32(v)
-    }
-
-    /// Lane `p` of the result: [`lane_sum`] of `v[p]`, the same additions
-    /// in the same order, for sixteen vectors at once.
-    #[inline(always)]
-    unsafe fn sums16(v: &[__m512; 16]) -> __m512 {
-        // Per quarter, lanes (x0 + x2, x1 + x3) of two vectors, interleaved.
-        let pair = |a: __m512, b: __m512| {
-            _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
-        };
-        // Per quarter, the quarter sums of four vectors.
-        let four = |a: __m512, b: __m512| {
-            _mm512_add_ps(
-                _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
-                _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
-            )
-        };
-        let c: [__m512; 4] = std::array::from_fn(|g| {
-            let v = &v[4 * g..4 * g + 4];
-            four(pair(v[0], v[1]), pair(v[2], v[3]))
-        });
-        // Quarter `g` of the result: the totals of `c[g]`'s quarters.
-        let half = |a: __m512, b: __m512| {
-            _mm512_add_ps(
-                _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
-                _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
-            )
-        };
-        let (u01, u23) = (half(c[0], c[1]), half(c[2], c[3]));
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0b10_00_10_00>(u01, u23),
-            _mm512_shuffle_f32x4::<0b11_01_11_01>(u01, u23),
-        )
     }
 
     #[target_feature(enable = "avx512f")]
